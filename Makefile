@@ -1,0 +1,49 @@
+# The two commands a fresh Debian machine needs (as root): `make demo` and `make test`.
+BUILD_DIR ?= build
+ASAN_BUILD_DIR ?= build-asan
+TSAN_BUILD_DIR ?= build-tsan
+CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench format clean
+
+deps:
+	bash scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+	cmake --build $(BUILD_DIR)
+
+node-deps: deps
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+
+# The whole suite: unit and integration tests (C++ and the official Node SDK), then the same
+# C++ tests once more under AddressSanitizer and UndefinedBehaviorSanitizer.
+test: build node-deps
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j2
+	$(MAKE) test-asan
+
+test-unit: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j2 -R '^unit\.'
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCUTOVER_SANITIZE=address,undefined -DCUTOVER_NODE_TESTS=OFF
+	cmake --build $(ASAN_BUILD_DIR)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure -j2
+
+test-tsan: deps
+	cmake -S . -B $(TSAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCUTOVER_SANITIZE=thread -DCUTOVER_NODE_TESTS=OFF
+	cmake --build $(TSAN_BUILD_DIR)
+	ctest --test-dir $(TSAN_BUILD_DIR) --output-on-failure -j2
+
+demo: build
+	bash scripts/demo.sh
+
+bench: build
+	bash bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR) $(TSAN_BUILD_DIR)

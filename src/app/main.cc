@@ -1,0 +1,155 @@
+// The `cutover` binary: wiring of the subcommands onto the libraries under src/.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "config/config.h"
+#include "runtime/gateway_server.h"
+#include "simulate/fake_provider.h"
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace cutover;
+
+void setup_logging() {
+  auto logger = spdlog::stderr_color_mt("cutover");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+}
+
+std::shared_ptr<const config::Config> load_or_report(const std::string& path) {
+  auto loaded = config::load_from_file(path, config::process_environment());
+  for (const auto& error : loaded.errors) std::cerr << "config error: " << error << "\n";
+  return loaded.config;
+}
+
+// Blocks until SIGINT or SIGTERM; SIGHUP calls `on_reload`.
+void wait_for_signals(const std::function<void()>& on_reload) {
+  asio::io_context signals_context(1);
+  asio::signal_set signals(signals_context, SIGINT, SIGTERM, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_signal =
+      [&](boost::system::error_code ec, int number) {
+        if (ec) return;
+        if (number == SIGHUP) {
+          on_reload();
+          signals.async_wait(on_signal);
+          return;
+        }
+        spdlog::info("received {}, draining", number == SIGTERM ? "SIGTERM" : "SIGINT");
+      };
+  signals.async_wait(on_signal);
+  signals_context.run();
+}
+
+int serve(const std::string& config_path, bool check_only) {
+  auto config = load_or_report(config_path);
+  if (!config) {
+    std::cerr << "refusing to start: fix the configuration errors above\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << config_path << ": OK (" << config->providers.size() << " providers, "
+              << config->routes.size() << " routed models)\n";
+    return 0;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  std::unique_ptr<runtime::GatewayServer> server;
+  try {
+    server = std::make_unique<runtime::GatewayServer>(config);
+  } catch (const std::exception& e) {
+    spdlog::error("cannot start: {}", e.what());
+    return 1;
+  }
+  server->start();
+  spdlog::info("listening on {}:{} with {} workers", config->listen.address, server->port(),
+               server->worker_count());
+  auto drain_timeout = config->drain_timeout;
+  wait_for_signals([&] {
+    auto fresh = load_or_report(config_path);
+    if (!fresh) {
+      spdlog::error("reload refused; the running configuration stays in force");
+      return;
+    }
+    if (auto error = server->reload(fresh)) {
+      spdlog::error("reload refused: {}", *error);
+      return;
+    }
+    drain_timeout = fresh->drain_timeout;
+    spdlog::info("configuration reloaded from {}", config_path);
+  });
+  server->shutdown(drain_timeout);
+  spdlog::info("stopped");
+  return 0;
+}
+
+int simulate_provider(const std::string& address, std::uint16_t port, const std::string& profile_name,
+                      unsigned threads, const std::string& key_env) {
+  auto profile = simulate::profile_named(profile_name);
+  if (!profile) {
+    std::string names;
+    for (const auto& name : simulate::profile_names()) names += " " + name;
+    std::cerr << "unknown profile '" << profile_name << "'; known:" << names << "\n";
+    return 2;
+  }
+  if (!key_env.empty()) {
+    const char* key = std::getenv(key_env.c_str());
+    if (key == nullptr || *key == '\0') {
+      std::cerr << "environment variable " << key_env << " is not set\n";
+      return 2;
+    }
+    profile->required_key = key;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  simulate::FakeProvider provider(simulate::profile_script(*profile), port, address, nullptr,
+                                  threads);
+  spdlog::info("simulated provider '{}' listening on {}:{}", profile->name, address,
+               provider.port());
+  wait_for_signals([] {});
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  setup_logging();
+  CLI::App app{"cutover: a gateway for moving LLM traffic between providers, safely"};
+  app.require_subcommand(1);
+
+  std::string config_path = "cutover.yaml";
+  bool check_config = false;
+  auto* serve_command = app.add_subcommand("serve", "run the gateway");
+  serve_command->add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+  serve_command->add_flag("--check-config", check_config, "validate the configuration and exit");
+
+  auto* simulate_command = app.add_subcommand("simulate", "simulated providers and traffic");
+  simulate_command->require_subcommand(1);
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 9001;
+  std::string profile = "healthy";
+  unsigned threads = 1;
+  std::string key_env;
+  auto* provider_command =
+      simulate_command->add_subcommand("provider", "serve a simulated OpenAI-compatible provider");
+  provider_command->add_option("--address", address, "address to bind")->capture_default_str();
+  provider_command->add_option("-p,--port", port, "port (0 picks a free one)")->capture_default_str();
+  provider_command->add_option("--profile", profile,
+                               "behaviour: healthy, fast, slow, flaky, ratelimited, relay")
+      ->capture_default_str();
+  provider_command->add_option("--threads", threads, "event-loop threads")->capture_default_str();
+  provider_command->add_option("--api-key-env", key_env,
+                               "require this environment variable's value as the API key");
+
+  app.add_subcommand("version", "print the version")->callback([] {
+    std::cout << "cutover 0.1.0\n";
+  });
+
+  CLI11_PARSE(app, argc, argv);
+  if (serve_command->parsed()) return serve(config_path, check_config);
+  if (provider_command->parsed()) return simulate_provider(address, port, profile, threads, key_env);
+  return 0;
+}

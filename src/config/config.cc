@@ -1,0 +1,548 @@
+#include "config/config.h"
+
+#include <openssl/evp.h>
+#include <yaml-cpp/yaml.h>
+
+#include <boost/url/parse.hpp>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace cutover::config {
+
+const Provider* Config::find_provider(std::string_view name) const {
+  for (const auto& provider : providers) {
+    if (provider.name == name) return &provider;
+  }
+  return nullptr;
+}
+
+EnvironmentLookup process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(length * 2);
+  for (unsigned i = 0; i < length; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+namespace {
+
+// Collects every mistake instead of stopping at the first, so one run shows them all.
+class Validator {
+ public:
+  Validator(std::string source, EnvironmentLookup environment, std::string base_directory)
+      : source_(std::move(source)),
+        environment_(std::move(environment)),
+        base_directory_(std::move(base_directory)) {}
+
+  void error(const YAML::Node& node, const std::string& path, const std::string& message) {
+    std::ostringstream out;
+    out << source_;
+    if (node.IsDefined() && node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
+    out << ": " << path << ": " << message;
+    errors_.push_back(out.str());
+  }
+
+  bool expect_map(const YAML::Node& node, const std::string& path) {
+    if (node.IsMap()) return true;
+    error(node, path, "must be a mapping");
+    return false;
+  }
+
+  void reject_unknown_keys(const YAML::Node& node, const std::string& path,
+                           std::initializer_list<std::string_view> allowed) {
+    for (const auto& entry : node) {
+      const auto key = entry.first.as<std::string>("");
+      bool known = false;
+      for (auto candidate : allowed) known = known || key == candidate;
+      if (!known) {
+        std::string list;
+        for (auto candidate : allowed) {
+          if (!list.empty()) list += ", ";
+          list += candidate;
+        }
+        error(entry.first, join(path, key), "unknown key (expected one of: " + list + ")");
+      }
+    }
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+
+  std::optional<std::string> string_at(const YAML::Node& node, const std::string& path) {
+    if (!node.IsScalar()) {
+      error(node, path, "must be a string");
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  template <typename Integer>
+  std::optional<Integer> integer_at(const YAML::Node& node, const std::string& path,
+                                    Integer minimum, Integer maximum) {
+    Integer value{};
+    const auto& text = node.IsScalar() ? node.Scalar() : std::string();
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (!node.IsScalar() || ec != std::errc() || end != text.data() + text.size()) {
+      error(node, path, "must be a whole number");
+      return std::nullopt;
+    }
+    if (value < minimum || value > maximum) {
+      error(node, path,
+            "must be between " + std::to_string(minimum) + " and " + std::to_string(maximum));
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  std::optional<bool> bool_at(const YAML::Node& node, const std::string& path) {
+    bool value = false;
+    if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
+      error(node, path, "must be true or false");
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  // Durations are written with a unit ("250ms", "5s", "2m", "1h"); a bare number is milliseconds.
+  std::optional<Milliseconds> duration_at(const YAML::Node& node, const std::string& path) {
+    if (!node.IsScalar()) {
+      error(node, path, "must be a duration such as 250ms, 5s or 2m");
+      return std::nullopt;
+    }
+    const std::string& text = node.Scalar();
+    std::int64_t amount = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), amount);
+    const std::string_view unit(end, text.data() + text.size() - end);
+    std::int64_t factor = 0;
+    if (unit.empty() || unit == "ms") factor = 1;
+    if (unit == "s") factor = 1000;
+    if (unit == "m") factor = 60'000;
+    if (unit == "h") factor = 3'600'000;
+    if (ec != std::errc() || factor == 0 || amount <= 0) {
+      error(node, path, "'" + text + "' is not a positive duration such as 250ms, 5s or 2m");
+      return std::nullopt;
+    }
+    return Milliseconds(amount * factor);
+  }
+
+  std::optional<std::string> read_secret_file(const YAML::Node& node, const std::string& path,
+                                              const std::string& file) {
+    std::filesystem::path full(file);
+    if (full.is_relative()) full = std::filesystem::path(base_directory_) / full;
+    std::ifstream in(full);
+    if (!in) {
+      error(node, path, "cannot read key file '" + full.string() + "'");
+      return std::nullopt;
+    }
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    while (!content.empty() && (content.back() == '\n' || content.back() == '\r' ||
+                                content.back() == ' ')) {
+      content.pop_back();
+    }
+    if (content.empty()) {
+      error(node, path, "key file '" + full.string() + "' is empty");
+      return std::nullopt;
+    }
+    return content;
+  }
+
+  std::optional<std::string> read_environment(const YAML::Node& node, const std::string& path,
+                                              const std::string& variable) {
+    auto value = environment_(variable);
+    if (!value || value->empty()) {
+      error(node, path, "environment variable " + variable + " is not set");
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  std::string resolve_path(const std::string& file) const {
+    std::filesystem::path full(file);
+    if (full.is_relative()) full = std::filesystem::path(base_directory_) / full;
+    return full.string();
+  }
+
+  std::vector<std::string> take_errors() { return std::move(errors_); }
+
+ private:
+  std::string source_;
+  EnvironmentLookup environment_;
+  std::string base_directory_;
+  std::vector<std::string> errors_;
+};
+
+void parse_listen(Validator& v, const YAML::Node& node, Listener& listen) {
+  if (node.IsScalar()) {
+    const std::string& text = node.Scalar();
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) {
+      v.error(node, "listen", "must be HOST:PORT, e.g. 127.0.0.1:8080");
+      return;
+    }
+    auto host = text.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    YAML::Node port_node(text.substr(colon + 1));
+    if (auto port = v.integer_at<unsigned>(port_node, "listen", 0, 65535)) {
+      listen.address = host;
+      listen.port = static_cast<std::uint16_t>(*port);
+    }
+    return;
+  }
+  if (!v.expect_map(node, "listen")) return;
+  v.reject_unknown_keys(node, "listen", {"address", "port"});
+  if (node["address"]) {
+    if (auto address = v.string_at(node["address"], "listen.address")) listen.address = *address;
+  }
+  if (node["port"]) {
+    if (auto port = v.integer_at<unsigned>(node["port"], "listen.port", 0, 65535)) {
+      listen.port = static_cast<std::uint16_t>(*port);
+    }
+  }
+}
+
+void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& path,
+                    Provider& provider) {
+  auto text = v.string_at(node, path);
+  if (!text) return;
+  provider.base_url = *text;
+  auto parsed = boost::urls::parse_absolute_uri(*text);
+  if (!parsed) {
+    v.error(node, path, "'" + *text + "' is not a valid absolute URL");
+    return;
+  }
+  const auto scheme = parsed->scheme();
+  if (scheme != "http" && scheme != "https") {
+    v.error(node, path, "'" + *text + "' must use http or https");
+    return;
+  }
+  if (parsed->host().empty()) {
+    v.error(node, path, "'" + *text + "' has no host");
+    return;
+  }
+  if (parsed->has_query() || parsed->has_fragment() || parsed->has_userinfo()) {
+    v.error(node, path, "'" + *text + "' must not carry a query, fragment or credentials");
+    return;
+  }
+  provider.endpoint.tls = scheme == "https";
+  const auto encoded_host = parsed->encoded_host_address();
+  std::string host(encoded_host.data(), encoded_host.size());
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  provider.endpoint.host = host;
+  provider.endpoint.port = parsed->has_port() ? parsed->port_number()
+                                              : (provider.endpoint.tls ? 443 : 80);
+  if (parsed->has_port() && provider.endpoint.port == 0) {
+    v.error(node, path, "'" + *text + "' has an invalid port");
+  }
+  const auto encoded_path = parsed->encoded_path();
+  std::string base_path(encoded_path.data(), encoded_path.size());
+  while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
+  provider.endpoint.base_path = base_path;
+}
+
+void parse_provider(Validator& v, const std::string& name, const YAML::Node& node,
+                    Provider& provider) {
+  const std::string path = "providers." + name;
+  provider.name = name;
+  if (!v.expect_map(node, path)) return;
+  v.reject_unknown_keys(node, path,
+                        {"base_url", "api_key_env", "api_key_file", "no_api_key", "ca_file",
+                         "models", "timeouts", "max_connections", "stream_usage"});
+  if (!node["base_url"]) {
+    v.error(node, path, "missing required key base_url");
+  } else {
+    parse_endpoint(v, node["base_url"], path + ".base_url", provider);
+  }
+
+  const bool has_env = static_cast<bool>(node["api_key_env"]);
+  const bool has_file = static_cast<bool>(node["api_key_file"]);
+  bool no_key = false;
+  if (node["no_api_key"]) no_key = v.bool_at(node["no_api_key"], path + ".no_api_key").value_or(false);
+  if (has_env + has_file + no_key != 1) {
+    v.error(node, path,
+            "needs exactly one of api_key_env (a variable name), api_key_file (a path) or "
+            "no_api_key: true; keys are never written in the file");
+  } else if (has_env) {
+    if (auto variable = v.string_at(node["api_key_env"], path + ".api_key_env")) {
+      provider.api_key_source = "env:" + *variable;
+      if (auto key = v.read_environment(node["api_key_env"], path + ".api_key_env", *variable)) {
+        provider.api_key = *key;
+      }
+    }
+  } else if (has_file) {
+    if (auto file = v.string_at(node["api_key_file"], path + ".api_key_file")) {
+      provider.api_key_source = "file:" + *file;
+      if (auto key = v.read_secret_file(node["api_key_file"], path + ".api_key_file", *file)) {
+        provider.api_key = *key;
+      }
+    }
+  }
+
+  if (node["ca_file"]) {
+    if (auto file = v.string_at(node["ca_file"], path + ".ca_file")) {
+      const auto full = v.resolve_path(*file);
+      if (!std::filesystem::exists(full)) {
+        v.error(node["ca_file"], path + ".ca_file", "file '" + full + "' does not exist");
+      }
+      provider.ca_file = full;
+    }
+  }
+
+  if (!node["models"]) {
+    v.error(node, path, "missing required key models (client-facing name: provider's name)");
+  } else if (!node["models"].IsMap() || node["models"].size() == 0) {
+    v.error(node["models"], path + ".models",
+            "must map at least one client-facing model name to the provider's model name");
+  } else {
+    for (const auto& entry : node["models"]) {
+      const auto client_model = entry.first.as<std::string>("");
+      if (!entry.second.IsScalar() || entry.second.Scalar().empty()) {
+        v.error(entry.second, path + ".models." + client_model,
+                "must be the provider's model name");
+        continue;
+      }
+      provider.models[client_model] = entry.second.Scalar();
+    }
+  }
+
+  if (const auto& timeouts = node["timeouts"]) {
+    const std::string tpath = path + ".timeouts";
+    if (v.expect_map(timeouts, tpath)) {
+      v.reject_unknown_keys(timeouts, tpath, {"connect", "first_byte", "idle", "total"});
+      auto set = [&](const char* key, Milliseconds& target) {
+        if (timeouts[key]) {
+          if (auto d = v.duration_at(timeouts[key], tpath + "." + key)) target = *d;
+        }
+      };
+      set("connect", provider.timeouts.connect);
+      set("first_byte", provider.timeouts.first_byte);
+      set("idle", provider.timeouts.idle);
+      set("total", provider.timeouts.total);
+    }
+  }
+  if (node["max_connections"]) {
+    if (auto limit = v.integer_at<std::size_t>(node["max_connections"], path + ".max_connections",
+                                               1, 100'000)) {
+      provider.max_connections = *limit;
+    }
+  }
+  if (node["stream_usage"]) {
+    if (auto flag = v.bool_at(node["stream_usage"], path + ".stream_usage")) {
+      provider.stream_usage = *flag;
+    }
+  }
+}
+
+void parse_auth(Validator& v, const YAML::Node& node, Config& config) {
+  if (!v.expect_map(node, "auth")) return;
+  v.reject_unknown_keys(node, "auth", {"client_keys", "allow_unauthenticated"});
+  if (node["allow_unauthenticated"]) {
+    config.allow_unauthenticated =
+        v.bool_at(node["allow_unauthenticated"], "auth.allow_unauthenticated").value_or(false);
+  }
+  const auto& keys = node["client_keys"];
+  if (!keys) return;
+  if (!keys.IsSequence()) {
+    v.error(keys, "auth.client_keys", "must be a list");
+    return;
+  }
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const auto& entry = keys[i];
+    const std::string path = "auth.client_keys[" + std::to_string(i) + "]";
+    if (!v.expect_map(entry, path)) continue;
+    v.reject_unknown_keys(entry, path, {"name", "key_env", "sha256"});
+    ClientKey key;
+    key.name = entry["name"] ? v.string_at(entry["name"], path + ".name").value_or("") : "";
+    if (key.name.empty()) v.error(entry, path, "missing required key name");
+    if (static_cast<bool>(entry["key_env"]) == static_cast<bool>(entry["sha256"])) {
+      v.error(entry, path, "needs exactly one of key_env (a variable name) or sha256 (hex digest)");
+      continue;
+    }
+    if (entry["key_env"]) {
+      auto variable = v.string_at(entry["key_env"], path + ".key_env");
+      if (!variable) continue;
+      auto value = v.read_environment(entry["key_env"], path + ".key_env", *variable);
+      if (!value) continue;
+      key.sha256_hex = sha256_hex(*value);
+    } else {
+      auto digest = v.string_at(entry["sha256"], path + ".sha256").value_or("");
+      const bool hex = digest.size() == 64 &&
+                       digest.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+      if (!hex) {
+        v.error(entry["sha256"], path + ".sha256", "must be 64 hexadecimal characters");
+        continue;
+      }
+      for (auto& c : digest) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      key.sha256_hex = digest;
+    }
+    config.client_keys.push_back(std::move(key));
+  }
+}
+
+void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
+  if (!node.IsSequence()) {
+    v.error(node, "routes", "must be a list of {models: [...], provider: NAME}");
+    return;
+  }
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const auto& entry = node[i];
+    const std::string path = "routes[" + std::to_string(i) + "]";
+    if (!v.expect_map(entry, path)) continue;
+    v.reject_unknown_keys(entry, path, {"models", "provider"});
+    if (!entry["provider"] || !entry["models"]) {
+      v.error(entry, path, "needs both models and provider");
+      continue;
+    }
+    auto provider_name = v.string_at(entry["provider"], path + ".provider");
+    if (!provider_name) continue;
+    const Provider* provider = config.find_provider(*provider_name);
+    if (provider == nullptr) {
+      v.error(entry["provider"], path + ".provider", "unknown provider '" + *provider_name + "'");
+      continue;
+    }
+    std::vector<std::string> models;
+    if (entry["models"].IsScalar()) {
+      models.push_back(entry["models"].Scalar());
+    } else if (entry["models"].IsSequence()) {
+      for (const auto& model : entry["models"]) models.push_back(model.as<std::string>(""));
+    } else {
+      v.error(entry["models"], path + ".models", "must be a model name or a list of them");
+      continue;
+    }
+    for (const auto& model : models) {
+      if (model.empty()) {
+        v.error(entry["models"], path + ".models", "model names must not be empty");
+        continue;
+      }
+      if (!provider->models.contains(model)) {
+        v.error(entry["models"], path + ".models",
+                "provider '" + *provider_name + "' has no model map entry for '" + model + "'");
+        continue;
+      }
+      if (config.routes.contains(model)) {
+        v.error(entry["models"], path + ".models", "model '" + model + "' is routed twice");
+        continue;
+      }
+      config.routes[model] = Route{model, *provider_name};
+    }
+  }
+}
+
+}  // namespace
+
+LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,
+                            const std::string& source_name, const std::string& base_directory) {
+  LoadResult result;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back(source_name + ":" + std::to_string(e.mark.line + 1) +
+                            ": invalid YAML: " + e.msg);
+    return result;
+  }
+  Validator v(source_name, environment, base_directory);
+  auto config = std::make_shared<Config>();
+  if (!root.IsMap()) {
+    v.error(root, "(top level)", "must be a mapping");
+    result.errors = v.take_errors();
+    return result;
+  }
+  v.reject_unknown_keys(root, "",
+                        {"listen", "workers", "limits", "drain_timeout", "access_log", "auth",
+                         "providers", "routes"});
+  if (root["listen"]) parse_listen(v, root["listen"], config->listen);
+  if (root["workers"]) {
+    config->workers = v.integer_at<unsigned>(root["workers"], "workers", 0, 1024).value_or(0);
+  }
+  if (const auto& limits = root["limits"]) {
+    if (v.expect_map(limits, "limits")) {
+      v.reject_unknown_keys(limits, "limits",
+                            {"max_body_bytes", "request_timeout", "keep_alive_timeout"});
+      if (limits["max_body_bytes"]) {
+        config->max_body_bytes = v.integer_at<std::size_t>(limits["max_body_bytes"],
+                                                           "limits.max_body_bytes", 1024,
+                                                           1ull << 32)
+                                     .value_or(config->max_body_bytes);
+      }
+      if (limits["request_timeout"]) {
+        config->request_timeout = v.duration_at(limits["request_timeout"], "limits.request_timeout")
+                                      .value_or(config->request_timeout);
+      }
+      if (limits["keep_alive_timeout"]) {
+        config->keep_alive_timeout =
+            v.duration_at(limits["keep_alive_timeout"], "limits.keep_alive_timeout")
+                .value_or(config->keep_alive_timeout);
+      }
+    }
+  }
+  if (root["drain_timeout"]) {
+    config->drain_timeout =
+        v.duration_at(root["drain_timeout"], "drain_timeout").value_or(config->drain_timeout);
+  }
+  if (root["access_log"]) {
+    config->access_log = v.string_at(root["access_log"], "access_log").value_or("-");
+  }
+  if (root["auth"]) parse_auth(v, root["auth"], *config);
+  if (config->client_keys.empty() && !config->allow_unauthenticated) {
+    v.error(root["auth"] ? root["auth"] : root, "auth",
+            "no client_keys configured; add keys or set allow_unauthenticated: true");
+  }
+
+  if (!root["providers"]) {
+    v.error(root, "providers", "missing required key providers");
+  } else if (v.expect_map(root["providers"], "providers")) {
+    for (const auto& entry : root["providers"]) {
+      Provider provider;
+      parse_provider(v, entry.first.as<std::string>(""), entry.second, provider);
+      config->providers.push_back(std::move(provider));
+    }
+  }
+  if (!root["routes"]) {
+    v.error(root, "routes", "missing required key routes");
+  } else {
+    parse_routes(v, root["routes"], *config);
+  }
+
+  result.errors = v.take_errors();
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment) {
+  std::ifstream in(path);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back(path + ": cannot open configuration file");
+    return result;
+  }
+  std::stringstream content;
+  content << in.rdbuf();
+  auto directory = std::filesystem::path(path).parent_path().string();
+  if (directory.empty()) directory = ".";
+  return load_from_string(content.str(), environment, path, directory);
+}
+
+}  // namespace cutover::config

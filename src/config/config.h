@@ -1,0 +1,109 @@
+// Gateway configuration: the YAML file turned into immutable, validated structs.
+//
+// A Config is built once per load (startup or SIGHUP) and never mutated afterwards; requests in
+// flight keep the snapshot they started with through a shared_ptr<const Config>.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cutover::config {
+
+using Milliseconds = std::chrono::milliseconds;
+
+struct UpstreamTimeouts {
+  Milliseconds connect{5'000};
+  // From the request's last byte sent to the response's first byte (headers).
+  Milliseconds first_byte{60'000};
+  // Longest silence between two chunks of a response body (streams included).
+  Milliseconds idle{30'000};
+  // Whole exchange, first connect attempt to last body byte.
+  Milliseconds total{600'000};
+};
+
+// Where a provider lives, split out of its base URL.
+struct Endpoint {
+  bool tls = false;
+  std::string host;
+  std::uint16_t port = 0;
+  // Path prefix every API route is appended to, without a trailing slash ("/v1").
+  std::string base_path;
+};
+
+struct Provider {
+  std::string name;
+  std::string base_url;
+  Endpoint endpoint;
+  // The resolved secret. Never logged; `api_key_source` names where it came from.
+  std::string api_key;
+  std::string api_key_source;
+  std::optional<std::string> ca_file;
+  // Client-facing model name -> the provider's own identifier.
+  std::map<std::string, std::string> models;
+  UpstreamTimeouts timeouts;
+  // Upper bound on open connections to this provider across all workers.
+  std::size_t max_connections = 256;
+  // Ask for usage in streams (stream_options.include_usage) when the client did not.
+  bool stream_usage = true;
+};
+
+struct Route {
+  std::string model;
+  std::string provider;
+};
+
+struct ClientKey {
+  std::string name;
+  // Lower-case hex SHA-256 of the key; keys from environment variables are hashed at load.
+  std::string sha256_hex;
+};
+
+struct Listener {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;
+};
+
+struct Config {
+  Listener listen;
+  // Event-loop threads; 0 means one per core.
+  unsigned workers = 0;
+  std::size_t max_body_bytes = 10 * 1024 * 1024;
+  // A request whose header and body have not fully arrived in time gets 408.
+  Milliseconds request_timeout{30'000};
+  Milliseconds keep_alive_timeout{75'000};
+  // How long SIGTERM waits for in-flight requests (streams included) before closing them.
+  Milliseconds drain_timeout{30'000};
+  // "-" is standard output, "off" disables the access log, anything else is a file path.
+  std::string access_log = "-";
+  bool allow_unauthenticated = false;
+  std::vector<ClientKey> client_keys;
+  std::vector<Provider> providers;
+  // Keyed by client-facing model name.
+  std::map<std::string, Route> routes;
+
+  const Provider* find_provider(std::string_view name) const;
+};
+
+// Reads environment variables; injectable so tests do not touch the process environment.
+using EnvironmentLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvironmentLookup process_environment();
+
+struct LoadResult {
+  std::shared_ptr<const Config> config;  // null when errors is not empty
+  std::vector<std::string> errors;       // one message per mistake, each naming where it is
+};
+
+LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,
+                            const std::string& source_name = "<config>",
+                            const std::string& base_directory = ".");
+LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment);
+
+std::string sha256_hex(std::string_view data);
+
+}  // namespace cutover::config

@@ -1,0 +1,276 @@
+#include "http/server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include "providers/openai_dialect.h"
+#include "util/request_id.h"
+
+namespace cutover::http {
+
+namespace {
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kInitialReadBytes = 1536;
+constexpr std::size_t kRetainedBufferBytes = 16 * 1024;
+}  // namespace
+
+// Shared between the responder and its watcher coroutine, which may outlive the responder.
+struct Responder::Watch {
+  std::shared_ptr<beast::tcp_stream> stream;
+  std::function<void()> on_gone;
+  bool active = true;
+  bool* gone_flag = nullptr;
+};
+
+Responder::Responder(std::shared_ptr<beast::tcp_stream> stream, const ServerLimits& limits,
+                     bool keep_alive, std::string request_id)
+    : stream_(std::move(stream)),
+      limits_(limits),
+      keep_alive_(keep_alive),
+      request_id_(std::move(request_id)) {}
+
+Responder::~Responder() { stop_watching(); }
+
+void Responder::watch_for_disconnect(std::function<void()> on_gone) {
+  stop_watching();
+  watch_ = std::make_shared<Watch>(Watch{stream_, std::move(on_gone), true, &client_gone_});
+  asio::co_spawn(
+      stream_->get_executor(),
+      [watch = watch_]() -> asio::awaitable<void> {
+        auto& socket = watch->stream->socket();
+        auto [ec] = co_await socket.async_wait(asio::ip::tcp::socket::wait_read, kTuple);
+        if (!watch->active || ec) co_return;
+        char byte;
+        const auto received = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        // Readable with data is a pipelined request, not a disconnect: stop watching then.
+        if (received > 0) co_return;
+        if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) co_return;
+        *watch->gone_flag = true;
+        watch->active = false;
+        if (watch->on_gone) watch->on_gone();
+      },
+      asio::detached);
+}
+
+void Responder::stop_watching() {
+  if (!watch_) return;
+  if (watch_->active) {
+    watch_->active = false;
+    boost::system::error_code ignored;
+    stream_->socket().cancel(ignored);
+  }
+  watch_.reset();
+}
+
+template <typename Message>
+void Responder::decorate(Message& message) {
+  message.set(bhttp::field::server, "cutover");
+  message.set("x-request-id", request_id_);
+  message.keep_alive(keep_alive_);
+}
+
+asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> response) {
+  stop_watching();
+  if (client_gone_ || started_) co_return false;
+  started_ = true;
+  status_ = response.result_int();
+  decorate(response);
+  response.prepare_payload();
+  stream_->expires_after(limits_.write_timeout);
+  auto [ec, written] = co_await bhttp::async_write(*stream_, response, kTuple);
+  bytes_sent_ += written;
+  finished_ = !ec;
+  if (ec) client_gone_ = true;
+  co_return !ec;
+}
+
+asio::awaitable<bool> Responder::send_error(unsigned status, std::string_view message,
+                                            std::string_view type, std::string_view code) {
+  bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(status), 11};
+  response.set(bhttp::field::content_type, "application/json");
+  response.body() = providers::error_body(message, type, code, request_id_);
+  co_return co_await send(std::move(response));
+}
+
+asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body> header) {
+  if (client_gone_ || started_) co_return false;
+  started_ = true;
+  status_ = header.result_int();
+  decorate(header);
+  header.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> serializer{header};
+  stream_->expires_after(limits_.write_timeout);
+  auto [ec, written] = co_await bhttp::async_write_header(*stream_, serializer, kTuple);
+  bytes_sent_ += written;
+  if (ec) client_gone_ = true;
+  co_return !ec;
+}
+
+asio::awaitable<bool> Responder::send_chunk(std::string_view data) {
+  if (client_gone_ || !started_ || finished_) co_return false;
+  if (data.empty()) co_return true;
+  stream_->expires_after(limits_.write_timeout);
+  auto [ec, written] =
+      co_await asio::async_write(*stream_, bhttp::make_chunk(asio::buffer(data)), kTuple);
+  bytes_sent_ += written;
+  if (ec) client_gone_ = true;
+  co_return !ec;
+}
+
+asio::awaitable<bool> Responder::end_stream() {
+  stop_watching();
+  if (client_gone_ || !started_ || finished_) co_return false;
+  stream_->expires_after(limits_.write_timeout);
+  auto [ec, written] = co_await asio::async_write(*stream_, bhttp::make_chunk_last(), kTuple);
+  bytes_sent_ += written;
+  finished_ = !ec;
+  if (ec) client_gone_ = true;
+  co_return !ec;
+}
+
+Listener::Listener(asio::io_context& context, const asio::ip::tcp::endpoint& endpoint,
+                   Handler handler, std::shared_ptr<const ServerLimits> limits)
+    : context_(context),
+      acceptor_(context),
+      handler_(std::move(handler)),
+      limits_(std::move(limits)) {
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  // Each worker binds its own acceptor to the same port; the kernel spreads connections.
+  int one = 1;
+  ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+}
+
+void Listener::start() { asio::co_spawn(context_, accept_loop(), asio::detached); }
+
+std::size_t Listener::busy_sessions() const {
+  std::size_t busy = 0;
+  for (const auto& entry : sessions_) busy += entry.busy;
+  return busy;
+}
+
+void Listener::drain() {
+  draining_ = true;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  for (auto& entry : sessions_) {
+    if (!entry.busy) entry.stream->socket().cancel(ignored);
+  }
+}
+
+void Listener::close_all() {
+  draining_ = true;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  for (auto& entry : sessions_) entry.stream->socket().close(ignored);
+}
+
+asio::awaitable<void> Listener::accept_loop() {
+  while (!draining_) {
+    auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || draining_) break;
+      // Out of descriptors and similar: back off briefly instead of spinning.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer pause(context_, std::chrono::milliseconds(50));
+      co_await pause.async_wait(kTuple);
+      continue;
+    }
+    socket.set_option(asio::ip::tcp::no_delay(true));
+    asio::co_spawn(context_, session(std::move(socket)), [](std::exception_ptr error) {
+      if (!error) return;
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        spdlog::error("session ended by an unexpected exception: {}", e.what());
+      }
+    });
+  }
+}
+
+asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
+  auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+  sessions_.push_back(SessionEntry{stream, false});
+  auto entry = std::prev(sessions_.end());
+  struct Unregister {
+    std::list<SessionEntry>& sessions;
+    std::list<SessionEntry>::iterator entry;
+    ~Unregister() { sessions.erase(entry); }
+  } unregister{sessions_, entry};
+
+  beast::flat_buffer buffer;
+  for (;;) {
+    const auto limits = limits_;
+    if (draining_) break;
+    entry->busy = false;
+    // Wait for the first byte of the next request under the keep-alive timeout; an idle client
+    // that goes away is closed quietly.
+    if (buffer.size() == 0) {
+      stream->expires_after(limits->keep_alive_timeout);
+      auto [ec, n] = co_await stream->async_read_some(buffer.prepare(kInitialReadBytes), kTuple);
+      if (ec) break;
+      buffer.commit(n);
+    }
+    entry->busy = true;
+
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.body_limit(limits->max_body_bytes);
+    parser.header_limit(static_cast<std::uint32_t>(limits->max_header_bytes));
+    stream->expires_after(limits->request_timeout);
+    auto [read_error, read_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
+    if (read_error) {
+      if (read_error == bhttp::error::end_of_stream || read_error == asio::error::eof ||
+          read_error == asio::error::connection_reset) {
+        break;
+      }
+      unsigned status = 400;
+      std::string message = "malformed HTTP request: " + read_error.message();
+      const char* code = "bad_request";
+      if (read_error == beast::error::timeout) {
+        status = 408;
+        message = "the request did not arrive completely within the request timeout";
+        code = "request_timeout";
+      } else if (read_error == bhttp::error::body_limit) {
+        status = 413;
+        message = "request body exceeds the limit of " + std::to_string(limits->max_body_bytes) +
+                  " bytes";
+        code = "request_too_large";
+      } else if (read_error == bhttp::error::header_limit) {
+        status = 431;
+        message = "request header exceeds " + std::to_string(limits->max_header_bytes) + " bytes";
+        code = "header_too_large";
+      }
+      Responder responder(stream, *limits, false, util::new_request_id());
+      co_await responder.send_error(status, message, "invalid_request_error", code);
+      break;
+    }
+
+    auto& message = parser.get();
+    IncomingRequest request{message, util::accept_or_new_request_id(message["x-request-id"]),
+                            std::chrono::steady_clock::now()};
+    Responder responder(stream, *limits, message.keep_alive() && !draining_,
+                        request.request_id);
+    try {
+      co_await handler_(request, responder);
+    } catch (const std::exception& e) {
+      spdlog::error("request {} failed with an unexpected exception: {}", request.request_id,
+                    e.what());
+    }
+    if (!responder.started()) {
+      co_await responder.send_error(500, "the gateway failed to produce a response",
+                                    "server_error", "internal_error");
+    } else if (responder.started() && !responder.finished() && !responder.client_gone()) {
+      // A stream the handler left open cannot be framed any further.
+      break;
+    }
+    if (!responder.keep_alive() || draining_) break;
+    if (buffer.capacity() > kRetainedBufferBytes && buffer.size() == 0) buffer.shrink_to_fit();
+  }
+  boost::system::error_code ignored;
+  stream->socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  stream->close();
+}
+
+}  // namespace cutover::http

@@ -1,0 +1,121 @@
+// The downstream HTTP/1.1 server: one listener per worker thread (SO_REUSEPORT), keep-alive
+// sessions with deadlines and a body limit, and a responder that writes a whole response or a
+// chunked stream as it is produced.
+//
+// Everything here runs on the owning worker's io_context thread.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+namespace cutover::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+
+struct ServerLimits {
+  std::size_t max_body_bytes = 10 * 1024 * 1024;
+  std::size_t max_header_bytes = 64 * 1024;
+  std::chrono::milliseconds request_timeout{30'000};
+  std::chrono::milliseconds keep_alive_timeout{75'000};
+  // How long a client may take to accept one write of the response.
+  std::chrono::milliseconds write_timeout{60'000};
+};
+
+struct IncomingRequest {
+  bhttp::request<bhttp::string_body>& message;
+  std::string request_id;
+  std::chrono::steady_clock::time_point received_at;
+};
+
+// Writes the response to one request. Every write returns false once the client is gone; after
+// that the handler should stop and release what it holds.
+class Responder {
+ public:
+  Responder(std::shared_ptr<beast::tcp_stream> stream, const ServerLimits& limits,
+            bool keep_alive, std::string request_id);
+  ~Responder();
+
+  asio::awaitable<bool> send(bhttp::response<bhttp::string_body> response);
+  // An OpenAI-style error ({"error":{message,type,code}}) with the request id.
+  asio::awaitable<bool> send_error(unsigned status, std::string_view message,
+                                   std::string_view type, std::string_view code);
+
+  // Starts a chunked response with the given header; then send_chunk() per piece, end_stream().
+  asio::awaitable<bool> begin_stream(bhttp::response<bhttp::empty_body> header);
+  asio::awaitable<bool> send_chunk(std::string_view data);
+  asio::awaitable<bool> end_stream();
+
+  // Calls `on_gone` once if the client closes its connection before the response is finished,
+  // so the handler can cancel upstream work it no longer needs.
+  void watch_for_disconnect(std::function<void()> on_gone);
+  // Stops the watch; the callback given to watch_for_disconnect is not called after this.
+  void stop_watching();
+
+  bool started() const { return started_; }
+  bool finished() const { return finished_; }
+  bool client_gone() const { return client_gone_; }
+  unsigned status() const { return status_; }
+  std::size_t bytes_sent() const { return bytes_sent_; }
+  bool keep_alive() const { return keep_alive_ && !client_gone_; }
+  const std::string& request_id() const { return request_id_; }
+
+ private:
+  struct Watch;
+  template <typename Message>
+  void decorate(Message& message);
+
+  std::shared_ptr<beast::tcp_stream> stream_;
+  const ServerLimits& limits_;
+  bool keep_alive_;
+  std::string request_id_;
+  bool started_ = false;
+  bool finished_ = false;
+  bool client_gone_ = false;
+  unsigned status_ = 0;
+  std::size_t bytes_sent_ = 0;
+  std::shared_ptr<Watch> watch_;
+};
+
+using Handler = std::function<asio::awaitable<void>(IncomingRequest&, Responder&)>;
+
+// Accepts connections on one worker and runs a session per connection.
+class Listener {
+ public:
+  Listener(asio::io_context& context, const asio::ip::tcp::endpoint& endpoint, Handler handler,
+           std::shared_ptr<const ServerLimits> limits);
+
+  void start();
+  // Stops accepting; idle keep-alive connections close now, busy ones after their response.
+  void drain();
+  // Closes every connection now, busy or not (the end of a drain that ran out of time).
+  void close_all();
+  asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+  std::size_t active_sessions() const { return sessions_.size(); }
+  std::size_t busy_sessions() const;
+  void set_limits(std::shared_ptr<const ServerLimits> limits) { limits_ = std::move(limits); }
+
+ private:
+  struct SessionEntry {
+    std::shared_ptr<beast::tcp_stream> stream;
+    bool busy = false;
+  };
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> session(asio::ip::tcp::socket socket);
+
+  asio::io_context& context_;
+  asio::ip::tcp::acceptor acceptor_;
+  Handler handler_;
+  std::shared_ptr<const ServerLimits> limits_;
+  std::list<SessionEntry> sessions_;
+  bool draining_ = false;
+};
+
+}  // namespace cutover::http

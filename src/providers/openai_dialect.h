@@ -1,0 +1,84 @@
+// The OpenAI wire dialect: validating client requests, rewriting them for a provider, and turning
+// whatever an "OpenAI-compatible" provider answers into the schema the official SDKs expect.
+//
+// Pure functions over Boost.JSON values: no I/O, callable from any thread.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cutover::providers {
+
+enum class ApiKind { chat_completions, completions, embeddings };
+
+std::string_view api_path(ApiKind kind);
+
+struct Usage {
+  bool present = false;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t total_tokens = 0;
+  std::int64_t cached_prompt_tokens = 0;
+};
+
+// Checks what the gateway itself needs of a client request. Returns a message naming the first
+// problem, and fills `stream` and `client_requested_usage`.
+struct RequestShape {
+  std::string model;
+  bool stream = false;
+  bool client_requested_usage = false;
+};
+std::optional<std::string> validate_request(const boost::json::object& body, ApiKind kind,
+                                            RequestShape& shape);
+
+// Rewrites the client's body for a provider: its model name, and for streams a request for the
+// usage chunk when `ask_stream_usage` and the client did not ask for it.
+std::string rewrite_request(boost::json::object body, const std::string& provider_model,
+                            bool ask_stream_usage);
+
+// Fields a provider may omit, filled the same way for every chunk of one response.
+struct ResponseIdentity {
+  std::string id;
+  std::int64_t created = 0;
+  std::string client_model;
+};
+
+// Normalizes a complete (non-streamed) response in place. Returns an error message when the body
+// cannot be made valid; the caller answers 502 then.
+std::optional<std::string> normalize_response(boost::json::value& body, ApiKind kind,
+                                              const ResponseIdentity& identity, Usage& usage);
+
+struct ChunkOutcome {
+  // The chunk only carried usage the gateway asked for; it must not reach the client.
+  bool drop = false;
+  bool is_error = false;  // the provider streamed an error object
+};
+// Normalizes one streamed chunk in place; `strip_usage` removes usage the client did not ask for.
+std::optional<std::string> normalize_stream_chunk(boost::json::value& chunk, ApiKind kind,
+                                                  const ResponseIdentity& identity,
+                                                  bool strip_usage, Usage& usage,
+                                                  ChunkOutcome& outcome);
+
+// The usage a response reports, whatever the provider called its fields.
+Usage extract_usage(const boost::json::value& usage);
+
+// Maps a provider's finish reason onto OpenAI's set (stop, length, tool_calls, content_filter,
+// function_call).
+std::string_view normalize_finish_reason(std::string_view reason);
+
+// Builds the body of an error response in OpenAI's schema.
+std::string error_body(std::string_view message, std::string_view type, std::string_view code,
+                       std::string_view request_id);
+
+// Turns a provider's error body into OpenAI's schema, keeping its message when it has one and
+// removing every occurrence of `secret` (providers echo keys back in 401 messages).
+std::string normalize_error_body(std::string_view raw, unsigned status, std::string_view secret,
+                                 std::string_view request_id);
+
+// Removes every occurrence of `secret` from `text`.
+void redact(std::string& text, std::string_view secret);
+
+}  // namespace cutover::providers

@@ -1,0 +1,44 @@
+// Incremental parser for Server-Sent Events (text/event-stream), as providers stream them.
+//
+// Bytes arrive in arbitrary pieces; each complete event is handed out as soon as its blank line
+// is seen, so the gateway forwards event by event and never buffers a whole stream.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cutover::providers {
+
+struct SseEvent {
+  std::string event;  // the "event:" field, empty when absent
+  std::string data;   // the "data:" lines joined by '\n'
+};
+
+class SseParser {
+ public:
+  // Longest line accepted; a longer one marks the stream as malformed instead of growing memory.
+  explicit SseParser(std::size_t max_line_bytes = 8 * 1024 * 1024)
+      : max_line_bytes_(max_line_bytes) {}
+
+  // Consumes `bytes` and appends every event completed by them to `out`.
+  // Returns false once the stream is malformed (a line over the limit); later calls do nothing.
+  bool feed(std::string_view bytes, std::vector<SseEvent>& out);
+
+  // True when bytes of an unfinished event are pending (a stream cut mid-event).
+  bool has_partial_event() const { return !line_.empty() || has_fields_; }
+
+ private:
+  void process_line(std::string_view line, std::vector<SseEvent>& out);
+
+  std::size_t max_line_bytes_;
+  std::string line_;
+  bool previous_was_cr_ = false;
+  bool malformed_ = false;
+  bool has_fields_ = false;
+  bool has_data_ = false;
+  SseEvent current_;
+};
+
+}  // namespace cutover::providers

@@ -1,0 +1,81 @@
+#include "proxy/access_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <iterator>
+#include <climits>
+
+namespace cutover::proxy {
+
+namespace {
+constexpr std::size_t kFlushBytes = 32 * 1024;
+
+// A JSON string literal for `text`, escaped by Boost.JSON.
+std::string quoted(std::string_view text) { return boost::json::serialize(boost::json::string(text)); }
+}  // namespace
+
+AccessLog::AccessLog(const std::string& destination) {
+  if (destination == "off") return;
+  if (destination == "-") {
+    fd_ = STDOUT_FILENO;
+    return;
+  }
+  fd_ = ::open(destination.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  owns_fd_ = fd_ >= 0;
+}
+
+AccessLog::~AccessLog() {
+  flush();
+  if (owns_fd_) ::close(fd_);
+}
+
+void AccessLog::record(const AccessRecord& r) {
+  if (fd_ < 0) return;
+  auto out = std::back_inserter(buffer_);
+  const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now());
+  fmt::format_to(out, R"({{"time":"{:%Y-%m-%dT%H:%M:%S}Z","request_id":{},"method":{},"route":{},"status":{})",
+                 now, quoted(r.request_id), quoted(r.method), quoted(r.route), r.status);
+  auto text_field = [&](std::string_view name, std::string_view value) {
+    if (!value.empty()) fmt::format_to(out, R"(,"{}":{})", name, quoted(value));
+  };
+  text_field("model", r.client_model);
+  text_field("provider", r.provider);
+  text_field("provider_model", r.provider_model);
+  text_field("client", r.client_key);
+  fmt::format_to(out, R"(,"stream":{},"latency_ms":{:.3f})", r.stream, r.latency_ms);
+  if (r.time_to_first_token_ms >= 0) {
+    fmt::format_to(out, R"(,"ttft_ms":{:.3f})", r.time_to_first_token_ms);
+  }
+  if (r.prompt_tokens >= 0) fmt::format_to(out, R"(,"prompt_tokens":{})", r.prompt_tokens);
+  if (r.completion_tokens >= 0) {
+    fmt::format_to(out, R"(,"completion_tokens":{})", r.completion_tokens);
+  }
+  text_field("error", r.error);
+  buffer_.append("}\n");
+  if (buffer_.size() >= kFlushBytes) flush();
+}
+
+void AccessLog::flush() {
+  // Workers share the descriptor: writes of at most PIPE_BUF bytes that end on a line boundary
+  // keep lines whole even when the log is a pipe.
+  std::string_view pending(buffer_);
+  while (fd_ >= 0 && !pending.empty()) {
+    std::size_t piece = pending.size();
+    if (piece > PIPE_BUF) {
+      const auto newline = pending.rfind('\n', PIPE_BUF - 1);
+      piece = newline == std::string_view::npos ? pending.size() : newline + 1;
+    }
+    const auto n = ::write(fd_, pending.data(), piece);
+    if (n <= 0) break;
+    pending.remove_prefix(static_cast<std::size_t>(n));
+  }
+  buffer_.clear();
+}
+
+}  // namespace cutover::proxy

@@ -1,0 +1,46 @@
+// One JSON line per request, buffered per worker and written with one write(2) per flush so
+// workers never contend on a lock.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace cutover::proxy {
+
+struct AccessRecord {
+  std::string_view request_id;
+  std::string_view method;
+  std::string_view route;
+  std::string_view client_model;
+  std::string_view provider;
+  std::string_view provider_model;
+  std::string_view client_key;
+  unsigned status = 0;
+  bool stream = false;
+  std::string_view error;  // empty, or the failure's name (e.g. connect_error)
+  double latency_ms = 0;
+  double time_to_first_token_ms = -1;  // negative when not applicable
+  std::int64_t prompt_tokens = -1;     // negative when the provider reported no usage
+  std::int64_t completion_tokens = -1;
+};
+
+class AccessLog {
+ public:
+  // `destination`: "-" for standard output, "off", or a file path (opened for append).
+  explicit AccessLog(const std::string& destination);
+  ~AccessLog();
+  AccessLog(const AccessLog&) = delete;
+  AccessLog& operator=(const AccessLog&) = delete;
+
+  void record(const AccessRecord& record);
+  // Writes what is buffered; called by the worker's timer and at shutdown.
+  void flush();
+
+ private:
+  int fd_ = -1;
+  bool owns_fd_ = false;
+  std::string buffer_;
+};
+
+}  // namespace cutover::proxy

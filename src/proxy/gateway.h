@@ -1,0 +1,56 @@
+// The request path: authenticate, route a client model to a provider, rewrite the request for
+// it, exchange with the provider, normalize the answer (plain or SSE event by event) and log.
+//
+// One Gateway per worker thread; it owns that worker's connection pools. A configuration reload
+// hands it a new snapshot through apply(); requests in flight keep the snapshot they began with.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "config/config.h"
+#include "http/server.h"
+#include "proxy/access_log.h"
+#include "upstream/connection_pool.h"
+
+namespace cutover::proxy {
+
+// TLS contexts per provider name, built once per configuration load and shared by workers.
+using TlsContexts = std::map<std::string, std::shared_ptr<boost::asio::ssl::context>>;
+
+class Gateway {
+ public:
+  Gateway(boost::asio::any_io_executor executor, unsigned worker_count, AccessLog& access_log);
+
+  // Installs a configuration; call on this worker's thread.
+  void apply(std::shared_ptr<const config::Config> config, const TlsContexts& tls);
+  void set_draining() { draining_ = true; }
+  // Cancels every upstream exchange in flight (shutdown after the drain deadline).
+  void abort_all();
+
+  boost::asio::awaitable<void> handle(http::IncomingRequest& request, http::Responder& responder);
+
+ private:
+  struct Snapshot;
+  struct Exchange;
+
+  boost::asio::awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
+                                     std::shared_ptr<Snapshot> snapshot, int api_kind);
+  boost::asio::awaitable<void> list_models(http::IncomingRequest& request,
+                                           http::Responder& responder, const Snapshot& snapshot);
+  const std::string* authenticate(const http::IncomingRequest& request,
+                                  const Snapshot& snapshot) const;
+
+  boost::asio::any_io_executor executor_;
+  unsigned worker_count_;
+  AccessLog& access_log_;
+  std::shared_ptr<Snapshot> snapshot_;
+  bool draining_ = false;
+  std::unordered_set<upstream::Exchange*> in_flight_;
+};
+
+}  // namespace cutover::proxy

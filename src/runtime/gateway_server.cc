@@ -1,0 +1,195 @@
+#include "runtime/gateway_server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <future>
+#include <stdexcept>
+
+#include "http/server.h"
+#include "proxy/access_log.h"
+#include "proxy/gateway.h"
+#include "upstream/connection_pool.h"
+
+namespace cutover::runtime {
+
+namespace asio = boost::asio;
+
+namespace {
+constexpr auto kAccessLogFlushInterval = std::chrono::milliseconds(200);
+
+std::shared_ptr<const http::ServerLimits> limits_from(const config::Config& config) {
+  auto limits = std::make_shared<http::ServerLimits>();
+  limits->max_body_bytes = config.max_body_bytes;
+  limits->request_timeout = config.request_timeout;
+  limits->keep_alive_timeout = config.keep_alive_timeout;
+  return limits;
+}
+
+proxy::TlsContexts build_tls_contexts(const config::Config& config) {
+  proxy::TlsContexts contexts;
+  for (const auto& provider : config.providers) {
+    if (!provider.endpoint.tls) continue;
+    try {
+      contexts[provider.name] = upstream::make_tls_context(provider);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("provider '" + provider.name + "': cannot set up TLS: " + e.what());
+    }
+  }
+  return contexts;
+}
+
+template <typename Function>
+auto run_on(asio::io_context& context, Function function) {
+  std::packaged_task<decltype(function())()> task(std::move(function));
+  auto future = task.get_future();
+  asio::post(context, std::move(task));
+  return future.get();
+}
+}  // namespace
+
+struct GatewayServer::Worker {
+  Worker(const config::Config& config, unsigned worker_count, const asio::ip::tcp::endpoint& at)
+      : context(1),
+        guard(asio::make_work_guard(context)),
+        access_log(config.access_log),
+        gateway(context.get_executor(), worker_count, access_log),
+        listener(context, at,
+                 [this](http::IncomingRequest& request, http::Responder& responder) {
+                   return gateway.handle(request, responder);
+                 },
+                 limits_from(config)),
+        flush_timer(context) {}
+
+  void schedule_flush() {
+    flush_timer.expires_after(kAccessLogFlushInterval);
+    flush_timer.async_wait([this](boost::system::error_code ec) {
+      access_log.flush();
+      if (!ec) schedule_flush();
+    });
+  }
+
+  asio::io_context context;
+  asio::executor_work_guard<asio::io_context::executor_type> guard;
+  proxy::AccessLog access_log;
+  proxy::Gateway gateway;
+  http::Listener listener;
+  asio::steady_timer flush_timer;
+  std::thread thread;
+};
+
+GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
+    : config_(std::move(config)) {
+  unsigned count = config_->workers;
+  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+  boost::system::error_code ec;
+  const auto address = asio::ip::make_address(config_->listen.address, ec);
+  if (ec) throw std::runtime_error("listen address '" + config_->listen.address + "' is invalid");
+  asio::ip::tcp::endpoint endpoint(address, config_->listen.port);
+  const auto tls = build_tls_contexts(*config_);
+  for (unsigned i = 0; i < count; ++i) {
+    try {
+      workers_.push_back(std::make_unique<Worker>(*config_, count, endpoint));
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("cannot listen on " + config_->listen.address + ":" +
+                               std::to_string(endpoint.port()) + ": " + e.code().message());
+    }
+    // With port 0 the first worker gets an ephemeral port; the others must share it.
+    endpoint.port(workers_.front()->listener.local_endpoint().port());
+    workers_.back()->gateway.apply(config_, tls);
+  }
+  port_ = endpoint.port();
+}
+
+GatewayServer::~GatewayServer() { shutdown(std::chrono::milliseconds(0)); }
+
+void GatewayServer::start() {
+  for (auto& worker : workers_) {
+    worker->listener.start();
+    worker->schedule_flush();
+    worker->thread = std::thread([context = &worker->context] {
+      for (;;) {
+        try {
+          context->run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("worker loop caught an unexpected exception: {}", e.what());
+        }
+      }
+    });
+  }
+}
+
+std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::Config> config) {
+  if (config->listen.address != config_->listen.address ||
+      config->listen.port != config_->listen.port || config->workers != config_->workers) {
+    spdlog::warn("reload: listen address and workers change only on restart; keeping {}:{}",
+                 config_->listen.address, port_);
+  }
+  proxy::TlsContexts tls;
+  try {
+    tls = build_tls_contexts(*config);
+  } catch (const std::exception& e) {
+    return std::string(e.what());
+  }
+  auto limits = limits_from(*config);
+  for (auto& worker : workers_) {
+    run_on(worker->context, [&] {
+      worker->gateway.apply(config, tls);
+      worker->listener.set_limits(limits);
+    });
+  }
+  config_ = std::move(config);
+  return std::nullopt;
+}
+
+std::size_t GatewayServer::open_sessions() {
+  std::size_t total = 0;
+  for (auto& worker : workers_) {
+    if (worker->context.stopped()) continue;
+    total += run_on(worker->context, [&] { return worker->listener.active_sessions(); });
+  }
+  return total;
+}
+
+void GatewayServer::shutdown(std::chrono::milliseconds deadline) {
+  if (stopped_) return;
+  stopped_ = true;
+  const bool running = !workers_.empty() && workers_.front()->thread.joinable();
+  if (running) {
+    for (auto& worker : workers_) {
+      run_on(worker->context, [&] {
+        worker->gateway.set_draining();
+        worker->listener.drain();
+      });
+    }
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until && open_sessions() > 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (auto left = open_sessions()) {
+      spdlog::warn("drain deadline reached with {} connections still open; closing them", left);
+    }
+  }
+  // Unwind every coroutine on its own thread (closing sockets, aborting exchanges) so the
+  // contexts run out of work and their threads return; nothing is torn down mid-operation.
+  for (auto& worker : workers_) {
+    auto close = [&worker] {
+      worker->listener.close_all();
+      worker->gateway.abort_all();
+      worker->flush_timer.cancel();
+      worker->guard.reset();
+    };
+    if (running) {
+      asio::post(worker->context, close);
+    } else {
+      close();
+    }
+  }
+  for (auto& worker : workers_) {
+    if (worker->thread.joinable()) worker->thread.join();
+    worker->access_log.flush();
+  }
+}
+
+}  // namespace cutover::runtime

@@ -1,0 +1,487 @@
+#include "simulate/fake_provider.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <random>
+#include <sstream>
+
+namespace cutover::simulate {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+
+namespace {
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxRecorded = 2000;
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t count_words(std::string_view text) {
+  std::int64_t words = 0;
+  bool in_word = false;
+  for (char c : text) {
+    const bool space = c == ' ' || c == '\n' || c == '\t';
+    if (!space && !in_word) ++words;
+    in_word = !space;
+  }
+  return words;
+}
+
+std::string prompt_text(const json::value& body) {
+  std::string text;
+  if (!body.is_object()) return text;
+  const auto& object = body.get_object();
+  if (const auto* messages = object.if_contains("messages"); messages && messages->is_array()) {
+    for (const auto& message : messages->get_array()) {
+      if (!message.is_object()) continue;
+      if (const auto* content = message.get_object().if_contains("content");
+          content && content->is_string()) {
+        text.append(content->get_string()).push_back(' ');
+      }
+    }
+  }
+  for (auto field : {"prompt", "input"}) {
+    if (const auto* value = object.if_contains(field); value && value->is_string()) {
+      text.append(value->get_string());
+    }
+  }
+  return text;
+}
+
+std::string model_of(const json::value& body) {
+  if (body.is_object()) {
+    if (const auto* model = body.get_object().if_contains("model"); model && model->is_string()) {
+      return std::string(model->get_string());
+    }
+  }
+  return "simulated-model";
+}
+
+bool include_usage(const json::value& body) {
+  if (!body.is_object()) return false;
+  const auto* options = body.get_object().if_contains("stream_options");
+  if (!options || !options->is_object()) return false;
+  const auto* flag = options->get_object().if_contains("include_usage");
+  return flag && flag->is_bool() && flag->get_bool();
+}
+
+json::object usage_object(std::int64_t prompt, std::int64_t completion, const Quirks& quirks) {
+  json::object usage;
+  usage["prompt_tokens"] = prompt;
+  usage[quirks.generated_tokens ? "generated_tokens" : "completion_tokens"] = completion;
+  usage["total_tokens"] = prompt + completion;
+  return usage;
+}
+
+void add_identity(json::object& object, std::string_view type, const std::string& model,
+                  const Quirks& quirks, std::size_t serial) {
+  object["model"] = model;
+  if (quirks.omit_identity) return;
+  object["id"] = "chatcmpl-sim" + std::to_string(serial);
+  object["object"] = type;
+  object["created"] = unix_now();
+  object["system_fingerprint"] = "fp_simulated";
+}
+
+std::vector<std::string> split_words_keep_spaces(const std::string& content) {
+  std::vector<std::string> pieces;
+  std::string current;
+  for (char c : content) {
+    current.push_back(c);
+    if (c == ' ') {
+      pieces.push_back(std::move(current));
+      current.clear();
+    }
+  }
+  if (!current.empty()) pieces.push_back(std::move(current));
+  return pieces;
+}
+
+std::atomic<std::size_t> reply_serial{0};
+
+std::string plain_body(const FakeRequest& request, const FakeReply& reply) {
+  const auto model = model_of(request.json);
+  const auto prompt_tokens = count_words(prompt_text(request.json));
+  const auto completion_tokens = count_words(reply.content);
+  const auto serial = ++reply_serial;
+  const auto finish = reply.quirks.eos_finish_reason ? "eos" : "stop";
+  json::object body;
+  if (request.target.ends_with("/embeddings")) {
+    json::array vector;
+    for (int i = 0; i < 8; ++i) vector.push_back(static_cast<double>((prompt_tokens + i) % 7) / 7.0);
+    body["object"] = "list";
+    body["data"] = json::array{json::object{{"object", "embedding"}, {"index", 0}, {"embedding", vector}}};
+    body["model"] = model;
+    body["usage"] = json::object{{"prompt_tokens", prompt_tokens}, {"total_tokens", prompt_tokens}};
+    return json::serialize(body);
+  }
+  const bool chat = request.target.ends_with("/chat/completions");
+  add_identity(body, chat ? "chat.completion" : "text_completion", model, reply.quirks, serial);
+  json::object choice{{"index", 0}, {"finish_reason", finish}};
+  if (chat) {
+    choice["message"] = json::object{{"role", "assistant"}, {"content", reply.content}};
+  } else {
+    choice["text"] = reply.content;
+  }
+  body["choices"] = json::array{std::move(choice)};
+  body["usage"] = usage_object(prompt_tokens, completion_tokens, reply.quirks);
+  return json::serialize(body);
+}
+
+std::vector<std::string> stream_events(const FakeRequest& request, const FakeReply& reply) {
+  if (reply.events) return *reply.events;
+  const auto model = model_of(request.json);
+  const bool chat = request.target.ends_with("/chat/completions");
+  const auto serial = ++reply_serial;
+  std::vector<std::string> events;
+  auto chunk = [&](json::value delta_or_text, json::value finish) {
+    json::object object;
+    add_identity(object, chat ? "chat.completion.chunk" : "text_completion", model, reply.quirks,
+                 serial);
+    json::object choice{{"index", 0}, {"finish_reason", finish}};
+    if (chat) {
+      choice["delta"] = std::move(delta_or_text);
+    } else {
+      choice["text"] = std::move(delta_or_text);
+    }
+    object["choices"] = json::array{std::move(choice)};
+    return json::serialize(object);
+  };
+  if (chat) events.push_back(chunk(json::object{{"role", "assistant"}, {"content", ""}}, nullptr));
+  for (const auto& word : split_words_keep_spaces(reply.content)) {
+    events.push_back(chat ? chunk(json::object{{"content", word}}, nullptr) : chunk(json::string(word), nullptr));
+  }
+  events.push_back(chunk(chat ? json::value(json::object{}) : json::value(""),
+                         reply.quirks.eos_finish_reason ? "eos" : "stop"));
+  if (include_usage(request.json)) {
+    json::object object;
+    add_identity(object, chat ? "chat.completion.chunk" : "text_completion", model, reply.quirks,
+                 serial);
+    object["choices"] = json::array();
+    object["usage"] = usage_object(count_words(prompt_text(request.json)),
+                                   count_words(reply.content), reply.quirks);
+    events.push_back(json::serialize(object));
+  }
+  events.push_back("[DONE]");
+  return events;
+}
+
+template <typename Stream>
+beast::tcp_stream& lowest(Stream& stream) {
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    return stream;
+  } else {
+    return stream.next_layer();
+  }
+}
+
+template <typename Stream>
+void reset_connection(Stream& stream) {
+  auto& socket = lowest(stream).socket();
+  boost::system::error_code ignored;
+  socket.set_option(asio::socket_base::linger(true, 0), ignored);
+  socket.close(ignored);
+}
+}  // namespace
+
+std::string FakeRequest::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (beast::iequals(key, name)) return value;
+  }
+  return {};
+}
+
+bool FakeRequest::wants_stream() const {
+  if (!json.is_object()) return false;
+  const auto* stream = json.get_object().if_contains("stream");
+  return stream && stream->is_bool() && stream->get_bool();
+}
+
+FakeReply default_reply(const FakeRequest& request) {
+  FakeReply reply;
+  auto prompt = prompt_text(request.json);
+  std::istringstream words(prompt);
+  std::string first, word;
+  for (int i = 0; i < 6 && words >> word; ++i) first += (i ? " " : "") + word;
+  reply.content = "This is a simulated answer to: " + first;
+  return reply;
+}
+
+std::optional<Profile> profile_named(std::string_view name) {
+  Profile profile;
+  profile.name = std::string(name);
+  if (name == "healthy") return profile;
+  if (name == "fast") {
+    profile.latency = profile.jitter = profile.event_interval = std::chrono::milliseconds(0);
+    return profile;
+  }
+  if (name == "slow") {
+    profile.latency = std::chrono::milliseconds(150);
+    profile.jitter = std::chrono::milliseconds(50);
+    profile.event_interval = std::chrono::milliseconds(20);
+    return profile;
+  }
+  if (name == "flaky") {
+    profile.error_rate = 0.2;
+    return profile;
+  }
+  if (name == "ratelimited") {
+    profile.rate_limit_rate = 0.3;
+    return profile;
+  }
+  if (name == "relay") {
+    profile.quirks = Quirks{true, true, true};
+    return profile;
+  }
+  return std::nullopt;
+}
+
+std::vector<std::string> profile_names() {
+  return {"healthy", "fast", "slow", "flaky", "ratelimited", "relay"};
+}
+
+Script profile_script(Profile profile) {
+  auto generator = std::make_shared<std::mt19937_64>(std::random_device{}());
+  auto mutex = std::make_shared<std::mutex>();
+  return [profile, generator, mutex](const FakeRequest& request) {
+    FakeReply reply = default_reply(request);
+    reply.quirks = profile.quirks;
+    reply.event_interval = profile.event_interval;
+    double draw = 0;
+    std::int64_t jitter = 0;
+    {
+      std::lock_guard lock(*mutex);
+      draw = std::uniform_real_distribution<double>(0, 1)(*generator);
+      if (profile.jitter.count() > 0) {
+        jitter = std::uniform_int_distribution<std::int64_t>(-profile.jitter.count(),
+                                                             profile.jitter.count())(*generator);
+      }
+    }
+    reply.delay = std::max(std::chrono::milliseconds(0), profile.latency + std::chrono::milliseconds(jitter));
+    if (!profile.required_key.empty() &&
+        request.header("authorization") != "Bearer " + profile.required_key) {
+      reply.status = 401;
+      reply.body = R"({"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}})";
+      reply.delay = std::chrono::milliseconds(0);
+      return reply;
+    }
+    if (draw < profile.error_rate) {
+      reply.status = 500;
+      reply.body = R"({"error":{"message":"simulated internal error","type":"server_error","code":null}})";
+    } else if (draw < profile.error_rate + profile.rate_limit_rate) {
+      reply.status = 429;
+      reply.headers.emplace_back("retry-after", "1");
+      reply.body = R"({"error":{"message":"simulated rate limit","type":"rate_limit_error","code":"rate_limit_exceeded"}})";
+    }
+    return reply;
+  };
+}
+
+struct FakeProvider::Impl {
+  FakeProvider& owner;
+  asio::io_context context;
+  asio::ip::tcp::acceptor acceptor;
+  std::shared_ptr<asio::ssl::context> tls;
+  std::mutex mutex;
+  Script script;
+  std::vector<FakeRequest> recorded;
+  std::vector<std::thread> threads;
+  std::size_t next_connection = 0;
+
+  Impl(FakeProvider& owner_, Script script_, std::shared_ptr<asio::ssl::context> tls_)
+      : owner(owner_), context(), acceptor(context), tls(std::move(tls_)), script(std::move(script_)) {}
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(kTuple);
+      if (ec) co_return;
+      ++owner.connections_;
+      const auto id = ++next_connection;
+      socket.set_option(asio::ip::tcp::no_delay(true));
+      if (tls) {
+        asio::co_spawn(context, serve_tls(std::move(socket), id), asio::detached);
+      } else {
+        asio::co_spawn(context, serve(beast::tcp_stream(std::move(socket)), id), asio::detached);
+      }
+    }
+  }
+
+  asio::awaitable<void> serve_tls(asio::ip::tcp::socket socket, std::size_t id) {
+    beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *tls);
+    auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+    if (ec) co_return;
+    co_await serve(std::move(stream), id);
+  }
+
+  template <typename Stream>
+  asio::awaitable<void> serve(Stream stream, std::size_t id) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request<http::string_body> message;
+      auto [ec, n] = co_await http::async_read(stream, buffer, message, kTuple);
+      if (ec) co_return;
+      FakeRequest request;
+      request.method = std::string(message.method_string());
+      request.target = std::string(message.target());
+      for (const auto& field : message) {
+        request.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      }
+      request.body = message.body();
+      boost::system::error_code parse_error;
+      request.json = json::parse(request.body, parse_error);
+      if (parse_error) request.json = nullptr;
+      request.connection_id = id;
+      Script current;
+      {
+        std::lock_guard lock(mutex);
+        if (recorded.size() < kMaxRecorded) recorded.push_back(request);
+        current = script;
+      }
+      ++owner.requests_;
+      ++owner.in_flight_;
+      FakeReply reply = current ? current(request) : default_reply(request);
+      if (reply.content.empty()) reply.content = default_reply(request).content;
+      const bool keep_going = co_await answer(stream, request, reply, message.keep_alive());
+      --owner.in_flight_;
+      if (!keep_going) co_return;
+    }
+  }
+
+  template <typename Stream>
+  asio::awaitable<bool> answer(Stream& stream, const FakeRequest& request, const FakeReply& reply,
+                               bool keep_alive) {
+    if (reply.delay.count() > 0) {
+      asio::steady_timer timer(context, reply.delay);
+      co_await timer.async_wait(kTuple);
+    }
+    switch (reply.fault) {
+      case Fault::close_before_response: {
+        boost::system::error_code ignored;
+        lowest(stream).socket().shutdown(asio::socket_base::shutdown_both, ignored);
+        lowest(stream).socket().close(ignored);
+        co_return false;
+      }
+      case Fault::reset_before_response:
+        reset_connection(stream);
+        co_return false;
+      case Fault::invalid_http: {
+        static const std::string garbage = "this is not HTTP\r\n\r\n";
+        co_await asio::async_write(stream, asio::buffer(garbage), kTuple);
+        reset_connection(stream);
+        co_return false;
+      }
+      default:
+        break;
+    }
+    const bool stream_reply = request.wants_stream() && reply.status == 200 && !reply.body;
+    if (!stream_reply) {
+      http::response<http::string_body> response{static_cast<http::status>(reply.status), 11};
+      response.set(http::field::content_type, "application/json");
+      for (const auto& [name, value] : reply.headers) response.set(name, value);
+      if (reply.body) {
+        response.body() = *reply.body;
+      } else if (reply.fault == Fault::malformed_body) {
+        response.body() = R"({"id": "broken", "choices": [ {"message": )";
+      } else {
+        response.body() = plain_body(request, reply);
+      }
+      response.keep_alive(keep_alive && !reply.close_after);
+      response.prepare_payload();
+      if (reply.fault == Fault::reset_mid_body) {
+        http::response_serializer<http::string_body> serializer{response};
+        co_await http::async_write_header(stream, serializer, kTuple);
+        const auto& body = response.body();
+        co_await asio::async_write(stream, asio::buffer(body.data(), body.size() / 2), kTuple);
+        reset_connection(stream);
+        co_return false;
+      }
+      auto [ec, n] = co_await http::async_write(stream, response, kTuple);
+      if (!ec) ++owner.completed_;
+      co_return !ec && response.keep_alive();
+    }
+
+    http::response<http::empty_body> header{http::status::ok, 11};
+    header.set(http::field::content_type, "text/event-stream");
+    for (const auto& [name, value] : reply.headers) header.set(name, value);
+    header.chunked(true);
+    header.keep_alive(keep_alive && !reply.close_after);
+    http::response_serializer<http::empty_body> serializer{header};
+    auto [header_error, ignored] = co_await http::async_write_header(stream, serializer, kTuple);
+    if (header_error) co_return false;
+    auto events = stream_events(request, reply);
+    if (reply.fault == Fault::malformed_body && !events.empty()) events.front() = "{not json";
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      if (reply.fault == Fault::truncate_stream && events[i] == "[DONE]") {
+        reset_connection(stream);
+        co_return false;
+      }
+      if (i > 0 && reply.event_interval.count() > 0) {
+        asio::steady_timer timer(context, reply.event_interval);
+        co_await timer.async_wait(kTuple);
+      }
+      const std::string event = "data: " + events[i] + "\n\n";
+      auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(event)), kTuple);
+      if (ec) co_return false;
+      if (reply.fault == Fault::reset_mid_body && i == 1) {
+        reset_connection(stream);
+        co_return false;
+      }
+      if (reply.fault == Fault::stall_after_first_chunk) {
+        // Silent until the peer gives up and closes the connection.
+        beast::flat_buffer sink;
+        co_await lowest(stream).async_read_some(sink.prepare(1), kTuple);
+        co_return false;
+      }
+    }
+    auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kTuple);
+    if (!ec) ++owner.completed_;
+    co_return !ec && header.keep_alive();
+  }
+};
+
+FakeProvider::FakeProvider(Script script, std::uint16_t port, std::string address,
+                           std::shared_ptr<asio::ssl::context> tls, unsigned threads)
+    : impl_(std::make_unique<Impl>(*this, std::move(script), std::move(tls))) {
+  asio::ip::tcp::endpoint endpoint(asio::ip::make_address(address), port);
+  impl_->acceptor.open(endpoint.protocol());
+  impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
+  impl_->acceptor.bind(endpoint);
+  impl_->acceptor.listen(asio::socket_base::max_listen_connections);
+  port_ = impl_->acceptor.local_endpoint().port();
+  asio::co_spawn(impl_->context, impl_->accept_loop(), asio::detached);
+  for (unsigned i = 0; i < std::max(1u, threads); ++i) {
+    impl_->threads.emplace_back([this] { impl_->context.run(); });
+  }
+}
+
+FakeProvider::~FakeProvider() {
+  impl_->context.stop();
+  for (auto& thread : impl_->threads) thread.join();
+}
+
+std::string FakeProvider::base_url() const {
+  return std::string(impl_->tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) +
+         "/v1";
+}
+
+void FakeProvider::set_script(Script script) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->script = std::move(script);
+}
+
+std::vector<FakeRequest> FakeProvider::recorded_requests() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->recorded;
+}
+
+}  // namespace cutover::simulate

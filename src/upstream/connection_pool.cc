@@ -1,0 +1,318 @@
+#include "upstream/connection_pool.h"
+
+#include <sys/socket.h>
+
+
+namespace cutover::upstream {
+
+namespace {
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+// An idle pooled connection older than this is closed rather than reused; providers and their
+// load balancers commonly drop idle connections after about a minute.
+constexpr auto kMaxIdle = std::chrono::seconds(50);
+constexpr std::size_t kReadPiece = 16 * 1024;
+
+template <typename Function>
+auto with_stream(Connection& connection, Function&& function) {
+  return std::visit(std::forward<Function>(function), connection.stream());
+}
+}  // namespace
+
+std::string_view failure_name(FailureKind kind) {
+  switch (kind) {
+    case FailureKind::connect:
+      return "connect_error";
+    case FailureKind::connect_timeout:
+      return "connect_timeout";
+    case FailureKind::first_byte_timeout:
+      return "first_byte_timeout";
+    case FailureKind::idle_timeout:
+      return "idle_timeout";
+    case FailureKind::total_timeout:
+      return "total_timeout";
+    case FailureKind::reset:
+      return "connection_reset";
+    case FailureKind::protocol:
+      return "protocol_error";
+    case FailureKind::pool_exhausted:
+      return "pool_exhausted";
+    case FailureKind::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+std::shared_ptr<asio::ssl::context> make_tls_context(const config::Provider& provider) {
+  auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1);
+  context->set_verify_mode(asio::ssl::verify_peer);
+  if (provider.ca_file) {
+    context->load_verify_file(*provider.ca_file);
+  } else {
+    context->set_default_verify_paths();
+  }
+  return context;
+}
+
+Connection::Connection(asio::any_io_executor executor, asio::ssl::context* tls)
+    : stream_(std::in_place_type<PlainStream>, executor) {
+  if (tls != nullptr) stream_.emplace<TlsStream>(executor, *tls);
+}
+
+beast::tcp_stream& Connection::tcp() {
+  if (auto* plain = std::get_if<PlainStream>(&stream_)) return *plain;
+  return std::get<TlsStream>(stream_).next_layer();
+}
+
+bool Connection::looks_alive() {
+  auto& socket = tcp().socket();
+  if (!socket.is_open()) return false;
+  char byte;
+  const auto received = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  // No data and no EOF is the only healthy state for an idle HTTP/1.1 connection.
+  return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+ConnectionPool::ConnectionPool(asio::any_io_executor executor, config::Provider provider,
+                               std::shared_ptr<asio::ssl::context> tls,
+                               std::size_t max_connections)
+    : executor_(executor),
+      provider_(std::move(provider)),
+      tls_(std::move(tls)),
+      max_connections_(std::max<std::size_t>(1, max_connections)),
+      resolver_(executor) {}
+
+ConnectionPool::~ConnectionPool() {
+  for (auto& connection : idle_) {
+    boost::system::error_code ignored;
+    connection->tcp().socket().close(ignored);
+  }
+}
+
+asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::acquire(
+    Clock::time_point deadline) {
+  for (;;) {
+    while (!idle_.empty()) {
+      auto connection = std::move(idle_.back());
+      idle_.pop_back();
+      if (Clock::now() - connection->idle_since < kMaxIdle && connection->looks_alive()) {
+        co_return Acquired{std::move(connection), true};
+      }
+      boost::system::error_code ignored;
+      connection->tcp().socket().close(ignored);
+      --open_;
+    }
+    if (open_ < max_connections_) co_return co_await connect(deadline);
+
+    if (Clock::now() >= deadline) {
+      co_return UpstreamError{FailureKind::pool_exhausted,
+                              "all " + std::to_string(max_connections_) + " connections to '" +
+                                  provider_.name + "' stayed busy until the deadline"};
+    }
+    asio::steady_timer wakeup(executor_, deadline);
+    waiters_.push_back(&wakeup);
+    co_await wakeup.async_wait(kTuple);
+    std::erase(waiters_, &wakeup);
+  }
+}
+
+void ConnectionPool::wake_one_waiter() {
+  if (waiters_.empty()) return;
+  auto* waiter = waiters_.front();
+  waiters_.pop_front();
+  waiter->cancel();
+}
+
+asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::connect(
+    Clock::time_point deadline) {
+  ++open_;
+  ++opened_total_;
+  auto connection = std::make_unique<Connection>(executor_, provider_.endpoint.tls ? tls_.get()
+                                                                                   : nullptr);
+  const auto& endpoint = provider_.endpoint;
+  auto fail = [&](FailureKind kind, std::string message) {
+    --open_;
+    wake_one_waiter();
+    return UpstreamError{kind, "cannot connect to provider '" + provider_.name + "' at " +
+                                   endpoint.host + ":" + std::to_string(endpoint.port) + ": " +
+                                   std::move(message)};
+  };
+
+  const auto connect_deadline = std::min(deadline, Clock::now() + provider_.timeouts.connect);
+  auto& tcp = connection->tcp();
+  tcp.expires_at(connect_deadline);
+  auto [resolve_error, results] = co_await resolver_.async_resolve(
+      endpoint.host, std::to_string(endpoint.port), kTuple);
+  if (resolve_error) co_return fail(FailureKind::connect, resolve_error.message());
+  auto [connect_error, connected] = co_await tcp.async_connect(results, kTuple);
+  if (connect_error == beast::error::timeout) {
+    co_return fail(FailureKind::connect_timeout, "connect timed out");
+  }
+  if (connect_error) co_return fail(FailureKind::connect, connect_error.message());
+  tcp.socket().set_option(asio::ip::tcp::no_delay(true));
+
+  if (auto* tls = std::get_if<Connection::TlsStream>(&connection->stream())) {
+    // SNI, then verification that the certificate names this host.
+    if (!SSL_set_tlsext_host_name(tls->native_handle(), endpoint.host.c_str())) {
+      co_return fail(FailureKind::connect, "cannot set TLS server name");
+    }
+    tls->set_verify_callback(asio::ssl::host_name_verification(endpoint.host));
+    auto [handshake_error] = co_await tls->async_handshake(asio::ssl::stream_base::client, kTuple);
+    if (handshake_error == beast::error::timeout) {
+      co_return fail(FailureKind::connect_timeout, "TLS handshake timed out");
+    }
+    if (handshake_error) {
+      co_return fail(FailureKind::connect, "TLS handshake failed: " + handshake_error.message());
+    }
+  }
+  co_return Acquired{std::move(connection), false};
+}
+
+void ConnectionPool::release(std::unique_ptr<Connection> connection, bool reusable) {
+  if (!connection) return;
+  if (reusable && connection->tcp().socket().is_open()) {
+    connection->tcp().expires_never();
+    connection->idle_since = Clock::now();
+    idle_.push_back(std::move(connection));
+  } else {
+    boost::system::error_code ignored;
+    connection->tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    connection->tcp().socket().close(ignored);
+    --open_;
+  }
+  wake_one_waiter();
+}
+
+Exchange::Exchange(ConnectionPool& pool, Clock::time_point deadline)
+    : pool_(pool), deadline_(deadline) {}
+
+Exchange::~Exchange() {
+  const bool reusable = complete_ && !aborted_ && parser_ && parser_->keep_alive();
+  pool_.release(std::move(connection_), reusable);
+}
+
+void Exchange::arm(std::chrono::milliseconds phase_timeout) {
+  connection_->tcp().expires_at(std::min(deadline_, Clock::now() + phase_timeout));
+}
+
+UpstreamError Exchange::classify(const boost::system::error_code& ec, bool before_response,
+                                 FailureKind timeout_kind) const {
+  const auto& name = pool_.provider().name;
+  if (aborted_) return {FailureKind::cancelled, "exchange with '" + name + "' cancelled", before_response};
+  if (ec == beast::error::timeout) {
+    const bool total = Clock::now() >= deadline_;
+    const auto kind = total ? FailureKind::total_timeout : timeout_kind;
+    return {kind, "provider '" + name + "' timed out (" + std::string(failure_name(kind)) + ")",
+            before_response};
+  }
+  if (ec.category() == http::make_error_code(http::error::end_of_stream).category() && ec != http::error::end_of_stream &&
+      ec != http::error::partial_message) {
+    return {FailureKind::protocol, "provider '" + name + "' sent invalid HTTP: " + ec.message(),
+            before_response};
+  }
+  return {FailureKind::reset, "connection to provider '" + name + "' failed: " + ec.message(),
+          before_response};
+}
+
+asio::awaitable<std::optional<UpstreamError>> Exchange::start(
+    http::request<http::string_body>& request) {
+  for (int attempt = 0;; ++attempt) {
+    auto acquired = co_await pool_.acquire(deadline_);
+    if (auto* error = std::get_if<UpstreamError>(&acquired)) co_return *error;
+    auto& lease = std::get<ConnectionPool::Acquired>(acquired);
+    connection_ = std::move(lease.connection);
+    if (aborted_) co_return classify({}, true, FailureKind::cancelled);
+    bool retry_on_fresh_connection = false;
+    auto error = co_await send_and_read_header(request, retry_on_fresh_connection);
+    if (!error) co_return std::nullopt;
+    // A kept-alive connection may have been closed by the provider just as we reused it; that
+    // says nothing about the provider's health, so one fresh connection is tried.
+    if (lease.reused && retry_on_fresh_connection && attempt == 0 && !aborted_) {
+      pool_.release(std::move(connection_), false);
+      continue;
+    }
+    co_return error;
+  }
+}
+
+asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
+    http::request<http::string_body>& request, bool& retry_on_fresh_connection) {
+  const auto& timeouts = pool_.provider().timeouts;
+  ++connection_->exchanges;
+  arm(timeouts.first_byte);
+  auto [write_error, written] = co_await with_stream(*connection_, [&](auto& stream) {
+    return http::async_write(stream, request, kTuple);
+  });
+  if (write_error) {
+    retry_on_fresh_connection = write_error != beast::error::timeout;
+    co_return classify(write_error, true, FailureKind::first_byte_timeout);
+  }
+  parser_.emplace();
+  parser_->body_limit(boost::none);
+  arm(timeouts.first_byte);
+  auto [read_error, read] = co_await with_stream(*connection_, [&](auto& stream) {
+    return http::async_read_header(stream, connection_->buffer(), *parser_, kTuple);
+  });
+  if (read_error) {
+    retry_on_fresh_connection =
+        read_error != beast::error::timeout && connection_->buffer().size() == 0 && read == 0;
+    co_return classify(read_error, true, FailureKind::first_byte_timeout);
+  }
+  first_byte_at_ = Clock::now();
+  if (parser_->is_done()) complete_ = true;
+  co_return std::nullopt;
+}
+
+asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& out, bool& done) {
+  done = false;
+  if (complete_ || parser_->is_done()) {
+    complete_ = true;
+    done = true;
+    co_return std::nullopt;
+  }
+  const auto old_size = out.size();
+  out.resize(old_size + kReadPiece);
+  auto& body = parser_->get().body();
+  body.data = out.data() + old_size;
+  body.size = kReadPiece;
+  arm(pool_.provider().timeouts.idle);
+  auto [ec, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
+    return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
+  });
+  out.resize(old_size + (kReadPiece - body.size));
+  if (ec == http::error::need_buffer) ec = {};
+  if (ec) co_return classify(ec, false, FailureKind::idle_timeout);
+  if (parser_->is_done()) {
+    complete_ = true;
+    done = true;
+  }
+  co_return std::nullopt;
+}
+
+asio::awaitable<std::optional<UpstreamError>> Exchange::read_all(std::string& out,
+                                                                  std::size_t limit) {
+  bool done = false;
+  while (!done) {
+    if (auto error = co_await read_some(out, done)) co_return error;
+    if (out.size() > limit) {
+      co_return UpstreamError{FailureKind::protocol,
+                              "provider '" + pool_.provider().name + "' response exceeds " +
+                                  std::to_string(limit) + " bytes",
+                              false};
+    }
+  }
+  co_return std::nullopt;
+}
+
+void Exchange::abort() {
+  aborted_ = true;
+  if (connection_) {
+    boost::system::error_code ignored;
+    connection_->tcp().socket().cancel(ignored);
+    connection_->tcp().socket().close(ignored);
+  }
+}
+
+}  // namespace cutover::upstream

@@ -1,0 +1,166 @@
+// Upstream connections: a keep-alive pool per provider per worker, plain TCP or TLS, and one HTTP
+// exchange over a pooled connection with the provider's timeouts.
+//
+// Knows sockets, TLS and HTTP framing, nothing about LLMs. Every object here belongs to one
+// worker's io_context and is used from that thread only; only the TLS context is shared.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <variant>
+
+#include "config/config.h"
+
+namespace cutover::upstream {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Clock = std::chrono::steady_clock;
+
+// Where an upstream failure happened; decides the status the client gets and whether a retry
+// is safe.
+enum class FailureKind {
+  connect,             // resolve, connect or TLS handshake failed
+  connect_timeout,
+  first_byte_timeout,  // the provider accepted the request but sent no header in time
+  idle_timeout,        // a body (or stream) stalled between two chunks
+  total_timeout,
+  reset,               // the connection closed or reset mid-exchange
+  protocol,            // the provider's bytes are not valid HTTP
+  pool_exhausted,      // no connection slot freed before the deadline
+  cancelled,           // the gateway aborted the exchange (client gone, shutdown)
+};
+
+struct UpstreamError {
+  FailureKind kind;
+  std::string message;
+  // True when no byte of the response had arrived: the request may be retried elsewhere.
+  bool before_response = true;
+
+  bool is_timeout() const {
+    return kind == FailureKind::connect_timeout || kind == FailureKind::first_byte_timeout ||
+           kind == FailureKind::idle_timeout || kind == FailureKind::total_timeout;
+  }
+};
+
+std::string_view failure_name(FailureKind kind);
+
+// Builds the TLS client context for a provider: peer verification against the system store, or
+// against `ca_file` when one is configured. Shared by all workers (SSL_CTX is thread-safe).
+std::shared_ptr<asio::ssl::context> make_tls_context(const config::Provider& provider);
+
+class Connection {
+ public:
+  using PlainStream = beast::tcp_stream;
+  using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+  Connection(asio::any_io_executor executor, asio::ssl::context* tls);
+
+  beast::tcp_stream& tcp();
+  bool tls() const { return std::holds_alternative<TlsStream>(stream_); }
+  std::variant<PlainStream, TlsStream>& stream() { return stream_; }
+  // Bytes read past the end of the last response stay here for the next one.
+  beast::flat_buffer& buffer() { return buffer_; }
+
+  // True when the peer has not closed an idle connection (a cheap non-blocking peek).
+  bool looks_alive();
+
+  Clock::time_point idle_since;
+  unsigned exchanges = 0;
+
+ private:
+  std::variant<PlainStream, TlsStream> stream_;
+  beast::flat_buffer buffer_;
+};
+
+// Keep-alive connections to one provider, owned by one worker.
+class ConnectionPool {
+ public:
+  ConnectionPool(asio::any_io_executor executor, config::Provider provider,
+                 std::shared_ptr<asio::ssl::context> tls, std::size_t max_connections);
+  ~ConnectionPool();
+
+  struct Acquired {
+    std::unique_ptr<Connection> connection;
+    bool reused = false;
+  };
+  // An idle connection when one is alive, else a new one once a slot is free. Fails with
+  // connect, connect_timeout, pool_exhausted or total_timeout.
+  asio::awaitable<std::variant<Acquired, UpstreamError>> acquire(Clock::time_point deadline);
+
+  // Returns a connection after an exchange; one that is not reusable is closed.
+  void release(std::unique_ptr<Connection> connection, bool reusable);
+
+  const config::Provider& provider() const { return provider_; }
+  std::size_t open_connections() const { return open_; }
+  std::size_t idle_connections() const { return idle_.size(); }
+  // Total connections this pool has opened; lets tests see reuse.
+  std::size_t connections_opened() const { return opened_total_; }
+
+ private:
+  asio::awaitable<std::variant<Acquired, UpstreamError>> connect(Clock::time_point deadline);
+  void wake_one_waiter();
+
+  asio::any_io_executor executor_;
+  config::Provider provider_;
+  std::shared_ptr<asio::ssl::context> tls_;
+  std::size_t max_connections_;
+  std::size_t open_ = 0;
+  std::size_t opened_total_ = 0;
+  std::deque<std::unique_ptr<Connection>> idle_;
+  std::deque<asio::steady_timer*> waiters_;
+  asio::ip::tcp::resolver resolver_;
+};
+
+// One HTTP request/response over a pooled connection. Reads the response header, then the body
+// piece by piece as it arrives (so streams are forwarded event by event).
+class Exchange {
+ public:
+  Exchange(ConnectionPool& pool, Clock::time_point deadline);
+  ~Exchange();
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Sends the request and waits for the response header. A reused connection the provider had
+  // already closed is replaced once, transparently.
+  asio::awaitable<std::optional<UpstreamError>> start(http::request<http::string_body>& request);
+
+  const http::response_header<>& response() const { return parser_->get(); }
+  unsigned status() const { return parser_->get().result_int(); }
+
+  // Appends the next piece of the body to `out`; sets `done` after the last one.
+  asio::awaitable<std::optional<UpstreamError>> read_some(std::string& out, bool& done);
+  // Reads the rest of the body into `out`, refusing more than `limit` bytes.
+  asio::awaitable<std::optional<UpstreamError>> read_all(std::string& out, std::size_t limit);
+
+  // Aborts the exchange now (client gone, shutdown): pending operations complete with
+  // `cancelled` and the connection is closed rather than pooled.
+  void abort();
+  bool aborted() const { return aborted_; }
+  std::chrono::steady_clock::time_point first_byte_at() const { return first_byte_at_; }
+
+ private:
+  asio::awaitable<std::optional<UpstreamError>> send_and_read_header(
+      http::request<http::string_body>& request, bool& retry_on_fresh_connection);
+  UpstreamError classify(const boost::system::error_code& ec, bool before_response,
+                         FailureKind timeout_kind) const;
+  void arm(std::chrono::milliseconds phase_timeout);
+
+  ConnectionPool& pool_;
+  Clock::time_point deadline_;
+  std::unique_ptr<Connection> connection_;
+  std::optional<http::response_parser<http::buffer_body>> parser_;
+  bool aborted_ = false;
+  bool complete_ = false;
+  Clock::time_point first_byte_at_{};
+};
+
+}  // namespace cutover::upstream
