@@ -37,10 +37,12 @@ AccessLog::~AccessLog() {
 void AccessLog::record(const AccessRecord& r) {
   if (fd_ < 0) return;
   auto out = std::back_inserter(buffer_);
-  const auto now = std::chrono::time_point_cast<std::chrono::milliseconds>(
-      std::chrono::system_clock::now());
-  fmt::format_to(out, R"({{"time":"{:%Y-%m-%dT%H:%M:%S}Z","request_id":{},"method":{},"route":{},"status":{})",
-                 now, quoted(r.request_id), quoted(r.method), quoted(r.route), r.status);
+  const auto now = std::chrono::system_clock::now();
+  const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(now);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now - seconds).count();
+  fmt::format_to(out,
+                 R"({{"time":"{:%Y-%m-%dT%H:%M:%S}.{:03}Z","request_id":{},"method":{},"route":{},"status":{})",
+                 seconds, millis, quoted(r.request_id), quoted(r.method), quoted(r.route), r.status);
   auto text_field = [&](std::string_view name, std::string_view value) {
     if (!value.empty()) fmt::format_to(out, R"(,"{}":{})", name, quoted(value));
   };

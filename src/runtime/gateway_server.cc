@@ -39,11 +39,12 @@ proxy::TlsContexts build_tls_contexts(const config::Config& config) {
   return contexts;
 }
 
+// Runs `function` on the worker's thread and waits for its result.
 template <typename Function>
 auto run_on(asio::io_context& context, Function function) {
-  std::packaged_task<decltype(function())()> task(std::move(function));
-  auto future = task.get_future();
-  asio::post(context, std::move(task));
+  auto task = std::make_shared<std::packaged_task<decltype(function())()>>(std::move(function));
+  auto future = task->get_future();
+  asio::post(context, [task] { (*task)(); });
   return future.get();
 }
 }  // namespace

@@ -186,6 +186,14 @@ beast::tcp_stream& lowest(Stream& stream) {
 }
 
 template <typename Stream>
+bool peer_closed(Stream& stream) {
+  char byte;
+  const auto received =
+      ::recv(lowest(stream).socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return received == 0 || (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+template <typename Stream>
 void reset_connection(Stream& stream) {
   auto& socket = lowest(stream).socket();
   boost::system::error_code ignored;
@@ -363,6 +371,8 @@ struct FakeProvider::Impl {
     if (reply.delay.count() > 0) {
       asio::steady_timer timer(context, reply.delay);
       co_await timer.async_wait(kTuple);
+      // A client that gave up while we were "thinking" cancelled the request.
+      if (peer_closed(stream)) co_return false;
     }
     switch (reply.fault) {
       case Fault::close_before_response: {
@@ -395,7 +405,7 @@ struct FakeProvider::Impl {
       } else {
         response.body() = plain_body(request, reply);
       }
-      response.keep_alive(keep_alive && !reply.close_after);
+      response.keep_alive(keep_alive);
       response.prepare_payload();
       if (reply.fault == Fault::reset_mid_body) {
         http::response_serializer<http::string_body> serializer{response};
@@ -407,14 +417,14 @@ struct FakeProvider::Impl {
       }
       auto [ec, n] = co_await http::async_write(stream, response, kTuple);
       if (!ec) ++owner.completed_;
-      co_return !ec && response.keep_alive();
+      co_return !ec && response.keep_alive() && !reply.close_after;
     }
 
     http::response<http::empty_body> header{http::status::ok, 11};
     header.set(http::field::content_type, "text/event-stream");
     for (const auto& [name, value] : reply.headers) header.set(name, value);
     header.chunked(true);
-    header.keep_alive(keep_alive && !reply.close_after);
+    header.keep_alive(keep_alive);
     http::response_serializer<http::empty_body> serializer{header};
     auto [header_error, ignored] = co_await http::async_write_header(stream, serializer, kTuple);
     if (header_error) co_return false;
@@ -445,7 +455,7 @@ struct FakeProvider::Impl {
     }
     auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kTuple);
     if (!ec) ++owner.completed_;
-    co_return !ec && header.keep_alive();
+    co_return !ec && header.keep_alive() && !reply.close_after;
   }
 };
 

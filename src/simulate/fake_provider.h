@@ -62,6 +62,8 @@ struct FakeReply {
   std::chrono::milliseconds event_interval{0};
   Quirks quirks;
   std::string content;  // the answer's text; generated from the prompt when empty
+  // Close the connection after answering while the response still announced keep-alive, as
+  // providers' load balancers do with idle connections.
   bool close_after = false;
 };
 

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 namespace cutover::config {
 namespace {
 
@@ -52,6 +55,162 @@ TEST(ConfigTest, ValidFileLoadsWithEveryField) {
   EXPECT_EQ(provider.max_connections, 32u);
   EXPECT_EQ(config.routes.at("deepseek-chat").provider, "primary");
   EXPECT_EQ(config.client_keys.front().sha256_hex, sha256_hex("ck"));
+}
+
+}  // namespace
+}  // namespace cutover::config
+
+namespace cutover::config {
+namespace {
+
+std::vector<std::string> errors_of(const std::string& yaml,
+                                   std::map<std::string, std::string> env = {{"K", "v"}}) {
+  return load_from_string(yaml, fake_environment(std::move(env))).errors;
+}
+
+bool any_contains(const std::vector<std::string>& errors, std::string_view text) {
+  for (const auto& error : errors) {
+    if (error.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
+const char* kMinimalTail = R"(
+providers:
+  p:
+    base_url: http://127.0.0.1:1/v1
+    api_key_env: K
+    models: {m: pm}
+routes:
+  - models: [m]
+    provider: p
+)";
+
+TEST(ConfigValidationTest, UnknownKeyIsNamedWithItsLine) {
+  auto errors = errors_of(std::string("auth: {allow_unauthenticated: true}\nlisten_port: 80\n") + kMinimalTail);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find(":2: listen_port: unknown key"), std::string::npos) << errors[0];
+}
+
+TEST(ConfigValidationTest, MissingBaseUrlIsReported) {
+  auto errors = errors_of(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p:
+    api_key_env: K
+    models: {m: pm}
+routes: [{models: [m], provider: p}]
+)");
+  EXPECT_TRUE(any_contains(errors, "providers.p: missing required key base_url"));
+}
+
+TEST(ConfigValidationTest, BadUrlsAreRejected) {
+  for (const char* url : {"ftp://host/v1", "not a url", "http:///v1", "https://h/v1?x=1"}) {
+    auto errors = errors_of(std::string(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p:
+    base_url: ")") + url + R"("
+    api_key_env: K
+    models: {m: pm}
+routes: [{models: [m], provider: p}]
+)");
+    EXPECT_TRUE(any_contains(errors, "providers.p.base_url")) << url;
+  }
+}
+
+TEST(ConfigValidationTest, UnsetKeyVariableIsReported) {
+  auto errors = errors_of(std::string("auth: {allow_unauthenticated: true}\n") + kMinimalTail, {});
+  EXPECT_TRUE(any_contains(errors, "environment variable K is not set"));
+}
+
+TEST(ConfigValidationTest, KeyWrittenInTheFileIsRefused) {
+  auto errors = errors_of(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p:
+    base_url: http://h/v1
+    api_key: sk-secret
+    models: {m: pm}
+routes: [{models: [m], provider: p}]
+)");
+  EXPECT_TRUE(any_contains(errors, "providers.p.api_key: unknown key"));
+  EXPECT_TRUE(any_contains(errors, "needs exactly one of api_key_env"));
+}
+
+TEST(ConfigValidationTest, EveryMistakeIsReportedAtOnce) {
+  auto errors = errors_of(R"(
+workers: many
+auth: {client_keys: [{name: a, sha256: xyz}]}
+providers:
+  p:
+    base_url: gopher://h
+    api_key_env: MISSING
+    models: {m: pm}
+    timeouts: {connect: soon}
+routes:
+  - models: [m, unknown-model]
+    provider: p
+  - models: [x]
+    provider: nobody
+)");
+  EXPECT_TRUE(any_contains(errors, "workers: must be a whole number"));
+  EXPECT_TRUE(any_contains(errors, "sha256: must be 64 hexadecimal characters"));
+  EXPECT_TRUE(any_contains(errors, "must use http or https"));
+  EXPECT_TRUE(any_contains(errors, "MISSING is not set"));
+  EXPECT_TRUE(any_contains(errors, "'soon' is not a positive duration"));
+  EXPECT_TRUE(any_contains(errors, "no model map entry for 'unknown-model'"));
+  EXPECT_TRUE(any_contains(errors, "unknown provider 'nobody'"));
+  EXPECT_GE(errors.size(), 7u);
+}
+
+TEST(ConfigValidationTest, NoClientKeysNeedsExplicitOptIn) {
+  auto errors = errors_of(kMinimalTail);
+  EXPECT_TRUE(any_contains(errors, "no client_keys configured"));
+}
+
+TEST(ConfigValidationTest, ModelRoutedTwiceIsRejected) {
+  auto errors = errors_of(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p: {base_url: "http://h/v1", api_key_env: K, models: {m: pm}}
+routes:
+  - {models: [m], provider: p}
+  - {models: m, provider: p}
+)");
+  EXPECT_TRUE(any_contains(errors, "model 'm' is routed twice"));
+}
+
+TEST(ConfigValidationTest, InvalidYamlGivesLine) {
+  auto errors = errors_of("providers: [\n  unclosed: {\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("invalid YAML"), std::string::npos);
+}
+
+TEST(ConfigValidationTest, ListenAcceptsHostPortAndIpv6) {
+  auto result = load_from_string(std::string("listen: \"[::1]:8443\"\nauth: {allow_unauthenticated: true}\n") + kMinimalTail,
+                                 fake_environment({{"K", "v"}}));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front();
+  EXPECT_EQ(result.config->listen.address, "::1");
+  EXPECT_EQ(result.config->listen.port, 8443);
+}
+
+TEST(ConfigValidationTest, KeyFileIsReadRelativeToTheConfig) {
+  const auto directory = std::filesystem::temp_directory_path() / "cutover-config-test";
+  std::filesystem::create_directories(directory);
+  {
+    std::ofstream(directory / "key.txt") << "sk-from-file\n";
+  }
+  auto result = load_from_string(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p: {base_url: "http://h/v1", api_key_file: key.txt, models: {m: pm}}
+routes: [{models: [m], provider: p}]
+)",
+                                 fake_environment({}), "test.yaml", directory.string());
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front();
+  EXPECT_EQ(result.config->providers[0].api_key, "sk-from-file");
+  EXPECT_EQ(result.config->providers[0].api_key_source, "file:key.txt");
 }
 
 }  // namespace

@@ -1,0 +1,56 @@
+#include "providers/sse.h"
+
+#include <gtest/gtest.h>
+
+namespace cutover::providers {
+namespace {
+
+std::vector<SseEvent> parse_in_pieces(std::string_view stream, std::size_t piece) {
+  SseParser parser;
+  std::vector<SseEvent> events;
+  for (std::size_t at = 0; at < stream.size(); at += piece) {
+    EXPECT_TRUE(parser.feed(stream.substr(at, piece), events));
+  }
+  return events;
+}
+
+TEST(SseParserTest, EventsSplitAtEveryByteBoundaryParseTheSame) {
+  const std::string stream =
+      "data: {\"a\":1}\n\n: keep-alive comment\n\nevent: error\ndata: {\"b\":2}\r\n\r\n"
+      "data: line one\ndata: line two\n\ndata: [DONE]\n\n";
+  for (std::size_t piece : {1u, 2u, 3u, 7u, 1000u}) {
+    auto events = parse_in_pieces(stream, piece);
+    ASSERT_EQ(events.size(), 4u) << "piece size " << piece;
+    EXPECT_EQ(events[0].data, "{\"a\":1}");
+    EXPECT_EQ(events[1].event, "error");
+    EXPECT_EQ(events[1].data, "{\"b\":2}");
+    EXPECT_EQ(events[2].data, "line one\nline two");
+    EXPECT_EQ(events[3].data, "[DONE]");
+  }
+}
+
+TEST(SseParserTest, LoneCarriageReturnsEndLines) {
+  auto events = parse_in_pieces("data:x\r\rdata:y\r\r", 1);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].data, "x");
+  EXPECT_EQ(events[1].data, "y");
+}
+
+TEST(SseParserTest, UnfinishedEventIsPendingNotEmitted) {
+  SseParser parser;
+  std::vector<SseEvent> events;
+  parser.feed("data: {\"partial\"", events);
+  EXPECT_TRUE(events.empty());
+  EXPECT_TRUE(parser.has_partial_event());
+}
+
+TEST(SseParserTest, OverlongLineMarksStreamMalformed) {
+  SseParser parser(16);
+  std::vector<SseEvent> events;
+  EXPECT_FALSE(parser.feed("data: " + std::string(64, 'x'), events));
+  EXPECT_FALSE(parser.feed("\n\n", events));
+  EXPECT_TRUE(events.empty());
+}
+
+}  // namespace
+}  // namespace cutover::providers
