@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -41,6 +41,15 @@ demo: build
 
 bench: build
 	bash bench/run.sh
+
+# libFuzzer runs of every fuzz target, 60 s each (clang); the corpora replay in `make test` too.
+fuzz: deps
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCUTOVER_FUZZ=ON -DCUTOVER_NODE_TESTS=OFF
+	cmake --build build-fuzz --target fuzz_sse_parser fuzz_response_normalizer fuzz_config_loader
+	for target in sse_parser response_normalizer config_loader; do \
+		mkdir -p build-fuzz/corpus/$$target && \
+		./build-fuzz/fuzz_$$target -max_total_time=60 build-fuzz/corpus/$$target fuzz/corpus/$$target || exit 1; \
+	done
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -221,11 +222,11 @@ void parse_listen(Validator& v, const YAML::Node& node, Listener& listen) {
   }
 }
 
-void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& path,
-                    Provider& provider) {
+void parse_base_url(Validator& v, const YAML::Node& node, const std::string& path,
+                    ProviderEndpoint& endpoint) {
   auto text = v.string_at(node, path);
   if (!text) return;
-  provider.base_url = *text;
+  endpoint.base_url = *text;
   auto parsed = boost::urls::parse_absolute_uri(*text);
   if (!parsed) {
     v.error(node, path, "'" + *text + "' is not a valid absolute URL");
@@ -244,22 +245,194 @@ void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& pat
     v.error(node, path, "'" + *text + "' must not carry a query, fragment or credentials");
     return;
   }
-  provider.endpoint.tls = scheme == "https";
+  auto& address = endpoint.address;
+  address.tls = scheme == "https";
   const auto encoded_host = parsed->encoded_host_address();
   std::string host(encoded_host.data(), encoded_host.size());
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
-  provider.endpoint.host = host;
-  provider.endpoint.port = parsed->has_port() ? parsed->port_number()
-                                              : (provider.endpoint.tls ? 443 : 80);
-  if (parsed->has_port() && provider.endpoint.port == 0) {
+  address.host = host;
+  address.port = parsed->has_port() ? parsed->port_number() : (address.tls ? 443 : 80);
+  if (parsed->has_port() && address.port == 0) {
     v.error(node, path, "'" + *text + "' has an invalid port");
   }
   const auto encoded_path = parsed->encoded_path();
   std::string base_path(encoded_path.data(), encoded_path.size());
   while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
-  provider.endpoint.base_path = base_path;
+  address.base_path = base_path;
+}
+
+// base_url and exactly one way to get the key, from `node` (a provider or one of its endpoints).
+void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& path,
+                    ProviderEndpoint& endpoint) {
+  if (!node["base_url"]) {
+    v.error(node, path, "missing required key base_url");
+  } else {
+    parse_base_url(v, node["base_url"], path + ".base_url", endpoint);
+  }
+  const bool has_env = static_cast<bool>(node["api_key_env"]);
+  const bool has_file = static_cast<bool>(node["api_key_file"]);
+  bool no_key = false;
+  if (node["no_api_key"]) {
+    no_key = v.bool_at(node["no_api_key"], path + ".no_api_key").value_or(false);
+  }
+  if (has_env + has_file + no_key != 1) {
+    v.error(node, path,
+            "needs exactly one of api_key_env (a variable name), api_key_file (a path) or "
+            "no_api_key: true; keys are never written in the file");
+  } else if (has_env) {
+    if (auto variable = v.string_at(node["api_key_env"], path + ".api_key_env")) {
+      endpoint.api_key_source = "env:" + *variable;
+      if (auto key = v.read_environment(node["api_key_env"], path + ".api_key_env", *variable)) {
+        endpoint.api_key = *key;
+      }
+    }
+  } else if (has_file) {
+    if (auto file = v.string_at(node["api_key_file"], path + ".api_key_file")) {
+      endpoint.api_key_source = "file:" + *file;
+      if (auto key = v.read_secret_file(node["api_key_file"], path + ".api_key_file", *file)) {
+        endpoint.api_key = *key;
+      }
+    }
+  }
+}
+
+void parse_retry(Validator& v, const YAML::Node& node, const std::string& path,
+                 resilience::RetryPolicy& retry) {
+  if (!v.expect_map(node, path)) return;
+  v.reject_unknown_keys(node, path,
+                        {"max_attempts", "retry_on", "backoff_base", "backoff_max",
+                         "max_retry_after"});
+  if (node["max_attempts"]) {
+    retry.max_attempts = v.integer_at<unsigned>(node["max_attempts"], path + ".max_attempts", 1, 10)
+                             .value_or(retry.max_attempts);
+  }
+  if (const auto& on = node["retry_on"]) {
+    if (!on.IsSequence()) {
+      v.error(on, path + ".retry_on",
+              "must be a list of: connect_error, reset, timeout, invalid_response, 429, 5xx codes");
+    } else {
+      retry.retry_connect_error = retry.retry_reset = retry.retry_timeout = false;
+      retry.retry_rate_limited = retry.retry_invalid_response = false;
+      retry.retry_statuses.clear();
+      for (const auto& item : on) {
+        const auto text = item.IsScalar() ? item.Scalar() : std::string();
+        unsigned status = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), status);
+        if (text == "connect_error") {
+          retry.retry_connect_error = true;
+        } else if (text == "reset") {
+          retry.retry_reset = true;
+        } else if (text == "timeout") {
+          retry.retry_timeout = true;
+        } else if (text == "invalid_response") {
+          retry.retry_invalid_response = true;
+        } else if (text == "429") {
+          retry.retry_rate_limited = true;
+        } else if (ec == std::errc() && end == text.data() + text.size() && status >= 500 &&
+                   status <= 599) {
+          retry.retry_statuses.insert(status);
+        } else {
+          v.error(item, path + ".retry_on",
+                  "'" + text + "' is not retryable (use connect_error, reset, timeout, "
+                  "invalid_response, 429 or a 5xx status; other 4xx are never retried)");
+        }
+      }
+    }
+  }
+  auto duration = [&](const char* key, resilience::Duration& target) {
+    if (node[key]) target = v.duration_at(node[key], path + "." + key).value_or(target);
+  };
+  duration("backoff_base", retry.backoff_base);
+  duration("backoff_max", retry.backoff_max);
+  duration("max_retry_after", retry.max_retry_after);
+}
+
+std::optional<double> ratio_at(Validator& v, const YAML::Node& node, const std::string& path,
+                               double minimum, double maximum) {
+  double value = 0;
+  if (!node.IsScalar() || !YAML::convert<double>::decode(node, value) || value < minimum ||
+      value > maximum) {
+    std::ostringstream range;
+    range << "must be a number from " << minimum << " to " << maximum;
+    v.error(node, path, range.str());
+    return std::nullopt;
+  }
+  return value;
+}
+
+void parse_retry_budget(Validator& v, const YAML::Node& node, const std::string& path,
+                        resilience::RetryBudgetSettings& budget) {
+  if (!v.expect_map(node, path)) return;
+  v.reject_unknown_keys(node, path, {"ratio", "min_retries_per_second", "window"});
+  if (node["ratio"]) budget.ratio = ratio_at(v, node["ratio"], path + ".ratio", 0, 10).value_or(budget.ratio);
+  if (node["min_retries_per_second"]) {
+    budget.min_retries_per_second =
+        ratio_at(v, node["min_retries_per_second"], path + ".min_retries_per_second", 0, 10000)
+            .value_or(budget.min_retries_per_second);
+  }
+  if (node["window"]) {
+    if (auto window = v.duration_at(node["window"], path + ".window")) {
+      const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*window);
+      if (seconds.count() < 1 || seconds.count() > 120) {
+        v.error(node["window"], path + ".window", "must be from 1s to 120s");
+      } else {
+        budget.window = seconds;
+      }
+    }
+  }
+}
+
+void parse_breaker(Validator& v, const YAML::Node& node, const std::string& path,
+                   resilience::BreakerSettings& breaker) {
+  if (!v.expect_map(node, path)) return;
+  v.reject_unknown_keys(node, path,
+                        {"failure_rate", "slow_call_rate", "slow_call_duration", "window",
+                         "window_size", "minimum_calls", "open_duration", "max_open_duration",
+                         "half_open_probes"});
+  if (node["failure_rate"]) {
+    breaker.failure_rate_threshold = ratio_at(v, node["failure_rate"], path + ".failure_rate", 0.01, 1)
+                                         .value_or(breaker.failure_rate_threshold);
+  }
+  if (node["slow_call_rate"]) {
+    breaker.slow_call_rate_threshold =
+        ratio_at(v, node["slow_call_rate"], path + ".slow_call_rate", 0.01, 1)
+            .value_or(breaker.slow_call_rate_threshold);
+  }
+  if (node["window"]) {
+    const auto kind = v.string_at(node["window"], path + ".window").value_or("");
+    if (kind == "count") {
+      breaker.window = resilience::BreakerSettings::Window::count;
+    } else if (kind == "time") {
+      breaker.window = resilience::BreakerSettings::Window::time;
+    } else {
+      v.error(node["window"], path + ".window", "must be count or time");
+    }
+  }
+  if (node["window_size"]) {
+    breaker.window_size = v.integer_at<unsigned>(node["window_size"], path + ".window_size", 1, 10000)
+                              .value_or(breaker.window_size);
+  }
+  if (node["minimum_calls"]) {
+    breaker.minimum_calls =
+        v.integer_at<unsigned>(node["minimum_calls"], path + ".minimum_calls", 1, 100000)
+            .value_or(breaker.minimum_calls);
+  }
+  if (node["half_open_probes"]) {
+    breaker.half_open_permits =
+        v.integer_at<unsigned>(node["half_open_probes"], path + ".half_open_probes", 1, 1000)
+            .value_or(breaker.half_open_permits);
+  }
+  auto duration = [&](const char* key, std::chrono::milliseconds& target) {
+    if (node[key]) target = v.duration_at(node[key], path + "." + key).value_or(target);
+  };
+  duration("slow_call_duration", breaker.slow_call_duration);
+  duration("open_duration", breaker.open_duration);
+  duration("max_open_duration", breaker.max_open_duration);
+  if (breaker.max_open_duration < breaker.open_duration) {
+    v.error(node, path, "max_open_duration must not be shorter than open_duration");
+  }
 }
 
 void parse_provider(Validator& v, const std::string& name, const YAML::Node& node,
@@ -268,37 +441,41 @@ void parse_provider(Validator& v, const std::string& name, const YAML::Node& nod
   provider.name = name;
   if (!v.expect_map(node, path)) return;
   v.reject_unknown_keys(node, path,
-                        {"base_url", "api_key_env", "api_key_file", "no_api_key", "ca_file",
-                         "models", "timeouts", "max_connections", "stream_usage"});
-  if (!node["base_url"]) {
-    v.error(node, path, "missing required key base_url");
+                        {"base_url", "api_key_env", "api_key_file", "no_api_key", "endpoints",
+                         "ca_file", "models", "timeouts", "max_connections", "stream_usage",
+                         "retry", "retry_budget", "breaker"});
+  if (const auto& endpoints = node["endpoints"]) {
+    if (node["base_url"] || node["api_key_env"] || node["api_key_file"] || node["no_api_key"]) {
+      v.error(node, path,
+              "give either endpoints or base_url with its key at the provider level, not both");
+    }
+    if (!endpoints.IsSequence() || endpoints.size() == 0) {
+      v.error(endpoints, path + ".endpoints", "must be a non-empty list of endpoints");
+    } else {
+      for (std::size_t i = 0; i < endpoints.size(); ++i) {
+        const std::string epath = path + ".endpoints[" + std::to_string(i) + "]";
+        ProviderEndpoint endpoint;
+        if (!v.expect_map(endpoints[i], epath)) continue;
+        v.reject_unknown_keys(endpoints[i], epath,
+                              {"base_url", "api_key_env", "api_key_file", "no_api_key", "weight"});
+        parse_endpoint(v, endpoints[i], epath, endpoint);
+        if (endpoints[i]["weight"]) {
+          endpoint.weight =
+              v.integer_at<unsigned>(endpoints[i]["weight"], epath + ".weight", 1, 1000).value_or(1);
+        }
+        provider.endpoints.push_back(std::move(endpoint));
+      }
+    }
   } else {
-    parse_endpoint(v, node["base_url"], path + ".base_url", provider);
+    ProviderEndpoint endpoint;
+    parse_endpoint(v, node, path, endpoint);
+    provider.endpoints.push_back(std::move(endpoint));
   }
-
-  const bool has_env = static_cast<bool>(node["api_key_env"]);
-  const bool has_file = static_cast<bool>(node["api_key_file"]);
-  bool no_key = false;
-  if (node["no_api_key"]) no_key = v.bool_at(node["no_api_key"], path + ".no_api_key").value_or(false);
-  if (has_env + has_file + no_key != 1) {
-    v.error(node, path,
-            "needs exactly one of api_key_env (a variable name), api_key_file (a path) or "
-            "no_api_key: true; keys are never written in the file");
-  } else if (has_env) {
-    if (auto variable = v.string_at(node["api_key_env"], path + ".api_key_env")) {
-      provider.api_key_source = "env:" + *variable;
-      if (auto key = v.read_environment(node["api_key_env"], path + ".api_key_env", *variable)) {
-        provider.api_key = *key;
-      }
-    }
-  } else if (has_file) {
-    if (auto file = v.string_at(node["api_key_file"], path + ".api_key_file")) {
-      provider.api_key_source = "file:" + *file;
-      if (auto key = v.read_secret_file(node["api_key_file"], path + ".api_key_file", *file)) {
-        provider.api_key = *key;
-      }
-    }
+  if (node["retry"]) parse_retry(v, node["retry"], path + ".retry", provider.retry);
+  if (node["retry_budget"]) {
+    parse_retry_budget(v, node["retry_budget"], path + ".retry_budget", provider.retry_budget);
   }
+  if (node["breaker"]) parse_breaker(v, node["breaker"], path + ".breaker", provider.breaker);
 
   if (node["ca_file"]) {
     if (auto file = v.string_at(node["ca_file"], path + ".ca_file")) {
@@ -410,7 +587,7 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
     const auto& entry = node[i];
     const std::string path = "routes[" + std::to_string(i) + "]";
     if (!v.expect_map(entry, path)) continue;
-    v.reject_unknown_keys(entry, path, {"models", "provider"});
+    v.reject_unknown_keys(entry, path, {"models", "provider", "fallback", "retry"});
     if (!entry["provider"] || !entry["models"]) {
       v.error(entry, path, "needs both models and provider");
       continue;
@@ -431,7 +608,36 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
       v.error(entry["models"], path + ".models", "must be a model name or a list of them");
       continue;
     }
+    std::vector<const Provider*> fallbacks;
+    if (const auto& fallback = entry["fallback"]) {
+      if (!fallback.IsSequence()) {
+        v.error(fallback, path + ".fallback", "must be a list of provider names");
+      } else {
+        for (const auto& item : fallback) {
+          const auto name = item.as<std::string>("");
+          const Provider* other = config.find_provider(name);
+          if (other == nullptr) {
+            v.error(item, path + ".fallback", "unknown provider '" + name + "'");
+          } else if (other == provider || std::find(fallbacks.begin(), fallbacks.end(), other) != fallbacks.end()) {
+            v.error(item, path + ".fallback", "provider '" + name + "' appears twice in the chain");
+          } else {
+            fallbacks.push_back(other);
+          }
+        }
+      }
+    }
+    std::optional<resilience::RetryPolicy> retry;
+    if (entry["retry"]) {
+      retry = provider->retry;
+      parse_retry(v, entry["retry"], path + ".retry", *retry);
+    }
     for (const auto& model : models) {
+      for (const auto* other : fallbacks) {
+        if (!other->models.contains(model)) {
+          v.error(entry["fallback"], path + ".fallback",
+                  "fallback provider '" + other->name + "' has no model map entry for '" + model + "'");
+        }
+      }
       if (model.empty()) {
         v.error(entry["models"], path + ".models", "model names must not be empty");
         continue;
@@ -445,7 +651,9 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
         v.error(entry["models"], path + ".models", "model '" + model + "' is routed twice");
         continue;
       }
-      config.routes[model] = Route{model, *provider_name};
+      Route route{model, *provider_name, {}, retry};
+      for (const auto* other : fallbacks) route.fallback.push_back(other->name);
+      config.routes[model] = std::move(route);
     }
   }
 }

@@ -13,6 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "resilience/circuit_breaker.h"
+#include "resilience/retry_budget.h"
+#include "resilience/retry_policy.h"
+
 namespace cutover::config {
 
 using Milliseconds = std::chrono::milliseconds;
@@ -36,26 +40,42 @@ struct Endpoint {
   std::string base_path;
 };
 
-struct Provider {
-  std::string name;
+// One place a provider answers (a region, an account): its own URL and key, and its own
+// connection pool and circuit breaker at run time.
+struct ProviderEndpoint {
   std::string base_url;
-  Endpoint endpoint;
+  Endpoint address;
   // The resolved secret. Never logged; `api_key_source` names where it came from.
   std::string api_key;
   std::string api_key_source;
+  unsigned weight = 1;
+};
+
+struct Provider {
+  std::string name;
+  // At least one; `base_url` + `api_key_*` at the provider level is the one-endpoint shorthand.
+  std::vector<ProviderEndpoint> endpoints;
   std::optional<std::string> ca_file;
   // Client-facing model name -> the provider's own identifier.
   std::map<std::string, std::string> models;
   UpstreamTimeouts timeouts;
-  // Upper bound on open connections to this provider across all workers.
+  // Upper bound on open connections to each endpoint across all workers.
   std::size_t max_connections = 256;
   // Ask for usage in streams (stream_options.include_usage) when the client did not.
   bool stream_usage = true;
+  resilience::RetryPolicy retry;
+  resilience::RetryBudgetSettings retry_budget;
+  resilience::BreakerSettings breaker;
 };
 
 struct Route {
   std::string model;
   std::string provider;
+  // Providers that serve the request, in order, when the one before failed, is circuit-open or
+  // out of retry budget, and nothing has been sent to the client yet.
+  std::vector<std::string> fallback;
+  // Replaces the providers' own retry policy for this route when set.
+  std::optional<resilience::RetryPolicy> retry;
 };
 
 struct ClientKey {

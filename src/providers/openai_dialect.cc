@@ -96,7 +96,9 @@ std::optional<std::int64_t> as_count(const json::value* value) {
   if (value == nullptr) return std::nullopt;
   if (value->is_int64()) return value->get_int64();
   if (value->is_uint64()) return static_cast<std::int64_t>(value->get_uint64());
-  if (value->is_double() && std::isfinite(value->get_double())) {
+  // Token counts beyond 2^53 are nonsense; refusing them also keeps the cast defined.
+  if (value->is_double() && std::isfinite(value->get_double()) &&
+      std::fabs(value->get_double()) < 9.0e15) {
     return static_cast<std::int64_t>(value->get_double());
   }
   if (value->is_string()) {

@@ -59,6 +59,7 @@ void AccessLog::record(const AccessRecord& r) {
     fmt::format_to(out, R"(,"completion_tokens":{})", r.completion_tokens);
   }
   text_field("error", r.error);
+  if (!r.attempts_json.empty()) fmt::format_to(out, R"(,"attempts":{})", r.attempts_json);
   buffer_.append("}\n");
   if (buffer_.size() >= kFlushBytes) flush();
 }

@@ -23,6 +23,8 @@ struct AccessRecord {
   double time_to_first_token_ms = -1;  // negative when not applicable
   std::int64_t prompt_tokens = -1;     // negative when the provider reported no usage
   std::int64_t completion_tokens = -1;
+  // A JSON array of every upstream attempt, already serialized; empty when none was made.
+  std::string attempts_json;
 };
 
 class AccessLog {

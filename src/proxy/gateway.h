@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "proxy/access_log.h"
+#include "proxy/provider_health.h"
 #include "upstream/connection_pool.h"
 
 namespace cutover::proxy {
@@ -27,7 +28,8 @@ class Gateway {
   Gateway(boost::asio::any_io_executor executor, unsigned worker_count, AccessLog& access_log);
 
   // Installs a configuration; call on this worker's thread.
-  void apply(std::shared_ptr<const config::Config> config, const TlsContexts& tls);
+  void apply(std::shared_ptr<const config::Config> config, const TlsContexts& tls,
+             std::shared_ptr<const HealthRegistry> health);
   void set_draining() { draining_ = true; }
   // Cancels every upstream exchange in flight (shutdown after the drain deadline).
   void abort_all();
@@ -36,10 +38,18 @@ class Gateway {
 
  private:
   struct Snapshot;
-  struct Exchange;
+  struct ProviderRuntime;
+  struct EndpointRuntime;
+  struct RequestContext;
+  struct AttemptOutcome;
 
   boost::asio::awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
                                      std::shared_ptr<Snapshot> snapshot, int api_kind);
+  boost::asio::awaitable<AttemptOutcome> attempt(RequestContext& context,
+                                                 ProviderRuntime& provider,
+                                                 EndpointRuntime& endpoint);
+  EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
+                                 std::string& refusal);
   boost::asio::awaitable<void> list_models(http::IncomingRequest& request,
                                            http::Responder& responder, const Snapshot& snapshot);
   const std::string* authenticate(const http::IncomingRequest& request,

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
+#include <algorithm>
 #include <future>
 #include <stdexcept>
 
@@ -29,9 +30,11 @@ std::shared_ptr<const http::ServerLimits> limits_from(const config::Config& conf
 proxy::TlsContexts build_tls_contexts(const config::Config& config) {
   proxy::TlsContexts contexts;
   for (const auto& provider : config.providers) {
-    if (!provider.endpoint.tls) continue;
+    const bool any_tls = std::any_of(provider.endpoints.begin(), provider.endpoints.end(),
+                                     [](const auto& endpoint) { return endpoint.address.tls; });
+    if (!any_tls) continue;
     try {
-      contexts[provider.name] = upstream::make_tls_context(provider);
+      contexts[provider.name] = upstream::make_tls_context(provider.ca_file);
     } catch (const std::exception& e) {
       throw std::runtime_error("provider '" + provider.name + "': cannot set up TLS: " + e.what());
     }
@@ -88,6 +91,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   if (ec) throw std::runtime_error("listen address '" + config_->listen.address + "' is invalid");
   asio::ip::tcp::endpoint endpoint(address, config_->listen.port);
   const auto tls = build_tls_contexts(*config_);
+  health_ = proxy::HealthRegistry::build(*config_, nullptr);
   for (unsigned i = 0; i < count; ++i) {
     try {
       workers_.push_back(std::make_unique<Worker>(*config_, count, endpoint));
@@ -97,7 +101,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
     }
     // With port 0 the first worker gets an ephemeral port; the others must share it.
     endpoint.port(workers_.front()->listener.local_endpoint().port());
-    workers_.back()->gateway.apply(config_, tls);
+    workers_.back()->gateway.apply(config_, tls, health_);
   }
   port_ = endpoint.port();
 }
@@ -134,13 +138,15 @@ std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::C
     return std::string(e.what());
   }
   auto limits = limits_from(*config);
+  auto health = proxy::HealthRegistry::build(*config, health_.get());
   for (auto& worker : workers_) {
     run_on(worker->context, [&] {
-      worker->gateway.apply(config, tls);
+      worker->gateway.apply(config, tls, health);
       worker->listener.set_limits(limits);
     });
   }
   config_ = std::move(config);
+  health_ = std::move(health);
   return std::nullopt;
 }
 

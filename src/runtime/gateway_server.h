@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/provider_health.h"
 
 namespace cutover::runtime {
 
@@ -36,12 +37,16 @@ class GatewayServer {
   // closes what is left and joins the workers. Idempotent.
   void shutdown(std::chrono::milliseconds deadline);
 
-  // Requests answered so far with an open connection count, for tests and the drain loop.
+  // Client connections open across all workers, for tests and the drain loop.
   std::size_t open_sessions();
+
+  // The health registry a worker uses, to inspect breakers and budgets (tests, admin API).
+  std::shared_ptr<const proxy::HealthRegistry> health() const { return health_; }
 
  private:
   struct Worker;
   std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const proxy::HealthRegistry> health_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;

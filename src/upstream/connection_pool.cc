@@ -42,14 +42,14 @@ std::string_view failure_name(FailureKind kind) {
   return "unknown";
 }
 
-std::shared_ptr<asio::ssl::context> make_tls_context(const config::Provider& provider) {
+std::shared_ptr<asio::ssl::context> make_tls_context(const std::optional<std::string>& ca_file) {
   auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
   context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                        asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                        asio::ssl::context::no_tlsv1_1);
   context->set_verify_mode(asio::ssl::verify_peer);
-  if (provider.ca_file) {
-    context->load_verify_file(*provider.ca_file);
+  if (ca_file) {
+    context->load_verify_file(*ca_file);
   } else {
     context->set_default_verify_paths();
   }
@@ -75,11 +75,11 @@ bool Connection::looks_alive() {
   return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-ConnectionPool::ConnectionPool(asio::any_io_executor executor, config::Provider provider,
+ConnectionPool::ConnectionPool(asio::any_io_executor executor, PoolTarget target,
                                std::shared_ptr<asio::ssl::context> tls,
                                std::size_t max_connections)
     : executor_(executor),
-      provider_(std::move(provider)),
+      target_(std::move(target)),
       tls_(std::move(tls)),
       max_connections_(std::max<std::size_t>(1, max_connections)),
       resolver_(executor) {}
@@ -109,7 +109,7 @@ asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> Connectio
     if (Clock::now() >= deadline) {
       co_return UpstreamError{FailureKind::pool_exhausted,
                               "all " + std::to_string(max_connections_) + " connections to '" +
-                                  provider_.name + "' stayed busy until the deadline"};
+                                  target_.provider_name + "' stayed busy until the deadline"};
     }
     asio::steady_timer wakeup(executor_, deadline);
     waiters_.push_back(&wakeup);
@@ -129,18 +129,18 @@ asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> Connectio
     Clock::time_point deadline) {
   ++open_;
   ++opened_total_;
-  auto connection = std::make_unique<Connection>(executor_, provider_.endpoint.tls ? tls_.get()
+  auto connection = std::make_unique<Connection>(executor_, target_.address.tls ? tls_.get()
                                                                                    : nullptr);
-  const auto& endpoint = provider_.endpoint;
+  const auto& endpoint = target_.address;
   auto fail = [&](FailureKind kind, std::string message) {
     --open_;
     wake_one_waiter();
-    return UpstreamError{kind, "cannot connect to provider '" + provider_.name + "' at " +
+    return UpstreamError{kind, "cannot connect to provider '" + target_.provider_name + "' at " +
                                    endpoint.host + ":" + std::to_string(endpoint.port) + ": " +
                                    std::move(message)};
   };
 
-  const auto connect_deadline = std::min(deadline, Clock::now() + provider_.timeouts.connect);
+  const auto connect_deadline = std::min(deadline, Clock::now() + target_.timeouts.connect);
   auto& tcp = connection->tcp();
   tcp.expires_at(connect_deadline);
   auto [resolve_error, results] = co_await resolver_.async_resolve(
@@ -199,7 +199,7 @@ void Exchange::arm(std::chrono::milliseconds phase_timeout) {
 
 UpstreamError Exchange::classify(const boost::system::error_code& ec, bool before_response,
                                  FailureKind timeout_kind) const {
-  const auto& name = pool_.provider().name;
+  const auto& name = pool_.target().provider_name;
   if (aborted_) return {FailureKind::cancelled, "exchange with '" + name + "' cancelled", before_response};
   if (ec == beast::error::timeout) {
     const bool total = Clock::now() >= deadline_;
@@ -239,7 +239,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
 
 asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
     http::request<http::string_body>& request, bool& retry_on_fresh_connection) {
-  const auto& timeouts = pool_.provider().timeouts;
+  const auto& timeouts = pool_.target().timeouts;
   ++connection_->exchanges;
   arm(timeouts.first_byte);
   auto [write_error, written] = co_await with_stream(*connection_, [&](auto& stream) {
@@ -277,7 +277,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& o
   auto& body = parser_->get().body();
   body.data = out.data() + old_size;
   body.size = kReadPiece;
-  arm(pool_.provider().timeouts.idle);
+  arm(pool_.target().timeouts.idle);
   auto [ec, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
     return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
   });
@@ -298,7 +298,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::read_all(std::string& ou
     if (auto error = co_await read_some(out, done)) co_return error;
     if (out.size() > limit) {
       co_return UpstreamError{FailureKind::protocol,
-                              "provider '" + pool_.provider().name + "' response exceeds " +
+                              "provider '" + pool_.target().provider_name + "' response exceeds " +
                                   std::to_string(limit) + " bytes",
                               false};
     }

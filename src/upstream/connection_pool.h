@@ -55,7 +55,7 @@ std::string_view failure_name(FailureKind kind);
 
 // Builds the TLS client context for a provider: peer verification against the system store, or
 // against `ca_file` when one is configured. Shared by all workers (SSL_CTX is thread-safe).
-std::shared_ptr<asio::ssl::context> make_tls_context(const config::Provider& provider);
+std::shared_ptr<asio::ssl::context> make_tls_context(const std::optional<std::string>& ca_file);
 
 class Connection {
  public:
@@ -81,10 +81,17 @@ class Connection {
   beast::flat_buffer buffer_;
 };
 
-// Keep-alive connections to one provider, owned by one worker.
+// What a pool connects to: one endpoint of a provider, with the provider's timeouts.
+struct PoolTarget {
+  std::string provider_name;
+  config::Endpoint address;
+  config::UpstreamTimeouts timeouts;
+};
+
+// Keep-alive connections to one provider endpoint, owned by one worker.
 class ConnectionPool {
  public:
-  ConnectionPool(asio::any_io_executor executor, config::Provider provider,
+  ConnectionPool(asio::any_io_executor executor, PoolTarget target,
                  std::shared_ptr<asio::ssl::context> tls, std::size_t max_connections);
   ~ConnectionPool();
 
@@ -99,7 +106,7 @@ class ConnectionPool {
   // Returns a connection after an exchange; one that is not reusable is closed.
   void release(std::unique_ptr<Connection> connection, bool reusable);
 
-  const config::Provider& provider() const { return provider_; }
+  const PoolTarget& target() const { return target_; }
   std::size_t open_connections() const { return open_; }
   std::size_t idle_connections() const { return idle_.size(); }
   // Total connections this pool has opened; lets tests see reuse.
@@ -110,7 +117,7 @@ class ConnectionPool {
   void wake_one_waiter();
 
   asio::any_io_executor executor_;
-  config::Provider provider_;
+  PoolTarget target_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::size_t max_connections_;
   std::size_t open_ = 0;

@@ -22,7 +22,9 @@ inline constexpr char kClientKey[] = "client-secret";
 inline constexpr char kProviderKey[] = "sk-provider-secret-123";
 
 struct GatewayOptions {
-  std::string provider_extra;  // extra YAML lines under the provider (indented 4 spaces)
+  // Extra YAML lines under the provider (indented 4 spaces). Core tests make one attempt so a
+  // failure shows as it happened; resilience tests configure retries themselves.
+  std::string provider_extra = "    retry: {max_attempts: 1}\n";
   std::string top_extra;       // extra top-level YAML
   std::string access_log;      // path; empty means "off"
   unsigned workers = 1;

@@ -43,11 +43,13 @@ TEST(ConfigTest, ValidFileLoadsWithEveryField) {
   EXPECT_EQ(config.listen.port, 9000);
   ASSERT_EQ(config.providers.size(), 1u);
   const auto& provider = config.providers.front();
-  EXPECT_TRUE(provider.endpoint.tls);
-  EXPECT_EQ(provider.endpoint.host, "api.example.com");
-  EXPECT_EQ(provider.endpoint.port, 443);
-  EXPECT_EQ(provider.endpoint.base_path, "/v1");
-  EXPECT_EQ(provider.api_key, "pk");
+  ASSERT_EQ(provider.endpoints.size(), 1u);
+  const auto& endpoint = provider.endpoints.front();
+  EXPECT_TRUE(endpoint.address.tls);
+  EXPECT_EQ(endpoint.address.host, "api.example.com");
+  EXPECT_EQ(endpoint.address.port, 443);
+  EXPECT_EQ(endpoint.address.base_path, "/v1");
+  EXPECT_EQ(endpoint.api_key, "pk");
   EXPECT_EQ(provider.models.at("gpt-4"), "gpt-4.1");
   EXPECT_EQ(provider.timeouts.connect, std::chrono::seconds(2));
   EXPECT_EQ(provider.timeouts.idle, std::chrono::milliseconds(500));
@@ -209,8 +211,8 @@ routes: [{models: [m], provider: p}]
 )",
                                  fake_environment({}), "test.yaml", directory.string());
   ASSERT_TRUE(result.errors.empty()) << result.errors.front();
-  EXPECT_EQ(result.config->providers[0].api_key, "sk-from-file");
-  EXPECT_EQ(result.config->providers[0].api_key_source, "file:key.txt");
+  EXPECT_EQ(result.config->providers[0].endpoints[0].api_key, "sk-from-file");
+  EXPECT_EQ(result.config->providers[0].endpoints[0].api_key_source, "file:key.txt");
 }
 
 }  // namespace

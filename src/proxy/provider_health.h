@@ -1,0 +1,42 @@
+// Health state shared by every worker: a circuit breaker per provider endpoint and a retry
+// budget per provider. A reload keeps the state of endpoints and providers that did not change,
+// so a reload never closes an open breaker or refills a spent budget by accident.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "resilience/circuit_breaker.h"
+#include "resilience/retry_budget.h"
+
+namespace cutover::proxy {
+
+struct ProviderHealth {
+  std::shared_ptr<resilience::RetryBudget> budget;
+  // One per endpoint, in the order of config::Provider::endpoints.
+  std::vector<std::shared_ptr<resilience::CircuitBreaker>> breakers;
+};
+
+class HealthRegistry {
+ public:
+  // Builds the registry for `config`, taking over state from `previous` where a provider's
+  // settings and endpoint URL are unchanged.
+  static std::shared_ptr<const HealthRegistry> build(const config::Config& config,
+                                                     const HealthRegistry* previous);
+
+  const ProviderHealth& provider(const std::string& name) const { return providers_.at(name); }
+  const std::map<std::string, ProviderHealth>& providers() const { return providers_; }
+
+ private:
+  struct Fingerprints {
+    std::string budget;
+    std::vector<std::string> breakers;
+  };
+  std::map<std::string, ProviderHealth> providers_;
+  std::map<std::string, Fingerprints> fingerprints_;
+};
+
+}  // namespace cutover::proxy

@@ -1,0 +1,113 @@
+// A circuit breaker per provider endpoint, with resilience4j's states (CLOSED, OPEN, HALF_OPEN,
+// FORCED_OPEN, DISABLED) plus a THROTTLED condition for 429s, which are not failures.
+//
+// Trips when the failure rate or the slow-call rate over a sliding window (by count or by time)
+// reaches its threshold, and only once the window holds `minimum_calls` calls; rates divide by
+// the calls actually seen. The open time grows with consecutive trips, with jitter and a cap.
+// Thread-safe: one small mutex per breaker (never a global lock, never held across I/O).
+// Time and randomness are arguments, so tests drive it exactly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace cutover::resilience {
+
+enum class BreakerState { closed, open, half_open, forced_open, disabled };
+std::string_view state_name(BreakerState state);
+
+struct BreakerSettings {
+  double failure_rate_threshold = 0.5;
+  // A call this slow counts towards the slow-call rate whatever its outcome.
+  std::chrono::milliseconds slow_call_duration{60'000};
+  double slow_call_rate_threshold = 1.0;
+  enum class Window { count, time } window = Window::count;
+  // Calls (count window) or seconds (time window).
+  unsigned window_size = 100;
+  unsigned minimum_calls = 20;
+  std::chrono::milliseconds open_duration{30'000};
+  std::chrono::milliseconds max_open_duration{300'000};
+  unsigned half_open_permits = 3;
+};
+
+class CircuitBreaker {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  enum class Refusal { none, open, half_open_full, throttled };
+  struct Permit {
+    Refusal refusal = Refusal::none;
+    bool probe = false;
+    std::uint64_t generation = 0;
+    explicit operator bool() const { return refusal == Refusal::none; }
+  };
+
+  explicit CircuitBreaker(BreakerSettings settings = {},
+                          std::function<double()> uniform01 = nullptr);
+
+  Permit try_acquire(TimePoint now);
+  void on_success(const Permit& permit, std::chrono::milliseconds elapsed, TimePoint now);
+  void on_failure(const Permit& permit, std::chrono::milliseconds elapsed, TimePoint now);
+  // A call that says nothing about health (a 4xx, or cancelled): frees its half-open permit.
+  void release(const Permit& permit);
+  // A 429: refuse calls until `until`, without counting a failure; frees the permit.
+  void on_throttled(const Permit& permit, TimePoint until);
+
+  void force_open();
+  void disable();
+  // Back to CLOSED with an empty window (also ends FORCED_OPEN and DISABLED).
+  void reset();
+
+  struct Snapshot {
+    BreakerState state = BreakerState::closed;
+    double failure_rate = 0;
+    double slow_call_rate = 0;
+    unsigned calls = 0;
+    unsigned trips = 0;
+    bool throttled = false;
+    std::optional<TimePoint> open_until;
+  };
+  Snapshot snapshot(TimePoint now);
+  BreakerState state(TimePoint now) { return snapshot(now).state; }
+
+ private:
+  struct Outcome {
+    bool failure = false;
+    bool slow = false;
+  };
+  struct TimeBucket {
+    std::int64_t second = -1;
+    unsigned calls = 0, failures = 0, slow = 0;
+  };
+  void record(const Permit& permit, Outcome outcome, TimePoint now);
+  void record_in_window(Outcome outcome, TimePoint now);
+  void totals(TimePoint now, unsigned& calls, unsigned& failures, unsigned& slow);
+  void trip(TimePoint now);
+  void close();
+  void refresh(TimePoint now);
+
+  BreakerSettings settings_;
+  std::function<double()> uniform01_;
+  std::mutex mutex_;
+  BreakerState state_ = BreakerState::closed;
+  std::uint64_t generation_ = 0;
+  unsigned consecutive_trips_ = 0;
+  unsigned total_trips_ = 0;
+  TimePoint open_until_{};
+  TimePoint throttled_until_{};
+  unsigned probes_in_flight_ = 0;
+  unsigned probe_successes_ = 0;
+  // Count window: a ring of outcomes with running totals.
+  std::vector<Outcome> ring_;
+  std::size_t ring_next_ = 0;
+  unsigned ring_filled_ = 0, ring_failures_ = 0, ring_slow_ = 0;
+  // Time window: one bucket per second.
+  std::vector<TimeBucket> buckets_;
+};
+
+}  // namespace cutover::resilience
