@@ -1,0 +1,332 @@
+// Retries, retry budgets, circuit breakers, endpoints and fallback against fault-injecting fake
+// providers. Assertions are on what clients and providers observe: statuses, which provider
+// served, how many attempts each provider received.
+#include <boost/json.hpp>
+
+#include "gateway_fixture.h"
+
+namespace cutover::testing {
+namespace {
+
+namespace json = boost::json;
+using simulate::FakeProvider;
+using simulate::FakeReply;
+using simulate::FakeRequest;
+using simulate::Fault;
+
+// Replies from a list, one per request, then the last one forever.
+simulate::Script sequence(std::vector<std::function<void(FakeReply&)>> steps) {
+  auto counter = std::make_shared<std::atomic<std::size_t>>(0);
+  return [steps, counter](const FakeRequest& request) {
+    auto reply = simulate::default_reply(request);
+    const auto index = std::min(counter->fetch_add(1), steps.size() - 1);
+    steps[index](reply);
+    return reply;
+  };
+}
+
+void ok(FakeReply&) {}
+void status_503(FakeReply& reply) {
+  reply.status = 503;
+  reply.body = R"({"error":{"message":"overloaded","type":"server_error"}})";
+}
+
+constexpr char kFallbackKey[] = "sk-fallback-key";
+
+class ResilienceTest : public ::testing::Test {
+ protected:
+  // A route to `candidate` with `secondary` as its fallback when `with_fallback`.
+  void start(simulate::Script candidate_script, const std::string& candidate_extra,
+             bool with_fallback = false, simulate::Script secondary_script = simulate::default_reply) {
+    candidate_ = std::make_unique<FakeProvider>(std::move(candidate_script));
+    secondary_ = std::make_unique<FakeProvider>(std::move(secondary_script));
+    std::string yaml =
+        "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
+        "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+        "providers:\n"
+        "  candidate:\n"
+        "    base_url: " + candidate_->base_url() + "\n"
+        "    api_key_env: PROVIDER_KEY\n"
+        "    models: {gpt-4: candidate-model}\n"
+        "    timeouts: {connect: 1s, first_byte: 500ms, idle: 500ms, total: 5s}\n" +
+        candidate_extra +
+        "  secondary:\n"
+        "    base_url: " + secondary_->base_url() + "\n"
+        "    api_key_env: FALLBACK_KEY\n"
+        "    models: {gpt-4: secondary-model}\n"
+        "routes:\n"
+        "  - models: [gpt-4]\n"
+        "    provider: candidate\n" +
+        (with_fallback ? "    fallback: [secondary]\n" : "");
+    start_yaml(yaml);
+  }
+
+  void start_yaml(const std::string& yaml) {
+    auto environment = [](const std::string& name) -> std::optional<std::string> {
+      if (name == "CLIENT_KEY") return kClientKey;
+      if (name == "PROVIDER_KEY") return kProviderKey;
+      if (name == "FALLBACK_KEY") return kFallbackKey;
+      return std::nullopt;
+    };
+    auto loaded = config::load_from_string(yaml, environment);
+    ASSERT_TRUE(loaded.errors.empty()) << loaded.errors.front();
+    server_ = std::make_unique<runtime::GatewayServer>(loaded.config);
+    server_->start();
+  }
+
+  void TearDown() override {
+    if (server_) server_->shutdown(std::chrono::milliseconds(0));
+  }
+
+  Reply chat(bool stream = false) {
+    TestClient client(server_->port());
+    if (!stream) return client.post("/v1/chat/completions", chat_body());
+    client.send(http::verb::post, "/v1/chat/completions", chat_body(true),
+                {{"authorization", std::string("Bearer ") + kClientKey}});
+    return client.read_stream();
+  }
+
+  resilience::CircuitBreaker& breaker(const std::string& provider, std::size_t endpoint = 0) {
+    return *server_->health()->provider(provider).breakers.at(endpoint);
+  }
+
+  std::unique_ptr<FakeProvider> candidate_;
+  std::unique_ptr<FakeProvider> secondary_;
+  std::unique_ptr<runtime::GatewayServer> server_;
+};
+
+TEST_F(ResilienceTest, BurstOf503IsRetriedUntilSuccess) {
+  start(sequence({status_503, status_503, ok}), "    retry: {max_attempts: 3, backoff_base: 1ms}\n");
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  EXPECT_EQ(candidate_->requests_received(), 3u);
+}
+
+TEST_F(ResilienceTest, PersistentFailureStopsAtMaxAttemptsAndTellsSdksNotToRetry) {
+  start(sequence({status_503}), "    retry: {max_attempts: 3, backoff_base: 1ms}\n");
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 503u);
+  EXPECT_EQ(reply.header("x-should-retry"), "false");
+  EXPECT_EQ(reply.header("x-cutover-attempts"), "3");
+  EXPECT_EQ(json::parse(reply.body).at("error").at("message"), "overloaded");
+  EXPECT_EQ(candidate_->requests_received(), 3u);
+}
+
+TEST_F(ResilienceTest, RateLimitWithRetryAfterSecondsIsHonoured) {
+  start(sequence({[](FakeReply& reply) {
+                    reply.status = 429;
+                    reply.headers = {{"retry-after", "1"}};
+                    reply.body = R"({"error":{"message":"slow down"}})";
+                  },
+                  ok}),
+        "    retry: {max_attempts: 2}\n");
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  EXPECT_EQ(candidate_->requests_received(), 2u);
+}
+
+TEST_F(ResilienceTest, RateLimitWithHttpDateIsHonoured) {
+  start(sequence({[](FakeReply& reply) {
+                    reply.status = 429;
+                    const auto in_one_second = std::chrono::system_clock::now() + std::chrono::seconds(1);
+                    const auto t = std::chrono::system_clock::to_time_t(in_one_second);
+                    char date[64];
+                    std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", std::gmtime(&t));
+                    reply.headers = {{"retry-after", date}};
+                    reply.body = R"({"error":{"message":"slow down"}})";
+                  },
+                  ok}),
+        "    retry: {max_attempts: 2}\n");
+  EXPECT_EQ(chat().status, 200u);
+  EXPECT_EQ(candidate_->requests_received(), 2u);
+}
+
+TEST_F(ResilienceTest, RateLimitBeyondTheDeadlineFailsOverAtOnce) {
+  start(sequence({[](FakeReply& reply) {
+          reply.status = 429;
+          reply.headers = {{"retry-after", "30"}};
+          reply.body = R"({"error":{"message":"daily limit"}})";
+        }}),
+        "    retry: {max_attempts: 3}\n", true);
+  const auto began = std::chrono::steady_clock::now();
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 200u) << reply.body;
+  EXPECT_EQ(reply.header("x-cutover-provider"), "secondary");
+  EXPECT_EQ(candidate_->requests_received(), 1u) << "the 30 s wait was not slept";
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5));
+}
+
+TEST_F(ResilienceTest, RateLimitBeyondTheDeadlineWithoutFallbackPassesRetryAfterOn) {
+  start(sequence({[](FakeReply& reply) {
+          reply.status = 429;
+          reply.headers = {{"retry-after", "30"}};
+          reply.body = R"({"error":{"message":"daily limit"}})";
+        }}),
+        "    retry: {max_attempts: 3}\n");
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 429u);
+  EXPECT_EQ(reply.header("retry-after"), "30");
+  EXPECT_EQ(reply.header("x-should-retry"), "false");
+  EXPECT_EQ(candidate_->requests_received(), 1u);
+}
+
+TEST_F(ResilienceTest, ThrottledEndpointIsSkippedUntilItsResetTime) {
+  start(sequence({[](FakeReply& reply) {
+                    reply.status = 429;
+                    reply.headers = {{"retry-after", "30"}};
+                  },
+                  ok}),
+        "    retry: {max_attempts: 1}\n", true);
+  EXPECT_EQ(chat().header("x-cutover-provider"), "secondary");
+  // The candidate said "30 s": the next requests do not even try it.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(chat().header("x-cutover-provider"), "secondary");
+  EXPECT_EQ(candidate_->requests_received(), 1u);
+  EXPECT_TRUE(breaker("candidate").snapshot(std::chrono::steady_clock::now()).throttled);
+  EXPECT_EQ(breaker("candidate").state(std::chrono::steady_clock::now()),
+            resilience::BreakerState::closed) << "a 429 is not a breaker failure";
+}
+
+TEST_F(ResilienceTest, ResetMidBodyIsRetried) {
+  start(sequence({[](FakeReply& reply) { reply.fault = Fault::reset_mid_body; }, ok}),
+        "    retry: {max_attempts: 2, backoff_base: 1ms}\n");
+  EXPECT_EQ(chat().status, 200u);
+  EXPECT_EQ(candidate_->requests_received(), 2u);
+}
+
+TEST_F(ResilienceTest, NothingIsRetriedOnceTheStreamHasBegun) {
+  start(sequence({[](FakeReply& reply) { reply.fault = Fault::truncate_stream; }, ok}),
+        "    retry: {max_attempts: 3, backoff_base: 1ms}\n", true);
+  auto reply = chat(true);
+  EXPECT_EQ(reply.status, 200u);
+  EXPECT_NE(reply.body.find("\"error\""), std::string::npos) << reply.body;
+  EXPECT_EQ(candidate_->requests_received(), 1u);
+  EXPECT_EQ(secondary_->requests_received(), 0u);
+}
+
+TEST_F(ResilienceTest, StreamThatFailsBeforeItsFirstEventIsRetried) {
+  start(sequence({[](FakeReply& reply) { reply.fault = Fault::reset_before_response; }, ok}),
+        "    retry: {max_attempts: 2, backoff_base: 1ms}\n");
+  auto reply = chat(true);
+  EXPECT_EQ(reply.status, 200u);
+  EXPECT_EQ(data_events(reply.body).back(), "[DONE]");
+  EXPECT_EQ(candidate_->requests_received(), 2u);
+}
+
+TEST_F(ResilienceTest, SlowFirstByteFailsOverToTheFallback) {
+  start(sequence({[](FakeReply& reply) { reply.delay = std::chrono::milliseconds(2000); }}),
+        "    retry: {max_attempts: 1}\n", true);
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 200u);
+  EXPECT_EQ(reply.header("x-cutover-provider"), "secondary");
+}
+
+TEST_F(ResilienceTest, MalformedJsonFailsOverToTheFallback) {
+  start(sequence({[](FakeReply& reply) { reply.fault = Fault::malformed_body; }}),
+        "    retry: {max_attempts: 1}\n", true);
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 200u);
+  EXPECT_EQ(reply.header("x-cutover-provider"), "secondary");
+}
+
+TEST_F(ResilienceTest, FallbackUsesItsOwnModelNameAndKey) {
+  start(sequence({status_503}), "    retry: {max_attempts: 1}\n", true);
+  auto reply = chat();
+  ASSERT_EQ(reply.status, 200u);
+  EXPECT_EQ(json::parse(reply.body).at("model"), "gpt-4");
+  auto request = secondary_->recorded_requests().at(0);
+  EXPECT_EQ(request.json.at("model"), "secondary-model");
+  EXPECT_EQ(request.header("authorization"), std::string("Bearer ") + kFallbackKey);
+}
+
+TEST_F(ResilienceTest, ClientErrorsPassThroughAndAreNeverRetried) {
+  start(sequence({[](FakeReply& reply) {
+          reply.status = 400;
+          reply.body = R"({"error":{"message":"max_tokens is too large","type":"invalid_request_error","param":"max_tokens","code":null}})";
+        }}),
+        "    retry: {max_attempts: 3}\n", true);
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 400u);
+  EXPECT_EQ(json::parse(reply.body).at("error").at("param"), "max_tokens");
+  EXPECT_EQ(candidate_->requests_received(), 1u);
+  EXPECT_EQ(secondary_->requests_received(), 0u);
+}
+
+TEST_F(ResilienceTest, RetryBudgetCapsRetriesAcrossRequests) {
+  start(sequence({status_503}),
+        "    retry: {max_attempts: 3, backoff_base: 1ms}\n"
+        "    retry_budget: {ratio: 0.5, min_retries_per_second: 0, window: 10s}\n"
+        "    breaker: {minimum_calls: 1000}\n");
+  for (int i = 0; i < 10; ++i) {
+    auto reply = chat();
+    EXPECT_EQ(reply.status, 503u);
+    EXPECT_EQ(reply.header("x-should-retry"), "false");
+  }
+  // 10 requests, retries capped at 50 % of them: at most 15 attempts, not 30.
+  EXPECT_LE(candidate_->requests_received(), 15u);
+  EXPECT_GE(candidate_->requests_received(), 14u);
+}
+
+TEST_F(ResilienceTest, OpenBreakerSendsTrafficToTheFallbackAndLetsOnlyProbesThrough) {
+  start(sequence({status_503}),
+        "    retry: {max_attempts: 1}\n"
+        "    breaker: {minimum_calls: 5, window_size: 10, failure_rate: 0.5, open_duration: 300ms, "
+        "half_open_probes: 2}\n",
+        true);
+  for (int i = 0; i < 20; ++i) {
+    auto reply = chat();
+    EXPECT_EQ(reply.status, 200u) << "no client sees the candidate's failures";
+    EXPECT_EQ(reply.header("x-cutover-provider"), "secondary");
+  }
+  EXPECT_EQ(candidate_->requests_received(), 5u) << "the breaker opened after 5 failures";
+  EXPECT_EQ(breaker("candidate").state(std::chrono::steady_clock::now()), resilience::BreakerState::open);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  candidate_->set_script(simulate::default_reply);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(chat().status, 200u);
+  // Two probes succeeded and closed it; the rest went to the candidate again.
+  EXPECT_EQ(breaker("candidate").state(std::chrono::steady_clock::now()), resilience::BreakerState::closed);
+  EXPECT_EQ(candidate_->requests_received(), 10u);
+}
+
+TEST_F(ResilienceTest, AllCircuitsOpenGives503WithoutTouchingProviders) {
+  start(simulate::default_reply, "    retry: {max_attempts: 1}\n");
+  breaker("candidate").force_open();
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 503u);
+  EXPECT_EQ(json::parse(reply.body).at("error").at("code"), "circuit_open");
+  EXPECT_EQ(candidate_->requests_received(), 0u);
+}
+
+TEST_F(ResilienceTest, RequestsSpreadOverEndpointsAndAvoidADeadOne) {
+  auto first = std::make_unique<FakeProvider>(simulate::default_reply);
+  auto second = std::make_unique<FakeProvider>(simulate::default_reply);
+  auto make_yaml = [&](const std::string& second_url) {
+    return "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
+           "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+           "providers:\n  multi:\n    models: {gpt-4: m}\n"
+           "    retry: {max_attempts: 2, backoff_base: 1ms}\n"
+           "    endpoints:\n"
+           "      - {base_url: \"" + first->base_url() + "\", api_key_env: PROVIDER_KEY}\n"
+           "      - {base_url: \"" + second_url + "\", api_key_env: FALLBACK_KEY}\n"
+           "routes: [{models: [gpt-4], provider: multi}]\n";
+  };
+  start_yaml(make_yaml(second->base_url()));
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(chat().status, 200u);
+  EXPECT_GT(first->requests_received(), 0u);
+  EXPECT_GT(second->requests_received(), 0u);
+  EXPECT_EQ(first->requests_received() + second->requests_received(), 10u);
+  EXPECT_EQ(second->recorded_requests().at(0).header("authorization"),
+            std::string("Bearer ") + kFallbackKey) << "each endpoint sends its own key";
+  server_->shutdown(std::chrono::milliseconds(0));
+
+  // The second endpoint refuses connections: every request still succeeds on the first.
+  const auto dead_port = second->port();
+  second.reset();
+  start_yaml(make_yaml("http://127.0.0.1:" + std::to_string(dead_port) + "/v1"));
+  const auto before = first->requests_received();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(chat().status, 200u);
+  EXPECT_EQ(first->requests_received() - before, 10u);
+}
+
+}  // namespace
+}  // namespace cutover::testing
