@@ -87,8 +87,14 @@ int serve(const std::string& config_path, bool check_only) {
   return 0;
 }
 
+struct ProfileOverrides {
+  std::optional<double> error_rate;
+  std::optional<double> rate_limit_rate;
+  std::optional<unsigned> latency_ms;
+};
+
 int simulate_provider(const std::string& address, std::uint16_t port, const std::string& profile_name,
-                      unsigned threads, const std::string& key_env) {
+                      unsigned threads, const std::string& key_env, const ProfileOverrides& overrides) {
   auto profile = simulate::profile_named(profile_name);
   if (!profile) {
     std::string names;
@@ -96,6 +102,9 @@ int simulate_provider(const std::string& address, std::uint16_t port, const std:
     std::cerr << "unknown profile '" << profile_name << "'; known:" << names << "\n";
     return 2;
   }
+  if (overrides.error_rate) profile->error_rate = *overrides.error_rate;
+  if (overrides.rate_limit_rate) profile->rate_limit_rate = *overrides.rate_limit_rate;
+  if (overrides.latency_ms) profile->latency = std::chrono::milliseconds(*overrides.latency_ms);
   if (!key_env.empty()) {
     const char* key = std::getenv(key_env.c_str());
     if (key == nullptr || *key == '\0') {
@@ -143,6 +152,15 @@ int main(int argc, char** argv) {
   provider_command->add_option("--threads", threads, "event-loop threads")->capture_default_str();
   provider_command->add_option("--api-key-env", key_env,
                                "require this environment variable's value as the API key");
+  ProfileOverrides overrides;
+  provider_command->add_option("--error-rate", overrides.error_rate,
+                               "share of requests answered 500 (overrides the profile)")
+      ->check(CLI::Range(0.0, 1.0));
+  provider_command->add_option("--rate-limit-rate", overrides.rate_limit_rate,
+                               "share of requests answered 429 with Retry-After")
+      ->check(CLI::Range(0.0, 1.0));
+  provider_command->add_option("--latency-ms", overrides.latency_ms,
+                               "mean time to the first byte in milliseconds");
 
   app.add_subcommand("version", "print the version")->callback([] {
     std::cout << "cutover 0.1.0\n";
@@ -150,6 +168,6 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (serve_command->parsed()) return serve(config_path, check_config);
-  if (provider_command->parsed()) return simulate_provider(address, port, profile, threads, key_env);
+  if (provider_command->parsed()) return simulate_provider(address, port, profile, threads, key_env, overrides);
   return 0;
 }
