@@ -34,22 +34,20 @@ Responder::~Responder() { stop_watching(); }
 void Responder::watch_for_disconnect(std::function<void()> on_gone) {
   stop_watching();
   watch_ = std::make_shared<Watch>(Watch{stream_, std::move(on_gone), true, &client_gone_});
-  asio::co_spawn(
-      stream_->get_executor(),
-      [watch = watch_]() -> asio::awaitable<void> {
-        auto& socket = watch->stream->socket();
-        auto [ec] = co_await socket.async_wait(asio::ip::tcp::socket::wait_read, kTuple);
-        if (!watch->active || ec) co_return;
+  // A plain completion handler rather than a coroutine: this runs for every proxied request.
+  stream_->socket().async_wait(
+      asio::ip::tcp::socket::wait_read, [watch = watch_](boost::system::error_code ec) {
+        if (!watch->active || ec) return;
         char byte;
-        const auto received = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        const auto received = ::recv(watch->stream->socket().native_handle(), &byte, 1,
+                                     MSG_PEEK | MSG_DONTWAIT);
         // Readable with data is a pipelined request, not a disconnect: stop watching then.
-        if (received > 0) co_return;
-        if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) co_return;
+        if (received > 0) return;
+        if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         *watch->gone_flag = true;
         watch->active = false;
         if (watch->on_gone) watch->on_gone();
-      },
-      asio::detached);
+      });
 }
 
 void Responder::stop_watching() {

@@ -36,6 +36,7 @@ class AccessLog {
   AccessLog& operator=(const AccessLog&) = delete;
 
   void record(const AccessRecord& record);
+  bool enabled() const { return fd_ >= 0; }
   // Writes what is buffered; called by the worker's timer and at shutdown.
   void flush();
 

@@ -257,6 +257,18 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
                                                  RequestContext& context, std::string& refusal) {
   // Least outstanding requests per unit of weight, endpoints this request has not tried first,
   // and a rotating start so equal endpoints share the load.
+  const auto now = Clock::now();
+  if (provider.endpoints.size() == 1) {
+    auto& only = provider.endpoints.front();
+    auto permit = only.breaker->try_acquire(now);
+    if (permit) {
+      context.permit = permit;
+      return &only;
+    }
+    refusal = permit.refusal == resilience::CircuitBreaker::Refusal::throttled ? "throttled"
+                                                                                : "circuit_open";
+    return nullptr;
+  }
   std::vector<EndpointRuntime*> order;
   order.reserve(provider.endpoints.size());
   const auto count = provider.endpoints.size();
@@ -270,7 +282,6 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
     return static_cast<double>(a->outstanding) / a->config->weight <
            static_cast<double>(b->outstanding) / b->config->weight;
   });
-  const auto now = Clock::now();
   bool throttled = false;
   for (auto* endpoint : order) {
     auto permit = endpoint->breaker->try_acquire(now);
@@ -346,6 +357,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   unsigned attempts = 0;
   auto log_attempt = [&](std::string_view provider, long endpoint, std::string_view result,
                          double ms) {
+    if (!access_log_.enabled()) return;
     attempts_log += attempts_log.empty() ? "[" : ",";
     attempts_log += fmt::format(R"({{"provider":"{}","endpoint":{},"result":"{}","ms":{:.3f}}})",
                                 provider, endpoint, result, ms);

@@ -54,7 +54,9 @@ auto run_on(asio::io_context& context, Function function) {
 
 struct GatewayServer::Worker {
   Worker(const config::Config& config, unsigned worker_count, const asio::ip::tcp::endpoint& at)
-      : context(1),
+      // Each worker's sockets are used from its own thread only, so the reactor needs no
+      // locking; posts from the control thread (reload, drain) stay safe.
+      : context(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
         guard(asio::make_work_guard(context)),
         access_log(config.access_log),
         gateway(context.get_executor(), worker_count, access_log),
