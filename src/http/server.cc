@@ -14,12 +14,29 @@ constexpr std::size_t kInitialReadBytes = 1536;
 constexpr std::size_t kRetainedBufferBytes = 16 * 1024;
 }  // namespace
 
-// Shared between the responder and its watcher coroutine, which may outlive the responder.
+// Shared between the responder and the watch's completion handler, which may outlive it.
 struct Responder::Watch {
   std::shared_ptr<beast::tcp_stream> stream;
   std::function<void()> on_gone;
-  bool active = true;
   bool* gone_flag = nullptr;
+  bool active = true;
+
+  static void arm(const std::shared_ptr<Watch>& watch) {
+    watch->stream->socket().async_wait(
+        asio::ip::tcp::socket::wait_read, [watch](boost::system::error_code ec) {
+          if (!watch->active || ec) return;
+          char byte;
+          const auto received = ::recv(watch->stream->socket().native_handle(), &byte, 1,
+                                       MSG_PEEK | MSG_DONTWAIT);
+          // Readable with data is a pipelined request, not a disconnect: stop watching then.
+          if (received > 0) return;
+          // Nothing to read: a stale readiness edge from the request itself; wait again.
+          if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return arm(watch);
+          *watch->gone_flag = true;
+          watch->active = false;
+          if (watch->on_gone) watch->on_gone();
+        });
+  }
 };
 
 Responder::Responder(std::shared_ptr<beast::tcp_stream> stream, const ServerLimits& limits,
@@ -33,30 +50,15 @@ Responder::~Responder() { stop_watching(); }
 
 void Responder::watch_for_disconnect(std::function<void()> on_gone) {
   stop_watching();
-  watch_ = std::make_shared<Watch>(Watch{stream_, std::move(on_gone), true, &client_gone_});
-  // A plain completion handler rather than a coroutine: this runs for every proxied request.
-  stream_->socket().async_wait(
-      asio::ip::tcp::socket::wait_read, [watch = watch_](boost::system::error_code ec) {
-        if (!watch->active || ec) return;
-        char byte;
-        const auto received = ::recv(watch->stream->socket().native_handle(), &byte, 1,
-                                     MSG_PEEK | MSG_DONTWAIT);
-        // Readable with data is a pipelined request, not a disconnect: stop watching then.
-        if (received > 0) return;
-        if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        *watch->gone_flag = true;
-        watch->active = false;
-        if (watch->on_gone) watch->on_gone();
-      });
+  watch_ = std::make_shared<Watch>(Watch{stream_, std::move(on_gone), &client_gone_});
+  Watch::arm(watch_);
 }
 
 void Responder::stop_watching() {
   if (!watch_) return;
-  if (watch_->active) {
-    watch_->active = false;
-    boost::system::error_code ignored;
-    stream_->socket().cancel(ignored);
-  }
+  watch_->active = false;
+  boost::system::error_code ignored;
+  stream_->socket().cancel(ignored);
   watch_.reset();
 }
 

@@ -54,10 +54,12 @@ class Responder {
   asio::awaitable<bool> end_stream();
 
   // Calls `on_gone` once if the client closes its connection before the response is finished,
-  // so the handler can cancel upstream work it no longer needs.
+  // so the handler can cancel upstream work it no longer needs. Cancels the socket's pending
+  // operations when stopped, so call both only while no write is in flight.
   void watch_for_disconnect(std::function<void()> on_gone);
   // Stops the watch; the callback given to watch_for_disconnect is not called after this.
   void stop_watching();
+  bool watching() const { return watch_ != nullptr; }
 
   bool started() const { return started_; }
   bool finished() const { return finished_; }

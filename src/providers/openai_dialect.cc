@@ -63,13 +63,17 @@ std::optional<std::string> validate_request(const json::object& body, ApiKind ki
   return std::nullopt;
 }
 
-std::string rewrite_request(json::object body, const std::string& provider_model,
-                            bool ask_stream_usage) {
+std::string rewrite_request(json::object& body, const std::string& provider_model,
+                            bool ask_stream_usage, bool client_requested_usage) {
   body["model"] = provider_model;
   if (ask_stream_usage) {
     auto& options = body["stream_options"];
     if (!options.is_object()) options = json::object();
     options.get_object()["include_usage"] = true;
+  } else if (!client_requested_usage) {
+    if (auto* options = body.if_contains("stream_options"); options && options->is_object()) {
+      options->get_object().erase("include_usage");
+    }
   }
   return json::serialize(body);
 }

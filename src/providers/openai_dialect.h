@@ -34,10 +34,12 @@ struct RequestShape {
 std::optional<std::string> validate_request(const boost::json::object& body, ApiKind kind,
                                             RequestShape& shape);
 
-// Rewrites the client's body for a provider: its model name, and for streams a request for the
-// usage chunk when `ask_stream_usage` and the client did not ask for it.
-std::string rewrite_request(boost::json::object body, const std::string& provider_model,
-                            bool ask_stream_usage);
+// Rewrites the client's body in place for a provider and serializes it: the provider's model
+// name, and `stream_options.include_usage` when `ask_stream_usage`. In place, so a retry or a
+// fallback rewrites the same object again instead of copying it; a usage request an earlier
+// attempt added is removed again when this provider is not asked for usage.
+std::string rewrite_request(boost::json::object& body, const std::string& provider_model,
+                            bool ask_stream_usage, bool client_requested_usage);
 
 // Fields a provider may omit, filled the same way for every chunk of one response.
 struct ResponseIdentity {

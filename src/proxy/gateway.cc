@@ -26,6 +26,13 @@ constexpr std::string_view kUserAgent = "cutover/0.1";
 // How long a 429 without any reset hint keeps an endpoint throttled.
 constexpr auto kDefaultThrottle = std::chrono::seconds(1);
 
+constexpr std::size_t kMaxCachedTokens = 4096;
+
+struct TransparentHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+};
+
 double milliseconds_since(Clock::time_point start, Clock::time_point end = Clock::now()) {
   return std::chrono::duration<double, std::milli>(end - start).count();
 }
@@ -87,6 +94,9 @@ struct Gateway::Snapshot {
   std::shared_ptr<const HealthRegistry> health;
   std::unordered_map<std::string, ProviderRuntime> providers;
   std::unordered_map<std::string, std::string> client_names;  // key digest -> key name
+  // Keys already accepted on this worker, so a keep-alive client is not hashed on every request.
+  mutable std::unordered_map<std::string, const std::string*, TransparentHash, std::equal_to<>>
+      accepted_tokens;
 };
 
 struct Gateway::RequestContext {
@@ -95,7 +105,7 @@ struct Gateway::RequestContext {
   AccessRecord& record;
   ApiKind kind;
   providers::RequestShape shape;
-  const json::object& body;
+  json::object& body;
   Clock::time_point deadline;
   providers::Usage usage;
   std::vector<const EndpointRuntime*> tried;
@@ -154,7 +164,19 @@ void Gateway::apply(std::shared_ptr<const config::Config> config, const TlsConte
 }
 
 void Gateway::abort_all() {
-  for (auto* exchange : in_flight_) exchange->abort();
+  for (auto& [exchange, ignored] : in_flight_) exchange->abort();
+}
+
+void Gateway::watch_slow_requests(std::chrono::milliseconds after) {
+  const auto now = Clock::now();
+  for (auto& [exchange, flight] : in_flight_) {
+    if (now - flight.since < after || flight.responder->watching() ||
+        flight.responder->client_gone()) {
+      continue;
+    }
+    // Between two of the request's own operations: no write of it is in flight now.
+    flight.responder->watch_for_disconnect([exchange = exchange] { exchange->abort(); });
+  }
 }
 
 const std::string* Gateway::authenticate(const http::IncomingRequest& request,
@@ -168,8 +190,16 @@ const std::string* Gateway::authenticate(const http::IncomingRequest& request,
     token = api_key;
   }
   if (!token.empty()) {
+    if (auto cached = snapshot.accepted_tokens.find(token); cached != snapshot.accepted_tokens.end()) {
+      return cached->second;
+    }
     auto found = snapshot.client_names.find(config::sha256_hex(token));
-    if (found != snapshot.client_names.end()) return &found->second;
+    if (found != snapshot.client_names.end()) {
+      // Only accepted keys are remembered, so unknown tokens cannot grow the cache.
+      if (snapshot.accepted_tokens.size() >= kMaxCachedTokens) snapshot.accepted_tokens.clear();
+      snapshot.accepted_tokens.emplace(std::string(token), &found->second);
+      return &found->second;
+    }
   }
   if (snapshot.config->allow_unauthenticated) return &kAnonymous;
   return nullptr;
@@ -322,8 +352,11 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     finish();
   };
 
+  // Most request bodies fit in the frame's buffer: parsing them allocates nothing.
+  unsigned char parse_buffer[4096];
+  json::monotonic_resource parse_memory(parse_buffer, sizeof parse_buffer);
   boost::system::error_code parse_error;
-  json::value parsed = json::parse(request.message.body(), parse_error);
+  json::value parsed = json::parse(request.message.body(), parse_error, &parse_memory);
   if (parse_error) {
     co_return co_await reject(400, "request body is not valid JSON: " + parse_error.message(),
                               "invalid_request_error", "invalid_json");
@@ -501,17 +534,17 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   upstream_request.set("x-request-id", request.request_id);
   if (!api_key.empty()) upstream_request.set(bhttp::field::authorization, "Bearer " + api_key);
   upstream_request.keep_alive(true);
-  upstream_request.body() = providers::rewrite_request(context.body, provider_model, ask_usage);
+  upstream_request.body() = providers::rewrite_request(context.body, provider_model, ask_usage,
+                                                       shape.client_requested_usage);
   upstream_request.prepare_payload();
 
   upstream::Exchange exchange(*endpoint.pool,
                               std::min(context.deadline, Clock::now() + provider.timeouts.total));
-  responder.watch_for_disconnect([&exchange] { exchange.abort(); });
-  in_flight_.insert(&exchange);
+  in_flight_.emplace(&exchange, InFlight{&responder, Clock::now()});
   ++endpoint.outstanding;
   struct Cleanup {
     http::Responder& responder;
-    std::unordered_set<upstream::Exchange*>& in_flight;
+    std::unordered_map<upstream::Exchange*, InFlight>& in_flight;
     upstream::Exchange* exchange;
     unsigned& outstanding;
     ~Cleanup() {
@@ -597,8 +630,10 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     if (auto error = co_await exchange.read_all(body, kMaxResponseBytes)) {
       co_return transport_failure(*error);
     }
+    unsigned char response_buffer[8192];
+    json::monotonic_resource response_memory(response_buffer, sizeof response_buffer);
     boost::system::error_code ec;
-    json::value value = json::parse(body, ec);
+    json::value value = json::parse(body, ec, &response_memory);
     if (ec) co_return invalid_response("provider '" + provider.name + "' returned a body that is not JSON");
     if (auto problem = providers::normalize_response(value, kind, identity, usage)) {
       co_return invalid_response("provider '" + provider.name + "' returned an invalid response: " + *problem);
@@ -623,6 +658,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   // Streaming: forward event by event. The client's header waits for the first valid event, so
   // a provider that fails before producing anything can still be retried or failed over.
   providers::SseParser parser;
+  unsigned char chunk_buffer[4096];
+  json::monotonic_resource chunk_memory(chunk_buffer, sizeof chunk_buffer);
   std::vector<providers::SseEvent> events;
   std::string raw;
   std::string out;
@@ -644,8 +681,9 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
         out += sse_data("[DONE]");
         continue;
       }
+      chunk_memory.release();
       boost::system::error_code ec;
-      json::value chunk = json::parse(event.data, ec);
+      json::value chunk = json::parse(event.data, ec, &chunk_memory);
       if (ec) {
         stream_problem = "a stream event is not JSON";
         break;

@@ -18,6 +18,8 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr auto kAccessLogFlushInterval = std::chrono::milliseconds(200);
+// A client that leaves is noticed within twice this; faster requests never pay for the watch.
+constexpr auto kDisconnectWatchAfter = std::chrono::milliseconds(50);
 
 std::shared_ptr<const http::ServerLimits> limits_from(const config::Config& config) {
   auto limits = std::make_shared<http::ServerLimits>();
@@ -65,7 +67,8 @@ struct GatewayServer::Worker {
                    return gateway.handle(request, responder);
                  },
                  limits_from(config)),
-        flush_timer(context) {}
+        flush_timer(context),
+        watch_timer(context) {}
 
   void schedule_flush() {
     flush_timer.expires_after(kAccessLogFlushInterval);
@@ -75,12 +78,22 @@ struct GatewayServer::Worker {
     });
   }
 
+  void schedule_disconnect_watch() {
+    watch_timer.expires_after(kDisconnectWatchAfter);
+    watch_timer.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      gateway.watch_slow_requests(kDisconnectWatchAfter);
+      schedule_disconnect_watch();
+    });
+  }
+
   asio::io_context context;
   asio::executor_work_guard<asio::io_context::executor_type> guard;
   proxy::AccessLog access_log;
   proxy::Gateway gateway;
   http::Listener listener;
   asio::steady_timer flush_timer;
+  asio::steady_timer watch_timer;
   std::thread thread;
 };
 
@@ -114,6 +127,7 @@ void GatewayServer::start() {
   for (auto& worker : workers_) {
     worker->listener.start();
     worker->schedule_flush();
+    worker->schedule_disconnect_watch();
     worker->thread = std::thread([context = &worker->context] {
       for (;;) {
         try {
@@ -187,6 +201,7 @@ void GatewayServer::shutdown(std::chrono::milliseconds deadline) {
       worker->listener.close_all();
       worker->gateway.abort_all();
       worker->flush_timer.cancel();
+      worker->watch_timer.cancel();
       worker->guard.reset();
     };
     if (running) {

@@ -47,15 +47,19 @@ TEST(ValidateRequestTest, NamesTheProblem) {
 
 TEST(RewriteRequestTest, MapsModelAndAsksForStreamUsage) {
   auto body = json::parse(R"({"model":"gpt-4","stream":true,"messages":[],"temperature":0.5})");
-  auto rewritten = json::parse(rewrite_request(body.as_object(), "gpt-4.1", true));
+  auto rewritten = json::parse(rewrite_request(body.as_object(), "gpt-4.1", true, false));
   EXPECT_EQ(rewritten.at("model"), "gpt-4.1");
   EXPECT_EQ(rewritten.at("stream_options").at("include_usage"), true);
   EXPECT_EQ(rewritten.at("temperature"), 0.5);
+  // A fallback provider that is not asked for usage gets the client's body back.
+  auto for_fallback = json::parse(rewrite_request(body.as_object(), "other", false, false));
+  EXPECT_EQ(for_fallback.at("model"), "other");
+  EXPECT_FALSE(for_fallback.at("stream_options").as_object().contains("include_usage"));
 }
 
 TEST(RewriteRequestTest, LeavesStreamOptionsAloneWhenNotAsked) {
   auto body = json::parse(R"({"model":"gpt-4","messages":[]})");
-  auto rewritten = json::parse(rewrite_request(body.as_object(), "x", false));
+  auto rewritten = json::parse(rewrite_request(body.as_object(), "x", false, false));
   EXPECT_FALSE(rewritten.as_object().contains("stream_options"));
 }
 
