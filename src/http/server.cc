@@ -221,23 +221,33 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(limits->max_body_bytes);
     parser.header_limit(static_cast<std::uint32_t>(limits->max_header_bytes));
-    // The deadline cancels the read instead of closing the socket (as the stream's own timeout
-    // would), so a slow or half-sent request still gets its 408.
-    stream->expires_never();
-    request_timed_out = false;
-    const auto generation = ++read_generation;
-    request_timer.expires_after(limits->request_timeout);
-    request_timer.async_wait([&, generation, stream](boost::system::error_code ec) {
-      // An expiry racing with the read's completion must not cancel a later operation.
-      if (ec || generation != read_generation) return;
-      request_timed_out = true;
-      boost::system::error_code ignored;
-      stream->socket().cancel(ignored);
-    });
-    auto [read_error, read_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
-    ++read_generation;
-    request_timer.cancel();
-    if (request_timed_out) read_error = beast::error::timeout;
+    parser.eager(true);
+    // Most requests arrive whole in the first read: parsing what is buffered in place spares
+    // the asynchronous read, its deadline timer and a trip through the scheduler.
+    boost::system::error_code read_error;
+    const auto used = parser.put(buffer.data(), read_error);
+    buffer.consume(used);
+    if (read_error == bhttp::error::need_more) read_error = {};
+    if (!read_error && !parser.is_done()) {
+      // The deadline cancels the read instead of closing the socket (as the stream's own
+      // timeout would), so a slow or half-sent request still gets its 408.
+      stream->expires_never();
+      request_timed_out = false;
+      const auto generation = ++read_generation;
+      request_timer.expires_after(limits->request_timeout);
+      request_timer.async_wait([&, generation, stream](boost::system::error_code ec) {
+        // An expiry racing with the read's completion must not cancel a later operation.
+        if (ec || generation != read_generation) return;
+        request_timed_out = true;
+        boost::system::error_code ignored;
+        stream->socket().cancel(ignored);
+      });
+      auto [async_error, read_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
+      read_error = async_error;
+      ++read_generation;
+      request_timer.cancel();
+      if (request_timed_out) read_error = beast::error::timeout;
+    }
     if (read_error) {
       if (read_error == bhttp::error::end_of_stream || read_error == asio::error::eof ||
           read_error == asio::error::connection_reset) {
