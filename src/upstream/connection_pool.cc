@@ -294,10 +294,21 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& o
   auto& body = parser_->get().body();
   body.data = out.data() + old_size;
   body.size = piece;
-  arm(pool_.target().timeouts.idle);
-  auto [ec, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
-    return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
-  });
+  boost::system::error_code ec;
+  // A small body usually arrives with its header: parsing the buffered bytes in place spares an
+  // asynchronous read that would complete at once through the scheduler.
+  if (connection_->buffer().size() > 0) {
+    const auto used = parser_->put(connection_->buffer().data(), ec);
+    connection_->buffer().consume(used);
+    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+  }
+  if (!ec && body.size == piece && !parser_->is_done()) {
+    arm(pool_.target().timeouts.idle);
+    auto [read_error, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
+      return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
+    });
+    ec = read_error;
+  }
   out.resize(old_size + (piece - body.size));
   if (ec == http::error::need_buffer) ec = {};
   if (ec) co_return classify(ec, false, FailureKind::idle_timeout);
