@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench bench-resilience fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -42,6 +42,9 @@ demo: build
 
 bench: build
 	bash bench/run.sh
+
+bench-resilience: build
+	bash bench/resilience.sh
 
 # libFuzzer runs of every fuzz target, 60 s each (clang); the corpora replay in `make test` too.
 fuzz: deps
