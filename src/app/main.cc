@@ -2,6 +2,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <csignal>
@@ -58,6 +60,11 @@ int serve(const std::string& config_path, bool check_only) {
     return 0;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  // Each request allocates and frees a few kilobytes of coroutine frames and JSON; glibc's
+  // default would keep trimming and re-growing the heap around them (madvise on the hot path,
+  // about 10 % of throughput in bench/). Memory freed stays for reuse instead.
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
+  mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
   std::unique_ptr<runtime::GatewayServer> server;
   try {
     server = std::make_unique<runtime::GatewayServer>(config);
