@@ -39,7 +39,7 @@ async function closedPort() {
   return port;
 }
 
-function gatewayConfig({ simulatorURL, relayURL, unreachableURL }) {
+function gatewayConfig({ simulatorURL, relayURL, unreachableURL, extraRelayModel = '' }) {
   return `listen: 127.0.0.1:0
 workers: 2
 drain_timeout: 5s
@@ -58,7 +58,7 @@ providers:
   relay:
     base_url: ${relayURL}
     api_key_env: CUTOVER_TEST_RELAY_KEY
-    models: {relay-gpt-4: relay-chat-model}
+    models: {relay-gpt-4: relay-chat-model${extraRelayModel ? `, ${extraRelayModel}: relay-chat-model` : ''}}
   unreachable:
     base_url: ${unreachableURL}
     no_api_key: true
@@ -67,7 +67,7 @@ providers:
 routes:
   - models: [gpt-4, gpt-3.5-turbo-instruct, text-embedding-3-small]
     provider: sim
-  - models: [relay-gpt-4]
+  - models: [relay-gpt-4${extraRelayModel ? `, ${extraRelayModel}` : ''}]
     provider: relay
   - models: [gpt-4-unreachable]
     provider: unreachable
@@ -96,6 +96,8 @@ async function collectStream(stream) {
 
 describe('cutover gateway through the OpenAI SDK', { timeout: suiteTimeoutMs }, () => {
   let workDirectory;
+  let configPath;
+  let configURLs;
   let simulator;
   let relay;
   let gateway;
@@ -133,12 +135,13 @@ describe('cutover gateway through the OpenAI SDK', { timeout: suiteTimeoutMs }, 
       apiKeyEnv: 'CUTOVER_TEST_RELAY_KEY',
       environment: { CUTOVER_TEST_RELAY_KEY: relayKey },
     });
-    const configPath = path.join(workDirectory, 'cutover.yaml');
-    await writeFile(configPath, gatewayConfig({
+    configPath = path.join(workDirectory, 'cutover.yaml');
+    configURLs = {
       simulatorURL: simulator.baseURL,
       relayURL: relay.baseURL,
       unreachableURL: `http://127.0.0.1:${await closedPort()}/v1`,
-    }));
+    };
+    await writeFile(configPath, gatewayConfig(configURLs));
     gateway = await startGateway({
       configPath,
       environment: {
@@ -334,6 +337,36 @@ describe('cutover gateway through the OpenAI SDK', { timeout: suiteTimeoutMs }, 
       model: 'gpt-4', messages: [{ role: 'user', content: prompt }],
     });
     assert.equal(completion.choices[0].message.content, expectedAnswer);
+  });
+
+  test('SIGHUP reloads the configuration and refuses a broken one', { timeout: testTimeoutMs }, async () => {
+    const reloadedModel = 'relay-gpt-4-reloaded';
+    await expectApiError(
+      client.chat.completions.create({ model: reloadedModel, messages: [{ role: 'user', content: prompt }] }),
+      OpenAI.NotFoundError, 404);
+    await writeFile(configPath, gatewayConfig({ ...configURLs, extraRelayModel: reloadedModel }));
+    gateway.child.kill('SIGHUP');
+    const deadline = Date.now() + 5_000;
+    while (!gateway.stderr.includes('configuration reloaded') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const completion = await client.chat.completions.create({
+      model: reloadedModel, messages: [{ role: 'user', content: prompt }],
+    });
+    assert.equal(completion.model, reloadedModel);
+
+    await writeFile(configPath, 'providers: [this is not a valid configuration\n');
+    const refusalsBefore = gateway.stderr.split('reload refused').length;
+    gateway.child.kill('SIGHUP');
+    const refusalDeadline = Date.now() + 5_000;
+    while (gateway.stderr.split('reload refused').length === refusalsBefore && Date.now() < refusalDeadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.ok(gateway.stderr.split('reload refused').length > refusalsBefore, 'the broken file was refused');
+    const still = await client.chat.completions.create({
+      model: reloadedModel, messages: [{ role: 'user', content: prompt }],
+    });
+    assert.equal(still.model, reloadedModel, 'the running configuration stayed in force');
   });
 
   test('SIGTERM drains the gateway and it exits with code 0', { timeout: testTimeoutMs }, async () => {
