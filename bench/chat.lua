@@ -9,6 +9,15 @@ wrk.body = '{"model":"gpt-4","messages":[{"role":"user","content":"hello"}]}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("CUTOVER_CLIENT_KEY") or "bench")
 
+-- BENCH_PACE_MS > 0 makes every connection wait that long between requests: a load well below
+-- saturation, where latency is the proxy's own and not queueing for the 2 shared cores.
+local pace_ms = tonumber(os.getenv("BENCH_PACE_MS") or "0")
+if pace_ms > 0 then
+  function delay()
+    return pace_ms
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   local seconds = summary.duration / 1e6

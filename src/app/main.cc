@@ -9,6 +9,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "admin/ctl.h"
 #include "config/config.h"
 #include "runtime/gateway_server.h"
 #include "simulate/fake_provider.h"
@@ -75,6 +76,9 @@ int serve(const std::string& config_path, bool check_only) {
   server->start();
   spdlog::info("listening on {}:{} with {} workers", config->listen.address, server->port(),
                server->worker_count());
+  if (config->admin) {
+    spdlog::info("admin API on {}:{}", config->admin->listen.address, server->admin_port());
+  }
   auto drain_timeout = config->drain_timeout;
   wait_for_signals([&] {
     auto fresh = load_or_report(config_path);
@@ -169,6 +173,19 @@ int main(int argc, char** argv) {
   provider_command->add_option("--latency-ms", overrides.latency_ms,
                                "mean time to the first byte in milliseconds");
 
+  admin::CtlTarget ctl_target;
+  std::string ctl_token_env = "CUTOVER_ADMIN_TOKEN";
+  std::vector<std::string> ctl_words;
+  auto* ctl_command = app.add_subcommand(
+      "ctl", "operate a running gateway through its admin API: breakers | breaker PROVIDER "
+             "ENDPOINT force_open|disable|reset | budgets");
+  ctl_command->add_option("--admin-url", ctl_target.admin_url, "the admin listener")
+      ->capture_default_str();
+  ctl_command->add_option("--token-env", ctl_token_env,
+                          "environment variable holding the admin token")
+      ->capture_default_str();
+  ctl_command->add_option("words", ctl_words, "what to show or do")->required();
+
   app.add_subcommand("version", "print the version")->callback([] {
     std::cout << "cutover 0.1.0\n";
   });
@@ -176,5 +193,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (serve_command->parsed()) return serve(config_path, check_config);
   if (provider_command->parsed()) return simulate_provider(address, port, profile, threads, key_env, overrides);
+  if (ctl_command->parsed()) {
+    const char* token = std::getenv(ctl_token_env.c_str());
+    if (token == nullptr || *token == '\0') {
+      std::cerr << "environment variable " << ctl_token_env << " (the admin token) is not set\n";
+      return 2;
+    }
+    ctl_target.token = token;
+    return admin::run_ctl(ctl_target, ctl_words, std::cout, std::cerr);
+  }
   return 0;
 }

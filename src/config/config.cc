@@ -191,12 +191,12 @@ class Validator {
   std::vector<std::string> errors_;
 };
 
-void parse_listen(Validator& v, const YAML::Node& node, Listener& listen) {
+void parse_listen(Validator& v, const YAML::Node& node, Listener& listen, const std::string& path) {
   if (node.IsScalar()) {
     const std::string& text = node.Scalar();
     const auto colon = text.rfind(':');
     if (colon == std::string::npos) {
-      v.error(node, "listen", "must be HOST:PORT, e.g. 127.0.0.1:8080");
+      v.error(node, path, "must be HOST:PORT, e.g. 127.0.0.1:8080");
       return;
     }
     auto host = text.substr(0, colon);
@@ -204,19 +204,19 @@ void parse_listen(Validator& v, const YAML::Node& node, Listener& listen) {
       host = host.substr(1, host.size() - 2);
     }
     YAML::Node port_node(text.substr(colon + 1));
-    if (auto port = v.integer_at<unsigned>(port_node, "listen", 0, 65535)) {
+    if (auto port = v.integer_at<unsigned>(port_node, path, 0, 65535)) {
       listen.address = host;
       listen.port = static_cast<std::uint16_t>(*port);
     }
     return;
   }
-  if (!v.expect_map(node, "listen")) return;
-  v.reject_unknown_keys(node, "listen", {"address", "port"});
+  if (!v.expect_map(node, path)) return;
+  v.reject_unknown_keys(node, path, {"address", "port"});
   if (node["address"]) {
-    if (auto address = v.string_at(node["address"], "listen.address")) listen.address = *address;
+    if (auto address = v.string_at(node["address"], path + ".address")) listen.address = *address;
   }
   if (node["port"]) {
-    if (auto port = v.integer_at<unsigned>(node["port"], "listen.port", 0, 65535)) {
+    if (auto port = v.integer_at<unsigned>(node["port"], path + ".port", 0, 65535)) {
       listen.port = static_cast<std::uint16_t>(*port);
     }
   }
@@ -261,6 +261,34 @@ void parse_base_url(Validator& v, const YAML::Node& node, const std::string& pat
   std::string base_path(encoded_path.data(), encoded_path.size());
   while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
   address.base_path = base_path;
+}
+
+void parse_admin(Validator& v, const YAML::Node& node, Config& config) {
+  if (!v.expect_map(node, "admin")) return;
+  v.reject_unknown_keys(node, "admin", {"listen", "token_env", "token_sha256"});
+  Admin admin;
+  if (node["listen"]) parse_listen(v, node["listen"], admin.listen, "admin.listen");
+  if (static_cast<bool>(node["token_env"]) == static_cast<bool>(node["token_sha256"])) {
+    v.error(node, "admin",
+            "needs exactly one of token_env (a variable name) or token_sha256 (hex digest)");
+    return;
+  }
+  if (node["token_env"]) {
+    auto variable = v.string_at(node["token_env"], "admin.token_env");
+    if (!variable) return;
+    auto token = v.read_environment(node["token_env"], "admin.token_env", *variable);
+    if (!token) return;
+    admin.token_sha256_hex = sha256_hex(*token);
+  } else {
+    auto digest = v.string_at(node["token_sha256"], "admin.token_sha256").value_or("");
+    if (digest.size() != 64 || digest.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+      v.error(node["token_sha256"], "admin.token_sha256", "must be 64 hexadecimal characters");
+      return;
+    }
+    for (auto& c : digest) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    admin.token_sha256_hex = digest;
+  }
+  config.admin = std::move(admin);
 }
 
 // base_url and exactly one way to get the key, from `node` (a provider or one of its endpoints).
@@ -680,8 +708,9 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   }
   v.reject_unknown_keys(root, "",
                         {"listen", "workers", "limits", "drain_timeout", "access_log", "auth",
-                         "providers", "routes"});
-  if (root["listen"]) parse_listen(v, root["listen"], config->listen);
+                         "admin", "providers", "routes"});
+  if (root["listen"]) parse_listen(v, root["listen"], config->listen, "listen");
+  if (root["admin"]) parse_admin(v, root["admin"], *config);
   if (root["workers"]) {
     config->workers = v.integer_at<unsigned>(root["workers"], "workers", 0, 1024).value_or(0);
   }
@@ -714,6 +743,13 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
     config->access_log = v.string_at(root["access_log"], "access_log").value_or("-");
   }
   if (root["auth"]) parse_auth(v, root["auth"], *config);
+  if (config->admin) {
+    for (const auto& key : config->client_keys) {
+      if (key.sha256_hex == config->admin->token_sha256_hex) {
+        v.error(root["admin"], "admin", "the admin token must differ from every client key");
+      }
+    }
+  }
   if (config->client_keys.empty() && !config->allow_unauthenticated) {
     v.error(root["auth"] ? root["auth"] : root, "auth",
             "no client_keys configured; add keys or set allow_unauthenticated: true");

@@ -89,8 +89,17 @@ struct Listener {
   std::uint16_t port = 8080;
 };
 
+// The operators' listener: separate from client traffic, loopback by default, and
+// authenticated by its own token, never by a client key.
+struct Admin {
+  Listener listen{"127.0.0.1", 9090};
+  std::string token_sha256_hex;
+};
+
 struct Config {
   Listener listen;
+  // Absent when the file has no admin section.
+  std::optional<Admin> admin;
   // Event-loop threads; 0 means one per core.
   unsigned workers = 0;
   std::size_t max_body_bytes = 10 * 1024 * 1024;

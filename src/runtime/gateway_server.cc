@@ -7,6 +7,7 @@
 #include <future>
 #include <stdexcept>
 
+#include "admin/admin_api.h"
 #include "http/server.h"
 #include "proxy/access_log.h"
 #include "proxy/gateway.h"
@@ -74,14 +75,16 @@ struct GatewayServer::Worker {
     flush_timer.expires_after(kAccessLogFlushInterval);
     flush_timer.async_wait([this](boost::system::error_code ec) {
       access_log.flush();
-      if (!ec) schedule_flush();
+      // `stopping`, not only the error code: an expiry already queued when shutdown cancels the
+      // timer completes without error and would otherwise keep the loop alive forever.
+      if (!ec && !stopping) schedule_flush();
     });
   }
 
   void schedule_disconnect_watch() {
     watch_timer.expires_after(kDisconnectWatchAfter);
     watch_timer.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
+      if (ec || stopping) return;
       gateway.watch_slow_requests(kDisconnectWatchAfter);
       schedule_disconnect_watch();
     });
@@ -94,8 +97,38 @@ struct GatewayServer::Worker {
   http::Listener listener;
   asio::steady_timer flush_timer;
   asio::steady_timer watch_timer;
+  bool stopping = false;
   std::thread thread;
 };
+
+// The admin listener runs on a thread of its own, away from the workers' event loops.
+struct GatewayServer::AdminServer {
+  AdminServer(GatewayServer& server, const asio::ip::tcp::endpoint& at)
+      : context(1),
+        guard(asio::make_work_guard(context)),
+        api([&server] { return server.config(); }, [&server] { return server.health(); }),
+        listener(context, at,
+                 [this](http::IncomingRequest& request, http::Responder& responder) {
+                   return api.handle(request, responder);
+                 },
+                 std::make_shared<http::ServerLimits>()) {}
+
+  asio::io_context context;
+  asio::executor_work_guard<asio::io_context::executor_type> guard;
+  admin::AdminApi api;
+  http::Listener listener;
+  std::thread thread;
+};
+
+std::shared_ptr<const proxy::HealthRegistry> GatewayServer::health() const {
+  std::lock_guard lock(state_mutex_);
+  return health_;
+}
+
+std::shared_ptr<const config::Config> GatewayServer::config() const {
+  std::lock_guard lock(state_mutex_);
+  return config_;
+}
 
 GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
     : config_(std::move(config)) {
@@ -119,11 +152,27 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
     workers_.back()->gateway.apply(config_, tls, health_);
   }
   port_ = endpoint.port();
+  if (config_->admin) {
+    const auto& listen = config_->admin->listen;
+    const auto admin_address = asio::ip::make_address(listen.address, ec);
+    if (ec) throw std::runtime_error("admin listen address '" + listen.address + "' is invalid");
+    try {
+      admin_ = std::make_unique<AdminServer>(*this, asio::ip::tcp::endpoint(admin_address, listen.port));
+    } catch (const boost::system::system_error& e) {
+      throw std::runtime_error("cannot listen for the admin API on " + listen.address + ":" +
+                               std::to_string(listen.port) + ": " + e.code().message());
+    }
+    admin_port_ = admin_->listener.local_endpoint().port();
+  }
 }
 
 GatewayServer::~GatewayServer() { shutdown(std::chrono::milliseconds(0)); }
 
 void GatewayServer::start() {
+  if (admin_) {
+    admin_->listener.start();
+    admin_->thread = std::thread([context = &admin_->context] { context->run(); });
+  }
   for (auto& worker : workers_) {
     worker->listener.start();
     worker->schedule_flush();
@@ -161,6 +210,7 @@ std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::C
       worker->listener.set_limits(limits);
     });
   }
+  std::lock_guard lock(state_mutex_);
   config_ = std::move(config);
   health_ = std::move(health);
   return std::nullopt;
@@ -198,6 +248,7 @@ void GatewayServer::shutdown(std::chrono::milliseconds deadline) {
   // contexts run out of work and their threads return; nothing is torn down mid-operation.
   for (auto& worker : workers_) {
     auto close = [&worker] {
+      worker->stopping = true;
       worker->listener.close_all();
       worker->gateway.abort_all();
       worker->flush_timer.cancel();
@@ -213,6 +264,17 @@ void GatewayServer::shutdown(std::chrono::milliseconds deadline) {
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) worker->thread.join();
     worker->access_log.flush();
+  }
+  if (admin_) {
+    asio::post(admin_->context, [admin = admin_.get()] {
+      admin->listener.close_all();
+      admin->guard.reset();
+    });
+    if (admin_->thread.joinable()) {
+      admin_->thread.join();
+    } else {
+      admin_->listener.close_all();
+    }
   }
 }
 

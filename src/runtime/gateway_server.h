@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -27,6 +28,8 @@ class GatewayServer {
 
   void start();
   std::uint16_t port() const { return port_; }
+  // The admin listener's port; 0 when the configuration has no admin section.
+  std::uint16_t admin_port() const { return admin_port_; }
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
 
   // Installs a new configuration on every worker; connections stay open. Returns an error
@@ -41,12 +44,18 @@ class GatewayServer {
   std::size_t open_sessions();
 
   // The health registry a worker uses, to inspect breakers and budgets (tests, admin API).
-  std::shared_ptr<const proxy::HealthRegistry> health() const { return health_; }
+  std::shared_ptr<const proxy::HealthRegistry> health() const;
+  std::shared_ptr<const config::Config> config() const;
 
  private:
   struct Worker;
+  struct AdminServer;
+  // Read by the admin thread, replaced by reload(): guarded, never touched on the request path.
+  mutable std::mutex state_mutex_;
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const proxy::HealthRegistry> health_;
+  std::unique_ptr<AdminServer> admin_;
+  std::uint16_t admin_port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;

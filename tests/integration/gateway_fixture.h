@@ -96,6 +96,16 @@ inline std::string text_of(const boost::json::value& value) {
   return value.is_string() ? std::string(value.get_string()) : boost::json::serialize(value);
 }
 
+// An OpenAI-schema error with the expected status and code, and the gateway's request id.
+inline void expect_openai_error(const Reply& reply, unsigned status, std::string_view code) {
+  EXPECT_EQ(reply.status, status) << reply.body;
+  auto body = boost::json::parse(reply.body);
+  EXPECT_EQ(text_of(body.at("error").at("code")), code) << reply.body;
+  EXPECT_TRUE(body.at("error").at("message").is_string());
+  EXPECT_TRUE(body.at("error").at("type").is_string());
+  EXPECT_FALSE(reply.header("x-request-id").empty());
+}
+
 inline std::vector<std::string> data_events(const std::string& stream_body) {
   std::vector<std::string> events;
   std::size_t at = 0;

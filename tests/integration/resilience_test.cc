@@ -3,6 +3,9 @@
 // served, how many attempts each provider received.
 #include <boost/json.hpp>
 
+#include <sstream>
+
+#include "admin/ctl.h"
 #include "gateway_fixture.h"
 
 namespace cutover::testing {
@@ -32,17 +35,19 @@ void status_503(FakeReply& reply) {
 }
 
 constexpr char kFallbackKey[] = "sk-fallback-key";
+constexpr char kAdminToken[] = "admin-token-123";
 
 class ResilienceTest : public ::testing::Test {
  protected:
   // A route to `candidate` with `secondary` as its fallback when `with_fallback`.
   void start(simulate::Script candidate_script, const std::string& candidate_extra,
-             bool with_fallback = false, simulate::Script secondary_script = simulate::default_reply) {
+             bool with_fallback = false, simulate::Script secondary_script = simulate::default_reply,
+             const std::string& top_extra = "") {
     candidate_ = std::make_unique<FakeProvider>(std::move(candidate_script));
     secondary_ = std::make_unique<FakeProvider>(std::move(secondary_script));
     std::string yaml =
         "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
-        "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+        "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n" + top_extra +
         "providers:\n"
         "  candidate:\n"
         "    base_url: " + candidate_->base_url() + "\n"
@@ -66,6 +71,7 @@ class ResilienceTest : public ::testing::Test {
       if (name == "CLIENT_KEY") return kClientKey;
       if (name == "PROVIDER_KEY") return kProviderKey;
       if (name == "FALLBACK_KEY") return kFallbackKey;
+      if (name == "ADMIN_TOKEN") return kAdminToken;
       return std::nullopt;
     };
     auto loaded = config::load_from_string(yaml, environment);
@@ -326,6 +332,67 @@ TEST_F(ResilienceTest, RequestsSpreadOverEndpointsAndAvoidADeadOne) {
   const auto before = first->requests_received();
   for (int i = 0; i < 10; ++i) EXPECT_EQ(chat().status, 200u);
   EXPECT_EQ(first->requests_received() - before, 10u);
+}
+
+class AdminApiTest : public ResilienceTest {
+ protected:
+  void SetUp() override {
+    start(simulate::default_reply, "    retry: {max_attempts: 1}\n", true, simulate::default_reply,
+          "admin: {listen: 127.0.0.1:0, token_env: ADMIN_TOKEN}\n");
+  }
+  Reply admin(http::verb method, const std::string& path, const std::string& token = kAdminToken) {
+    TestClient client(server_->admin_port());
+    return client.request(method, path, "", {{"authorization", "Bearer " + token}});
+  }
+  std::string ctl(std::vector<std::string> words) {
+    std::ostringstream out, error;
+    admin::CtlTarget target{"http://127.0.0.1:" + std::to_string(server_->admin_port()), kAdminToken};
+    EXPECT_EQ(admin::run_ctl(target, words, out, error), 0) << error.str();
+    return out.str();
+  }
+};
+
+TEST_F(AdminApiTest, RefusesClientKeysAndMissingTokens) {
+  EXPECT_EQ(admin(http::verb::get, "/admin/v1/breakers", kClientKey).status, 401u);
+  TestClient anonymous(server_->admin_port());
+  EXPECT_EQ(anonymous.request(http::verb::get, "/admin/v1/breakers").status, 401u);
+  EXPECT_EQ(admin(http::verb::get, "/admin/v1/breakers").status, 200u);
+}
+
+TEST_F(AdminApiTest, ListsEveryEndpointsBreaker) {
+  auto body = json::parse(admin(http::verb::get, "/admin/v1/breakers").body);
+  const auto& breakers = body.at("breakers").as_array();
+  ASSERT_EQ(breakers.size(), 2u);
+  EXPECT_EQ(breakers[0].at("provider"), "candidate");
+  EXPECT_EQ(breakers[0].at("state"), "closed");
+}
+
+TEST_F(AdminApiTest, ForcedOpenSendsTrafficToTheFallbackUntilReset) {
+  auto forced = admin(http::verb::post, "/admin/v1/breakers/candidate/0/force_open");
+  ASSERT_EQ(forced.status, 200u) << forced.body;
+  EXPECT_EQ(json::parse(forced.body).at("state"), "forced_open");
+  EXPECT_EQ(chat().header("x-cutover-provider"), "secondary");
+  EXPECT_EQ(candidate_->requests_received(), 0u);
+  ASSERT_EQ(admin(http::verb::post, "/admin/v1/breakers/candidate/0/reset").status, 200u);
+  EXPECT_EQ(chat().header("x-cutover-provider"), "candidate");
+}
+
+TEST_F(AdminApiTest, UnknownEndpointOrActionIsAnError) {
+  EXPECT_EQ(admin(http::verb::post, "/admin/v1/breakers/nobody/0/reset").status, 404u);
+  EXPECT_EQ(admin(http::verb::post, "/admin/v1/breakers/candidate/7/reset").status, 404u);
+  EXPECT_EQ(admin(http::verb::post, "/admin/v1/breakers/candidate/0/explode").status, 400u);
+}
+
+TEST_F(AdminApiTest, CtlPrintsBreakersAndBudgetsAsTables) {
+  ctl({"breaker", "candidate", "0", "disable"});
+  auto table = ctl({"breakers"});
+  EXPECT_NE(table.find("PROVIDER"), std::string::npos) << table;
+  EXPECT_NE(table.find("disabled"), std::string::npos) << table;
+  EXPECT_NE(table.find("secondary"), std::string::npos) << table;
+  chat();
+  auto budgets = ctl({"budgets"});
+  EXPECT_NE(budgets.find("candidate"), std::string::npos) << budgets;
+  EXPECT_NE(budgets.find("RETRIES"), std::string::npos) << budgets;
 }
 
 }  // namespace

@@ -13,12 +13,6 @@ using simulate::FakeReply;
 
 class UpstreamFailureTest : public GatewayTest {
  protected:
-  void expect_error(const Reply& reply, unsigned status, std::string_view code) {
-    EXPECT_EQ(reply.status, status) << reply.body;
-    auto body = json::parse(reply.body);
-    EXPECT_EQ(text_of(body.at("error").at("code")), code) << reply.body;
-  }
-
   // The last data event of a stream whose headers were already sent.
   json::value stream_error_event(const std::string& body) {
     auto events = data_events(body);
@@ -33,34 +27,34 @@ TEST_F(UpstreamFailureTest, ConnectionRefusedGives502) {
   const auto closed_port = probe.local_endpoint().port();
   probe.close();
   start_gateway("http://127.0.0.1:" + std::to_string(closed_port) + "/v1");
-  expect_error(client().post("/v1/chat/completions", chat_body()), 502, "connect_error");
+  expect_openai_error(client().post("/v1/chat/completions", chat_body()), 502, "connect_error");
 }
 
 TEST_F(UpstreamFailureTest, SlowFirstByteGives504) {
   start(reply_with([](FakeReply& reply) { reply.delay = std::chrono::milliseconds(3000); }));
   auto reply = client().post("/v1/chat/completions", chat_body());
-  expect_error(reply, 504, "first_byte_timeout");
+  expect_openai_error(reply, 504, "first_byte_timeout");
   EXPECT_EQ(json::parse(reply.body).at("error").at("type"), "timeout_error");
 }
 
 TEST_F(UpstreamFailureTest, ResetBeforeResponseGives502) {
   start(reply_with([](FakeReply& reply) { reply.fault = Fault::reset_before_response; }));
-  expect_error(client().post("/v1/chat/completions", chat_body()), 502, "connection_reset");
+  expect_openai_error(client().post("/v1/chat/completions", chat_body()), 502, "connection_reset");
 }
 
 TEST_F(UpstreamFailureTest, ResetMidBodyGives502) {
   start(reply_with([](FakeReply& reply) { reply.fault = Fault::reset_mid_body; }));
-  expect_error(client().post("/v1/chat/completions", chat_body()), 502, "connection_reset");
+  expect_openai_error(client().post("/v1/chat/completions", chat_body()), 502, "connection_reset");
 }
 
 TEST_F(UpstreamFailureTest, MalformedJsonGives502) {
   start(reply_with([](FakeReply& reply) { reply.fault = Fault::malformed_body; }));
-  expect_error(client().post("/v1/chat/completions", chat_body()), 502, "invalid_upstream_response");
+  expect_openai_error(client().post("/v1/chat/completions", chat_body()), 502, "invalid_upstream_response");
 }
 
 TEST_F(UpstreamFailureTest, ResponseMissingChoicesGives502) {
   start(reply_with([](FakeReply& reply) { reply.body = R"({"id":"x","object":"chat.completion"})"; }));
-  expect_error(client().post("/v1/chat/completions", chat_body()), 502, "invalid_upstream_response");
+  expect_openai_error(client().post("/v1/chat/completions", chat_body()), 502, "invalid_upstream_response");
 }
 
 TEST_F(UpstreamFailureTest, InvalidHttpGives502) {
@@ -76,7 +70,7 @@ TEST_F(UpstreamFailureTest, ProviderStatusPassesThroughWithRetryAfter) {
     reply.body = R"({"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limit_exceeded"}})";
   }));
   auto reply = client().post("/v1/chat/completions", chat_body());
-  expect_error(reply, 429, "rate_limit_exceeded");
+  expect_openai_error(reply, 429, "rate_limit_exceeded");
   EXPECT_EQ(reply.header("retry-after"), "7");
   EXPECT_EQ(reply.header("x-ratelimit-reset-requests"), "7s");
   EXPECT_EQ(json::parse(reply.body).at("error").at("message"), "slow down");
@@ -88,7 +82,7 @@ TEST_F(UpstreamFailureTest, MalformedFirstStreamEventGives502BeforeAnyHeader) {
   downstream.send(http::verb::post, "/v1/chat/completions", chat_body(true),
                   {{"authorization", "Bearer client-secret"}});
   auto reply = downstream.read_stream();
-  expect_error(reply, 502, "invalid_upstream_response");
+  expect_openai_error(reply, 502, "invalid_upstream_response");
 }
 
 TEST_F(UpstreamFailureTest, TruncatedStreamEndsWithAnErrorEvent) {

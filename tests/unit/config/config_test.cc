@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 namespace cutover::config {
 namespace {
@@ -213,6 +214,73 @@ routes: [{models: [m], provider: p}]
   ASSERT_TRUE(result.errors.empty()) << result.errors.front();
   EXPECT_EQ(result.config->providers[0].endpoints[0].api_key, "sk-from-file");
   EXPECT_EQ(result.config->providers[0].endpoints[0].api_key_source, "file:key.txt");
+}
+
+TEST(ConfigValidationTest, AdminListenerNeedsItsOwnToken) {
+  const auto tail = std::string(kMinimalTail);
+  auto same = load_from_string("auth: {client_keys: [{name: a, key_env: K}]}\n"
+                               "admin: {listen: 127.0.0.1:9191, token_env: K}\n" + tail,
+                               fake_environment({{"K", "v"}}));
+  EXPECT_TRUE(any_contains(same.errors, "the admin token must differ from every client key"));
+  auto missing = errors_of("auth: {allow_unauthenticated: true}\nadmin: {listen: 127.0.0.1:9191}\n" + tail);
+  EXPECT_TRUE(any_contains(missing, "needs exactly one of token_env"));
+  auto ok = load_from_string("auth: {allow_unauthenticated: true}\n"
+                             "admin: {listen: 127.0.0.1:9191, token_env: T}\n" + tail,
+                             fake_environment({{"K", "v"}, {"T", "admin"}}));
+  ASSERT_TRUE(ok.errors.empty()) << ok.errors.front();
+  EXPECT_EQ(ok.config->admin->listen.port, 9191);
+  EXPECT_EQ(ok.config->admin->token_sha256_hex, sha256_hex("admin"));
+}
+
+TEST(ConfigValidationTest, ResilienceSettingsAreParsedAndChecked) {
+  auto result = load_from_string(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p:
+    models: {m: pm}
+    endpoints:
+      - {base_url: "http://a/v1", api_key_env: K, weight: 3}
+      - {base_url: "http://b/v1", api_key_env: K}
+    retry: {max_attempts: 2, retry_on: [connect_error, 429, 503], backoff_base: 10ms, backoff_max: 2s}
+    retry_budget: {ratio: 0.1, min_retries_per_second: 2, window: 30s}
+    breaker: {failure_rate: 0.25, window: time, window_size: 60, minimum_calls: 10, open_duration: 5s, half_open_probes: 1}
+  q: {base_url: "http://q/v1", api_key_env: K, models: {m: qm}}
+routes:
+  - {models: [m], provider: p, fallback: [q], retry: {max_attempts: 1}}
+)", fake_environment({{"K", "v"}}));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front();
+  const auto& p = *result.config->find_provider("p");
+  ASSERT_EQ(p.endpoints.size(), 2u);
+  EXPECT_EQ(p.endpoints[0].weight, 3u);
+  EXPECT_EQ(p.retry.max_attempts, 2u);
+  EXPECT_TRUE(p.retry.retry_rate_limited);
+  EXPECT_FALSE(p.retry.retry_reset);
+  EXPECT_EQ(p.retry.retry_statuses, (std::set<unsigned>{503}));
+  EXPECT_EQ(p.retry_budget.window, std::chrono::seconds(30));
+  EXPECT_EQ(p.breaker.window, resilience::BreakerSettings::Window::time);
+  EXPECT_EQ(p.breaker.half_open_permits, 1u);
+  const auto& route = result.config->routes.at("m");
+  EXPECT_EQ(route.fallback, (std::vector<std::string>{"q"}));
+  ASSERT_TRUE(route.retry);
+  EXPECT_EQ(route.retry->max_attempts, 1u);
+
+  auto errors = errors_of(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p:
+    base_url: "http://a/v1"
+    api_key_env: K
+    models: {m: pm}
+    retry: {retry_on: [404]}
+    breaker: {window: sliding, open_duration: 10s, max_open_duration: 1s}
+routes:
+  - {models: [m], provider: p, fallback: [p, ghost]}
+)");
+  EXPECT_TRUE(any_contains(errors, "'404' is not retryable"));
+  EXPECT_TRUE(any_contains(errors, "must be count or time"));
+  EXPECT_TRUE(any_contains(errors, "max_open_duration must not be shorter"));
+  EXPECT_TRUE(any_contains(errors, "appears twice in the chain"));
+  EXPECT_TRUE(any_contains(errors, "unknown provider 'ghost'"));
 }
 
 }  // namespace

@@ -1,0 +1,29 @@
+// The admin API, served on its own listener: what the resilience layer sees (breakers, retry
+// budgets) and the operators' levers on it (force a breaker open, disable it, reset it).
+// Authenticated by the admin token only; client keys are refused.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <functional>
+#include <memory>
+
+#include "config/config.h"
+#include "http/server.h"
+#include "proxy/provider_health.h"
+
+namespace cutover::admin {
+
+class AdminApi {
+ public:
+  // Both getters are called per request and must be safe from the admin thread.
+  AdminApi(std::function<std::shared_ptr<const config::Config>()> config,
+           std::function<std::shared_ptr<const proxy::HealthRegistry>()> health);
+
+  boost::asio::awaitable<void> handle(http::IncomingRequest& request, http::Responder& responder);
+
+ private:
+  std::function<std::shared_ptr<const config::Config>()> config_;
+  std::function<std::shared_ptr<const proxy::HealthRegistry>()> health_;
+};
+
+}  // namespace cutover::admin
