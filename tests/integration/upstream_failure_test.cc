@@ -121,10 +121,11 @@ TEST_F(UpstreamFailureTest, ProviderClosingKeptAliveConnectionIsRetriedTranspare
 }
 
 TEST_F(UpstreamFailureTest, EveryConcurrentRequestGetsExactlyOneResponse) {
-  std::atomic<int> serial{0};
-  start([&serial](const simulate::FakeRequest& request) {
+  // Owned by the script, which the provider's thread may still hold after the test body ends.
+  auto serial = std::make_shared<std::atomic<int>>(0);
+  start([serial](const simulate::FakeRequest& request) {
     auto reply = simulate::default_reply(request);
-    switch (serial++ % 4) {
+    switch ((*serial)++ % 4) {
       case 0: reply.fault = Fault::reset_before_response; break;
       case 1: reply.status = 500; reply.body = R"({"error":{"message":"boom"}})"; break;
       case 2: reply.fault = Fault::malformed_body; break;
