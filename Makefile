@@ -46,13 +46,15 @@ bench: build
 bench-resilience: build
 	bash bench/resilience.sh
 
-# libFuzzer runs of every fuzz target, 60 s each (clang); the corpora replay in `make test` too.
+# libFuzzer runs of every fuzz target, FUZZ_SECONDS each (clang); the corpora replay in
+# `make test` too.
+FUZZ_SECONDS ?= 60
 fuzz: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCUTOVER_FUZZ=ON -DCUTOVER_NODE_TESTS=OFF
 	cmake --build build-fuzz --target fuzz_sse_parser fuzz_response_normalizer fuzz_config_loader
 	for target in sse_parser response_normalizer config_loader; do \
 		mkdir -p build-fuzz/corpus/$$target && \
-		./build-fuzz/fuzz_$$target -max_total_time=60 build-fuzz/corpus/$$target fuzz/corpus/$$target || exit 1; \
+		./build-fuzz/fuzz_$$target -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$target fuzz/corpus/$$target || exit 1; \
 	done
 
 format:
