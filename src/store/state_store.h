@@ -1,0 +1,61 @@
+// The migration state store: each migration's current record and its journal of transitions.
+//
+// A transition is committed (journaled and durable) before the new weight is applied, and only
+// when the caller holds the migration's current generation, so two concurrent operator commands
+// cannot interleave. SQLite is the embedded implementation; a Redis one for fleets of replicas
+// comes later behind the same interface. Nothing outside store/ touches SQL.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cutover::store {
+
+struct MigrationRecord {
+  std::string migration;
+  std::string state;  // e.g. "canary"
+  double weight = 0;  // candidate share, 0 to 1
+  int stage = 0;
+  // Absolute time the current stage began, so a restart does not reset its dwell.
+  std::int64_t stage_started_unix_ms = 0;
+  std::int64_t generation = 0;
+  // Identifies the candidate's configuration; a change restarts the migration at step 0.
+  std::string config_fingerprint;
+};
+
+struct Transition {
+  std::string migration;
+  std::int64_t generation = 0;  // the generation this transition created
+  std::int64_t at_unix_ms = 0;
+  std::string from_state;
+  std::string to_state;
+  double weight_before = 0;
+  double weight_after = 0;
+  std::string trigger;  // "gate:error_rate", "operator:alice", ...
+  std::string detail;   // JSON: the figures behind the decision
+};
+
+enum class CommitResult { committed, stale_generation, failed };
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // Writes `next` as the migration's record and appends `transition`, atomically and durably,
+  // if the stored generation is `expected_generation` (0 for a migration not stored yet).
+  virtual CommitResult commit(const MigrationRecord& next, const Transition& transition,
+                              std::int64_t expected_generation) = 0;
+  virtual std::optional<MigrationRecord> load(std::string_view migration) = 0;
+  // The newest `limit` transitions, oldest first.
+  virtual std::vector<Transition> history(std::string_view migration, std::size_t limit) = 0;
+};
+
+// Opens (creating if needed) a SQLite store at `path` in WAL mode with full fsync on commit.
+// Throws std::runtime_error with SQLite's message when the file cannot be opened.
+std::unique_ptr<StateStore> open_sqlite_store(const std::string& path);
+
+}  // namespace cutover::store

@@ -1,0 +1,124 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "store/state_store.h"
+
+namespace cutover::store {
+namespace {
+
+class SqliteStateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() /
+            ("cutover-store-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db");
+    remove_files();
+  }
+  void TearDown() override { remove_files(); }
+  void remove_files() {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path_.string() + suffix);
+    }
+  }
+
+  static MigrationRecord record(std::int64_t generation, double weight, int stage) {
+    return MigrationRecord{"gpt-4o-to-relay", "canary", weight, stage, 1700000000000 + stage,
+                           generation, "candidate-v1"};
+  }
+  static Transition transition(std::int64_t generation, double before, double after,
+                               std::string trigger) {
+    return Transition{"gpt-4o-to-relay", generation, 1700000000000 + generation, "canary",
+                      "canary", before, after, std::move(trigger), R"({"error_rate":0.001})"};
+  }
+
+  std::filesystem::path path_;
+};
+
+TEST_F(SqliteStateStoreTest, CommittedStateSurvivesARestart) {
+  {
+    auto store = open_sqlite_store(path_.string());
+    ASSERT_EQ(store->commit(record(1, 0.05, 0), transition(1, 0, 0.05, "operator:start"), 0),
+              CommitResult::committed);
+    ASSERT_EQ(store->commit(record(2, 0.25, 1), transition(2, 0.05, 0.25, "gates:pass"), 1),
+              CommitResult::committed);
+  }
+  auto reopened = open_sqlite_store(path_.string());
+  auto loaded = reopened->load("gpt-4o-to-relay");
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->generation, 2);
+  EXPECT_DOUBLE_EQ(loaded->weight, 0.25);
+  EXPECT_EQ(loaded->stage, 1);
+  EXPECT_EQ(loaded->stage_started_unix_ms, 1700000000001) << "the dwell clock is not reset";
+  EXPECT_EQ(loaded->config_fingerprint, "candidate-v1");
+  auto journal = reopened->history("gpt-4o-to-relay", 10);
+  ASSERT_EQ(journal.size(), 2u);
+  EXPECT_EQ(journal[0].trigger, "operator:start");
+  EXPECT_EQ(journal[1].trigger, "gates:pass");
+  EXPECT_DOUBLE_EQ(journal[1].weight_before, 0.05);
+  EXPECT_EQ(journal[1].detail, R"({"error_rate":0.001})");
+}
+
+TEST_F(SqliteStateStoreTest, StaleGenerationIsRefusedAndNothingIsWritten) {
+  auto store = open_sqlite_store(path_.string());
+  ASSERT_EQ(store->commit(record(1, 0.05, 0), transition(1, 0, 0.05, "operator:start"), 0),
+            CommitResult::committed);
+  EXPECT_EQ(store->commit(record(2, 0.5, 2), transition(2, 0.05, 0.5, "operator:late"), 0),
+            CommitResult::stale_generation);
+  EXPECT_EQ(store->load("gpt-4o-to-relay")->generation, 1);
+  EXPECT_EQ(store->history("gpt-4o-to-relay", 10).size(), 1u);
+}
+
+TEST_F(SqliteStateStoreTest, ConcurrentCommandsOnTheSameGenerationApplyOnce) {
+  auto store = open_sqlite_store(path_.string());
+  ASSERT_EQ(store->commit(record(1, 0.05, 0), transition(1, 0, 0.05, "operator:start"), 0),
+            CommitResult::committed);
+  std::atomic<int> committed{0}, stale{0};
+  std::vector<std::thread> operators;
+  for (int i = 0; i < 4; ++i) {
+    operators.emplace_back([&, i] {
+      auto result = store->commit(record(2, 0.1 * i, 1),
+                                  transition(2, 0.05, 0.1 * i, "operator:" + std::to_string(i)), 1);
+      if (result == CommitResult::committed) ++committed;
+      if (result == CommitResult::stale_generation) ++stale;
+    });
+  }
+  for (auto& thread : operators) thread.join();
+  EXPECT_EQ(committed.load(), 1);
+  EXPECT_EQ(stale.load(), 3);
+  EXPECT_EQ(store->history("gpt-4o-to-relay", 10).size(), 2u);
+}
+
+TEST_F(SqliteStateStoreTest, TwoConnectionsToOneFileStillCompareAndSwap) {
+  auto first = open_sqlite_store(path_.string());
+  auto second = open_sqlite_store(path_.string());
+  ASSERT_EQ(first->commit(record(1, 0.05, 0), transition(1, 0, 0.05, "operator:start"), 0),
+            CommitResult::committed);
+  EXPECT_EQ(second->commit(record(2, 0.25, 1), transition(2, 0.05, 0.25, "replica-b"), 1),
+            CommitResult::committed);
+  EXPECT_EQ(first->commit(record(2, 0.5, 1), transition(2, 0.05, 0.5, "replica-a"), 1),
+            CommitResult::stale_generation) << "replica a saw generation 1, but b moved on";
+  EXPECT_DOUBLE_EQ(first->load("gpt-4o-to-relay")->weight, 0.25);
+}
+
+TEST_F(SqliteStateStoreTest, HistoryReturnsTheNewestOldestFirst) {
+  auto store = open_sqlite_store(path_.string());
+  for (int g = 1; g <= 5; ++g) {
+    ASSERT_EQ(store->commit(record(g, 0.1 * g, g), transition(g, 0.1 * (g - 1), 0.1 * g, "step"), g - 1),
+              CommitResult::committed);
+  }
+  auto last_two = store->history("gpt-4o-to-relay", 2);
+  ASSERT_EQ(last_two.size(), 2u);
+  EXPECT_EQ(last_two[0].generation, 4);
+  EXPECT_EQ(last_two[1].generation, 5);
+  EXPECT_FALSE(store->load("another-migration"));
+}
+
+TEST_F(SqliteStateStoreTest, UnopenablePathThrowsWithAMessage) {
+  EXPECT_THROW(open_sqlite_store("/nonexistent-directory/state.db"), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace cutover::store
