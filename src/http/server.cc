@@ -77,8 +77,7 @@ asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> respon
   decorate(response);
   response.prepare_payload();
   stream_->expires_after(limits_.write_timeout);
-  auto [ec, written] = co_await bhttp::async_write(*stream_, response, kTuple);
-  bytes_sent_ += written;
+  auto [ec, ignored] = co_await bhttp::async_write(*stream_, response, kTuple);
   finished_ = !ec;
   if (ec) client_gone_ = true;
   co_return !ec;
@@ -100,8 +99,7 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
   header.chunked(true);
   bhttp::response_serializer<bhttp::empty_body> serializer{header};
   stream_->expires_after(limits_.write_timeout);
-  auto [ec, written] = co_await bhttp::async_write_header(*stream_, serializer, kTuple);
-  bytes_sent_ += written;
+  auto [ec, ignored] = co_await bhttp::async_write_header(*stream_, serializer, kTuple);
   if (ec) client_gone_ = true;
   co_return !ec;
 }
@@ -110,9 +108,8 @@ asio::awaitable<bool> Responder::send_chunk(std::string_view data) {
   if (client_gone_ || !started_ || finished_) co_return false;
   if (data.empty()) co_return true;
   stream_->expires_after(limits_.write_timeout);
-  auto [ec, written] =
+  auto [ec, ignored] =
       co_await asio::async_write(*stream_, bhttp::make_chunk(asio::buffer(data)), kTuple);
-  bytes_sent_ += written;
   if (ec) client_gone_ = true;
   co_return !ec;
 }
@@ -121,8 +118,7 @@ asio::awaitable<bool> Responder::end_stream() {
   stop_watching();
   if (client_gone_ || !started_ || finished_) co_return false;
   stream_->expires_after(limits_.write_timeout);
-  auto [ec, written] = co_await asio::async_write(*stream_, bhttp::make_chunk_last(), kTuple);
-  bytes_sent_ += written;
+  auto [ec, ignored] = co_await asio::async_write(*stream_, bhttp::make_chunk_last(), kTuple);
   finished_ = !ec;
   if (ec) client_gone_ = true;
   co_return !ec;
@@ -144,12 +140,6 @@ Listener::Listener(asio::io_context& context, const asio::ip::tcp::endpoint& end
 }
 
 void Listener::start() { asio::co_spawn(context_, accept_loop(), asio::detached); }
-
-std::size_t Listener::busy_sessions() const {
-  std::size_t busy = 0;
-  for (const auto& entry : sessions_) busy += entry.busy;
-  return busy;
-}
 
 void Listener::drain() {
   draining_ = true;

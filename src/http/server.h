@@ -65,7 +65,6 @@ class Responder {
   bool finished() const { return finished_; }
   bool client_gone() const { return client_gone_; }
   unsigned status() const { return status_; }
-  std::size_t bytes_sent() const { return bytes_sent_; }
   bool keep_alive() const { return keep_alive_ && !client_gone_; }
   const std::string& request_id() const { return request_id_; }
 
@@ -82,7 +81,6 @@ class Responder {
   bool finished_ = false;
   bool client_gone_ = false;
   unsigned status_ = 0;
-  std::size_t bytes_sent_ = 0;
   std::shared_ptr<Watch> watch_;
 };
 
@@ -101,7 +99,6 @@ class Listener {
   void close_all();
   asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
   std::size_t active_sessions() const { return sessions_.size(); }
-  std::size_t busy_sessions() const;
   void set_limits(std::shared_ptr<const ServerLimits> limits) { limits_ = std::move(limits); }
 
  private:

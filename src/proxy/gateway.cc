@@ -254,7 +254,8 @@ asio::awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Resp
   if (kind < 0 && method != bhttp::verb::get) co_return co_await wrong_method("GET");
   if (kind >= 0 && method != bhttp::verb::post) co_return co_await wrong_method("POST");
 
-  if (authenticate(request, *snapshot) == nullptr) {
+  const std::string* client_name = authenticate(request, *snapshot);
+  if (client_name == nullptr) {
     co_await responder.send_error(401,
                                   "missing or invalid API key; send 'Authorization: Bearer KEY' "
                                   "with a key the gateway is configured with",
@@ -267,7 +268,7 @@ asio::awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Resp
     log_simple("");
     co_return;
   }
-  co_await proxy(request, responder, std::move(snapshot), kind);
+  co_await proxy(request, responder, std::move(snapshot), kind, *client_name);
 }
 
 asio::awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Responder& responder,
@@ -325,17 +326,18 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
   return nullptr;
 }
 
+// `client_name` lives in `snapshot`, which this frame keeps alive.
 asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& responder,
-                                     std::shared_ptr<Snapshot> snapshot, int api_kind) {
+                                     std::shared_ptr<Snapshot> snapshot, int api_kind,
+                                     const std::string& client_name) {
   const auto kind = static_cast<ApiKind>(api_kind);
   const auto& config = *snapshot->config;
-  const std::string* client_name = authenticate(request, *snapshot);
 
   AccessRecord record;
   record.request_id = request.request_id;
   record.method = request.message.method_string();
   record.route = path_of(request.message.target());
-  record.client_key = *client_name;
+  record.client_key = client_name;
   std::string error_name;
   std::string attempts_log;
   auto finish = [&] {

@@ -47,7 +47,8 @@ class Gateway {
   struct AttemptOutcome;
 
   boost::asio::awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
-                                     std::shared_ptr<Snapshot> snapshot, int api_kind);
+                                     std::shared_ptr<Snapshot> snapshot, int api_kind,
+                                     const std::string& client_name);
   boost::asio::awaitable<AttemptOutcome> attempt(RequestContext& context,
                                                  ProviderRuntime& provider,
                                                  EndpointRuntime& endpoint);

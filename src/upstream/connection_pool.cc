@@ -135,7 +135,6 @@ void ConnectionPool::wake_one_waiter() {
 asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::connect(
     Clock::time_point deadline) {
   ++open_;
-  ++opened_total_;
   auto connection = std::make_unique<Connection>(executor_, target_.address.tls ? tls_.get()
                                                                                    : nullptr);
   const auto& endpoint = target_.address;
@@ -247,7 +246,6 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
 asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
     http::request<http::string_body>& request, bool& retry_on_fresh_connection) {
   const auto& timeouts = pool_.target().timeouts;
-  ++connection_->exchanges;
   arm(timeouts.first_byte);
   auto [write_error, written] = co_await with_stream(*connection_, [&](auto& stream) {
     return http::async_write(stream, request, kTuple);
@@ -281,13 +279,9 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& o
   }
   // Size the piece to what is left when the length is known: growing the string zero-fills
   // it, and a 16 KiB fill for a 500-byte answer showed up in profiles.
-  std::size_t piece = kReadPiece;
+  std::size_t piece = parser_->chunked() ? kStreamPiece : kReadPiece;
   if (auto remaining = parser_->content_length_remaining()) {
     piece = std::clamp<std::size_t>(static_cast<std::size_t>(*remaining), 1, kReadPiece);
-  } else if (!parser_->chunked()) {
-    piece = kReadPiece;
-  } else {
-    piece = kStreamPiece;
   }
   const auto old_size = out.size();
   out.resize(old_size + piece);

@@ -44,11 +44,6 @@ struct UpstreamError {
   std::string message;
   // True when no byte of the response had arrived: the request may be retried elsewhere.
   bool before_response = true;
-
-  bool is_timeout() const {
-    return kind == FailureKind::connect_timeout || kind == FailureKind::first_byte_timeout ||
-           kind == FailureKind::idle_timeout || kind == FailureKind::total_timeout;
-  }
 };
 
 std::string_view failure_name(FailureKind kind);
@@ -74,7 +69,6 @@ class Connection {
   bool looks_alive();
 
   Clock::time_point idle_since;
-  unsigned exchanges = 0;
 
  private:
   std::variant<PlainStream, TlsStream> stream_;
@@ -107,10 +101,6 @@ class ConnectionPool {
   void release(std::unique_ptr<Connection> connection, bool reusable);
 
   const PoolTarget& target() const { return target_; }
-  std::size_t open_connections() const { return open_; }
-  std::size_t idle_connections() const { return idle_.size(); }
-  // Total connections this pool has opened; lets tests see reuse.
-  std::size_t connections_opened() const { return opened_total_; }
 
  private:
   asio::awaitable<std::variant<Acquired, UpstreamError>> connect(Clock::time_point deadline);
@@ -121,7 +111,6 @@ class ConnectionPool {
   std::shared_ptr<asio::ssl::context> tls_;
   std::size_t max_connections_;
   std::size_t open_ = 0;
-  std::size_t opened_total_ = 0;
   std::deque<std::unique_ptr<Connection>> idle_;
   std::deque<asio::steady_timer*> waiters_;
   asio::ip::tcp::resolver resolver_;
@@ -151,7 +140,6 @@ class Exchange {
   // Aborts the exchange now (client gone, shutdown): pending operations complete with
   // `cancelled` and the connection is closed rather than pooled.
   void abort();
-  bool aborted() const { return aborted_; }
   std::chrono::steady_clock::time_point first_byte_at() const { return first_byte_at_; }
 
  private:
