@@ -120,17 +120,28 @@ TEST_F(GatewayTest, ReloadKeepsStreamsInFlight) {
   EXPECT_EQ(data_events(reply.body).back(), "[DONE]");
 }
 
-TEST_F(GatewayTest, DrainLetsStreamsFinishAndRefusesNewConnections) {
-  start(reply_with([](FakeReply& reply) { reply.event_interval = std::chrono::milliseconds(40); }));
-  auto downstream = client();
+// Streams a chat completion and starts a shutdown with `deadline` as its first piece arrives.
+struct StreamDuringShutdown {
+  Reply reply;
+  std::future<void> shutdown;
+};
+StreamDuringShutdown stream_during_shutdown(runtime::GatewayServer& server,
+                                            std::chrono::milliseconds deadline) {
+  TestClient downstream(server.port());
   downstream.send(http::verb::post, "/v1/chat/completions", chat_body(true),
                   {{"authorization", "Bearer client-secret"}});
-  std::future<void> shutdown;
-  auto reply = downstream.read_stream([&](std::string_view) {
-    if (!shutdown.valid()) {
-      shutdown = std::async(std::launch::async, [this] { server_->shutdown(std::chrono::seconds(10)); });
+  StreamDuringShutdown result;
+  result.reply = downstream.read_stream([&](std::string_view) {
+    if (!result.shutdown.valid()) {
+      result.shutdown = std::async(std::launch::async, [&server, deadline] { server.shutdown(deadline); });
     }
   });
+  return result;
+}
+
+TEST_F(GatewayTest, DrainLetsStreamsFinishAndRefusesNewConnections) {
+  start(reply_with([](FakeReply& reply) { reply.event_interval = std::chrono::milliseconds(40); }));
+  auto [reply, shutdown] = stream_during_shutdown(*server_, std::chrono::seconds(10));
   EXPECT_EQ(data_events(reply.body).back(), "[DONE]") << "the stream in flight completed";
   shutdown.get();
   EXPECT_THROW(TestClient{server_->port()}, boost::system::system_error);
@@ -139,15 +150,7 @@ TEST_F(GatewayTest, DrainLetsStreamsFinishAndRefusesNewConnections) {
 TEST_F(GatewayTest, DrainDeadlineClosesWhatIsLeft) {
   start(reply_with([](FakeReply& reply) { reply.fault = simulate::Fault::stall_after_first_chunk; }),
         GatewayOptions{.provider_extra = "", .top_extra = ""});
-  auto downstream = client();
-  downstream.send(http::verb::post, "/v1/chat/completions", chat_body(true),
-                  {{"authorization", "Bearer client-secret"}});
-  std::future<void> shutdown;
-  auto reply = downstream.read_stream([&](std::string_view) {
-    if (!shutdown.valid()) {
-      shutdown = std::async(std::launch::async, [this] { server_->shutdown(std::chrono::milliseconds(200)); });
-    }
-  });
+  auto [reply, shutdown] = stream_during_shutdown(*server_, std::chrono::milliseconds(200));
   ASSERT_TRUE(shutdown.valid());
   EXPECT_EQ(shutdown.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   EXPECT_EQ(reply.body.find("[DONE]"), std::string::npos);
