@@ -1,6 +1,7 @@
 #include "admin/admin_api.h"
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <charconv>
 
 namespace cutover::admin {
@@ -51,8 +52,13 @@ json::object breaker_json(const std::string& provider, std::size_t index,
 }  // namespace
 
 AdminApi::AdminApi(std::function<std::shared_ptr<const config::Config>()> config,
-                   std::function<std::shared_ptr<const proxy::HealthRegistry>()> health)
-    : config_(std::move(config)), health_(std::move(health)) {}
+                   std::function<std::shared_ptr<const proxy::HealthRegistry>()> health,
+                   std::function<std::shared_ptr<migration::MigrationEngine>()> migrations,
+                   std::function<std::string()> metrics)
+    : config_(std::move(config)),
+      health_(std::move(health)),
+      migrations_(std::move(migrations)),
+      metrics_(std::move(metrics)) {}
 
 boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
                                               http::Responder& responder) {
@@ -155,6 +161,92 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
     json::object body;
     body["retry_budgets"] = std::move(budgets);
     co_return co_await reply(200, std::move(body));
+  }
+  if (path == "/metrics" && method == bhttp::verb::get) {
+    auto exposition = metrics_();
+    if (exposition.empty()) {
+      co_await responder.send_error(404, "metrics are off in this configuration (metrics: false)",
+                                    "invalid_request_error", "metrics_off");
+      co_return;
+    }
+    bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
+    response.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    response.body() = std::move(exposition);
+    co_await responder.send(std::move(response));
+    co_return;
+  }
+  if (parts.size() >= 3 && parts[0] == "admin" && parts[1] == "v1" && parts[2] == "migrations") {
+    auto engine = migrations_();
+    if (!engine) {
+      if (parts.size() == 3 && method == bhttp::verb::get) {
+        json::object empty;
+        empty["migrations"] = json::array();
+        co_return co_await reply(200, std::move(empty));
+      }
+      co_await responder.send_error(404, "the configuration has no migrations",
+                                    "invalid_request_error", "migration_not_found");
+      co_return;
+    }
+    migration::AdminReply result;
+    const std::string name = parts.size() > 3 ? std::string(parts[3]) : std::string();
+    const auto query = target.find('?') == std::string_view::npos
+                           ? std::string_view()
+                           : target.substr(target.find('?') + 1);
+    if (parts.size() == 3 && method == bhttp::verb::get) {
+      result = engine->list();
+    } else if (parts.size() == 4 && method == bhttp::verb::get) {
+      result = engine->status(name);
+    } else if (parts.size() == 5 && parts[4] == "history" && method == bhttp::verb::get) {
+      std::size_t limit = 100;
+      if (auto at = query.find("limit="); at != std::string_view::npos) {
+        const auto digits = query.substr(at + 6, query.find('&', at) - at - 6);
+        std::from_chars(digits.data(), digits.data() + digits.size(), limit);
+        limit = std::clamp<std::size_t>(limit, 1, 10'000);
+      }
+      result = engine->history(name, limit);
+    } else if (parts.size() == 5 && parts[4] == "shadow" && method == bhttp::verb::get) {
+      result = engine->shadow_summary(name);
+    } else if (parts.size() == 5 && method == bhttp::verb::post) {
+      const auto action = migration::action_named(parts[4]);
+      if (!action) {
+        co_await responder.send_error(
+            404,
+            "unknown migration action '" + std::string(parts[4]) +
+                "'; use pause, resume, promote, promote-full, set-weight, rollback or abort",
+            "invalid_request_error", "unknown_action");
+        co_return;
+      }
+      boost::system::error_code ec;
+      auto body = json::parse(request.message.body(), ec);
+      const auto* object = body.if_object();
+      const auto* generation = object ? object->if_contains("generation") : nullptr;
+      if (ec || object == nullptr || generation == nullptr || !generation->is_int64()) {
+        co_await responder.send_error(
+            400,
+            "send a JSON body with the migration's current generation, e.g. "
+            "{\"generation\": 7}; read it from GET /admin/v1/migrations/" + name,
+            "invalid_request_error", "missing_generation");
+        co_return;
+      }
+      migration::Command command;
+      command.action = *action;
+      command.expected_generation = generation->get_int64();
+      if (const auto* actor = object->if_contains("actor"); actor && actor->is_string()) {
+        command.actor = std::string(actor->get_string()).substr(0, 64);
+      }
+      if (const auto* reason = object->if_contains("reason"); reason && reason->is_string()) {
+        command.reason = std::string(reason->get_string()).substr(0, 512);
+      }
+      if (const auto* weight = object->if_contains("weight"); weight && weight->is_number()) {
+        command.weight = weight->to_number<double>();
+      }
+      result = engine->command(name, command);
+    } else {
+      co_await responder.send_error(405, "method not allowed on " + std::string(path),
+                                    "invalid_request_error", "method_not_allowed");
+      co_return;
+    }
+    co_return co_await reply(result.status, std::move(result.body));
   }
   const std::string message = "no admin route for " +
                               std::string(request.message.method_string()) + " " + std::string(path);

@@ -5,7 +5,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <algorithm>
+#include <ctime>
 #include <iomanip>
+#include <optional>
 #include <ostream>
 #include <sstream>
 
@@ -22,7 +25,8 @@ struct Answer {
   std::string body;
 };
 
-Answer call(const CtlTarget& target, bhttp::verb method, const std::string& path) {
+Answer call(const CtlTarget& target, bhttp::verb method, const std::string& path,
+            const std::string& body = {}) {
   auto url = boost::urls::parse_absolute_uri(target.admin_url);
   if (!url || url->scheme() != "http") {
     throw std::runtime_error("admin URL '" + target.admin_url + "' must be http://HOST:PORT");
@@ -37,6 +41,10 @@ Answer call(const CtlTarget& target, bhttp::verb method, const std::string& path
   bhttp::request<bhttp::string_body> request{method, path, 11};
   request.set(bhttp::field::host, host);
   request.set(bhttp::field::authorization, "Bearer " + target.token);
+  if (!body.empty()) {
+    request.set(bhttp::field::content_type, "application/json");
+    request.body() = body;
+  }
   request.prepare_payload();
   bhttp::write(stream, request);
   boost::beast::flat_buffer buffer;
@@ -85,12 +93,142 @@ void print_breakers(std::ostream& out, const json::array& breakers) {
               rows);
 }
 
+std::string percent(const json::value& share) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(2) << share.to_number<double>() * 100 << "%";
+  return out.str();
+}
+
+std::string clock_time(std::int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  std::ostringstream out;
+  out << std::put_time(&utc, "%Y-%m-%d %H:%M:%S") << "Z";
+  return out.str();
+}
+
+std::string age(std::int64_t ms) {
+  std::ostringstream out;
+  if (ms >= 3'600'000) out << ms / 3'600'000 << "h";
+  if (ms >= 60'000) out << (ms / 60'000) % 60 << "m";
+  out << (ms / 1000) % 60 << "s";
+  return out.str();
+}
+
+void print_transitions(std::ostream& out, const json::array& transitions) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& t : transitions) {
+    std::string from = text(t.at("from"));
+    rows.push_back({clock_time(t.at("at_unix_ms").to_number<std::int64_t>()),
+                    text(t.at("generation")), (from.empty() ? "-" : from) + " → " + text(t.at("to")),
+                    percent(t.at("weight_before")) + " → " + percent(t.at("weight_after")),
+                    text(t.at("trigger"))});
+    const auto& detail = t.at("detail");
+    if (detail.is_object()) {
+      if (const auto* breach = detail.get_object().if_contains("breach")) {
+        rows.push_back({"", "", "", "", "  " + text(*breach)});
+      }
+      if (const auto* reason = detail.get_object().if_contains("reason")) {
+        rows.push_back({"", "", "", "", "  reason: " + text(*reason)});
+      }
+    }
+  }
+  print_table(out, {"TIME", "GEN", "PHASE", "WEIGHT", "TRIGGER"}, rows);
+}
+
+// Like `kubectl argo rollouts get rollout`: where the migration is, its ladder, its gates.
+void print_migration(std::ostream& out, const json::object& m, const json::array& recent) {
+  const auto& stages = m.at("stages").as_array();
+  out << "Name:        " << text(m.at("name")) << "\n"
+      << "Models:      " << json::serialize(m.at("models")) << "  (" << text(m.at("primary"))
+      << " → " << text(m.at("candidate")) << ")\n"
+      << "Phase:       " << text(m.at("phase"));
+  const auto phase = text(m.at("phase"));
+  if (phase == "canary" || phase == "paused") {
+    out << "  (stage " << m.at("stage").to_number<std::int64_t>() + 1 << " of " << stages.size()
+        << ")";
+  }
+  out << "\n"
+      << "Weight:      " << percent(m.at("weight")) << " to the candidate\n"
+      << "Generation:  " << text(m.at("generation")) << "\n"
+      << "In phase:    " << age(m.at("stage_elapsed_ms").to_number<std::int64_t>()) << "\n";
+  const auto& annotations = m.at("annotations").as_object();
+  if (const auto* reason = annotations.if_contains("reason")) out << "Reason:      " << text(*reason) << "\n";
+  const auto& shadow = m.at("shadow").as_object();
+  out << "Shadow:      " << (m.at("shadowing").as_bool() ? "on" : "off") << ", sample "
+      << percent(shadow.at("sample_rate")) << ", " << text(shadow.at("pairs_recorded"))
+      << " pairs, in flight " << text(shadow.at("in_flight")) << ", dropped "
+      << text(shadow.at("dropped_in_flight")) << " (in-flight cap) + "
+      << text(shadow.at("dropped_spend")) << " (spend cap)\n";
+  out << "Stages:\n";
+  for (const auto& stage : stages) {
+    const auto state = text(stage.at("state"));
+    const char* mark = state == "done" ? "✔" : state == "current" ? "►" : "·";
+    out << "  " << mark << " " << std::left << std::setw(8) << percent(stage.at("weight"))
+        << " min " << age(stage.at("min_duration_ms").to_number<std::int64_t>()) << ", "
+        << text(stage.at("min_requests")) << " candidate requests\n";
+  }
+  const auto& evaluation = m.at("evaluation").as_object();
+  out << "Gates:       " << text(evaluation.at("verdict")) << " (candidate "
+      << text(evaluation.at("candidate_requests")) << " requests, primary "
+      << text(evaluation.at("primary_requests")) << ", shadow pairs "
+      << text(evaluation.at("shadow_pairs")) << ")\n";
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& gate : evaluation.at("gates").as_array()) {
+    rows.push_back({"  " + text(gate.at("gate")), text(gate.at("verdict")), text(gate.at("summary"))});
+  }
+  if (!rows.empty()) print_table(out, {"  GATE", "VERDICT", "FIGURES"}, rows);
+  if (!recent.empty()) {
+    out << "Recent transitions:\n";
+    print_transitions(out, recent);
+  }
+}
+
+void print_shadow(std::ostream& out, const json::object& s) {
+  auto side = [&](const char* name) {
+    const auto& x = s.at(name).as_object();
+    return std::vector<std::string>{name, text(x.at("latency_p50_ms")), text(x.at("latency_p95_ms")),
+                                    text(x.at("ttft_p50_ms")), text(x.at("ttft_p95_ms")),
+                                    text(x.at("prompt_tokens")), text(x.at("completion_tokens")),
+                                    text(x.at("cost"))};
+  };
+  out << "Pairs: " << text(s.at("pairs")) << " (compared " << text(s.at("compared"))
+      << ", candidate failures " << text(s.at("candidate_failures")) << ")\n"
+      << "Agreement: mean score " << text(s.at("mean_score")) << ", exact match "
+      << percent(s.at("exact_match_rate")) << ", token F1 " << text(s.at("mean_similarity"))
+      << ", ROUGE-L " << text(s.at("mean_rouge_l")) << ", length ratio "
+      << text(s.at("mean_length_ratio")) << ", finish reason agreement "
+      << percent(s.at("finish_reason_agreement")) << "\n";
+  out << "Score histogram (0.0–1.0 in tenths): " << json::serialize(s.at("score_histogram")) << "\n";
+  print_table(out, {"SIDE", "P50_MS", "P95_MS", "TTFT_P50", "TTFT_P95", "TOKENS_IN", "TOKENS_OUT", "COST"},
+              {side("primary"), side("candidate")});
+}
+
+std::optional<double> parse_share(const std::string& word) {
+  try {
+    std::size_t used = 0;
+    double value = std::stod(word, &used);
+    if (used == word.size() - 1 && word.back() == '%') value /= 100;
+    else if (used != word.size()) return std::nullopt;
+    if (value < 0 || value > 1) return std::nullopt;
+    return value;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std::ostream& out,
             std::ostream& error) {
   const std::string usage =
-      "usage: cutover ctl breakers | breaker PROVIDER ENDPOINT force_open|disable|reset | budgets";
+      "usage: cutover ctl breakers | breaker PROVIDER ENDPOINT force_open|disable|reset | budgets\n"
+      "       cutover ctl migrations | get NAME | history NAME | shadow NAME\n"
+      "       cutover ctl pause|resume|promote|promote-full|rollback|abort NAME [REASON...]\n"
+      "       cutover ctl set-weight NAME WEIGHT   (0.25 or 25%)";
+  static const std::vector<std::string> kActions = {"pause",    "resume", "promote", "promote-full",
+                                                    "rollback", "abort",  "set-weight"};
   if (words.empty()) {
     error << usage << "\n";
     return 2;
@@ -104,6 +242,43 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
                     "/admin/v1/breakers/" + words[1] + "/" + words[2] + "/" + words[3]);
     } else if (words[0] == "budgets" && words.size() == 1) {
       answer = call(target, bhttp::verb::get, "/admin/v1/retry-budgets");
+    } else if (words[0] == "migrations" && words.size() == 1) {
+      answer = call(target, bhttp::verb::get, "/admin/v1/migrations");
+    } else if ((words[0] == "get" || words[0] == "status") && words.size() == 2) {
+      answer = call(target, bhttp::verb::get, "/admin/v1/migrations/" + words[1]);
+    } else if (words[0] == "history" && words.size() == 2) {
+      answer = call(target, bhttp::verb::get, "/admin/v1/migrations/" + words[1] + "/history?limit=50");
+    } else if (words[0] == "shadow" && words.size() == 2) {
+      answer = call(target, bhttp::verb::get, "/admin/v1/migrations/" + words[1] + "/shadow");
+    } else if (std::find(kActions.begin(), kActions.end(), words[0]) != kActions.end() &&
+               words.size() >= 2) {
+      // Read, then act on what was read: the generation makes a concurrent change fail loudly
+      // instead of being overridden.
+      auto current = call(target, bhttp::verb::get, "/admin/v1/migrations/" + words[1]);
+      auto status = json::parse(current.body);
+      if (current.status != 200) {
+        error << "admin API answered " << current.status << ": "
+              << text(status.at("error").at("message")) << "\n";
+        return 1;
+      }
+      json::object command{{"generation", status.at("generation")}};
+      const char* user = std::getenv("USER");
+      command["actor"] = user ? user : "cli";
+      std::size_t reason_from = 2;
+      if (words[0] == "set-weight") {
+        const auto weight = words.size() >= 3 ? parse_share(words[2]) : std::nullopt;
+        if (!weight) {
+          error << "set-weight needs a weight from 0 to 1 or 0% to 100%\n";
+          return 2;
+        }
+        command["weight"] = *weight;
+        reason_from = 3;
+      }
+      std::string reason;
+      for (std::size_t i = reason_from; i < words.size(); ++i) reason += (reason.empty() ? "" : " ") + words[i];
+      if (!reason.empty()) command["reason"] = reason;
+      answer = call(target, bhttp::verb::post, "/admin/v1/migrations/" + words[1] + "/" + words[0],
+                    json::serialize(command));
     } else {
       error << usage << "\n";
       return 2;
@@ -114,7 +289,30 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
             << text(body.at("error").at("message")) << "\n";
       return 1;
     }
-    if (words[0] == "breakers") {
+    if (words[0] == "migrations") {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& m : body.at("migrations").as_array()) {
+        rows.push_back({text(m.at("name")), text(m.at("primary")) + " → " + text(m.at("candidate")),
+                        text(m.at("phase")), percent(m.at("weight")),
+                        std::to_string(m.at("stage").to_number<std::int64_t>() + 1) + "/" +
+                            text(m.at("stages")),
+                        text(m.at("generation")), text(m.at("verdict"))});
+      }
+      print_table(out, {"NAME", "MOVE", "PHASE", "WEIGHT", "STAGE", "GEN", "GATES"}, rows);
+    } else if (words[0] == "get" || words[0] == "status") {
+      auto history = call(target, bhttp::verb::get, "/admin/v1/migrations/" + words[1] + "/history?limit=5");
+      json::array recent;
+      if (history.status == 200) recent = json::parse(history.body).at("transitions").as_array();
+      print_migration(out, body.as_object(), recent);
+    } else if (words[0] == "history") {
+      print_transitions(out, body.at("transitions").as_array());
+    } else if (words[0] == "shadow") {
+      print_shadow(out, body.as_object());
+    } else if (std::find(kActions.begin(), kActions.end(), words[0]) != kActions.end()) {
+      out << words[1] << ": " << text(body.at("transition").at("from")) << " → "
+          << text(body.at("phase")) << " at " << percent(body.at("weight")) << " (generation "
+          << text(body.at("generation")) << ")\n";
+    } else if (words[0] == "breakers") {
       print_breakers(out, body.at("breakers").as_array());
     } else if (words[0] == "breaker") {
       print_breakers(out, json::array{body});

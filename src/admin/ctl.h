@@ -13,7 +13,10 @@ struct CtlTarget {
 };
 
 // `breakers` lists every endpoint's breaker; `breaker PROVIDER ENDPOINT ACTION` applies
-// force_open, disable or reset; `budgets` lists the retry budgets. Returns the exit status.
+// force_open, disable or reset; `budgets` lists the retry budgets. `migrations`, `get NAME`,
+// `history NAME` and `shadow NAME` show migrations; `pause|resume|promote|promote-full|rollback|
+// abort NAME` and `set-weight NAME W` act on one, with the generation read just before. Returns
+// the exit status.
 int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std::ostream& out,
             std::ostream& error);
 

@@ -177,8 +177,10 @@ int main(int argc, char** argv) {
   std::string ctl_token_env = "CUTOVER_ADMIN_TOKEN";
   std::vector<std::string> ctl_words;
   auto* ctl_command = app.add_subcommand(
-      "ctl", "operate a running gateway through its admin API: breakers | breaker PROVIDER "
-             "ENDPOINT force_open|disable|reset | budgets");
+      "ctl", "operate a running gateway through its admin API: migrations | get NAME | "
+             "history NAME | shadow NAME | pause|resume|promote|promote-full|rollback|abort NAME | "
+             "set-weight NAME W | breakers | breaker PROVIDER ENDPOINT force_open|disable|reset | "
+             "budgets");
   ctl_command->add_option("--admin-url", ctl_target.admin_url, "the admin listener")
       ->capture_default_str();
   ctl_command->add_option("--token-env", ctl_token_env,

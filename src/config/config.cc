@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include "config/validator.h"
+
 #include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
@@ -13,6 +15,11 @@
 #include <sstream>
 
 namespace cutover::config {
+
+const Price* Provider::price_for(std::string_view provider_model) const {
+  auto found = prices.find(provider_model);
+  return found == prices.end() ? nullptr : &found->second;
+}
 
 const Provider* Config::find_provider(std::string_view name) const {
   for (const auto& provider : providers) {
@@ -45,151 +52,8 @@ std::string sha256_hex(std::string_view data) {
 
 namespace {
 
-// Collects every mistake instead of stopping at the first, so one run shows them all.
-class Validator {
- public:
-  Validator(std::string source, EnvironmentLookup environment, std::string base_directory)
-      : source_(std::move(source)),
-        environment_(std::move(environment)),
-        base_directory_(std::move(base_directory)) {}
-
-  void error(const YAML::Node& node, const std::string& path, const std::string& message) {
-    std::ostringstream out;
-    out << source_;
-    if (node.IsDefined() && node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
-    out << ": " << path << ": " << message;
-    errors_.push_back(out.str());
-  }
-
-  bool expect_map(const YAML::Node& node, const std::string& path) {
-    if (node.IsMap()) return true;
-    error(node, path, "must be a mapping");
-    return false;
-  }
-
-  void reject_unknown_keys(const YAML::Node& node, const std::string& path,
-                           std::initializer_list<std::string_view> allowed) {
-    for (const auto& entry : node) {
-      const auto key = entry.first.as<std::string>("");
-      bool known = false;
-      for (auto candidate : allowed) known = known || key == candidate;
-      if (!known) {
-        std::string list;
-        for (auto candidate : allowed) {
-          if (!list.empty()) list += ", ";
-          list += candidate;
-        }
-        error(entry.first, join(path, key), "unknown key (expected one of: " + list + ")");
-      }
-    }
-  }
-
-  static std::string join(const std::string& path, const std::string& key) {
-    return path.empty() ? key : path + "." + key;
-  }
-
-  std::optional<std::string> string_at(const YAML::Node& node, const std::string& path) {
-    if (!node.IsScalar()) {
-      error(node, path, "must be a string");
-      return std::nullopt;
-    }
-    return node.Scalar();
-  }
-
-  template <typename Integer>
-  std::optional<Integer> integer_at(const YAML::Node& node, const std::string& path,
-                                    Integer minimum, Integer maximum) {
-    Integer value{};
-    const auto& text = node.IsScalar() ? node.Scalar() : std::string();
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (!node.IsScalar() || ec != std::errc() || end != text.data() + text.size()) {
-      error(node, path, "must be a whole number");
-      return std::nullopt;
-    }
-    if (value < minimum || value > maximum) {
-      error(node, path,
-            "must be between " + std::to_string(minimum) + " and " + std::to_string(maximum));
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  std::optional<bool> bool_at(const YAML::Node& node, const std::string& path) {
-    bool value = false;
-    if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
-      error(node, path, "must be true or false");
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  // Durations are written with a unit ("250ms", "5s", "2m", "1h"); a bare number is milliseconds.
-  std::optional<Milliseconds> duration_at(const YAML::Node& node, const std::string& path) {
-    if (!node.IsScalar()) {
-      error(node, path, "must be a duration such as 250ms, 5s or 2m");
-      return std::nullopt;
-    }
-    const std::string& text = node.Scalar();
-    std::int64_t amount = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), amount);
-    const std::string_view unit(end, text.data() + text.size() - end);
-    std::int64_t factor = 0;
-    if (unit.empty() || unit == "ms") factor = 1;
-    if (unit == "s") factor = 1000;
-    if (unit == "m") factor = 60'000;
-    if (unit == "h") factor = 3'600'000;
-    if (ec != std::errc() || factor == 0 || amount <= 0) {
-      error(node, path, "'" + text + "' is not a positive duration such as 250ms, 5s or 2m");
-      return std::nullopt;
-    }
-    return Milliseconds(amount * factor);
-  }
-
-  std::optional<std::string> read_secret_file(const YAML::Node& node, const std::string& path,
-                                              const std::string& file) {
-    std::filesystem::path full(file);
-    if (full.is_relative()) full = std::filesystem::path(base_directory_) / full;
-    std::ifstream in(full);
-    if (!in) {
-      error(node, path, "cannot read key file '" + full.string() + "'");
-      return std::nullopt;
-    }
-    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    while (!content.empty() && (content.back() == '\n' || content.back() == '\r' ||
-                                content.back() == ' ')) {
-      content.pop_back();
-    }
-    if (content.empty()) {
-      error(node, path, "key file '" + full.string() + "' is empty");
-      return std::nullopt;
-    }
-    return content;
-  }
-
-  std::optional<std::string> read_environment(const YAML::Node& node, const std::string& path,
-                                              const std::string& variable) {
-    auto value = environment_(variable);
-    if (!value || value->empty()) {
-      error(node, path, "environment variable " + variable + " is not set");
-      return std::nullopt;
-    }
-    return value;
-  }
-
-  std::string resolve_path(const std::string& file) const {
-    std::filesystem::path full(file);
-    if (full.is_relative()) full = std::filesystem::path(base_directory_) / full;
-    return full.string();
-  }
-
-  std::vector<std::string> take_errors() { return std::move(errors_); }
-
- private:
-  std::string source_;
-  EnvironmentLookup environment_;
-  std::string base_directory_;
-  std::vector<std::string> errors_;
-};
+using detail::Validator;
+using detail::ratio_at;
 
 void parse_listen(Validator& v, const YAML::Node& node, Listener& listen, const std::string& path) {
   if (node.IsScalar()) {
@@ -377,19 +241,6 @@ void parse_retry(Validator& v, const YAML::Node& node, const std::string& path,
   duration("max_retry_after", retry.max_retry_after);
 }
 
-std::optional<double> ratio_at(Validator& v, const YAML::Node& node, const std::string& path,
-                               double minimum, double maximum) {
-  double value = 0;
-  if (!node.IsScalar() || !YAML::convert<double>::decode(node, value) || value < minimum ||
-      value > maximum) {
-    std::ostringstream range;
-    range << "must be a number from " << minimum << " to " << maximum;
-    v.error(node, path, range.str());
-    return std::nullopt;
-  }
-  return value;
-}
-
 void parse_retry_budget(Validator& v, const YAML::Node& node, const std::string& path,
                         resilience::RetryBudgetSettings& budget) {
   if (!v.expect_map(node, path)) return;
@@ -463,6 +314,33 @@ void parse_breaker(Validator& v, const YAML::Node& node, const std::string& path
   }
 }
 
+// Prices per million tokens, keyed by the provider's model identifier:
+//   prices: {gpt-4.1: {input: 2.00, cached_input: 0.50, output: 8.00, currency: USD}}
+void parse_prices(Validator& v, const YAML::Node& node, const std::string& path,
+                  Provider& provider) {
+  if (!v.expect_map(node, path)) return;
+  for (const auto& entry : node) {
+    const auto model = entry.first.as<std::string>("");
+    const std::string mpath = path + "." + model;
+    if (!v.expect_map(entry.second, mpath)) continue;
+    v.reject_unknown_keys(entry.second, mpath, {"input", "cached_input", "output", "currency"});
+    Price price;
+    auto amount = [&](const char* key, double& target) {
+      if (entry.second[key]) {
+        target = ratio_at(v, entry.second[key], mpath + "." + key, 0, 1e6).value_or(0);
+      }
+    };
+    amount("input", price.input_per_million);
+    amount("output", price.output_per_million);
+    price.cached_input_per_million = price.input_per_million;
+    amount("cached_input", price.cached_input_per_million);
+    if (entry.second["currency"]) {
+      price.currency = v.string_at(entry.second["currency"], mpath + ".currency").value_or("USD");
+    }
+    provider.prices[model] = price;
+  }
+}
+
 void parse_provider(Validator& v, const std::string& name, const YAML::Node& node,
                     Provider& provider) {
   const std::string path = "providers." + name;
@@ -471,7 +349,7 @@ void parse_provider(Validator& v, const std::string& name, const YAML::Node& nod
   v.reject_unknown_keys(node, path,
                         {"base_url", "api_key_env", "api_key_file", "no_api_key", "endpoints",
                          "ca_file", "models", "timeouts", "max_connections", "stream_usage",
-                         "retry", "retry_budget", "breaker"});
+                         "retry", "retry_budget", "breaker", "prices"});
   if (const auto& endpoints = node["endpoints"]) {
     if (node["base_url"] || node["api_key_env"] || node["api_key_file"] || node["no_api_key"]) {
       v.error(node, path,
@@ -558,6 +436,7 @@ void parse_provider(Validator& v, const std::string& name, const YAML::Node& nod
       provider.stream_usage = *flag;
     }
   }
+  if (const auto& prices = node["prices"]) parse_prices(v, prices, path + ".prices", provider);
 }
 
 void parse_auth(Validator& v, const YAML::Node& node, Config& config) {
@@ -708,7 +587,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   }
   v.reject_unknown_keys(root, "",
                         {"listen", "workers", "limits", "drain_timeout", "access_log", "auth",
-                         "admin", "providers", "routes"});
+                         "admin", "providers", "routes", "migrations", "state_store", "metrics"});
   if (root["listen"]) parse_listen(v, root["listen"], config->listen, "listen");
   if (root["admin"]) parse_admin(v, root["admin"], *config);
   if (root["workers"]) {
@@ -742,6 +621,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   if (root["access_log"]) {
     config->access_log = v.string_at(root["access_log"], "access_log").value_or("-");
   }
+  if (root["metrics"]) config->metrics = v.bool_at(root["metrics"], "metrics").value_or(true);
   if (root["auth"]) parse_auth(v, root["auth"], *config);
   if (config->admin) {
     for (const auto& key : config->client_keys) {
@@ -769,6 +649,12 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   } else {
     parse_routes(v, root["routes"], *config);
   }
+  if (root["state_store"]) {
+    auto path = v.string_at(root["state_store"], "state_store").value_or("");
+    config->state_store = path == ":memory:" || path.empty() ? path : v.resolve_path(path);
+    if (config->state_store.empty()) v.error(root["state_store"], "state_store", "must not be empty");
+  }
+  if (root["migrations"]) detail::parse_migrations(v, root["migrations"], *config);
 
   result.errors = v.take_errors();
   if (result.errors.empty()) result.config = std::move(config);

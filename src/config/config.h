@@ -51,6 +51,14 @@ struct ProviderEndpoint {
   unsigned weight = 1;
 };
 
+// What a provider charges for one model, per million tokens.
+struct Price {
+  double input_per_million = 0;
+  double cached_input_per_million = 0;
+  double output_per_million = 0;
+  std::string currency = "USD";
+};
+
 struct Provider {
   std::string name;
   // At least one; `base_url` + `api_key_*` at the provider level is the one-endpoint shorthand.
@@ -66,6 +74,10 @@ struct Provider {
   resilience::RetryPolicy retry;
   resilience::RetryBudgetSettings retry_budget;
   resilience::BreakerSettings breaker;
+  // Keyed by the provider's own model identifier (the right-hand side of `models`).
+  std::map<std::string, Price, std::less<>> prices;
+
+  const Price* price_for(std::string_view provider_model) const;
 };
 
 struct Route {
@@ -96,6 +108,99 @@ struct Admin {
   std::string token_sha256_hex;
 };
 
+// Where a request's sticky key comes from: the same key always lands on the same side.
+struct StickyKey {
+  enum class Source { header, user_field, client_key, request_id };
+  Source source = Source::header;
+  std::string header = "x-user-id";  // for Source::header
+};
+
+// One step of the canary ladder: the candidate's share, held at least `min_duration` and until
+// the candidate has served `min_requests` in the step.
+struct Stage {
+  double weight = 0;
+  Milliseconds min_duration{60'000};
+  std::uint64_t min_requests = 100;
+};
+
+// A latency gate on one quantile of one measure, against an absolute limit, a ratio to the
+// primary over the same window, or both.
+struct LatencyGate {
+  enum class Measure { total, time_to_first_token, time_per_output_token };
+  Measure measure = Measure::total;
+  double quantile = 0.95;
+  std::optional<Milliseconds> max;
+  std::optional<double> max_ratio;
+};
+
+struct Gates {
+  // Candidate requests that failed as the client saw them, or that fell back to the primary.
+  double max_error_rate = 0.01;
+  // The candidate's own attempts, retries included.
+  double max_attempt_error_rate = 0.05;
+  // Two-sided level of the bounds: 0.99 keeps repeated looks from rolling back by chance.
+  double confidence = 0.99;
+  std::vector<LatencyGate> latency;
+  std::size_t min_latency_samples = 59;
+  // Mean agreement score of shadow pairs; unset: not gated.
+  std::optional<double> min_agreement;
+  std::size_t min_shadow_pairs = 50;
+  // Dwells without enough data before the migration pauses itself.
+  unsigned inconclusive_dwells_before_pause = 3;
+};
+
+struct ShadowSettings {
+  double sample_rate = 0;
+  std::size_t max_in_flight = 32;
+  // Spend caps per rolling hour; 0 means no cap.
+  std::uint64_t max_tokens_per_hour = 0;
+  double max_cost_per_hour = 0;
+  Milliseconds timeout{60'000};
+  // Store prompts and outputs with each pair; otherwise hashes and scores only.
+  bool store_text = false;
+  std::size_t retention = 10'000;
+  // The shadow phase before any live traffic moves: held at least this long and until
+  // `min_pairs` pairs are compared.
+  Milliseconds min_duration{0};
+  std::size_t min_pairs = 50;
+  // Keep mirroring primary-served requests while the canary runs (paired samples for gates).
+  bool during_canary = true;
+};
+
+struct RollbackPlan {
+  // Weights to walk down through after an operator's rollback (the last reaches 0); empty
+  // means straight to 0.
+  std::vector<double> steps;
+  Milliseconds step_duration{30'000};
+  // Gate breaches go to 0 at once unless this is set.
+  bool gradual_on_breach = false;
+};
+
+struct Webhook {
+  std::string url;
+  Milliseconds timeout{5'000};
+};
+
+struct Migration {
+  std::string name;
+  std::vector<std::string> models;
+  std::string primary;
+  std::string candidate;
+  StickyKey sticky;
+  // For requests that lack the sticky key.
+  StickyKey sticky_fallback{StickyKey::Source::request_id, ""};
+  std::string salt;
+  ShadowSettings shadow;
+  std::vector<Stage> stages;
+  Gates gates;
+  RollbackPlan rollback;
+  std::vector<Webhook> webhooks;
+  Milliseconds evaluation_interval{250};
+  // Digest of what defines the run (candidate endpoints and models, stages); a change
+  // restarts the migration from the primary.
+  std::string fingerprint;
+};
+
 struct Config {
   Listener listen;
   // Absent when the file has no admin section.
@@ -110,11 +215,16 @@ struct Config {
   Milliseconds drain_timeout{30'000};
   // "-" is standard output, "off" disables the access log, anything else is a file path.
   std::string access_log = "-";
+  // Prometheus metrics at /metrics on the admin listener; off saves their small cost.
+  bool metrics = true;
   bool allow_unauthenticated = false;
   std::vector<ClientKey> client_keys;
   std::vector<Provider> providers;
   // Keyed by client-facing model name.
   std::map<std::string, Route> routes;
+  std::vector<Migration> migrations;
+  // SQLite file holding migration state, shadow pairs and usage; ":memory:" keeps nothing.
+  std::string state_store = "cutover-state.db";
 
   const Provider* find_provider(std::string_view name) const;
 };

@@ -59,6 +59,9 @@ void AccessLog::record(const AccessRecord& r) {
     fmt::format_to(out, R"(,"completion_tokens":{})", r.completion_tokens);
   }
   text_field("error", r.error);
+  if (r.cost >= 0) fmt::format_to(out, R"(,"cost":{:.8f})", r.cost);
+  if (!r.migration_arm.empty()) fmt::format_to(out, R"(,"migration_arm":"{}")", r.migration_arm);
+  if (r.shadowed) fmt::format_to(out, R"(,"shadowed":true)");
   if (!r.attempts_json.empty()) fmt::format_to(out, R"(,"attempts":{})", r.attempts_json);
   buffer_.append("}\n");
   if (buffer_.size() >= kFlushBytes) flush();

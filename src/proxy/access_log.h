@@ -23,6 +23,10 @@ struct AccessRecord {
   double time_to_first_token_ms = -1;  // negative when not applicable
   std::int64_t prompt_tokens = -1;     // negative when the provider reported no usage
   std::int64_t completion_tokens = -1;
+  double cost = -1;  // negative when the model has no price or there was no usage
+  // "candidate" or "primary" for a request on a migrated route, else empty.
+  std::string_view migration_arm;
+  bool shadowed = false;
   // A JSON array of every upstream attempt, already serialized; empty when none was made.
   std::string attempts_json;
 };

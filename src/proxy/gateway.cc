@@ -6,7 +6,10 @@
 #include <random>
 #include <unordered_map>
 
+#include "accounting/cost.h"
+#include "migration/shadow.h"
 #include "providers/openai_dialect.h"
+#include "routing/sticky_assignment.h"
 #include "providers/sse.h"
 #include "resilience/retry_policy.h"
 
@@ -58,6 +61,32 @@ double uniform01() {
   return std::uniform_real_distribution<double>(0, 1)(generator);
 }
 
+std::string_view sticky_source(const config::StickyKey& key, const http::IncomingRequest& request,
+                               const json::object& body, const std::string& client_name) {
+  switch (key.source) {
+    case config::StickyKey::Source::header:
+      return request.message[key.header];
+    case config::StickyKey::Source::user_field:
+      if (const auto* user = body.if_contains("user"); user && user->is_string()) {
+        return user->get_string();
+      }
+      return {};
+    case config::StickyKey::Source::client_key:
+      return client_name;
+    case config::StickyKey::Source::request_id:
+      return request.request_id;
+  }
+  return {};
+}
+
+bool asks_for_json(const json::object& body) {
+  const auto* format = body.if_contains("response_format");
+  if (format == nullptr || !format->is_object()) return false;
+  const auto* type = format->get_object().if_contains("type");
+  return type && type->is_string() &&
+         (type->get_string() == "json_object" || type->get_string() == "json_schema");
+}
+
 AttemptFailure failure_of(upstream::FailureKind kind) {
   switch (kind) {
     case upstream::FailureKind::connect:
@@ -93,6 +122,7 @@ struct Gateway::Snapshot {
   std::shared_ptr<const config::Config> config;
   std::shared_ptr<const HealthRegistry> health;
   std::unordered_map<std::string, ProviderRuntime> providers;
+  std::shared_ptr<const migration::MigrationRoutes> migrations;
   std::unordered_map<std::string, std::string> client_names;  // key digest -> key name
   // Keys already accepted on this worker, so a keep-alive client is not hashed on every request.
   mutable std::unordered_map<std::string, const std::string*, TransparentHash, std::equal_to<>>
@@ -110,6 +140,17 @@ struct Gateway::RequestContext {
   providers::Usage usage;
   std::vector<const EndpointRuntime*> tried;
   resilience::CircuitBreaker::Permit permit;
+  // Set when a shadow mirrors this request: the served answer is collected for comparison.
+  migration::AnswerBuilder* capture = nullptr;
+};
+
+struct Gateway::ShadowLaunch {
+  std::shared_ptr<migration::ShadowPairState> pair;
+  std::string body;  // already rewritten for the candidate
+  ApiKind kind = ApiKind::chat_completions;
+  bool stream = false;
+  std::string request_id;
+  std::string client_model;
 };
 
 struct Gateway::AttemptOutcome {
@@ -128,14 +169,19 @@ struct Gateway::AttemptOutcome {
   bool gateway_limit = false;
 };
 
-Gateway::Gateway(asio::any_io_executor executor, unsigned worker_count, AccessLog& access_log)
+Gateway::Gateway(asio::any_io_executor executor, unsigned worker_index, unsigned worker_count,
+                 AccessLog& access_log, observability::WorkerMetrics* metrics)
     : executor_(std::move(executor)),
+      worker_index_(worker_index),
       worker_count_(std::max(1u, worker_count)),
-      access_log_(access_log) {}
+      access_log_(access_log),
+      metrics_(metrics) {}
 
 void Gateway::apply(std::shared_ptr<const config::Config> config, const TlsContexts& tls,
-                    std::shared_ptr<const HealthRegistry> health) {
+                    std::shared_ptr<const HealthRegistry> health,
+                    std::shared_ptr<const migration::MigrationRoutes> migrations) {
   auto snapshot = std::make_shared<Snapshot>();
+  snapshot->migrations = std::move(migrations);
   for (const auto& provider : config->providers) {
     const auto& provider_health = health->provider(provider.name);
     ProviderRuntime runtime;
@@ -165,6 +211,7 @@ void Gateway::apply(std::shared_ptr<const config::Config> config, const TlsConte
 
 void Gateway::abort_all() {
   for (auto& [exchange, ignored] : in_flight_) exchange->abort();
+  for (auto& [exchange, ignored] : shadows_in_flight_) exchange->abort();
 }
 
 void Gateway::watch_slow_requests(std::chrono::milliseconds after) {
@@ -340,10 +387,79 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   record.client_key = client_name;
   std::string error_name;
   std::string attempts_log;
+  const providers::Usage* served_usage = nullptr;
+  const config::Provider* served_provider = nullptr;
+  // A migrated route: which side the sticky assignment chose, and what the candidate did.
+  std::shared_ptr<migration::MigrationRuntime> migration;
+  bool candidate_arm = false;
+  unsigned candidate_attempts = 0;
+  unsigned candidate_failures = 0;
+  std::shared_ptr<migration::ShadowPairState> shadow_pair;
+  unsigned retries_made = 0;
+  bool budget_refused = false;
   auto finish = [&] {
     record.status = responder.status();
     record.error = error_name;
     record.latency_ms = milliseconds_since(request.received_at);
+    if (served_provider != nullptr && served_usage != nullptr && served_usage->present) {
+      const auto cost = accounting::cost_of(*served_provider, record.provider_model, *served_usage);
+      if (cost.priced) record.cost = cost.amount;
+    }
+    if (migration) {
+      const unsigned status = responder.status();
+      const bool client_left = responder.client_gone() || error_name == "client_disconnected";
+      // Passed-through 4xx are the client's own mistakes; everything else that failed counts.
+      const bool client_error = status >= 500 || status == 429 || (status < 400 && !error_name.empty());
+      if (!client_left) {
+        migration::RequestSample sample;
+        sample.candidate_arm = candidate_arm;
+        sample.fell_back = candidate_arm && served_provider != nullptr &&
+                           served_provider->name != migration->settings().candidate;
+        sample.counted_as_error = client_error || sample.fell_back;
+        sample.latency_ms = record.latency_ms;
+        sample.ttft_ms = record.time_to_first_token_ms;
+        if (record.stream && record.completion_tokens > 1 && record.time_to_first_token_ms >= 0) {
+          sample.tpot_ms = (record.latency_ms - record.time_to_first_token_ms) /
+                           static_cast<double>(record.completion_tokens - 1);
+        }
+        sample.candidate_attempts = candidate_attempts;
+        sample.candidate_attempt_failures = candidate_failures;
+        migration->record(worker_index_, sample);
+      }
+      if (shadow_pair) {
+        migration::SideResult side;
+        side.status = static_cast<int>(client_error ? (status < 400 ? 502 : status) : status);
+        side.error = error_name;
+        side.latency_ms = record.latency_ms;
+        side.ttft_ms = record.time_to_first_token_ms >= 0 ? record.time_to_first_token_ms : record.latency_ms;
+        if (served_usage) side.usage = *served_usage;
+        side.cost = std::max(record.cost, 0.0);
+        side.answer = shadow_pair->primary_builder.take(shadow_pair->json_mode());
+        shadow_pair->primary_done(std::move(side), client_left);
+      }
+    }
+    if (metrics_ != nullptr) {
+      observability::RequestObservation observation;
+      observation.provider = record.provider;
+      observation.model = record.client_model;
+      observation.status = responder.status();
+      observation.latency_seconds = record.latency_ms / 1000;
+      observation.ttft_seconds = record.time_to_first_token_ms >= 0 ? record.time_to_first_token_ms / 1000 : -1;
+      if (served_usage != nullptr && served_usage->present) {
+        observation.prompt_tokens = served_usage->prompt_tokens;
+        observation.completion_tokens = served_usage->completion_tokens;
+        observation.cached_prompt_tokens = served_usage->cached_prompt_tokens;
+      }
+      if (record.cost >= 0 && served_provider != nullptr) {
+        observation.cost = record.cost;
+        if (const auto* price = served_provider->price_for(record.provider_model)) {
+          observation.currency = price->currency;
+        }
+      }
+      observation.retries = retries_made;
+      observation.budget_refused = budget_refused;
+      metrics_->observe(observation);
+    }
     if (!attempts_log.empty()) record.attempts_json = attempts_log + "]";
     access_log_.record(record);
   };
@@ -381,8 +497,58 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
                                   "' does not exist or is not routed by this gateway",
                               "invalid_request_error", "model_not_found");
   }
+  served_usage = &context.usage;
   std::vector<std::string_view> chain{route->second.provider};
   for (const auto& fallback : route->second.fallback) chain.push_back(fallback);
+  if (snapshot->migrations) {
+    if (auto found = snapshot->migrations->find(context.shape.model); found != snapshot->migrations->end()) {
+      migration = found->second;
+    }
+  }
+  if (migration) {
+    const auto& settings = migration->settings();
+    const double weight = migration->weight();
+    if (weight > 0) {
+      auto key = sticky_source(settings.sticky, request, context.body, client_name);
+      if (key.empty()) key = sticky_source(settings.sticky_fallback, request, context.body, client_name);
+      candidate_arm = routing::goes_to_candidate(routing::sticky_position(settings.salt, key), weight);
+    }
+    record.migration_arm = candidate_arm ? "candidate" : "primary";
+    if (candidate_arm) {
+      // The primary backs the candidate up: a failing candidate costs the client nothing.
+      chain.assign({settings.candidate, settings.primary});
+      for (const auto& fallback : route->second.fallback) {
+        if (fallback != settings.candidate) chain.push_back(fallback);
+      }
+    } else if (migration->shadowing() && kind != ApiKind::embeddings &&
+               uniform01() < settings.shadow.sample_rate &&
+               migration->shadow_limiter.try_acquire(Clock::now()) ==
+                   migration::ShadowLimiter::Refusal::none) {
+      const auto& candidate = *snapshot->providers.at(settings.candidate).config;
+      auto launch = std::make_shared<ShadowLaunch>();
+      // A copy outside the request's parse buffer: the shadow outlives this frame.
+      json::object copy(context.body, json::storage_ptr());
+      std::string prompt_json;
+      if (const auto* messages = copy.if_contains("messages")) {
+        prompt_json = json::serialize(*messages);
+      } else if (const auto* prompt = copy.if_contains("prompt")) {
+        prompt_json = json::serialize(*prompt);
+      }
+      launch->pair = std::make_shared<migration::ShadowPairState>(
+          migration, request.request_id, context.shape.model, context.shape.stream,
+          asks_for_json(copy), std::move(prompt_json));
+      launch->body = providers::rewrite_request(copy, candidate.models.at(context.shape.model),
+                                                context.shape.stream, context.shape.client_requested_usage);
+      launch->kind = kind;
+      launch->stream = context.shape.stream;
+      launch->request_id = request.request_id;
+      launch->client_model = context.shape.model;
+      shadow_pair = launch->pair;
+      context.capture = &shadow_pair->primary_builder;
+      record.shadowed = true;
+      asio::co_spawn(executor_, run_shadow(snapshot, std::move(launch)), asio::detached);
+    }
+  }
   // The route's deadline spans every attempt, fallbacks included (as Envoy's route timeout).
   const auto started = Clock::now();
   context.deadline = started + snapshot->providers.at(route->second.provider).config->timeouts.total;
@@ -404,8 +570,11 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     provider.budget->record_request(Clock::now());
     record.provider = provider.config->name;
     record.provider_model = provider.config->models.at(context.shape.model);
+    served_provider = provider.config;
+    const bool is_candidate = migration && provider.config->name == migration->settings().candidate;
     for (unsigned attempt_number = 0; attempt_number < policy.max_attempts; ++attempt_number) {
       if (attempt_number > 0 && !provider.budget->try_acquire_retry(Clock::now())) {
+        budget_refused = true;
         refusals.push_back("provider '" + provider.config->name + "': retry budget spent");
         log_attempt(provider.config->name, -1, "retry_budget_exhausted", 0);
         break;
@@ -418,6 +587,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         break;
       }
       context.tried.push_back(endpoint);
+      if (attempt_number > 0) ++retries_made;
       const auto permit = context.permit;
       const auto attempt_started = Clock::now();
       ++attempts;
@@ -447,6 +617,10 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
             breaker.on_failure(permit, elapsed, now);
           }
           break;
+      }
+      if (is_candidate && !outcome.gateway_limit && outcome.kind != Kind::client_gone) {
+        ++candidate_attempts;
+        if (outcome.kind == Kind::failed || !outcome.healthy) ++candidate_failures;
       }
       const std::string result =
           outcome.kind == Kind::failed
@@ -527,6 +701,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   const auto& provider_model = provider.models.at(shape.model);
 
   const bool ask_usage = shape.stream && provider.stream_usage && !shape.client_requested_usage;
+  if (context.capture) *context.capture = migration::AnswerBuilder();
   bhttp::request<bhttp::string_body> upstream_request{
       bhttp::verb::post, address.base_path + std::string(providers::api_path(kind)), 11};
   upstream_request.set(bhttp::field::host, address.host);
@@ -644,6 +819,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
       co_return invalid_response("provider '" + provider.name +
                                  "' answered a streaming request without a stream");
     }
+    if (context.capture) context.capture->add_response(value);
     bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
     response.set(bhttp::field::content_type, "application/json");
     response.set("x-cutover-provider", provider.name);
@@ -697,6 +873,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
         break;
       }
       if (chunk_outcome.drop) continue;
+      if (context.capture) context.capture->add_chunk(chunk);
       if (chunk_outcome.is_error) {
         if (auto* e = chunk.get_object().if_contains("error"); e && e->is_object()) {
           const auto* message = e->get_object().if_contains("message");
@@ -753,6 +930,192 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
       sse_data(providers::error_body(message, "upstream_error", outcome.code, request.request_id)));
   co_await responder.end_stream();
   co_return outcome;
+}
+
+// The candidate's side of a shadow pair: fire-and-forget on this worker, with its own deadline,
+// never tied to the client (a client that leaves must not bias the sample towards fast answers).
+asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
+                                          std::shared_ptr<ShadowLaunch> launch) {
+  auto& pair = *launch->pair;
+  const auto& settings = pair.runtime().settings();
+  migration::SideResult side;
+  const auto started = Clock::now();
+  auto report = [&] {
+    side.latency_ms = milliseconds_since(started);
+    if (side.ttft_ms <= 0) side.ttft_ms = side.latency_ms;
+    if (metrics_ != nullptr) {
+      observability::RequestObservation observation;
+      observation.provider = settings.candidate;
+      observation.model = launch->client_model;
+      observation.status = static_cast<unsigned>(side.status);
+      observation.latency_seconds = side.latency_ms / 1000;
+      observation.ttft_seconds = side.ttft_ms / 1000;
+      observation.prompt_tokens = side.usage.prompt_tokens;
+      observation.completion_tokens = side.usage.completion_tokens;
+      observation.cached_prompt_tokens = side.usage.cached_prompt_tokens;
+      observation.cost = side.cost;
+      const auto& candidate_config = *snapshot->providers.at(settings.candidate).config;
+      if (const auto* price = candidate_config.price_for(candidate_config.models.at(launch->client_model))) {
+        observation.currency = price->currency;
+      }
+      observation.shadow = true;
+      metrics_->observe(observation);
+    }
+    pair.candidate_done(std::move(side));
+  };
+  auto& provider = snapshot->providers.at(settings.candidate);
+  EndpointRuntime* endpoint = nullptr;
+  resilience::CircuitBreaker::Permit permit;
+  for (auto& candidate : provider.endpoints) {
+    permit = candidate.breaker->try_acquire(Clock::now());
+    if (permit) {
+      endpoint = &candidate;
+      break;
+    }
+  }
+  if (endpoint == nullptr) {
+    side.error = "circuit_open";
+    report();
+    co_return;
+  }
+  const auto& address = endpoint->config->address;
+  bhttp::request<bhttp::string_body> upstream_request{
+      bhttp::verb::post, address.base_path + std::string(providers::api_path(launch->kind)), 11};
+  upstream_request.set(bhttp::field::host, address.host);
+  upstream_request.set(bhttp::field::content_type, "application/json");
+  upstream_request.set(bhttp::field::accept, launch->stream ? "text/event-stream" : "application/json");
+  upstream_request.set(bhttp::field::user_agent, kUserAgent);
+  upstream_request.set("x-request-id", launch->request_id);
+  upstream_request.set("x-cutover-shadow", "1");
+  if (!endpoint->config->api_key.empty()) {
+    upstream_request.set(bhttp::field::authorization, "Bearer " + endpoint->config->api_key);
+  }
+  upstream_request.keep_alive(true);
+  upstream_request.body() = std::move(launch->body);
+  upstream_request.prepare_payload();
+
+  upstream::Exchange exchange(*endpoint->pool, started + settings.shadow.timeout);
+  shadows_in_flight_.emplace(&exchange, true);
+  ++endpoint->outstanding;
+  struct Cleanup {
+    std::unordered_map<upstream::Exchange*, bool>& shadows;
+    upstream::Exchange* exchange;
+    unsigned& outstanding;
+    ~Cleanup() {
+      shadows.erase(exchange);
+      --outstanding;
+    }
+  } cleanup{shadows_in_flight_, &exchange, endpoint->outstanding};
+  auto& breaker = *endpoint->breaker;
+  auto settle = [&](bool healthy) {
+    const auto now = Clock::now();
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+    if (healthy) {
+      breaker.on_success(permit, elapsed, now);
+    } else {
+      breaker.on_failure(permit, elapsed, now);
+    }
+  };
+
+  if (auto error = co_await exchange.start(upstream_request)) {
+    side.error = std::string(upstream::failure_name(error->kind));
+    if (error->kind == upstream::FailureKind::cancelled ||
+        error->kind == upstream::FailureKind::pool_exhausted) {
+      breaker.release(permit);
+    } else {
+      settle(false);
+    }
+    report();
+    co_return;
+  }
+  side.status = static_cast<int>(exchange.status());
+  if (side.status < 200 || side.status >= 300) {
+    std::string ignored;
+    co_await exchange.read_all(ignored, kMaxErrorBodyBytes);
+    side.error = std::to_string(side.status);
+    if (side.status == 429) {
+      breaker.on_throttled(permit, Clock::now() + kDefaultThrottle);
+    } else if (side.status >= 500) {
+      settle(false);
+    } else {
+      breaker.release(permit);
+    }
+    report();
+    co_return;
+  }
+  providers::ResponseIdentity identity;
+  identity.id = "shadow-" + launch->request_id;
+  identity.client_model = launch->client_model;
+  migration::AnswerBuilder builder;
+  auto fail = [&](std::string code) {
+    side.status = 502;
+    side.error = std::move(code);
+    settle(false);
+  };
+  const auto content_type = exchange.response()[bhttp::field::content_type];
+  if (!launch->stream || content_type.find("text/event-stream") == std::string_view::npos) {
+    std::string body;
+    if (auto error = co_await exchange.read_all(body, kMaxResponseBytes)) {
+      fail(std::string(upstream::failure_name(error->kind)));
+    } else {
+      side.ttft_ms = milliseconds_since(started, exchange.first_byte_at());
+      boost::system::error_code ec;
+      json::value value = json::parse(body, ec);
+      if (ec || providers::normalize_response(value, launch->kind, identity, side.usage)) {
+        fail("invalid_upstream_response");
+      } else {
+        builder.add_response(value);
+        settle(true);
+      }
+    }
+  } else {
+    providers::SseParser parser;
+    std::vector<providers::SseEvent> events;
+    std::string raw;
+    bool done = false;
+    bool saw_done = false;
+    std::optional<std::string> problem;
+    while (!done && !problem) {
+      raw.clear();
+      if (auto error = co_await exchange.read_some(raw, done)) {
+        problem = std::string(upstream::failure_name(error->kind));
+        break;
+      }
+      if (!parser.feed(raw, events)) problem = "invalid_upstream_response";
+      for (auto& event : events) {
+        if (event.data == "[DONE]") {
+          saw_done = true;
+          continue;
+        }
+        boost::system::error_code ec;
+        json::value chunk = json::parse(event.data, ec);
+        providers::ChunkOutcome outcome;
+        if (ec || providers::normalize_stream_chunk(chunk, launch->kind, identity, false,
+                                                    side.usage, outcome) ||
+            outcome.is_error) {
+          problem = "invalid_upstream_response";
+          break;
+        }
+        if (side.ttft_ms <= 0) side.ttft_ms = milliseconds_since(started);
+        builder.add_chunk(chunk);
+      }
+      events.clear();
+    }
+    if (!problem && !saw_done) problem = "stream_truncated";
+    if (problem) {
+      exchange.abort();
+      fail(*problem);
+    } else {
+      settle(true);
+    }
+  }
+  if (side.usage.present) {
+    const auto cost = accounting::cost_of(*provider.config,
+                                          provider.config->models.at(launch->client_model), side.usage);
+    side.cost = cost.amount;
+  }
+  side.answer = builder.take(pair.json_mode());
+  report();
 }
 
 }  // namespace cutover::proxy

@@ -13,6 +13,8 @@
 
 #include "config/config.h"
 #include "http/server.h"
+#include "migration/runtime.h"
+#include "observability/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/provider_health.h"
 #include "upstream/connection_pool.h"
@@ -24,13 +26,17 @@ using TlsContexts = std::map<std::string, std::shared_ptr<boost::asio::ssl::cont
 
 class Gateway {
  public:
-  Gateway(boost::asio::any_io_executor executor, unsigned worker_count, AccessLog& access_log);
+  // `metrics` may be null (metrics off).
+  Gateway(boost::asio::any_io_executor executor, unsigned worker_index, unsigned worker_count,
+          AccessLog& access_log, observability::WorkerMetrics* metrics = nullptr);
 
   // Installs a configuration; call on this worker's thread.
   void apply(std::shared_ptr<const config::Config> config, const TlsContexts& tls,
-             std::shared_ptr<const HealthRegistry> health);
+             std::shared_ptr<const HealthRegistry> health,
+             std::shared_ptr<const migration::MigrationRoutes> migrations = nullptr);
   void set_draining() { draining_ = true; }
-  // Cancels every upstream exchange in flight (shutdown after the drain deadline).
+  // Cancels every upstream exchange in flight, shadows included (shutdown after the drain
+  // deadline).
   void abort_all();
   // Starts watching, for each request waiting on a provider longer than `after`, whether its
   // client has gone. Called periodically by the worker: most answers arrive within
@@ -54,14 +60,19 @@ class Gateway {
                                                  EndpointRuntime& endpoint);
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
                                  std::string& refusal);
+  struct ShadowLaunch;
+  boost::asio::awaitable<void> run_shadow(std::shared_ptr<Snapshot> snapshot,
+                                          std::shared_ptr<ShadowLaunch> launch);
   boost::asio::awaitable<void> list_models(http::IncomingRequest& request,
                                            http::Responder& responder, const Snapshot& snapshot);
   const std::string* authenticate(const http::IncomingRequest& request,
                                   const Snapshot& snapshot) const;
 
   boost::asio::any_io_executor executor_;
+  unsigned worker_index_;
   unsigned worker_count_;
   AccessLog& access_log_;
+  observability::WorkerMetrics* metrics_;
   std::shared_ptr<Snapshot> snapshot_;
   bool draining_ = false;
   struct InFlight {
@@ -69,6 +80,8 @@ class Gateway {
     std::chrono::steady_clock::time_point since;
   };
   std::unordered_map<upstream::Exchange*, InFlight> in_flight_;
+  // Shadow exchanges are not tied to a client: only shutdown cancels them.
+  std::unordered_map<upstream::Exchange*, bool> shadows_in_flight_;
 };
 
 }  // namespace cutover::proxy

@@ -56,13 +56,14 @@ auto run_on(asio::io_context& context, Function function) {
 }  // namespace
 
 struct GatewayServer::Worker {
-  Worker(const config::Config& config, unsigned worker_count, const asio::ip::tcp::endpoint& at)
+  Worker(const config::Config& config, unsigned index, unsigned worker_count,
+         const asio::ip::tcp::endpoint& at, observability::WorkerMetrics* metrics)
       // Each worker's sockets are used from its own thread only, so the reactor needs no
       // locking; posts from the control thread (reload, drain) stay safe.
       : context(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
         guard(asio::make_work_guard(context)),
         access_log(config.access_log),
-        gateway(context.get_executor(), worker_count, access_log),
+        gateway(context.get_executor(), index, worker_count, access_log, metrics),
         listener(context, at,
                  [this](http::IncomingRequest& request, http::Responder& responder) {
                    return gateway.handle(request, responder);
@@ -106,7 +107,8 @@ struct GatewayServer::AdminServer {
   AdminServer(GatewayServer& server, const asio::ip::tcp::endpoint& at)
       : context(1),
         guard(asio::make_work_guard(context)),
-        api([&server] { return server.config(); }, [&server] { return server.health(); }),
+        api([&server] { return server.config(); }, [&server] { return server.health(); },
+            [&server] { return server.migrations(); }, [&server] { return server.scrape_metrics(); }),
         listener(context, at,
                  [this](http::IncomingRequest& request, http::Responder& responder) {
                    return api.handle(request, responder);
@@ -125,6 +127,58 @@ std::shared_ptr<const proxy::HealthRegistry> GatewayServer::health() const {
   return health_;
 }
 
+std::shared_ptr<migration::MigrationEngine> GatewayServer::migrations() const {
+  std::lock_guard lock(state_mutex_);
+  return engine_;
+}
+
+std::string GatewayServer::scrape_metrics() const {
+  if (!metrics_) return {};
+  using observability::ExtraFamily;
+  using observability::Sample;
+  const auto config = this->config();
+  const auto health = this->health();
+  const auto now = std::chrono::steady_clock::now();
+  ExtraFamily breaker_state{"cutover_circuit_breaker_state",
+                            "1 for the state each provider endpoint's breaker is in",
+                            prometheus::MetricType::Gauge, {}};
+  ExtraFamily breaker_trips{"cutover_circuit_breaker_trips_total", "Times each breaker opened",
+                            prometheus::MetricType::Counter, {}};
+  ExtraFamily budget_requests{"cutover_retry_budget_window_requests",
+                              "Requests in each provider's retry budget window",
+                              prometheus::MetricType::Gauge, {}};
+  ExtraFamily budget_retries{"cutover_retry_budget_window_retries",
+                             "Retries in each provider's retry budget window",
+                             prometheus::MetricType::Gauge, {}};
+  for (const auto& provider : config->providers) {
+    const auto& provider_health = health->provider(provider.name);
+    for (std::size_t i = 0; i < provider.endpoints.size(); ++i) {
+      const auto snapshot = provider_health.breakers[i]->snapshot(now);
+      for (auto state : {resilience::BreakerState::closed, resilience::BreakerState::open,
+                         resilience::BreakerState::half_open, resilience::BreakerState::forced_open,
+                         resilience::BreakerState::disabled}) {
+        breaker_state.samples.push_back(
+            Sample{{{"provider", provider.name},
+                    {"endpoint", std::to_string(i)},
+                    {"state", std::string(resilience::state_name(state))}},
+                   snapshot.state == state ? 1.0 : 0.0});
+      }
+      breaker_trips.samples.push_back(
+          Sample{{{"provider", provider.name}, {"endpoint", std::to_string(i)}},
+                 static_cast<double>(snapshot.trips)});
+    }
+    const auto totals = provider_health.budget->window_totals(now);
+    budget_requests.samples.push_back(Sample{{{"provider", provider.name}}, static_cast<double>(totals.requests)});
+    budget_retries.samples.push_back(Sample{{{"provider", provider.name}}, static_cast<double>(totals.retries)});
+  }
+  std::vector<ExtraFamily> extra{std::move(breaker_state), std::move(breaker_trips),
+                                 std::move(budget_requests), std::move(budget_retries)};
+  if (auto engine = migrations()) {
+    for (auto& family : engine->metric_families()) extra.push_back(std::move(family));
+  }
+  return metrics_->scrape(extra);
+}
+
 std::shared_ptr<const config::Config> GatewayServer::config() const {
   std::lock_guard lock(state_mutex_);
   return config_;
@@ -140,16 +194,21 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   asio::ip::tcp::endpoint endpoint(address, config_->listen.port);
   const auto tls = build_tls_contexts(*config_);
   health_ = proxy::HealthRegistry::build(*config_, nullptr);
+  if (!config_->migrations.empty()) {
+    engine_ = std::make_shared<migration::MigrationEngine>(config_, count);
+  }
+  if (config_->metrics) metrics_ = std::make_unique<observability::MetricsRegistry>(count);
   for (unsigned i = 0; i < count; ++i) {
     try {
-      workers_.push_back(std::make_unique<Worker>(*config_, count, endpoint));
+      workers_.push_back(std::make_unique<Worker>(*config_, i, count, endpoint,
+                                                  metrics_ ? &metrics_->worker(i) : nullptr));
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("cannot listen on " + config_->listen.address + ":" +
                                std::to_string(endpoint.port()) + ": " + e.code().message());
     }
     // With port 0 the first worker gets an ephemeral port; the others must share it.
     endpoint.port(workers_.front()->listener.local_endpoint().port());
-    workers_.back()->gateway.apply(config_, tls, health_);
+    workers_.back()->gateway.apply(config_, tls, health_, engine_ ? engine_->routes() : nullptr);
   }
   port_ = endpoint.port();
   if (config_->admin) {
@@ -169,6 +228,8 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
 GatewayServer::~GatewayServer() { shutdown(std::chrono::milliseconds(0)); }
 
 void GatewayServer::start() {
+  // Weights are resumed from the store before the first request is accepted.
+  if (engine_) engine_->start();
   if (admin_) {
     admin_->listener.start();
     admin_->thread = std::thread([context = &admin_->context] { context->run(); });
@@ -204,15 +265,28 @@ std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::C
   }
   auto limits = limits_from(*config);
   auto health = proxy::HealthRegistry::build(*config, health_.get());
+  auto engine = engine_;
+  try {
+    if (engine) {
+      engine->reload(config);
+    } else if (!config->migrations.empty()) {
+      engine = std::make_shared<migration::MigrationEngine>(config, worker_count());
+      engine->start();
+    }
+  } catch (const std::exception& e) {
+    return std::string("migrations: ") + e.what();
+  }
+  auto routes = engine ? engine->routes() : nullptr;
   for (auto& worker : workers_) {
     run_on(worker->context, [&] {
-      worker->gateway.apply(config, tls, health);
+      worker->gateway.apply(config, tls, health, routes);
       worker->listener.set_limits(limits);
     });
   }
   std::lock_guard lock(state_mutex_);
   config_ = std::move(config);
   health_ = std::move(health);
+  engine_ = std::move(engine);
   return std::nullopt;
 }
 
@@ -276,6 +350,8 @@ void GatewayServer::shutdown(std::chrono::milliseconds deadline) {
       admin_->listener.close_all();
     }
   }
+  // Last: workers (and their shadows) are gone, so no pair is posted to a stopped engine.
+  if (engine_) engine_->stop();
 }
 
 }  // namespace cutover::runtime

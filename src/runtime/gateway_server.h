@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "migration/engine.h"
+#include "observability/metrics.h"
 #include "proxy/provider_health.h"
 
 namespace cutover::runtime {
@@ -46,6 +48,10 @@ class GatewayServer {
   // The health registry a worker uses, to inspect breakers and budgets (tests, admin API).
   std::shared_ptr<const proxy::HealthRegistry> health() const;
   std::shared_ptr<const config::Config> config() const;
+  // The migration engine; null while the configuration has no migrations.
+  std::shared_ptr<migration::MigrationEngine> migrations() const;
+  // The Prometheus text exposition; empty when metrics are off.
+  std::string scrape_metrics() const;
 
  private:
   struct Worker;
@@ -54,6 +60,8 @@ class GatewayServer {
   mutable std::mutex state_mutex_;
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const proxy::HealthRegistry> health_;
+  std::shared_ptr<migration::MigrationEngine> engine_;
+  std::unique_ptr<observability::MetricsRegistry> metrics_;
   std::unique_ptr<AdminServer> admin_;
   std::uint16_t admin_port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -1,6 +1,7 @@
 #include <sqlite3.h>
 
 #include <mutex>
+#include <set>
 #include <stdexcept>
 
 #include "store/state_store.h"
@@ -17,7 +18,8 @@ CREATE TABLE IF NOT EXISTS migrations (
   stage INTEGER NOT NULL,
   stage_started_unix_ms INTEGER NOT NULL,
   generation INTEGER NOT NULL,
-  config_fingerprint TEXT NOT NULL
+  config_fingerprint TEXT NOT NULL,
+  annotations TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS transitions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -32,7 +34,54 @@ CREATE TABLE IF NOT EXISTS transitions (
   detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transitions_by_migration ON transitions (migration, id);
+CREATE TABLE IF NOT EXISTS shadow_pairs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  migration TEXT NOT NULL,
+  at_unix_ms INTEGER NOT NULL,
+  request_id TEXT NOT NULL,
+  model TEXT NOT NULL,
+  streamed INTEGER NOT NULL,
+  primary_status INTEGER NOT NULL,
+  candidate_status INTEGER NOT NULL,
+  candidate_error TEXT NOT NULL,
+  primary_latency_ms REAL NOT NULL,
+  candidate_latency_ms REAL NOT NULL,
+  primary_ttft_ms REAL NOT NULL,
+  candidate_ttft_ms REAL NOT NULL,
+  primary_prompt_tokens INTEGER NOT NULL,
+  primary_completion_tokens INTEGER NOT NULL,
+  candidate_prompt_tokens INTEGER NOT NULL,
+  candidate_completion_tokens INTEGER NOT NULL,
+  primary_cost REAL NOT NULL,
+  candidate_cost REAL NOT NULL,
+  primary_finish_reason TEXT NOT NULL,
+  candidate_finish_reason TEXT NOT NULL,
+  exact_match INTEGER NOT NULL,
+  similarity REAL NOT NULL,
+  rouge_l REAL NOT NULL,
+  length_ratio REAL NOT NULL,
+  candidate_json_valid INTEGER NOT NULL,
+  json_equal INTEGER NOT NULL,
+  tool_calls_equal INTEGER NOT NULL,
+  score REAL NOT NULL,
+  prompt_hash TEXT NOT NULL,
+  primary_output_hash TEXT NOT NULL,
+  candidate_output_hash TEXT NOT NULL,
+  prompt_text TEXT NOT NULL,
+  primary_text TEXT NOT NULL,
+  candidate_text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shadow_pairs_by_migration ON shadow_pairs (migration, id);
 )sql";
+
+#define kPairColumns                                                                      \
+  "migration, at_unix_ms, request_id, model, streamed, primary_status, candidate_status, "     \
+  "candidate_error, primary_latency_ms, candidate_latency_ms, primary_ttft_ms, "              \
+  "candidate_ttft_ms, primary_prompt_tokens, primary_completion_tokens, "                     \
+  "candidate_prompt_tokens, candidate_completion_tokens, primary_cost, candidate_cost, "      \
+  "primary_finish_reason, candidate_finish_reason, exact_match, similarity, rouge_l, "        \
+  "length_ratio, candidate_json_valid, json_equal, tool_calls_equal, score, prompt_hash, "    \
+  "primary_output_hash, candidate_output_hash, prompt_text, primary_text, candidate_text"
 
 // A prepared statement that finalizes itself.
 class Statement {
@@ -54,11 +103,17 @@ class Statement {
     sqlite3_bind_int64(statement_, index, value);
     return *this;
   }
+  Statement& bind(int index, int value) { return bind(index, static_cast<std::int64_t>(value)); }
+  Statement& bind(int index, bool value) { return bind(index, static_cast<std::int64_t>(value)); }
   Statement& bind(int index, double value) {
     sqlite3_bind_double(statement_, index, value);
     return *this;
   }
   int step() { return sqlite3_step(statement_); }
+  void reset() {
+    sqlite3_reset(statement_);
+    sqlite3_clear_bindings(statement_);
+  }
   std::string text(int column) const {
     const auto* value = sqlite3_column_text(statement_, column);
     return value ? std::string(reinterpret_cast<const char*>(value)) : std::string();
@@ -82,6 +137,8 @@ class SqliteStateStore final : public StateStore {
     // WAL with synchronous=FULL: a commit returns only once the journal is on disk.
     execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
     execute(kSchema);
+    // Files written before annotations existed; fails harmlessly when the column is there.
+    try_execute("ALTER TABLE migrations ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}'");
   }
   ~SqliteStateStore() override { sqlite3_close(db_); }
 
@@ -102,14 +159,16 @@ class SqliteStateStore final : public StateStore {
       }
       Statement upsert(db_,
                        "INSERT INTO migrations (migration, state, weight, stage, "
-                       "stage_started_unix_ms, generation, config_fingerprint) VALUES (?,?,?,?,?,?,?) "
+                       "stage_started_unix_ms, generation, config_fingerprint, annotations) "
+                       "VALUES (?,?,?,?,?,?,?,?) "
                        "ON CONFLICT(migration) DO UPDATE SET state=excluded.state, "
                        "weight=excluded.weight, stage=excluded.stage, "
                        "stage_started_unix_ms=excluded.stage_started_unix_ms, "
-                       "generation=excluded.generation, config_fingerprint=excluded.config_fingerprint");
+                       "generation=excluded.generation, config_fingerprint=excluded.config_fingerprint, "
+                       "annotations=excluded.annotations");
       upsert.bind(1, next.migration).bind(2, next.state).bind(3, next.weight)
           .bind(4, static_cast<std::int64_t>(next.stage)).bind(5, next.stage_started_unix_ms)
-          .bind(6, next.generation).bind(7, next.config_fingerprint);
+          .bind(6, next.generation).bind(7, next.config_fingerprint).bind(8, next.annotations);
       if (upsert.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
       Statement append(db_,
                        "INSERT INTO transitions (migration, generation, at_unix_ms, from_state, "
@@ -132,7 +191,7 @@ class SqliteStateStore final : public StateStore {
     std::lock_guard lock(mutex_);
     Statement select(db_,
                      "SELECT state, weight, stage, stage_started_unix_ms, generation, "
-                     "config_fingerprint FROM migrations WHERE migration = ?");
+                     "config_fingerprint, annotations FROM migrations WHERE migration = ?");
     select.bind(1, migration);
     if (select.step() != SQLITE_ROW) return std::nullopt;
     MigrationRecord record;
@@ -143,6 +202,7 @@ class SqliteStateStore final : public StateStore {
     record.stage_started_unix_ms = select.integer(3);
     record.generation = select.integer(4);
     record.config_fingerprint = select.text(5);
+    record.annotations = select.text(6);
     return record;
   }
 
@@ -166,6 +226,95 @@ class SqliteStateStore final : public StateStore {
       t.trigger = select.text(6);
       t.detail = select.text(7);
       out.push_back(std::move(t));
+    }
+    return out;
+  }
+
+  void record_shadow_pairs(const std::vector<ShadowPair>& pairs, std::size_t retention) override {
+    if (pairs.empty()) return;
+    std::lock_guard lock(mutex_);
+    if (!try_execute("BEGIN IMMEDIATE")) return;
+    try {
+      Statement insert(db_, "INSERT INTO shadow_pairs (" kPairColumns ") VALUES (?,?,?,?,?,?,?,?,?,?,"
+                            "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      std::set<std::string_view> migrations;
+      for (const auto& p : pairs) {
+        migrations.insert(p.migration);
+        insert.reset();
+        insert.bind(1, p.migration).bind(2, p.at_unix_ms).bind(3, p.request_id).bind(4, p.model)
+            .bind(5, p.streamed).bind(6, p.primary_status).bind(7, p.candidate_status)
+            .bind(8, p.candidate_error).bind(9, p.primary_latency_ms)
+            .bind(10, p.candidate_latency_ms).bind(11, p.primary_ttft_ms)
+            .bind(12, p.candidate_ttft_ms).bind(13, p.primary_prompt_tokens)
+            .bind(14, p.primary_completion_tokens).bind(15, p.candidate_prompt_tokens)
+            .bind(16, p.candidate_completion_tokens).bind(17, p.primary_cost)
+            .bind(18, p.candidate_cost).bind(19, p.primary_finish_reason)
+            .bind(20, p.candidate_finish_reason).bind(21, p.exact_match).bind(22, p.similarity)
+            .bind(23, p.rouge_l).bind(24, p.length_ratio).bind(25, p.candidate_json_valid)
+            .bind(26, p.json_equal).bind(27, p.tool_calls_equal).bind(28, p.score)
+            .bind(29, p.prompt_hash).bind(30, p.primary_output_hash)
+            .bind(31, p.candidate_output_hash).bind(32, p.prompt_text).bind(33, p.primary_text)
+            .bind(34, p.candidate_text);
+        if (insert.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+      }
+      for (auto migration : migrations) {
+        Statement trim(db_,
+                       "DELETE FROM shadow_pairs WHERE migration = ?1 AND id <= (SELECT id FROM "
+                       "shadow_pairs WHERE migration = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+        trim.bind(1, migration).bind(2, static_cast<std::int64_t>(retention));
+        if (trim.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+      }
+    } catch (const std::exception&) {
+      try_execute("ROLLBACK");
+      return;
+    }
+    try_execute("COMMIT");
+  }
+
+  std::vector<ShadowPair> shadow_pairs(std::string_view migration, std::size_t limit) override {
+    std::lock_guard lock(mutex_);
+    Statement select(db_, "SELECT " kPairColumns " FROM (SELECT * FROM shadow_pairs WHERE "
+                          "migration = ? ORDER BY id DESC LIMIT ?) ORDER BY id ASC");
+    select.bind(1, migration).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<ShadowPair> out;
+    while (select.step() == SQLITE_ROW) {
+      ShadowPair p;
+      int c = 0;
+      p.migration = select.text(c++);
+      p.at_unix_ms = select.integer(c++);
+      p.request_id = select.text(c++);
+      p.model = select.text(c++);
+      p.streamed = select.integer(c++) != 0;
+      p.primary_status = static_cast<int>(select.integer(c++));
+      p.candidate_status = static_cast<int>(select.integer(c++));
+      p.candidate_error = select.text(c++);
+      p.primary_latency_ms = select.real(c++);
+      p.candidate_latency_ms = select.real(c++);
+      p.primary_ttft_ms = select.real(c++);
+      p.candidate_ttft_ms = select.real(c++);
+      p.primary_prompt_tokens = select.integer(c++);
+      p.primary_completion_tokens = select.integer(c++);
+      p.candidate_prompt_tokens = select.integer(c++);
+      p.candidate_completion_tokens = select.integer(c++);
+      p.primary_cost = select.real(c++);
+      p.candidate_cost = select.real(c++);
+      p.primary_finish_reason = select.text(c++);
+      p.candidate_finish_reason = select.text(c++);
+      p.exact_match = select.integer(c++) != 0;
+      p.similarity = select.real(c++);
+      p.rouge_l = select.real(c++);
+      p.length_ratio = select.real(c++);
+      p.candidate_json_valid = static_cast<int>(select.integer(c++));
+      p.json_equal = static_cast<int>(select.integer(c++));
+      p.tool_calls_equal = static_cast<int>(select.integer(c++));
+      p.score = select.real(c++);
+      p.prompt_hash = select.text(c++);
+      p.primary_output_hash = select.text(c++);
+      p.candidate_output_hash = select.text(c++);
+      p.prompt_text = select.text(c++);
+      p.primary_text = select.text(c++);
+      p.candidate_text = select.text(c++);
+      out.push_back(std::move(p));
     }
     return out;
   }

@@ -25,6 +25,9 @@ struct MigrationRecord {
   std::int64_t generation = 0;
   // Identifies the candidate's configuration; a change restarts the migration at step 0.
   std::string config_fingerprint;
+  // JSON object of what a state needs besides the columns above: a pause's reason and the state
+  // to resume, the rollback ladder's step, whether the last rollback was automatic.
+  std::string annotations = "{}";
 };
 
 struct Transition {
@@ -37,6 +40,45 @@ struct Transition {
   double weight_after = 0;
   std::string trigger;  // "gate:error_rate", "operator:alice", ...
   std::string detail;   // JSON: the figures behind the decision
+};
+
+// One shadowed request: the primary's answer as the client got it beside the candidate's.
+// Prompt and outputs are stored only when the migration says so; hashes always.
+struct ShadowPair {
+  std::string migration;
+  std::int64_t at_unix_ms = 0;
+  std::string request_id;
+  std::string model;
+  bool streamed = false;
+  int primary_status = 0;
+  int candidate_status = 0;  // 0: no HTTP answer (transport failure, timeout)
+  std::string candidate_error;
+  double primary_latency_ms = 0;
+  double candidate_latency_ms = 0;
+  double primary_ttft_ms = 0;
+  double candidate_ttft_ms = 0;
+  std::int64_t primary_prompt_tokens = 0;
+  std::int64_t primary_completion_tokens = 0;
+  std::int64_t candidate_prompt_tokens = 0;
+  std::int64_t candidate_completion_tokens = 0;
+  double primary_cost = 0;
+  double candidate_cost = 0;
+  std::string primary_finish_reason;
+  std::string candidate_finish_reason;
+  bool exact_match = false;
+  double similarity = 0;
+  double rouge_l = 0;
+  double length_ratio = 0;
+  int candidate_json_valid = -1;  // -1 not applicable, 0 no, 1 yes
+  int json_equal = -1;
+  int tool_calls_equal = -1;
+  double score = 0;
+  std::string prompt_hash;
+  std::string primary_output_hash;
+  std::string candidate_output_hash;
+  std::string prompt_text;
+  std::string primary_text;
+  std::string candidate_text;
 };
 
 enum class CommitResult { committed, stale_generation, failed };
@@ -52,6 +94,12 @@ class StateStore {
   virtual std::optional<MigrationRecord> load(std::string_view migration) = 0;
   // The newest `limit` transitions, oldest first.
   virtual std::vector<Transition> history(std::string_view migration, std::size_t limit) = 0;
+
+  // Appends pairs in one transaction, then keeps only each migration's newest `retention`.
+  virtual void record_shadow_pairs(const std::vector<ShadowPair>& pairs,
+                                   std::size_t retention) = 0;
+  // The newest `limit` pairs, oldest first.
+  virtual std::vector<ShadowPair> shadow_pairs(std::string_view migration, std::size_t limit) = 0;
 };
 
 // Opens (creating if needed) a SQLite store at `path` in WAL mode with full fsync on commit.

@@ -38,6 +38,12 @@ class TestClient {
     return Reply{response.result_int(), response.base(), response.body()};
   }
 
+  Reply read() {
+    http::response<http::string_body> response;
+    http::read(socket_, buffer_, response);
+    return Reply{response.result_int(), response.base(), response.body()};
+  }
+
   Reply post(std::string target, std::string body, std::string key = "client-secret") {
     return request(http::verb::post, std::move(target), std::move(body),
                    {{"authorization", "Bearer " + key}});

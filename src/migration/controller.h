@@ -1,0 +1,114 @@
+// The migration controller: a state machine over one migration, driven by gate evaluations (at
+// least every second) and by operators' commands, that journals every transition before the
+// new weight applies.
+//
+// Phases: shadow → canary(stage i) → promoted, with paused beside them; rolling_back →
+// rolled_back when a gate breaches or an operator rolls back; aborted at once on abort. Rollback
+// is one-way: during it only rollback (next step now) and abort (0 % now) are accepted. Commands
+// carry the generation they were decided on and fail with a conflict when it is stale.
+//
+// Pure logic over an injected clock and a StateStore: the engine owns threads and timers.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "migration/statistics.h"
+#include "migration/window.h"
+#include "store/state_store.h"
+
+namespace cutover::migration {
+
+enum class Phase { shadow, canary, paused, promoted, rolling_back, rolled_back, aborted };
+std::string_view phase_name(Phase phase);
+std::optional<Phase> phase_named(std::string_view name);
+
+struct GateResult {
+  std::string name;  // "error_rate", "attempt_error_rate", "latency_p95", "agreement", ...
+  Verdict verdict = Verdict::inconclusive;
+  std::string summary;  // one readable line: "2/180 = 1.1% (99% bounds 0.2–5.0%) vs max 1%"
+  boost::json::object figures;
+};
+
+struct Evaluation {
+  std::int64_t at_unix_ms = 0;
+  Verdict overall = Verdict::inconclusive;
+  std::vector<GateResult> gates;
+  std::uint64_t candidate_requests = 0;
+  std::uint64_t primary_requests = 0;
+  std::uint64_t pairs = 0;
+  boost::json::object to_json() const;
+};
+
+enum class Action { pause, resume, promote, promote_full, set_weight, rollback, abort };
+std::optional<Action> action_named(std::string_view name);
+std::string_view action_name(Action action);
+
+struct Command {
+  Action action = Action::pause;
+  std::int64_t expected_generation = 0;
+  std::string actor = "operator";
+  std::optional<double> weight;  // for set_weight
+  std::string reason;
+};
+
+struct CommandResult {
+  unsigned http_status = 200;  // 200, 400 (not valid now), 409 (stale generation), 500 (store)
+  std::string error;
+  std::optional<store::Transition> transition;
+};
+
+class Controller {
+ public:
+  using NowMs = std::function<std::int64_t()>;
+  Controller(const config::Migration& settings, store::StateStore& store, NowMs now_ms);
+
+  // Loads the stored record and resumes it exactly (phase, weight, stage clock), or starts the
+  // migration when none is stored or the candidate's configuration changed. Returns the
+  // transition it journaled, if any. Throws std::runtime_error when the store cannot be written.
+  std::optional<store::Transition> start();
+
+  // Judges the window and moves the migration on when the gates say so.
+  std::optional<store::Transition> evaluate(const WindowSnapshot& window);
+
+  CommandResult apply(const Command& command);
+
+  const store::MigrationRecord& record() const { return record_; }
+  Phase phase() const { return phase_; }
+  double weight() const { return record_.weight; }
+  // Whether primary-served requests are mirrored to the candidate now.
+  bool shadowing() const;
+  const Evaluation& last_evaluation() const { return last_; }
+  const config::Migration& settings() const { return settings_; }
+  boost::json::object annotations() const { return annotations_; }
+
+ private:
+  Evaluation judge(const WindowSnapshot& window) const;
+  void judge_latency(const WindowSnapshot& window, Evaluation& out) const;
+  std::optional<store::Transition> transition_to(Phase phase, double weight, int stage,
+                                                 std::string trigger, boost::json::object detail,
+                                                 boost::json::object annotations);
+  std::optional<store::Transition> breach(const Evaluation& evaluation);
+  std::optional<store::Transition> advance(std::string trigger, boost::json::object detail);
+  Phase initial_phase() const;
+  double initial_weight() const;
+
+  const config::Migration& settings_;
+  store::StateStore& store_;
+  NowMs now_ms_;
+  store::MigrationRecord record_;
+  Phase phase_ = Phase::shadow;
+  boost::json::object annotations_;
+  Evaluation last_;
+  // The primary's latest quantiles with enough samples: the reference for relative gates once
+  // the candidate takes all traffic and the primary's own window is empty.
+  mutable std::map<std::string, double> primary_baseline_;
+};
+
+}  // namespace cutover::migration

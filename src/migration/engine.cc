@@ -1,0 +1,475 @@
+#include "migration/engine.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "migration/statistics.h"
+#include "migration/webhook_notifier.h"
+
+namespace cutover::migration {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::size_t kMaxWindowPairs = 20'000;
+constexpr std::size_t kSummaryPairs = 10'000;
+
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json::object transition_json(const store::Transition& t) {
+  boost::system::error_code ec;
+  auto detail = json::parse(t.detail, ec);
+  return json::object{{"generation", t.generation},
+                      {"at_unix_ms", t.at_unix_ms},
+                      {"from", t.from_state},
+                      {"to", t.to_state},
+                      {"weight_before", t.weight_before},
+                      {"weight_after", t.weight_after},
+                      {"trigger", t.trigger},
+                      {"detail", ec ? json::value(t.detail) : detail}};
+}
+
+AdminReply not_found(const std::string& name) {
+  return {404, json::object{{"error", json::object{{"message", "no migration named '" + name + "'"},
+                                                   {"type", "invalid_request_error"},
+                                                   {"code", "migration_not_found"}}}}};
+}
+
+double quantile_or_zero(std::vector<double> samples, double q) {
+  if (samples.empty()) return 0;
+  return estimate_quantile(std::move(samples), q, 0.95).point;
+}
+
+}  // namespace
+
+struct MigrationEngine::Migration {
+  Migration(const config::Migration& settings, std::shared_ptr<MigrationRuntime> runtime,
+            store::StateStore& store, asio::io_context& context)
+      : runtime(std::move(runtime)),
+        controller(settings, store, unix_ms_now),
+        timer(context) {}
+
+  std::shared_ptr<MigrationRuntime> runtime;
+  Controller controller;
+  asio::steady_timer timer;
+  std::unique_ptr<WebhookNotifier> webhooks;
+  std::vector<PairSample> window_pairs;
+  std::uint64_t pairs_recorded = 0;
+  std::uint64_t pairs_compared = 0;
+  std::uint64_t pairs_candidate_failed = 0;
+  double score_sum = 0;
+};
+
+MigrationEngine::MigrationEngine(std::shared_ptr<const config::Config> config, unsigned worker_count)
+    : config_(std::move(config)),
+      worker_count_(std::max(1u, worker_count)),
+      store_(store::open_sqlite_store(config_->state_store.empty() ? ":memory:" : config_->state_store)),
+      guard_(asio::make_work_guard(context_)) {
+  build(config_);
+}
+
+MigrationEngine::~MigrationEngine() { stop(); }
+
+template <typename Function>
+auto MigrationEngine::on_engine(Function function) -> decltype(function()) {
+  if (!thread_.joinable() || std::this_thread::get_id() == thread_.get_id()) return function();
+  auto task = std::make_shared<std::packaged_task<decltype(function())()>>(std::move(function));
+  auto future = task->get_future();
+  asio::post(context_, [task] { (*task)(); });
+  return future.get();
+}
+
+void MigrationEngine::build(std::shared_ptr<const config::Config> config) {
+  for (auto& [name, migration] : migrations_) {
+    migration->timer.cancel();
+    if (migration->webhooks) migration->webhooks->stop();
+  }
+  migrations_.clear();
+  auto routes = std::make_shared<MigrationRoutes>();
+  for (const auto& settings : config->migrations) {
+    auto runtime = std::make_shared<MigrationRuntime>(config, settings, worker_count_);
+    runtime->on_pair = [this, name = settings.name](store::ShadowPair pair, PairSample sample) {
+      asio::post(context_, [this, name, pair = std::move(pair), sample]() mutable {
+        auto found = migrations_.find(name);
+        if (found == migrations_.end()) return;
+        auto& migration = *found->second;
+        if (migration.window_pairs.size() < kMaxWindowPairs) migration.window_pairs.push_back(sample);
+        ++migration.pairs_recorded;
+        migration.pairs_candidate_failed += sample.candidate_failed;
+        if (sample.compared) {
+          ++migration.pairs_compared;
+          migration.score_sum += sample.score;
+        }
+        pending_pairs_.push_back(std::move(pair));
+      });
+    };
+    auto migration = std::make_unique<Migration>(settings, runtime, *store_, context_);
+    if (!settings.webhooks.empty()) {
+      std::vector<WebhookTarget> targets;
+      for (const auto& webhook : settings.webhooks) {
+        WebhookTarget target;
+        target.url = webhook.url;
+        target.timeout = webhook.timeout;
+        targets.push_back(std::move(target));
+      }
+      migration->webhooks = std::make_unique<WebhookNotifier>(context_.get_executor(), std::move(targets));
+    }
+    for (const auto& model : settings.models) (*routes)[model] = runtime;
+    migrations_.emplace(settings.name, std::move(migration));
+  }
+  std::lock_guard lock(routes_mutex_);
+  routes_ = std::move(routes);
+}
+
+std::shared_ptr<const MigrationRoutes> MigrationEngine::routes() const {
+  std::lock_guard lock(routes_mutex_);
+  return routes_;
+}
+
+void MigrationEngine::start() {
+  if (started_) return;
+  started_ = true;
+  // Resumed before any worker routes a request, so the first request already sees the weight.
+  for (auto& [name, migration] : migrations_) {
+    if (auto transition = migration->controller.start()) after_transition(*migration, *transition);
+    migration->runtime->publish(migration->controller.weight(), migration->controller.shadowing());
+  }
+  for (auto& [name, migration] : migrations_) schedule(*migration);
+  thread_ = std::thread([this] {
+    for (;;) {
+      try {
+        context_.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("migration engine caught an unexpected exception: {}", e.what());
+      }
+    }
+  });
+}
+
+void MigrationEngine::reload(std::shared_ptr<const config::Config> config) {
+  on_engine([&] {
+    flush_pairs();
+    build(config);
+    config_ = config;
+    for (auto& [name, migration] : migrations_) {
+      if (auto transition = migration->controller.start()) after_transition(*migration, *transition);
+      migration->runtime->publish(migration->controller.weight(), migration->controller.shadowing());
+      schedule(*migration);
+    }
+  });
+}
+
+void MigrationEngine::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  auto close = [this] {
+    flush_pairs();
+    for (auto& [name, migration] : migrations_) {
+      migration->timer.cancel();
+      if (migration->webhooks) migration->webhooks->stop();
+    }
+    guard_.reset();
+  };
+  if (thread_.joinable()) {
+    asio::post(context_, close);
+    thread_.join();
+  } else {
+    close();
+  }
+}
+
+void MigrationEngine::schedule(Migration& migration) {
+  migration.timer.expires_after(migration.controller.settings().evaluation_interval);
+  migration.timer.async_wait([this, &migration](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    tick(migration);
+    schedule(migration);
+  });
+}
+
+void MigrationEngine::tick(Migration& migration) {
+  auto window = migration.runtime->collect();
+  window.pairs = migration.window_pairs;
+  if (auto transition = migration.controller.evaluate(window)) {
+    after_transition(migration, *transition);
+  }
+  flush_pairs();
+}
+
+void MigrationEngine::after_transition(Migration& migration, const store::Transition& transition) {
+  // Journaled already: only now does the data path see the new weight.
+  migration.runtime->publish(migration.controller.weight(), migration.controller.shadowing());
+  migration.runtime->next_epoch();
+  migration.window_pairs.clear();
+  if (!migration.webhooks) return;
+  std::string text = fmt::format("cutover: migration *{}* {} → {} (weight {:.1f}% → {:.1f}%), trigger {}",
+                                 transition.migration, transition.from_state.empty() ? "new" : transition.from_state,
+                                 transition.to_state, transition.weight_before * 100,
+                                 transition.weight_after * 100, transition.trigger);
+  boost::system::error_code ec;
+  auto detail = json::parse(transition.detail, ec);
+  if (!ec && detail.is_object()) {
+    if (auto* breach = detail.get_object().if_contains("breach"); breach && breach->is_string()) {
+      text += ": " + std::string(breach->get_string());
+    }
+  }
+  auto message = transition_json(transition);
+  message["migration"] = transition.migration;
+  message["text"] = text;
+  migration.webhooks->notify(json::serialize(message));
+}
+
+void MigrationEngine::flush_pairs() {
+  if (pending_pairs_.empty()) return;
+  std::size_t retention = 10'000;
+  if (!config_->migrations.empty()) {
+    retention = 0;
+    for (const auto& m : config_->migrations) retention = std::max(retention, m.shadow.retention);
+  }
+  store_->record_shadow_pairs(pending_pairs_, retention);
+  pending_pairs_.clear();
+}
+
+AdminReply MigrationEngine::list() {
+  return on_engine([&] {
+    json::array out;
+    for (auto& [name, migration] : migrations_) {
+      const auto& record = migration->controller.record();
+      const auto& settings = migration->controller.settings();
+      out.push_back(json::object{{"name", name},
+                                 {"primary", settings.primary},
+                                 {"candidate", settings.candidate},
+                                 {"phase", record.state},
+                                 {"weight", record.weight},
+                                 {"stage", record.stage},
+                                 {"stages", settings.stages.size()},
+                                 {"generation", record.generation},
+                                 {"verdict", verdict_name(migration->controller.last_evaluation().overall)}});
+    }
+    return AdminReply{200, json::object{{"migrations", std::move(out)}}};
+  });
+}
+
+AdminReply MigrationEngine::status(const std::string& name) {
+  return on_engine([&]() -> AdminReply {
+    auto found = migrations_.find(name);
+    if (found == migrations_.end()) return not_found(name);
+    auto& migration = *found->second;
+    const auto& controller = migration.controller;
+    const auto& record = controller.record();
+    const auto& settings = controller.settings();
+    json::array stages;
+    for (std::size_t i = 0; i < settings.stages.size(); ++i) {
+      const auto& stage = settings.stages[i];
+      std::string state = "pending";
+      const auto phase = controller.phase();
+      if (phase == Phase::promoted || (static_cast<int>(i) < record.stage && phase != Phase::shadow)) {
+        state = "done";
+      } else if (static_cast<int>(i) == record.stage &&
+                 (phase == Phase::canary || phase == Phase::paused)) {
+        state = "current";
+      }
+      stages.push_back(json::object{{"weight", stage.weight},
+                                    {"min_duration_ms", stage.min_duration.count()},
+                                    {"min_requests", stage.min_requests},
+                                    {"state", state}});
+    }
+    const auto& limiter = migration.runtime->shadow_limiter;
+    json::object body{
+        {"name", name},
+        {"models", json::value_from(settings.models)},
+        {"primary", settings.primary},
+        {"candidate", settings.candidate},
+        {"phase", record.state},
+        {"weight", record.weight},
+        {"stage", record.stage},
+        {"stages", std::move(stages)},
+        {"generation", record.generation},
+        {"stage_started_unix_ms", record.stage_started_unix_ms},
+        {"stage_elapsed_ms", unix_ms_now() - record.stage_started_unix_ms},
+        {"annotations", controller.annotations()},
+        {"shadowing", controller.shadowing()},
+        {"fingerprint", record.config_fingerprint},
+        {"evaluation", controller.last_evaluation().to_json()},
+        {"shadow", json::object{{"sample_rate", settings.shadow.sample_rate},
+                                {"started", limiter.started()},
+                                {"in_flight", limiter.in_flight()},
+                                {"dropped_in_flight", limiter.dropped_in_flight()},
+                                {"dropped_spend", limiter.dropped_spend()},
+                                {"tokens_this_hour", limiter.tokens_this_hour()},
+                                {"cost_this_hour", limiter.cost_this_hour()},
+                                {"pairs_recorded", migration.pairs_recorded}}}};
+    return AdminReply{200, std::move(body)};
+  });
+}
+
+AdminReply MigrationEngine::history(const std::string& name, std::size_t limit) {
+  return on_engine([&]() -> AdminReply {
+    if (!migrations_.contains(name)) return not_found(name);
+    json::array out;
+    for (const auto& t : store_->history(name, limit)) out.push_back(transition_json(t));
+    return AdminReply{200, json::object{{"migration", name}, {"transitions", std::move(out)}}};
+  });
+}
+
+AdminReply MigrationEngine::shadow_summary(const std::string& name) {
+  return on_engine([&]() -> AdminReply {
+    if (!migrations_.contains(name)) return not_found(name);
+    flush_pairs();
+    const auto pairs = store_->shadow_pairs(name, kSummaryPairs);
+    std::uint64_t failures = 0, exact = 0, json_checked = 0, json_valid = 0, finish_equal = 0;
+    double score_sum = 0, similarity_sum = 0, rouge_sum = 0, length_sum = 0;
+    double primary_cost = 0, candidate_cost = 0;
+    std::int64_t primary_tokens_in = 0, primary_tokens_out = 0, candidate_tokens_in = 0,
+                 candidate_tokens_out = 0;
+    std::vector<double> primary_latency, candidate_latency, primary_ttft, candidate_ttft;
+    json::array histogram;
+    std::vector<std::uint64_t> buckets(10, 0);
+    std::uint64_t compared = 0;
+    for (const auto& p : pairs) {
+      primary_cost += p.primary_cost;
+      candidate_cost += p.candidate_cost;
+      primary_tokens_in += p.primary_prompt_tokens;
+      primary_tokens_out += p.primary_completion_tokens;
+      candidate_tokens_in += p.candidate_prompt_tokens;
+      candidate_tokens_out += p.candidate_completion_tokens;
+      primary_latency.push_back(p.primary_latency_ms);
+      primary_ttft.push_back(p.primary_ttft_ms);
+      if (p.candidate_status < 200 || p.candidate_status >= 300) {
+        ++failures;
+        continue;
+      }
+      ++compared;
+      candidate_latency.push_back(p.candidate_latency_ms);
+      candidate_ttft.push_back(p.candidate_ttft_ms);
+      exact += p.exact_match;
+      score_sum += p.score;
+      similarity_sum += p.similarity;
+      rouge_sum += p.rouge_l;
+      length_sum += p.length_ratio;
+      finish_equal += p.primary_finish_reason == p.candidate_finish_reason;
+      if (p.candidate_json_valid >= 0) {
+        ++json_checked;
+        json_valid += p.candidate_json_valid;
+      }
+      buckets[std::min<std::size_t>(9, static_cast<std::size_t>(p.score * 10))]++;
+    }
+    for (auto count : buckets) histogram.push_back(count);
+    auto mean = [&](double sum) { return compared ? sum / compared : 0.0; };
+    json::object body{
+        {"migration", name},
+        {"pairs", pairs.size()},
+        {"candidate_failures", failures},
+        {"compared", compared},
+        {"exact_match_rate", compared ? static_cast<double>(exact) / compared : 0.0},
+        {"mean_score", mean(score_sum)},
+        {"mean_similarity", mean(similarity_sum)},
+        {"mean_rouge_l", mean(rouge_sum)},
+        {"mean_length_ratio", mean(length_sum)},
+        {"finish_reason_agreement", compared ? static_cast<double>(finish_equal) / compared : 0.0},
+        {"json_valid_rate", json_checked ? static_cast<double>(json_valid) / json_checked : 0.0},
+        {"json_checked", json_checked},
+        {"score_histogram", std::move(histogram)},
+        {"primary", json::object{{"latency_p50_ms", quantile_or_zero(primary_latency, 0.5)},
+                                 {"latency_p95_ms", quantile_or_zero(primary_latency, 0.95)},
+                                 {"ttft_p50_ms", quantile_or_zero(primary_ttft, 0.5)},
+                                 {"ttft_p95_ms", quantile_or_zero(primary_ttft, 0.95)},
+                                 {"prompt_tokens", primary_tokens_in},
+                                 {"completion_tokens", primary_tokens_out},
+                                 {"cost", primary_cost}}},
+        {"candidate", json::object{{"latency_p50_ms", quantile_or_zero(candidate_latency, 0.5)},
+                                   {"latency_p95_ms", quantile_or_zero(candidate_latency, 0.95)},
+                                   {"ttft_p50_ms", quantile_or_zero(candidate_ttft, 0.5)},
+                                   {"ttft_p95_ms", quantile_or_zero(candidate_ttft, 0.95)},
+                                   {"prompt_tokens", candidate_tokens_in},
+                                   {"completion_tokens", candidate_tokens_out},
+                                   {"cost", candidate_cost}}}};
+    return AdminReply{200, std::move(body)};
+  });
+}
+
+AdminReply MigrationEngine::command(const std::string& name, const Command& command) {
+  return on_engine([&]() -> AdminReply {
+    auto found = migrations_.find(name);
+    if (found == migrations_.end()) return not_found(name);
+    auto& migration = *found->second;
+    auto result = migration.controller.apply(command);
+    if (result.http_status != 200) {
+      const char* code = result.http_status == 409 ? "stale_generation"
+                         : result.http_status == 400 ? "invalid_action"
+                                                     : "store_failed";
+      return AdminReply{result.http_status,
+                        json::object{{"error", json::object{{"message", result.error},
+                                                            {"type", "invalid_request_error"},
+                                                            {"code", code}}}}};
+    }
+    after_transition(migration, *result.transition);
+    return AdminReply{200, json::object{{"transition", transition_json(*result.transition)},
+                                        {"generation", migration.controller.record().generation},
+                                        {"phase", migration.controller.record().state},
+                                        {"weight", migration.controller.weight()}}};
+  });
+}
+
+std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
+  return on_engine([&] {
+    using observability::ExtraFamily;
+    using observability::Sample;
+    using Type = prometheus::MetricType;
+    ExtraFamily weight{"cutover_migration_weight", "Share of the migrated traffic sent to the candidate (0 to 1)", Type::Gauge, {}};
+    ExtraFamily phase{"cutover_migration_phase", "1 for the phase each migration is in", Type::Gauge, {}};
+    ExtraFamily stage{"cutover_migration_stage", "Index of the migration's current stage", Type::Gauge, {}};
+    ExtraFamily generation{"cutover_migration_generation", "Transitions journaled for the migration", Type::Gauge, {}};
+    ExtraFamily pairs{"cutover_shadow_pairs_total", "Shadow pairs recorded", Type::Counter, {}};
+    ExtraFamily failed{"cutover_shadow_candidate_failures_total", "Shadow requests the candidate failed", Type::Counter, {}};
+    ExtraFamily dropped{"cutover_shadow_dropped_total", "Shadow requests not sent, by reason", Type::Counter, {}};
+    ExtraFamily in_flight{"cutover_shadow_in_flight", "Shadow requests waiting on the candidate", Type::Gauge, {}};
+    ExtraFamily score_sum{"cutover_shadow_agreement_score_sum", "Sum of the agreement scores of compared pairs", Type::Counter, {}};
+    ExtraFamily score_count{"cutover_shadow_agreement_score_count", "Compared shadow pairs", Type::Counter, {}};
+    for (auto& [name, migration] : migrations_) {
+      const auto& record = migration->controller.record();
+      const auto& limiter = migration->runtime->shadow_limiter;
+      weight.samples.push_back(Sample{{{"migration", name}}, record.weight});
+      for (int i = 0; i <= static_cast<int>(Phase::aborted); ++i) {
+        const auto each = static_cast<Phase>(i);
+        phase.samples.push_back(Sample{{{"migration", name}, {"phase", std::string(phase_name(each))}},
+                                       migration->controller.phase() == each ? 1.0 : 0.0});
+      }
+      stage.samples.push_back(Sample{{{"migration", name}}, static_cast<double>(record.stage)});
+      generation.samples.push_back(Sample{{{"migration", name}}, static_cast<double>(record.generation)});
+      pairs.samples.push_back(Sample{{{"migration", name}}, static_cast<double>(migration->pairs_recorded)});
+      failed.samples.push_back(Sample{{{"migration", name}}, static_cast<double>(migration->pairs_candidate_failed)});
+      dropped.samples.push_back(Sample{{{"migration", name}, {"reason", "in_flight_cap"}},
+                                       static_cast<double>(limiter.dropped_in_flight())});
+      dropped.samples.push_back(Sample{{{"migration", name}, {"reason", "spend_cap"}},
+                                       static_cast<double>(limiter.dropped_spend())});
+      in_flight.samples.push_back(Sample{{{"migration", name}}, static_cast<double>(limiter.in_flight())});
+      score_sum.samples.push_back(Sample{{{"migration", name}}, migration->score_sum});
+      score_count.samples.push_back(Sample{{{"migration", name}}, static_cast<double>(migration->pairs_compared)});
+    }
+    return std::vector<ExtraFamily>{std::move(weight), std::move(phase), std::move(stage),
+                                    std::move(generation), std::move(pairs), std::move(failed),
+                                    std::move(dropped), std::move(in_flight), std::move(score_sum),
+                                    std::move(score_count)};
+  });
+}
+
+std::pair<Phase, double> MigrationEngine::phase_of(const std::string& name) {
+  return on_engine([&]() -> std::pair<Phase, double> {
+    auto& migration = *migrations_.at(name);
+    return {migration.controller.phase(), migration.controller.weight()};
+  });
+}
+
+}  // namespace cutover::migration

@@ -1,0 +1,67 @@
+#include "migration/window.h"
+
+namespace cutover::migration {
+
+void Reservoir::add(double value, std::mt19937_64& random) {
+  ++seen_;
+  if (kept_.size() < capacity_) {
+    kept_.push_back(value);
+    return;
+  }
+  const auto slot = std::uniform_int_distribution<std::uint64_t>(0, seen_ - 1)(random);
+  if (slot < capacity_) kept_[slot] = value;
+}
+
+void StatsShard::Arm::clear() {
+  requests = errors = fallbacks = 0;
+  latency.clear();
+  ttft.clear();
+  tpot.clear();
+}
+
+void StatsShard::roll_to(std::uint64_t epoch) {
+  if (epoch == epoch_) return;
+  epoch_ = epoch;
+  primary_.clear();
+  candidate_.clear();
+  candidate_attempts_ = candidate_attempt_failures_ = 0;
+}
+
+void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
+  std::lock_guard lock(mutex_);
+  // A request that began before a transition and ends after it is not worth a second lock;
+  // it lands in the new window, which is at worst one sample of the old side's behaviour.
+  if (epoch < epoch_) return;
+  roll_to(epoch);
+  auto& arm = sample.candidate_arm ? candidate_ : primary_;
+  ++arm.requests;
+  if (sample.counted_as_error) ++arm.errors;
+  if (sample.fell_back) ++arm.fallbacks;
+  // Latency of a failed request says little about the side's speed; errors are gated apart.
+  if (!sample.counted_as_error) {
+    if (sample.latency_ms >= 0) arm.latency.add(sample.latency_ms, random_);
+    if (sample.ttft_ms >= 0) arm.ttft.add(sample.ttft_ms, random_);
+    if (sample.tpot_ms >= 0) arm.tpot.add(sample.tpot_ms, random_);
+  }
+  candidate_attempts_ += sample.candidate_attempts;
+  candidate_attempt_failures_ += sample.candidate_attempt_failures;
+}
+
+void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch) {
+  std::lock_guard lock(mutex_);
+  if (epoch != epoch_) return;
+  auto merge = [](const Arm& from, ArmWindow& to) {
+    to.requests += from.requests;
+    to.errors += from.errors;
+    to.fallbacks += from.fallbacks;
+    from.latency.merge_into(to.latency_ms);
+    from.ttft.merge_into(to.ttft_ms);
+    from.tpot.merge_into(to.tpot_ms);
+  };
+  merge(primary_, out.primary);
+  merge(candidate_, out.candidate);
+  out.candidate_attempts += candidate_attempts_;
+  out.candidate_attempt_failures += candidate_attempt_failures_;
+}
+
+}  // namespace cutover::migration

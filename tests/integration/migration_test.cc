@@ -1,0 +1,475 @@
+// The migration engine end to end: two fake providers behind a real gateway, real client
+// traffic, compressed stage timings. Assertions are on what clients saw, what each provider
+// received, and what the admin API and the journal say.
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "admin/ctl.h"
+#include "gateway_fixture.h"
+#include "store/state_store.h"
+
+namespace cutover::testing {
+namespace {
+
+namespace json = boost::json;
+using simulate::FakeProvider;
+using simulate::FakeReply;
+using simulate::FakeRequest;
+
+constexpr char kAdminToken[] = "admin-token-123";
+constexpr char kCandidateKey[] = "sk-candidate-key-456";
+
+struct MigrationOptions {
+  std::string stages =
+      "      - {weight: 20%, min_duration: 300ms, min_requests: 30}\n"
+      "      - {weight: 50%, min_duration: 300ms, min_requests: 30}\n"
+      "      - {weight: 100%, min_duration: 300ms, min_requests: 30}\n";
+  std::string gates =
+      "    gates:\n"
+      "      max_error_rate: 2%\n"
+      "      max_attempt_error_rate: 2%\n"
+      "      confidence: 0.95\n"
+      "      min_latency_samples: 30\n"
+      "      inconclusive_dwells_before_pause: 100\n"
+      "      latency: [{measure: total, quantile: p95, max_ratio: 1.8}]\n";
+  std::string shadow;
+  std::string extra;  // more keys under the migration
+  std::string state_store = ":memory:";
+};
+
+class MigrationTest : public ::testing::Test {
+ protected:
+  void start(simulate::Script primary_script, simulate::Script candidate_script,
+             MigrationOptions options = {}) {
+    primary_ = std::make_unique<FakeProvider>(std::move(primary_script), 0, "127.0.0.1", nullptr, 4);
+    candidate_ = std::make_unique<FakeProvider>(std::move(candidate_script), 0, "127.0.0.1", nullptr, 4);
+    options_ = options;
+    start_gateway();
+  }
+
+  void start_gateway() {
+    std::string yaml =
+        "listen: 127.0.0.1:0\nworkers: 2\naccess_log: \"off\"\n"
+        "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+        "admin: {listen: 127.0.0.1:0, token_env: ADMIN_TOKEN}\n"
+        "state_store: \"" + options_.state_store + "\"\n"
+        "providers:\n"
+        "  primary:\n"
+        "    base_url: " + primary_->base_url() + "\n"
+        "    api_key_env: PROVIDER_KEY\n"
+        "    models: {gpt-4: primary-model}\n"
+        "    timeouts: {connect: 1s, first_byte: 5s, idle: 5s, total: 10s}\n"
+        "    retry: {max_attempts: 1}\n"
+        "    prices: {primary-model: {input: 2.0, output: 8.0}}\n"
+        "  candidate:\n"
+        "    base_url: " + candidate_->base_url() + "\n"
+        "    api_key_env: CANDIDATE_KEY\n"
+        "    models: {gpt-4: candidate-model}\n"
+        "    timeouts: {connect: 1s, first_byte: 5s, idle: 5s, total: 10s}\n"
+        "    retry: {max_attempts: 1}\n"
+        "    breaker: {minimum_calls: 1000, window_size: 1000}\n"
+        "    prices: {candidate-model: {input: 1.0, output: 4.0}}\n"
+        "routes:\n  - {models: [gpt-4], provider: primary}\n"
+        "migrations:\n"
+        "  - name: to-candidate\n"
+        "    models: [gpt-4]\n"
+        "    primary: primary\n"
+        "    candidate: candidate\n"
+        "    sticky_key: header:x-user-id\n"
+        "    evaluation_interval: 50ms\n"
+        "    stages:\n" + options_.stages + options_.gates + options_.shadow + options_.extra;
+    auto environment = [](const std::string& name) -> std::optional<std::string> {
+      if (name == "CLIENT_KEY") return kClientKey;
+      if (name == "PROVIDER_KEY") return kProviderKey;
+      if (name == "CANDIDATE_KEY") return kCandidateKey;
+      if (name == "ADMIN_TOKEN") return kAdminToken;
+      return std::nullopt;
+    };
+    auto result = config::load_from_string(yaml, environment);
+    for (const auto& error : result.errors) ADD_FAILURE() << error;
+    ASSERT_TRUE(result.config);
+    server_ = std::make_unique<runtime::GatewayServer>(result.config);
+    server_->start();
+  }
+
+  void TearDown() override {
+    stop_traffic();
+    if (server_) server_->shutdown(std::chrono::milliseconds(0));
+    server_.reset();
+    primary_.reset();
+    candidate_.reset();
+  }
+
+  // Client load from several users, until stop_traffic(); every third request streams.
+  void start_traffic(unsigned threads = 4) {
+    running_ = true;
+    for (unsigned t = 0; t < threads; ++t) {
+      traffic_.emplace_back([this, t] {
+        std::optional<TestClient> client;
+        for (unsigned i = 0; running_; ++i) {
+          try {
+            if (!client) client.emplace(server_->port());
+            const std::string user = "user-" + std::to_string(t) + "-" + std::to_string(i % 97);
+            const bool stream = i % 3 == 0;
+            client->send(http::verb::post, "/v1/chat/completions",
+                         std::string(R"({"model":"gpt-4","stream":)") + (stream ? "true" : "false") +
+                             R"(,"messages":[{"role":"user","content":"hello number )" +
+                             std::to_string(i % 13) + R"("}]})",
+                         {{"authorization", std::string("Bearer ") + kClientKey}, {"x-user-id", user}});
+            auto reply = stream ? client->read_stream() : client->read();
+            ++requests_;
+            const bool stream_error = stream && reply.body.find("\"error\"") != std::string::npos;
+            if (reply.status != 200 || stream_error) {
+              ++client_errors_;
+              std::lock_guard lock(errors_mutex_);
+              last_error_ = std::to_string(reply.status) + " " + reply.body.substr(0, 300);
+            }
+            if (reply.header("x-cutover-provider") == "candidate") ++served_by_candidate_;
+          } catch (const std::exception& e) {
+            if (!running_) break;
+            ++client_errors_;
+            client.reset();
+          }
+        }
+      });
+    }
+  }
+
+  void stop_traffic() {
+    running_ = false;
+    for (auto& thread : traffic_) thread.join();
+    traffic_.clear();
+  }
+
+  // Polls the engine until `phase` (or `timeout`); returns whether it was reached.
+  bool wait_for(migration::Phase phase, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      if (server_->migrations()->phase_of("to-candidate").first == phase) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+
+  Reply admin(http::verb method, const std::string& path, const std::string& body = "") {
+    TestClient client(server_->admin_port());
+    return client.request(method, path, body, {{"authorization", std::string("Bearer ") + kAdminToken}});
+  }
+  json::object status() {
+    auto reply = admin(http::verb::get, "/admin/v1/migrations/to-candidate");
+    EXPECT_EQ(reply.status, 200u) << reply.body;
+    return json::parse(reply.body).as_object();
+  }
+  Reply act(const std::string& action, std::int64_t generation, const std::string& extra = "") {
+    return admin(http::verb::post, "/admin/v1/migrations/to-candidate/" + action,
+                 "{\"generation\":" + std::to_string(generation) + extra + "}");
+  }
+  json::array history() {
+    auto reply = admin(http::verb::get, "/admin/v1/migrations/to-candidate/history");
+    return json::parse(reply.body).at("transitions").as_array();
+  }
+  std::string ctl(std::vector<std::string> words) {
+    std::ostringstream out, error;
+    admin::CtlTarget target{"http://127.0.0.1:" + std::to_string(server_->admin_port()), kAdminToken};
+    EXPECT_EQ(admin::run_ctl(target, words, out, error), 0) << error.str();
+    return out.str();
+  }
+  std::string last_error() {
+    std::lock_guard lock(errors_mutex_);
+    return last_error_;
+  }
+
+  MigrationOptions options_;
+  std::unique_ptr<FakeProvider> primary_;
+  std::unique_ptr<FakeProvider> candidate_;
+  std::unique_ptr<runtime::GatewayServer> server_;
+  std::atomic<bool> running_{false};
+  std::vector<std::thread> traffic_;
+  std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> client_errors_{0};
+  std::atomic<std::uint64_t> served_by_candidate_{0};
+  std::mutex errors_mutex_;
+  std::string last_error_;
+};
+
+simulate::Script with_delay(std::chrono::milliseconds delay) {
+  return [delay](const FakeRequest& request) {
+    auto reply = simulate::default_reply(request);
+    reply.delay = delay;
+    return reply;
+  };
+}
+
+// Every `every`-th request fails with a 500.
+simulate::Script failing_every(unsigned every, std::chrono::milliseconds delay) {
+  auto counter = std::make_shared<std::atomic<unsigned>>(0);
+  return [counter, every, delay](const FakeRequest& request) {
+    auto reply = simulate::default_reply(request);
+    reply.delay = delay;
+    if (counter->fetch_add(1) % every == 0) {
+      reply.status = 500;
+      reply.body = R"({"error":{"message":"candidate overloaded","type":"server_error"}})";
+    }
+    return reply;
+  };
+}
+
+TEST_F(MigrationTest, HealthyCandidateWalksEveryStageToPromoted) {
+  start(with_delay(std::chrono::milliseconds(10)), with_delay(std::chrono::milliseconds(10)));
+  start_traffic();
+  ASSERT_TRUE(wait_for(migration::Phase::promoted)) << ctl({"get", "to-candidate"});
+  stop_traffic();
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  const auto transitions = history();
+  std::vector<double> weights;
+  for (const auto& t : transitions) weights.push_back(t.at("weight_after").to_number<double>());
+  EXPECT_EQ(weights, (std::vector<double>{0.2, 0.5, 1.0, 1.0}));
+  EXPECT_EQ(transitions.back().at("to"), "promoted");
+  EXPECT_EQ(transitions[1].at("trigger"), "gates:pass");
+  // Once promoted every request goes to the candidate.
+  auto reply = TestClient(server_->port()).post("/v1/chat/completions",
+                                                R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})");
+  EXPECT_EQ(reply.header("x-cutover-provider"), "candidate");
+  // The candidate got its own key and model name, never the primary's.
+  for (const auto& request : candidate_->recorded_requests()) {
+    EXPECT_EQ(request.header("authorization"), std::string("Bearer ") + kCandidateKey);
+    EXPECT_EQ(request.json.at("model"), "candidate-model");
+  }
+}
+
+TEST_F(MigrationTest, ErroringCandidateIsRolledBackWithNoClientVisibleError) {
+  start(with_delay(std::chrono::milliseconds(5)), failing_every(10, std::chrono::milliseconds(5)));
+  start_traffic();
+  ASSERT_TRUE(wait_for(migration::Phase::rolled_back)) << ctl({"get", "to-candidate"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto candidate_after_rollback = candidate_->requests_received();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop_traffic();
+  // Fallback to the primary hid every candidate failure from the clients...
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  // ...and still counted against the candidate.
+  const auto last = history().back();
+  EXPECT_EQ(last.at("to"), "rolled_back");
+  EXPECT_NE(std::string(last.at("trigger").as_string()).find("error_rate"), std::string::npos);
+  EXPECT_EQ(last.at("weight_after").to_number<double>(), 0.0);
+  // At weight 0 the candidate gets no more live traffic, and nothing promotes it again.
+  EXPECT_EQ(candidate_->requests_received(), candidate_after_rollback);
+  EXPECT_EQ(server_->migrations()->phase_of("to-candidate").first, migration::Phase::rolled_back);
+}
+
+TEST_F(MigrationTest, SlowCandidateIsRolledBackOnRelativeLatency) {
+  start(with_delay(std::chrono::milliseconds(15)), with_delay(std::chrono::milliseconds(45)));
+  start_traffic();
+  ASSERT_TRUE(wait_for(migration::Phase::rolled_back)) << ctl({"get", "to-candidate"});
+  stop_traffic();
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  EXPECT_EQ(history().back().at("trigger"), "gate:latency_p95");
+}
+
+TEST_F(MigrationTest, PauseHoldsTheWeightAndResumeContinues) {
+  start(with_delay(std::chrono::milliseconds(5)), with_delay(std::chrono::milliseconds(5)));
+  auto paused = act("pause", status().at("generation").as_int64());
+  ASSERT_EQ(paused.status, 200u) << paused.body;
+  start_traffic();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto held = status();
+  EXPECT_EQ(held.at("phase"), "paused");
+  EXPECT_EQ(held.at("weight").to_number<double>(), 0.2);
+  EXPECT_GT(served_by_candidate_.load(), 0u);
+  ASSERT_EQ(act("resume", held.at("generation").as_int64()).status, 200u);
+  EXPECT_TRUE(wait_for(migration::Phase::promoted));
+  stop_traffic();
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+}
+
+TEST_F(MigrationTest, StaleGenerationIsAConflictAndChangesNothing) {
+  start(simulate::default_reply, simulate::default_reply);
+  const auto generation = status().at("generation").as_int64();
+  ASSERT_EQ(act("promote", generation).status, 200u);
+  auto stale = act("abort", generation);
+  EXPECT_EQ(stale.status, 409u);
+  EXPECT_EQ(json::parse(stale.body).at("error").at("code"), "stale_generation");
+  EXPECT_EQ(status().at("weight").to_number<double>(), 0.5);
+  EXPECT_EQ(act("promote", generation + 1, R"(,"reason":"looks good")").status, 200u);
+  EXPECT_EQ(act("abort", 0).status, 409u);
+  EXPECT_EQ(admin(http::verb::post, "/admin/v1/migrations/to-candidate/abort", "{}").status, 400u);
+}
+
+TEST_F(MigrationTest, AbortSendsEveryRequestToThePrimaryAtOnce) {
+  start(simulate::default_reply, simulate::default_reply);
+  ASSERT_EQ(act("promote-full", status().at("generation").as_int64()).status, 200u);
+  TestClient client(server_->port());
+  const std::string body = R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})";
+  EXPECT_EQ(client.post("/v1/chat/completions", body).header("x-cutover-provider"), "candidate");
+  ASSERT_EQ(act("abort", status().at("generation").as_int64()).status, 200u);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(client.post("/v1/chat/completions", body).header("x-cutover-provider"), "primary");
+  }
+  EXPECT_EQ(status().at("phase"), "aborted");
+}
+
+TEST_F(MigrationTest, GradualRollbackWalksDownTheConfiguredSteps) {
+  MigrationOptions options;
+  options.extra = "    rollback: {steps: [30%, 10%], step_duration: 200ms}\n";
+  start(simulate::default_reply, simulate::default_reply, options);
+  ASSERT_EQ(act("set-weight", status().at("generation").as_int64(), R"(,"weight":0.5)").status, 200u);
+  ASSERT_EQ(act("rollback", status().at("generation").as_int64()).status, 200u);
+  EXPECT_EQ(status().at("phase"), "rolling_back");
+  ASSERT_TRUE(wait_for(migration::Phase::rolled_back, std::chrono::seconds(5)));
+  std::vector<double> weights;
+  for (const auto& t : history()) weights.push_back(t.at("weight_after").to_number<double>());
+  EXPECT_EQ(weights, (std::vector<double>{0.2, 0.5, 0.3, 0.1, 0.0}));
+}
+
+TEST_F(MigrationTest, StickyAssignmentKeepsEachUserOnOneSide) {
+  start(simulate::default_reply, simulate::default_reply);
+  ASSERT_EQ(act("set-weight", status().at("generation").as_int64(), R"(,"weight":0.5)").status, 200u);
+  TestClient client(server_->port());
+  unsigned candidate_users = 0;
+  for (int user = 0; user < 40; ++user) {
+    std::set<std::string> sides;
+    for (int i = 0; i < 3; ++i) {
+      client.send(http::verb::post, "/v1/chat/completions",
+                  R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})",
+                  {{"authorization", std::string("Bearer ") + kClientKey},
+                   {"x-user-id", "sticky-" + std::to_string(user)}});
+      sides.insert(client.read().header("x-cutover-provider"));
+    }
+    EXPECT_EQ(sides.size(), 1u) << "user " << user;
+    candidate_users += sides.contains("candidate");
+  }
+  EXPECT_GT(candidate_users, 8u);
+  EXPECT_LT(candidate_users, 32u);
+}
+
+TEST_F(MigrationTest, RestartMidRolloutResumesWhereItWas) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("cutover-migration-restart-" + std::to_string(::getpid()) + ".db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+  MigrationOptions options;
+  options.state_store = path.string();
+  start(simulate::default_reply, simulate::default_reply, options);
+  ASSERT_EQ(act("promote", status().at("generation").as_int64()).status, 200u);
+  const auto before = status();
+  server_->shutdown(std::chrono::milliseconds(0));
+  server_.reset();
+  start_gateway();
+  const auto after = status();
+  EXPECT_EQ(after.at("phase"), "canary");
+  EXPECT_EQ(after.at("weight").to_number<double>(), 0.5);
+  EXPECT_EQ(after.at("generation"), before.at("generation"));
+  EXPECT_EQ(after.at("stage_started_unix_ms"), before.at("stage_started_unix_ms"));
+  server_->shutdown(std::chrono::milliseconds(0));
+  server_.reset();
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+}
+
+TEST_F(MigrationTest, ShadowPairsAreRecordedWithTheirFigures) {
+  MigrationOptions options;
+  options.shadow = "    shadow: {sample_rate: 100%, min_pairs: 100000, min_duration: 1h}\n";
+  start(with_delay(std::chrono::milliseconds(5)), with_delay(std::chrono::milliseconds(30)), options);
+  TestClient client(server_->port());
+  for (int i = 0; i < 12; ++i) {
+    const bool stream = i % 2 == 1;
+    client.send(http::verb::post, "/v1/chat/completions",
+                std::string(R"({"model":"gpt-4","stream":)") + (stream ? "true" : "false") +
+                    R"(,"messages":[{"role":"user","content":"compare me please"}]})",
+                {{"authorization", std::string("Bearer ") + kClientKey}});
+    auto reply = stream ? client.read_stream() : client.read();
+    ASSERT_EQ(reply.status, 200u);
+    // The client only ever sees the primary.
+    EXPECT_EQ(reply.header("x-cutover-provider"), "primary");
+  }
+  // Shadows finish on their own time.
+  json::object summary;
+  for (int i = 0; i < 100; ++i) {
+    summary = json::parse(admin(http::verb::get, "/admin/v1/migrations/to-candidate/shadow").body).as_object();
+    if (summary.at("pairs").to_number<int>() == 12) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(summary.at("pairs").to_number<int>(), 12);
+  EXPECT_EQ(summary.at("compared").to_number<int>(), 12);
+  // Both simulated providers answer a prompt with the same text.
+  EXPECT_EQ(summary.at("exact_match_rate").to_number<double>(), 1.0);
+  EXPECT_EQ(summary.at("mean_score").to_number<double>(), 1.0);
+  const auto& primary = summary.at("primary").as_object();
+  const auto& candidate = summary.at("candidate").as_object();
+  EXPECT_GT(candidate.at("latency_p50_ms").to_number<double>(), primary.at("latency_p50_ms").to_number<double>());
+  EXPECT_GT(candidate.at("latency_p50_ms").to_number<double>(), 25.0);
+  EXPECT_GT(candidate.at("completion_tokens").to_number<std::int64_t>(), 0);
+  // Same tokens at half the price.
+  EXPECT_NEAR(candidate.at("cost").to_number<double>() * 2, primary.at("cost").to_number<double>(), 1e-9);
+  EXPECT_GT(primary.at("cost").to_number<double>(), 0);
+  const auto shadows = candidate_->recorded_requests();
+  ASSERT_EQ(shadows.size(), 12u);
+  for (const auto& request : shadows) {
+    EXPECT_EQ(request.header("x-cutover-shadow"), "1");
+    EXPECT_EQ(request.header("authorization"), std::string("Bearer ") + kCandidateKey);
+    EXPECT_EQ(request.json.at("model"), "candidate-model");
+  }
+  EXPECT_EQ(status().at("phase"), "shadow");
+}
+
+TEST_F(MigrationTest, HungShadowUpstreamNeverSlowsThePrimary) {
+  MigrationOptions options;
+  options.shadow = "    shadow: {sample_rate: 100%, max_in_flight: 2, timeout: 3s, min_duration: 1h}\n";
+  start(simulate::default_reply, with_delay(std::chrono::milliseconds(2500)), options);
+  TestClient client(server_->port());
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) {
+    auto reply = client.post("/v1/chat/completions",
+                             R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})");
+    ASSERT_EQ(reply.status, 200u);
+  }
+  // Ten answers arrived while the first shadows were still waiting on the candidate.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(2500));
+  const auto shadow = status().at("shadow").as_object();
+  EXPECT_EQ(shadow.at("started").to_number<int>(), 2);
+  EXPECT_EQ(shadow.at("dropped_in_flight").to_number<int>(), 8);
+}
+
+TEST_F(MigrationTest, TransitionsArePostedToWebhooks) {
+  auto hook = std::make_unique<FakeProvider>([](const FakeRequest&) {
+    FakeReply reply;
+    reply.body = "ok";
+    return reply;
+  });
+  MigrationOptions options;
+  options.extra = "    webhooks: [" + hook->base_url() + "/hooks/migrations]\n";
+  start(simulate::default_reply, simulate::default_reply, options);
+  ASSERT_EQ(act("abort", status().at("generation").as_int64(), R"(,"reason":"testing hooks")").status, 200u);
+  std::vector<FakeRequest> received;
+  for (int i = 0; i < 200 && received.size() < 2; ++i) {
+    received = hook->recorded_requests();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(received.size(), 2u);  // created, then aborted
+  const auto& message = received[1].json;
+  EXPECT_EQ(message.at("to"), "aborted");
+  EXPECT_EQ(message.at("migration"), "to-candidate");
+  EXPECT_NE(std::string(message.at("text").as_string()).find("aborted"), std::string::npos);
+  EXPECT_EQ(message.at("trigger"), "operator:operator");
+}
+
+TEST_F(MigrationTest, CtlPrintsStatusHistoryAndActs) {
+  start(simulate::default_reply, simulate::default_reply);
+  const auto listing = ctl({"migrations"});
+  EXPECT_NE(listing.find("to-candidate"), std::string::npos);
+  EXPECT_NE(listing.find("20.00%"), std::string::npos);
+  const auto promoted = ctl({"promote", "to-candidate", "ready"});
+  EXPECT_NE(promoted.find("canary at 50.00%"), std::string::npos) << promoted;
+  const auto view = ctl({"get", "to-candidate"});
+  EXPECT_NE(view.find("Phase:       canary  (stage 2 of 3)"), std::string::npos) << view;
+  EXPECT_NE(view.find("✔ 20.00%"), std::string::npos) << view;
+  EXPECT_NE(view.find("► 50.00%"), std::string::npos) << view;
+  const auto log = ctl({"history", "to-candidate"});
+  EXPECT_NE(log.find("reason: ready"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace cutover::testing
