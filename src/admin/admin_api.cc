@@ -206,6 +206,15 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
       result = engine->history(name, limit);
     } else if (parts.size() == 5 && parts[4] == "shadow" && method == bhttp::verb::get) {
       result = engine->shadow_summary(name);
+    } else if (parts.size() == 5 && parts[4] == "projection" && method == bhttp::verb::get) {
+      result = engine->projection(name);
+    } else if (parts.size() == 5 && parts[4] == "series" && method == bhttp::verb::get) {
+      std::int64_t since = 0;
+      if (auto at = query.find("since="); at != std::string_view::npos) {
+        const auto digits = query.substr(at + 6, query.find('&', at) - at - 6);
+        std::from_chars(digits.data(), digits.data() + digits.size(), since);
+      }
+      result = engine->series(name, since);
     } else if (parts.size() == 5 && method == bhttp::verb::post) {
       const auto action = migration::action_named(parts[4]);
       if (!action) {

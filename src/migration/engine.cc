@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 
+#include "migration/report.h"
 #include "migration/statistics.h"
 #include "migration/webhook_notifier.h"
 
@@ -19,6 +21,8 @@ namespace {
 
 constexpr std::size_t kMaxWindowPairs = 20'000;
 constexpr std::size_t kSummaryPairs = 10'000;
+constexpr std::int64_t kSeriesInterval = 1000;
+constexpr std::size_t kSeriesPoints = 3600;
 
 std::int64_t unix_ms_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -45,11 +49,6 @@ AdminReply not_found(const std::string& name) {
                                                    {"code", "migration_not_found"}}}}};
 }
 
-double quantile_or_zero(std::vector<double> samples, double q) {
-  if (samples.empty()) return 0;
-  return estimate_quantile(std::move(samples), q, 0.95).point;
-}
-
 }  // namespace
 
 struct MigrationEngine::Migration {
@@ -68,6 +67,11 @@ struct MigrationEngine::Migration {
   std::uint64_t pairs_compared = 0;
   std::uint64_t pairs_candidate_failed = 0;
   double score_sum = 0;
+  // One point a second of what the gates see, for the dashboard; the last hour is kept.
+  std::deque<json::object> series;
+  std::int64_t last_point_ms = 0;
+  // (unix ms, lifetime requests) samples over the last hour: the route's live volume.
+  std::deque<std::pair<std::int64_t, std::uint64_t>> volume;
 };
 
 MigrationEngine::MigrationEngine(std::shared_ptr<const config::Config> config, unsigned worker_count)
@@ -204,7 +208,49 @@ void MigrationEngine::tick(Migration& migration) {
   if (auto transition = migration.controller.evaluate(window)) {
     after_transition(migration, *transition);
   }
+  const auto now = unix_ms_now();
+  if (now - migration.last_point_ms >= kSeriesInterval) {
+    migration.last_point_ms = now;
+    migration.series.push_back(series_point(migration, window, now));
+    while (migration.series.size() > kSeriesPoints) migration.series.pop_front();
+    migration.volume.emplace_back(now, window.lifetime_requests);
+    while (migration.volume.size() > kSeriesPoints) migration.volume.pop_front();
+  }
   flush_pairs();
+}
+
+json::object MigrationEngine::series_point(Migration& migration, const WindowSnapshot& window,
+                                           std::int64_t now) {
+  auto side = [](const ArmWindow& arm) {
+    auto quantile = [](const std::vector<double>& samples, double q) -> json::value {
+      if (samples.empty()) return nullptr;
+      return estimate_quantile(samples, q, 0.95).point;
+    };
+    return json::object{
+        {"requests", arm.requests},
+        {"errors", arm.errors},
+        {"error_rate", arm.requests ? json::value(static_cast<double>(arm.errors) / arm.requests)
+                                    : json::value(nullptr)},
+        {"p50_ms", quantile(arm.latency_ms, 0.5)},
+        {"p95_ms", quantile(arm.latency_ms, 0.95)},
+        {"p99_ms", quantile(arm.latency_ms, 0.99)},
+        {"ttft_p50_ms", quantile(arm.ttft_ms, 0.5)},
+        {"ttft_p95_ms", quantile(arm.ttft_ms, 0.95)}};
+  };
+  double score_sum = 0;
+  std::size_t compared = 0;
+  for (const auto& pair : window.pairs) {
+    if (!pair.compared) continue;
+    score_sum += pair.score;
+    ++compared;
+  }
+  return json::object{{"t", now},
+                      {"weight", migration.controller.weight()},
+                      {"phase", phase_name(migration.controller.phase())},
+                      {"pairs", window.pairs.size()},
+                      {"agreement_mean", compared ? json::value(score_sum / compared) : json::value(nullptr)},
+                      {"primary", side(window.primary)},
+                      {"candidate", side(window.candidate)}};
 }
 
 void MigrationEngine::after_transition(Migration& migration, const store::Transition& transition) {
@@ -327,74 +373,51 @@ AdminReply MigrationEngine::shadow_summary(const std::string& name) {
   return on_engine([&]() -> AdminReply {
     if (!migrations_.contains(name)) return not_found(name);
     flush_pairs();
-    const auto pairs = store_->shadow_pairs(name, kSummaryPairs);
-    std::uint64_t failures = 0, exact = 0, json_checked = 0, json_valid = 0, finish_equal = 0;
-    double score_sum = 0, similarity_sum = 0, rouge_sum = 0, length_sum = 0;
-    double primary_cost = 0, candidate_cost = 0;
-    std::int64_t primary_tokens_in = 0, primary_tokens_out = 0, candidate_tokens_in = 0,
-                 candidate_tokens_out = 0;
-    std::vector<double> primary_latency, candidate_latency, primary_ttft, candidate_ttft;
-    json::array histogram;
-    std::vector<std::uint64_t> buckets(10, 0);
-    std::uint64_t compared = 0;
-    for (const auto& p : pairs) {
-      primary_cost += p.primary_cost;
-      candidate_cost += p.candidate_cost;
-      primary_tokens_in += p.primary_prompt_tokens;
-      primary_tokens_out += p.primary_completion_tokens;
-      candidate_tokens_in += p.candidate_prompt_tokens;
-      candidate_tokens_out += p.candidate_completion_tokens;
-      primary_latency.push_back(p.primary_latency_ms);
-      primary_ttft.push_back(p.primary_ttft_ms);
-      if (p.candidate_status < 200 || p.candidate_status >= 300) {
-        ++failures;
-        continue;
-      }
-      ++compared;
-      candidate_latency.push_back(p.candidate_latency_ms);
-      candidate_ttft.push_back(p.candidate_ttft_ms);
-      exact += p.exact_match;
-      score_sum += p.score;
-      similarity_sum += p.similarity;
-      rouge_sum += p.rouge_l;
-      length_sum += p.length_ratio;
-      finish_equal += p.primary_finish_reason == p.candidate_finish_reason;
-      if (p.candidate_json_valid >= 0) {
-        ++json_checked;
-        json_valid += p.candidate_json_valid;
-      }
-      buckets[std::min<std::size_t>(9, static_cast<std::size_t>(p.score * 10))]++;
+    auto body = summarize_pairs(store_->shadow_pairs(name, kSummaryPairs));
+    body["migration"] = name;
+    return AdminReply{200, std::move(body)};
+  });
+}
+
+AdminReply MigrationEngine::series(const std::string& name, std::int64_t since_unix_ms) {
+  return on_engine([&]() -> AdminReply {
+    auto found = migrations_.find(name);
+    if (found == migrations_.end()) return not_found(name);
+    json::array points;
+    for (const auto& point : found->second->series) {
+      if (point.at("t").as_int64() > since_unix_ms) points.push_back(point);
     }
-    for (auto count : buckets) histogram.push_back(count);
-    auto mean = [&](double sum) { return compared ? sum / compared : 0.0; };
-    json::object body{
-        {"migration", name},
-        {"pairs", pairs.size()},
-        {"candidate_failures", failures},
-        {"compared", compared},
-        {"exact_match_rate", compared ? static_cast<double>(exact) / compared : 0.0},
-        {"mean_score", mean(score_sum)},
-        {"mean_similarity", mean(similarity_sum)},
-        {"mean_rouge_l", mean(rouge_sum)},
-        {"mean_length_ratio", mean(length_sum)},
-        {"finish_reason_agreement", compared ? static_cast<double>(finish_equal) / compared : 0.0},
-        {"json_valid_rate", json_checked ? static_cast<double>(json_valid) / json_checked : 0.0},
-        {"json_checked", json_checked},
-        {"score_histogram", std::move(histogram)},
-        {"primary", json::object{{"latency_p50_ms", quantile_or_zero(primary_latency, 0.5)},
-                                 {"latency_p95_ms", quantile_or_zero(primary_latency, 0.95)},
-                                 {"ttft_p50_ms", quantile_or_zero(primary_ttft, 0.5)},
-                                 {"ttft_p95_ms", quantile_or_zero(primary_ttft, 0.95)},
-                                 {"prompt_tokens", primary_tokens_in},
-                                 {"completion_tokens", primary_tokens_out},
-                                 {"cost", primary_cost}}},
-        {"candidate", json::object{{"latency_p50_ms", quantile_or_zero(candidate_latency, 0.5)},
-                                   {"latency_p95_ms", quantile_or_zero(candidate_latency, 0.95)},
-                                   {"ttft_p50_ms", quantile_or_zero(candidate_ttft, 0.5)},
-                                   {"ttft_p95_ms", quantile_or_zero(candidate_ttft, 0.95)},
-                                   {"prompt_tokens", candidate_tokens_in},
-                                   {"completion_tokens", candidate_tokens_out},
-                                   {"cost", candidate_cost}}}};
+    return AdminReply{200, json::object{{"migration", name}, {"points", std::move(points)}}};
+  });
+}
+
+AdminReply MigrationEngine::projection(const std::string& name) {
+  return on_engine([&]() -> AdminReply {
+    auto found = migrations_.find(name);
+    if (found == migrations_.end()) return not_found(name);
+    flush_pairs();
+    auto& migration = *found->second;
+    double per_day = 0;
+    if (migration.volume.size() >= 2) {
+      const auto& [first_ms, first_count] = migration.volume.front();
+      const auto& [last_ms, last_count] = migration.volume.back();
+      if (last_ms > first_ms) {
+        per_day = static_cast<double>(last_count - first_count) * 86'400'000.0 /
+                  static_cast<double>(last_ms - first_ms);
+      }
+    }
+    const auto& settings = migration.controller.settings();
+    std::string currency = "USD";
+    for (const auto* provider_name : {&settings.candidate, &settings.primary}) {
+      if (const auto* provider = config_->find_provider(*provider_name)) {
+        if (const auto* price = provider->price_for(provider->models.at(settings.models.front()))) {
+          currency = price->currency;
+          break;
+        }
+      }
+    }
+    auto body = project_costs(store_->shadow_pairs(name, kSummaryPairs), per_day, currency);
+    body["migration"] = name;
     return AdminReply{200, std::move(body)};
   });
 }

@@ -53,6 +53,10 @@ class MigrationEngine {
   AdminReply status(const std::string& name);
   AdminReply history(const std::string& name, std::size_t limit);
   AdminReply shadow_summary(const std::string& name);
+  // One point a second of the gates' window (weight, errors, latency, agreement), newest hour.
+  AdminReply series(const std::string& name, std::int64_t since_unix_ms);
+  // Monthly cost at 100 % candidate against today, from shadow pairs and live volume.
+  AdminReply projection(const std::string& name);
   AdminReply command(const std::string& name, const Command& command);
 
   // Weight, phase, shadow pairs, drops and agreement of every migration, for /metrics.
@@ -68,6 +72,8 @@ class MigrationEngine {
   void tick(Migration& migration);
   void after_transition(Migration& migration, const store::Transition& transition);
   void flush_pairs();
+  boost::json::object series_point(Migration& migration, const WindowSnapshot& window,
+                                   std::int64_t now);
   template <typename Function>
   auto on_engine(Function function) -> decltype(function());
 

@@ -29,6 +29,7 @@ void StatsShard::roll_to(std::uint64_t epoch) {
 
 void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
   std::lock_guard lock(mutex_);
+  ++lifetime_requests_;
   // A request that began before a transition and ends after it is not worth a second lock;
   // it lands in the new window, which is at worst one sample of the old side's behaviour.
   if (epoch < epoch_) return;
@@ -49,6 +50,7 @@ void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
 
 void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch) {
   std::lock_guard lock(mutex_);
+  out.lifetime_requests += lifetime_requests_;
   if (epoch != epoch_) return;
   auto merge = [](const Arm& from, ArmWindow& to) {
     to.requests += from.requests;

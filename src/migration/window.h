@@ -54,6 +54,8 @@ struct WindowSnapshot {
   std::uint64_t candidate_attempts = 0;
   std::uint64_t candidate_attempt_failures = 0;
   std::vector<PairSample> pairs;
+  // Every live request on the route since start, across windows: the route's volume.
+  std::uint64_t lifetime_requests = 0;
 };
 
 // Reservoir sampling (Vitter's algorithm R): every sample of the window is equally likely to
@@ -92,6 +94,7 @@ class StatsShard {
   std::uint64_t epoch_ = 0;
   Arm primary_, candidate_;
   std::uint64_t candidate_attempts_ = 0, candidate_attempt_failures_ = 0;
+  std::uint64_t lifetime_requests_ = 0;
   std::mt19937_64 random_{0x5eed};
 };
 

@@ -405,6 +405,25 @@ TEST_F(MigrationTest, ShadowPairsAreRecordedWithTheirFigures) {
   // Same tokens at half the price.
   EXPECT_NEAR(candidate.at("cost").to_number<double>() * 2, primary.at("cost").to_number<double>(), 1e-9);
   EXPECT_GT(primary.at("cost").to_number<double>(), 0);
+  auto projection = json::parse(admin(http::verb::get, "/admin/v1/migrations/to-candidate/projection").body).as_object();
+  EXPECT_EQ(projection.at("compared").to_number<int>(), 12);
+  EXPECT_EQ(projection.at("currency"), "USD");
+  EXPECT_NEAR(projection.at("primary_cost_per_request").to_number<double>(),
+              2 * projection.at("candidate_cost_per_request").to_number<double>(), 1e-12);
+  EXPECT_EQ(projection.at("agreement_mean").to_number<double>(), 1.0);
+  // The series gains a point a second, each with the window's figures.
+  json::array points;
+  auto latest_requests = [&] {
+    return points.empty() ? 0 : points.back().at("primary").at("requests").to_number<int>();
+  };
+  for (int i = 0; i < 150 && latest_requests() < 12; ++i) {
+    points = json::parse(admin(http::verb::get, "/admin/v1/migrations/to-candidate/series").body)
+                 .at("points").as_array();
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  ASSERT_FALSE(points.empty());
+  EXPECT_EQ(points.back().at("phase"), "shadow");
+  EXPECT_EQ(points.back().at("primary").at("requests").to_number<int>(), 12);
   const auto shadows = candidate_->recorded_requests();
   ASSERT_EQ(shadows.size(), 12u);
   for (const auto& request : shadows) {
