@@ -15,6 +15,7 @@ build: deps
 
 node-deps: deps
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
 # The whole suite: unit and integration tests (C++ and the official Node SDK), then the same
 # C++ tests once more under AddressSanitizer and UndefinedBehaviorSanitizer.

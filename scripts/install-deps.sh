@@ -10,6 +10,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nodejs nginx-light wrk curl python3 clang libclang-rt-14-dev
+  chromium fonts-liberation
 )
 
 missing=()

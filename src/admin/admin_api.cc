@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <charconv>
 
+#include "admin/dashboard.h"
+
 namespace cutover::admin {
 
 namespace json = boost::json;
@@ -74,6 +76,19 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
     json::object ok;
     ok["status"] = "ok";
     co_return co_await reply(200, std::move(ok));
+  }
+  if (path == "/dashboard" && request.message.method() == bhttp::verb::get) {
+    // The page holds no data, only a script that asks this API with the operator's token.
+    bhttp::response<bhttp::string_body> page{bhttp::status::ok, 11};
+    page.set(bhttp::field::content_type, "text/html; charset=utf-8");
+    page.set(bhttp::field::cache_control, "no-store");
+    page.set("Content-Security-Policy",
+             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+             "img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
+    page.set("X-Content-Type-Options", "nosniff");
+    page.body() = std::string(dashboard_html());
+    co_await responder.send(std::move(page));
+    co_return;
   }
 
   const auto config = config_();

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "config/validator.h"
+#include "migration/webhook_notifier.h"
 
 namespace cutover::config::detail {
 
@@ -263,6 +264,10 @@ void parse_webhooks(Validator& v, const YAML::Node& node, const std::string& pat
     }
     if (webhook.url.rfind("http://", 0) != 0 && webhook.url.rfind("https://", 0) != 0) {
       v.error(entry, wpath, "url must start with http:// or https://");
+      continue;
+    }
+    if (auto problem = migration::validate_webhook_url(webhook.url)) {
+      v.error(entry, wpath, *problem);
       continue;
     }
     webhooks.push_back(std::move(webhook));
