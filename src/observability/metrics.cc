@@ -174,6 +174,10 @@ std::string MetricsRegistry::scrape(const std::vector<ExtraFamily>& extra) const
     }
     families.push_back(std::move(out));
   }
+  // One label order everywhere (alphabetical), whoever built the sample.
+  for (auto& family : families) {
+    for (auto& metric : family.metric) std::sort(metric.label.begin(), metric.label.end());
+  }
   return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -4,6 +4,7 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <map>
 #include <filesystem>
 #include <sstream>
 #include <thread>
@@ -490,5 +491,91 @@ TEST_F(MigrationTest, CtlPrintsStatusHistoryAndActs) {
   EXPECT_NE(log.find("reason: ready"), std::string::npos) << log;
 }
 
+
+namespace metrics_scrape {
+
+// Prometheus text exposition as {"name{label=\"v\",...}" -> value}; comments skipped.
+std::map<std::string, double> parse_exposition(const std::string& text) {
+  std::map<std::string, double> samples;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const auto space = line.rfind(' ');
+    if (space == std::string::npos) {
+      ADD_FAILURE() << "malformed exposition line: " << line;
+      continue;
+    }
+    samples[line.substr(0, space)] = std::stod(line.substr(space + 1));
+  }
+  return samples;
+}
+
+}  // namespace metrics_scrape
+
+TEST_F(MigrationTest, MetricsExposeTrafficCostAndMigrationState) {
+  MigrationOptions options;
+  options.shadow = "    shadow: {sample_rate: 100%, min_duration: 1h}\n";
+  start(simulate::default_reply, simulate::default_reply, options);
+  TestClient client(server_->port());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(client.post("/v1/chat/completions",
+                          R"({"model":"gpt-4","messages":[{"role":"user","content":"one two three"}]})")
+                  .status,
+              200u);
+  }
+  std::map<std::string, double> samples;
+  for (int i = 0; i < 100; ++i) {
+    auto reply = admin(http::verb::get, "/metrics");
+    ASSERT_EQ(reply.status, 200u);
+    EXPECT_NE(reply.header("content-type").find("text/plain"), std::string::npos);
+    samples = metrics_scrape::parse_exposition(reply.body);
+    if (samples[R"(cutover_shadow_pairs_total{migration="to-candidate"})"] == 5) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ((samples[R"(cutover_requests_total{model="gpt-4",provider="primary",status_class="2xx"})"]), 5);
+  EXPECT_EQ((samples[R"(cutover_shadow_requests_total{model="gpt-4",provider="candidate",status_class="2xx"})"]), 5);
+  EXPECT_EQ((samples[R"(cutover_request_duration_seconds_count{model="gpt-4",provider="primary",traffic="live"})"]), 5);
+  EXPECT_EQ((samples[R"(cutover_request_duration_seconds_bucket{model="gpt-4",provider="primary",traffic="live",le="+Inf"})"]), 5);
+  const double input = samples[R"(cutover_tokens_total{direction="input",model="gpt-4",provider="primary",traffic="live"})"];
+  const double output = samples[R"(cutover_tokens_total{direction="output",model="gpt-4",provider="primary",traffic="live"})"];
+  EXPECT_GT(input, 0);
+  EXPECT_GT(output, 0);
+  // The price table: 2 per million input tokens, 8 per million output tokens.
+  EXPECT_NEAR((samples[R"(cutover_cost_total{currency="USD",model="gpt-4",provider="primary",traffic="live"})"]),
+              (input * 2 + output * 8) / 1e6, 1e-12);
+  EXPECT_GT((samples[R"(cutover_cost_total{currency="USD",model="gpt-4",provider="candidate",traffic="shadow"})"]), 0);
+  EXPECT_EQ((samples[R"(cutover_migration_weight{migration="to-candidate"})"]), 0);
+  EXPECT_EQ((samples[R"(cutover_migration_phase{migration="to-candidate",phase="shadow"})"]), 1);
+  EXPECT_EQ((samples[R"(cutover_migration_phase{migration="to-candidate",phase="canary"})"]), 0);
+  EXPECT_EQ((samples[R"(cutover_shadow_pairs_total{migration="to-candidate"})"]), 5);
+  EXPECT_EQ((samples[R"(cutover_shadow_agreement_score_count{migration="to-candidate"})"]), 5);
+  EXPECT_EQ((samples[R"(cutover_circuit_breaker_state{endpoint="0",provider="candidate",state="closed"})"]), 1);
+  EXPECT_EQ((samples[R"(cutover_circuit_breaker_state{endpoint="0",provider="candidate",state="open"})"]), 0);
+  // Operators' metrics are behind the admin token like everything else on that listener.
+  TestClient anonymous(server_->admin_port());
+  EXPECT_EQ(anonymous.request(http::verb::get, "/metrics").status, 401u);
+}
+
+TEST_F(MigrationTest, ChangingTheCandidateMidRunSendsEverythingBackToThePrimary) {
+  start(simulate::default_reply, simulate::default_reply);
+  ASSERT_EQ(act("set-weight", status().at("generation").as_int64(), R"(,"weight":0.5)").status, 200u);
+  auto moved = std::make_unique<FakeProvider>(simulate::default_reply);
+  auto config = server_->config();
+  auto changed = std::make_shared<config::Config>(*config);
+  for (auto& provider : changed->providers) {
+    if (provider.name != "candidate") continue;
+    provider.endpoints[0].base_url = moved->base_url();
+    provider.endpoints[0].address.port = moved->port();
+  }
+  // What the loader computes for the new candidate address.
+  changed->migrations[0].fingerprint = "changed-candidate";
+  ASSERT_FALSE(server_->reload(changed).has_value());
+  const auto after = status();
+  EXPECT_EQ(after.at("phase"), "canary");
+  EXPECT_EQ(after.at("weight").to_number<double>(), 0.2);
+  EXPECT_EQ(history().back().at("trigger"), "config_change");
+  EXPECT_EQ(history().back().at("weight_before").to_number<double>(), 0.5);
+}
 }  // namespace
 }  // namespace cutover::testing
