@@ -3,16 +3,22 @@
 #include <spdlog/spdlog.h>
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <csignal>
+#include <filesystem>
 #include <iostream>
+#include <sstream>
+#include <thread>
 
 #include "admin/ctl.h"
+#include "report/report.h"
 #include "config/config.h"
 #include "runtime/gateway_server.h"
 #include "simulate/fake_provider.h"
+#include "simulate/traffic.h"
 
 namespace {
 
@@ -133,6 +139,75 @@ int simulate_provider(const std::string& address, std::uint16_t port, const std:
   return 0;
 }
 
+// Client load through a gateway until the duration or request count (or SIGINT/SIGTERM: a first
+// one lets requests in flight finish, a second abandons them). Progress goes to stderr, the
+// summary as one JSON line to stdout.
+int simulate_traffic(simulate::TrafficOptions options, const std::string& key_env,
+                     const std::string& duration, bool quiet, bool fail_on_error) {
+  if (!key_env.empty()) {
+    const char* key = std::getenv(key_env.c_str());
+    if (key == nullptr || *key == '\0') {
+      std::cerr << "environment variable " << key_env << " is not set\n";
+      return 2;
+    }
+    options.api_key = key;
+  }
+  if (!duration.empty()) {
+    options.duration = simulate::parse_duration(duration);
+    if (!options.duration) {
+      std::cerr << "--duration '" << duration << "' is not a duration such as 30s or 2m\n";
+      return 2;
+    }
+  }
+  if (auto problem = simulate::validate(options)) {
+    std::cerr << *problem << "\n";
+    return 2;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  // On a terminal the line redraws in place; in a log it is one line per second.
+  const bool terminal = isatty(STDERR_FILENO) == 1;
+  bool drawn = false;
+  simulate::TrafficGenerator::ProgressSink progress;
+  if (!quiet) {
+    progress = [&](const simulate::TrafficProgress& report) {
+      std::cerr << (terminal ? "\rtraffic: " : "traffic: ") << report.line()
+                << (terminal ? "\x1b[K" : "\n") << std::flush;
+      drawn = true;
+    };
+  }
+  simulate::TrafficGenerator generator(options, progress);
+  asio::io_context signals_context(1);
+  asio::signal_set signals(signals_context, SIGINT, SIGTERM);
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
+                                                                      int) {
+    if (ec) return;
+    generator.stop();
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  std::thread signal_thread([&] { signals_context.run(); });
+  simulate::TrafficSummary summary;
+  std::string fatal;
+  try {
+    summary = generator.run();
+  } catch (const std::exception& e) {
+    fatal = e.what();
+  }
+  signals_context.stop();
+  signal_thread.join();
+  if (terminal && drawn) std::cerr << "\n";
+  if (!fatal.empty()) {
+    std::cerr << "traffic: " << fatal << "\n";
+    return 1;
+  }
+  std::cout << boost::json::serialize(summary.to_json()) << std::endl;
+  if (summary.errors > 0) {
+    std::cerr << "traffic: " << summary.errors << " client-visible errors; the first: "
+              << summary.first_error << "\n";
+  }
+  return fail_on_error && summary.errors > 0 ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -173,6 +248,41 @@ int main(int argc, char** argv) {
   provider_command->add_option("--latency-ms", overrides.latency_ms,
                                "mean time to the first byte in milliseconds");
 
+  simulate::TrafficOptions traffic;
+  std::string traffic_key_env;
+  std::string traffic_duration;
+  bool traffic_quiet = false;
+  bool traffic_fail_on_error = false;
+  auto* traffic_command = simulate_command->add_subcommand(
+      "traffic", "send client load through a gateway: many users, plain and streamed chat "
+                 "completions, a progress line on stderr and a JSON summary on stdout");
+  traffic_command->add_option("--url", traffic.url, "the gateway's base URL")->capture_default_str();
+  traffic_command->add_option("--key-env", traffic_key_env,
+                              "environment variable holding the client key for the gateway");
+  traffic_command->add_option("--model", traffic.model, "the model clients ask for")
+      ->capture_default_str();
+  traffic_command->add_option("--users", traffic.users, "distinct users (x-user-id and `user`)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  traffic_command->add_option("--concurrency", traffic.concurrency,
+                              "connections, each with one request in flight")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  traffic_command->add_option("--rate", traffic.rate, "requests per second; 0: as fast as possible")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  traffic_command->add_option(
+      "--duration", traffic_duration, "stop after this long (30s, 2m); with neither this nor "
+                                      "--requests, runs until interrupted");
+  traffic_command->add_option("--requests", traffic.requests, "stop after this many requests");
+  traffic_command->add_option("--stream-share", traffic.stream_share, "share of streamed requests")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  traffic_command->add_option("--seed", traffic.seed, "random seed (0: a random one)");
+  traffic_command->add_flag("--quiet", traffic_quiet, "no progress line");
+  traffic_command->add_flag("--fail-on-error", traffic_fail_on_error,
+                            "exit 1 when any client-visible error happened");
+
   admin::CtlTarget ctl_target;
   std::string ctl_token_env = "CUTOVER_ADMIN_TOKEN";
   std::vector<std::string> ctl_words;
@@ -188,6 +298,29 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ctl_command->add_option("words", ctl_words, "what to show or do")->required();
 
+  auto* report_command = app.add_subcommand("report", "figures from the state store, offline");
+  report_command->require_subcommand(1);
+  std::string report_config;
+  std::string report_store;
+  std::string report_from, report_to, report_by = "provider,model", report_format;
+  std::string report_migration_name;
+  auto* usage_command = report_command->add_subcommand(
+      "usage", "usage and cost per provider, model or key, for reconciliation with invoices");
+  auto* migration_report_command =
+      report_command->add_subcommand("migration", "a migration's state, history, shadow comparison and projection");
+  for (auto* command : {usage_command, migration_report_command}) {
+    command->add_option("--config", report_config, "the gateway's configuration (names the state store)");
+    command->add_option("--store", report_store, "the state store file (instead of --config)");
+  }
+  usage_command->add_option("--from", report_from, "start: 2026-11-01, 2026-11-01T10:00:00Z or epoch seconds");
+  usage_command->add_option("--to", report_to, "end (exclusive), same forms; default now");
+  usage_command->add_option("--by", report_by,
+                            "group by any of provider,model,provider_model,key,traffic,minute,hour,day")
+      ->capture_default_str();
+  usage_command->add_option("--format", report_format, "csv (default) or json");
+  migration_report_command->add_option("name", report_migration_name, "the migration")->required();
+  migration_report_command->add_option("--format", report_format, "table (default) or json");
+
   app.add_subcommand("version", "print the version")->callback([] {
     std::cout << "cutover 0.1.0\n";
   });
@@ -195,6 +328,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (serve_command->parsed()) return serve(config_path, check_config);
   if (provider_command->parsed()) return simulate_provider(address, port, profile, threads, key_env, overrides);
+  if (traffic_command->parsed()) {
+    return simulate_traffic(traffic, traffic_key_env, traffic_duration, traffic_quiet,
+                            traffic_fail_on_error);
+  }
   if (ctl_command->parsed()) {
     const char* token = std::getenv(ctl_token_env.c_str());
     if (token == nullptr || *token == '\0') {
@@ -203,6 +340,66 @@ int main(int argc, char** argv) {
     }
     ctl_target.token = token;
     return admin::run_ctl(ctl_target, ctl_words, std::cout, std::cerr);
+  }
+  if (usage_command->parsed() || migration_report_command->parsed()) {
+    std::shared_ptr<const config::Config> loaded;
+    if (!report_config.empty()) {
+      // Only the store's path and the migrations matter here: keys need not be set.
+      auto result = config::load_from_file(
+          report_config, [](const std::string&) -> std::optional<std::string> { return "unused"; });
+      for (const auto& error : result.errors) std::cerr << error << "\n";
+      if (!result.config) return 2;
+      loaded = result.config;
+      if (report_store.empty()) report_store = loaded->state_store;
+    }
+    if (report_store.empty()) {
+      std::cerr << "cutover report: give --config FILE or --store PATH\n";
+      return 2;
+    }
+    if (!std::filesystem::exists(report_store)) {
+      std::cerr << "cutover report: no state store at " << report_store << "\n";
+      return 1;
+    }
+    try {
+      if (usage_command->parsed()) {
+        report::UsageOptions options;
+        options.store_path = report_store;
+        for (auto [text, target] : {std::pair{&report_from, &options.from_unix_ms},
+                                    std::pair{&report_to, &options.to_unix_ms}}) {
+          if (text->empty()) continue;
+          *target = report::parse_time(*text);
+          if (!*target) {
+            std::cerr << "cutover report usage: '" << *text << "' is not a date or time\n";
+            return 2;
+          }
+        }
+        options.by.clear();
+        std::stringstream dimensions(report_by);
+        for (std::string by; std::getline(dimensions, by, ',');) {
+          if (!by.empty()) options.by.push_back(by);
+        }
+        if (!report_format.empty()) options.format = report_format;
+        return report::report_usage(options, std::cout, std::cerr);
+      }
+      report::MigrationReportOptions options;
+      options.store_path = report_store;
+      options.migration = report_migration_name;
+      if (!report_format.empty()) options.format = report_format;
+      if (loaded) {
+        for (const auto& migration : loaded->migrations) {
+          if (migration.name != report_migration_name) continue;
+          options.models = migration.models;
+          const auto* candidate = loaded->find_provider(migration.candidate);
+          if (const auto* price = candidate->price_for(candidate->models.at(migration.models.front()))) {
+            options.currency = price->currency;
+          }
+        }
+      }
+      return report::report_migration(options, std::cout, std::cerr);
+    } catch (const std::exception& e) {
+      std::cerr << "cutover report: " << e.what() << "\n";
+      return 1;
+    }
   }
   return 0;
 }

@@ -653,6 +653,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
     auto path = v.string_at(root["state_store"], "state_store").value_or("");
     config->state_store = path == ":memory:" || path.empty() ? path : v.resolve_path(path);
     if (config->state_store.empty()) v.error(root["state_store"], "state_store", "must not be empty");
+    config->state_store_configured = true;
   }
   if (root["migrations"]) detail::parse_migrations(v, root["migrations"], *config);
 

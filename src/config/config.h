@@ -225,6 +225,8 @@ struct Config {
   std::vector<Migration> migrations;
   // SQLite file holding migration state, shadow pairs and usage; ":memory:" keeps nothing.
   std::string state_store = "cutover-state.db";
+  // Set when the file names a state store: usage is then recorded there even without migrations.
+  bool state_store_configured = false;
 
   const Provider* find_provider(std::string_view name) const;
 };

@@ -488,6 +488,10 @@ std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
   });
 }
 
+void MigrationEngine::flush() {
+  on_engine([&] { flush_pairs(); });
+}
+
 std::pair<Phase, double> MigrationEngine::phase_of(const std::string& name) {
   return on_engine([&]() -> std::pair<Phase, double> {
     auto& migration = *migrations_.at(name);

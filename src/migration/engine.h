@@ -62,6 +62,9 @@ class MigrationEngine {
   // Weight, phase, shadow pairs, drops and agreement of every migration, for /metrics.
   std::vector<observability::ExtraFamily> metric_families();
 
+  // Writes the shadow pairs received so far to the store (done every evaluation anyway).
+  void flush();
+
   // For tests and the demo: a migration's phase and weight right now.
   std::pair<Phase, double> phase_of(const std::string& name);
 

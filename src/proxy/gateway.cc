@@ -56,6 +56,12 @@ std::string sse_data(std::string_view payload) {
   return event;
 }
 
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 double uniform01() {
   thread_local std::mt19937_64 generator{std::random_device{}()};
   return std::uniform_real_distribution<double>(0, 1)(generator);
@@ -459,6 +465,26 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       observation.retries = retries_made;
       observation.budget_refused = budget_refused;
       metrics_->observe(observation);
+    }
+    if (ledger_ != nullptr && served_provider != nullptr) {
+      accounting::UsageEvent event;
+      event.at_unix_ms = unix_ms_now();
+      event.provider = record.provider;
+      event.model = record.client_model;
+      event.provider_model = record.provider_model;
+      event.client_key = record.client_key;
+      event.error = responder.status() >= 500 || responder.status() == 429 ||
+                    (responder.status() < 400 && !error_name.empty());
+      if (served_usage != nullptr && served_usage->present) {
+        event.prompt_tokens = served_usage->prompt_tokens;
+        event.cached_prompt_tokens = served_usage->cached_prompt_tokens;
+        event.completion_tokens = served_usage->completion_tokens;
+      }
+      if (record.cost >= 0) {
+        event.cost = record.cost;
+        if (const auto* price = served_provider->price_for(record.provider_model)) event.currency = price->currency;
+      }
+      ledger_->add(worker_index_, event);
     }
     if (!attempts_log.empty()) record.attempts_json = attempts_log + "]";
     access_log_.record(record);
@@ -960,6 +986,24 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
       }
       observation.shadow = true;
       metrics_->observe(observation);
+    }
+    if (ledger_ != nullptr) {
+      const auto& candidate_config = *snapshot->providers.at(settings.candidate).config;
+      const auto& provider_model = candidate_config.models.at(launch->client_model);
+      accounting::UsageEvent event;
+      event.at_unix_ms = unix_ms_now();
+      event.provider = settings.candidate;
+      event.model = launch->client_model;
+      event.provider_model = provider_model;
+      event.client_key = "shadow";
+      event.shadow = true;
+      event.error = side.status < 200 || side.status >= 300;
+      event.prompt_tokens = side.usage.prompt_tokens;
+      event.cached_prompt_tokens = side.usage.cached_prompt_tokens;
+      event.completion_tokens = side.usage.completion_tokens;
+      event.cost = side.cost;
+      if (const auto* price = candidate_config.price_for(provider_model)) event.currency = price->currency;
+      ledger_->add(worker_index_, event);
     }
     pair.candidate_done(std::move(side));
   };

@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "migration/runtime.h"
+#include "accounting/usage_ledger.h"
 #include "observability/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/provider_health.h"
@@ -35,6 +36,8 @@ class Gateway {
              std::shared_ptr<const HealthRegistry> health,
              std::shared_ptr<const migration::MigrationRoutes> migrations = nullptr);
   void set_draining() { draining_ = true; }
+  // Where usage is recorded; null when no state store keeps it. Call before serving.
+  void set_usage_ledger(accounting::UsageLedger* ledger) { ledger_ = ledger; }
   // Cancels every upstream exchange in flight, shadows included (shutdown after the drain
   // deadline).
   void abort_all();
@@ -73,6 +76,7 @@ class Gateway {
   unsigned worker_count_;
   AccessLog& access_log_;
   observability::WorkerMetrics* metrics_;
+  accounting::UsageLedger* ledger_ = nullptr;
   std::shared_ptr<Snapshot> snapshot_;
   bool draining_ = false;
   struct InFlight {

@@ -132,6 +132,11 @@ std::shared_ptr<migration::MigrationEngine> GatewayServer::migrations() const {
   return engine_;
 }
 
+void GatewayServer::flush_usage() {
+  if (ledger_) ledger_->flush();
+  if (auto engine = migrations()) engine->flush();
+}
+
 std::string GatewayServer::scrape_metrics() const {
   if (!metrics_) return {};
   using observability::ExtraFamily;
@@ -198,6 +203,14 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
     engine_ = std::make_shared<migration::MigrationEngine>(config_, count);
   }
   if (config_->metrics) metrics_ = std::make_unique<observability::MetricsRegistry>(count);
+  if ((config_->state_store_configured || !config_->migrations.empty()) &&
+      config_->state_store != ":memory:") {
+    try {
+      ledger_ = std::make_unique<accounting::UsageLedger>(config_->state_store, count);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("usage ledger: ") + e.what());
+    }
+  }
   for (unsigned i = 0; i < count; ++i) {
     try {
       workers_.push_back(std::make_unique<Worker>(*config_, i, count, endpoint,
@@ -209,6 +222,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
     // With port 0 the first worker gets an ephemeral port; the others must share it.
     endpoint.port(workers_.front()->listener.local_endpoint().port());
     workers_.back()->gateway.apply(config_, tls, health_, engine_ ? engine_->routes() : nullptr);
+    workers_.back()->gateway.set_usage_ledger(ledger_.get());
   }
   port_ = endpoint.port();
   if (config_->admin) {
@@ -352,6 +366,7 @@ void GatewayServer::shutdown(std::chrono::milliseconds deadline) {
   }
   // Last: workers (and their shadows) are gone, so no pair is posted to a stopped engine.
   if (engine_) engine_->stop();
+  if (ledger_) ledger_->flush();
 }
 
 }  // namespace cutover::runtime

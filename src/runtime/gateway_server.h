@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "accounting/usage_ledger.h"
 #include "migration/engine.h"
 #include "observability/metrics.h"
 #include "proxy/provider_health.h"
@@ -50,6 +51,9 @@ class GatewayServer {
   std::shared_ptr<const config::Config> config() const;
   // The migration engine; null while the configuration has no migrations.
   std::shared_ptr<migration::MigrationEngine> migrations() const;
+  // Writes the usage and shadow pairs recorded so far to the state store (they are written
+  // every few seconds anyway).
+  void flush_usage();
   // The Prometheus text exposition; empty when metrics are off.
   std::string scrape_metrics() const;
 
@@ -62,6 +66,7 @@ class GatewayServer {
   std::shared_ptr<const proxy::HealthRegistry> health_;
   std::shared_ptr<migration::MigrationEngine> engine_;
   std::unique_ptr<observability::MetricsRegistry> metrics_;
+  std::unique_ptr<accounting::UsageLedger> ledger_;
   std::unique_ptr<AdminServer> admin_;
   std::uint16_t admin_port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;

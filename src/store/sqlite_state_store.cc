@@ -72,6 +72,22 @@ CREATE TABLE IF NOT EXISTS shadow_pairs (
   candidate_text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS shadow_pairs_by_migration ON shadow_pairs (migration, id);
+CREATE TABLE IF NOT EXISTS usage (
+  minute_unix_ms INTEGER NOT NULL,
+  provider TEXT NOT NULL,
+  model TEXT NOT NULL,
+  provider_model TEXT NOT NULL,
+  client_key TEXT NOT NULL,
+  traffic TEXT NOT NULL,
+  requests INTEGER NOT NULL,
+  errors INTEGER NOT NULL,
+  prompt_tokens INTEGER NOT NULL,
+  cached_prompt_tokens INTEGER NOT NULL,
+  completion_tokens INTEGER NOT NULL,
+  cost REAL NOT NULL,
+  currency TEXT NOT NULL,
+  PRIMARY KEY (minute_unix_ms, provider, model, provider_model, client_key, traffic)
+);
 )sql";
 
 #define kPairColumns                                                                      \
@@ -315,6 +331,64 @@ class SqliteStateStore final : public StateStore {
       p.primary_text = select.text(c++);
       p.candidate_text = select.text(c++);
       out.push_back(std::move(p));
+    }
+    return out;
+  }
+
+  void record_usage(const std::vector<UsageRow>& rows) override {
+    if (rows.empty()) return;
+    std::lock_guard lock(mutex_);
+    if (!try_execute("BEGIN IMMEDIATE")) return;
+    try {
+      Statement upsert(db_,
+                       "INSERT INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                       "requests = requests + excluded.requests, errors = errors + excluded.errors, "
+                       "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+                       "cached_prompt_tokens = cached_prompt_tokens + excluded.cached_prompt_tokens, "
+                       "completion_tokens = completion_tokens + excluded.completion_tokens, "
+                       "cost = cost + excluded.cost, "
+                       "currency = CASE WHEN currency = '' THEN excluded.currency ELSE currency END");
+      for (const auto& r : rows) {
+        upsert.reset();
+        upsert.bind(1, r.minute_unix_ms).bind(2, r.provider).bind(3, r.model)
+            .bind(4, r.provider_model).bind(5, r.client_key).bind(6, r.traffic)
+            .bind(7, r.requests).bind(8, r.errors).bind(9, r.prompt_tokens)
+            .bind(10, r.cached_prompt_tokens).bind(11, r.completion_tokens).bind(12, r.cost)
+            .bind(13, r.currency);
+        if (upsert.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+      }
+    } catch (const std::exception&) {
+      try_execute("ROLLBACK");
+      return;
+    }
+    try_execute("COMMIT");
+  }
+
+  std::vector<UsageRow> usage(std::int64_t from_unix_ms, std::int64_t to_unix_ms) override {
+    std::lock_guard lock(mutex_);
+    Statement select(db_,
+                     "SELECT minute_unix_ms, provider, model, provider_model, client_key, traffic, "
+                     "requests, errors, prompt_tokens, cached_prompt_tokens, completion_tokens, cost, "
+                     "currency FROM usage WHERE minute_unix_ms >= ? AND minute_unix_ms < ? "
+                     "ORDER BY minute_unix_ms, provider, model, client_key, traffic");
+    select.bind(1, from_unix_ms).bind(2, to_unix_ms);
+    std::vector<UsageRow> out;
+    while (select.step() == SQLITE_ROW) {
+      UsageRow r;
+      r.minute_unix_ms = select.integer(0);
+      r.provider = select.text(1);
+      r.model = select.text(2);
+      r.provider_model = select.text(3);
+      r.client_key = select.text(4);
+      r.traffic = select.text(5);
+      r.requests = select.integer(6);
+      r.errors = select.integer(7);
+      r.prompt_tokens = select.integer(8);
+      r.cached_prompt_tokens = select.integer(9);
+      r.completion_tokens = select.integer(10);
+      r.cost = select.real(11);
+      r.currency = select.text(12);
+      out.push_back(std::move(r));
     }
     return out;
   }

@@ -81,6 +81,24 @@ struct ShadowPair {
   std::string candidate_text;
 };
 
+// Usage per minute and per (provider, model, provider's model, client key, live or shadow),
+// for reconciliation with provider invoices. Rows with the same key and minute add up.
+struct UsageRow {
+  std::int64_t minute_unix_ms = 0;  // start of the minute
+  std::string provider;
+  std::string model;  // client-facing
+  std::string provider_model;
+  std::string client_key;  // the key's configured name, never the key
+  std::string traffic = "live";  // or "shadow"
+  std::int64_t requests = 0;
+  std::int64_t errors = 0;
+  std::int64_t prompt_tokens = 0;
+  std::int64_t cached_prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  double cost = 0;
+  std::string currency;
+};
+
 enum class CommitResult { committed, stale_generation, failed };
 
 class StateStore {
@@ -100,6 +118,11 @@ class StateStore {
                                    std::size_t retention) = 0;
   // The newest `limit` pairs, oldest first.
   virtual std::vector<ShadowPair> shadow_pairs(std::string_view migration, std::size_t limit) = 0;
+
+  // Adds rows to the ledger in one transaction.
+  virtual void record_usage(const std::vector<UsageRow>& rows) = 0;
+  // Rows whose minute lies in [from, to), oldest first.
+  virtual std::vector<UsageRow> usage(std::int64_t from_unix_ms, std::int64_t to_unix_ms) = 0;
 };
 
 // Opens (creating if needed) a SQLite store at `path` in WAL mode with full fsync on commit.

@@ -6,12 +6,14 @@
 #include <atomic>
 #include <map>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
 
 #include "admin/ctl.h"
 #include "gateway_fixture.h"
+#include "report/report.h"
 #include "store/state_store.h"
 
 namespace cutover::testing {
@@ -576,6 +578,79 @@ TEST_F(MigrationTest, ChangingTheCandidateMidRunSendsEverythingBackToThePrimary)
   EXPECT_EQ(after.at("weight").to_number<double>(), 0.2);
   EXPECT_EQ(history().back().at("trigger"), "config_change");
   EXPECT_EQ(history().back().at("weight_before").to_number<double>(), 0.5);
+}
+
+TEST_F(MigrationTest, UsageIsExportedFromTheStoreForReconciliation) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("cutover-usage-export-" + std::to_string(::getpid()) + ".db");
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+  MigrationOptions options;
+  options.state_store = path.string();
+  options.shadow = "    shadow: {sample_rate: 100%, min_duration: 1h}\n";
+  start(simulate::default_reply, simulate::default_reply, options);
+  TestClient client(server_->port());
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_EQ(client.post("/v1/chat/completions",
+                          R"({"model":"gpt-4","messages":[{"role":"user","content":"count these five words"}]})")
+                  .status,
+              200u);
+  }
+  // Shadows finish on their own; then everything is on disk.
+  for (int i = 0; i < 100 && status().at("shadow").at("pairs_recorded").to_number<int>() < 7; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  server_->flush_usage();
+
+  report::UsageOptions export_options;
+  export_options.store_path = path.string();
+  export_options.by = {"provider", "model", "key", "traffic"};
+  export_options.format = "json";
+  std::ostringstream out, error;
+  ASSERT_EQ(report::report_usage(export_options, out, error), 0) << error.str();
+  const auto rows = json::parse(out.str()).as_array();
+  ASSERT_EQ(rows.size(), 2u) << out.str();
+  const auto& live = rows[0].at("traffic") == "live" ? rows[0] : rows[1];
+  const auto& shadow = rows[0].at("traffic") == "live" ? rows[1] : rows[0];
+  EXPECT_EQ(live.at("provider"), "primary");
+  EXPECT_EQ(live.at("key"), "app");
+  EXPECT_EQ(live.at("requests").to_number<int>(), 7);
+  EXPECT_EQ(live.at("errors").to_number<int>(), 0);
+  const auto prompt = live.at("prompt_tokens").to_number<double>();
+  const auto completion = live.at("completion_tokens").to_number<double>();
+  EXPECT_GT(prompt, 0);
+  EXPECT_NEAR(live.at("cost").to_number<double>(), (prompt * 2 + completion * 8) / 1e6, 1e-12);
+  EXPECT_EQ(live.at("currency"), "USD");
+  EXPECT_EQ(shadow.at("provider"), "candidate");
+  EXPECT_EQ(shadow.at("requests").to_number<int>(), 7);
+  EXPECT_NEAR(shadow.at("cost").to_number<double>(), live.at("cost").to_number<double>() / 2, 1e-12);
+
+  // The same through the command line, as CSV.
+  const auto csv_path = path.string() + ".csv";
+  const std::string command = std::string(CUTOVER_BINARY) + " report usage --store " + path.string() +
+                              " --by provider,traffic --from 2020-01-01 > " + csv_path;
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  std::ifstream csv(csv_path);
+  std::string header, first, second;
+  std::getline(csv, header);
+  std::getline(csv, first);
+  std::getline(csv, second);
+  EXPECT_EQ(header, "provider,traffic,requests,errors,prompt_tokens,cached_prompt_tokens,completion_tokens,cost,currency");
+  EXPECT_EQ(first.rfind("candidate,shadow,7,0,", 0), 0u) << first;
+  EXPECT_EQ(second.rfind("primary,live,7,0,", 0), 0u) << second;
+
+  // And the migration report reads the same store.
+  const std::string report_command = std::string(CUTOVER_BINARY) + " report migration to-candidate --store " +
+                                     path.string() + " > " + csv_path;
+  ASSERT_EQ(std::system(report_command.c_str()), 0);
+  std::ifstream report_file(csv_path);
+  const std::string text((std::istreambuf_iterator<char>(report_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("Phase:       shadow"), std::string::npos) << text;
+  EXPECT_NE(text.find("Shadow comparison (7 pairs, 7 compared, 0 candidate failures)"), std::string::npos) << text;
+  EXPECT_NE(text.find("Should we move?"), std::string::npos) << text;
+
+  server_->shutdown(std::chrono::milliseconds(0));
+  server_.reset();
+  for (const char* suffix : {"", "-wal", "-shm", ".csv"}) std::filesystem::remove(path.string() + suffix);
 }
 }  // namespace
 }  // namespace cutover::testing
