@@ -278,13 +278,17 @@ void MigrationEngine::after_transition(Migration& migration, const store::Transi
 
 void MigrationEngine::flush_pairs() {
   if (pending_pairs_.empty()) return;
-  std::size_t retention = 10'000;
-  if (!config_->migrations.empty()) {
-    retention = 0;
-    for (const auto& m : config_->migrations) retention = std::max(retention, m.shadow.retention);
-  }
-  store_->record_shadow_pairs(pending_pairs_, retention);
+  // Each migration keeps its own number of pairs.
+  std::map<std::string, std::vector<store::ShadowPair>> by_migration;
+  for (auto& pair : pending_pairs_) by_migration[pair.migration].push_back(std::move(pair));
   pending_pairs_.clear();
+  for (auto& [name, pairs] : by_migration) {
+    std::size_t retention = 10'000;
+    for (const auto& settings : config_->migrations) {
+      if (settings.name == name) retention = settings.shadow.retention;
+    }
+    store_->record_shadow_pairs(pairs, retention);
+  }
 }
 
 AdminReply MigrationEngine::list() {

@@ -120,5 +120,54 @@ TEST_F(SqliteStateStoreTest, UnopenablePathThrowsWithAMessage) {
   EXPECT_THROW(open_sqlite_store("/nonexistent-directory/state.db"), std::runtime_error);
 }
 
+TEST_F(SqliteStateStoreTest, ShadowPairsKeepOnlyTheNewestPerMigration) {
+  auto store = open_sqlite_store(path_.string());
+  std::vector<ShadowPair> pairs;
+  for (int i = 0; i < 7; ++i) {
+    ShadowPair pair;
+    pair.migration = i % 2 ? "a" : "b";
+    pair.request_id = "r" + std::to_string(i);
+    pair.score = i / 10.0;
+    pair.candidate_status = 200;
+    pairs.push_back(pair);
+  }
+  store->record_shadow_pairs(pairs, 2);
+  const auto a = store->shadow_pairs("a", 100);
+  ASSERT_EQ(a.size(), 2u);
+  EXPECT_EQ(a[0].request_id, "r3");
+  EXPECT_EQ(a[1].request_id, "r5");
+  EXPECT_DOUBLE_EQ(a[1].score, 0.5);
+  EXPECT_EQ(store->shadow_pairs("b", 100).size(), 2u);
+  // The migrations' records are untouched by pair writes.
+  EXPECT_FALSE(store->load("a"));
+}
+
+TEST_F(SqliteStateStoreTest, UsageRowsWithTheSameKeyAddUpAcrossWrites) {
+  auto store = open_sqlite_store(path_.string());
+  UsageRow row;
+  row.minute_unix_ms = 1'700'000'040'000;
+  row.provider = "openai";
+  row.model = "gpt-4o";
+  row.provider_model = "gpt-4o-2024";
+  row.client_key = "checkout";
+  row.requests = 3;
+  row.prompt_tokens = 30;
+  row.completion_tokens = 12;
+  row.cost = 0.5;
+  row.currency = "USD";
+  store->record_usage({row});
+  store->record_usage({row});
+  row.traffic = "shadow";
+  store->record_usage({row});
+  const auto rows = store->usage(0, 2'000'000'000'000);
+  ASSERT_EQ(rows.size(), 2u);
+  const auto& live = rows[0].traffic == "live" ? rows[0] : rows[1];
+  EXPECT_EQ(live.requests, 6);
+  EXPECT_EQ(live.prompt_tokens, 60);
+  EXPECT_DOUBLE_EQ(live.cost, 1.0);
+  EXPECT_EQ(live.currency, "USD");
+  EXPECT_TRUE(store->usage(1'700'000'100'000, 2'000'000'000'000).empty());
+}
+
 }  // namespace
 }  // namespace cutover::store
