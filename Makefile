@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench bench-resilience fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench bench-resilience bench-accounting bench-migration fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -39,13 +39,16 @@ test-tsan: deps
 	ctest --test-dir $(TSAN_BUILD_DIR) --output-on-failure -j2 -R '^(unit|integration)\.'
 
 demo: build
-	bash scripts/demo.sh
+	CUTOVER_BINARY=$(BUILD_DIR)/cutover bash scripts/demo.sh
 
 bench: build
 	bash bench/run.sh
 
 bench-resilience: build
 	bash bench/resilience.sh
+
+bench-accounting: build
+	bash bench/accounting.sh
 
 # libFuzzer runs of every fuzz target, FUZZ_SECONDS each (clang); the corpora replay in
 # `make test` too.

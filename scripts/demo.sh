@@ -1,96 +1,283 @@
 #!/usr/bin/env bash
-# `make demo`: the gateway in front of two simulated providers on loopback, no keys or internet.
-# The candidate is a flaky relay with schema quirks; the primary is its fallback. Plain and
-# streaming traffic runs through the gateway; the summary shows that every client request was
-# answered although the candidate failed a share of them.
+# `make demo`: a migration played end to end on loopback, with no keys and no internet.
+#
+# gpt-4o moves from a simulated `primary` to a simulated `candidate` (examples/demo.yaml, with
+# stage timings compressed to seconds) while `cutover simulate traffic` plays many users.
+#   Run 1: a healthy candidate. Shadow traffic, then 10 %, 50 % and 100 % of the users, each
+#          stage judged by the gates, until the migration is promoted.
+#   Run 2: the same migration from scratch. Once it reaches 50 %, the candidate is restarted
+#          answering 30 % of requests with errors: the gates roll the migration back on their
+#          own, and the fallback to the primary keeps the clients' errors at 0.
+#
+# usage: scripts/demo.sh [--ci]   (or DEMO_FAST=1): shorter stages for CI. Either way the script
+# exits non-zero unless run 1 was promoted, run 2 was rolled back by a gate, and no client saw
+# an error. CUTOVER_BINARY names the binary (default build/cutover).
 set -euo pipefail
+if [[ -n ${CUTOVER_BINARY:-} && $CUTOVER_BINARY != /* ]]; then CUTOVER_BINARY=$PWD/$CUTOVER_BINARY; fi
 cd "$(dirname "$0")/.."
 
+fast=${DEMO_FAST:-0}
+for arg in "$@"; do
+  case $arg in
+    --ci) fast=1 ;;
+    *) echo "usage: $0 [--ci]" >&2; exit 2 ;;
+  esac
+done
+
 binary=${CUTOVER_BINARY:-build/cutover}
-requests=${DEMO_REQUESTS:-200}
-workdir=$(mktemp -d)
+migration=gpt4o-to-candidate
+# Client load: enough users that 10 % of them is a fair sample, enough requests that every
+# stage has its minimum within its minimum duration.
+traffic_args=(--model gpt-4o --users 100 --concurrency 32 --rate 400 --stream-share 0.3)
+# The candidate answers after 12 ms (the primary after 20 ms) and sends a stream in one burst:
+# when the demo kills it to restart it degraded, no answer is cut halfway (which no fallback
+# could hide); requests it had not answered yet fall back to the primary.
+candidate_args=(--profile fast --latency-ms 12 --api-key-env CUTOVER_DEMO_CANDIDATE_KEY)
+if ((fast)); then
+  run_limit=30       # seconds a run may take before the demo gives up
+  stage_seconds=2    # instead of the 3 s (shadow) and 4 s (stages) of examples/demo.yaml
+else
+  run_limit=60
+  stage_seconds=
+fi
+
+workdir=$(mktemp -d "${TMPDIR:-/tmp}/cutover-demo.XXXXXX")
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local status=$? i file
+  # Newest first: the clients stop before the gateway, the gateway before the providers.
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if ((status != 0)); then
+    for file in "$workdir"/*.log "$workdir"/*.progress; do
+      [[ -e $file ]] && { echo "--- the end of $(basename "$file")"; tail -n 5 "$file"; }
+    done >&2
+  fi
   rm -rf "$workdir"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 export CUTOVER_DEMO_CLIENT_KEY=demo-client-key
 export CUTOVER_DEMO_PRIMARY_KEY=demo-primary-key
 export CUTOVER_DEMO_CANDIDATE_KEY=demo-candidate-key
+CUTOVER_DEMO_ADMIN_TOKEN=demo-admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+export CUTOVER_DEMO_ADMIN_TOKEN
 
-wait_for_port() {
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "demo: nothing is listening on port $1" >&2
-  return 1
+if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold='' plain=''; fi
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
+fail() {
+  echo "demo: $*" >&2
+  exit 1
 }
 
-echo "== starting simulated providers: primary (healthy) and candidate (flaky relay)"
-"$binary" simulate provider --port 19101 --profile healthy --api-key-env CUTOVER_DEMO_PRIMARY_KEY 2>"$workdir/primary.log" &
-pids+=($!)
-"$binary" simulate provider --port 19102 --profile relay --error-rate 0.2 --api-key-env CUTOVER_DEMO_CANDIDATE_KEY 2>"$workdir/candidate.log" &
-pids+=($!)
-wait_for_port 19101
-wait_for_port 19102
+# Waits for the line a process logs once it listens ("... on 127.0.0.1:PORT") and prints PORT.
+port_from_log() {
+  local file=$1 pattern=$2 pid=$3 line
+  for _ in $(seq 1 200); do
+    line=$(grep -m1 -E "$pattern" "$file" 2>/dev/null || true)
+    if [[ -n $line ]]; then
+      line=${line##*127.0.0.1:}
+      echo "${line%% *}"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$file" >&2
+  fail "no '$pattern' in $file"
+}
 
-echo "== validating examples/demo.yaml"
-"$binary" serve --config examples/demo.yaml --check-config
-echo "== starting the gateway on 127.0.0.1:8080"
-"$binary" serve --config examples/demo.yaml >"$workdir/access.log" 2>"$workdir/gateway.log" &
-gateway=$!
-pids+=($gateway)
-wait_for_port 8080
+# start_provider NAME PORT ARGS...: a simulated provider in the background; sets $provider_port
+# (PORT, or the free one it picked for 0) and $provider_pid.
+start_provider() {
+  local name=$1 port=$2 log
+  shift 2
+  log="$workdir/$name.$(date +%s%N).log"
+  "$binary" simulate provider --port "$port" "$@" 2>"$log" &
+  provider_pid=$!
+  pids+=("$provider_pid")
+  provider_port=$(port_from_log "$log" "listening on" "$provider_pid")
+}
 
-echo "== sending $requests requests (every fourth one streams)"
-failures=0
-for i in $(seq 1 "$requests"); do
-  stream=false
-  if ((i % 4 == 0)); then stream=true; fi
-  status=$(curl -s -o "$workdir/body" -w '%{http_code}' http://127.0.0.1:8080/v1/chat/completions \
-    -H "Authorization: Bearer $CUTOVER_DEMO_CLIENT_KEY" -H 'Content-Type: application/json' \
-    -d "{\"model\":\"gpt-4o\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"demo request $i\"}]}")
-  if [[ $status != 200 ]]; then failures=$((failures + 1)); fi
-  if ((i % 50 == 0)); then echo "   $i/$requests sent, client-visible failures so far: $failures"; fi
-done
+# start_gateway PORT ADMIN_PORT: examples/demo.yaml pointed at this demo's providers and
+# ports (0: any free one); sets $gateway_pid, $gateway_url and $admin_url.
+start_gateway() {
+  local config="$workdir/demo.yaml" log
+  log="$workdir/gateway.$(date +%s%N).log"
+  local -a edits=(
+    -e "s|127.0.0.1:19101|127.0.0.1:$primary_port|"
+    -e "s|127.0.0.1:19102|127.0.0.1:$candidate_port|"
+    -e "s|^listen: 127.0.0.1:8080|listen: 127.0.0.1:$1|"
+    -e "s|^  listen: 127.0.0.1:9090|  listen: 127.0.0.1:$2|"
+  )
+  if [[ -n $stage_seconds ]]; then edits+=(-e "s/min_duration: [0-9]*s/min_duration: ${stage_seconds}s/"); fi
+  sed "${edits[@]}" examples/demo.yaml >"$config"
+  if grep -qE '127\.0\.0\.1:(19101|19102|8080|9090)' "$config"; then
+    fail "examples/demo.yaml no longer has the addresses this script rewrites"
+  fi
+  "$binary" serve --config "$config" --check-config >/dev/null
+  "$binary" serve --config "$config" >/dev/null 2>"$log" &
+  gateway_pid=$!
+  pids+=("$gateway_pid")
+  gateway_url="http://127.0.0.1:$(port_from_log "$log" "listening on .* workers" "$gateway_pid")"
+  admin_url="http://127.0.0.1:$(port_from_log "$log" "admin API on" "$gateway_pid")"
+}
 
-echo "== one streamed answer, as the client sees it"
-curl -sN http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $CUTOVER_DEMO_CLIENT_KEY" \
-  -H 'Content-Type: application/json' \
-  -d '{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"show me a stream"}]}' \
-  | head -n 6 || true
+stop_gateway() {
+  kill -TERM "$gateway_pid"
+  wait "$gateway_pid" || true
+}
 
-kill -TERM "$gateway"
-wait "$gateway" || true
+ctl() { "$binary" ctl --admin-url "$admin_url" --token-env CUTOVER_DEMO_ADMIN_TOKEN "$@"; }
 
-echo
-echo "== summary (from the gateway's access log)"
-python3 - "$workdir/access.log" "$requests" "$failures" <<'PY'
-import json, sys, collections
-lines = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
-chat = [l for l in lines if l.get("route") == "/v1/chat/completions"]
-served = collections.Counter()
-attempts = collections.Counter()
-for l in chat:
-    attempts_made = l.get("attempts", [])
-    for a in attempts_made:
-        attempts[(a["provider"], a["result"])] += 1
-    if l["status"] == 200 and attempts_made:
-        served[attempts_made[-1]["provider"]] += 1
-latencies = sorted(l["latency_ms"] for l in chat)
-p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0
-print(f"client requests: {len(chat)}   client-visible failures: {sys.argv[3]}")
-print(f"served by: " + ", ".join(f"{k} {v}" for k, v in served.most_common()))
-print("upstream attempts (provider, result): " + ", ".join(f"{k[0]}/{k[1]} {v}" for k, v in sorted(attempts.items())))
-print(f"latency ms: p50 {p(0.5):.1f}  p95 {p(0.95):.1f}  p99 {p(0.99):.1f}")
-tokens = sum(l.get("completion_tokens", 0) for l in chat)
-print(f"completion tokens accounted: {tokens}")
+admin_get() {
+  curl -sf -H "Authorization: Bearer $CUTOVER_DEMO_ADMIN_TOKEN" "$admin_url/admin/v1/migrations/$migration$1"
+}
+
+# "PHASE WEIGHT" of the migration, from the admin API.
+migration_state() {
+  admin_get "" | python3 -c 'import json, sys; m = json.load(sys.stdin); print(m["phase"], m["weight"])'
+}
+
+# The last transition's trigger ("gates:pass", "gate:error_rate", "operator:...").
+last_trigger() {
+  admin_get "/history" | python3 -c 'import json, sys; print(json.load(sys.stdin)["transitions"][-1]["trigger"])'
+}
+
+start_traffic() {
+  "$binary" simulate traffic --url "$gateway_url" --key-env CUTOVER_DEMO_CLIENT_KEY \
+    "${traffic_args[@]}" --duration "$((run_limit + 30))s" >"$workdir/$1.json" 2>"$workdir/$1.progress" &
+  traffic_pid=$!
+  pids+=("$traffic_pid")
+}
+
+# The first SIGTERM lets the requests in flight finish; the summary lands in $1.json.
+stop_traffic() {
+  kill -TERM "$traffic_pid"
+  wait "$traffic_pid" || true
+}
+
+# follow RUN [HOOK]: prints the migration's phase and weight (on every change, and once a
+# second with the clients' latest progress line) until the migration ends (promoted,
+# rolled_back, aborted or paused); runs HOOK once, when the weight first reaches 50 %. Sets
+# $final_phase and $run_seconds; fails after $run_limit seconds.
+follow() {
+  local run=$1 hook=${2:-} started=$EPOCHREALTIME
+  local seen="" printed=0 hooked=0 now elapsed phase weight state clients
+  while :; do
+    now=$EPOCHREALTIME
+    elapsed=$(awk -v a="$started" -v b="$now" 'BEGIN { printf "%.1f", b - a }')
+    state=$(migration_state) || fail "the admin API did not answer"
+    read -r phase weight <<<"$state"
+    if [[ $state != "$seen" || ${now%.*} -gt $printed ]]; then
+      clients=$(tail -n 1 "$workdir/$run.progress" 2>/dev/null | sed 's/^traffic: //')
+      printf '  [%5ss] %-12s %4s%% to the candidate | %s\n' "$elapsed" "$phase" \
+        "$(awk -v w="$weight" 'BEGIN { printf "%.0f", w * 100 }')" "${clients:-starting}"
+      seen=$state
+      printed=${now%.*}
+    fi
+    if [[ $phase =~ ^(promoted|rolled_back|aborted|paused)$ ]]; then
+      final_phase=$phase
+      run_seconds=$elapsed
+      return 0
+    fi
+    if [[ -n $hook && $hooked == 0 && $phase == canary ]] && awk -v w="$weight" 'BEGIN { exit !(w >= 0.5) }'; then
+      hooked=1
+      "$hook"
+    fi
+    if awk -v e="$elapsed" -v l="$run_limit" 'BEGIN { exit !(e > l) }'; then
+      ctl get "$migration" >&2 || true
+      fail "$run: still $phase after ${run_limit}s"
+    fi
+    sleep 0.25
+  done
+}
+
+degrade_candidate() {
+  echo "  >> the candidate degrades: restarted on port $candidate_port answering 30 % of requests with HTTP 500"
+  kill -TERM "$candidate_pid"
+  wait "$candidate_pid" || true
+  start_provider candidate-degraded "$candidate_port" "${candidate_args[@]}" --error-rate 0.3
+  candidate_pid=$provider_pid
+}
+
+# Saves what the summary at the end shows about run $1, while its gateway still runs.
+record_run() {
+  local run=$1
+  {
+    echo "-- cutover ctl get $migration"
+    ctl get "$migration" || true
+    echo
+    echo "-- cutover ctl history $migration"
+    ctl history "$migration" || true
+    echo
+    echo "-- cutover ctl shadow $migration"
+    ctl shadow "$migration" || true
+    echo
+    echo "-- what the clients saw (cutover simulate traffic)"
+    python3 - "$workdir/$run.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+served = ", ".join(f"{name} {count}" for name, count in sorted(s["by_provider"].items()))
+kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(s["errors_by_kind"].items()))
+print(f"{s['requests']} requests ({s['streamed']} streamed) in {s['duration_ms'] / 1000:.1f} s: "
+      f"{s['ok']} answered, {s['errors']} client-visible errors{' (' + kinds + ')' if kinds else ''}")
+print(f"served by: {served}; latency p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms, p99 {s['p99_ms']} ms")
 PY
-if ((failures > 0)); then
-  echo "demo: $failures client-visible failures" >&2
+  } >"$workdir/$run.report" 2>&1
+  last_trigger >"$workdir/$run.trigger"
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["errors"])' "$workdir/$run.json" >"$workdir/$run.errors"
+}
+
+say "starting the simulated providers: primary (healthy) and candidate (healthy, faster, cheaper)"
+start_provider primary 0 --profile healthy --api-key-env CUTOVER_DEMO_PRIMARY_KEY
+primary_port=$provider_port
+start_provider candidate 0 "${candidate_args[@]}"
+candidate_port=$provider_port
+candidate_pid=$provider_pid
+echo "primary on 127.0.0.1:$primary_port, candidate on 127.0.0.1:$candidate_port"
+
+say "run 1: migrating gpt-4o to a healthy candidate"
+start_gateway 0 0
+gateway_port=${gateway_url##*:}
+admin_port=${admin_url##*:}
+echo "gateway on $gateway_url; migration $migration from examples/demo.yaml"
+echo "dashboard (both runs): $admin_url/dashboard#token=$CUTOVER_DEMO_ADMIN_TOKEN"
+start_traffic run1
+follow run1
+run1_phase=$final_phase
+run1_seconds=$run_seconds
+stop_traffic
+record_run run1
+stop_gateway
+
+say "run 2: the same migration from scratch; the candidate degrades at 50 %"
+start_gateway "$gateway_port" "$admin_port"
+start_traffic run2
+follow run2 degrade_candidate
+run2_phase=$final_phase
+run2_seconds=$run_seconds
+stop_traffic
+record_run run2
+stop_gateway
+
+say "run 1 (healthy candidate): $run1_phase after ${run1_seconds}s, trigger $(cat "$workdir/run1.trigger")"
+cat "$workdir/run1.report"
+say "run 2 (candidate degraded at 50 %): $run2_phase after ${run2_seconds}s, trigger $(cat "$workdir/run2.trigger")"
+cat "$workdir/run2.report"
+
+run1_errors=$(cat "$workdir/run1.errors")
+run2_errors=$(cat "$workdir/run2.errors")
+problems=()
+[[ $run1_phase == promoted ]] || problems+=("run 1 ended $run1_phase, not promoted")
+[[ $run2_phase == rolled_back ]] || problems+=("run 2 ended $run2_phase, not rolled_back")
+[[ $(cat "$workdir/run2.trigger") == gate:* ]] || problems+=("run 2 was not rolled back by a gate")
+((run1_errors == 0)) || problems+=("clients saw $run1_errors errors in run 1")
+((run2_errors == 0)) || problems+=("clients saw $run2_errors errors in run 2")
+echo
+if ((${#problems[@]})); then
+  for problem in "${problems[@]}"; do echo "demo: $problem" >&2; done
   exit 1
 fi
+echo "demo: run 1 promoted, run 2 rolled back by its gates ($(cat "$workdir/run2.trigger")), no client saw an error"

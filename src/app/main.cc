@@ -202,8 +202,8 @@ int simulate_traffic(simulate::TrafficOptions options, const std::string& key_en
   }
   std::cout << boost::json::serialize(summary.to_json()) << std::endl;
   if (summary.errors > 0) {
-    std::cerr << "traffic: " << summary.errors << " client-visible errors; the first: "
-              << summary.first_error << "\n";
+    std::cerr << "traffic: " << summary.errors
+              << " client-visible errors; the first: " << summary.first_error << "\n";
   }
   return fail_on_error && summary.errors > 0 ? 1 : 0;
 }
@@ -254,9 +254,11 @@ int main(int argc, char** argv) {
   bool traffic_quiet = false;
   bool traffic_fail_on_error = false;
   auto* traffic_command = simulate_command->add_subcommand(
-      "traffic", "send client load through a gateway: many users, plain and streamed chat "
-                 "completions, a progress line on stderr and a JSON summary on stdout");
-  traffic_command->add_option("--url", traffic.url, "the gateway's base URL")->capture_default_str();
+      "traffic",
+      "send client load through a gateway: many users, plain and streamed chat "
+      "completions, a progress line on stderr and a JSON summary on stdout");
+  traffic_command->add_option("--url", traffic.url, "the gateway's base URL")
+      ->capture_default_str();
   traffic_command->add_option("--key-env", traffic_key_env,
                               "environment variable holding the client key for the gateway");
   traffic_command->add_option("--model", traffic.model, "the model clients ask for")
@@ -264,16 +266,17 @@ int main(int argc, char** argv) {
   traffic_command->add_option("--users", traffic.users, "distinct users (x-user-id and `user`)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  traffic_command->add_option("--concurrency", traffic.concurrency,
-                              "connections, each with one request in flight")
+  traffic_command
+      ->add_option("--concurrency", traffic.concurrency,
+                   "connections, each with one request in flight")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   traffic_command->add_option("--rate", traffic.rate, "requests per second; 0: as fast as possible")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  traffic_command->add_option(
-      "--duration", traffic_duration, "stop after this long (30s, 2m); with neither this nor "
-                                      "--requests, runs until interrupted");
+  traffic_command->add_option("--duration", traffic_duration,
+                              "stop after this long (30s, 2m); with neither this nor "
+                              "--requests, runs until interrupted");
   traffic_command->add_option("--requests", traffic.requests, "stop after this many requests");
   traffic_command->add_option("--stream-share", traffic.stream_share, "share of streamed requests")
       ->capture_default_str()

@@ -80,7 +80,8 @@ double quantile(std::vector<double> samples, double q) {
   if (samples.empty()) return std::nan("");
   const auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(samples.size())));
   const auto index = std::min(samples.size() - 1, rank == 0 ? 0 : rank - 1);
-  std::nth_element(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(index), samples.end());
+  std::nth_element(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(index),
+                   samples.end());
   return samples[index];
 }
 
@@ -119,8 +120,10 @@ Outcome failure(std::string kind, std::string message) {
 }
 
 Outcome transport_failure(const boost::system::error_code& ec, std::string_view step) {
-  if (ec == beast::error::timeout) return failure("timeout", std::string(step) + ": deadline passed");
-  return failure(step == "connect" ? "connect" : "transport", std::string(step) + ": " + ec.message());
+  if (ec == beast::error::timeout)
+    return failure("timeout", "no answer before the deadline (" + std::string(step) + ")");
+  if (step == "connect") return failure("connect", ec.message());
+  return failure("transport", std::string(step) + ": " + ec.message());
 }
 
 }  // namespace
@@ -158,6 +161,7 @@ std::string TrafficProgress::line() const {
   std::ostringstream out;
   out << std::fixed;
   out.precision(0);
+  if (final) out << "done in ";
   out << elapsed_s << "s  sent " << sent << "  ok " << ok << "  errors " << errors << " | "
       << interval_rate << " req/s";
   if (std::isfinite(interval_p50_ms)) {
@@ -168,10 +172,11 @@ std::string TrafficProgress::line() const {
   if (served > 0) {
     out << " |";
     for (const auto& [provider, count] : interval_by_provider) {
-      out << " " << provider << " " << 100.0 * static_cast<double>(count) / static_cast<double>(served)
-          << "%";
+      out << " " << provider << " "
+          << 100.0 * static_cast<double>(count) / static_cast<double>(served) << "%";
     }
   }
+  if (final) out << " (whole run)";
   return out.str();
 }
 
@@ -221,7 +226,8 @@ struct TrafficGenerator::Impl {
     if (path.size() < 3 || path.compare(path.size() - 3, 3, "/v1") != 0) path += "/v1";
     target = path + "/chat/completions";
     if (options.rate > 0) {
-      pace = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1 / options.rate));
+      pace = std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(1 / options.rate));
     }
   }
 
@@ -310,7 +316,9 @@ struct TrafficGenerator::Impl {
     auto pick = [&](std::size_t n) {
       return std::uniform_int_distribution<std::size_t>(0, n - 1)(random);
     };
-    auto chance = [&](double p) { return std::uniform_real_distribution<double>(0, 1)(random) < p; };
+    auto chance = [&](double p) {
+      return std::uniform_real_distribution<double>(0, 1)(random) < p;
+    };
     Exchange exchange;
     exchange.streamed = chance(options.stream_share);
     const std::string user = "user-" + std::to_string(1 + pick(options.users));
@@ -320,11 +328,14 @@ struct TrafficGenerator::Impl {
       messages.push_back(json::object{{"role", "system"}, {"content", system}});
     }
     if (chance(0.2)) {
-      messages.push_back(json::object{{"role", "user"}, {"content", "I have a question about " + std::string(topic) + "."}});
-      messages.push_back(json::object{{"role", "assistant"}, {"content", "Sure, what would you like to know?"}});
+      messages.push_back(json::object{
+          {"role", "user"}, {"content", "I have a question about " + std::string(topic) + "."}});
+      messages.push_back(
+          json::object{{"role", "assistant"}, {"content", "Sure, what would you like to know?"}});
     }
     messages.push_back(json::object{
-        {"role", "user"}, {"content", std::string(kTasks[pick(kTasks.size())]) + " " + std::string(topic)}});
+        {"role", "user"},
+        {"content", std::string(kTasks[pick(kTasks.size())]) + " " + std::string(topic)}});
     json::object body{{"model", options.model},
                       {"messages", std::move(messages)},
                       {"user", user},
@@ -342,7 +353,8 @@ struct TrafficGenerator::Impl {
     request.set(http::field::user_agent, "cutover-simulate-traffic/0.1");
     request.set(http::field::content_type, "application/json");
     request.set(http::field::accept, exchange.streamed ? "text/event-stream" : "application/json");
-    if (!options.api_key.empty()) request.set(http::field::authorization, "Bearer " + options.api_key);
+    if (!options.api_key.empty())
+      request.set(http::field::authorization, "Bearer " + options.api_key);
     request.set("x-user-id", user);
     request.body() = json::serialize(body);
     request.prepare_payload();
@@ -387,10 +399,12 @@ struct TrafficGenerator::Impl {
     connection.stream.expires_at(deadline);
     http::response_parser<http::string_body> parser;
     parser.body_limit(kBodyLimit);
-    auto [write_ec, written] = co_await http::async_write(connection.stream, exchange.request, kTuple);
+    auto [write_ec, written] =
+        co_await http::async_write(connection.stream, exchange.request, kTuple);
     boost::system::error_code ec = write_ec;
     if (!ec) {
-      auto [read_ec, read] = co_await http::async_read_header(connection.stream, connection.buffer, parser, kTuple);
+      auto [read_ec, read] =
+          co_await http::async_read_header(connection.stream, connection.buffer, parser, kTuple);
       ec = read_ec;
     }
     if (ec) {
@@ -403,7 +417,8 @@ struct TrafficGenerator::Impl {
     const unsigned status = response.result_int();
     Outcome outcome;
     if (status != 200 || !exchange.streamed) {
-      auto [body_ec, read] = co_await http::async_read(connection.stream, connection.buffer, parser, kTuple);
+      auto [body_ec, read] =
+          co_await http::async_read(connection.stream, connection.buffer, parser, kTuple);
       if (body_ec) co_return drop(transport_failure(body_ec, "response body"));
       const auto& body = parser.get().body();
       if (status != 200) {
@@ -426,7 +441,8 @@ struct TrafficGenerator::Impl {
       bool saw_done = false;
       std::string error_event;
       while (!parser.is_done()) {
-        auto [read_ec, read] = co_await http::async_read_some(connection.stream, connection.buffer, parser, kTuple);
+        auto [read_ec, read] =
+            co_await http::async_read_some(connection.stream, connection.buffer, parser, kTuple);
         if (read_ec) co_return drop(transport_failure(read_ec, "stream"));
         const auto& body = parser.get().body();
         sse.feed(std::string_view(body).substr(consumed), events);
@@ -438,7 +454,8 @@ struct TrafficGenerator::Impl {
           }
           boost::system::error_code parse_ec;
           auto value = json::parse(event.data, parse_ec);
-          if (event.event == "error" || (!parse_ec && value.is_object() && value.as_object().contains("error"))) {
+          if (event.event == "error" ||
+              (!parse_ec && value.is_object() && value.as_object().contains("error"))) {
             if (error_event.empty()) error_event = event.data.substr(0, 300);
           }
         }
@@ -492,18 +509,22 @@ struct TrafficGenerator::Impl {
     }
   }
 
-  void report() {
+  // The last second's figures, or the whole run's when `final`.
+  void report(bool final = false) {
     const auto now = Clock::now();
     TrafficProgress progress;
+    progress.final = final;
     progress.elapsed_s = std::chrono::duration<double>(now - started).count();
     progress.sent = sent;
     progress.ok = summary.ok;
     progress.errors = summary.errors;
-    const double interval = std::chrono::duration<double>(now - last_report).count();
-    progress.interval_rate = interval > 0 ? static_cast<double>(interval_latencies.size()) / interval : 0;
-    progress.interval_p50_ms = quantile(interval_latencies, 0.5);
-    progress.interval_p95_ms = quantile(interval_latencies, 0.95);
-    progress.interval_by_provider = std::move(interval_by_provider);
+    const auto& window = final ? latencies : interval_latencies;
+    const double seconds =
+        std::chrono::duration<double>(now - (final ? started : last_report)).count();
+    progress.interval_rate = seconds > 0 ? static_cast<double>(window.size()) / seconds : 0;
+    progress.interval_p50_ms = quantile(window, 0.5);
+    progress.interval_p95_ms = quantile(window, 0.95);
+    progress.interval_by_provider = final ? summary.by_provider : std::move(interval_by_provider);
     interval_by_provider.clear();
     interval_latencies.clear();
     last_report = now;
@@ -513,7 +534,7 @@ struct TrafficGenerator::Impl {
   void finish() {
     finished = true;
     progress_timer.cancel();
-    report();
+    report(true);
   }
 
   TrafficOptions options;

@@ -31,7 +31,7 @@ struct TrafficOptions {
   // only stop() ends the run.
   std::optional<std::chrono::milliseconds> duration;
   std::optional<std::uint64_t> requests;
-  double stream_share = 0.3;  // share of requests that ask for a stream
+  double stream_share = 0.3;                  // share of requests that ask for a stream
   std::chrono::milliseconds timeout{30'000};  // per request, from connect to the last byte
   std::uint64_t seed = 0;                     // 0 picks one at random
 };
@@ -43,18 +43,20 @@ std::optional<std::string> validate(const TrafficOptions& options);
 // duration.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
-// One progress report: totals so far, and the figures of the last interval (about a second).
+// One progress report: totals so far, and the figures of the last interval (about a second), or
+// of the whole run in the final report.
 struct TrafficProgress {
+  bool final = false;
   double elapsed_s = 0;
   std::uint64_t sent = 0;  // requests started
   std::uint64_t ok = 0;
   std::uint64_t errors = 0;
-  double interval_rate = 0;   // requests completed per second in the interval
+  double interval_rate = 0;    // requests completed per second in the interval
   double interval_p50_ms = 0;  // NaN when none completed in the interval
   double interval_p95_ms = 0;
   std::map<std::string, std::uint64_t> interval_by_provider;  // answers served in the interval
 
-  // "  12s  sent 3612  ok 3600  errors 0 | 301 req/s  p50 24 ms  p95 61 ms | primary 90% ..."
+  // "12s  sent 3612  ok 3600  errors 0 | 301 req/s  p50 24 ms  p95 61 ms | primary 90% ..."
   std::string line() const;
 };
 
@@ -84,7 +86,7 @@ struct TrafficSummary {
 
 class TrafficGenerator {
  public:
-  // Called on the run() thread about once a second.
+  // Called on the run() thread about once a second, and once more at the end (final).
   using ProgressSink = std::function<void(const TrafficProgress&)>;
 
   // Throws std::invalid_argument when validate(options) finds a problem.

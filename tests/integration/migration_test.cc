@@ -266,7 +266,7 @@ TEST_F(MigrationTest, ErroringCandidateIsRolledBackWithNoClientVisibleError) {
 }
 
 TEST_F(MigrationTest, SlowCandidateIsRolledBackOnRelativeLatency) {
-  start(with_delay(std::chrono::milliseconds(15)), with_delay(std::chrono::milliseconds(45)));
+  start(with_delay(std::chrono::milliseconds(10)), with_delay(std::chrono::milliseconds(150)));
   start_traffic();
   ASSERT_TRUE(wait_for(migration::Phase::rolled_back)) << ctl({"get", "to-candidate"});
   stop_traffic();

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# What metrics and accounting cost on the request path: the same gateway and load with
+# `metrics: false` and no state store ("off") against `metrics: true` plus the usage ledger
+# writing to a SQLite state store and /metrics scraped every second ("on").
+#
+#   bash bench/accounting.sh        (or `make bench-accounting`, which builds first)
+#
+# Loopback only; stops by itself (about 90 s with the defaults). Runs alternate off, on, off,
+# on, ... (BENCH_ROUNDS pairs) so drift on a shared machine hits both sides alike; each run is a
+# saturation run (BENCH_CONNECTIONS connections) and a paced run (each connection pausing
+# BENCH_PACE_MS between requests). Target (issue #5): on adds at most 3 % to p99 and takes at
+# most 3 % of throughput. The summary is printed and written to bench/out/accounting.md.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
+DURATION="${BENCH_DURATION:-8}"
+PACED_DURATION="${BENCH_PACED_DURATION:-6}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+CONNECTIONS="${BENCH_CONNECTIONS:-64}"
+PACE_MS="${BENCH_PACE_MS:-20}"
+OUT_DIR="$BENCH/out"
+
+for tool in wrk curl python3; do
+  command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (run scripts/install-deps.sh)" >&2; exit 1; }
+done
+[[ -x "$BIN" ]] || { echo "bench: $BIN not found; build first (make build)" >&2; exit 1; }
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/cutover-accounting.XXXXXX")"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+wait_for_port_in_log() {
+  local file="$1" pid="$2" port=""
+  for _ in $(seq 100); do
+    port="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$file" 2>/dev/null | head -1 | cut -d: -f2 || true)"
+    [[ -n "$port" ]] && { echo "$port"; return 0; }
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: process $pid did not start listening:" >&2
+  cat "$file" >&2
+  return 1
+}
+kv() { grep -oE "(^| )$1=[^ ]+" "$2" | head -1 | cut -d= -f2; }
+
+export CUTOVER_CLIENT_KEY="bench-$RANDOM$RANDOM"
+export CUTOVER_ADMIN_TOKEN="admin-$RANDOM$RANDOM"
+mkdir -p "$OUT_DIR"
+
+"$BIN" simulate provider --port 0 --profile fast >"$TMP/sim.stdout" 2>"$TMP/sim.stderr" &
+SIM_PID=$!
+PIDS+=("$SIM_PID")
+SIM_PORT="$(wait_for_port_in_log "$TMP/sim.stderr" "$SIM_PID")"
+
+# run_side NAME ROUND: starts the gateway for NAME (off|on), measures, stops it.
+run_side() {
+  local name="$1" round="$2" extra admin_port=""
+  if [[ "$name" == on ]]; then
+    admin_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    extra="metrics: true
+state_store: $TMP/state-$round.db
+admin: {listen: 127.0.0.1:$admin_port, token_env: CUTOVER_ADMIN_TOKEN}"
+  else
+    extra="metrics: false"
+  fi
+  cat >"$TMP/$name.yaml" <<YAML
+listen: 127.0.0.1:0
+access_log: "off"
+$extra
+auth: {client_keys: [{name: bench, key_env: CUTOVER_CLIENT_KEY}]}
+providers:
+  sim:
+    base_url: http://127.0.0.1:$SIM_PORT/v1
+    no_api_key: true
+    models: {gpt-4: sim-gpt-4.1}
+    prices: {sim-gpt-4.1: {input: 2.5, output: 10}}
+routes: [{models: [gpt-4], provider: sim}]
+YAML
+  "$BIN" serve -c "$TMP/$name.yaml" >"$TMP/$name-$round.stdout" 2>"$TMP/$name-$round.stderr" &
+  local pid=$! scraper=""
+  PIDS+=("$pid")
+  local port
+  port="$(wait_for_port_in_log "$TMP/$name-$round.stderr" "$pid")"
+  local url="http://127.0.0.1:$port/v1/chat/completions"
+  wrk -t2 -c"$CONNECTIONS" -d2s -s "$BENCH/chat.lua" "$url" >/dev/null
+  if [[ -n "$admin_port" ]]; then
+    (while :; do curl -s -o /dev/null -H "Authorization: Bearer $CUTOVER_ADMIN_TOKEN" \
+       "http://127.0.0.1:$admin_port/metrics"; sleep 1; done) &
+    scraper=$!
+  fi
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$BENCH/chat.lua" "$url" \
+    >"$TMP/sat-$name-$round.txt"
+  BENCH_PACE_MS="$PACE_MS" wrk -t2 -c"$CONNECTIONS" -d"${PACED_DURATION}s" --timeout 5s --latency \
+    -s "$BENCH/chat.lua" "$url" >"$TMP/paced-$name-$round.txt"
+  if [[ -n "$scraper" ]]; then
+    kill "$scraper" 2>/dev/null || true
+    wait "$scraper" 2>/dev/null || true
+    # The ledger really recorded the load: rows reached the store.
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    "$BIN" report usage --store "$TMP/state-$round.db" --by provider >"$TMP/usage-$round.csv"
+    log "on, round $round: usage ledger rows: $(tail -n +2 "$TMP/usage-$round.csv" | tr '\n' ' ')"
+  else
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+  fi
+  for kind in sat paced; do
+    local file="$TMP/$kind-$name-$round.txt"
+    grep -q '^BENCH ' "$file" || { echo "bench: wrk printed no summary" >&2; cat "$file" >&2; exit 1; }
+    [[ "$(kv non2xx "$file")" == 0 ]] || { echo "bench: non-2xx answers in $file" >&2; exit 1; }
+    log "$name, round $round, $kind: $(kv rps "$file") req/s, p50 $(kv p50_us "$file") us, p99 $(kv p99_us "$file") us"
+  done
+}
+
+STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+for round in $(seq "$ROUNDS"); do
+  run_side off "$round"
+  run_side on "$round"
+done
+
+python3 - "$TMP" "$ROUNDS" "$OUT_DIR/accounting.md" "$STARTED" "$CONNECTIONS" "$PACE_MS" <<'PY'
+import re, sys, statistics
+tmp, rounds, out, started, connections, pace = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+def bench(path):
+    line = next(l for l in open(path) if l.startswith("BENCH "))
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+rows = []
+summary = {}
+for kind in ("sat", "paced"):
+    for side in ("off", "on"):
+        runs = [bench(f"{tmp}/{kind}-{side}-{r}.txt") for r in range(1, rounds + 1)]
+        summary[(kind, side)] = {
+            "rps": statistics.median(r["rps"] for r in runs),
+            "p50": statistics.median(r["p50_us"] for r in runs) / 1000,
+            "p99": statistics.median(r["p99_us"] for r in runs) / 1000,
+            "each_rps": [round(r["rps"]) for r in runs],
+            "each_p99": [round(r["p99_us"] / 1000, 2) for r in runs],
+        }
+lines = [f"Started {started}; {rounds} alternating rounds; {connections} connections; paced {pace} ms between requests per connection.", "",
+         "| load | side | req/s (median) | p50 ms | p99 ms (median) | each run's req/s | each run's p99 ms |",
+         "|---|---|---|---|---|---|---|"]
+for kind in ("sat", "paced"):
+    for side in ("off", "on"):
+        s = summary[(kind, side)]
+        label = "saturation" if kind == "sat" else "paced"
+        lines.append(f"| {label} | {side} | {s['rps']:.0f} | {s['p50']:.2f} | {s['p99']:.2f} | {s['each_rps']} | {s['each_p99']} |")
+lines.append("")
+for kind in ("sat", "paced"):
+    off, on = summary[(kind, "off")], summary[(kind, "on")]
+    label = "saturation" if kind == "sat" else "paced"
+    lines.append(f"- {label}: throughput on/off {on['rps'] / off['rps']:.3f} ({(on['rps'] / off['rps'] - 1) * 100:+.1f} %), "
+                 f"p99 on/off {on['p99'] / off['p99']:.3f} ({(on['p99'] / off['p99'] - 1) * 100:+.1f} %)")
+text = "\n".join(lines) + "\n"
+open(out, "w").write(text)
+print(text)
+PY
