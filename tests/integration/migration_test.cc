@@ -554,6 +554,21 @@ TEST_F(MigrationTest, MetricsExposeTrafficCostAndMigrationState) {
   EXPECT_EQ((samples[R"(cutover_shadow_agreement_score_count{migration="to-candidate"})"]), 5);
   EXPECT_EQ((samples[R"(cutover_circuit_breaker_state{endpoint="0",provider="candidate",state="closed"})"]), 1);
   EXPECT_EQ((samples[R"(cutover_circuit_breaker_state{endpoint="0",provider="candidate",state="open"})"]), 0);
+  // A streamed answer's usage (asked for by the gateway, not shown to the client) is counted
+  // and priced the same way.
+  client.send(http::verb::post, "/v1/chat/completions",
+              R"({"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"stream these words"}]})",
+              {{"authorization", std::string("Bearer ") + kClientKey}});
+  const auto streamed = client.read_stream();
+  ASSERT_EQ(streamed.status, 200u);
+  EXPECT_EQ(streamed.body.find("\"usage\""), std::string::npos) << "usage the client did not ask for";
+  const auto after = metrics_scrape::parse_exposition(admin(http::verb::get, "/metrics").body);
+  const double output_after = after.at(R"(cutover_tokens_total{direction="output",model="gpt-4",provider="primary",traffic="live"})");
+  const double input_after = after.at(R"(cutover_tokens_total{direction="input",model="gpt-4",provider="primary",traffic="live"})");
+  EXPECT_GT(output_after, output);
+  EXPECT_GT(input_after, input);
+  EXPECT_NEAR(after.at(R"(cutover_cost_total{currency="USD",model="gpt-4",provider="primary",traffic="live"})"),
+              (input_after * 2 + output_after * 8) / 1e6, 1e-12);
   // Operators' metrics are behind the admin token like everything else on that listener.
   TestClient anonymous(server_->admin_port());
   EXPECT_EQ(anonymous.request(http::verb::get, "/metrics").status, 401u);
