@@ -1,5 +1,7 @@
 #include "admin/ctl.h"
 
+#include "util/table.h"
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -17,6 +19,7 @@ namespace cutover::admin {
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 namespace json = boost::json;
+using util::print_table;
 
 namespace {
 
@@ -63,22 +66,6 @@ std::string text(const json::value& value) {
   return json::serialize(value);
 }
 
-void print_table(std::ostream& out, const std::vector<std::string>& headers,
-                 const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> widths(headers.size());
-  for (std::size_t i = 0; i < headers.size(); ++i) widths[i] = headers[i].size();
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  auto line = [&](const std::vector<std::string>& cells) {
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      out << std::left << std::setw(static_cast<int>(widths[i]) + 2) << cells[i];
-    }
-    out << "\n";
-  };
-  line(headers);
-  for (const auto& row : rows) line(row);
-}
 
 void print_breakers(std::ostream& out, const json::array& breakers) {
   std::vector<std::vector<std::string>> rows;

@@ -12,10 +12,12 @@
 
 #include "migration/report.h"
 #include "store/state_store.h"
+#include "util/table.h"
 
 namespace cutover::report {
 
 namespace json = boost::json;
+using util::print_table;
 
 namespace {
 
@@ -58,22 +60,6 @@ std::string dimension(const store::UsageRow& row, const std::string& by) {
   return {};
 }
 
-void print_table(std::ostream& out, const std::vector<std::string>& headers,
-                 const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> widths(headers.size());
-  for (std::size_t i = 0; i < headers.size(); ++i) widths[i] = headers[i].size();
-  for (const auto& row : rows) {
-    for (std::size_t i = 0; i < row.size() && i < widths.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  auto line = [&](const std::vector<std::string>& cells) {
-    for (std::size_t i = 0; i < cells.size(); ++i) {
-      out << std::left << std::setw(static_cast<int>(widths[i]) + 2) << cells[i];
-    }
-    out << "\n";
-  };
-  line(headers);
-  for (const auto& row : rows) line(row);
-}
 
 std::string number(const json::value& value, int precision = 2) {
   if (value.is_null()) return "-";

@@ -84,6 +84,12 @@ class ControllerTest : public ::testing::Test {
     return out;
   }
 
+  void set_weight(Controller& c, double weight) {
+    auto set = command(Action::set_weight, c);
+    set.weight = weight;
+    ASSERT_EQ(c.apply(set).http_status, 200u);
+  }
+
   std::filesystem::path path_;
   std::unique_ptr<store::StateStore> store_;
   std::int64_t now_ms_ = 1'700'000'000'000;
@@ -238,9 +244,7 @@ TEST_F(ControllerTest, StaleGenerationIsRefused) {
 TEST_F(ControllerTest, OperatorCommandsMoveAsDocumented) {
   auto settings = migration_settings();
   auto c = controller(settings);
-  auto set = command(Action::set_weight, *c);
-  set.weight = 0.5;
-  ASSERT_EQ(c->apply(set).http_status, 200u);
+  set_weight(*c, 0.5);
   EXPECT_DOUBLE_EQ(c->weight(), 0.5);
   EXPECT_EQ(c->record().stage, 2);  // the first stage at or above 50 %
   auto bad = command(Action::set_weight, *c);
@@ -255,9 +259,7 @@ TEST_F(ControllerTest, OperatorCommandsMoveAsDocumented) {
 TEST_F(ControllerTest, GradualRollbackWalksDownAndASecondRollbackSpeedsItUp) {
   auto settings = migration_settings();
   auto c = controller(settings);
-  auto set = command(Action::set_weight, *c);
-  set.weight = 0.5;
-  ASSERT_EQ(c->apply(set).http_status, 200u);
+  set_weight(*c, 0.5);
   ASSERT_EQ(c->apply(command(Action::rollback, *c)).http_status, 200u);
   EXPECT_EQ(c->phase(), Phase::rolling_back);
   EXPECT_DOUBLE_EQ(c->weight(), 0.10);
@@ -277,9 +279,7 @@ TEST_F(ControllerTest, GradualRollbackWalksDownAndASecondRollbackSpeedsItUp) {
 TEST_F(ControllerTest, AbortDuringGradualRollbackGoesToZeroAtOnce) {
   auto settings = migration_settings();
   auto c = controller(settings);
-  auto set = command(Action::set_weight, *c);
-  set.weight = 0.5;
-  ASSERT_EQ(c->apply(set).http_status, 200u);
+  set_weight(*c, 0.5);
   ASSERT_EQ(c->apply(command(Action::rollback, *c)).http_status, 200u);
   ASSERT_EQ(c->apply(command(Action::abort, *c)).http_status, 200u);
   EXPECT_EQ(c->phase(), Phase::aborted);
@@ -289,9 +289,7 @@ TEST_F(ControllerTest, AbortDuringGradualRollbackGoesToZeroAtOnce) {
 TEST_F(ControllerTest, BreachDuringGradualRollbackGoesToZero) {
   auto settings = migration_settings();
   auto c = controller(settings);
-  auto set = command(Action::set_weight, *c);
-  set.weight = 0.5;
-  ASSERT_EQ(c->apply(set).http_status, 200u);
+  set_weight(*c, 0.5);
   ASSERT_EQ(c->apply(command(Action::rollback, *c)).http_status, 200u);
   ASSERT_TRUE(c->evaluate(window(200, 40)));
   EXPECT_EQ(c->phase(), Phase::rolled_back);
@@ -325,9 +323,7 @@ TEST_F(ControllerTest, CandidateConfigurationChangeRestartsFromTheStart) {
   auto settings = migration_settings();
   {
     auto c = controller(settings);
-    auto set = command(Action::set_weight, *c);
-    set.weight = 0.5;
-    ASSERT_EQ(c->apply(set).http_status, 200u);
+    set_weight(*c, 0.5);
   }
   settings.fingerprint = "v2";
   auto c = controller(settings);
