@@ -108,6 +108,9 @@ struct ProfileOverrides {
   std::optional<double> error_rate;
   std::optional<double> rate_limit_rate;
   std::optional<unsigned> latency_ms;
+  std::optional<unsigned> jitter_ms;
+  std::string distribution;
+  std::vector<std::string> models;
 };
 
 int simulate_provider(const std::string& address, std::uint16_t port, const std::string& profile_name,
@@ -122,6 +125,13 @@ int simulate_provider(const std::string& address, std::uint16_t port, const std:
   if (overrides.error_rate) profile->error_rate = *overrides.error_rate;
   if (overrides.rate_limit_rate) profile->rate_limit_rate = *overrides.rate_limit_rate;
   if (overrides.latency_ms) profile->latency = std::chrono::milliseconds(*overrides.latency_ms);
+  if (overrides.jitter_ms) profile->jitter = std::chrono::milliseconds(*overrides.jitter_ms);
+  if (overrides.distribution == "lognormal") {
+    profile->distribution = simulate::Profile::Distribution::lognormal;
+  } else if (overrides.distribution == "uniform") {
+    profile->distribution = simulate::Profile::Distribution::uniform;
+  }
+  if (!overrides.models.empty()) profile->models = overrides.models;
   if (!key_env.empty()) {
     const char* key = std::getenv(key_env.c_str());
     if (key == nullptr || *key == '\0') {
@@ -246,7 +256,15 @@ int main(int argc, char** argv) {
                                "share of requests answered 429 with Retry-After")
       ->check(CLI::Range(0.0, 1.0));
   provider_command->add_option("--latency-ms", overrides.latency_ms,
-                               "mean time to the first byte in milliseconds");
+                               "median time to the first byte in milliseconds");
+  provider_command->add_option("--jitter-ms", overrides.jitter_ms,
+                               "spread of that time: ± for uniform, the log-scale width for lognormal");
+  provider_command->add_option("--latency-distribution", overrides.distribution,
+                               "uniform (the default) or lognormal (a long tail)")
+      ->check(CLI::IsMember({"uniform", "lognormal"}));
+  provider_command->add_option("--models", overrides.models,
+                               "the provider's own model names; others get 404 model_not_found")
+      ->delimiter(',');
 
   simulate::TrafficOptions traffic;
   std::string traffic_key_env;

@@ -1,5 +1,8 @@
 #include "simulate/fake_provider.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -266,16 +269,31 @@ Script profile_script(Profile profile) {
     reply.quirks = profile.quirks;
     reply.event_interval = profile.event_interval;
     double draw = 0;
-    std::int64_t jitter = 0;
+    double delay_ms = static_cast<double>(profile.latency.count());
     {
       std::lock_guard lock(*mutex);
       draw = std::uniform_real_distribution<double>(0, 1)(*generator);
-      if (profile.jitter.count() > 0) {
-        jitter = std::uniform_int_distribution<std::int64_t>(-profile.jitter.count(),
-                                                             profile.jitter.count())(*generator);
+      if (profile.distribution == Profile::Distribution::lognormal) {
+        const double sigma = std::max(0.1, static_cast<double>(profile.jitter.count()) /
+                                               std::max(1.0, delay_ms));
+        delay_ms *= std::exp(sigma * std::normal_distribution<double>(0, 1)(*generator));
+      } else if (profile.jitter.count() > 0) {
+        delay_ms += static_cast<double>(std::uniform_int_distribution<std::int64_t>(
+            -profile.jitter.count(), profile.jitter.count())(*generator));
       }
     }
-    reply.delay = std::max(std::chrono::milliseconds(0), profile.latency + std::chrono::milliseconds(jitter));
+    reply.delay = std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, delay_ms)));
+    if (!profile.models.empty() && request.json.is_object()) {
+      const auto* model = request.json.get_object().if_contains("model");
+      const std::string name = model && model->is_string() ? std::string(model->get_string()) : "";
+      if (std::find(profile.models.begin(), profile.models.end(), name) == profile.models.end()) {
+        reply.status = 404;
+        reply.body = R"({"error":{"message":"The model `)" + name +
+                     R"(` does not exist or you do not have access to it.","type":"invalid_request_error","code":"model_not_found"}})";
+        reply.delay = std::chrono::milliseconds(0);
+        return reply;
+      }
+    }
     if (!profile.required_key.empty() &&
         request.header("authorization") != "Bearer " + profile.required_key) {
       reply.status = 401;

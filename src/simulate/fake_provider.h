@@ -76,13 +76,20 @@ FakeReply default_reply(const FakeRequest& request);
 // Named behaviour profiles for `cutover simulate provider --profile NAME`.
 struct Profile {
   std::string name = "healthy";
+  // Median time to the response header.
   std::chrono::milliseconds latency{20};
+  // Uniform: latency ± jitter. Lognormal: latency × e^(σZ) with σ = jitter / latency (at least
+  // 0.1), the long tail real providers show.
+  enum class Distribution { uniform, lognormal };
+  Distribution distribution = Distribution::uniform;
   std::chrono::milliseconds jitter{10};
   std::chrono::milliseconds event_interval{5};
   double error_rate = 0;       // share of requests answered 500
   double rate_limit_rate = 0;  // share answered 429 with Retry-After
   Quirks quirks;
   std::string required_key;  // when set, other keys get 401
+  // The provider's own model names; others get 404 model_not_found. Empty serves any name.
+  std::vector<std::string> models;
 };
 std::optional<Profile> profile_named(std::string_view name);
 std::vector<std::string> profile_names();
