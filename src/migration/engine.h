@@ -90,6 +90,7 @@ class MigrationEngine {
   // Owned and touched by the engine thread only.
   std::map<std::string, std::unique_ptr<Migration>> migrations_;
   std::vector<store::ShadowPair> pending_pairs_;
+  std::int64_t last_pairs_flush_ms_ = 0;
   mutable std::mutex routes_mutex_;
   std::shared_ptr<const MigrationRoutes> routes_;
   bool started_ = false;
