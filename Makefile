@@ -50,6 +50,11 @@ bench-resilience: build
 bench-accounting: build
 	bash bench/accounting.sh
 
+bench-migration: build
+	cmake --build $(BUILD_DIR) --target bench_breach_to_zero
+	bash bench/shadow.sh
+	$(BUILD_DIR)/bench_breach_to_zero
+
 # libFuzzer runs of every fuzz target, FUZZ_SECONDS each (clang); the corpora replay in
 # `make test` too.
 FUZZ_SECONDS ?= 60

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What metrics and accounting cost on the request path: the same gateway and load with
 # `metrics: false` and no state store ("off") against `metrics: true` plus the usage ledger
-# writing to a SQLite state store and /metrics scraped every second ("on").
+# writing to a SQLite state store and /metrics scraped every BENCH_SCRAPE_INTERVAL seconds
+# (default 1; Prometheus' own default is 15 or 60) ("on").
 #
 #   bash bench/accounting.sh        (or `make bench-accounting`, which builds first)
 #
@@ -20,6 +21,7 @@ PACED_DURATION="${BENCH_PACED_DURATION:-6}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 CONNECTIONS="${BENCH_CONNECTIONS:-64}"
 PACE_MS="${BENCH_PACE_MS:-20}"
+SCRAPE_INTERVAL="${BENCH_SCRAPE_INTERVAL:-1}"
 OUT_DIR="$BENCH/out"
 
 for tool in wrk curl python3; do
@@ -93,7 +95,7 @@ YAML
   wrk -t2 -c"$CONNECTIONS" -d2s -s "$BENCH/chat.lua" "$url" >/dev/null
   if [[ -n "$admin_port" ]]; then
     (while :; do curl -s -o /dev/null -H "Authorization: Bearer $CUTOVER_ADMIN_TOKEN" \
-       "http://127.0.0.1:$admin_port/metrics"; sleep 1; done) &
+       "http://127.0.0.1:$admin_port/metrics"; sleep "$SCRAPE_INTERVAL"; done) &
     scraper=$!
   fi
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$BENCH/chat.lua" "$url" \
@@ -126,7 +128,7 @@ for round in $(seq "$ROUNDS"); do
   run_side on "$round"
 done
 
-python3 - "$TMP" "$ROUNDS" "$OUT_DIR/accounting.md" "$STARTED" "$CONNECTIONS" "$PACE_MS" <<'PY'
+python3 - "$TMP" "$ROUNDS" "$OUT_DIR/accounting.md" "$STARTED" "$CONNECTIONS" "$PACE_MS" "$SCRAPE_INTERVAL" <<'PY'
 import re, sys, statistics
 tmp, rounds, out, started, connections, pace = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 def bench(path):
@@ -144,7 +146,7 @@ for kind in ("sat", "paced"):
             "each_rps": [round(r["rps"]) for r in runs],
             "each_p99": [round(r["p99_us"] / 1000, 2) for r in runs],
         }
-lines = [f"Started {started}; {rounds} alternating rounds; {connections} connections; paced {pace} ms between requests per connection.", "",
+lines = [f"Started {started}; scrape every {sys.argv[7]} s; {rounds} alternating rounds; {connections} connections; paced {pace} ms between requests per connection.", "",
          "| load | side | req/s (median) | p50 ms | p99 ms (median) | each run's req/s | each run's p99 ms |",
          "|---|---|---|---|---|---|---|"]
 for kind in ("sat", "paced"):
