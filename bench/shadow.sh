@@ -20,8 +20,9 @@
 # Knobs: CUTOVER_BIN (default build/cutover), BENCH_ROUNDS (2), BENCH_LATENCY_MS (20),
 # BENCH_WARMUP (s before each measured run, 2), BENCH_PACED_DURATION (15), BENCH_CONNECTIONS
 # (paced, 64), BENCH_PACE_MS (20), BENCH_SAT_DURATION (8; 0 skips the saturation runs),
-# BENCH_SAT_CONNECTIONS (512),
-# BENCH_STRICT (1: exit 3 when the paced target is missed). Report: bench/out/shadow.md.
+# BENCH_SAT_CONNECTIONS (512), BENCH_STRICT (1: exit 3 when the paced target is missed).
+# The report is printed and written to bench/out/shadow.md; the header counts the seconds in
+# which other processes competed for the cores (non-zero: noisy numbers).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
