@@ -308,6 +308,17 @@ Evaluation Controller::judge(const WindowSnapshot& window) const {
     out.gates.push_back(rate_gate("attempt_error_rate", window.candidate_attempt_failures,
                                   window.candidate_attempts, gates.max_attempt_error_rate,
                                   gates.confidence));
+    // The last 30 s alone, so a failure late in a long healthy stage is not diluted. These can
+    // only fail: passing is the stage window's to decide.
+    for (auto recent : {rate_gate("recent_error_rate", window.recent_candidate_errors,
+                                  window.recent_candidate_requests, gates.max_error_rate,
+                                  gates.confidence),
+                        rate_gate("recent_attempt_error_rate",
+                                  window.recent_candidate_attempt_failures,
+                                  window.recent_candidate_attempts, gates.max_attempt_error_rate,
+                                  gates.confidence)}) {
+      if (recent.verdict == Verdict::fail) out.gates.push_back(std::move(recent));
+    }
   }
   judge_latency(window, out);
   const bool pairs_expected = phase_ == Phase::shadow || shadowing();

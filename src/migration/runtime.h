@@ -66,7 +66,7 @@ class MigrationRuntime {
   std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
 
   void record(unsigned worker, const RequestSample& sample) {
-    shards_[worker % shards_.size()]->record(sample, epoch());
+    shards_[worker % shards_.size()]->record(sample, epoch(), now_seconds());
   }
 
   // Controller side.
@@ -79,7 +79,8 @@ class MigrationRuntime {
   WindowSnapshot collect() {
     WindowSnapshot snapshot;
     const auto current = epoch();
-    for (auto& shard : shards_) shard->merge_into(snapshot, current);
+    const auto now = now_seconds();
+    for (auto& shard : shards_) shard->merge_into(snapshot, current, now);
     return snapshot;
   }
 
@@ -87,6 +88,12 @@ class MigrationRuntime {
   std::function<void(store::ShadowPair, PairSample)> on_pair;
 
  private:
+  static std::int64_t now_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
   std::shared_ptr<const config::Config> config_;
   const config::Migration& migration_;
   std::atomic<double> weight_{0};

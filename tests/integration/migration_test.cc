@@ -532,7 +532,11 @@ TEST_F(MigrationTest, MetricsExposeTrafficCostAndMigrationState) {
     ASSERT_EQ(reply.status, 200u);
     EXPECT_NE(reply.header("content-type").find("text/plain"), std::string::npos);
     samples = metrics_scrape::parse_exposition(reply.body);
-    if (samples[R"(cutover_shadow_pairs_total{migration="to-candidate"})"] == 5) break;
+    // A request is counted just after its answer is sent; the shadow pair on its own time.
+    if (samples[R"(cutover_shadow_pairs_total{migration="to-candidate"})"] == 5 &&
+        samples[R"(cutover_requests_total{model="gpt-4",provider="primary",status_class="2xx"})"] == 5) {
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ((samples[R"(cutover_requests_total{model="gpt-4",provider="primary",status_class="2xx"})"]), 5);
@@ -562,7 +566,12 @@ TEST_F(MigrationTest, MetricsExposeTrafficCostAndMigrationState) {
   const auto streamed = client.read_stream();
   ASSERT_EQ(streamed.status, 200u);
   EXPECT_EQ(streamed.body.find("\"usage\""), std::string::npos) << "usage the client did not ask for";
-  const auto after = metrics_scrape::parse_exposition(admin(http::verb::get, "/metrics").body);
+  std::map<std::string, double> after;
+  for (int i = 0; i < 100; ++i) {
+    after = metrics_scrape::parse_exposition(admin(http::verb::get, "/metrics").body);
+    if (after[R"(cutover_requests_total{model="gpt-4",provider="primary",status_class="2xx"})"] == 6) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   const double output_after = after.at(R"(cutover_tokens_total{direction="output",model="gpt-4",provider="primary",traffic="live"})");
   const double input_after = after.at(R"(cutover_tokens_total{direction="input",model="gpt-4",provider="primary",traffic="live"})");
   EXPECT_GT(output_after, output);
@@ -614,15 +623,25 @@ TEST_F(MigrationTest, UsageIsExportedFromTheStoreForReconciliation) {
   for (int i = 0; i < 100 && status().at("shadow").at("pairs_recorded").to_number<int>() < 7; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  server_->flush_usage();
-
   report::UsageOptions export_options;
   export_options.store_path = path.string();
   export_options.by = {"provider", "model", "key", "traffic"};
   export_options.format = "json";
   std::ostringstream out, error;
-  ASSERT_EQ(report::report_usage(export_options, out, error), 0) << error.str();
-  const auto rows = json::parse(out.str()).as_array();
+  json::array rows;
+  // Usage is added just after each answer is sent; flush until all of it is on disk.
+  auto total_requests = [&] {
+    std::int64_t total = 0;
+    for (const auto& row : rows) total += row.at("requests").to_number<std::int64_t>();
+    return total;
+  };
+  for (int i = 0; i < 100 && total_requests() < 14; ++i) {
+    server_->flush_usage();
+    out.str("");
+    ASSERT_EQ(report::report_usage(export_options, out, error), 0) << error.str();
+    rows = json::parse(out.str()).as_array();
+    if (total_requests() < 14) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   ASSERT_EQ(rows.size(), 2u) << out.str();
   const auto& live = rows[0].at("traffic") == "live" ? rows[0] : rows[1];
   const auto& shadow = rows[0].at("traffic") == "live" ? rows[1] : rows[0];

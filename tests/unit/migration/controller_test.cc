@@ -377,5 +377,32 @@ TEST_F(ControllerTest, ShadowDisagreementRollsBackBeforeAnyTrafficMoves) {
   EXPECT_EQ(store_->history("to-relay", 1).back().trigger, "gate:agreement");
 }
 
+TEST_F(ControllerTest, AFailureLateInALongHealthyStageIsJudgedOnTheLastSeconds) {
+  auto settings = migration_settings();
+  auto c = controller(settings);
+  // 0.3 % over the whole stage: diluted by 20,000 healthy requests, the stage window cannot
+  // tell; 30 % over the last 30 s.
+  auto w = window(20'000, 60);
+  w.recent_candidate_requests = 200;
+  w.recent_candidate_errors = 60;
+  w.recent_candidate_attempts = 200;
+  w.recent_candidate_attempt_failures = 60;
+  ASSERT_TRUE(c->evaluate(w));
+  EXPECT_EQ(c->phase(), Phase::rolled_back);
+  EXPECT_EQ(store_->history("to-relay", 1).back().trigger,
+            "gate:recent_error_rate,recent_attempt_error_rate");
+}
+
+TEST_F(ControllerTest, AQuietRecentWindowNeverHoldsAStage) {
+  auto settings = migration_settings();
+  auto c = controller(settings);
+  now_ms_ += 10'000;
+  // Few recent requests are inconclusive on their own; the stage window decides.
+  auto w = window(400, 0);
+  w.recent_candidate_requests = 3;
+  ASSERT_TRUE(c->evaluate(w));
+  EXPECT_DOUBLE_EQ(c->weight(), 0.25);
+}
+
 }  // namespace
 }  // namespace cutover::migration
