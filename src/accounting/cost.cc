@@ -15,7 +15,7 @@ Cost cost_of(const config::Provider& provider, std::string_view provider_model,
                          static_cast<double>(std::max<std::int64_t>(usage.completion_tokens, 0)) *
                              price->output_per_million) /
                         1e6;
-  return {amount, true};
+  return {amount, true, price->currency};
 }
 
 }  // namespace cutover::accounting

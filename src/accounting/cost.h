@@ -15,6 +15,7 @@ namespace cutover::accounting {
 struct Cost {
   double amount = 0;
   bool priced = false;  // a price existed and usage was reported
+  std::string_view currency;  // the price's, when priced
 };
 
 Cost cost_of(const config::Provider& provider, std::string_view provider_model,

@@ -407,15 +407,16 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     record.status = responder.status();
     record.error = error_name;
     record.latency_ms = milliseconds_since(request.received_at);
+    accounting::Cost cost;
     if (served_provider != nullptr && served_usage != nullptr && served_usage->present) {
-      const auto cost = accounting::cost_of(*served_provider, record.provider_model, *served_usage);
+      cost = accounting::cost_of(*served_provider, record.provider_model, *served_usage);
       if (cost.priced) record.cost = cost.amount;
     }
+    const unsigned status = responder.status();
+    // Passed-through 4xx are the client's own mistakes; everything else that failed counts.
+    const bool client_error = status >= 500 || status == 429 || (status < 400 && !error_name.empty());
     if (migration) {
-      const unsigned status = responder.status();
       const bool client_left = responder.client_gone() || error_name == "client_disconnected";
-      // Passed-through 4xx are the client's own mistakes; everything else that failed counts.
-      const bool client_error = status >= 500 || status == 429 || (status < 400 && !error_name.empty());
       if (!client_left) {
         migration::RequestSample sample;
         sample.candidate_arm = candidate_arm;
@@ -456,11 +457,9 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         observation.completion_tokens = served_usage->completion_tokens;
         observation.cached_prompt_tokens = served_usage->cached_prompt_tokens;
       }
-      if (record.cost >= 0 && served_provider != nullptr) {
-        observation.cost = record.cost;
-        if (const auto* price = served_provider->price_for(record.provider_model)) {
-          observation.currency = price->currency;
-        }
+      if (cost.priced) {
+        observation.cost = cost.amount;
+        observation.currency = cost.currency;
       }
       observation.retries = retries_made;
       observation.budget_refused = budget_refused;
@@ -473,16 +472,15 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       event.model = record.client_model;
       event.provider_model = record.provider_model;
       event.client_key = record.client_key;
-      event.error = responder.status() >= 500 || responder.status() == 429 ||
-                    (responder.status() < 400 && !error_name.empty());
+      event.error = client_error;
       if (served_usage != nullptr && served_usage->present) {
         event.prompt_tokens = served_usage->prompt_tokens;
         event.cached_prompt_tokens = served_usage->cached_prompt_tokens;
         event.completion_tokens = served_usage->completion_tokens;
       }
-      if (record.cost >= 0) {
-        event.cost = record.cost;
-        if (const auto* price = served_provider->price_for(record.provider_model)) event.currency = price->currency;
+      if (cost.priced) {
+        event.cost = cost.amount;
+        event.currency = cost.currency;
       }
       ledger_->add(worker_index_, event);
     }
@@ -966,6 +964,9 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
   const auto& settings = pair.runtime().settings();
   migration::SideResult side;
   const auto started = Clock::now();
+  const auto& candidate_config = *snapshot->providers.at(settings.candidate).config;
+  const auto& candidate_model = candidate_config.models.at(launch->client_model);
+  const auto* candidate_price = candidate_config.price_for(candidate_model);
   auto report = [&] {
     side.latency_ms = milliseconds_since(started);
     if (side.ttft_ms <= 0) side.ttft_ms = side.latency_ms;
@@ -980,21 +981,16 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
       observation.completion_tokens = side.usage.completion_tokens;
       observation.cached_prompt_tokens = side.usage.cached_prompt_tokens;
       observation.cost = side.cost;
-      const auto& candidate_config = *snapshot->providers.at(settings.candidate).config;
-      if (const auto* price = candidate_config.price_for(candidate_config.models.at(launch->client_model))) {
-        observation.currency = price->currency;
-      }
+      if (candidate_price != nullptr) observation.currency = candidate_price->currency;
       observation.shadow = true;
       metrics_->observe(observation);
     }
     if (ledger_ != nullptr) {
-      const auto& candidate_config = *snapshot->providers.at(settings.candidate).config;
-      const auto& provider_model = candidate_config.models.at(launch->client_model);
       accounting::UsageEvent event;
       event.at_unix_ms = unix_ms_now();
       event.provider = settings.candidate;
       event.model = launch->client_model;
-      event.provider_model = provider_model;
+      event.provider_model = candidate_model;
       event.client_key = "shadow";
       event.shadow = true;
       event.error = side.status < 200 || side.status >= 300;
@@ -1002,7 +998,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
       event.cached_prompt_tokens = side.usage.cached_prompt_tokens;
       event.completion_tokens = side.usage.completion_tokens;
       event.cost = side.cost;
-      if (const auto* price = candidate_config.price_for(provider_model)) event.currency = price->currency;
+      if (candidate_price != nullptr) event.currency = candidate_price->currency;
       ledger_->add(worker_index_, event);
     }
     pair.candidate_done(std::move(side));
@@ -1154,9 +1150,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     }
   }
   if (side.usage.present) {
-    const auto cost = accounting::cost_of(*provider.config,
-                                          provider.config->models.at(launch->client_model), side.usage);
-    side.cost = cost.amount;
+    side.cost = accounting::cost_of(candidate_config, candidate_model, side.usage).amount;
   }
   side.answer = builder.take(pair.json_mode());
   report();
