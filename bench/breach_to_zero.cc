@@ -27,9 +27,10 @@
 // should hide every candidate failure: the target is 0). Gate settings are the defaults
 // (max_error_rate 1 %, max_attempt_error_rate 5 %, confidence 0.99, latency p95 ≤ 1.5 × primary).
 //
-// --history-table prints, instead, how many candidate requests the error_rate gate needs after a
-// failure starts, by failure share and by how many healthy requests the stage's window already
-// holds (the window spans the whole stage), computed with the gate's own statistics.
+// --history-table prints, instead, how many candidate requests the error_rate gate (the stage
+// window's bound) and the error_rate_change detector need after a failure starts, by failure share
+// and by how many healthy requests the stage's window already holds, computed with the gates' own
+// statistics.
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -203,11 +204,11 @@ class Traffic {
   std::vector<std::thread> threads_;
 };
 
-// The smallest number of candidate requests after a failure starts (failing at share `rate`) for
-// the default error_rate gate (max 1 %, confidence 0.99) to fail, when the stage's window already
-// holds `healthy` successful candidate requests: the window is the whole stage, so a long healthy
-// stage dilutes a partial failure.
-std::uint64_t requests_to_breach(std::uint64_t healthy, double rate) {
+// The smallest number of candidate requests after a failure starts (failing at share `rate`,
+// spread evenly as the candidate's script does) for the default gates (max 1 %, confidence 0.99)
+// to fail, when the stage's window already holds `healthy` successful candidate requests: the
+// window's error_rate bound is diluted by them, the change detector is not.
+std::uint64_t window_requests_to_breach(std::uint64_t healthy, double rate) {
   auto fails = [&](std::uint64_t k) {
     const auto failures = static_cast<std::uint64_t>(k * rate);
     return cutover::migration::judge_error_rate(failures, healthy + k, 0.01, 0.99).verdict ==
@@ -224,6 +225,25 @@ std::uint64_t requests_to_breach(std::uint64_t healthy, double rate) {
     (fails(middle) ? high : low) = middle;
   }
   return high;
+}
+
+std::uint64_t detector_requests_to_breach(double rate) {
+  cutover::migration::RateChangeDetector detector(0.01, 0.99);
+  std::uint64_t failures = 0;
+  for (std::uint64_t k = 1; k <= 1'000'000; ++k) {
+    const auto due = static_cast<std::uint64_t>(k * rate);
+    detector.add(due - failures, 1);
+    failures = due;
+    if (detector.alarmed()) return k;
+  }
+  return 0;
+}
+
+std::uint64_t requests_to_breach(std::uint64_t healthy, double rate) {
+  const auto window = window_requests_to_breach(healthy, rate);
+  const auto detector = detector_requests_to_breach(rate);
+  if (window == 0 || detector == 0) return std::max(window, detector);
+  return std::min(window, detector);
 }
 
 struct Repetition {
@@ -405,20 +425,26 @@ void print_history_table() {
   const std::vector<std::uint64_t> histories{0, 200, 1'000, 10'000, 100'000, 1'000'000};
   const std::vector<double> rates{1.0, 0.3, 0.05, 0.02};
   std::printf("\n| healthy candidate requests already in the stage's window |");
-  for (const double rate : rates) std::printf(" candidate failing %.0f %%: requests (failures) to breach |", rate * 100);
+  for (const double rate : rates) {
+    std::printf(" failing %.0f %%: window bound | failing %.0f %%: change detector |", rate * 100, rate * 100);
+  }
   std::printf("\n|---:|");
-  for (std::size_t i = 0; i < rates.size(); ++i) std::printf("---:|");
+  for (std::size_t i = 0; i < rates.size(); ++i) std::printf("---:|---:|");
   std::printf("\n");
   for (const auto healthy : histories) {
     std::printf("| %llu |", static_cast<unsigned long long>(healthy));
     for (const double rate : rates) {
-      const auto k = requests_to_breach(healthy, rate);
-      std::printf(" %llu (%llu) |", static_cast<unsigned long long>(k),
-                  static_cast<unsigned long long>(k * rate));
+      const auto window = window_requests_to_breach(healthy, rate);
+      const auto detector = detector_requests_to_breach(rate);
+      std::printf(" %llu (%llu) | %llu (%llu) |", static_cast<unsigned long long>(window),
+                  static_cast<unsigned long long>(window * rate),
+                  static_cast<unsigned long long>(detector),
+                  static_cast<unsigned long long>(detector * rate));
     }
     std::printf("\n");
   }
-  std::printf("\n(computed with the gate's own judge_error_rate: default max_error_rate 1 %%, confidence 0.99; "
+  std::printf("\n(requests (failures) after the failure starts until the gate fails, computed with the gates' own "
+              "judge_error_rate and RateChangeDetector: default max_error_rate 1 %%, confidence 0.99; "
               "the breach is seen at the next evaluation tick after that)\n");
 }
 

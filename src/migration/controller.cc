@@ -123,7 +123,54 @@ json::object Evaluation::to_json() const {
 }
 
 Controller::Controller(const config::Migration& settings, store::StateStore& store, NowMs now_ms)
-    : settings_(settings), store_(store), now_ms_(std::move(now_ms)) {}
+    : settings_(settings),
+      store_(store),
+      now_ms_(std::move(now_ms)),
+      error_change_(settings.gates.max_error_rate, settings.gates.confidence),
+      attempt_error_change_(settings.gates.max_attempt_error_rate, settings.gates.confidence) {}
+
+void Controller::watch_for_change(const WindowSnapshot& window) {
+  auto gained = [](std::uint64_t now, std::uint64_t& seen) {
+    // Counts only grow within a window; smaller means a new one began.
+    const auto delta = now >= seen ? now - seen : now;
+    seen = now;
+    return delta;
+  };
+  const auto requests = gained(window.candidate.requests, seen_requests_);
+  const auto errors = gained(window.candidate.errors, seen_errors_);
+  const auto attempts = gained(window.candidate_attempts, seen_attempts_);
+  const auto attempt_failures = gained(window.candidate_attempt_failures, seen_attempt_failures_);
+  error_change_.add(errors, requests);
+  attempt_error_change_.add(attempt_failures, attempts);
+}
+
+void Controller::change_gates(Evaluation& out) const {
+  auto report = [&](const char* name, const RateChangeDetector& detector, double max_rate) {
+    // Only a failing verdict: a pass is the stage window's to give, and a detector that has seen
+    // nothing wrong must not hold a stage as inconclusive.
+    if (!detector.alarmed()) return;
+    const auto failures = detector.failures_in_run();
+    const auto trials = detector.trials_in_run();
+    GateResult gate;
+    gate.name = name;
+    gate.verdict = Verdict::fail;
+    gate.summary = fmt::format(
+        "{}/{} = {} since the candidate was last within its limit; log-likelihood {:.1f} ≥ {:.1f} "
+        "that it fails at {} rather than at most {}",
+        failures, trials, trials ? percent(static_cast<double>(failures) / trials) : "n/a",
+        detector.statistic(), detector.threshold(),
+        percent(std::min(RateChangeDetector::kRiseFactor * max_rate, (1 + max_rate) / 2)),
+        percent(max_rate));
+    gate.figures = {{"failures", failures},
+                    {"trials", trials},
+                    {"statistic", finite(detector.statistic())},
+                    {"threshold", finite(detector.threshold())},
+                    {"max", max_rate}};
+    out.gates.push_back(std::move(gate));
+  };
+  report("error_rate_change", error_change_, settings_.gates.max_error_rate);
+  report("attempt_error_rate_change", attempt_error_change_, settings_.gates.max_attempt_error_rate);
+}
 
 Phase Controller::initial_phase() const {
   return settings_.shadow.sample_rate > 0 ? Phase::shadow : Phase::canary;
@@ -208,6 +255,10 @@ std::optional<store::Transition> Controller::transition_to(Phase phase, double w
   record_ = std::move(next);
   phase_ = phase;
   annotations_ = std::move(annotations);
+  // The engine starts a new window with every transition; evidence of the old weight is spent.
+  seen_requests_ = seen_errors_ = seen_attempts_ = seen_attempt_failures_ = 0;
+  error_change_.reset();
+  attempt_error_change_.reset();
   spdlog::info("migration {}: {} -> {} at {} ({})", settings_.name, transition.from_state,
                transition.to_state, percent(weight), transition.trigger);
   return transition;
@@ -308,17 +359,7 @@ Evaluation Controller::judge(const WindowSnapshot& window) const {
     out.gates.push_back(rate_gate("attempt_error_rate", window.candidate_attempt_failures,
                                   window.candidate_attempts, gates.max_attempt_error_rate,
                                   gates.confidence));
-    // The last 30 s alone, so a failure late in a long healthy stage is not diluted. These can
-    // only fail: passing is the stage window's to decide.
-    for (auto recent : {rate_gate("recent_error_rate", window.recent_candidate_errors,
-                                  window.recent_candidate_requests, gates.max_error_rate,
-                                  gates.confidence),
-                        rate_gate("recent_attempt_error_rate",
-                                  window.recent_candidate_attempt_failures,
-                                  window.recent_candidate_attempts, gates.max_attempt_error_rate,
-                                  gates.confidence)}) {
-      if (recent.verdict == Verdict::fail) out.gates.push_back(std::move(recent));
-    }
+    change_gates(out);
   }
   judge_latency(window, out);
   const bool pairs_expected = phase_ == Phase::shadow || shadowing();
@@ -390,6 +431,7 @@ std::optional<store::Transition> Controller::evaluate(const WindowSnapshot& wind
   if (phase_ == Phase::promoted || phase_ == Phase::rolled_back || phase_ == Phase::aborted) {
     return std::nullopt;
   }
+  if (phase_ != Phase::shadow) watch_for_change(window);
   last_ = judge(window);
   const auto now = now_ms_();
   const auto elapsed = now - record_.stage_started_unix_ms;

@@ -90,6 +90,9 @@ class Controller {
 
  private:
   Evaluation judge(const WindowSnapshot& window) const;
+  // Feeds the change detectors what the window gained since the last evaluation.
+  void watch_for_change(const WindowSnapshot& window);
+  void change_gates(Evaluation& out) const;
   void judge_latency(const WindowSnapshot& window, Evaluation& out) const;
   std::optional<store::Transition> transition_to(Phase phase, double weight, int stage,
                                                  std::string trigger, boost::json::object detail,
@@ -109,6 +112,12 @@ class Controller {
   // The primary's latest quantiles with enough samples: the reference for relative gates once
   // the candidate takes all traffic and the primary's own window is empty.
   mutable std::map<std::string, double> primary_baseline_;
+  // The gates' windows span a whole stage; these watch the candidate's newest requests for an
+  // abrupt rise, however long the healthy stage before it (statistics.h).
+  RateChangeDetector error_change_;
+  RateChangeDetector attempt_error_change_;
+  // What the current window held at the last evaluation: a transition starts a new one.
+  std::uint64_t seen_requests_ = 0, seen_errors_ = 0, seen_attempts_ = 0, seen_attempt_failures_ = 0;
 };
 
 }  // namespace cutover::migration

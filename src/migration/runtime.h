@@ -66,7 +66,7 @@ class MigrationRuntime {
   std::uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
 
   void record(unsigned worker, const RequestSample& sample) {
-    shards_[worker % shards_.size()]->record(sample, epoch(), now_seconds());
+    shards_[worker % shards_.size()]->record(sample, epoch());
   }
 
   // Controller side.
@@ -79,8 +79,7 @@ class MigrationRuntime {
   WindowSnapshot collect() {
     WindowSnapshot snapshot;
     const auto current = epoch();
-    const auto now = now_seconds();
-    for (auto& shard : shards_) shard->merge_into(snapshot, current, now);
+    for (auto& shard : shards_) shard->merge_into(snapshot, current);
     return snapshot;
   }
 
@@ -88,12 +87,6 @@ class MigrationRuntime {
   std::function<void(store::ShadowPair, PairSample)> on_pair;
 
  private:
-  static std::int64_t now_seconds() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-  }
-
   std::shared_ptr<const config::Config> config_;
   const config::Migration& migration_;
   std::atomic<double> weight_{0};

@@ -230,6 +230,36 @@ RateJudgement judge_error_rate(std::uint64_t failures, std::uint64_t trials, dou
   return judgement;
 }
 
+RateChangeDetector::RateChangeDetector(double max_rate, double confidence) {
+  if (!(max_rate > 0 && max_rate < 1)) return;
+  enabled_ = true;
+  // Halfway to certainty when max_rate is so high that three times it would not be a rate.
+  const double risen = std::min(kRiseFactor * max_rate, (1 + max_rate) / 2);
+  failure_weight_ = std::log(risen / max_rate);
+  success_weight_ = std::log((1 - risen) / (1 - max_rate));
+  const double alpha = std::clamp(1 - confidence, 1e-12, 0.5);
+  threshold_ = std::log(kRequestsPerFalseAlarm / alpha);
+}
+
+void RateChangeDetector::add(std::uint64_t failures, std::uint64_t trials) {
+  if (!enabled_ || trials == 0) return;
+  failures = std::min(failures, trials);
+  const double step = static_cast<double>(failures) * failure_weight_ +
+                      static_cast<double>(trials - failures) * success_weight_;
+  statistic_ += step;
+  run_failures_ += failures;
+  run_trials_ += trials;
+  if (statistic_ <= 0) {
+    statistic_ = 0;
+    run_failures_ = run_trials_ = 0;
+  }
+}
+
+void RateChangeDetector::reset() {
+  statistic_ = 0;
+  run_failures_ = run_trials_ = 0;
+}
+
 // Distribution-free bounds from order statistics x_(1) <= ... <= x_(n). The number of samples
 // below the true quantile ξ_q is Binomial(n, q) for a continuous distribution (and only more
 // favourable with ties), so with α = (1 - confidence) / 2 per end:

@@ -65,6 +65,46 @@ struct RateJudgement {
 RateJudgement judge_error_rate(std::uint64_t failures, std::uint64_t trials, double max_rate,
                                double confidence, std::uint64_t min_trials = 1);
 
+// Page's CUSUM on a Bernoulli stream: watches an error rate for an abrupt rise, whatever the
+// history before it. A window's bounds dilute a failure that starts late in a long healthy
+// stage (after a million good requests, 30 % failing needs tens of thousands of requests to move
+// the stage's lower bound above 1 %); the CUSUM forgets good history by construction, so the
+// evidence it needs after the change is the same after ten requests or ten million.
+//
+// Each observation adds its log-likelihood ratio of "failing at kRiseFactor × max_rate" over
+// "failing at max_rate" to a sum floored at 0; the alarm is at
+//   h = ln(kRequestsPerFalseAlarm / (1 - confidence)),
+// and Lorden's bound puts the mean run between false alarms at or above e^h observations when
+// the true rate is max_rate itself (1,000,000 at confidence 0.99), and far above at lower rates.
+// Failing at 30 % against a 1 % limit raises the sum by about 0.31 a request: the alarm comes
+// some 45 requests after the change. Observations may come in batches (add(failures, trials));
+// flooring only between batches can only delay the alarm, never bring a false one forward.
+// max_rate <= 0 or >= 1 disables it (the window gate already fails any error at 0).
+class RateChangeDetector {
+ public:
+  static constexpr double kRiseFactor = 3;
+  static constexpr double kRequestsPerFalseAlarm = 1e4;
+
+  RateChangeDetector(double max_rate, double confidence);
+  void add(std::uint64_t failures, std::uint64_t trials);
+  void reset();
+  bool alarmed() const { return enabled_ && statistic_ >= threshold_; }
+  double statistic() const { return statistic_; }
+  double threshold() const { return threshold_; }
+  // Failures and trials since the sum last stood at 0: the run of evidence behind an alarm.
+  std::uint64_t failures_in_run() const { return run_failures_; }
+  std::uint64_t trials_in_run() const { return run_trials_; }
+
+ private:
+  bool enabled_ = false;
+  double failure_weight_ = 0;  // ln(p1 / p0)
+  double success_weight_ = 0;  // ln((1 - p1) / (1 - p0)), negative
+  double threshold_ = 0;
+  double statistic_ = 0;
+  std::uint64_t run_failures_ = 0;
+  std::uint64_t run_trials_ = 0;
+};
+
 struct QuantileEstimate {
   double point = 0;  // NaN without samples
   double lower = 0;  // -infinity when too few samples lie below the quantile to bound it

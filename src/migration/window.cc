@@ -25,10 +25,9 @@ void StatsShard::roll_to(std::uint64_t epoch) {
   primary_.clear();
   candidate_.clear();
   candidate_attempts_ = candidate_attempt_failures_ = 0;
-  recent_ = {};
 }
 
-void StatsShard::record(const RequestSample& sample, std::uint64_t epoch, std::int64_t now_seconds) {
+void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
   std::lock_guard lock(mutex_);
   ++lifetime_requests_;
   // A request that began before a transition and ends after it is not worth a second lock;
@@ -47,20 +46,9 @@ void StatsShard::record(const RequestSample& sample, std::uint64_t epoch, std::i
   }
   candidate_attempts_ += sample.candidate_attempts;
   candidate_attempt_failures_ += sample.candidate_attempt_failures;
-  if (sample.candidate_arm || sample.candidate_attempts > 0) {
-    const auto slot = now_seconds / kRecentBucketSeconds;
-    auto& bucket = recent_[static_cast<std::size_t>(slot) % kRecentBuckets];
-    if (bucket.slot != slot) bucket = RecentBucket{slot};
-    if (sample.candidate_arm) {
-      ++bucket.requests;
-      if (sample.counted_as_error) ++bucket.errors;
-    }
-    bucket.attempts += sample.candidate_attempts;
-    bucket.attempt_failures += sample.candidate_attempt_failures;
-  }
 }
 
-void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch, std::int64_t now_seconds) {
+void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch) {
   std::lock_guard lock(mutex_);
   out.lifetime_requests += lifetime_requests_;
   if (epoch != epoch_) return;
@@ -76,14 +64,6 @@ void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch, std::int64
   merge(candidate_, out.candidate);
   out.candidate_attempts += candidate_attempts_;
   out.candidate_attempt_failures += candidate_attempt_failures_;
-  const auto current = now_seconds / kRecentBucketSeconds;
-  for (const auto& bucket : recent_) {
-    if (bucket.slot < 0 || current - bucket.slot >= static_cast<std::int64_t>(kRecentBuckets)) continue;
-    out.recent_candidate_requests += bucket.requests;
-    out.recent_candidate_errors += bucket.errors;
-    out.recent_candidate_attempts += bucket.attempts;
-    out.recent_candidate_attempt_failures += bucket.attempt_failures;
-  }
 }
 
 }  // namespace cutover::migration

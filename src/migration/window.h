@@ -6,7 +6,6 @@
 // reservoirs: a window of millions of requests costs the same memory as one of thousands.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <mutex>
 #include <random>
@@ -57,16 +56,7 @@ struct WindowSnapshot {
   std::vector<PairSample> pairs;
   // Every live request on the route since start, across windows: the route's volume.
   std::uint64_t lifetime_requests = 0;
-  // The candidate's figures over the last kRecentSeconds only: a failure that starts late in a
-  // long healthy stage is diluted in the stage's totals but not here.
-  std::uint64_t recent_candidate_requests = 0;
-  std::uint64_t recent_candidate_errors = 0;
-  std::uint64_t recent_candidate_attempts = 0;
-  std::uint64_t recent_candidate_attempt_failures = 0;
 };
-
-inline constexpr std::int64_t kRecentBucketSeconds = 3;
-inline constexpr std::size_t kRecentBuckets = 10;  // 30 s
 
 // Reservoir sampling (Vitter's algorithm R): every sample of the window is equally likely to
 // be kept, whatever the window's length.
@@ -88,10 +78,9 @@ class Reservoir {
 
 class StatsShard {
  public:
-  // `now_seconds`: any monotonic clock in seconds, the same for record and merge.
-  void record(const RequestSample& sample, std::uint64_t epoch, std::int64_t now_seconds);
+  void record(const RequestSample& sample, std::uint64_t epoch);
   // Adds this shard's figures for `epoch` to `out`; figures of another epoch are stale.
-  void merge_into(WindowSnapshot& out, std::uint64_t epoch, std::int64_t now_seconds);
+  void merge_into(WindowSnapshot& out, std::uint64_t epoch);
 
  private:
   struct Arm {
@@ -106,11 +95,6 @@ class StatsShard {
   Arm primary_, candidate_;
   std::uint64_t candidate_attempts_ = 0, candidate_attempt_failures_ = 0;
   std::uint64_t lifetime_requests_ = 0;
-  struct RecentBucket {
-    std::int64_t slot = -1;  // now_seconds / kRecentBucketSeconds when it was filled
-    std::uint64_t requests = 0, errors = 0, attempts = 0, attempt_failures = 0;
-  };
-  std::array<RecentBucket, kRecentBuckets> recent_{};
   std::mt19937_64 random_{0x5eed};
 };
 

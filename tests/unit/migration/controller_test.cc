@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <random>
 
 #include "config/config.h"
 
@@ -160,7 +161,9 @@ TEST_F(ControllerTest, ErrorBreachRollsBackToZeroAtOnceAndStaysThere) {
   EXPECT_EQ(c->phase(), Phase::rolled_back);
   EXPECT_DOUBLE_EQ(c->weight(), 0);
   const auto last = store_->history("to-relay", 1).back();
-  EXPECT_EQ(last.trigger, "gate:error_rate,attempt_error_rate");
+  // The window's bounds and the change detector both see it (the attempt detector, watching a
+  // 10 % limit, not yet).
+  EXPECT_EQ(last.trigger, "gate:error_rate,attempt_error_rate,error_rate_change");
   EXPECT_NE(last.detail.find("breach"), std::string::npos);
   EXPECT_EQ(c->annotations().at("automatic").as_bool(), true);
   // No automatic promotion after an automatic rollback, however good the figures.
@@ -377,30 +380,52 @@ TEST_F(ControllerTest, ShadowDisagreementRollsBackBeforeAnyTrafficMoves) {
   EXPECT_EQ(store_->history("to-relay", 1).back().trigger, "gate:agreement");
 }
 
-TEST_F(ControllerTest, AFailureLateInALongHealthyStageIsJudgedOnTheLastSeconds) {
+TEST_F(ControllerTest, AFailureLateInALongHealthyStageRollsBackOnItsNewestRequests) {
   auto settings = migration_settings();
   auto c = controller(settings);
-  // 0.3 % over the whole stage: diluted by 20,000 healthy requests, the stage window cannot
-  // tell; 30 % over the last 30 s.
-  auto w = window(20'000, 60);
-  w.recent_candidate_requests = 200;
-  w.recent_candidate_errors = 60;
-  w.recent_candidate_attempts = 200;
-  w.recent_candidate_attempt_failures = 60;
-  ASSERT_TRUE(c->evaluate(w));
+  // 20,000 healthy requests (0.3 % errors), then 200 more of which 30 % fail: the stage window
+  // (0.6 % overall) still passes, the change detector sees the rise.
+  EXPECT_FALSE(c->evaluate(window(20'000, 60)));
+  const auto later = window(20'200, 120);
+  ASSERT_TRUE(c->evaluate(later));
   EXPECT_EQ(c->phase(), Phase::rolled_back);
+  EXPECT_DOUBLE_EQ(c->weight(), 0.0);
   EXPECT_EQ(store_->history("to-relay", 1).back().trigger,
-            "gate:recent_error_rate,recent_attempt_error_rate");
+            "gate:error_rate_change,attempt_error_rate_change");
+  for (const auto& gate : c->last_evaluation().gates) {
+    if (gate.name == "error_rate") {
+      EXPECT_EQ(gate.verdict, Verdict::pass);
+    }
+    if (gate.name == "error_rate_change") {
+      EXPECT_EQ(gate.figures.at("failures").as_uint64(), 60u);
+      EXPECT_EQ(gate.figures.at("trials").as_uint64(), 200u);
+    }
+  }
 }
 
-TEST_F(ControllerTest, AQuietRecentWindowNeverHoldsAStage) {
+TEST_F(ControllerTest, AHealthyCandidateNeverTripsTheChangeDetectorAndItNeverHoldsAStage) {
   auto settings = migration_settings();
   auto c = controller(settings);
+  // Half the allowed error rate, 50 requests an evaluation, 200,000 requests: no breach. The
+  // clock stands still so the stage's dwell never ends and only a breach could move it.
+  std::mt19937_64 random(7);
+  std::bernoulli_distribution fails(settings.gates.max_error_rate / 2);
+  WindowSnapshot w;
+  for (int evaluation = 0; evaluation < 4'000; ++evaluation) {
+    for (int i = 0; i < 50; ++i) {
+      const bool failed = fails(random);
+      ++w.candidate.requests;
+      ++w.candidate_attempts;
+      w.candidate.errors += failed;
+      w.candidate_attempt_failures += failed;
+    }
+    ASSERT_FALSE(c->evaluate(w)) << "evaluation " << evaluation;
+  }
+  EXPECT_EQ(c->phase(), Phase::canary);
+  // After the dwell, with the gates passing, the stage advances: the detector only ever fails.
   now_ms_ += 10'000;
-  // Few recent requests are inconclusive on their own; the stage window decides.
-  auto w = window(400, 0);
-  w.recent_candidate_requests = 3;
-  ASSERT_TRUE(c->evaluate(w));
+  auto healthy = window(400, 0);
+  ASSERT_TRUE(c->evaluate(healthy));
   EXPECT_DOUBLE_EQ(c->weight(), 0.25);
 }
 

@@ -329,5 +329,119 @@ TEST(GateStatistics, WilcoxonSeesShiftsAndTheirDirection) {
   EXPECT_EQ(wilcoxon_signed_rank_p_greater({}), 1.0);
 }
 
+TEST(RateChangeDetector, ItsThresholdFollowsTheConfidence) {
+  EXPECT_NEAR(RateChangeDetector(0.01, 0.99).threshold(), std::log(1e6), 1e-9);
+  EXPECT_NEAR(RateChangeDetector(0.01, 0.999).threshold(), std::log(1e7), 1e-9);
+}
+
+TEST(RateChangeDetector, SeesAFailureAfterAMillionHealthyRequestsAsFastAsAfterNone) {
+  std::mt19937_64 random(11);
+  std::bernoulli_distribution healthy(0.005);
+  RateChangeDetector after_history(0.01, 0.99);
+  std::uint64_t failures = 0, trials = 0;
+  for (int i = 0; i < 1'000'000; ++i) {
+    const bool failed = healthy(random);
+    failures += failed;
+    ++trials;
+    after_history.add(failed, 1);
+    ASSERT_FALSE(after_history.alarmed()) << "false alarm at request " << i;
+  }
+  RateChangeDetector fresh(0.01, 0.99);
+  // 30 % failing, spread evenly: 3 of every 10.
+  auto needed = [](RateChangeDetector& detector, std::uint64_t* failures, std::uint64_t* trials) {
+    for (int k = 1; k <= 10'000; ++k) {
+      const bool failed = k % 10 == 1 || k % 10 == 4 || k % 10 == 7;
+      detector.add(failed, 1);
+      if (failures) *failures += failed, ++*trials;
+      if (detector.alarmed()) return k;
+    }
+    return -1;
+  };
+  const int fresh_needs = needed(fresh, nullptr, nullptr);
+  const int history_needs = needed(after_history, &failures, &trials);
+  EXPECT_GT(fresh_needs, 10);
+  EXPECT_LT(fresh_needs, 60);  // about 13.8 / 0.315 per request
+  EXPECT_LE(history_needs, fresh_needs + 10);
+  // The run behind the alarm starts near the change, not a million requests back.
+  EXPECT_LT(after_history.trials_in_run(), 200u);
+  // Over the whole window the same failures are invisible to the bound at this point.
+  EXPECT_NE(judge_error_rate(failures, trials, 0.01, 0.99).verdict, Verdict::fail);
+}
+
+TEST(RateChangeDetector, FalseAlarmsAtTheLimitAreNoMoreFrequentThanLordensBound) {
+  // Confidence 0 puts the threshold at ln(2e4): at most one alarm per 20,000 requests at a true
+  // rate equal to the limit, in expectation. Count them over 4,000,000.
+  RateChangeDetector detector(0.01, 0.0);
+  ASSERT_NEAR(detector.threshold(), std::log(2e4), 1e-9);
+  std::mt19937_64 random(3);
+  std::bernoulli_distribution at_limit(0.01);
+  int alarms = 0;
+  const int requests = 4'000'000;
+  for (int i = 0; i < requests; ++i) {
+    detector.add(at_limit(random), 1);
+    if (detector.alarmed()) {
+      ++alarms;
+      detector.reset();
+    }
+  }
+  EXPECT_LE(alarms, requests / 20'000);
+  // Twice the limit is a real rise: it is caught over and over.
+  RateChangeDetector risen(0.01, 0.0);
+  std::bernoulli_distribution doubled(0.02);
+  int caught = 0;
+  for (int i = 0; i < 400'000; ++i) {
+    risen.add(doubled(random), 1);
+    if (risen.alarmed()) {
+      ++caught;
+      risen.reset();
+    }
+  }
+  EXPECT_GT(caught, 20);
+}
+
+TEST(RateChangeDetector, BatchesNeverAlarmEarlierThanSingleRequests) {
+  std::mt19937_64 random(5);
+  std::bernoulli_distribution failing(0.2);
+  RateChangeDetector single(0.01, 0.99), batched(0.01, 0.99);
+  int single_at = -1, batched_at = -1;
+  std::uint64_t batch_failures = 0, batch_trials = 0;
+  for (int i = 1; i <= 5'000 && batched_at < 0; ++i) {
+    const bool failed = failing(random);
+    single.add(failed, 1);
+    if (single_at < 0 && single.alarmed()) single_at = i;
+    batch_failures += failed;
+    ++batch_trials;
+    if (batch_trials == 25) {
+      batched.add(batch_failures, batch_trials);
+      batch_failures = batch_trials = 0;
+      if (batched.alarmed()) batched_at = i;
+    }
+  }
+  ASSERT_GT(single_at, 0);
+  ASSERT_GT(batched_at, 0);
+  EXPECT_GE(batched_at, single_at);
+}
+
+TEST(RateChangeDetector, ForgetsGoodHistoryButNeverGoesNegative) {
+  RateChangeDetector detector(0.05, 0.95);
+  detector.add(0, 100'000);
+  EXPECT_EQ(detector.statistic(), 0);
+  EXPECT_EQ(detector.trials_in_run(), 0u);
+  detector.add(3, 3);
+  EXPECT_NEAR(detector.statistic(), 3 * std::log(3.0), 1e-9);
+  EXPECT_EQ(detector.failures_in_run(), 3u);
+  detector.reset();
+  EXPECT_EQ(detector.statistic(), 0);
+  EXPECT_FALSE(detector.alarmed());
+}
+
+TEST(RateChangeDetector, IsOffWithoutARateToWatch) {
+  for (const double limit : {0.0, 1.0}) {
+    RateChangeDetector detector(limit, 0.99);
+    detector.add(1'000, 1'000);
+    EXPECT_FALSE(detector.alarmed());
+  }
+}
+
 }  // namespace
 }  // namespace cutover::migration
