@@ -97,6 +97,7 @@ auto MigrationEngine::on_engine(Function function) -> decltype(function()) {
 
 void MigrationEngine::build(std::shared_ptr<const config::Config> config) {
   for (auto& [name, migration] : migrations_) {
+    take_pairs(*migration);
     migration->timer.cancel();
     if (migration->webhooks) migration->webhooks->stop();
   }
@@ -104,21 +105,6 @@ void MigrationEngine::build(std::shared_ptr<const config::Config> config) {
   auto routes = std::make_shared<MigrationRoutes>();
   for (const auto& settings : config->migrations) {
     auto runtime = std::make_shared<MigrationRuntime>(config, settings, worker_count_);
-    runtime->on_pair = [this, name = settings.name](store::ShadowPair pair, PairSample sample) {
-      asio::post(context_, [this, name, pair = std::move(pair), sample]() mutable {
-        auto found = migrations_.find(name);
-        if (found == migrations_.end()) return;
-        auto& migration = *found->second;
-        if (migration.window_pairs.size() < kMaxWindowPairs) migration.window_pairs.push_back(sample);
-        ++migration.pairs_recorded;
-        migration.pairs_candidate_failed += sample.candidate_failed;
-        if (sample.compared) {
-          ++migration.pairs_compared;
-          migration.score_sum += sample.score;
-        }
-        pending_pairs_.push_back(std::move(pair));
-      });
-    };
     auto migration = std::make_unique<Migration>(settings, runtime, *store_, context_);
     if (!settings.webhooks.empty()) {
       std::vector<WebhookTarget> targets;
@@ -180,6 +166,7 @@ void MigrationEngine::stop() {
   if (stopped_) return;
   stopped_ = true;
   auto close = [this] {
+    for (auto& [name, migration] : migrations_) take_pairs(*migration);
     flush_pairs();
     for (auto& [name, migration] : migrations_) {
       migration->timer.cancel();
@@ -204,7 +191,24 @@ void MigrationEngine::schedule(Migration& migration) {
   });
 }
 
+void MigrationEngine::take_pairs(Migration& migration) {
+  taken_pairs_.clear();
+  migration.runtime->take_pairs(taken_pairs_);
+  for (auto& [pair, sample] : taken_pairs_) {
+    if (migration.window_pairs.size() < kMaxWindowPairs) migration.window_pairs.push_back(sample);
+    ++migration.pairs_recorded;
+    migration.pairs_candidate_failed += sample.candidate_failed;
+    if (sample.compared) {
+      ++migration.pairs_compared;
+      migration.score_sum += sample.score;
+    }
+    pending_pairs_.push_back(std::move(pair));
+  }
+  taken_pairs_.clear();
+}
+
 void MigrationEngine::tick(Migration& migration) {
+  take_pairs(migration);
   auto window = migration.runtime->collect();
   window.pairs = migration.window_pairs;
   if (auto transition = migration.controller.evaluate(window)) {
@@ -500,7 +504,10 @@ std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
 }
 
 void MigrationEngine::flush() {
-  on_engine([&] { flush_pairs(); });
+  on_engine([&] {
+    for (auto& [name, migration] : migrations_) take_pairs(*migration);
+    flush_pairs();
+  });
 }
 
 std::pair<Phase, double> MigrationEngine::phase_of(const std::string& name) {

@@ -72,6 +72,8 @@ class MigrationEngine {
   struct Migration;
   void build(std::shared_ptr<const config::Config> config);
   void schedule(Migration& migration);
+  // Moves the pairs the workers finished into the window and the write queue.
+  void take_pairs(Migration& migration);
   void tick(Migration& migration);
   void after_transition(Migration& migration, const store::Transition& transition);
   void flush_pairs();
@@ -90,6 +92,7 @@ class MigrationEngine {
   // Owned and touched by the engine thread only.
   std::map<std::string, std::unique_ptr<Migration>> migrations_;
   std::vector<store::ShadowPair> pending_pairs_;
+  std::vector<FinishedPair> taken_pairs_;  // reused by take_pairs
   std::int64_t last_pairs_flush_ms_ = 0;
   mutable std::mutex routes_mutex_;
   std::shared_ptr<const MigrationRoutes> routes_;

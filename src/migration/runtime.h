@@ -5,9 +5,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -49,13 +50,24 @@ class ShadowLimiter {
   std::atomic<std::uint64_t> hour_micro_cost_{0};
 };
 
+// A finished shadow pair on its way to the engine.
+struct FinishedPair {
+  store::ShadowPair pair;
+  PairSample sample;
+};
+
 class MigrationRuntime {
  public:
+  // Pending pairs each worker keeps for the engine at most: it drains them every evaluation, so
+  // only a runtime without an engine reaches this. Beyond it pairs are dropped and counted.
+  static constexpr std::size_t kMaxPendingPairsPerWorker = 50'000;
+
   MigrationRuntime(std::shared_ptr<const config::Config> config, const config::Migration& migration,
                    unsigned worker_count)
       : config_(std::move(config)), migration_(migration), shadow_limiter(migration.shadow) {
     for (unsigned i = 0; i < std::max(1u, worker_count); ++i) {
       shards_.push_back(std::make_unique<StatsShard>());
+      pair_shards_.push_back(std::make_unique<PairShard>());
     }
   }
 
@@ -83,16 +95,45 @@ class MigrationRuntime {
     return snapshot;
   }
 
-  // Set by the engine: where finished shadow pairs go (posted to the engine's thread).
-  std::function<void(store::ShadowPair, PairSample)> on_pair;
+  // Worker side: a finished pair waits in the worker's own shard until the engine's next
+  // evaluation takes it. Posting each pair to the engine's thread instead cost a wake-up (an
+  // epoll_ctl and often a futex) per shadowed request.
+  void record_pair(unsigned worker, store::ShadowPair pair, const PairSample& sample) {
+    auto& shard = *pair_shards_[worker % pair_shards_.size()];
+    std::lock_guard lock(shard.mutex);
+    if (shard.pending.size() >= kMaxPendingPairsPerWorker) {
+      pairs_dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    shard.pending.push_back(FinishedPair{std::move(pair), sample});
+  }
+  // Engine side: every pair recorded since the last call, appended to `out`.
+  void take_pairs(std::vector<FinishedPair>& out) {
+    for (auto& shard : pair_shards_) {
+      std::vector<FinishedPair> taken;
+      {
+        std::lock_guard lock(shard->mutex);
+        taken.swap(shard->pending);
+      }
+      std::move(taken.begin(), taken.end(), std::back_inserter(out));
+    }
+  }
+  std::uint64_t pairs_dropped() const { return pairs_dropped_.load(std::memory_order_relaxed); }
 
  private:
+  struct PairShard {
+    std::mutex mutex;
+    std::vector<FinishedPair> pending;
+  };
+
   std::shared_ptr<const config::Config> config_;
   const config::Migration& migration_;
   std::atomic<double> weight_{0};
   std::atomic<bool> shadowing_{false};
   std::atomic<std::uint64_t> epoch_{1};
   std::vector<std::unique_ptr<StatsShard>> shards_;
+  std::vector<std::unique_ptr<PairShard>> pair_shards_;
+  std::atomic<std::uint64_t> pairs_dropped_{0};
 
  public:
   ShadowLimiter shadow_limiter;

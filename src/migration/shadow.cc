@@ -92,10 +92,11 @@ Answer AnswerBuilder::take(bool json_mode) {
   return answer;
 }
 
-ShadowPairState::ShadowPairState(std::shared_ptr<MigrationRuntime> runtime, std::string request_id,
-                                 std::string model, bool streamed, bool json_mode,
-                                 std::string prompt_json)
+ShadowPairState::ShadowPairState(std::shared_ptr<MigrationRuntime> runtime, unsigned worker,
+                                 std::string request_id, std::string model, bool streamed,
+                                 bool json_mode, std::string prompt_json)
     : runtime_(std::move(runtime)),
+      worker_(worker),
       request_id_(std::move(request_id)),
       model_(std::move(model)),
       streamed_(streamed),
@@ -125,7 +126,7 @@ void ShadowPairState::candidate_done(SideResult result) {
 }
 
 void ShadowPairState::finish() {
-  if (client_left_ || !runtime_->on_pair) return;
+  if (client_left_) return;
   const auto& settings = runtime_->settings();
   auto& primary = *primary_;
   auto& candidate = *candidate_;
@@ -182,7 +183,7 @@ void ShadowPairState::finish() {
     pair.primary_text = primary.answer.text + primary.answer.tool_calls_json;
     pair.candidate_text = candidate.answer.text + candidate.answer.tool_calls_json;
   }
-  runtime_->on_pair(std::move(pair), sample);
+  runtime_->record_pair(worker_, std::move(pair), sample);
 }
 
 }  // namespace cutover::migration

@@ -48,7 +48,8 @@ struct SideResult {
 
 class ShadowPairState {
  public:
-  ShadowPairState(std::shared_ptr<MigrationRuntime> runtime, std::string request_id,
+  // `worker`: the worker both sides run on, whose shard receives the finished pair.
+  ShadowPairState(std::shared_ptr<MigrationRuntime> runtime, unsigned worker, std::string request_id,
                   std::string model, bool streamed, bool json_mode, std::string prompt_json);
   ~ShadowPairState();
 
@@ -66,6 +67,7 @@ class ShadowPairState {
   void finish();
 
   std::shared_ptr<MigrationRuntime> runtime_;
+  unsigned worker_;
   std::string request_id_;
   std::string model_;
   bool streamed_;

@@ -559,7 +559,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         prompt_json = json::serialize(*prompt);
       }
       launch->pair = std::make_shared<migration::ShadowPairState>(
-          migration, request.request_id, context.shape.model, context.shape.stream,
+          migration, worker_index_, request.request_id, context.shape.model, context.shape.stream,
           asks_for_json(copy), std::move(prompt_json));
       launch->body = providers::rewrite_request(copy, candidate.models.at(context.shape.model),
                                                 context.shape.stream, context.shape.client_requested_usage);
