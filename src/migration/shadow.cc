@@ -106,23 +106,31 @@ ShadowPairState::ShadowPairState(std::shared_ptr<MigrationRuntime> runtime, unsi
 ShadowPairState::~ShadowPairState() = default;
 
 void ShadowPairState::primary_done(SideResult result, bool client_left) {
-  if (primary_reported_) return;
-  primary_reported_ = true;
-  client_left_ = client_left;
-  primary_ = std::move(result);
-  if (candidate_reported_) finish();
+  {
+    std::lock_guard lock(mutex_);
+    if (primary_reported_) return;
+    primary_reported_ = true;
+    client_left_ = client_left;
+    primary_ = std::move(result);
+    if (!candidate_reported_) return;
+  }
+  finish();
 }
 
 void ShadowPairState::candidate_done(SideResult result) {
-  if (candidate_reported_) return;
-  candidate_reported_ = true;
-  const auto now = std::chrono::steady_clock::now();
-  runtime_->shadow_limiter.add_spend(
-      static_cast<std::uint64_t>(std::max<std::int64_t>(result.usage.total_tokens, 0)),
-      result.cost, now);
+  const auto tokens = static_cast<std::uint64_t>(std::max<std::int64_t>(result.usage.total_tokens, 0));
+  const auto cost = result.cost;
+  bool both_done = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (candidate_reported_) return;
+    candidate_reported_ = true;
+    candidate_ = std::move(result);
+    both_done = primary_reported_;
+  }
+  runtime_->shadow_limiter.add_spend(tokens, cost, std::chrono::steady_clock::now());
   runtime_->shadow_limiter.release();
-  candidate_ = std::move(result);
-  if (primary_reported_) finish();
+  if (both_done) finish();
 }
 
 void ShadowPairState::finish() {

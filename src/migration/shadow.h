@@ -1,13 +1,15 @@
 // Shadow traffic's bookkeeping: what each side answered, assembled from a response or from
 // stream chunks, and the pair both sides make once they are done.
 //
-// A shadow pair is shared by the client's request (the primary side) and the detached shadow
-// exchange (the candidate side), both on the same worker thread; whichever finishes last
-// compares the answers and hands the pair to the engine.
+// A shadow pair is shared by the client's request (the primary side, on a worker) and the
+// detached shadow exchange (the candidate side, on the shadow thread or the same worker);
+// whichever finishes last compares the answers and hands the pair to the engine.
 #pragma once
 
 #include <boost/json.hpp>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "migration/agreement.h"
@@ -58,8 +60,8 @@ class ShadowPairState {
   const std::string& request_id() const { return request_id_; }
   MigrationRuntime& runtime() { return *runtime_; }
 
-  // Each side reports once. A primary side whose client left is not compared (the pair would
-  // compare a cut answer), but the candidate's spend is still counted.
+  // Each side reports once, from any thread. A primary side whose client left is not compared
+  // (the pair would compare a cut answer), but the candidate's spend is still counted.
   void primary_done(SideResult result, bool client_left);
   void candidate_done(SideResult result);
 
@@ -73,6 +75,7 @@ class ShadowPairState {
   bool streamed_;
   bool json_mode_;
   std::string prompt_json_;
+  std::mutex mutex_;  // guards the results and flags below; finish() runs outside it
   std::optional<SideResult> primary_;
   std::optional<SideResult> candidate_;
   bool primary_reported_ = false;

@@ -570,7 +570,15 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       shadow_pair = launch->pair;
       context.capture = &shadow_pair->primary_builder;
       record.shadowed = true;
-      asio::co_spawn(executor_, run_shadow(snapshot, std::move(launch)), asio::detached);
+      if (shadow_worker_ == nullptr) {
+        asio::co_spawn(executor_, run_shadow(snapshot, std::move(launch)), asio::detached);
+      } else {
+        // The shadow thread uses its own snapshot: its connections belong to its event loop.
+        asio::post(shadow_worker_->executor_, [shadow = shadow_worker_, launch = std::move(launch)]() mutable {
+          asio::co_spawn(shadow->executor_, shadow->run_shadow(shadow->snapshot_, std::move(launch)),
+                         asio::detached);
+        });
+      }
     }
   }
   // The route's deadline spans every attempt, fallbacks included (as Envoy's route timeout).
@@ -964,7 +972,16 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
   const auto& settings = pair.runtime().settings();
   migration::SideResult side;
   const auto started = Clock::now();
-  const auto& candidate_config = *snapshot->providers.at(settings.candidate).config;
+  // The worker that mirrored the request may have a newer configuration than this snapshot
+  // for a moment during a reload.
+  const auto found = snapshot->providers.find(settings.candidate);
+  if (found == snapshot->providers.end() ||
+      !found->second.config->models.contains(launch->client_model)) {
+    side.error = "candidate_not_configured";
+    pair.candidate_done(std::move(side));
+    co_return;
+  }
+  const auto& candidate_config = *found->second.config;
   const auto& candidate_model = candidate_config.models.at(launch->client_model);
   const auto* candidate_price = candidate_config.price_for(candidate_model);
   auto report = [&] {
@@ -1003,7 +1020,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     }
     pair.candidate_done(std::move(side));
   };
-  auto& provider = snapshot->providers.at(settings.candidate);
+  auto& provider = found->second;
   EndpointRuntime* endpoint = nullptr;
   resilience::CircuitBreaker::Permit permit;
   for (auto& candidate : provider.endpoints) {

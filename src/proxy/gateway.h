@@ -38,6 +38,9 @@ class Gateway {
   void set_draining() { draining_ = true; }
   // Where usage is recorded; null when no state store keeps it. Call before serving.
   void set_usage_ledger(accounting::UsageLedger* ledger) { ledger_ = ledger; }
+  // Where this worker's shadow requests run (another thread's Gateway with its own connections);
+  // without one they run on this worker. Call before serving.
+  void set_shadow_worker(Gateway* shadow) { shadow_worker_ = shadow; }
   // Cancels every upstream exchange in flight, shadows included (shutdown after the drain
   // deadline).
   void abort_all();
@@ -77,6 +80,7 @@ class Gateway {
   AccessLog& access_log_;
   observability::WorkerMetrics* metrics_;
   accounting::UsageLedger* ledger_ = nullptr;
+  Gateway* shadow_worker_ = nullptr;
   std::shared_ptr<Snapshot> snapshot_;
   bool draining_ = false;
   struct InFlight {

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <boost/asio.hpp>
 #include <algorithm>
 #include <future>
@@ -44,6 +47,11 @@ proxy::TlsContexts build_tls_contexts(const config::Config& config) {
   }
   return contexts;
 }
+
+// The shadow thread's nice value: live requests on the workers (nice 0) take the CPU from it
+// whenever both are runnable, so mirroring never queues a client's request behind a shadow's
+// work. CFS weighs nice 10 at about a tenth of nice 0; it still gets any idle CPU.
+constexpr int kShadowThreadNice = 10;
 
 // Runs `function` on the worker's thread and waits for its result.
 template <typename Function>
@@ -99,6 +107,22 @@ struct GatewayServer::Worker {
   asio::steady_timer flush_timer;
   asio::steady_timer watch_timer;
   bool stopping = false;
+  std::thread thread;
+};
+
+// Shadow requests run here, on one thread of their own at a lower priority, with their own
+// upstream connections: a worker only decides to mirror a request and posts it over.
+struct GatewayServer::ShadowWorker {
+  ShadowWorker(unsigned index, unsigned pool_shares, observability::WorkerMetrics* metrics)
+      : context(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
+        guard(asio::make_work_guard(context)),
+        access_log("off"),
+        gateway(context.get_executor(), index, pool_shares, access_log, metrics) {}
+
+  asio::io_context context;
+  asio::executor_work_guard<asio::io_context::executor_type> guard;
+  proxy::AccessLog access_log;
+  proxy::Gateway gateway;
   std::thread thread;
 };
 
@@ -202,18 +226,25 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   if (!config_->migrations.empty()) {
     engine_ = std::make_shared<migration::MigrationEngine>(config_, count);
   }
-  if (config_->metrics) metrics_ = std::make_unique<observability::MetricsRegistry>(count);
+  // Shard `count` of the metrics and the usage ledger is the shadow thread's.
+  if (config_->metrics) metrics_ = std::make_unique<observability::MetricsRegistry>(count + 1);
   if ((config_->state_store_configured || !config_->migrations.empty()) &&
       config_->state_store != ":memory:") {
     try {
-      ledger_ = std::make_unique<accounting::UsageLedger>(config_->state_store, count);
+      ledger_ = std::make_unique<accounting::UsageLedger>(config_->state_store, count + 1);
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("usage ledger: ") + e.what());
     }
   }
+  // Each provider's connections are shared by the workers and the shadow thread.
+  const unsigned pool_shares = count + 1;
+  shadow_worker_ = std::make_unique<ShadowWorker>(count, pool_shares,
+                                                  metrics_ ? &metrics_->worker(count) : nullptr);
+  shadow_worker_->gateway.apply(config_, tls, health_, engine_ ? engine_->routes() : nullptr);
+  shadow_worker_->gateway.set_usage_ledger(ledger_.get());
   for (unsigned i = 0; i < count; ++i) {
     try {
-      workers_.push_back(std::make_unique<Worker>(*config_, i, count, endpoint,
+      workers_.push_back(std::make_unique<Worker>(*config_, i, pool_shares, endpoint,
                                                   metrics_ ? &metrics_->worker(i) : nullptr));
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("cannot listen on " + config_->listen.address + ":" +
@@ -223,6 +254,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
     endpoint.port(workers_.front()->listener.local_endpoint().port());
     workers_.back()->gateway.apply(config_, tls, health_, engine_ ? engine_->routes() : nullptr);
     workers_.back()->gateway.set_usage_ledger(ledger_.get());
+    workers_.back()->gateway.set_shadow_worker(&shadow_worker_->gateway);
   }
   port_ = endpoint.port();
   if (config_->admin) {
@@ -248,6 +280,19 @@ void GatewayServer::start() {
     admin_->listener.start();
     admin_->thread = std::thread([context = &admin_->context] { context->run(); });
   }
+  shadow_worker_->thread = std::thread([context = &shadow_worker_->context] {
+    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kShadowThreadNice) != 0) {
+      spdlog::warn("shadow thread: cannot lower its priority; shadows share the CPU with live requests");
+    }
+    for (;;) {
+      try {
+        context->run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("shadow loop caught an unexpected exception: {}", e.what());
+      }
+    }
+  });
   for (auto& worker : workers_) {
     worker->listener.start();
     worker->schedule_flush();
@@ -291,6 +336,12 @@ std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::C
     return std::string("migrations: ") + e.what();
   }
   auto routes = engine ? engine->routes() : nullptr;
+  // The shadow thread first: a worker on the new configuration may post it a shadow at once.
+  if (shadow_worker_->thread.joinable()) {
+    run_on(shadow_worker_->context, [&] { shadow_worker_->gateway.apply(config, tls, health, routes); });
+  } else {
+    shadow_worker_->gateway.apply(config, tls, health, routes);
+  }
   for (auto& worker : workers_) {
     run_on(worker->context, [&] {
       worker->gateway.apply(config, tls, health, routes);
@@ -352,6 +403,17 @@ void GatewayServer::shutdown(std::chrono::milliseconds deadline) {
   for (auto& worker : workers_) {
     if (worker->thread.joinable()) worker->thread.join();
     worker->access_log.flush();
+  }
+  // After the workers, which post shadows to it until they stop.
+  auto close_shadows = [shadow = shadow_worker_.get()] {
+    shadow->gateway.abort_all();
+    shadow->guard.reset();
+  };
+  if (shadow_worker_->thread.joinable()) {
+    asio::post(shadow_worker_->context, close_shadows);
+    shadow_worker_->thread.join();
+  } else {
+    close_shadows();
   }
   if (admin_) {
     asio::post(admin_->context, [admin = admin_.get()] {

@@ -59,6 +59,7 @@ class GatewayServer {
 
  private:
   struct Worker;
+  struct ShadowWorker;
   struct AdminServer;
   // Read by the admin thread, replaced by reload(): guarded, never touched on the request path.
   mutable std::mutex state_mutex_;
@@ -70,6 +71,7 @@ class GatewayServer {
   std::unique_ptr<AdminServer> admin_;
   std::uint16_t admin_port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<ShadowWorker> shadow_worker_;
   std::uint16_t port_ = 0;
   bool stopped_ = false;
 };

@@ -455,6 +455,60 @@ TEST_F(MigrationTest, HungShadowUpstreamNeverSlowsThePrimary) {
   EXPECT_EQ(shadow.at("dropped_in_flight").to_number<int>(), 8);
 }
 
+// Threads of this process whose nice value is `nice`, with the CPU ticks each has used.
+std::vector<long> cpu_ticks_of_threads_at_nice(int nice) {
+  std::vector<long> ticks;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto after_name = stat.rfind(')');
+    if (after_name == std::string::npos) continue;
+    std::istringstream fields(stat.substr(after_name + 2));
+    std::vector<std::string> field;
+    for (std::string f; fields >> f;) field.push_back(f);
+    // Fields from the state on (field 3): utime is field 14, stime 15, nice 19.
+    if (field.size() < 17 || std::stoi(field[16]) != nice) continue;
+    ticks.push_back(std::stol(field[11]) + std::stol(field[12]));
+  }
+  return ticks;
+}
+
+TEST_F(MigrationTest, ShadowsRunOnTheirOwnLowerPriorityThread) {
+  ASSERT_TRUE(cpu_ticks_of_threads_at_nice(10).empty());
+  MigrationOptions options;
+  options.shadow = "    shadow: {sample_rate: 100%, min_pairs: 100000, min_duration: 1h}\n";
+  // This test is about where shadows run, not how fast: no gate may end the shadow phase.
+  options.gates = "    gates: {latency: [{measure: total, quantile: p95, max: 60s}]}\n";
+  start(with_delay(std::chrono::milliseconds(3)), with_delay(std::chrono::milliseconds(3)), options);
+  // The shadow thread (and nothing else of the gateway's) runs at nice 10: the kernel gives
+  // the workers the CPU first whenever both want it.
+  const auto niced = cpu_ticks_of_threads_at_nice(10);
+  ASSERT_FALSE(niced.empty());
+  TestClient client(server_->port());
+  for (int i = 0; i < 200; ++i) {
+    auto reply = client.post("/v1/chat/completions",
+                             R"({"model":"gpt-4","messages":[{"role":"user","content":"mirror me"}]})");
+    ASSERT_EQ(reply.status, 200u);
+    EXPECT_EQ(reply.header("x-cutover-provider"), "primary");
+  }
+  for (int i = 0; i < 200 && candidate_->requests_received() < 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(candidate_->requests_received(), 200u);
+  json::object shadow;
+  for (int i = 0; i < 200; ++i) {
+    shadow = status().at("shadow").as_object();
+    if (shadow.at("pairs_recorded").to_number<int>() == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(shadow.at("pairs_recorded").to_number<int>(), 200);
+  // The shadows' work was done there.
+  long before = 0, after = 0;
+  for (const auto t : niced) before += t;
+  for (const auto t : cpu_ticks_of_threads_at_nice(10)) after += t;
+  EXPECT_GT(after, before);
+}
+
 TEST_F(MigrationTest, TransitionsArePostedToWebhooks) {
   auto hook = std::make_unique<FakeProvider>([](const FakeRequest&) {
     FakeReply reply;
