@@ -236,8 +236,10 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
       throw std::runtime_error(std::string("usage ledger: ") + e.what());
     }
   }
-  // Each provider's connections are shared by the workers and the shadow thread.
-  const unsigned pool_shares = count + 1;
+  // The workers share each provider's max_connections; the shadow thread, which only ever
+  // connects to candidates, has one worker's share of its own on top, so mirroring never takes
+  // connections from live requests.
+  const unsigned pool_shares = count;
   shadow_worker_ = std::make_unique<ShadowWorker>(count, pool_shares,
                                                   metrics_ ? &metrics_->worker(count) : nullptr);
   shadow_worker_->gateway.apply(config_, tls, health_, engine_ ? engine_->routes() : nullptr);
