@@ -246,7 +246,8 @@ TEST_F(MigrationTest, HealthyCandidateWalksEveryStageToPromoted) {
 }
 
 TEST_F(MigrationTest, ErroringCandidateIsRolledBackWithNoClientVisibleError) {
-  start(with_delay(std::chrono::milliseconds(5)), failing_every(10, std::chrono::milliseconds(5)));
+  // 5 % of the candidate's answers fail, against a 2 % limit.
+  start(with_delay(std::chrono::milliseconds(5)), failing_every(20, std::chrono::milliseconds(5)));
   start_traffic();
   ASSERT_TRUE(wait_for(migration::Phase::rolled_back)) << ctl({"get", "to-candidate"});
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -266,7 +267,8 @@ TEST_F(MigrationTest, ErroringCandidateIsRolledBackWithNoClientVisibleError) {
 }
 
 TEST_F(MigrationTest, SlowCandidateIsRolledBackOnRelativeLatency) {
-  start(with_delay(std::chrono::milliseconds(10)), with_delay(std::chrono::milliseconds(150)));
+  // Three times the primary's latency, against a limit of 1.8 times its p95.
+  start(with_delay(std::chrono::milliseconds(10)), with_delay(std::chrono::milliseconds(30)));
   start_traffic();
   ASSERT_TRUE(wait_for(migration::Phase::rolled_back)) << ctl({"get", "to-candidate"});
   stop_traffic();
