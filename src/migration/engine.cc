@@ -163,8 +163,7 @@ void MigrationEngine::reload(std::shared_ptr<const config::Config> config) {
 }
 
 void MigrationEngine::stop() {
-  if (stopped_) return;
-  stopped_ = true;
+  if (stopped_.exchange(true)) return;
   auto close = [this] {
     for (auto& [name, migration] : migrations_) take_pairs(*migration);
     flush_pairs();

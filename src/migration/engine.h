@@ -4,6 +4,8 @@
 // to webhooks. Workers never wait for it; the admin API talks to it through a queue.
 #pragma once
 
+#include <atomic>
+
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
 #include <functional>
@@ -97,7 +99,8 @@ class MigrationEngine {
   mutable std::mutex routes_mutex_;
   std::shared_ptr<const MigrationRoutes> routes_;
   bool started_ = false;
-  bool stopped_ = false;
+  // Set by stop() on the caller's thread, read by the timers on the engine's.
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace cutover::migration
