@@ -6,7 +6,7 @@
 #
 #   bash bench/accounting.sh        (or `make bench-accounting`, which builds first)
 #
-# Loopback only; stops by itself (about 90 s with the defaults). Runs alternate off, on, off,
+# Loopback only; stops by itself (about 5 minutes with the defaults). Runs alternate off, on, off,
 # on, ... (BENCH_ROUNDS pairs) so drift on a shared machine hits both sides alike; each run is a
 # saturation run (BENCH_CONNECTIONS connections) and a paced run (each connection pausing
 # BENCH_PACE_MS between requests). Target (issue #5): on adds at most 3 % to p99 and takes at

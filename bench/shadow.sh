@@ -4,7 +4,7 @@
 #
 #   bash bench/shadow.sh        (or `make bench-migration`, which builds first)
 #
-# Loopback only, bounded (about 2 minutes with the defaults), stops by itself. Two simulated
+# Loopback only, bounded (about 6 minutes with the defaults; BENCH_SAT_DURATION=0 halves it), stops by itself. Two simulated
 # providers with a fixed 20 ms time to first byte (profile fast plus --latency-ms, so no jitter):
 # the provider dominates the request as a real LLM call does. Two gateways run side by side
 # against them:
