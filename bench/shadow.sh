@@ -4,9 +4,9 @@
 #
 #   bash bench/shadow.sh        (or `make bench-migration`, which builds first)
 #
-# Loopback only, bounded (about 6 minutes with the defaults; BENCH_SAT_DURATION=0 halves it), stops by itself. Two simulated
-# providers with a fixed 20 ms time to first byte (profile fast plus --latency-ms, so no jitter):
-# the provider dominates the request as a real LLM call does. Two gateways run side by side
+# Loopback only, bounded (about 6 minutes with the defaults; BENCH_SAT_DURATION=0 halves it),
+# stops by itself. Two simulated providers with a fixed 20 ms time to first byte (profile fast
+# plus --latency-ms, so no jitter): the provider dominates the request as a real LLM call does. Two gateways run side by side
 # against them:
 #   off  the route to the primary, no migration
 #   on   the same route with a migration held in the shadow phase (sample_rate 100 %,
