@@ -7,6 +7,7 @@
 
 #include <boost/asio.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <future>
 #include <stdexcept>
 
@@ -48,10 +49,11 @@ proxy::TlsContexts build_tls_contexts(const config::Config& config) {
   return contexts;
 }
 
-// The shadow thread's nice value: live requests on the workers (nice 0) take the CPU from it
+// How much nicer than the workers the shadow thread runs: live requests take the CPU from it
 // whenever both are runnable, so mirroring never queues a client's request behind a shadow's
-// work. CFS weighs nice 10 at about a tenth of nice 0; it still gets any idle CPU.
-constexpr int kShadowThreadNice = 10;
+// work. CFS weighs nice +10 at about a tenth; it still gets any idle CPU. Relative, so a service
+// started at another nice value keeps the gap (and never asks to raise a priority).
+constexpr int kShadowThreadNiceIncrement = 10;
 
 // Runs `function` on the worker's thread and waits for its result.
 template <typename Function>
@@ -283,7 +285,11 @@ void GatewayServer::start() {
     admin_->thread = std::thread([context = &admin_->context] { context->run(); });
   }
   shadow_worker_->thread = std::thread([context = &shadow_worker_->context] {
-    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kShadowThreadNice) != 0) {
+    const auto self = static_cast<id_t>(::gettid());
+    errno = 0;
+    const int current = ::getpriority(PRIO_PROCESS, self);
+    const int lowered = std::min(19, (errno == 0 ? current : 0) + kShadowThreadNiceIncrement);
+    if (::setpriority(PRIO_PROCESS, self, lowered) != 0) {
       spdlog::warn("shadow thread: cannot lower its priority; shadows share the CPU with live requests");
     }
     for (;;) {
