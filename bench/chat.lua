@@ -18,13 +18,19 @@ if pace_ms > 0 then
   end
 end
 
-function done(summary, latency, requests)
+-- The BENCH line without its newline; a script that loads this one may add fields through
+-- extra_fields() (a string starting with a space).
+function bench_line(summary, latency)
   local e = summary.errors
   local seconds = summary.duration / 1e6
-  io.write(string.format(
+  return string.format(
     "BENCH requests=%d duration_us=%d rps=%.1f mean_us=%.1f p50_us=%d p90_us=%d p99_us=%d " ..
-    "max_us=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d non2xx=%d\n",
+    "max_us=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d non2xx=%d",
     summary.requests, summary.duration, summary.requests / seconds, latency.mean,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    e.connect, e.read, e.write, e.timeout, e.status))
+    e.connect, e.read, e.write, e.timeout, e.status)
+end
+
+function done(summary, latency, requests)
+  io.write(bench_line(summary, latency) .. (extra_fields and extra_fields() or "") .. "\n")
 end

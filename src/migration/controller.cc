@@ -158,8 +158,7 @@ void Controller::change_gates(Evaluation& out) const {
         "{}/{} = {} since the candidate was last within its limit; log-likelihood {:.1f} ≥ {:.1f} "
         "that it fails at {} rather than at most {}",
         failures, trials, trials ? percent(static_cast<double>(failures) / trials) : "n/a",
-        detector.statistic(), detector.threshold(),
-        percent(std::min(RateChangeDetector::kRiseFactor * max_rate, (1 + max_rate) / 2)),
+        detector.statistic(), detector.threshold(), percent(detector.risen_rate()),
         percent(max_rate));
     gate.figures = {{"failures", failures},
                     {"trials", trials},

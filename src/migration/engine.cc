@@ -191,9 +191,9 @@ void MigrationEngine::schedule(Migration& migration) {
 }
 
 void MigrationEngine::take_pairs(Migration& migration) {
-  taken_pairs_.clear();
-  migration.runtime->take_pairs(taken_pairs_);
-  for (auto& [pair, sample] : taken_pairs_) {
+  std::vector<FinishedPair> taken;
+  migration.runtime->take_pairs(taken);
+  for (auto& [pair, sample] : taken) {
     if (migration.window_pairs.size() < kMaxWindowPairs) migration.window_pairs.push_back(sample);
     ++migration.pairs_recorded;
     migration.pairs_candidate_failed += sample.candidate_failed;
@@ -203,7 +203,6 @@ void MigrationEngine::take_pairs(Migration& migration) {
     }
     pending_pairs_.push_back(std::move(pair));
   }
-  taken_pairs_.clear();
 }
 
 void MigrationEngine::tick(Migration& migration) {

@@ -94,7 +94,6 @@ class MigrationEngine {
   // Owned and touched by the engine thread only.
   std::map<std::string, std::unique_ptr<Migration>> migrations_;
   std::vector<store::ShadowPair> pending_pairs_;
-  std::vector<FinishedPair> taken_pairs_;  // reused by take_pairs
   std::int64_t last_pairs_flush_ms_ = 0;
   mutable std::mutex routes_mutex_;
   std::shared_ptr<const MigrationRoutes> routes_;

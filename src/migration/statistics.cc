@@ -234,9 +234,9 @@ RateChangeDetector::RateChangeDetector(double max_rate, double confidence) {
   if (!(max_rate > 0 && max_rate < 1)) return;
   enabled_ = true;
   // Halfway to certainty when max_rate is so high that three times it would not be a rate.
-  const double risen = std::min(kRiseFactor * max_rate, (1 + max_rate) / 2);
-  failure_weight_ = std::log(risen / max_rate);
-  success_weight_ = std::log((1 - risen) / (1 - max_rate));
+  risen_rate_ = std::min(kRiseFactor * max_rate, (1 + max_rate) / 2);
+  failure_weight_ = std::log(risen_rate_ / max_rate);
+  success_weight_ = std::log((1 - risen_rate_) / (1 - max_rate));
   const double alpha = std::clamp(1 - confidence, 1e-12, 0.5);
   threshold_ = std::log(kRequestsPerFalseAlarm / alpha);
 }

@@ -91,12 +91,15 @@ class RateChangeDetector {
   bool alarmed() const { return enabled_ && statistic_ >= threshold_; }
   double statistic() const { return statistic_; }
   double threshold() const { return threshold_; }
+  // The rate the alarm tests for against max_rate.
+  double risen_rate() const { return risen_rate_; }
   // Failures and trials since the sum last stood at 0: the run of evidence behind an alarm.
   std::uint64_t failures_in_run() const { return run_failures_; }
   std::uint64_t trials_in_run() const { return run_trials_; }
 
  private:
   bool enabled_ = false;
+  double risen_rate_ = 0;      // p1
   double failure_weight_ = 0;  // ln(p1 / p0)
   double success_weight_ = 0;  // ln((1 - p1) / (1 - p0)), negative
   double threshold_ = 0;

@@ -55,6 +55,19 @@ proxy::TlsContexts build_tls_contexts(const config::Config& config) {
 // started at another nice value keeps the gap (and never asks to raise a priority).
 constexpr int kShadowThreadNiceIncrement = 10;
 
+// Runs an event loop until it runs out of work; an exception that escapes a handler is logged
+// and the loop goes on, so one bad request cannot stop a thread that serves thousands.
+void run_loop(asio::io_context& context, const char* name) {
+  for (;;) {
+    try {
+      context.run();
+      return;
+    } catch (const std::exception& e) {
+      spdlog::error("{} loop caught an unexpected exception: {}", name, e.what());
+    }
+  }
+}
+
 // Runs `function` on the worker's thread and waits for its result.
 template <typename Function>
 auto run_on(asio::io_context& context, Function function) {
@@ -292,29 +305,13 @@ void GatewayServer::start() {
     if (::setpriority(PRIO_PROCESS, self, lowered) != 0) {
       spdlog::warn("shadow thread: cannot lower its priority; shadows share the CPU with live requests");
     }
-    for (;;) {
-      try {
-        context->run();
-        return;
-      } catch (const std::exception& e) {
-        spdlog::error("shadow loop caught an unexpected exception: {}", e.what());
-      }
-    }
+    run_loop(*context, "shadow");
   });
   for (auto& worker : workers_) {
     worker->listener.start();
     worker->schedule_flush();
     worker->schedule_disconnect_watch();
-    worker->thread = std::thread([context = &worker->context] {
-      for (;;) {
-        try {
-          context->run();
-          return;
-        } catch (const std::exception& e) {
-          spdlog::error("worker loop caught an unexpected exception: {}", e.what());
-        }
-      }
-    });
+    worker->thread = std::thread([context = &worker->context] { run_loop(*context, "worker"); });
   }
 }
 
