@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config ninja-build
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libboost-system1.81-dev
   libssl-dev openssl ca-certificates
-  libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libsimdjson-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nodejs nginx-light wrk curl python3 clang libclang-rt-14-dev
   chromium fonts-liberation

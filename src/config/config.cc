@@ -273,7 +273,7 @@ void parse_breaker(Validator& v, const YAML::Node& node, const std::string& path
   v.reject_unknown_keys(node, path,
                         {"failure_rate", "slow_call_rate", "slow_call_duration", "window",
                          "window_size", "minimum_calls", "open_duration", "max_open_duration",
-                         "half_open_probes"});
+                         "half_open_probes", "last_resort_share"});
   if (node["failure_rate"]) {
     breaker.failure_rate_threshold = ratio_at(v, node["failure_rate"], path + ".failure_rate", 0.01, 1)
                                          .value_or(breaker.failure_rate_threshold);
@@ -301,6 +301,11 @@ void parse_breaker(Validator& v, const YAML::Node& node, const std::string& path
     breaker.minimum_calls =
         v.integer_at<unsigned>(node["minimum_calls"], path + ".minimum_calls", 1, 100000)
             .value_or(breaker.minimum_calls);
+  }
+  if (node["last_resort_share"]) {
+    breaker.last_resort_share =
+        ratio_at(v, node["last_resort_share"], path + ".last_resort_share", 0, 1)
+            .value_or(breaker.last_resort_share);
   }
   if (node["half_open_probes"]) {
     breaker.half_open_permits =
@@ -342,6 +347,25 @@ void parse_prices(Validator& v, const YAML::Node& node, const std::string& path,
       price.currency = v.string_at(entry.second["currency"], mpath + ".currency").value_or("USD");
     }
     provider.prices[model] = price;
+  }
+}
+
+void parse_response_limits(Validator& v, const YAML::Node& limits, Config& config) {
+  if (limits["max_response_bytes"]) {
+    config.max_response_bytes =
+        v.integer_at<std::size_t>(limits["max_response_bytes"], "limits.max_response_bytes",
+                                  1024, 1ull << 34)
+            .value_or(config.max_response_bytes);
+  }
+  if (limits["max_buffered_response_bytes"]) {
+    config.max_buffered_response_bytes =
+        v.integer_at<std::size_t>(limits["max_buffered_response_bytes"],
+                                  "limits.max_buffered_response_bytes", 1024, 1ull << 36)
+            .value_or(config.max_buffered_response_bytes);
+  }
+  if (config.max_buffered_response_bytes < config.max_response_bytes) {
+    v.error(limits, "limits",
+            "max_buffered_response_bytes must not be smaller than max_response_bytes");
   }
 }
 
@@ -600,7 +624,9 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   if (const auto& limits = root["limits"]) {
     if (v.expect_map(limits, "limits")) {
       v.reject_unknown_keys(limits, "limits",
-                            {"max_body_bytes", "request_timeout", "keep_alive_timeout"});
+                            {"max_body_bytes", "request_timeout", "keep_alive_timeout",
+                             "max_response_bytes", "max_buffered_response_bytes"});
+      parse_response_limits(v, limits, *config);
       if (limits["max_body_bytes"]) {
         config->max_body_bytes = v.integer_at<std::size_t>(limits["max_body_bytes"],
                                                            "limits.max_body_bytes", 1024,

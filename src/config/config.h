@@ -208,6 +208,10 @@ struct Config {
   // Event-loop threads; 0 means one per core.
   unsigned workers = 0;
   std::size_t max_body_bytes = 10 * 1024 * 1024;
+  // A plain answer is read whole before it is normalized: each is capped, and so is what all
+  // answers being read at once may hold together (refused with 503 past it, never grown).
+  std::size_t max_response_bytes = 64 * 1024 * 1024;
+  std::size_t max_buffered_response_bytes = 256 * 1024 * 1024;
   // A request whose header and body have not fully arrived in time gets 408.
   Milliseconds request_timeout{30'000};
   Milliseconds keep_alive_timeout{75'000};

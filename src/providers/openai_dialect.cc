@@ -63,21 +63,6 @@ std::optional<std::string> validate_request(const json::object& body, ApiKind ki
   return std::nullopt;
 }
 
-std::string rewrite_request(json::object& body, const std::string& provider_model,
-                            bool ask_stream_usage, bool client_requested_usage) {
-  body["model"] = provider_model;
-  if (ask_stream_usage) {
-    auto& options = body["stream_options"];
-    if (!options.is_object()) options = json::object();
-    options.get_object()["include_usage"] = true;
-  } else if (!client_requested_usage) {
-    if (auto* options = body.if_contains("stream_options"); options && options->is_object()) {
-      options->get_object().erase("include_usage");
-    }
-  }
-  return json::serialize(body);
-}
-
 std::string_view normalize_finish_reason(std::string_view reason) {
   if (reason == "stop" || reason == "length" || reason == "tool_calls" ||
       reason == "content_filter" || reason == "function_call") {
@@ -254,6 +239,61 @@ std::optional<std::string> normalize_response(json::value& body, ApiKind kind,
     if (!usage.present) object.erase("usage");
   }
   return std::nullopt;
+}
+
+namespace {
+json::object chunk_delta(const json::object& message) {
+  json::object delta;
+  for (const auto& [key, value] : message) {
+    if (key != "tool_calls" || !value.is_array()) {
+      delta[key] = value;
+      continue;
+    }
+    // Streamed tool calls carry their position in the message.
+    json::array calls;
+    for (std::size_t i = 0; i < value.get_array().size(); ++i) {
+      json::object call = value.get_array()[i].is_object() ? value.get_array()[i].get_object()
+                                                           : json::object();
+      call["index"] = static_cast<std::int64_t>(i);
+      calls.push_back(std::move(call));
+    }
+    delta[key] = std::move(calls);
+  }
+  return delta;
+}
+}  // namespace
+
+std::vector<std::string> stream_chunks_from_response(const json::object& response, ApiKind kind,
+                                                     bool include_usage) {
+  const bool chat = kind == ApiKind::chat_completions;
+  json::object header;
+  for (const char* key : {"id", "created", "model", "system_fingerprint"}) {
+    if (const auto* value = response.if_contains(key)) header[key] = *value;
+  }
+  header["object"] = chat ? "chat.completion.chunk" : "text_completion";
+  std::vector<std::string> chunks;
+  if (const auto* choices = response.if_contains("choices"); choices && choices->is_array()) {
+    for (const auto& choice : choices->get_array()) {
+      if (!choice.is_object()) continue;
+      json::object streamed = choice.get_object();
+      if (chat) {
+        const auto* message = streamed.if_contains("message");
+        streamed["delta"] = message && message->is_object() ? chunk_delta(message->get_object())
+                                                             : json::object();
+        streamed.erase("message");
+      }
+      json::object chunk = header;
+      chunk["choices"] = json::array{std::move(streamed)};
+      chunks.push_back(json::serialize(chunk));
+    }
+  }
+  if (const auto* usage = response.if_contains("usage"); include_usage && usage && usage->is_object()) {
+    json::object chunk = header;
+    chunk["choices"] = json::array();
+    chunk["usage"] = *usage;
+    chunks.push_back(json::serialize(chunk));
+  }
+  return chunks;
 }
 
 std::optional<std::string> normalize_stream_chunk(json::value& chunk, ApiKind kind,

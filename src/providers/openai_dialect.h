@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cutover::providers {
 
@@ -34,12 +35,7 @@ struct RequestShape {
 std::optional<std::string> validate_request(const boost::json::object& body, ApiKind kind,
                                             RequestShape& shape);
 
-// Rewrites the client's body in place for a provider and serializes it: the provider's model
-// name, and `stream_options.include_usage` when `ask_stream_usage`. In place, so a retry or a
-// fallback rewrites the same object again instead of copying it; a usage request an earlier
-// attempt added is removed again when this provider is not asked for usage.
-std::string rewrite_request(boost::json::object& body, const std::string& provider_model,
-                            bool ask_stream_usage, bool client_requested_usage);
+// Rewriting a request for a provider: see providers/request_body.h.
 
 // Fields a provider may omit, filled the same way for every chunk of one response.
 struct ResponseIdentity {
@@ -63,6 +59,13 @@ std::optional<std::string> normalize_stream_chunk(boost::json::value& chunk, Api
                                                   const ResponseIdentity& identity,
                                                   bool strip_usage, Usage& usage,
                                                   ChunkOutcome& outcome);
+
+// A complete (normalized) chat or text completion as the chunks of a stream, for a provider
+// that answered a streaming request with a plain body: the client asked for a stream and gets
+// one. One chunk per choice carrying the whole message as its delta and its finish reason,
+// then the usage chunk when `include_usage` and the response has usage. [DONE] is not included.
+std::vector<std::string> stream_chunks_from_response(const boost::json::object& response,
+                                                     ApiKind kind, bool include_usage);
 
 // The usage a response reports, whatever the provider called its fields.
 Usage extract_usage(const boost::json::value& usage);

@@ -25,6 +25,15 @@ bool SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
   return true;
 }
 
+void SseParser::finish(std::vector<SseEvent>& out) {
+  if (malformed_) return;
+  if (!line_.empty()) {
+    process_line(line_, out);
+    line_.clear();
+  }
+  process_line({}, out);
+}
+
 void SseParser::process_line(std::string_view line, std::vector<SseEvent>& out) {
   if (line.empty()) {
     if (has_data_) out.push_back(std::move(current_));

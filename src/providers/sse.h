@@ -26,6 +26,10 @@ class SseParser {
   // Returns false once the stream is malformed (a line over the limit); later calls do nothing.
   bool feed(std::string_view bytes, std::vector<SseEvent>& out);
 
+  // At the end of the stream: hands out the last event when the provider ended it without the
+  // blank line (or even without the final line break), which some relays do.
+  void finish(std::vector<SseEvent>& out);
+
   // True when bytes of an unfinished event are pending (a stream cut mid-event).
   bool has_partial_event() const { return !line_.empty() || has_fields_; }
 

@@ -9,6 +9,8 @@
 #include "accounting/cost.h"
 #include "migration/shadow.h"
 #include "providers/openai_dialect.h"
+#include "providers/request_body.h"
+#include "proxy/response_memory.h"
 #include "routing/sticky_assignment.h"
 #include "providers/sse.h"
 #include "resilience/retry_policy.h"
@@ -23,8 +25,10 @@ using resilience::AttemptFailure;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-constexpr std::size_t kMaxResponseBytes = 64 * 1024 * 1024;
 constexpr std::size_t kMaxErrorBodyBytes = 1024 * 1024;
+// Attempts the official SDKs make by default (max_retries 2): the gateway tells them not to
+// retry only after making at least as many itself, so it is never worse than no gateway.
+constexpr unsigned kSdkDefaultAttempts = 3;
 constexpr std::string_view kUserAgent = "cutover/0.1";
 // How long a 429 without any reset hint keeps an endpoint throttled.
 constexpr auto kDefaultThrottle = std::chrono::seconds(1);
@@ -93,6 +97,68 @@ bool asks_for_json(const json::object& body) {
          (type->get_string() == "json_object" || type->get_string() == "json_schema");
 }
 
+struct AnswerReadProblem {
+  std::optional<upstream::UpstreamError> transport;
+  bool memory_exhausted = false;
+  std::string message;
+};
+
+// Reads a whole plain answer, holding its bytes in the process's response memory: one answer
+// over `limit`, or one that would take the process past the total, stops here.
+asio::awaitable<std::optional<AnswerReadProblem>> read_answer(
+    upstream::Exchange& exchange, std::string& body, ResponseMemory::Reservation& reservation,
+    std::size_t limit) {
+  const auto announced = exchange.content_length();
+  auto too_large = [&] {
+    return AnswerReadProblem{std::nullopt, false,
+                             "the answer exceeds limits.max_response_bytes (" +
+                                 std::to_string(limit) + " bytes)"};
+  };
+  auto no_memory = [&] {
+    return AnswerReadProblem{std::nullopt, true,
+                             "the gateway is holding limits.max_buffered_response_bytes of "
+                             "answers already; try again shortly"};
+  };
+  if (announced && *announced > limit) co_return too_large();
+  if (announced) {
+    if (!reservation.grow_to(static_cast<std::size_t>(*announced))) co_return no_memory();
+    body.reserve(static_cast<std::size_t>(*announced));
+  }
+  bool done = false;
+  while (!done) {
+    if (auto error = co_await exchange.read_some(body, done)) {
+      co_return AnswerReadProblem{std::move(error), false, {}};
+    }
+    if (body.size() > limit) co_return too_large();
+    if (!reservation.grow_to(body.capacity())) co_return no_memory();
+  }
+  co_return std::nullopt;
+}
+
+// What an answer the gateway could not read looked like, so the cause can be found: its
+// status, type, length and a redacted start. At most one line a second per worker.
+void log_unreadable_answer(std::string_view provider, const upstream::Exchange& exchange,
+                           std::string_view body, std::string_view problem,
+                           std::string_view secret) {
+  thread_local Clock::time_point last_logged{};
+  thread_local unsigned suppressed = 0;
+  const auto now = Clock::now();
+  if (now - last_logged < std::chrono::seconds(1)) {
+    ++suppressed;
+    return;
+  }
+  last_logged = now;
+  std::string start(body.substr(0, 256));
+  providers::redact(start, secret);
+  const auto& header = exchange.response();
+  spdlog::warn(
+      "provider '{}' returned {}: status {}, content-type '{}', {} bytes, begins {}{}", provider,
+      problem, exchange.status(), std::string_view(header[bhttp::field::content_type]),
+      body.size(), json::serialize(json::string(start)),
+      suppressed ? fmt::format(" ({} more such answers not logged)", suppressed) : "");
+  suppressed = 0;
+}
+
 AttemptFailure failure_of(upstream::FailureKind kind) {
   switch (kind) {
     case upstream::FailureKind::connect:
@@ -142,12 +208,18 @@ struct Gateway::RequestContext {
   ApiKind kind;
   providers::RequestShape shape;
   json::object& body;
+  // The body as the client sent it, which every provider's request is spliced from.
+  const providers::RequestBody& original;
   Clock::time_point deadline;
   providers::Usage usage;
   std::vector<const EndpointRuntime*> tried;
   resilience::CircuitBreaker::Permit permit;
   // Set when a shadow mirrors this request: the served answer is collected for comparison.
   migration::AnswerBuilder* capture = nullptr;
+  // The budget of the provider being tried, which pays for replays on a fresh connection too.
+  resilience::RetryBudget* budget = nullptr;
+  // Replays made by the current attempt's exchange.
+  unsigned replays = 0;
 };
 
 struct Gateway::ShadowLaunch {
@@ -157,6 +229,17 @@ struct Gateway::ShadowLaunch {
   bool stream = false;
   std::string request_id;
   std::string client_model;
+};
+
+// Why no endpoint of a provider could take a request, and when one may again.
+struct Gateway::Refusal {
+  std::string reason;
+  bool throttled = false;
+  // The earliest end of a throttle (when throttled) or of an open time; the epoch when unknown.
+  Clock::time_point retry_at{};
+  // Time spent waiting for a throttle to end, and whether an open breaker was bypassed.
+  std::chrono::milliseconds waited{0};
+  bool last_resort = false;
 };
 
 struct Gateway::AttemptOutcome {
@@ -173,6 +256,11 @@ struct Gateway::AttemptOutcome {
   std::optional<resilience::Duration> provider_delay;
   // The gateway's own limit (connection pool) refused: says nothing about the provider.
   bool gateway_limit = false;
+  // Times the request was sent again on a fresh connection after a reused one failed before
+  // any answer: each one reached the provider (which may have run it) and took a retry.
+  unsigned replays = 0;
+  // The answer was larger than limits.max_response_bytes: not retried, not a breaker failure.
+  bool answer_too_large = false;
 };
 
 Gateway::Gateway(asio::any_io_executor executor, unsigned worker_index, unsigned worker_count,
@@ -210,6 +298,8 @@ void Gateway::apply(std::shared_ptr<const config::Config> config, const TlsConte
     snapshot->providers.emplace(provider.name, std::move(runtime));
   }
   for (const auto& key : config->client_keys) snapshot->client_names[key.sha256_hex] = key.name;
+  max_response_bytes_ = config->max_response_bytes;
+  response_memory().set_limit(config->max_buffered_response_bytes);
   snapshot->health = std::move(health);
   snapshot->config = std::move(config);
   snapshot_ = std::move(snapshot);
@@ -338,10 +428,22 @@ asio::awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Respond
 }
 
 Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
-                                                 RequestContext& context, std::string& refusal) {
+                                                 RequestContext& context, Refusal& refusal) {
   // Least outstanding requests per unit of weight, endpoints this request has not tried first,
   // and a rotating start so equal endpoints share the load.
   const auto now = Clock::now();
+  auto note_refusal = [&](const resilience::CircuitBreaker::Permit& permit) {
+    const bool throttled = permit.refusal == resilience::CircuitBreaker::Refusal::throttled;
+    if (throttled && (!refusal.throttled || permit.retry_at < refusal.retry_at)) {
+      refusal.retry_at = permit.retry_at;
+    } else if (!throttled && !refusal.throttled && permit.retry_at != Clock::time_point{} &&
+               (refusal.retry_at == Clock::time_point{} || permit.retry_at < refusal.retry_at)) {
+      refusal.retry_at = permit.retry_at;
+    }
+    refusal.throttled = refusal.throttled || throttled;
+    refusal.reason = refusal.throttled ? "throttled" : "circuit_open";
+  };
+  refusal = Refusal{};
   if (provider.endpoints.size() == 1) {
     auto& only = provider.endpoints.front();
     auto permit = only.breaker->try_acquire(now);
@@ -349,8 +451,7 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
       context.permit = permit;
       return &only;
     }
-    refusal = permit.refusal == resilience::CircuitBreaker::Refusal::throttled ? "throttled"
-                                                                                : "circuit_open";
+    note_refusal(permit);
     return nullptr;
   }
   std::vector<EndpointRuntime*> order;
@@ -366,17 +467,45 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
     return static_cast<double>(a->outstanding) / a->config->weight <
            static_cast<double>(b->outstanding) / b->config->weight;
   });
-  bool throttled = false;
   for (auto* endpoint : order) {
     auto permit = endpoint->breaker->try_acquire(now);
     if (permit) {
       context.permit = permit;
       return endpoint;
     }
-    throttled = throttled || permit.refusal == resilience::CircuitBreaker::Refusal::throttled;
+    note_refusal(permit);
   }
-  refusal = throttled ? "throttled" : "circuit_open";
   return nullptr;
+}
+
+asio::awaitable<Gateway::EndpointRuntime*> Gateway::acquire_endpoint(
+    ProviderRuntime& provider, RequestContext& context, bool last_option,
+    const resilience::RetryPolicy& policy, Refusal& refusal) {
+  for (unsigned waits = 0;; ++waits) {
+    auto* endpoint = pick_endpoint(provider, context, refusal);
+    if (endpoint != nullptr || !last_option) co_return endpoint;
+    const auto now = Clock::now();
+    if (refusal.throttled) {
+      // The provider asked for a pause and nobody else can serve the request: honour a short
+      // pause inside the deadline (as the official SDKs would), then send.
+      const bool short_enough = refusal.retry_at - now <= policy.max_retry_after &&
+                                refusal.retry_at < context.deadline;
+      if (!short_enough || waits >= policy.max_attempts) co_return nullptr;
+      refusal.waited += std::chrono::duration_cast<std::chrono::milliseconds>(refusal.retry_at - now);
+      asio::steady_timer pause(executor_, refusal.retry_at);
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    for (auto& candidate : provider.endpoints) {
+      auto permit = candidate.breaker->try_acquire_last_resort(now);
+      if (permit) {
+        context.permit = permit;
+        refusal.last_resort = true;
+        co_return &candidate;
+      }
+    }
+    co_return nullptr;
+  }
 }
 
 // `client_name` lives in `snapshot`, which this frame keeps alive.
@@ -507,7 +636,9 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     co_return co_await reject(400, "request body must be a JSON object", "invalid_request_error",
                               "invalid_json");
   }
-  RequestContext context{request, responder, record, kind, {}, parsed.get_object(), {}, {}, {}, {}};
+  // Located after parsing: reserving simdjson's padding may move the body's bytes.
+  const providers::RequestBody original(request.message.body());
+  RequestContext context{request, responder, record, kind, {}, parsed.get_object(), original};
   if (auto problem = providers::validate_request(parsed.get_object(), kind, context.shape)) {
     co_return co_await reject(400, *problem, "invalid_request_error", "invalid_request");
   }
@@ -561,8 +692,8 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       launch->pair = std::make_shared<migration::ShadowPairState>(
           migration, worker_index_, request.request_id, context.shape.model, context.shape.stream,
           asks_for_json(copy), std::move(prompt_json));
-      launch->body = providers::rewrite_request(copy, candidate.models.at(context.shape.model),
-                                                context.shape.stream, context.shape.client_requested_usage);
+      launch->body = original.rewrite(copy, candidate.models.at(context.shape.model),
+                                      context.shape.stream, context.shape.client_requested_usage);
       launch->kind = kind;
       launch->stream = context.shape.stream;
       launch->request_id = request.request_id;
@@ -586,8 +717,14 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   context.deadline = started + snapshot->providers.at(route->second.provider).config->timeouts.total;
 
   std::optional<AttemptOutcome> last_failure;
+  // Set when the last thing that happened was a provider refusing (throttled, open): the
+  // answer then says when to come back rather than repeating an older failure.
+  std::optional<Refusal> final_refusal;
   std::vector<std::string> refusals;
   unsigned attempts = 0;
+  // True only when the last provider had every attempt its policy allows for a failure the
+  // policy retries: only then may the answer tell the SDK not to add retries of its own.
+  bool retries_exhausted = false;
   auto log_attempt = [&](std::string_view provider, long endpoint, std::string_view result,
                          double ms) {
     if (!access_log_.enabled()) return;
@@ -596,13 +733,16 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
                                 provider, endpoint, result, ms);
   };
 
-  for (const auto provider_name : chain) {
-    auto& provider = snapshot->providers.at(std::string(provider_name));
+  for (std::size_t position = 0; position < chain.size(); ++position) {
+    const bool last_option = position + 1 == chain.size();
+    auto& provider = snapshot->providers.at(std::string(chain[position]));
     const auto& policy = route->second.retry ? *route->second.retry : provider.config->retry;
     provider.budget->record_request(Clock::now());
     record.provider = provider.config->name;
     record.provider_model = provider.config->models.at(context.shape.model);
     served_provider = provider.config;
+    context.budget = provider.budget.get();
+    retries_exhausted = false;
     const bool is_candidate = migration && provider.config->name == migration->settings().candidate;
     for (unsigned attempt_number = 0; attempt_number < policy.max_attempts; ++attempt_number) {
       if (attempt_number > 0 && !provider.budget->try_acquire_retry(Clock::now())) {
@@ -611,65 +751,49 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         log_attempt(provider.config->name, -1, "retry_budget_exhausted", 0);
         break;
       }
-      std::string refusal;
-      auto* endpoint = pick_endpoint(provider, context, refusal);
+      Refusal refusal;
+      auto* endpoint = co_await acquire_endpoint(provider, context, last_option, policy, refusal);
+      if (refusal.waited.count() > 0) {
+        log_attempt(provider.config->name, -1, "waited_for_throttle",
+                    static_cast<double>(refusal.waited.count()));
+      }
       if (endpoint == nullptr) {
-        refusals.push_back("provider '" + provider.config->name + "': " + refusal);
-        log_attempt(provider.config->name, -1, refusal, 0);
+        refusals.push_back("provider '" + provider.config->name + "': " + refusal.reason);
+        log_attempt(provider.config->name, -1, refusal.reason, 0);
+        final_refusal = std::move(refusal);
         break;
       }
+      final_refusal.reset();
       context.tried.push_back(endpoint);
       if (attempt_number > 0) ++retries_made;
       const auto permit = context.permit;
       const auto attempt_started = Clock::now();
       ++attempts;
       auto outcome = co_await attempt(context, provider, *endpoint);
+      outcome.replays = context.replays;
+      attempts += outcome.replays;
+      retries_made += outcome.replays;
       const auto now = Clock::now();
       const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - attempt_started);
-      auto& breaker = *endpoint->breaker;
-      using Kind = AttemptOutcome::Kind;
-      switch (outcome.kind) {
-        case Kind::delivered:
-          if (outcome.healthy) {
-            breaker.on_success(permit, elapsed, now);
-          } else {
-            breaker.on_failure(permit, elapsed, now);
-          }
-          break;
-        case Kind::passed_through:
-        case Kind::client_gone:
-          breaker.release(permit);
-          break;
-        case Kind::failed:
-          if (outcome.gateway_limit) {
-            breaker.release(permit);
-          } else if (outcome.failure == AttemptFailure::rate_limited) {
-            breaker.on_throttled(permit, now + outcome.provider_delay.value_or(kDefaultThrottle));
-          } else {
-            breaker.on_failure(permit, elapsed, now);
-          }
-          break;
+      settle_breaker(*endpoint->breaker, permit, outcome, elapsed, now);
+      if (is_candidate && !outcome.gateway_limit && outcome.kind != AttemptOutcome::Kind::client_gone) {
+        candidate_attempts += 1 + outcome.replays;
+        if (outcome.kind == AttemptOutcome::Kind::failed || !outcome.healthy) ++candidate_failures;
       }
-      if (is_candidate && !outcome.gateway_limit && outcome.kind != Kind::client_gone) {
-        ++candidate_attempts;
-        if (outcome.kind == Kind::failed || !outcome.healthy) ++candidate_failures;
-      }
-      const std::string result =
-          outcome.kind == Kind::failed
-              ? (outcome.status ? std::to_string(outcome.status) : outcome.code)
-              : (outcome.kind == Kind::client_gone ? "client_disconnected"
-                                                   : std::to_string(responder.status()));
-      log_attempt(provider.config->name, static_cast<long>(endpoint->index), result,
+      log_attempt(provider.config->name, static_cast<long>(endpoint->index),
+                  attempt_result(outcome, responder, refusal.last_resort),
                   milliseconds_since(attempt_started, now));
-      if (outcome.kind != Kind::failed) {
-        if (outcome.kind == Kind::client_gone) error_name = "client_disconnected";
-        if (outcome.kind == Kind::delivered && !outcome.healthy) error_name = outcome.code;
-        if (outcome.kind == Kind::passed_through) error_name = "upstream_status";
+      if (outcome.kind != AttemptOutcome::Kind::failed) {
+        if (outcome.kind == AttemptOutcome::Kind::client_gone) error_name = "client_disconnected";
+        if (outcome.kind == AttemptOutcome::Kind::delivered && !outcome.healthy) error_name = outcome.code;
+        if (outcome.kind == AttemptOutcome::Kind::passed_through) error_name = "upstream_status";
         finish();
         co_return;
       }
       const bool retryable = policy.retries(outcome.failure, outcome.status) && !outcome.gateway_limit;
       last_failure = std::move(outcome);
+      retries_exhausted = retryable && attempt_number + 1 >= policy.max_attempts &&
+                          attempt_number + 1 >= kSdkDefaultAttempts;
       if (!retryable || attempt_number + 1 >= policy.max_attempts) break;
       auto delay = resilience::backoff_delay(policy, attempt_number, uniform01);
       if (last_failure->provider_delay) {
@@ -685,37 +809,112 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     }
   }
 
-  // Every provider failed or refused. Our retries are spent, so tell the SDK not to add its own.
+  auto response = final_answer(request.request_id, last_failure, final_refusal, refusals,
+                               retries_exhausted, error_name);
+  response.set("x-cutover-attempts", std::to_string(attempts));
+  co_await responder.send(std::move(response));
+  finish();
+}
+
+void Gateway::settle_breaker(resilience::CircuitBreaker& breaker,
+                             const resilience::CircuitBreaker::Permit& permit,
+                             const AttemptOutcome& outcome, std::chrono::milliseconds elapsed,
+                             Clock::time_point now) {
+  using Kind = AttemptOutcome::Kind;
+  switch (outcome.kind) {
+    case Kind::delivered:
+      if (outcome.healthy) {
+        breaker.on_success(permit, elapsed, now);
+      } else {
+        breaker.on_failure(permit, elapsed, now);
+      }
+      return;
+    case Kind::passed_through:
+    case Kind::client_gone:
+      breaker.release(permit);
+      return;
+    case Kind::failed:
+      if (outcome.gateway_limit) {
+        breaker.release(permit);
+      } else if (outcome.failure == AttemptFailure::rate_limited) {
+        breaker.on_throttled(permit, now + outcome.provider_delay.value_or(kDefaultThrottle));
+      } else if (outcome.answer_too_large) {
+        breaker.release(permit);
+      } else if (outcome.failure == AttemptFailure::invalid_response) {
+        breaker.on_unreadable_answer(permit, elapsed, now);
+      } else {
+        breaker.on_failure(permit, elapsed, now);
+      }
+      return;
+  }
+}
+
+std::string Gateway::attempt_result(const AttemptOutcome& outcome, const http::Responder& responder,
+                                    bool last_resort) {
+  using Kind = AttemptOutcome::Kind;
+  std::string result = outcome.kind == Kind::failed
+                           ? (outcome.status ? std::to_string(outcome.status) : outcome.code)
+                           : (outcome.kind == Kind::client_gone ? "client_disconnected"
+                                                                : std::to_string(responder.status()));
+  if (outcome.replays > 0) result += " after a replay";
+  if (last_resort) result += " (last resort through an open breaker)";
+  return result;
+}
+
+namespace {
+// Retry-After in whole seconds (rounded up, at least 1) and retry-after-ms, which the official
+// SDKs read first.
+void set_retry_after(bhttp::response<bhttp::string_body>& response, Clock::duration wait) {
+  const auto ms = std::max<std::int64_t>(
+      1, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+  response.set(bhttp::field::retry_after, std::to_string((ms + 999) / 1000));
+  response.set("retry-after-ms", std::to_string(ms));
+}
+}  // namespace
+
+// The answer when no provider delivered. Never worse than the provider alone: a throttle is a
+// 429 with the time left, an open breaker a 503 with the time until it probes again, and the
+// SDK is told not to retry only when this gateway already made every retry its policy allows.
+bhttp::response<bhttp::string_body> Gateway::final_answer(
+    const std::string& request_id, std::optional<AttemptOutcome>& last_failure,
+    const std::optional<Refusal>& final_refusal, const std::vector<std::string>& refusals,
+    bool retries_exhausted, std::string& error_name) {
   bhttp::response<bhttp::string_body> response;
   response.version(11);
   response.set(bhttp::field::content_type, "application/json");
-  response.set("x-should-retry", "false");
-  response.set("x-cutover-attempts", std::to_string(attempts));
-  if (last_failure) {
-    for (const auto& [name, value] : last_failure->headers) response.set(name, value);
-  }
-  if (last_failure && last_failure->status != 0) {
-    response.result(last_failure->status);
-    response.body() = std::move(last_failure->body);
-    error_name = "upstream_status";
-  } else if (last_failure) {
-    const bool timeout = last_failure->failure == AttemptFailure::timeout;
-    const unsigned status = last_failure->gateway_limit ? 503 : (timeout ? 504 : 502);
-    response.result(status);
-    response.body() = providers::error_body(last_failure->message,
-                                            timeout ? "timeout_error" : "upstream_error",
-                                            last_failure->code, request.request_id);
-    error_name = last_failure->code;
-  } else {
+  bool should_retry = !retries_exhausted;
+  const auto now = Clock::now();
+  if (final_refusal || !last_failure) {
     std::string message = "no provider could take the request:";
     for (const auto& refusal : refusals) message += " " + refusal + ";";
     message.pop_back();
-    response.result(503);
-    response.body() = providers::error_body(message, "upstream_error", "circuit_open", request.request_id);
-    error_name = "circuit_open";
+    const bool throttled = final_refusal && final_refusal->throttled;
+    const auto retry_at = final_refusal ? final_refusal->retry_at : Clock::time_point{};
+    response.result(throttled ? 429 : 503);
+    set_retry_after(response, retry_at > now ? retry_at - now : Clock::duration(std::chrono::seconds(1)));
+    error_name = throttled ? "throttled" : "circuit_open";
+    response.body() = providers::error_body(message, throttled ? "requests" : "upstream_error",
+                                            throttled ? "rate_limit_exceeded" : "circuit_open",
+                                            request_id);
+    should_retry = true;
+  } else if (last_failure->status != 0) {
+    for (const auto& [name, value] : last_failure->headers) response.set(name, value);
+    response.result(last_failure->status);
+    response.body() = std::move(last_failure->body);
+    error_name = "upstream_status";
+    should_retry = should_retry || last_failure->status == 429;
+  } else {
+    const bool timeout = last_failure->failure == AttemptFailure::timeout;
+    response.result(last_failure->gateway_limit ? 503 : (timeout ? 504 : 502));
+    if (last_failure->gateway_limit) set_retry_after(response, std::chrono::seconds(1));
+    response.body() = providers::error_body(last_failure->message,
+                                            timeout ? "timeout_error" : "upstream_error",
+                                            last_failure->code, request_id);
+    error_name = last_failure->code;
+    should_retry = should_retry || last_failure->gateway_limit;
   }
-  co_await responder.send(std::move(response));
-  finish();
+  response.set("x-should-retry", should_retry ? "true" : "false");
+  return response;
 }
 
 asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
@@ -743,8 +942,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   upstream_request.set("x-request-id", request.request_id);
   if (!api_key.empty()) upstream_request.set(bhttp::field::authorization, "Bearer " + api_key);
   upstream_request.keep_alive(true);
-  upstream_request.body() = providers::rewrite_request(context.body, provider_model, ask_usage,
-                                                       shape.client_requested_usage);
+  upstream_request.body() =
+      context.original.rewrite(context.body, provider_model, ask_usage, shape.client_requested_usage);
   upstream_request.prepare_payload();
 
   upstream::Exchange exchange(*endpoint.pool,
@@ -783,7 +982,12 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     return outcome;
   };
 
-  if (auto error = co_await exchange.start(upstream_request)) co_return transport_failure(*error);
+  context.replays = 0;
+  auto error_before_answer = co_await exchange.start(upstream_request, [&context] {
+    return context.budget == nullptr || context.budget->try_acquire_retry(Clock::now());
+  });
+  context.replays = exchange.replays();
+  if (error_before_answer) co_return transport_failure(*error_before_answer);
 
   const unsigned upstream_status = exchange.status();
   if (upstream_status < 200 || upstream_status >= 300) {
@@ -836,29 +1040,44 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   const bool upstream_streams = content_type.find("text/event-stream") != std::string_view::npos;
   if (!shape.stream || !upstream_streams) {
     std::string body;
-    if (auto error = co_await exchange.read_all(body, kMaxResponseBytes)) {
-      co_return transport_failure(*error);
+    ResponseMemory::Reservation reservation(response_memory());
+    if (auto problem = co_await read_answer(exchange, body, reservation, max_response_bytes_)) {
+      if (problem->transport) co_return transport_failure(*problem->transport);
+      AttemptOutcome outcome;
+      outcome.failure = AttemptFailure::invalid_response;
+      outcome.gateway_limit = problem->memory_exhausted;
+      outcome.code = problem->memory_exhausted ? "response_memory_exhausted" : "response_too_large";
+      outcome.message = "provider '" + provider.name + "': " + problem->message;
+      outcome.answer_too_large = !problem->memory_exhausted;
+      co_return outcome;
     }
     unsigned char response_buffer[8192];
-    json::monotonic_resource response_memory(response_buffer, sizeof response_buffer);
+    json::monotonic_resource response_memory_resource(response_buffer, sizeof response_buffer);
     boost::system::error_code ec;
-    json::value value = json::parse(body, ec, &response_memory);
-    if (ec) co_return invalid_response("provider '" + provider.name + "' returned a body that is not JSON");
-    if (auto problem = providers::normalize_response(value, kind, identity, usage)) {
-      co_return invalid_response("provider '" + provider.name + "' returned an invalid response: " + *problem);
+    json::value value = json::parse(body, ec, &response_memory_resource);
+    std::optional<std::string> problem;
+    if (ec) {
+      problem = "a body that is not JSON (" + ec.message() + ")";
+    } else if (auto invalid = providers::normalize_response(value, kind, identity, usage)) {
+      problem = "an invalid response: " + *invalid;
     }
-    if (shape.stream) {
-      co_return invalid_response("provider '" + provider.name +
-                                 "' answered a streaming request without a stream");
+    if (problem) {
+      log_unreadable_answer(provider.name, exchange, body, *problem, api_key);
+      co_return invalid_response("provider '" + provider.name + "' returned " + *problem);
     }
     if (context.capture) context.capture->add_response(value);
+    record.time_to_first_token_ms =
+        milliseconds_since(request.received_at, exchange.first_byte_at());
+    record_usage();
+    if (shape.stream) {
+      // The provider answered a streaming request with a plain body: the client asked for a
+      // stream, so it gets the answer as one.
+      co_return co_await deliver_as_stream(context, provider_runtime, value.get_object());
+    }
     bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
     response.set(bhttp::field::content_type, "application/json");
     response.set("x-cutover-provider", provider.name);
     response.body() = json::serialize(value);
-    record.time_to_first_token_ms =
-        milliseconds_since(request.received_at, exchange.first_byte_at());
-    record_usage();
     co_await responder.send(std::move(response));
     AttemptOutcome outcome;
     outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
@@ -884,6 +1103,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
       break;
     }
     if (!parser.feed(raw, events)) stream_problem = "an event line exceeds the size limit";
+    if (done) parser.finish(events);
     for (auto& event : events) {
       if (stream_problem) break;
       if (event.data == "[DONE]") {
@@ -961,6 +1181,30 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   co_await responder.send_chunk(
       sse_data(providers::error_body(message, "upstream_error", outcome.code, request.request_id)));
   co_await responder.end_stream();
+  co_return outcome;
+}
+
+asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(RequestContext& context,
+                                                                     ProviderRuntime& provider,
+                                                                     const json::object& response) {
+  using Kind = AttemptOutcome::Kind;
+  auto& responder = context.responder;
+  std::string events;
+  for (const auto& chunk : providers::stream_chunks_from_response(
+           response, context.kind, context.shape.client_requested_usage)) {
+    events += sse_data(chunk);
+  }
+  events += sse_data("[DONE]");
+  bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
+  header.set(bhttp::field::content_type, "text/event-stream");
+  header.set(bhttp::field::cache_control, "no-cache");
+  header.set("x-cutover-provider", provider.config->name);
+  AttemptOutcome outcome;
+  outcome.kind = Kind::client_gone;
+  if (!co_await responder.begin_stream(std::move(header))) co_return outcome;
+  if (!co_await responder.send_chunk(events)) co_return outcome;
+  co_await responder.end_stream();
+  outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
   co_return outcome;
 }
 
@@ -1074,7 +1318,9 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     }
   };
 
-  if (auto error = co_await exchange.start(upstream_request)) {
+  auto* budget = provider.budget.get();
+  if (auto error = co_await exchange.start(
+          upstream_request, [budget] { return budget->try_acquire_retry(Clock::now()); })) {
     side.error = std::string(upstream::failure_name(error->kind));
     if (error->kind == upstream::FailureKind::cancelled ||
         error->kind == upstream::FailureKind::pool_exhausted) {
@@ -1112,8 +1358,15 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
   const auto content_type = exchange.response()[bhttp::field::content_type];
   if (!launch->stream || content_type.find("text/event-stream") == std::string_view::npos) {
     std::string body;
-    if (auto error = co_await exchange.read_all(body, kMaxResponseBytes)) {
-      fail(std::string(upstream::failure_name(error->kind)));
+    ResponseMemory::Reservation reservation(response_memory());
+    if (auto problem = co_await read_answer(exchange, body, reservation, max_response_bytes_)) {
+      if (problem->transport) {
+        fail(std::string(upstream::failure_name(problem->transport->kind)));
+      } else {
+        side.status = 502;
+        side.error = problem->memory_exhausted ? "response_memory_exhausted" : "response_too_large";
+        breaker.release(permit);
+      }
     } else {
       side.ttft_ms = milliseconds_since(started, exchange.first_byte_at());
       boost::system::error_code ec;
@@ -1139,6 +1392,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
         break;
       }
       if (!parser.feed(raw, events)) problem = "invalid_upstream_response";
+      if (done) parser.finish(events);
       for (auto& event : events) {
         if (event.data == "[DONE]") {
           saw_done = true;

@@ -18,6 +18,7 @@
 #include "observability/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/provider_health.h"
+#include "proxy/response_memory.h"
 #include "upstream/connection_pool.h"
 
 namespace cutover::proxy {
@@ -64,8 +65,29 @@ class Gateway {
   boost::asio::awaitable<AttemptOutcome> attempt(RequestContext& context,
                                                  ProviderRuntime& provider,
                                                  EndpointRuntime& endpoint);
+  struct Refusal;
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
-                                 std::string& refusal);
+                                 Refusal& refusal);
+  // pick_endpoint, and for a request's last option: waits out a short throttle inside the
+  // deadline, then lets the request through an open breaker as a last resort.
+  boost::asio::awaitable<EndpointRuntime*> acquire_endpoint(ProviderRuntime& provider,
+                                                            RequestContext& context,
+                                                            bool last_option,
+                                                            const resilience::RetryPolicy& policy,
+                                                            Refusal& refusal);
+  static void settle_breaker(resilience::CircuitBreaker& breaker,
+                             const resilience::CircuitBreaker::Permit& permit,
+                             const AttemptOutcome& outcome, std::chrono::milliseconds elapsed,
+                             std::chrono::steady_clock::time_point now);
+  static std::string attempt_result(const AttemptOutcome& outcome,
+                                    const http::Responder& responder, bool last_resort);
+  static boost::beast::http::response<boost::beast::http::string_body> final_answer(
+      const std::string& request_id, std::optional<AttemptOutcome>& last_failure,
+      const std::optional<Refusal>& final_refusal, const std::vector<std::string>& refusals,
+      bool retries_exhausted, std::string& error_name);
+  boost::asio::awaitable<AttemptOutcome> deliver_as_stream(RequestContext& context,
+                                                           ProviderRuntime& provider,
+                                                           const boost::json::object& response);
   struct ShadowLaunch;
   boost::asio::awaitable<void> run_shadow(std::shared_ptr<Snapshot> snapshot,
                                           std::shared_ptr<ShadowLaunch> launch);
@@ -83,6 +105,8 @@ class Gateway {
   Gateway* shadow_worker_ = nullptr;
   std::shared_ptr<Snapshot> snapshot_;
   bool draining_ = false;
+  std::size_t max_response_bytes_ = 64 * 1024 * 1024;
+  static ResponseMemory& response_memory() { return process_response_memory(); }
   struct InFlight {
     http::Responder* responder;
     std::chrono::steady_clock::time_point since;

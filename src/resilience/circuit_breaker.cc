@@ -56,8 +56,11 @@ CircuitBreaker::Permit CircuitBreaker::try_acquire(TimePoint now) {
     case BreakerState::disabled:
       return permit;
     case BreakerState::forced_open:
+      permit.refusal = Refusal::open;
+      return permit;
     case BreakerState::open:
       permit.refusal = Refusal::open;
+      permit.retry_at = open_until_;
       return permit;
     case BreakerState::half_open:
       if (probes_in_flight_ >= settings_.half_open_permits) {
@@ -68,9 +71,33 @@ CircuitBreaker::Permit CircuitBreaker::try_acquire(TimePoint now) {
       permit.probe = true;
       return permit;
     case BreakerState::closed:
-      if (now < throttled_until_) permit.refusal = Refusal::throttled;
+      if (now < throttled_until_) {
+        permit.refusal = Refusal::throttled;
+        permit.retry_at = throttled_until_;
+      }
       return permit;
   }
+  return permit;
+}
+
+CircuitBreaker::Permit CircuitBreaker::try_acquire_last_resort(TimePoint now) {
+  std::lock_guard lock(mutex_);
+  refresh(now);
+  Permit permit;
+  permit.generation = generation_;
+  const bool bypassable = state_ == BreakerState::open || state_ == BreakerState::half_open;
+  if (!bypassable || now < throttled_until_) {
+    permit.refusal = now < throttled_until_ ? Refusal::throttled : Refusal::open;
+    permit.retry_at = now < throttled_until_ ? throttled_until_ : TimePoint{};
+    return permit;
+  }
+  if (settings_.last_resort_share < 1.0 && uniform01_() >= settings_.last_resort_share) {
+    permit.refusal = state_ == BreakerState::open ? Refusal::open : Refusal::half_open_full;
+    if (state_ == BreakerState::open) permit.retry_at = open_until_;
+    return permit;
+  }
+  permit.last_resort = true;
+  ++last_resort_calls_;
   return permit;
 }
 
@@ -84,7 +111,13 @@ void CircuitBreaker::on_failure(const Permit& permit, std::chrono::milliseconds 
   record(permit, Outcome{true, elapsed >= settings_.slow_call_duration}, now);
 }
 
+void CircuitBreaker::on_unreadable_answer(const Permit& permit,
+                                          std::chrono::milliseconds elapsed, TimePoint now) {
+  record(permit, Outcome{true, elapsed >= settings_.slow_call_duration, true}, now);
+}
+
 void CircuitBreaker::release(const Permit& permit) {
+  if (permit.last_resort) return;
   std::lock_guard lock(mutex_);
   if (permit.probe && permit.generation == generation_ && probes_in_flight_ > 0) {
     --probes_in_flight_;
@@ -94,6 +127,7 @@ void CircuitBreaker::release(const Permit& permit) {
 void CircuitBreaker::on_throttled(const Permit& permit, TimePoint until) {
   std::lock_guard lock(mutex_);
   throttled_until_ = std::max(throttled_until_, until);
+  if (permit.last_resort) return;
   if (permit.probe && permit.generation == generation_ && probes_in_flight_ > 0) {
     --probes_in_flight_;
   }
@@ -101,12 +135,13 @@ void CircuitBreaker::on_throttled(const Permit& permit, TimePoint until) {
 
 void CircuitBreaker::record(const Permit& permit, Outcome outcome, TimePoint now) {
   std::lock_guard lock(mutex_);
-  // A result from before the last transition describes a state that no longer holds.
-  if (permit.generation != generation_ || !permit) return;
+  // A result from before the last transition describes a state that no longer holds, and a
+  // last-resort call through an open breaker is not one of its probes.
+  if (permit.generation != generation_ || !permit || permit.last_resort) return;
   if (state_ == BreakerState::half_open) {
     if (probes_in_flight_ > 0) --probes_in_flight_;
     if (outcome.failure || outcome.slow) {
-      trip(now);
+      trip(now, !outcome.unreadable);
       return;
     }
     if (++probe_successes_ >= settings_.half_open_permits) close();
@@ -121,7 +156,7 @@ void CircuitBreaker::record(const Permit& permit, Outcome outcome, TimePoint now
   const double slow_rate = static_cast<double>(slow) / calls;
   if (failure_rate >= settings_.failure_rate_threshold ||
       slow_rate >= settings_.slow_call_rate_threshold) {
-    trip(now);
+    trip(now, !outcome.unreadable);
   }
 }
 
@@ -169,8 +204,8 @@ void CircuitBreaker::totals(TimePoint now, unsigned& calls, unsigned& failures, 
   }
 }
 
-void CircuitBreaker::trip(TimePoint now) {
-  ++consecutive_trips_;
+void CircuitBreaker::trip(TimePoint now, bool escalate) {
+  consecutive_trips_ = escalate ? consecutive_trips_ + 1 : 1;
   ++total_trips_;
   ++generation_;
   // Each consecutive trip doubles the open time (capped), with ±10 % jitter against flapping
@@ -225,6 +260,7 @@ CircuitBreaker::Snapshot CircuitBreaker::snapshot(TimePoint now) {
   snapshot.failure_rate = calls ? static_cast<double>(failures) / calls : 0;
   snapshot.slow_call_rate = calls ? static_cast<double>(slow) / calls : 0;
   snapshot.trips = total_trips_;
+  snapshot.last_resort_calls = last_resort_calls_;
   snapshot.throttled = now < throttled_until_;
   if (state_ == BreakerState::open) snapshot.open_until = open_until_;
   return snapshot;

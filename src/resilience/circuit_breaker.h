@@ -33,6 +33,10 @@ struct BreakerSettings {
   std::chrono::milliseconds open_duration{30'000};
   std::chrono::milliseconds max_open_duration{300'000};
   unsigned half_open_permits = 3;
+  // Share of calls let through an OPEN breaker when its endpoint is a request's last option (no
+  // other endpoint or provider left): refusing them would turn the provider's partial trouble
+  // into a total outage the client would not have had without the gateway (Envoy's panic mode).
+  double last_resort_share = 1.0;
 };
 
 class CircuitBreaker {
@@ -43,7 +47,12 @@ class CircuitBreaker {
   struct Permit {
     Refusal refusal = Refusal::none;
     bool probe = false;
+    // Let through an open breaker as a last resort: its outcome says nothing the breaker acts on.
+    bool last_resort = false;
     std::uint64_t generation = 0;
+    // For a refusal: when a call may next be let through (end of the throttle or of the open
+    // time); the epoch when nobody can say (FORCED_OPEN, HALF_OPEN with its probes out).
+    TimePoint retry_at{};
     explicit operator bool() const { return refusal == Refusal::none; }
   };
 
@@ -51,8 +60,17 @@ class CircuitBreaker {
                           std::function<double()> uniform01 = nullptr);
 
   Permit try_acquire(TimePoint now);
+  // For a request with no other option once try_acquire refused for being OPEN or HALF_OPEN:
+  // lets `last_resort_share` of such calls through, unrecorded. Never bypasses FORCED_OPEN (an
+  // operator's decision) or a throttle (the caller waits for its end instead).
+  Permit try_acquire_last_resort(TimePoint now);
   void on_success(const Permit& permit, std::chrono::milliseconds elapsed, TimePoint now);
   void on_failure(const Permit& permit, std::chrono::milliseconds elapsed, TimePoint now);
+  // A 2xx answer the gateway could not read: counted as a failure, but a trip it causes opens
+  // for the base open time only, so a parsing bug of the gateway's own cannot keep a route
+  // closed longer than one ordinary trip.
+  void on_unreadable_answer(const Permit& permit, std::chrono::milliseconds elapsed,
+                            TimePoint now);
   // A call that says nothing about health (a 4xx, or cancelled): frees its half-open permit.
   void release(const Permit& permit);
   // A 429: refuse calls until `until`, without counting a failure; frees the permit.
@@ -69,6 +87,7 @@ class CircuitBreaker {
     double slow_call_rate = 0;
     unsigned calls = 0;
     unsigned trips = 0;
+    std::uint64_t last_resort_calls = 0;
     bool throttled = false;
     std::optional<TimePoint> open_until;
   };
@@ -79,6 +98,7 @@ class CircuitBreaker {
   struct Outcome {
     bool failure = false;
     bool slow = false;
+    bool unreadable = false;
   };
   struct TimeBucket {
     std::int64_t second = -1;
@@ -87,7 +107,7 @@ class CircuitBreaker {
   void record(const Permit& permit, Outcome outcome, TimePoint now);
   void record_in_window(Outcome outcome, TimePoint now);
   void totals(TimePoint now, unsigned& calls, unsigned& failures, unsigned& slow);
-  void trip(TimePoint now);
+  void trip(TimePoint now, bool escalate);
   void close();
   void refresh(TimePoint now);
 
@@ -98,6 +118,7 @@ class CircuitBreaker {
   std::uint64_t generation_ = 0;
   unsigned consecutive_trips_ = 0;
   unsigned total_trips_ = 0;
+  std::uint64_t last_resort_calls_ = 0;
   TimePoint open_until_{};
   TimePoint throttled_until_{};
   unsigned probes_in_flight_ = 0;

@@ -411,7 +411,8 @@ struct FakeProvider::Impl {
       default:
         break;
     }
-    const bool stream_reply = request.wants_stream() && reply.status == 200 && !reply.body;
+    const bool stream_reply = request.wants_stream() && reply.status == 200 && !reply.body &&
+                              !reply.plain_answer_to_stream;
     if (!stream_reply) {
       http::response<http::string_body> response{static_cast<http::status>(reply.status), 11};
       response.set(http::field::content_type, "application/json");
@@ -438,6 +439,9 @@ struct FakeProvider::Impl {
       co_return !ec && response.keep_alive() && !reply.close_after;
     }
 
+    if (reply.framing != FakeReply::Framing::chunked) {
+      co_return co_await answer_unchunked_stream(stream, request, reply, keep_alive);
+    }
     http::response<http::empty_body> header{http::status::ok, 11};
     header.set(http::field::content_type, "text/event-stream");
     for (const auto& [name, value] : reply.headers) header.set(name, value);
@@ -474,6 +478,49 @@ struct FakeProvider::Impl {
     auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), kTuple);
     if (!ec) ++owner.completed_;
     co_return !ec && header.keep_alive() && !reply.close_after;
+  }
+
+  // A stream framed by Content-Length or by closing the connection; the events are still
+  // written one at a time, so the reader sees them split across reads.
+  template <typename Stream>
+  asio::awaitable<bool> answer_unchunked_stream(Stream& stream, const FakeRequest& request,
+                                                const FakeReply& reply, bool keep_alive) {
+    auto events = stream_events(request, reply);
+    if (reply.fault == Fault::malformed_body && !events.empty()) events.front() = "{not json";
+    std::vector<std::string> texts;
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      const bool last = i + 1 == events.size();
+      std::string text = "data: " + events[i] + reply.line_end;
+      if (!(last && reply.omit_final_blank_line)) text += reply.line_end;
+      total += text.size();
+      texts.push_back(std::move(text));
+    }
+    const bool by_length = reply.framing == FakeReply::Framing::content_length;
+    http::response<http::empty_body> header{http::status::ok, 11};
+    header.set(http::field::content_type, "text/event-stream");
+    for (const auto& [name, value] : reply.headers) header.set(name, value);
+    if (by_length) header.content_length(total);
+    header.keep_alive(by_length && keep_alive);
+    http::response_serializer<http::empty_body> serializer{header};
+    serializer.split(true);
+    auto [header_error, ignored] = co_await http::async_write_header(stream, serializer, kTuple);
+    if (header_error) co_return false;
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+      if (i > 0 && reply.event_interval.count() > 0) {
+        asio::steady_timer timer(context, reply.event_interval);
+        co_await timer.async_wait(kTuple);
+      }
+      auto [ec, n] = co_await asio::async_write(stream, asio::buffer(texts[i]), kTuple);
+      if (ec) co_return false;
+    }
+    ++owner.completed_;
+    if (!by_length) {
+      boost::system::error_code ignored_error;
+      lowest(stream).socket().shutdown(asio::socket_base::shutdown_send, ignored_error);
+      co_return false;
+    }
+    co_return keep_alive && !reply.close_after;
   }
 };
 

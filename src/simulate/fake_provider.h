@@ -65,6 +65,16 @@ struct FakeReply {
   // Close the connection after answering while the response still announced keep-alive, as
   // providers' load balancers do with idle connections.
   bool close_after = false;
+  // How a streamed answer is framed: chunked (the usual), one body announced by Content-Length
+  // (relays behind a buffering proxy), or ended by closing the connection.
+  enum class Framing { chunked, content_length, close_delimited };
+  Framing framing = Framing::chunked;
+  // Line ending of the SSE lines ("\r\n" as some servers write them).
+  std::string line_end = "\n";
+  // The last event ends with its line break only, without the blank line.
+  bool omit_final_blank_line = false;
+  // A plain JSON answer even when the request asked for a stream.
+  bool plain_answer_to_stream = false;
 };
 
 using Script = std::function<FakeReply(const FakeRequest&)>;

@@ -223,7 +223,7 @@ UpstreamError Exchange::classify(const boost::system::error_code& ec, bool befor
 }
 
 asio::awaitable<std::optional<UpstreamError>> Exchange::start(
-    http::request<http::string_body>& request) {
+    http::request<http::string_body>& request, const std::function<bool()>& may_replay) {
   for (int attempt = 0;; ++attempt) {
     auto acquired = co_await pool_.acquire(deadline_);
     if (auto* error = std::get_if<UpstreamError>(&acquired)) co_return *error;
@@ -234,9 +234,12 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
     auto error = co_await send_and_read_header(request, retry_on_fresh_connection);
     if (!error) co_return std::nullopt;
     // A kept-alive connection may have been closed by the provider just as we reused it; that
-    // says nothing about the provider's health, so one fresh connection is tried.
-    if (lease.reused && retry_on_fresh_connection && attempt == 0 && !aborted_) {
+    // says nothing about the provider's health, so one fresh connection is tried, if the
+    // caller's retry budget pays for it.
+    if (lease.reused && retry_on_fresh_connection && attempt == 0 && !aborted_ &&
+        (!may_replay || may_replay())) {
       pool_.release(std::move(connection_), false);
+      ++replays_;
       continue;
     }
     co_return error;

@@ -12,6 +12,7 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <variant>
@@ -125,12 +126,21 @@ class Exchange {
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
-  // Sends the request and waits for the response header. A reused connection the provider had
-  // already closed is replaced once, transparently.
-  asio::awaitable<std::optional<UpstreamError>> start(http::request<http::string_body>& request);
+  // Sends the request and waits for the response header. When a reused keep-alive connection
+  // fails before any byte of an answer (the provider closed it as we reused it), the request
+  // is sent once more on a fresh connection if `may_replay` allows it: the provider may have
+  // received it, so the caller counts the replay as a retry (see replays()).
+  asio::awaitable<std::optional<UpstreamError>> start(http::request<http::string_body>& request,
+                                                      const std::function<bool()>& may_replay);
+  unsigned replays() const { return replays_; }
 
   const http::response_header<>& response() const { return parser_->get(); }
   unsigned status() const { return parser_->get().result_int(); }
+  // The body's announced length, when the provider gave one.
+  std::optional<std::uint64_t> content_length() const {
+    if (auto length = parser_->content_length()) return *length;
+    return std::nullopt;
+  }
 
   // Appends the next piece of the body to `out`; sets `done` after the last one.
   asio::awaitable<std::optional<UpstreamError>> read_some(std::string& out, bool& done);
@@ -155,6 +165,7 @@ class Exchange {
   std::optional<http::response_parser<http::buffer_body>> parser_;
   bool aborted_ = false;
   bool complete_ = false;
+  unsigned replays_ = 0;
   Clock::time_point first_byte_at_{};
 };
 

@@ -172,7 +172,8 @@ TEST_F(ResilienceTest, RateLimitBeyondTheDeadlineWithoutFallbackPassesRetryAfter
   auto reply = chat();
   EXPECT_EQ(reply.status, 429u);
   EXPECT_EQ(reply.header("retry-after"), "30");
-  EXPECT_EQ(reply.header("x-should-retry"), "false");
+  // A rate limit passes: the SDK is told to come back after Retry-After, never not to.
+  EXPECT_EQ(reply.header("x-should-retry"), "true");
   EXPECT_EQ(candidate_->requests_received(), 1u);
 }
 
@@ -190,6 +191,116 @@ TEST_F(ResilienceTest, ThrottledEndpointIsSkippedUntilItsResetTime) {
   EXPECT_TRUE(breaker("candidate").snapshot(std::chrono::steady_clock::now()).throttled);
   EXPECT_EQ(breaker("candidate").state(std::chrono::steady_clock::now()),
             resilience::BreakerState::closed) << "a 429 is not a breaker failure";
+}
+
+TEST_F(ResilienceTest, ThrottledLastOptionWaitsOutAShortThrottleInsteadOfRefusing) {
+  start(sequence({[](FakeReply& reply) {
+                    reply.status = 429;
+                    reply.headers = {{"retry-after-ms", "300"}};
+                  },
+                  ok}),
+        "    retry: {max_attempts: 1}\n");
+  auto throttled = chat();
+  EXPECT_EQ(throttled.status, 429u) << "one attempt allowed: the provider's 429 is passed on";
+  EXPECT_EQ(throttled.header("x-should-retry"), "true");
+  EXPECT_EQ(throttled.header("retry-after-ms"), "300");
+  // The endpoint is throttled and nobody else can serve: the next request waits for the
+  // throttle's end inside its deadline and is served, where it used to get 503.
+  auto next = chat();
+  EXPECT_EQ(next.status, 200u) << next.body;
+  EXPECT_EQ(candidate_->requests_received(), 2u);
+}
+
+TEST_F(ResilienceTest, ThrottleBeyondTheDeadlineAnswers429WithTheTimeLeft) {
+  start(sequence({[](FakeReply& reply) {
+          reply.status = 429;
+          reply.headers = {{"retry-after", "30"}};
+        }}),
+        "    retry: {max_attempts: 1}\n");
+  EXPECT_EQ(chat().status, 429u);
+  auto refused = chat();
+  EXPECT_EQ(refused.status, 429u) << refused.body;
+  EXPECT_EQ(json::parse(refused.body).at("error").at("code"), "rate_limit_exceeded");
+  EXPECT_EQ(refused.header("x-should-retry"), "true");
+  const auto retry_after = std::stoi(std::string(refused.header("retry-after")));
+  EXPECT_GE(retry_after, 29);
+  EXPECT_LE(retry_after, 30);
+  EXPECT_EQ(candidate_->requests_received(), 1u) << "the 30 s pause is respected";
+}
+
+TEST_F(ResilienceTest, HalfOfRequestsThrottledStillServesEveryClient) {
+  // Every other request is refused with a 1 s Retry-After: each client request gets through on
+  // the gateway's own retry after the pause, as the SDK's would straight to the provider.
+  auto counter = std::make_shared<std::atomic<int>>(0);
+  start([counter](const FakeRequest& request) {
+          auto reply = simulate::default_reply(request);
+          if (counter->fetch_add(1) % 2 == 0) {
+            reply.status = 429;
+            reply.headers = {{"retry-after-ms", "100"}};
+          }
+          return reply;
+        },
+        "    retry: {max_attempts: 3}\n");
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(chat().status, 200u);
+}
+
+TEST_F(ResilienceTest, OpenBreakerOnTheLastOptionLetsRequestsThroughAsALastResort) {
+  auto failing = std::make_shared<std::atomic<bool>>(true);
+  start([failing](const FakeRequest& request) {
+          auto reply = simulate::default_reply(request);
+          if (*failing) status_503(reply);
+          return reply;
+        },
+        "    retry: {max_attempts: 1}\n"
+        "    breaker: {minimum_calls: 4, window_size: 10, open_duration: 60s}\n");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(chat().status, 503u);
+  ASSERT_EQ(breaker("candidate").state(std::chrono::steady_clock::now()),
+            resilience::BreakerState::open);
+  // The provider recovers while the breaker is open for a minute: with no other option, the
+  // gateway sends anyway instead of making an outage of its own.
+  *failing = false;
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(chat().status, 200u);
+  EXPECT_EQ(candidate_->requests_received(), 9u);
+  EXPECT_EQ(breaker("candidate").snapshot(std::chrono::steady_clock::now()).last_resort_calls, 5u);
+}
+
+TEST_F(ResilienceTest, OpenBreakerWithoutLastResortSaysWhenToComeBack) {
+  start(sequence({status_503}),
+        "    retry: {max_attempts: 1}\n"
+        "    breaker: {minimum_calls: 4, window_size: 10, open_duration: 20s, last_resort_share: 0}\n");
+  for (int i = 0; i < 4; ++i) chat();
+  auto refused = chat();
+  EXPECT_EQ(refused.status, 503u);
+  EXPECT_EQ(json::parse(refused.body).at("error").at("code"), "circuit_open");
+  EXPECT_EQ(refused.header("x-should-retry"), "true");
+  const auto retry_after = std::stoi(std::string(refused.header("retry-after")));
+  EXPECT_GE(retry_after, 17);
+  EXPECT_LE(retry_after, 22);
+  EXPECT_EQ(candidate_->requests_received(), 4u);
+}
+
+TEST_F(ResilienceTest, ReplayAfterAResetOnAReusedConnectionTakesARetry) {
+  start(sequence({ok, [](FakeReply& reply) { reply.fault = Fault::reset_before_response; }, ok}),
+        "    retry: {max_attempts: 1}\n");
+  EXPECT_EQ(chat().status, 200u);
+  // The pooled connection is reused; the provider reads the request and resets it. It may
+  // have run it, so sending it again on a fresh connection is a retry like any other.
+  EXPECT_EQ(chat().status, 200u);
+  EXPECT_EQ(candidate_->requests_received(), 3u);
+  const auto totals = server_->health()->provider("candidate").budget->window_totals(
+      std::chrono::steady_clock::now());
+  EXPECT_EQ(totals.retries, 1u);
+}
+
+TEST_F(ResilienceTest, NoReplayWithoutRetryBudget) {
+  start(sequence({ok, [](FakeReply& reply) { reply.fault = Fault::reset_before_response; }, ok}),
+        "    retry: {max_attempts: 1}\n"
+        "    retry_budget: {ratio: 0, min_retries_per_second: 0}\n");
+  EXPECT_EQ(chat().status, 200u);
+  auto reply = chat();
+  EXPECT_EQ(reply.status, 502u);
+  EXPECT_EQ(reply.header("x-should-retry"), "true") << "one attempt: the SDK may add its own";
+  EXPECT_EQ(candidate_->requests_received(), 2u);
 }
 
 TEST_F(ResilienceTest, ResetMidBodyIsRetried) {
@@ -262,11 +373,17 @@ TEST_F(ResilienceTest, RetryBudgetCapsRetriesAcrossRequests) {
         "    retry: {max_attempts: 3, backoff_base: 1ms}\n"
         "    retry_budget: {ratio: 0.5, min_retries_per_second: 0, window: 10s}\n"
         "    breaker: {minimum_calls: 1000}\n");
+  unsigned cut_short = 0;
   for (int i = 0; i < 10; ++i) {
     auto reply = chat();
     EXPECT_EQ(reply.status, 503u);
-    EXPECT_EQ(reply.header("x-should-retry"), "false");
+    // Only a request that had every attempt may tell the SDK not to add its own; one whose
+    // retries the budget refused leaves that to the SDK, as it would be without the gateway.
+    const bool every_attempt = reply.header("x-cutover-attempts") == "3";
+    EXPECT_EQ(reply.header("x-should-retry"), every_attempt ? "false" : "true");
+    cut_short += every_attempt ? 0 : 1;
   }
+  EXPECT_GE(cut_short, 5u);
   // 10 requests, retries capped at 50 % of them: at most 15 attempts, not 30.
   EXPECT_LE(candidate_->requests_received(), 15u);
   EXPECT_GE(candidate_->requests_received(), 14u);

@@ -45,24 +45,6 @@ TEST(ValidateRequestTest, NamesTheProblem) {
   }
 }
 
-TEST(RewriteRequestTest, MapsModelAndAsksForStreamUsage) {
-  auto body = json::parse(R"({"model":"gpt-4","stream":true,"messages":[],"temperature":0.5})");
-  auto rewritten = json::parse(rewrite_request(body.as_object(), "gpt-4.1", true, false));
-  EXPECT_EQ(rewritten.at("model"), "gpt-4.1");
-  EXPECT_EQ(rewritten.at("stream_options").at("include_usage"), true);
-  EXPECT_EQ(rewritten.at("temperature"), 0.5);
-  // A fallback provider that is not asked for usage gets the client's body back.
-  auto for_fallback = json::parse(rewrite_request(body.as_object(), "other", false, false));
-  EXPECT_EQ(for_fallback.at("model"), "other");
-  EXPECT_FALSE(for_fallback.at("stream_options").as_object().contains("include_usage"));
-}
-
-TEST(RewriteRequestTest, LeavesStreamOptionsAloneWhenNotAsked) {
-  auto body = json::parse(R"({"model":"gpt-4","messages":[]})");
-  auto rewritten = json::parse(rewrite_request(body.as_object(), "x", false, false));
-  EXPECT_FALSE(rewritten.as_object().contains("stream_options"));
-}
-
 TEST(NormalizeResponseTest, RelayQuirksBecomeOpenAiSchema) {
   auto body = json::parse(R"({"model":"deepseek-v3.2","choices":[{"message":{"content":"hi"},
       "finish_reason":"eos"}],"usage":{"prompt_tokens":5,"generated_tokens":7}})");
@@ -178,6 +160,43 @@ TEST(ErrorBodyTest, NonJsonErrorIsWrapped) {
   auto body = json::parse(normalize_error_body("<html>Bad Gateway</html>", 503, "", "req_2"));
   EXPECT_EQ(body.at("error").at("type"), "upstream_error");
   EXPECT_NE(std::string(body.at("error").at("message").as_string()).find("HTTP 503"), std::string::npos);
+}
+
+TEST(StreamChunksFromResponseTest, ChatAnswerBecomesDeltasWithToolCallIndexes) {
+  auto response = json::parse(R"({"id":"chatcmpl-1","object":"chat.completion","created":5,
+      "model":"gpt-4","system_fingerprint":null,
+      "choices":[{"index":0,"message":{"role":"assistant","content":null,
+        "tool_calls":[{"id":"call_a","type":"function","function":{"name":"f","arguments":"{}"}},
+                      {"id":"call_b","type":"function","function":{"name":"g","arguments":"{}"}}]},
+        "finish_reason":"tool_calls"}],
+      "usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}})");
+  auto chunks = stream_chunks_from_response(response.as_object(), ApiKind::chat_completions, true);
+  ASSERT_EQ(chunks.size(), 2u);
+  auto first = json::parse(chunks[0]);
+  EXPECT_EQ(first.at("object"), "chat.completion.chunk");
+  EXPECT_EQ(first.at("id"), "chatcmpl-1");
+  const auto& choice = first.at("choices").at(0);
+  EXPECT_FALSE(choice.as_object().contains("message"));
+  EXPECT_EQ(choice.at("finish_reason"), "tool_calls");
+  EXPECT_EQ(choice.at("delta").at("tool_calls").at(1).at("index"), 1);
+  EXPECT_EQ(choice.at("delta").at("tool_calls").at(1).at("id"), "call_b");
+  auto usage = json::parse(chunks[1]);
+  EXPECT_TRUE(usage.at("choices").as_array().empty());
+  EXPECT_EQ(usage.at("usage").at("total_tokens"), 7);
+
+  EXPECT_EQ(stream_chunks_from_response(response.as_object(), ApiKind::chat_completions, false).size(),
+            1u) << "no usage chunk unless the client asked for one";
+}
+
+TEST(StreamChunksFromResponseTest, TextCompletionKeepsItsShape) {
+  auto response = json::parse(R"({"id":"cmpl-1","object":"text_completion","created":5,"model":"m",
+      "choices":[{"index":0,"text":"hello","finish_reason":"length","logprobs":null}]})");
+  auto chunks = stream_chunks_from_response(response.as_object(), ApiKind::completions, true);
+  ASSERT_EQ(chunks.size(), 1u);
+  auto chunk = json::parse(chunks[0]);
+  EXPECT_EQ(chunk.at("object"), "text_completion");
+  EXPECT_EQ(chunk.at("choices").at(0).at("text"), "hello");
+  EXPECT_EQ(chunk.at("choices").at(0).at("finish_reason"), "length");
 }
 
 }  // namespace

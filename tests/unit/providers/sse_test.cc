@@ -52,5 +52,25 @@ TEST(SseParserTest, OverlongLineMarksStreamMalformed) {
   EXPECT_TRUE(events.empty());
 }
 
+TEST(SseParserTest, FinishHandsOutALastEventWithoutItsBlankLine) {
+  for (std::string_view ending : {"data: [DONE]\n", "data: [DONE]\r\n", "data: [DONE]"}) {
+    SseParser parser;
+    std::vector<SseEvent> events;
+    parser.feed(std::string("data: {\"a\":1}\n\n") + std::string(ending), events);
+    ASSERT_EQ(events.size(), 1u);
+    parser.finish(events);
+    ASSERT_EQ(events.size(), 2u) << ending;
+    EXPECT_EQ(events[1].data, "[DONE]");
+  }
+}
+
+TEST(SseParserTest, FinishAfterACompleteStreamAddsNothing) {
+  SseParser parser;
+  std::vector<SseEvent> events;
+  parser.feed("data: x\n\n", events);
+  parser.finish(events);
+  EXPECT_EQ(events.size(), 1u);
+}
+
 }  // namespace
 }  // namespace cutover::providers

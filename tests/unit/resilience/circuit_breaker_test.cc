@@ -201,5 +201,78 @@ TEST(CircuitBreakerTest, ConcurrentCallersKeepCountsConsistent) {
   EXPECT_DOUBLE_EQ(snapshot.failure_rate, 0.5);
 }
 
+TEST(CircuitBreakerTest, UnreadableAnswersNeverOpenForLongerThanOneTrip) {
+  auto breaker = make();
+  auto unreadable = [&](TimePoint now) {
+    auto permit = breaker.try_acquire(now);
+    ASSERT_TRUE(permit);
+    breaker.on_unreadable_answer(permit, 10ms, now);
+  };
+  for (int i = 0; i < 4; ++i) unreadable(kStart);
+  EXPECT_EQ(breaker.state(kStart), BreakerState::open);
+  auto t = kStart;
+  for (int trip = 0; trip < 4; ++trip) {
+    EXPECT_EQ(breaker.state(t + 999ms), BreakerState::open);
+    t += 1000ms;
+    ASSERT_EQ(breaker.state(t), BreakerState::half_open) << "trip " << trip << " lasted 1 s";
+    unreadable(t);
+  }
+  // A real failure after them escalates from the base again, not from four trips.
+  t += 1000ms;
+  auto probe = breaker.try_acquire(t);
+  breaker.on_failure(probe, 10ms, t);
+  EXPECT_EQ(breaker.state(t + 1999ms), BreakerState::open);
+  EXPECT_EQ(breaker.state(t + 2000ms), BreakerState::half_open);
+}
+
+TEST(CircuitBreakerTest, LastResortLetsCallsThroughAnOpenBreakerUnrecorded) {
+  auto breaker = make();
+  fail(breaker, kStart, 4);
+  ASSERT_FALSE(breaker.try_acquire(kStart + 10ms));
+  auto refused = breaker.try_acquire(kStart + 10ms);
+  EXPECT_EQ(refused.refusal, CircuitBreaker::Refusal::open);
+  EXPECT_EQ(refused.retry_at, kStart + 1000ms) << "tells when it will probe again";
+  for (int i = 0; i < 10; ++i) {
+    auto permit = breaker.try_acquire_last_resort(kStart + 10ms);
+    ASSERT_TRUE(permit);
+    EXPECT_TRUE(permit.last_resort);
+    breaker.on_success(permit, 10ms, kStart + 10ms);
+  }
+  EXPECT_EQ(breaker.snapshot(kStart + 10ms).last_resort_calls, 10u);
+  // Its outcomes do not close (or re-open) it: only half-open probes do.
+  EXPECT_EQ(breaker.state(kStart + 999ms), BreakerState::open);
+  auto probe = breaker.try_acquire(kStart + 1000ms);
+  ASSERT_TRUE(probe);
+  EXPECT_TRUE(probe.probe);
+}
+
+TEST(CircuitBreakerTest, LastResortShareAndOperatorsOverrides) {
+  auto settings = small_window();
+  settings.last_resort_share = 0.25;
+  double next = 0;
+  CircuitBreaker breaker(settings, [&next] { return next; });
+  fail(breaker, kStart, 4);
+  next = 0.1;
+  EXPECT_TRUE(breaker.try_acquire_last_resort(kStart));
+  next = 0.5;
+  EXPECT_FALSE(breaker.try_acquire_last_resort(kStart)) << "beyond the share";
+  breaker.force_open();
+  next = 0.1;
+  EXPECT_FALSE(breaker.try_acquire_last_resort(kStart)) << "an operator's force_open holds";
+  breaker.reset();
+  EXPECT_FALSE(breaker.try_acquire_last_resort(kStart)) << "nothing to bypass when closed";
+}
+
+TEST(CircuitBreakerTest, ThrottleIsNeverBypassedAndSaysWhenItEnds) {
+  auto breaker = make();
+  auto permit = breaker.try_acquire(kStart);
+  breaker.on_throttled(permit, kStart + 700ms);
+  auto refused = breaker.try_acquire(kStart + 100ms);
+  EXPECT_EQ(refused.refusal, CircuitBreaker::Refusal::throttled);
+  EXPECT_EQ(refused.retry_at, kStart + 700ms);
+  EXPECT_FALSE(breaker.try_acquire_last_resort(kStart + 100ms));
+  EXPECT_TRUE(breaker.try_acquire(kStart + 700ms));
+}
+
 }  // namespace
 }  // namespace cutover::resilience

@@ -1,0 +1,129 @@
+#include "providers/request_body.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+
+namespace cutover::providers {
+
+namespace json = boost::json;
+namespace ondemand = simdjson::ondemand;
+
+namespace {
+
+ondemand::parser& thread_parser() {
+  thread_local ondemand::parser parser;
+  return parser;
+}
+
+std::string_view trim_right(std::string_view text) {
+  const auto end = text.find_last_not_of(" \t\r\n");
+  return end == std::string_view::npos ? std::string_view() : text.substr(0, end + 1);
+}
+
+// The raw text of one value: objects and arrays whole, scalars without trailing whitespace.
+std::optional<std::string_view> raw_value(ondemand::value& value) {
+  ondemand::json_type type;
+  if (value.type().get(type)) return std::nullopt;
+  std::string_view raw;
+  if (type == ondemand::json_type::object) {
+    ondemand::object object;
+    if (value.get_object().get(object) || object.raw_json().get(raw)) return std::nullopt;
+  } else if (type == ondemand::json_type::array) {
+    ondemand::array array;
+    if (value.get_array().get(array) || array.raw_json().get(raw)) return std::nullopt;
+  } else {
+    raw = value.raw_json_token();
+  }
+  return trim_right(raw);
+}
+
+// `stream_options` as the provider should get it, or nothing when the client's is kept.
+std::optional<std::string> owned_stream_options(const json::object& parsed, bool ask_stream_usage,
+                                                bool client_requested_usage) {
+  const auto* options = parsed.if_contains("stream_options");
+  const bool is_object = options != nullptr && options->is_object();
+  if (ask_stream_usage) {
+    json::object rewritten = is_object ? options->get_object() : json::object();
+    rewritten["include_usage"] = true;
+    return json::serialize(rewritten);
+  }
+  // A usage request only the gateway wanted is not passed on (an earlier attempt's, say).
+  if (!client_requested_usage && is_object && options->get_object().contains("include_usage")) {
+    json::object rewritten = options->get_object();
+    rewritten.erase("include_usage");
+    return json::serialize(rewritten);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+RequestBody::RequestBody(std::string& text) {
+  text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+  text_ = text;
+  locate();
+}
+
+void RequestBody::locate() {
+  const auto closing = trim_right(text_);
+  if (closing.empty() || closing.back() != '}') return;
+  closing_brace_ = closing.size() - 1;
+  const std::size_t capacity = text_.size() + simdjson::SIMDJSON_PADDING;
+  ondemand::document document;
+  if (thread_parser()
+          .iterate(simdjson::padded_string_view(text_.data(), text_.size(), capacity))
+          .get(document)) {
+    return;
+  }
+  ondemand::object object;
+  if (document.get_object().get(object)) return;
+  for (auto result : object) {
+    ondemand::field field;
+    if (std::move(result).get(field)) return;
+    std::string_view key;
+    if (field.unescaped_key().get(key)) return;
+    const bool is_model = key == "model";
+    if (!is_model && key != "stream_options") continue;
+    auto raw = raw_value(field.value());
+    if (!raw || span_count_ == kMaxSpans) return;
+    spans_[span_count_++] =
+        Span{static_cast<std::size_t>(raw->data() - text_.data()), raw->size(), is_model};
+  }
+  // Boost.JSON has already validated the whole body; a walk without error located every field.
+  located_ = true;
+}
+
+std::string RequestBody::rewrite(const json::object& parsed, std::string_view provider_model,
+                                 bool ask_stream_usage, bool client_requested_usage) const {
+  const auto model = json::serialize(json::string(provider_model));
+  const auto options = owned_stream_options(parsed, ask_stream_usage, client_requested_usage);
+  if (!located_) {
+    json::object copy = parsed;
+    copy["model"] = provider_model;
+    if (options) copy["stream_options"] = json::parse(*options);
+    return json::serialize(copy);
+  }
+  std::string out;
+  out.reserve(text_.size() + model.size() + (options ? options->size() + 20 : 0));
+  std::size_t copied = 0;
+  bool options_written = false;
+  for (std::size_t i = 0; i < span_count_; ++i) {
+    const auto& span = spans_[i];
+    if (!span.is_model && !options) continue;
+    out.append(text_.substr(copied, span.offset - copied));
+    out.append(span.is_model ? model : *options);
+    options_written = options_written || !span.is_model;
+    copied = span.offset + span.size;
+  }
+  if (options && !options_written) {
+    out.append(text_.substr(copied, closing_brace_ - copied));
+    if (!parsed.empty()) out.push_back(',');
+    out.append(R"("stream_options":)").append(*options);
+    copied = closing_brace_;
+  }
+  out.append(text_.substr(copied));
+  return out;
+}
+
+}  // namespace cutover::providers

@@ -1,0 +1,51 @@
+// The client's request body as it was sent, rewritten for a provider by splicing.
+//
+// The gateway owns two top-level fields of a request, `model` and `stream_options`. Everything
+// else must reach the provider byte for byte: a DOM round trip turns `1e400` into `Infinity`
+// (invalid JSON) and a 23-digit `seed` into a double. So the body is located once with
+// simdjson's on-demand parser (which reads the owned fields' raw spans without building a tree)
+// and every rewrite copies the original bytes around new values for those spans.
+#pragma once
+
+#include <boost/json.hpp>
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace cutover::providers {
+
+class RequestBody {
+ public:
+  // `text` is a body Boost.JSON has already accepted as an object. Capacity for simdjson's
+  // padding is reserved in place; `text` must outlive this object and stay unchanged.
+  explicit RequestBody(std::string& text);
+
+  // The body for a provider: its model name, and `stream_options.include_usage` set when
+  // `ask_stream_usage`, or removed when neither the gateway nor the client asked for it.
+  // `parsed` is the same body as a DOM (read only, for the current `stream_options`).
+  std::string rewrite(const boost::json::object& parsed, std::string_view provider_model,
+                      bool ask_stream_usage, bool client_requested_usage) const;
+
+  // False when the owned fields could not be located (then rewrite() serializes the DOM).
+  bool located() const { return located_; }
+
+ private:
+  struct Span {
+    std::size_t offset = 0;
+    std::size_t size = 0;
+    bool is_model = false;
+  };
+  // A key repeated more often than this is unusual enough to take the DOM path.
+  static constexpr std::size_t kMaxSpans = 8;
+
+  void locate();
+
+  std::string_view text_;
+  std::array<Span, kMaxSpans> spans_{};
+  std::size_t span_count_ = 0;
+  std::size_t closing_brace_ = 0;
+  bool located_ = false;
+};
+
+}  // namespace cutover::providers

@@ -1,0 +1,91 @@
+#include "providers/request_body.h"
+
+#include <gtest/gtest.h>
+
+namespace cutover::providers {
+namespace {
+
+namespace json = boost::json;
+
+struct Rewritten {
+  std::string text;
+  bool located = false;
+};
+
+Rewritten rewrite(std::string body, std::string_view model, bool ask_usage) {
+  const auto parsed = json::parse(body);
+  RequestBody original(body);
+  bool client_usage = false;
+  if (const auto* options = parsed.as_object().if_contains("stream_options");
+      options && options->is_object()) {
+    const auto* include = options->as_object().if_contains("include_usage");
+    client_usage = include && include->is_bool() && include->as_bool();
+  }
+  return {original.rewrite(parsed.as_object(), model, ask_usage, client_usage), original.located()};
+}
+
+TEST(RequestBodyTest, NumbersReachTheProviderAsSent) {
+  const std::string body =
+      R"({"model":"gpt-4o","max_tokens": 1e400,"seed":12345678901234567890123,)"
+      R"("temperature":0.10000000000000000001,"messages":[{"role":"user","content":"hi"}]})";
+  const auto result = rewrite(body, "gpt-4o-2024-08-06", false);
+  ASSERT_TRUE(result.located);
+  EXPECT_EQ(result.text,
+            R"({"model":"gpt-4o-2024-08-06","max_tokens": 1e400,"seed":12345678901234567890123,)"
+            R"("temperature":0.10000000000000000001,"messages":[{"role":"user","content":"hi"}]})");
+}
+
+TEST(RequestBodyTest, KeepsKeyOrderWhitespaceAndUnknownFields) {
+  const std::string body = "{\n  \"x-vendor\": {\"a\": [1, 2.50]},\n  \"model\" : \"m\" ,\n  \"messages\": []\n}\n";
+  const auto result = rewrite(body, "provider/m", false);
+  EXPECT_EQ(result.text,
+            "{\n  \"x-vendor\": {\"a\": [1, 2.50]},\n  \"model\" : \"provider/m\" ,\n  \"messages\": []\n}\n");
+}
+
+TEST(RequestBodyTest, ModelNamesAreEscaped) {
+  const auto result = rewrite(R"({"model":"a","messages":[]})", R"(we"ird\name)", false);
+  EXPECT_EQ(json::parse(result.text).at("model"), R"(we"ird\name)");
+}
+
+TEST(RequestBodyTest, AsksForStreamUsageByInsertingOrEditingStreamOptions) {
+  auto inserted = rewrite(R"({"model":"a","stream":true,"seed":1e400})", "b", true);
+  EXPECT_EQ(inserted.text, R"({"model":"b","stream":true,"seed":1e400,"stream_options":{"include_usage":true}})");
+
+  auto edited = rewrite(R"({"stream_options":{"include_obfuscation":false},"model":"a","stream":true})", "b", true);
+  EXPECT_EQ(edited.text,
+            R"({"stream_options":{"include_obfuscation":false,"include_usage":true},"model":"b","stream":true})");
+
+  auto replaced_null = rewrite(R"({"model":"a","stream_options":null})", "b", true);
+  EXPECT_EQ(replaced_null.text, R"({"model":"b","stream_options":{"include_usage":true}})");
+
+  auto empty = rewrite(R"({})", "b", true);
+  EXPECT_EQ(json::parse(empty.text).at("stream_options").at("include_usage"), true);
+}
+
+TEST(RequestBodyTest, ClientsOwnUsageRequestIsKeptAndAFalseOneDropped) {
+  auto kept = rewrite(R"({"model":"a","stream_options":{"include_usage":true}})", "b", false);
+  EXPECT_EQ(kept.text, R"({"model":"b","stream_options":{"include_usage":true}})");
+  auto dropped = rewrite(R"({"model":"a","stream_options":{"include_usage":false}})", "b", false);
+  EXPECT_EQ(dropped.text, R"({"model":"b","stream_options":{}})");
+  auto untouched = rewrite(R"({"model":"a","stream":false})", "b", false);
+  EXPECT_EQ(untouched.text, R"({"model":"b","stream":false})");
+}
+
+TEST(RequestBodyTest, EveryDuplicateOwnedKeyIsRewritten) {
+  auto result = rewrite(R"({"model":"a","messages":[],"model":"c"})", "b", false);
+  EXPECT_EQ(result.text, R"({"model":"b","messages":[],"model":"b"})");
+}
+
+TEST(RequestBodyTest, NestedModelFieldsAreNotTouched) {
+  auto result = rewrite(R"({"metadata":{"model":"keep"},"model":"a"})", "b", false);
+  EXPECT_EQ(result.text, R"({"metadata":{"model":"keep"},"model":"b"})");
+}
+
+TEST(RequestBodyTest, EscapedKeysAreRecognised) {
+  auto result = rewrite(R"({"mod\u0065l":"a"})", "b", false);
+  EXPECT_EQ(json::parse(result.text).at("model"), "b");
+  EXPECT_EQ(json::parse(result.text).as_object().size(), 1u);
+}
+
+}  // namespace
+}  // namespace cutover::providers
