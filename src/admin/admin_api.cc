@@ -44,6 +44,7 @@ json::object breaker_json(const std::string& provider, std::size_t index,
   out["calls"] = snapshot.calls;
   out["trips"] = snapshot.trips;
   out["throttled"] = snapshot.throttled;
+  out["last_resort_calls"] = snapshot.last_resort_calls;
   out["open_for_ms"] =
       snapshot.open_until
           ? std::chrono::duration_cast<std::chrono::milliseconds>(*snapshot.open_until - now).count()

@@ -73,10 +73,11 @@ void print_breakers(std::ostream& out, const json::array& breakers) {
     rows.push_back({text(b.at("provider")), text(b.at("endpoint")), text(b.at("state")),
                     text(b.at("failure_rate")), text(b.at("slow_call_rate")), text(b.at("calls")),
                     text(b.at("trips")), b.at("throttled").as_bool() ? "yes" : "no",
-                    text(b.at("open_for_ms")), text(b.at("base_url"))});
+                    text(b.at("open_for_ms")), text(b.at("last_resort_calls")),
+                    text(b.at("base_url"))});
   }
   print_table(out, {"PROVIDER", "ENDPOINT", "STATE", "FAILURES", "SLOW", "CALLS", "TRIPS",
-                    "THROTTLED", "OPEN_MS", "URL"},
+                    "THROTTLED", "OPEN_MS", "LAST_RESORT", "URL"},
               rows);
 }
 

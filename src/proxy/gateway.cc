@@ -1337,7 +1337,11 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     co_await exchange.read_all(ignored, kMaxErrorBodyBytes);
     side.error = std::to_string(side.status);
     if (side.status == 429) {
-      breaker.on_throttled(permit, Clock::now() + kDefaultThrottle);
+      const auto& headers = exchange.response();
+      const auto delay = resilience::provider_requested_delay(
+          [&headers](std::string_view name) { return std::string_view(headers[name]); },
+          std::chrono::system_clock::now());
+      breaker.on_throttled(permit, Clock::now() + delay.value_or(kDefaultThrottle));
     } else if (side.status >= 500) {
       settle(false);
     } else {
