@@ -365,9 +365,9 @@ int main(int argc, char** argv) {
   if (usage_command->parsed() || migration_report_command->parsed()) {
     std::shared_ptr<const config::Config> loaded;
     if (!report_config.empty()) {
-      // Only the store's path and the migrations matter here: keys need not be set.
-      auto result = config::load_from_file(
-          report_config, [](const std::string&) -> std::optional<std::string> { return "unused"; });
+      // Only the store's path, the migrations and the prices matter here: keys need not be set.
+      auto result = config::load_from_file(report_config, config::process_environment(),
+                                           config::Secrets::unresolved);
       for (const auto& error : result.errors) std::cerr << error << "\n";
       if (!result.config) return 2;
       loaded = result.config;

@@ -144,9 +144,11 @@ void parse_admin(Validator& v, const YAML::Node& node, Config& config) {
   if (node["token_env"]) {
     auto variable = v.string_at(node["token_env"], "admin.token_env");
     if (!variable) return;
-    auto token = v.read_environment(node["token_env"], "admin.token_env", *variable);
-    if (!token) return;
-    admin.token_sha256_hex = sha256_hex(*token);
+    if (v.resolves_secrets()) {
+      auto token = v.read_environment(node["token_env"], "admin.token_env", *variable);
+      if (!token) return;
+      admin.token_sha256_hex = sha256_hex(*token);
+    }
   } else {
     auto digest = v.string_at(node["token_sha256"], "admin.token_sha256").value_or("");
     if (digest.size() != 64 || digest.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
@@ -180,6 +182,7 @@ void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& pat
   } else if (has_env) {
     if (auto variable = v.string_at(node["api_key_env"], path + ".api_key_env")) {
       endpoint.api_key_source = "env:" + *variable;
+      if (!v.resolves_secrets()) return;
       if (auto key = v.read_environment(node["api_key_env"], path + ".api_key_env", *variable)) {
         endpoint.api_key = *key;
       }
@@ -187,6 +190,7 @@ void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& pat
   } else if (has_file) {
     if (auto file = v.string_at(node["api_key_file"], path + ".api_key_file")) {
       endpoint.api_key_source = "file:" + *file;
+      if (!v.resolves_secrets()) return;
       if (auto key = v.read_secret_file(node["api_key_file"], path + ".api_key_file", *file)) {
         endpoint.api_key = *key;
       }
@@ -471,9 +475,11 @@ void parse_auth(Validator& v, const YAML::Node& node, Config& config) {
     if (entry["key_env"]) {
       auto variable = v.string_at(entry["key_env"], path + ".key_env");
       if (!variable) continue;
-      auto value = v.read_environment(entry["key_env"], path + ".key_env", *variable);
-      if (!value) continue;
-      key.sha256_hex = sha256_hex(*value);
+      if (v.resolves_secrets()) {
+        auto value = v.read_environment(entry["key_env"], path + ".key_env", *variable);
+        if (!value) continue;
+        key.sha256_hex = sha256_hex(*value);
+      }
     } else {
       auto digest = v.string_at(entry["sha256"], path + ".sha256").value_or("");
       const bool hex = digest.size() == 64 &&
@@ -572,7 +578,8 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
 }  // namespace
 
 LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,
-                            const std::string& source_name, const std::string& base_directory) {
+                            const std::string& source_name, const std::string& base_directory,
+                            Secrets secrets) {
   LoadResult result;
   YAML::Node root;
   try {
@@ -582,7 +589,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
                             ": invalid YAML: " + e.msg);
     return result;
   }
-  Validator v(source_name, environment, base_directory);
+  Validator v(source_name, environment, base_directory, secrets);
   auto config = std::make_shared<Config>();
   if (!root.IsMap()) {
     v.error(root, "(top level)", "must be a mapping");
@@ -627,7 +634,8 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   }
   if (root["metrics"]) config->metrics = v.bool_at(root["metrics"], "metrics").value_or(true);
   if (root["auth"]) parse_auth(v, root["auth"], *config);
-  if (config->admin) {
+  // Unread secrets (Secrets::unresolved) are empty and cannot be compared.
+  if (config->admin && !config->admin->token_sha256_hex.empty()) {
     for (const auto& key : config->client_keys) {
       if (key.sha256_hex == config->admin->token_sha256_hex) {
         v.error(root["admin"], "admin", "the admin token must differ from every client key");
@@ -666,7 +674,8 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   return result;
 }
 
-LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment) {
+LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment,
+                          Secrets secrets) {
   std::ifstream in(path);
   if (!in) {
     LoadResult result;
@@ -677,7 +686,7 @@ LoadResult load_from_file(const std::string& path, const EnvironmentLookup& envi
   content << in.rdbuf();
   auto directory = std::filesystem::path(path).parent_path().string();
   if (directory.empty()) directory = ".";
-  return load_from_string(content.str(), environment, path, directory);
+  return load_from_string(content.str(), environment, path, directory, secrets);
 }
 
 }  // namespace cutover::config

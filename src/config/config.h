@@ -231,6 +231,16 @@ struct Config {
   const Provider* find_provider(std::string_view name) const;
 };
 
+// Whether loading reads the secrets a file names (keys from variables and files, the admin token).
+enum class Secrets {
+  // Every secret is read; a missing one is an error. For anything that serves traffic.
+  required,
+  // None is read, none may be missing: keys and the admin token stay empty and the checks on
+  // them are skipped. For offline tools such as `cutover report`, which need only the state
+  // store's path and the prices; a Config loaded this way must never serve.
+  unresolved,
+};
+
 // Reads environment variables; injectable so tests do not touch the process environment.
 using EnvironmentLookup = std::function<std::optional<std::string>(const std::string& name)>;
 EnvironmentLookup process_environment();
@@ -242,8 +252,10 @@ struct LoadResult {
 
 LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,
                             const std::string& source_name = "<config>",
-                            const std::string& base_directory = ".");
-LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment);
+                            const std::string& base_directory = ".",
+                            Secrets secrets = Secrets::required);
+LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment,
+                          Secrets secrets = Secrets::required);
 
 std::string sha256_hex(std::string_view data);
 

@@ -19,10 +19,15 @@ namespace cutover::config::detail {
 // Collects every mistake instead of stopping at the first, so one run shows them all.
 class Validator {
  public:
-  Validator(std::string source, EnvironmentLookup environment, std::string base_directory)
+  Validator(std::string source, EnvironmentLookup environment, std::string base_directory,
+            Secrets secrets = Secrets::required)
       : source_(std::move(source)),
         environment_(std::move(environment)),
-        base_directory_(std::move(base_directory)) {}
+        base_directory_(std::move(base_directory)),
+        secrets_(secrets) {}
+
+  // False when the caller asked for the secrets to stay unread (Secrets::unresolved).
+  bool resolves_secrets() const { return secrets_ == Secrets::required; }
 
   void error(const YAML::Node& node, const std::string& path, const std::string& message) {
     std::ostringstream out;
@@ -159,6 +164,7 @@ class Validator {
   std::string source_;
   EnvironmentLookup environment_;
   std::string base_directory_;
+  Secrets secrets_;
   std::vector<std::string> errors_;
 };
 

@@ -232,6 +232,31 @@ TEST(ConfigValidationTest, AdminListenerNeedsItsOwnToken) {
   EXPECT_EQ(ok.config->admin->token_sha256_hex, sha256_hex("admin"));
 }
 
+TEST(ConfigValidationTest, UnresolvedSecretsLoadWithoutTheirVariablesOrFiles) {
+  const std::string yaml = R"(
+auth: {client_keys: [{name: app, key_env: UNSET_CLIENT_KEY}, {name: ci, key_env: UNSET_CI_KEY}]}
+admin: {listen: 127.0.0.1:9191, token_env: UNSET_ADMIN_TOKEN}
+state_store: /var/lib/cutover/state.db
+providers:
+  p: {base_url: "http://h/v1", api_key_env: UNSET_PROVIDER_KEY, models: {m: pm}}
+  q: {base_url: "http://h/v1", api_key_file: /nonexistent/key.txt, models: {m: qm}}
+routes: [{models: [m], provider: p}]
+)";
+  auto required = load_from_string(yaml, fake_environment({}));
+  EXPECT_FALSE(required.config);
+  EXPECT_TRUE(any_contains(required.errors, "UNSET_ADMIN_TOKEN is not set"));
+
+  auto offline = load_from_string(yaml, fake_environment({}), "report.yaml", ".",
+                                  Secrets::unresolved);
+  ASSERT_TRUE(offline.errors.empty()) << offline.errors.front();
+  EXPECT_EQ(offline.config->state_store, "/var/lib/cutover/state.db");
+  ASSERT_EQ(offline.config->client_keys.size(), 2u);
+  EXPECT_EQ(offline.config->client_keys[0].sha256_hex, "");
+  EXPECT_EQ(offline.config->admin->token_sha256_hex, "");
+  EXPECT_EQ(offline.config->providers[0].endpoints[0].api_key, "");
+  EXPECT_EQ(offline.config->providers[0].endpoints[0].api_key_source, "env:UNSET_PROVIDER_KEY");
+}
+
 TEST(ConfigValidationTest, ResilienceSettingsAreParsedAndChecked) {
   auto result = load_from_string(R"(
 auth: {allow_unauthenticated: true}
