@@ -34,6 +34,7 @@ void setup_logging() {
 std::shared_ptr<const config::Config> load_or_report(const std::string& path) {
   auto loaded = config::load_from_file(path, config::process_environment());
   for (const auto& error : loaded.errors) std::cerr << "config error: " << error << "\n";
+  for (const auto& warning : loaded.warnings) spdlog::warn("config: {}", warning);
   return loaded.config;
 }
 

@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
 #include <cstdlib>
@@ -58,6 +59,16 @@ namespace {
 
 using detail::Validator;
 using detail::ratio_at;
+
+// Short enough to guess from a script against the admin listener; `openssl rand -hex 32` is ample.
+constexpr std::size_t kMinAdminTokenLength = 16;
+
+// Only an IP literal can be checked here; the listener refuses anything else at startup.
+bool reachable_from_other_machines(const std::string& address) {
+  boost::system::error_code ec;
+  const auto parsed = boost::asio::ip::make_address(address, ec);
+  return !ec && !parsed.is_loopback();
+}
 
 void parse_listen(Validator& v, const YAML::Node& node, Listener& listen, const std::string& path) {
   if (node.IsScalar()) {
@@ -136,6 +147,11 @@ void parse_admin(Validator& v, const YAML::Node& node, Config& config) {
   v.reject_unknown_keys(node, "admin", {"listen", "token_env", "token_sha256"});
   Admin admin;
   if (node["listen"]) parse_listen(v, node["listen"], admin.listen, "admin.listen");
+  if (reachable_from_other_machines(admin.listen.address)) {
+    v.warning(node["listen"], "admin.listen",
+              admin.listen.address + " is not a loopback address: the admin API, which can move "
+              "traffic between providers, is reachable from other machines");
+  }
   if (static_cast<bool>(node["token_env"]) == static_cast<bool>(node["token_sha256"])) {
     v.error(node, "admin",
             "needs exactly one of token_env (a variable name) or token_sha256 (hex digest)");
@@ -147,6 +163,13 @@ void parse_admin(Validator& v, const YAML::Node& node, Config& config) {
     if (v.resolves_secrets()) {
       auto token = v.read_environment(node["token_env"], "admin.token_env", *variable);
       if (!token) return;
+      if (token->size() < kMinAdminTokenLength) {
+        v.error(node["token_env"], "admin.token_env",
+                "the admin token in " + *variable + " has " + std::to_string(token->size()) +
+                    " characters; it needs at least " + std::to_string(kMinAdminTokenLength) +
+                    " (e.g. from `openssl rand -hex 32`)");
+        return;
+      }
       admin.token_sha256_hex = sha256_hex(*token);
     }
   } else {
@@ -670,6 +693,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   if (root["migrations"]) detail::parse_migrations(v, root["migrations"], *config);
 
   result.errors = v.take_errors();
+  result.warnings = v.take_warnings();
   if (result.errors.empty()) result.config = std::move(config);
   return result;
 }

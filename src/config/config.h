@@ -248,6 +248,9 @@ EnvironmentLookup process_environment();
 struct LoadResult {
   std::shared_ptr<const Config> config;  // null when errors is not empty
   std::vector<std::string> errors;       // one message per mistake, each naming where it is
+  // Allowed but risky choices (an admin listener reachable from other machines), one message
+  // each; they never stop a load.
+  std::vector<std::string> warnings;
 };
 
 LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,

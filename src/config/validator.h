@@ -37,6 +37,14 @@ class Validator {
     errors_.push_back(out.str());
   }
 
+  void warning(const YAML::Node& node, const std::string& path, const std::string& message) {
+    std::ostringstream out;
+    out << source_;
+    if (node.IsDefined() && node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
+    out << ": " << path << ": " << message;
+    warnings_.push_back(out.str());
+  }
+
   bool expect_map(const YAML::Node& node, const std::string& path) {
     if (node.IsMap()) return true;
     error(node, path, "must be a mapping");
@@ -159,6 +167,7 @@ class Validator {
   }
 
   std::vector<std::string> take_errors() { return std::move(errors_); }
+  std::vector<std::string> take_warnings() { return std::move(warnings_); }
 
  private:
   std::string source_;
@@ -166,6 +175,7 @@ class Validator {
   std::string base_directory_;
   Secrets secrets_;
   std::vector<std::string> errors_;
+  std::vector<std::string> warnings_;
 };
 
 inline std::optional<double> ratio_at(Validator& v, const YAML::Node& node, const std::string& path,

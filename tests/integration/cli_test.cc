@@ -113,5 +113,19 @@ TEST_F(CliTest, ServeStillRequiresTheSecretsAReportDoesNot) {
   EXPECT_NE(check.output.find("UNSET_ADMIN_TOKEN is not set"), std::string::npos) << check.output;
 }
 
+TEST_F(CliTest, CheckConfigWarnsAboutAnAdminListenerOnEveryAddress) {
+  const auto config = write_config(R"(
+auth: {allow_unauthenticated: true}
+admin: {listen: 0.0.0.0:9090, token_env: ADMIN_TOKEN}
+providers: {p: {base_url: "http://127.0.0.1:1/v1", no_api_key: true, models: {m: pm}}}
+routes: [{models: [m], provider: p}]
+)");
+  const auto check =
+      run_cutover("serve --check-config --config " + config, "ADMIN_TOKEN=admin-token-0123456789");
+  EXPECT_EQ(check.exit_status, 0) << check.output;
+  EXPECT_NE(check.output.find("0.0.0.0 is not a loopback address"), std::string::npos)
+      << check.output;
+}
+
 }  // namespace
 }  // namespace cutover::testing
