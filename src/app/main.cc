@@ -19,6 +19,7 @@
 #include "runtime/gateway_server.h"
 #include "simulate/fake_provider.h"
 #include "simulate/traffic.h"
+#include "store/state_store.h"
 
 namespace {
 
@@ -58,6 +59,13 @@ void wait_for_signals(const std::function<void()>& on_reload) {
 
 int serve(const std::string& config_path, bool check_only) {
   auto config = load_or_report(config_path);
+  if (config && config->uses_state_store_file()) {
+    if (auto problem = store::sqlite_store_problem(config->state_store)) {
+      std::cerr << "config error: state_store: cannot use '" << config->state_store
+                << "': " << *problem << "\n";
+      config = nullptr;
+    }
+  }
   if (!config) {
     std::cerr << "refusing to start: fix the configuration errors above\n";
     return 2;

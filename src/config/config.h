@@ -229,6 +229,10 @@ struct Config {
   bool state_store_configured = false;
 
   const Provider* find_provider(std::string_view name) const;
+  // Whether serving opens the state store file: it is named or migrations need it.
+  bool uses_state_store_file() const {
+    return (state_store_configured || !migrations.empty()) && state_store != ":memory:";
+  }
 };
 
 // Whether loading reads the secrets a file names (keys from variables and files, the admin token).

@@ -243,8 +243,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   }
   // Shard `count` of the metrics and the usage ledger is the shadow thread's.
   if (config_->metrics) metrics_ = std::make_unique<observability::MetricsRegistry>(count + 1);
-  if ((config_->state_store_configured || !config_->migrations.empty()) &&
-      config_->state_store != ":memory:") {
+  if (config_->uses_state_store_file()) {
     try {
       ledger_ = std::make_unique<accounting::UsageLedger>(config_->state_store, count + 1);
     } catch (const std::exception& e) {

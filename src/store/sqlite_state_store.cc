@@ -1,5 +1,9 @@
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -495,6 +499,35 @@ class SqliteStateStore final : public StateStore {
 std::unique_ptr<StateStore> open_sqlite_store(const std::string& path,
                                               util::LogThrottle::Clock now) {
   return std::make_unique<SqliteStateStore>(path, std::move(now));
+}
+
+std::optional<std::string> sqlite_store_problem(const std::string& path) {
+  if (path == ":memory:") return std::nullopt;
+  const std::filesystem::path file(path);
+  const auto directory = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  std::error_code ignored;
+  if (!std::filesystem::is_directory(directory, ignored)) {
+    return "directory '" + directory.string() + "' does not exist";
+  }
+  if (::access(directory.c_str(), W_OK | X_OK) != 0) {
+    return "directory '" + directory.string() + "' is not writable: " + std::strerror(errno);
+  }
+  if (!std::filesystem::exists(file, ignored)) return std::nullopt;
+  if (std::filesystem::is_directory(file, ignored)) return "it is a directory";
+  // Without SQLITE_OPEN_CREATE nothing is created; reading the schema is what tells a database
+  // from any other file.
+  sqlite3* db = nullptr;
+  std::optional<std::string> problem;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    problem = db ? sqlite_reason(db) : "out of memory";
+  } else if (sqlite3_db_readonly(db, "main") == 1) {
+    problem = "the file is not writable";
+  } else if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) !=
+             SQLITE_OK) {
+    problem = sqlite_reason(db);
+  }
+  sqlite3_close(db);
+  return problem;
 }
 
 }  // namespace cutover::store

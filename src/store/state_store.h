@@ -134,4 +134,10 @@ class StateStore {
 std::unique_ptr<StateStore> open_sqlite_store(
     const std::string& path, util::LogThrottle::Clock now = std::chrono::steady_clock::now);
 
+// Why a SQLite store at `path` could not be used, found without creating or changing anything:
+// its directory must exist and be writable (SQLite keeps its -wal and -shm files beside it), and
+// a file already there must open as a writable SQLite database. nullopt when it can be used;
+// ":memory:" always can.
+std::optional<std::string> sqlite_store_problem(const std::string& path);
+
 }  // namespace cutover::store

@@ -113,6 +113,50 @@ TEST_F(CliTest, ServeStillRequiresTheSecretsAReportDoesNot) {
   EXPECT_NE(check.output.find("UNSET_ADMIN_TOKEN is not set"), std::string::npos) << check.output;
 }
 
+TEST_F(CliTest, CheckConfigRefusesAStateStoreInAMissingDirectory) {
+  const auto config = write_config(R"(
+auth: {allow_unauthenticated: true}
+state_store: /nonexistent-cutover-directory/state.db
+providers: {p: {base_url: "http://127.0.0.1:1/v1", no_api_key: true, models: {m: pm}}}
+routes: [{models: [m], provider: p}]
+)");
+  const auto check = run_cutover("serve --check-config --config " + config);
+  EXPECT_EQ(check.exit_status, 2) << check.output;
+  EXPECT_NE(check.output.find("state_store: cannot use '/nonexistent-cutover-directory/state.db': "
+                              "directory '/nonexistent-cutover-directory' does not exist"),
+            std::string::npos)
+      << check.output;
+}
+
+TEST_F(CliTest, CheckConfigRefusesAStateStoreThatIsNotADatabase) {
+  const auto store_path = (directory_ / "notes.txt").string();
+  std::ofstream(store_path) << "these are an operator's notes, not a SQLite database at all";
+  const auto config = write_config(R"(
+auth: {allow_unauthenticated: true}
+state_store: )" + store_path + R"(
+providers: {p: {base_url: "http://127.0.0.1:1/v1", no_api_key: true, models: {m: pm}}}
+routes: [{models: [m], provider: p}]
+)");
+  const auto check = run_cutover("serve --check-config --config " + config);
+  EXPECT_EQ(check.exit_status, 2) << check.output;
+  EXPECT_NE(check.output.find("cannot use '" + store_path + "': file is not a database"),
+            std::string::npos)
+      << check.output;
+}
+
+TEST_F(CliTest, CheckConfigAcceptsAStateStoreItWouldCreate) {
+  const auto store_path = (directory_ / "state.db").string();
+  const auto config = write_config(R"(
+auth: {allow_unauthenticated: true}
+state_store: )" + store_path + R"(
+providers: {p: {base_url: "http://127.0.0.1:1/v1", no_api_key: true, models: {m: pm}}}
+routes: [{models: [m], provider: p}]
+)");
+  const auto check = run_cutover("serve --check-config --config " + config);
+  EXPECT_EQ(check.exit_status, 0) << check.output;
+  EXPECT_FALSE(std::filesystem::exists(store_path)) << "a check must not create the store";
+}
+
 TEST_F(CliTest, CheckConfigWarnsAboutAnAdminListenerOnEveryAddress) {
   const auto config = write_config(R"(
 auth: {allow_unauthenticated: true}

@@ -253,5 +253,25 @@ TEST_F(SqliteStateStoreTest, AFailedReadNamesThePathAndSqlitesReason) {
   }
 }
 
+TEST_F(SqliteStateStoreTest, ProblemCheckAcceptsUsableStoresWithoutCreatingOne) {
+  EXPECT_EQ(sqlite_store_problem(":memory:"), std::nullopt);
+  EXPECT_EQ(sqlite_store_problem(path_.string()), std::nullopt);
+  EXPECT_FALSE(std::filesystem::exists(path_)) << "checking created the file";
+  open_sqlite_store(path_.string());
+  EXPECT_EQ(sqlite_store_problem(path_.string()), std::nullopt);
+}
+
+TEST_F(SqliteStateStoreTest, ProblemCheckNamesAMissingDirectory) {
+  EXPECT_EQ(sqlite_store_problem("/nonexistent-directory/state.db"),
+            "directory '/nonexistent-directory' does not exist");
+}
+
+TEST_F(SqliteStateStoreTest, ProblemCheckRefusesAFileThatIsNotADatabase) {
+  std::ofstream(path_) << "not a database, only text that is long enough to have a header";
+  const auto problem = sqlite_store_problem(path_.string());
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("file is not a database"), std::string::npos) << *problem;
+}
+
 }  // namespace
 }  // namespace cutover::store
