@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -169,6 +170,23 @@ routes: [{models: [m], provider: p}]
   EXPECT_EQ(check.exit_status, 0) << check.output;
   EXPECT_NE(check.output.find("0.0.0.0 is not a loopback address"), std::string::npos)
       << check.output;
+}
+
+// A port nothing listens on: bound, then released.
+std::uint16_t closed_port() {
+  boost::asio::io_context context;
+  boost::asio::ip::tcp::acceptor acceptor(context, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return acceptor.local_endpoint().port();
+}
+
+TEST_F(CliTest, CtlSaysPlainlyWhenTheAdminApiIsNotListening) {
+  const auto port = std::to_string(closed_port());
+  const auto ctl = run_cutover("ctl --admin-url http://127.0.0.1:" + port + " migrations",
+                               "CUTOVER_ADMIN_TOKEN=admin-token-0123456789");
+  EXPECT_NE(ctl.exit_status, 0);
+  EXPECT_EQ(ctl.output, "cutover ctl: cannot reach the admin API at 127.0.0.1:" + port +
+                            ": connection refused (is the gateway running with an admin "
+                            "section?)\n");
 }
 
 }  // namespace
