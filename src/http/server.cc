@@ -12,6 +12,13 @@ namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kInitialReadBytes = 1536;
 constexpr std::size_t kRetainedBufferBytes = 16 * 1024;
+
+// A client that sends `Expect: 100-continue` waits for a 100 before the body (curl waits a
+// second, then sends anyway). HTTP/1.0 clients do not know the interim answer.
+bool expects_continue(const bhttp::request<bhttp::string_body>& message) {
+  return message.version() >= 11 &&
+         beast::iequals(message[bhttp::field::expect], "100-continue");
+}
 }  // namespace
 
 // Shared between the responder and the watch's completion handler, which may outlive it.
@@ -232,8 +239,22 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
         boost::system::error_code ignored;
         stream->socket().cancel(ignored);
       });
-      auto [async_error, read_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
-      read_error = async_error;
+      if (!parser.is_header_done()) {
+        auto [header_error, header_bytes] =
+            co_await bhttp::async_read_header(*stream, buffer, parser, kTuple);
+        read_error = header_error;
+      }
+      // Only now, with the header accepted: a Content-Length past the body limit has already
+      // failed the header with body_limit, so the client gets its 413 instead of a 100.
+      if (!read_error && !parser.is_done() && expects_continue(parser.get())) {
+        bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, 11};
+        auto [write_error, written] = co_await bhttp::async_write(*stream, go_on, kTuple);
+        read_error = write_error;
+      }
+      if (!read_error && !parser.is_done()) {
+        auto [body_error, body_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
+        read_error = body_error;
+      }
       ++read_generation;
       request_timer.cancel();
       if (request_timed_out) read_error = beast::error::timeout;
