@@ -630,7 +630,8 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   if (const auto& limits = root["limits"]) {
     if (v.expect_map(limits, "limits")) {
       v.reject_unknown_keys(limits, "limits",
-                            {"max_body_bytes", "request_timeout", "keep_alive_timeout"});
+                            {"max_body_bytes", "request_timeout", "keep_alive_timeout",
+                             "max_client_connections"});
       if (limits["max_body_bytes"]) {
         config->max_body_bytes = v.integer_at<std::size_t>(limits["max_body_bytes"],
                                                            "limits.max_body_bytes", 1024,
@@ -645,6 +646,12 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
         config->keep_alive_timeout =
             v.duration_at(limits["keep_alive_timeout"], "limits.keep_alive_timeout")
                 .value_or(config->keep_alive_timeout);
+      }
+      if (limits["max_client_connections"]) {
+        config->max_client_connections =
+            v.integer_at<std::size_t>(limits["max_client_connections"],
+                                      "limits.max_client_connections", 1, 1'000'000)
+                .value_or(config->max_client_connections);
       }
     }
   }

@@ -228,6 +228,10 @@ struct Config {
   // Set when the file names a state store: usage is then recorded there even without migrations.
   bool state_store_configured = false;
 
+  // Client connections open at once across all workers (limits.max_client_connections); past
+  // it a new connection is answered 503 and closed.
+  std::size_t max_client_connections = 10'000;
+
   const Provider* find_provider(std::string_view name) const;
   // Whether serving opens the state store file: it is named or migrations need it.
   bool uses_state_store_file() const {

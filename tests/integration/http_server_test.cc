@@ -1,4 +1,5 @@
-// The client-facing HTTP server's own behaviour in front of the gateway: interim answers.
+// The client-facing HTTP server's own behaviour in front of the gateway: interim answers and
+// the limit on open connections.
 #include <poll.h>
 
 #include "gateway_fixture.h"
@@ -48,6 +49,29 @@ TEST_F(GatewayTest, ExpectContinueWithATooLargeBodyGets413Instead) {
   EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
   EXPECT_NE(answer.find("request_too_large"), std::string::npos) << answer;
   EXPECT_EQ(upstream_->requests_received(), 0u);
+}
+
+TEST_F(GatewayTest, ConnectionsPastTheLimitAreAnswered503AndClosed) {
+  start(simulate::default_reply,
+        GatewayOptions{.top_extra = "limits: {max_client_connections: 1}\n"});
+  auto holder = client();
+  ASSERT_EQ(holder.post("/v1/chat/completions", chat_body()).status, 200u);
+
+  auto refused_client = client();
+  const auto refused = refused_client.post("/v1/chat/completions", chat_body());
+  expect_openai_error(refused, 503, "too_many_connections");
+  EXPECT_EQ(refused.header("connection"), "close");
+  EXPECT_EQ(upstream_->requests_received(), 1u) << "the refused request went nowhere";
+  EXPECT_NE(server_->scrape_metrics().find("cutover_client_connections_refused_total 1\n"),
+            std::string::npos)
+      << server_->scrape_metrics();
+
+  // The holder's place is given back when it leaves.
+  holder.close();
+  EXPECT_TRUE(eventually([&] {
+    auto next = client();
+    return next.post("/v1/chat/completions", chat_body()).status == 200;
+  }));
 }
 
 }  // namespace
