@@ -74,7 +74,7 @@ measured() {
 }
 
 export CUTOVER_CLIENT_KEY="bench-$RANDOM$RANDOM"
-export CUTOVER_ADMIN_TOKEN="admin-$RANDOM$RANDOM"
+export CUTOVER_ADMIN_TOKEN="admin-$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")"
 mkdir -p "$OUT_DIR"
 
 "$BIN" simulate provider --port 0 --profile fast >"$TMP/sim.stdout" 2>"$TMP/sim.stderr" &

@@ -125,7 +125,7 @@ busy_monitor() {
 }
 
 export CUTOVER_CLIENT_KEY="bench-$RANDOM$RANDOM"
-export CUTOVER_ADMIN_TOKEN="admin-$RANDOM$RANDOM"
+export CUTOVER_ADMIN_TOKEN="admin-$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")"
 CLK_TCK="$(getconf CLK_TCK)"
 mkdir -p "$OUT_DIR"
 busy_monitor &

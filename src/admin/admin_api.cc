@@ -57,11 +57,13 @@ json::object breaker_json(const std::string& provider, std::size_t index,
 AdminApi::AdminApi(std::function<std::shared_ptr<const config::Config>()> config,
                    std::function<std::shared_ptr<const proxy::HealthRegistry>()> health,
                    std::function<std::shared_ptr<migration::MigrationEngine>()> migrations,
-                   std::function<std::string()> metrics)
+                   std::function<std::string()> metrics,
+                   AuthenticationBackoff::Settings backoff)
     : config_(std::move(config)),
       health_(std::move(health)),
       migrations_(std::move(migrations)),
-      metrics_(std::move(metrics)) {}
+      metrics_(std::move(metrics)),
+      backoff_(backoff) {}
 
 boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
                                               http::Responder& responder) {
@@ -98,11 +100,15 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
       authorization.size() > 7 && boost::beast::iequals(authorization.substr(0, 7), "bearer ");
   if (!config->admin || !bearer ||
       config::sha256_hex(authorization.substr(7)) != config->admin->token_sha256_hex) {
+    // A timer, not a sleep: the admin thread goes on serving other connections meanwhile.
+    boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, backoff_.failed());
+    co_await pause.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
     const std::string message =
         "the admin API needs 'Authorization: Bearer <admin token>'; client keys are not accepted";
     co_await responder.send_error(401, message, "authentication_error", "invalid_admin_token");
     co_return;
   }
+  backoff_.succeeded();
 
   const auto health = health_();
   const auto parts = split_path(path);

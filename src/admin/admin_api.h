@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 
+#include "admin/authentication_backoff.h"
 #include "config/config.h"
 #include "http/server.h"
 #include "migration/engine.h"
@@ -17,11 +18,13 @@ namespace cutover::admin {
 
 class AdminApi {
  public:
-  // Both getters are called per request and must be safe from the admin thread.
+  // Both getters are called per request and must be safe from the admin thread. `backoff`
+  // paces the answers to failed authentications (tests shorten it).
   AdminApi(std::function<std::shared_ptr<const config::Config>()> config,
            std::function<std::shared_ptr<const proxy::HealthRegistry>()> health,
            std::function<std::shared_ptr<migration::MigrationEngine>()> migrations,
-           std::function<std::string()> metrics);
+           std::function<std::string()> metrics,
+           AuthenticationBackoff::Settings backoff = {});
 
   boost::asio::awaitable<void> handle(http::IncomingRequest& request, http::Responder& responder);
 
@@ -30,6 +33,7 @@ class AdminApi {
   std::function<std::shared_ptr<const proxy::HealthRegistry>()> health_;
   std::function<std::shared_ptr<migration::MigrationEngine>()> migrations_;
   std::function<std::string()> metrics_;
+  AuthenticationBackoff backoff_;
 };
 
 }  // namespace cutover::admin

@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <iomanip>
 #include <optional>
@@ -28,6 +29,25 @@ struct Answer {
   std::string body;
 };
 
+// "Connection refused" as it reads inside a sentence.
+std::string lower_first(std::string text) {
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  return text;
+}
+
+// Thrown with one line a person can act on; Boost's own messages name source files.
+[[noreturn]] void unreachable(const std::string& where, const boost::system::error_code& ec) {
+  const bool nobody_listening = ec == asio::error::connection_refused;
+  throw std::runtime_error(
+      "cannot reach the admin API at " + where + ": " + lower_first(ec.message()) +
+      (nobody_listening ? " (is the gateway running with an admin section?)" : ""));
+}
+
+[[noreturn]] void broken_exchange(const std::string& where, const boost::system::error_code& ec) {
+  throw std::runtime_error("the admin API at " + where + " did not answer: " +
+                           lower_first(ec.message()));
+}
+
 Answer call(const CtlTarget& target, bhttp::verb method, const std::string& path,
             const std::string& body = {}) {
   auto url = boost::urls::parse_absolute_uri(target.admin_url);
@@ -36,11 +56,16 @@ Answer call(const CtlTarget& target, bhttp::verb method, const std::string& path
   }
   const auto host = std::string(url->host());
   const auto port = url->has_port() ? std::string(url->port()) : std::string("80");
+  const auto where = std::string(url->encoded_host_and_port());
   asio::io_context context;
   asio::ip::tcp::resolver resolver(context);
   boost::beast::tcp_stream stream(context);
+  boost::system::error_code ec;
+  const auto addresses = resolver.resolve(host, port, ec);
+  if (ec) unreachable(where, ec);
   stream.expires_after(std::chrono::seconds(10));
-  stream.connect(resolver.resolve(host, port));
+  stream.connect(addresses, ec);
+  if (ec) unreachable(where, ec);
   bhttp::request<bhttp::string_body> request{method, path, 11};
   request.set(bhttp::field::host, host);
   request.set(bhttp::field::authorization, "Bearer " + target.token);
@@ -49,10 +74,12 @@ Answer call(const CtlTarget& target, bhttp::verb method, const std::string& path
     request.body() = body;
   }
   request.prepare_payload();
-  bhttp::write(stream, request);
+  bhttp::write(stream, request, ec);
+  if (ec) broken_exchange(where, ec);
   boost::beast::flat_buffer buffer;
   bhttp::response<bhttp::string_body> response;
-  bhttp::read(stream, buffer, response);
+  bhttp::read(stream, buffer, response, ec);
+  if (ec) broken_exchange(where, ec);
   return {response.result_int(), response.body()};
 }
 

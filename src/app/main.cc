@@ -19,6 +19,7 @@
 #include "runtime/gateway_server.h"
 #include "simulate/fake_provider.h"
 #include "simulate/traffic.h"
+#include "store/state_store.h"
 
 namespace {
 
@@ -34,6 +35,7 @@ void setup_logging() {
 std::shared_ptr<const config::Config> load_or_report(const std::string& path) {
   auto loaded = config::load_from_file(path, config::process_environment());
   for (const auto& error : loaded.errors) std::cerr << "config error: " << error << "\n";
+  for (const auto& warning : loaded.warnings) spdlog::warn("config: {}", warning);
   return loaded.config;
 }
 
@@ -57,6 +59,13 @@ void wait_for_signals(const std::function<void()>& on_reload) {
 
 int serve(const std::string& config_path, bool check_only) {
   auto config = load_or_report(config_path);
+  if (config && config->uses_state_store_file()) {
+    if (auto problem = store::sqlite_store_problem(config->state_store)) {
+      std::cerr << "config error: state_store: cannot use '" << config->state_store
+                << "': " << *problem << "\n";
+      config = nullptr;
+    }
+  }
   if (!config) {
     std::cerr << "refusing to start: fix the configuration errors above\n";
     return 2;
@@ -365,9 +374,9 @@ int main(int argc, char** argv) {
   if (usage_command->parsed() || migration_report_command->parsed()) {
     std::shared_ptr<const config::Config> loaded;
     if (!report_config.empty()) {
-      // Only the store's path and the migrations matter here: keys need not be set.
-      auto result = config::load_from_file(
-          report_config, [](const std::string&) -> std::optional<std::string> { return "unused"; });
+      // Only the store's path, the migrations and the prices matter here: keys need not be set.
+      auto result = config::load_from_file(report_config, config::process_environment(),
+                                           config::Secrets::unresolved);
       for (const auto& error : result.errors) std::cerr << error << "\n";
       if (!result.config) return 2;
       loaded = result.config;

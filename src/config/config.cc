@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <yaml-cpp/yaml.h>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
 #include <cstdlib>
@@ -58,6 +59,16 @@ namespace {
 
 using detail::Validator;
 using detail::ratio_at;
+
+// Short enough to guess from a script against the admin listener; `openssl rand -hex 32` is ample.
+constexpr std::size_t kMinAdminTokenLength = 16;
+
+// Only an IP literal can be checked here; the listener refuses anything else at startup.
+bool reachable_from_other_machines(const std::string& address) {
+  boost::system::error_code ec;
+  const auto parsed = boost::asio::ip::make_address(address, ec);
+  return !ec && !parsed.is_loopback();
+}
 
 void parse_listen(Validator& v, const YAML::Node& node, Listener& listen, const std::string& path) {
   if (node.IsScalar()) {
@@ -136,6 +147,11 @@ void parse_admin(Validator& v, const YAML::Node& node, Config& config) {
   v.reject_unknown_keys(node, "admin", {"listen", "token_env", "token_sha256"});
   Admin admin;
   if (node["listen"]) parse_listen(v, node["listen"], admin.listen, "admin.listen");
+  if (reachable_from_other_machines(admin.listen.address)) {
+    v.warning(node["listen"], "admin.listen",
+              admin.listen.address + " is not a loopback address: the admin API, which can move "
+              "traffic between providers, is reachable from other machines");
+  }
   if (static_cast<bool>(node["token_env"]) == static_cast<bool>(node["token_sha256"])) {
     v.error(node, "admin",
             "needs exactly one of token_env (a variable name) or token_sha256 (hex digest)");
@@ -144,9 +160,18 @@ void parse_admin(Validator& v, const YAML::Node& node, Config& config) {
   if (node["token_env"]) {
     auto variable = v.string_at(node["token_env"], "admin.token_env");
     if (!variable) return;
-    auto token = v.read_environment(node["token_env"], "admin.token_env", *variable);
-    if (!token) return;
-    admin.token_sha256_hex = sha256_hex(*token);
+    if (v.resolves_secrets()) {
+      auto token = v.read_environment(node["token_env"], "admin.token_env", *variable);
+      if (!token) return;
+      if (token->size() < kMinAdminTokenLength) {
+        v.error(node["token_env"], "admin.token_env",
+                "the admin token in " + *variable + " has " + std::to_string(token->size()) +
+                    " characters; it needs at least " + std::to_string(kMinAdminTokenLength) +
+                    " (e.g. from `openssl rand -hex 32`)");
+        return;
+      }
+      admin.token_sha256_hex = sha256_hex(*token);
+    }
   } else {
     auto digest = v.string_at(node["token_sha256"], "admin.token_sha256").value_or("");
     if (digest.size() != 64 || digest.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
@@ -180,6 +205,7 @@ void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& pat
   } else if (has_env) {
     if (auto variable = v.string_at(node["api_key_env"], path + ".api_key_env")) {
       endpoint.api_key_source = "env:" + *variable;
+      if (!v.resolves_secrets()) return;
       if (auto key = v.read_environment(node["api_key_env"], path + ".api_key_env", *variable)) {
         endpoint.api_key = *key;
       }
@@ -187,6 +213,7 @@ void parse_endpoint(Validator& v, const YAML::Node& node, const std::string& pat
   } else if (has_file) {
     if (auto file = v.string_at(node["api_key_file"], path + ".api_key_file")) {
       endpoint.api_key_source = "file:" + *file;
+      if (!v.resolves_secrets()) return;
       if (auto key = v.read_secret_file(node["api_key_file"], path + ".api_key_file", *file)) {
         endpoint.api_key = *key;
       }
@@ -495,9 +522,11 @@ void parse_auth(Validator& v, const YAML::Node& node, Config& config) {
     if (entry["key_env"]) {
       auto variable = v.string_at(entry["key_env"], path + ".key_env");
       if (!variable) continue;
-      auto value = v.read_environment(entry["key_env"], path + ".key_env", *variable);
-      if (!value) continue;
-      key.sha256_hex = sha256_hex(*value);
+      if (v.resolves_secrets()) {
+        auto value = v.read_environment(entry["key_env"], path + ".key_env", *variable);
+        if (!value) continue;
+        key.sha256_hex = sha256_hex(*value);
+      }
     } else {
       auto digest = v.string_at(entry["sha256"], path + ".sha256").value_or("");
       const bool hex = digest.size() == 64 &&
@@ -596,7 +625,8 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
 }  // namespace
 
 LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,
-                            const std::string& source_name, const std::string& base_directory) {
+                            const std::string& source_name, const std::string& base_directory,
+                            Secrets secrets) {
   LoadResult result;
   YAML::Node root;
   try {
@@ -606,7 +636,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
                             ": invalid YAML: " + e.msg);
     return result;
   }
-  Validator v(source_name, environment, base_directory);
+  Validator v(source_name, environment, base_directory, secrets);
   auto config = std::make_shared<Config>();
   if (!root.IsMap()) {
     v.error(root, "(top level)", "must be a mapping");
@@ -625,7 +655,8 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
     if (v.expect_map(limits, "limits")) {
       v.reject_unknown_keys(limits, "limits",
                             {"max_body_bytes", "request_timeout", "keep_alive_timeout",
-                             "max_response_bytes", "max_buffered_response_bytes"});
+                             "max_response_bytes", "max_buffered_response_bytes",
+                             "max_client_connections"});
       parse_response_limits(v, limits, *config);
       if (limits["max_body_bytes"]) {
         config->max_body_bytes = v.integer_at<std::size_t>(limits["max_body_bytes"],
@@ -642,6 +673,12 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
             v.duration_at(limits["keep_alive_timeout"], "limits.keep_alive_timeout")
                 .value_or(config->keep_alive_timeout);
       }
+      if (limits["max_client_connections"]) {
+        config->max_client_connections =
+            v.integer_at<std::size_t>(limits["max_client_connections"],
+                                      "limits.max_client_connections", 1, 1'000'000)
+                .value_or(config->max_client_connections);
+      }
     }
   }
   if (root["drain_timeout"]) {
@@ -653,7 +690,8 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   }
   if (root["metrics"]) config->metrics = v.bool_at(root["metrics"], "metrics").value_or(true);
   if (root["auth"]) parse_auth(v, root["auth"], *config);
-  if (config->admin) {
+  // Unread secrets (Secrets::unresolved) are empty and cannot be compared.
+  if (config->admin && !config->admin->token_sha256_hex.empty()) {
     for (const auto& key : config->client_keys) {
       if (key.sha256_hex == config->admin->token_sha256_hex) {
         v.error(root["admin"], "admin", "the admin token must differ from every client key");
@@ -688,11 +726,13 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   if (root["migrations"]) detail::parse_migrations(v, root["migrations"], *config);
 
   result.errors = v.take_errors();
+  result.warnings = v.take_warnings();
   if (result.errors.empty()) result.config = std::move(config);
   return result;
 }
 
-LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment) {
+LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment,
+                          Secrets secrets) {
   std::ifstream in(path);
   if (!in) {
     LoadResult result;
@@ -703,7 +743,7 @@ LoadResult load_from_file(const std::string& path, const EnvironmentLookup& envi
   content << in.rdbuf();
   auto directory = std::filesystem::path(path).parent_path().string();
   if (directory.empty()) directory = ".";
-  return load_from_string(content.str(), environment, path, directory);
+  return load_from_string(content.str(), environment, path, directory, secrets);
 }
 
 }  // namespace cutover::config

@@ -232,7 +232,25 @@ struct Config {
   // Set when the file names a state store: usage is then recorded there even without migrations.
   bool state_store_configured = false;
 
+  // Client connections open at once across all workers (limits.max_client_connections); past
+  // it a new connection is answered 503 and closed.
+  std::size_t max_client_connections = 10'000;
+
   const Provider* find_provider(std::string_view name) const;
+  // Whether serving opens the state store file: it is named or migrations need it.
+  bool uses_state_store_file() const {
+    return (state_store_configured || !migrations.empty()) && state_store != ":memory:";
+  }
+};
+
+// Whether loading reads the secrets a file names (keys from variables and files, the admin token).
+enum class Secrets {
+  // Every secret is read; a missing one is an error. For anything that serves traffic.
+  required,
+  // None is read, none may be missing: keys and the admin token stay empty and the checks on
+  // them are skipped. For offline tools such as `cutover report`, which need only the state
+  // store's path and the prices; a Config loaded this way must never serve.
+  unresolved,
 };
 
 // Reads environment variables; injectable so tests do not touch the process environment.
@@ -242,12 +260,17 @@ EnvironmentLookup process_environment();
 struct LoadResult {
   std::shared_ptr<const Config> config;  // null when errors is not empty
   std::vector<std::string> errors;       // one message per mistake, each naming where it is
+  // Allowed but risky choices (an admin listener reachable from other machines), one message
+  // each; they never stop a load.
+  std::vector<std::string> warnings;
 };
 
 LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,
                             const std::string& source_name = "<config>",
-                            const std::string& base_directory = ".");
-LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment);
+                            const std::string& base_directory = ".",
+                            Secrets secrets = Secrets::required);
+LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment,
+                          Secrets secrets = Secrets::required);
 
 std::string sha256_hex(std::string_view data);
 

@@ -19,10 +19,15 @@ namespace cutover::config::detail {
 // Collects every mistake instead of stopping at the first, so one run shows them all.
 class Validator {
  public:
-  Validator(std::string source, EnvironmentLookup environment, std::string base_directory)
+  Validator(std::string source, EnvironmentLookup environment, std::string base_directory,
+            Secrets secrets = Secrets::required)
       : source_(std::move(source)),
         environment_(std::move(environment)),
-        base_directory_(std::move(base_directory)) {}
+        base_directory_(std::move(base_directory)),
+        secrets_(secrets) {}
+
+  // False when the caller asked for the secrets to stay unread (Secrets::unresolved).
+  bool resolves_secrets() const { return secrets_ == Secrets::required; }
 
   void error(const YAML::Node& node, const std::string& path, const std::string& message) {
     std::ostringstream out;
@@ -30,6 +35,14 @@ class Validator {
     if (node.IsDefined() && node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
     out << ": " << path << ": " << message;
     errors_.push_back(out.str());
+  }
+
+  void warning(const YAML::Node& node, const std::string& path, const std::string& message) {
+    std::ostringstream out;
+    out << source_;
+    if (node.IsDefined() && node.Mark().line >= 0) out << ":" << node.Mark().line + 1;
+    out << ": " << path << ": " << message;
+    warnings_.push_back(out.str());
   }
 
   bool expect_map(const YAML::Node& node, const std::string& path) {
@@ -154,12 +167,15 @@ class Validator {
   }
 
   std::vector<std::string> take_errors() { return std::move(errors_); }
+  std::vector<std::string> take_warnings() { return std::move(warnings_); }
 
  private:
   std::string source_;
   EnvironmentLookup environment_;
   std::string base_directory_;
+  Secrets secrets_;
   std::vector<std::string> errors_;
+  std::vector<std::string> warnings_;
 };
 
 inline std::optional<double> ratio_at(Validator& v, const YAML::Node& node, const std::string& path,

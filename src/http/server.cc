@@ -12,7 +12,25 @@ namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kInitialReadBytes = 1536;
 constexpr std::size_t kRetainedBufferBytes = 16 * 1024;
+// A refused connection's request is read and dropped for this long after the 503, so that
+// closing with it unread does not reset the connection before the client reads the answer.
+constexpr auto kRefusalLinger = std::chrono::seconds(1);
+constexpr std::size_t kRefusalLingerBytes = 64 * 1024;
+
+// A client that sends `Expect: 100-continue` waits for a 100 before the body (curl waits a
+// second, then sends anyway). HTTP/1.0 clients do not know the interim answer.
+bool expects_continue(const bhttp::request<bhttp::string_body>& message) {
+  return message.version() >= 11 &&
+         beast::iequals(message[bhttp::field::expect], "100-continue");
+}
 }  // namespace
+
+bool ConnectionCount::try_open(std::size_t limit) {
+  if (open_.fetch_add(1, std::memory_order_relaxed) < limit) return true;
+  open_.fetch_sub(1, std::memory_order_relaxed);
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
 
 // Shared between the responder and the watch's completion handler, which may outlive it.
 struct Responder::Watch {
@@ -125,11 +143,13 @@ asio::awaitable<bool> Responder::end_stream() {
 }
 
 Listener::Listener(asio::io_context& context, const asio::ip::tcp::endpoint& endpoint,
-                   Handler handler, std::shared_ptr<const ServerLimits> limits)
+                   Handler handler, std::shared_ptr<const ServerLimits> limits,
+                   std::shared_ptr<ConnectionCount> connections)
     : context_(context),
       acceptor_(context),
       handler_(std::move(handler)),
-      limits_(std::move(limits)) {
+      limits_(std::move(limits)),
+      connections_(std::move(connections)) {
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
   // Each worker binds its own acceptor to the same port; the kernel spreads connections.
@@ -169,15 +189,45 @@ asio::awaitable<void> Listener::accept_loop() {
       continue;
     }
     socket.set_option(asio::ip::tcp::no_delay(true));
-    asio::co_spawn(context_, session(std::move(socket)), [](std::exception_ptr error) {
+    auto on_exception = [](std::exception_ptr error) {
       if (!error) return;
       try {
         std::rethrow_exception(error);
       } catch (const std::exception& e) {
         spdlog::error("session ended by an unexpected exception: {}", e.what());
       }
-    });
+    };
+    const auto limit = limits_->max_connections;
+    if (connections_ && !connections_->try_open(limit)) {
+      asio::co_spawn(context_, refuse(std::move(socket), limit), on_exception);
+      continue;
+    }
+    asio::co_spawn(context_, session(std::move(socket)), on_exception);
   }
+}
+
+asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket socket, std::size_t limit) {
+  auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+  const auto limits = limits_;
+  Responder responder(stream, *limits, false, util::new_request_id());
+  bhttp::response<bhttp::string_body> response{bhttp::status::service_unavailable, 11};
+  response.set(bhttp::field::content_type, "application/json");
+  response.set(bhttp::field::retry_after, "1");
+  response.body() = providers::error_body(
+      "the gateway has " + std::to_string(limit) + " client connections open, its limit; retry "
+      "shortly",
+      "server_error", "too_many_connections", responder.request_id());
+  co_await responder.send(std::move(response));
+  boost::system::error_code ignored;
+  stream->socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  stream->expires_after(kRefusalLinger);
+  beast::flat_buffer discarded;
+  for (std::size_t total = 0; total < kRefusalLingerBytes;) {
+    auto [ec, n] = co_await stream->async_read_some(discarded.prepare(4096), kTuple);
+    if (ec) break;
+    total += n;
+  }
+  stream->close();
 }
 
 asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
@@ -187,8 +237,12 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
   struct Unregister {
     std::list<SessionEntry>& sessions;
     std::list<SessionEntry>::iterator entry;
-    ~Unregister() { sessions.erase(entry); }
-  } unregister{sessions_, entry};
+    ConnectionCount* connections;
+    ~Unregister() {
+      sessions.erase(entry);
+      if (connections != nullptr) connections->close();
+    }
+  } unregister{sessions_, entry, connections_.get()};
 
   beast::flat_buffer buffer;
   asio::steady_timer request_timer(context_);
@@ -232,8 +286,22 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
         boost::system::error_code ignored;
         stream->socket().cancel(ignored);
       });
-      auto [async_error, read_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
-      read_error = async_error;
+      if (!parser.is_header_done()) {
+        auto [header_error, header_bytes] =
+            co_await bhttp::async_read_header(*stream, buffer, parser, kTuple);
+        read_error = header_error;
+      }
+      // Only now, with the header accepted: a Content-Length past the body limit has already
+      // failed the header with body_limit, so the client gets its 413 instead of a 100.
+      if (!read_error && !parser.is_done() && expects_continue(parser.get())) {
+        bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, 11};
+        auto [write_error, written] = co_await bhttp::async_write(*stream, go_on, kTuple);
+        read_error = write_error;
+      }
+      if (!read_error && !parser.is_done()) {
+        auto [body_error, body_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
+        read_error = body_error;
+      }
       ++read_generation;
       request_timer.cancel();
       if (request_timed_out) read_error = beast::error::timeout;

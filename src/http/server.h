@@ -8,6 +8,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <list>
@@ -27,6 +28,23 @@ struct ServerLimits {
   std::chrono::milliseconds keep_alive_timeout{75'000};
   // How long a client may take to accept one write of the response.
   std::chrono::milliseconds write_timeout{60'000};
+  // Client connections open at once across every listener sharing a ConnectionCount.
+  std::size_t max_connections = 10'000;
+};
+
+// Client connections open across every worker's listener, against one limit: an atomic, so
+// accepting on one worker never waits for another. Any thread may call it.
+class ConnectionCount {
+ public:
+  // Takes a place for a new connection; false (and counted as refused) when `limit` are open.
+  bool try_open(std::size_t limit);
+  void close() { open_.fetch_sub(1, std::memory_order_relaxed); }
+  std::size_t open() const { return open_.load(std::memory_order_relaxed); }
+  std::uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::size_t> open_{0};
+  std::atomic<std::uint64_t> refused_{0};
 };
 
 struct IncomingRequest {
@@ -89,8 +107,11 @@ using Handler = std::function<asio::awaitable<void>(IncomingRequest&, Responder&
 // Accepts connections on one worker and runs a session per connection.
 class Listener {
  public:
+  // With `connections`, a connection past limits.max_connections is answered 503 and closed;
+  // without, there is no limit (the admin listener).
   Listener(asio::io_context& context, const asio::ip::tcp::endpoint& endpoint, Handler handler,
-           std::shared_ptr<const ServerLimits> limits);
+           std::shared_ptr<const ServerLimits> limits,
+           std::shared_ptr<ConnectionCount> connections = nullptr);
 
   void start();
   // Stops accepting; idle keep-alive connections close now, busy ones after their response.
@@ -108,11 +129,13 @@ class Listener {
   };
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(asio::ip::tcp::socket socket);
+  asio::awaitable<void> refuse(asio::ip::tcp::socket socket, std::size_t limit);
 
   asio::io_context& context_;
   asio::ip::tcp::acceptor acceptor_;
   Handler handler_;
   std::shared_ptr<const ServerLimits> limits_;
+  std::shared_ptr<ConnectionCount> connections_;
   std::list<SessionEntry> sessions_;
   bool draining_ = false;
 };

@@ -127,7 +127,10 @@ Controller::Controller(const config::Migration& settings, store::StateStore& sto
       store_(store),
       now_ms_(std::move(now_ms)),
       error_change_(settings.gates.max_error_rate, settings.gates.confidence),
-      attempt_error_change_(settings.gates.max_attempt_error_rate, settings.gates.confidence) {}
+      attempt_error_change_(settings.gates.max_attempt_error_rate, settings.gates.confidence),
+      journal_errors_(util::LogThrottle::kDefaultInterval, [this] {
+        return std::chrono::steady_clock::time_point(std::chrono::milliseconds(now_ms_()));
+      }) {}
 
 void Controller::watch_for_change(const WindowSnapshot& window) {
   auto gained = [](std::uint64_t now, std::uint64_t& seen) {
@@ -244,11 +247,12 @@ std::optional<store::Transition> Controller::transition_to(Phase phase, double w
   transition.detail = json::serialize(detail);
   const auto result = store_.commit(next, transition, record_.generation);
   if (result != store::CommitResult::committed) {
-    spdlog::error("migration {}: cannot journal {} -> {} ({}); keeping {} at {}", settings_.name,
-                  record_.state, next.state,
-                  result == store::CommitResult::stale_generation ? "another writer moved it"
-                                                                  : "state store write failed",
-                  record_.state, percent(record_.weight));
+    journal_errors_.error(fmt::format(
+        "migration {}: cannot journal {} -> {} ({}); keeping {} at {}", settings_.name,
+        record_.state, next.state,
+        result == store::CommitResult::stale_generation ? "another writer moved it"
+                                                        : "state store write failed",
+        record_.state, percent(record_.weight)));
     return std::nullopt;
   }
   record_ = std::move(next);

@@ -22,6 +22,7 @@
 #include "migration/statistics.h"
 #include "migration/window.h"
 #include "store/state_store.h"
+#include "util/log_throttle.h"
 
 namespace cutover::migration {
 
@@ -118,6 +119,8 @@ class Controller {
   RateChangeDetector attempt_error_change_;
   // What the current window held at the last evaluation: a transition starts a new one.
   std::uint64_t seen_requests_ = 0, seen_errors_ = 0, seen_attempts_ = 0, seen_attempt_failures_ = 0;
+  // A transition the store refuses is tried again at every evaluation, four times a second.
+  util::LogThrottle journal_errors_;
 };
 
 }  // namespace cutover::migration

@@ -3,6 +3,8 @@
 // each gate decides.
 #include "migration/statistics.h"
 
+#include <boost/math/special_functions/beta.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -24,6 +26,13 @@ Verdict combine_range(const Range& verdicts) {
   }
   return any_inconclusive ? Verdict::inconclusive : Verdict::pass;
 }
+
+// Boost.Math reports a failure as an errno and a NaN instead of an exception: the gates run on
+// the migration engine's loop, which must not unwind over a statistic.
+using NoThrowPolicy = boost::math::policies::policy<
+    boost::math::policies::domain_error<boost::math::policies::errno_on_error>,
+    boost::math::policies::overflow_error<boost::math::policies::errno_on_error>,
+    boost::math::policies::evaluation_error<boost::math::policies::errno_on_error>>;
 
 // The z of each end of a two-sided interval at `confidence`.
 double two_sided_z(double confidence) {
@@ -52,63 +61,6 @@ std::vector<double> binomial_cdf(std::size_t n, double p) {
     }
   }
   return cdf;
-}
-
-// Regularized incomplete beta function I_x(a, b) by Lentz's continued fraction (Numerical
-// Recipes' betacf), which converges in O(sqrt(max(a, b))) terms.
-double regularized_incomplete_beta(double a, double b, double x) {
-  if (x <= 0) return 0;
-  if (x >= 1) return 1;
-  // Continued fraction converges fast only below the mean; use the symmetry beyond it.
-  if (x > (a + 1) / (a + b + 2)) return 1 - regularized_incomplete_beta(b, a, 1 - x);
-  int sign = 0;  // lgamma_r: plain lgamma writes the global signgam, a data race
-  const double log_beta = lgamma_r(a, &sign) + lgamma_r(b, &sign) - lgamma_r(a + b, &sign);
-  const double front = std::exp(a * std::log(x) + b * std::log1p(-x) - log_beta) / a;
-
-  constexpr double kTiny = 1e-300;
-  constexpr double kEpsilon = 1e-15;
-  constexpr int kMaxTerms = 100'000;
-  double c = 1;
-  double d = 1 - (a + b) * x / (a + 1);
-  if (std::fabs(d) < kTiny) d = kTiny;
-  d = 1 / d;
-  double fraction = d;
-  for (int m = 1; m <= kMaxTerms; ++m) {
-    const double m2 = 2.0 * m;
-    const double even = m * (b - m) * x / ((a + m2 - 1) * (a + m2));
-    d = 1 + even * d;
-    if (std::fabs(d) < kTiny) d = kTiny;
-    c = 1 + even / c;
-    if (std::fabs(c) < kTiny) c = kTiny;
-    d = 1 / d;
-    fraction *= d * c;
-    const double odd = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1));
-    d = 1 + odd * d;
-    if (std::fabs(d) < kTiny) d = kTiny;
-    c = 1 + odd / c;
-    if (std::fabs(c) < kTiny) c = kTiny;
-    d = 1 / d;
-    const double delta = d * c;
-    fraction *= delta;
-    if (std::fabs(delta - 1) < kEpsilon) break;
-  }
-  return front * fraction;
-}
-
-// The p in [0, 1] where the increasing function `cdf_at(p)` reaches `target`, by bisection.
-template <typename Increasing>
-double solve_increasing(Increasing cdf_at, double target) {
-  double low = 0;
-  double high = 1;
-  for (int i = 0; i < 100 && high - low > 1e-15; ++i) {
-    const double middle = (low + high) / 2;
-    if (cdf_at(middle) < target) {
-      low = middle;
-    } else {
-      high = middle;
-    }
-  }
-  return (low + high) / 2;
 }
 
 Verdict judge_bounds(double lower, double upper, double limit) {
@@ -196,7 +148,8 @@ Interval wilson_interval(std::uint64_t failures, std::uint64_t trials, double co
 
 // With k failures of n: the lower bound is the p where P(X >= k) = α, that is
 // I_p(k, n - k + 1) = α, and the upper bound the p where P(X <= k) = α, that is
-// I_p(k + 1, n - k) = 1 - α, with α = (1 - confidence) / 2 per end.
+// I_p(k + 1, n - k) = 1 - α, with α = (1 - confidence) / 2 per end. Boost.Math inverts the
+// regularized incomplete beta function I directly.
 Interval clopper_pearson_interval(std::uint64_t failures, std::uint64_t trials, double confidence) {
   if (trials == 0) return {0, 1};
   failures = std::min(failures, trials);
@@ -204,14 +157,8 @@ Interval clopper_pearson_interval(std::uint64_t failures, std::uint64_t trials, 
   const double n = static_cast<double>(trials);
   const double tail = (1 - std::clamp(confidence, 0.0, 1.0)) / 2;
   Interval bounds{0, 1};
-  if (failures > 0) {
-    bounds.lower = solve_increasing(
-        [&](double p) { return regularized_incomplete_beta(k, n - k + 1, p); }, tail);
-  }
-  if (failures < trials) {
-    bounds.upper = solve_increasing(
-        [&](double p) { return regularized_incomplete_beta(k + 1, n - k, p); }, 1 - tail);
-  }
+  if (failures > 0) bounds.lower = boost::math::ibeta_inv(k, n - k + 1, tail, NoThrowPolicy());
+  if (failures < trials) bounds.upper = boost::math::ibeta_inv(k + 1, n - k, 1 - tail, NoThrowPolicy());
   return bounds;
 }
 

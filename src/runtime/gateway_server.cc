@@ -31,6 +31,7 @@ std::shared_ptr<const http::ServerLimits> limits_from(const config::Config& conf
   limits->max_body_bytes = config.max_body_bytes;
   limits->request_timeout = config.request_timeout;
   limits->keep_alive_timeout = config.keep_alive_timeout;
+  limits->max_connections = config.max_client_connections;
   return limits;
 }
 
@@ -80,7 +81,8 @@ auto run_on(asio::io_context& context, Function function) {
 
 struct GatewayServer::Worker {
   Worker(const config::Config& config, unsigned index, unsigned worker_count,
-         const asio::ip::tcp::endpoint& at, observability::WorkerMetrics* metrics)
+         const asio::ip::tcp::endpoint& at, observability::WorkerMetrics* metrics,
+         std::shared_ptr<http::ConnectionCount> connections)
       // Each worker's sockets are used from its own thread only, so the reactor needs no
       // locking; posts from the control thread (reload, drain) stay safe.
       : context(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO),
@@ -91,7 +93,7 @@ struct GatewayServer::Worker {
                  [this](http::IncomingRequest& request, http::Responder& responder) {
                    return gateway.handle(request, responder);
                  },
-                 limits_from(config)),
+                 limits_from(config), std::move(connections)),
         flush_timer(context),
         watch_timer(context) {}
 
@@ -215,8 +217,18 @@ std::string GatewayServer::scrape_metrics() const {
     budget_requests.samples.push_back(Sample{{{"provider", provider.name}}, static_cast<double>(totals.requests)});
     budget_retries.samples.push_back(Sample{{{"provider", provider.name}}, static_cast<double>(totals.retries)});
   }
-  std::vector<ExtraFamily> extra{std::move(breaker_state), std::move(breaker_trips),
-                                 std::move(budget_requests), std::move(budget_retries)};
+  ExtraFamily connections_open{"cutover_client_connections",
+                               "Client connections open across all workers",
+                               prometheus::MetricType::Gauge,
+                               {Sample{{}, static_cast<double>(client_connections_->open())}}};
+  ExtraFamily connections_refused{
+      "cutover_client_connections_refused_total",
+      "Client connections answered 503 because limits.max_client_connections were open",
+      prometheus::MetricType::Counter,
+      {Sample{{}, static_cast<double>(client_connections_->refused())}}};
+  std::vector<ExtraFamily> extra{std::move(breaker_state),    std::move(breaker_trips),
+                                 std::move(budget_requests),  std::move(budget_retries),
+                                 std::move(connections_open), std::move(connections_refused)};
   if (auto engine = migrations()) {
     for (auto& family : engine->metric_families()) extra.push_back(std::move(family));
   }
@@ -243,8 +255,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   }
   // Shard `count` of the metrics and the usage ledger is the shadow thread's.
   if (config_->metrics) metrics_ = std::make_unique<observability::MetricsRegistry>(count + 1);
-  if ((config_->state_store_configured || !config_->migrations.empty()) &&
-      config_->state_store != ":memory:") {
+  if (config_->uses_state_store_file()) {
     try {
       ledger_ = std::make_unique<accounting::UsageLedger>(config_->state_store, count + 1);
     } catch (const std::exception& e) {
@@ -262,7 +273,8 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   for (unsigned i = 0; i < count; ++i) {
     try {
       workers_.push_back(std::make_unique<Worker>(*config_, i, pool_shares, endpoint,
-                                                  metrics_ ? &metrics_->worker(i) : nullptr));
+                                                  metrics_ ? &metrics_->worker(i) : nullptr,
+                                                  client_connections_));
     } catch (const boost::system::system_error& e) {
       throw std::runtime_error("cannot listen on " + config_->listen.address + ":" +
                                std::to_string(endpoint.port()) + ": " + e.code().message());

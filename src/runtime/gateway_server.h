@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "http/server.h"
 #include "accounting/usage_ledger.h"
 #include "migration/engine.h"
 #include "observability/metrics.h"
@@ -72,6 +73,9 @@ class GatewayServer {
   std::uint16_t admin_port_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<ShadowWorker> shadow_worker_;
+  // Shared by every worker's listener against limits.max_client_connections.
+  std::shared_ptr<http::ConnectionCount> client_connections_ =
+      std::make_shared<http::ConnectionCount>();
   std::uint16_t port_ = 0;
   bool stopped_ = false;
 };

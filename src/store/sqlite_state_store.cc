@@ -1,10 +1,15 @@
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <stdexcept>
 
 #include "store/state_store.h"
+#include "util/log_throttle.h"
 
 namespace cutover::store {
 
@@ -99,13 +104,27 @@ CREATE TABLE IF NOT EXISTS usage (
   "length_ratio, candidate_json_valid, json_equal, tool_calls_equal, score, prompt_hash, "    \
   "primary_output_hash, candidate_output_hash, prompt_text, primary_text, candidate_text"
 
+// SQLite's reason for the last failure on `db`: its message, and what the result code means
+// when that adds anything ("disk I/O error" beside the message of a failed write, say).
+std::string sqlite_reason(sqlite3* db) {
+  std::string reason = sqlite3_errmsg(db);
+  const std::string meaning = sqlite3_errstr(sqlite3_extended_errcode(db));
+  if (meaning != reason && meaning != "not an error") reason += " (" + meaning + ")";
+  return reason;
+}
+
+// Thrown inside the store with SQLite's reason only; the store adds its path and what it was
+// doing before the message leaves it.
+class SqliteFailure : public std::runtime_error {
+ public:
+  explicit SqliteFailure(sqlite3* db) : std::runtime_error(sqlite_reason(db)) {}
+};
+
 // A prepared statement that finalizes itself.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &statement_, nullptr) != SQLITE_OK) {
-      throw std::runtime_error(std::string("sqlite: ") + sqlite3_errmsg(db));
-    }
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &statement_, nullptr) != SQLITE_OK) throw SqliteFailure(db);
   }
   ~Statement() { sqlite3_finalize(statement_); }
   Statement(const Statement&) = delete;
@@ -125,7 +144,17 @@ class Statement {
     sqlite3_bind_double(statement_, index, value);
     return *this;
   }
-  int step() { return sqlite3_step(statement_); }
+  // Runs a statement that returns no rows.
+  void run() {
+    if (sqlite3_step(statement_) != SQLITE_DONE) throw SqliteFailure(db_);
+  }
+  // Steps to the next row; false after the last one.
+  bool next_row() {
+    const int result = sqlite3_step(statement_);
+    if (result == SQLITE_ROW) return true;
+    if (result == SQLITE_DONE) return false;
+    throw SqliteFailure(db_);
+  }
   void reset() {
     sqlite3_reset(statement_);
     sqlite3_clear_bindings(statement_);
@@ -138,21 +167,28 @@ class Statement {
   double real(int column) const { return sqlite3_column_double(statement_, column); }
 
  private:
+  sqlite3* db_;
   sqlite3_stmt* statement_ = nullptr;
 };
 
 class SqliteStateStore final : public StateStore {
  public:
-  explicit SqliteStateStore(const std::string& path) {
+  SqliteStateStore(const std::string& path, util::LogThrottle::Clock now)
+      : path_(path), errors_(util::LogThrottle::kDefaultInterval, std::move(now)) {
     if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) {
-      std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      std::string message = db_ ? sqlite_reason(db_) : "out of memory";
       sqlite3_close(db_);
       throw std::runtime_error("cannot open state store '" + path + "': " + message);
     }
-    sqlite3_busy_timeout(db_, 5000);
-    // WAL with synchronous=FULL: a commit returns only once the journal is on disk.
-    execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
-    execute(kSchema);
+    try {
+      sqlite3_busy_timeout(db_, 5000);
+      // WAL with synchronous=FULL: a commit returns only once the journal is on disk.
+      execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+      execute(kSchema);
+    } catch (const SqliteFailure& e) {
+      sqlite3_close(db_);
+      throw std::runtime_error("cannot open state store '" + path + "': " + e.what());
+    }
     // Files written before annotations existed; fails harmlessly when the column is there.
     try_execute("ALTER TABLE migrations ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}'");
   }
@@ -161,13 +197,13 @@ class SqliteStateStore final : public StateStore {
   CommitResult commit(const MigrationRecord& next, const Transition& transition,
                       std::int64_t expected_generation) override {
     std::lock_guard lock(mutex_);
-    if (!try_execute("BEGIN IMMEDIATE")) return CommitResult::failed;
     try {
+      execute("BEGIN IMMEDIATE");
       std::int64_t stored_generation = 0;
       {
         Statement select(db_, "SELECT generation FROM migrations WHERE migration = ?");
         select.bind(1, next.migration);
-        if (select.step() == SQLITE_ROW) stored_generation = select.integer(0);
+        if (select.next_row()) stored_generation = select.integer(0);
       }
       if (stored_generation != expected_generation) {
         try_execute("ROLLBACK");
@@ -185,7 +221,7 @@ class SqliteStateStore final : public StateStore {
       upsert.bind(1, next.migration).bind(2, next.state).bind(3, next.weight)
           .bind(4, static_cast<std::int64_t>(next.stage)).bind(5, next.stage_started_unix_ms)
           .bind(6, next.generation).bind(7, next.config_fingerprint).bind(8, next.annotations);
-      if (upsert.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+      upsert.run();
       Statement append(db_,
                        "INSERT INTO transitions (migration, generation, at_unix_ms, from_state, "
                        "to_state, weight_before, weight_after, trigger, detail) "
@@ -195,21 +231,88 @@ class SqliteStateStore final : public StateStore {
           .bind(5, transition.to_state).bind(6, transition.weight_before)
           .bind(7, transition.weight_after).bind(8, transition.trigger)
           .bind(9, transition.detail);
-      if (append.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
-    } catch (const std::exception&) {
+      append.run();
+      execute("COMMIT");
+    } catch (const SqliteFailure& e) {
       try_execute("ROLLBACK");
+      report_write_failure("journal migration '" + next.migration + "'", e.what());
       return CommitResult::failed;
     }
-    return try_execute("COMMIT") ? CommitResult::committed : CommitResult::failed;
+    return CommitResult::committed;
   }
 
   std::optional<MigrationRecord> load(std::string_view migration) override {
+    return read("load migration '" + std::string(migration) + "'",
+                [&] { return load_unguarded(migration); });
+  }
+
+  std::vector<Transition> history(std::string_view migration, std::size_t limit) override {
+    return read("read the history of migration '" + std::string(migration) + "'",
+                [&] { return history_unguarded(migration, limit); });
+  }
+
+  std::vector<ShadowPair> shadow_pairs(std::string_view migration, std::size_t limit) override {
+    return read("read the shadow pairs of migration '" + std::string(migration) + "'",
+                [&] { return shadow_pairs_unguarded(migration, limit); });
+  }
+
+  std::vector<UsageRow> usage(std::int64_t from_unix_ms, std::int64_t to_unix_ms) override {
+    return read("read usage", [&] { return usage_unguarded(from_unix_ms, to_unix_ms); });
+  }
+
+  void record_shadow_pairs(const std::vector<ShadowPair>& pairs, std::size_t retention) override {
+    if (pairs.empty()) return;
+    write("record shadow pairs", [&] { record_shadow_pairs_unguarded(pairs, retention); });
+  }
+
+  void record_usage(const std::vector<UsageRow>& rows) override {
+    if (rows.empty()) return;
+    write("record usage", [&] { record_usage_unguarded(rows); });
+  }
+
+ private:
+  // Runs `body` under the connection's lock; a failure leaves as an exception naming the file,
+  // what was being read and SQLite's reason.
+  template <typename Body>
+  auto read(const std::string& action, Body body) -> decltype(body()) {
     std::lock_guard lock(mutex_);
+    try {
+      return body();
+    } catch (const SqliteFailure& e) {
+      throw std::runtime_error(describe_failure(action, e.what()));
+    }
+  }
+
+  // Runs `body` in one transaction under the connection's lock; a failure rolls it back and is
+  // logged (throttled), since the writers are loops that have no one to tell.
+  template <typename Body>
+  void write(const std::string& action, Body body) {
+    std::lock_guard lock(mutex_);
+    try {
+      execute("BEGIN IMMEDIATE");
+      body();
+      execute("COMMIT");
+    } catch (const SqliteFailure& e) {
+      try_execute("ROLLBACK");
+      report_write_failure(action, e.what());
+    }
+  }
+
+  std::string describe_failure(std::string_view action, std::string_view reason) const {
+    return "state store '" + path_ + "': cannot " + std::string(action) + ": " +
+           std::string(reason);
+  }
+
+  void report_write_failure(std::string_view action, std::string_view reason) {
+    errors_.error(describe_failure(action, reason));
+  }
+
+  std::optional<MigrationRecord> load_unguarded(std::string_view migration) {
     Statement select(db_,
                      "SELECT state, weight, stage, stage_started_unix_ms, generation, "
                      "config_fingerprint, annotations FROM migrations WHERE migration = ?");
     select.bind(1, migration);
-    if (select.step() != SQLITE_ROW) return std::nullopt;
+    if (!select.next_row()) return std::nullopt;
     MigrationRecord record;
     record.migration = std::string(migration);
     record.state = select.text(0);
@@ -222,15 +325,14 @@ class SqliteStateStore final : public StateStore {
     return record;
   }
 
-  std::vector<Transition> history(std::string_view migration, std::size_t limit) override {
-    std::lock_guard lock(mutex_);
+  std::vector<Transition> history_unguarded(std::string_view migration, std::size_t limit) {
     Statement select(db_,
                      "SELECT generation, at_unix_ms, from_state, to_state, weight_before, "
                      "weight_after, trigger, detail FROM (SELECT * FROM transitions WHERE "
                      "migration = ? ORDER BY id DESC LIMIT ?) ORDER BY id ASC");
     select.bind(1, migration).bind(2, static_cast<std::int64_t>(limit));
     std::vector<Transition> out;
-    while (select.step() == SQLITE_ROW) {
+    while (select.next_row()) {
       Transition t;
       t.migration = std::string(migration);
       t.generation = select.integer(0);
@@ -246,11 +348,8 @@ class SqliteStateStore final : public StateStore {
     return out;
   }
 
-  void record_shadow_pairs(const std::vector<ShadowPair>& pairs, std::size_t retention) override {
-    if (pairs.empty()) return;
-    std::lock_guard lock(mutex_);
-    if (!try_execute("BEGIN IMMEDIATE")) return;
-    try {
+  void record_shadow_pairs_unguarded(const std::vector<ShadowPair>& pairs, std::size_t retention) {
+    {
       Statement insert(db_, "INSERT INTO shadow_pairs (" kPairColumns ") VALUES (?,?,?,?,?,?,?,?,?,?,"
                             "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
       std::set<std::string_view> migrations;
@@ -271,29 +370,24 @@ class SqliteStateStore final : public StateStore {
             .bind(29, p.prompt_hash).bind(30, p.primary_output_hash)
             .bind(31, p.candidate_output_hash).bind(32, p.prompt_text).bind(33, p.primary_text)
             .bind(34, p.candidate_text);
-        if (insert.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+        insert.run();
       }
       for (auto migration : migrations) {
         Statement trim(db_,
                        "DELETE FROM shadow_pairs WHERE migration = ?1 AND id <= (SELECT id FROM "
                        "shadow_pairs WHERE migration = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
         trim.bind(1, migration).bind(2, static_cast<std::int64_t>(retention));
-        if (trim.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+        trim.run();
       }
-    } catch (const std::exception&) {
-      try_execute("ROLLBACK");
-      return;
     }
-    try_execute("COMMIT");
   }
 
-  std::vector<ShadowPair> shadow_pairs(std::string_view migration, std::size_t limit) override {
-    std::lock_guard lock(mutex_);
+  std::vector<ShadowPair> shadow_pairs_unguarded(std::string_view migration, std::size_t limit) {
     Statement select(db_, "SELECT " kPairColumns " FROM (SELECT * FROM shadow_pairs WHERE "
                           "migration = ? ORDER BY id DESC LIMIT ?) ORDER BY id ASC");
     select.bind(1, migration).bind(2, static_cast<std::int64_t>(limit));
     std::vector<ShadowPair> out;
-    while (select.step() == SQLITE_ROW) {
+    while (select.next_row()) {
       ShadowPair p;
       int c = 0;
       p.migration = select.text(c++);
@@ -335,11 +429,8 @@ class SqliteStateStore final : public StateStore {
     return out;
   }
 
-  void record_usage(const std::vector<UsageRow>& rows) override {
-    if (rows.empty()) return;
-    std::lock_guard lock(mutex_);
-    if (!try_execute("BEGIN IMMEDIATE")) return;
-    try {
+  void record_usage_unguarded(const std::vector<UsageRow>& rows) {
+    {
       Statement upsert(db_,
                        "INSERT INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
                        "requests = requests + excluded.requests, errors = errors + excluded.errors, "
@@ -355,17 +446,12 @@ class SqliteStateStore final : public StateStore {
             .bind(7, r.requests).bind(8, r.errors).bind(9, r.prompt_tokens)
             .bind(10, r.cached_prompt_tokens).bind(11, r.completion_tokens).bind(12, r.cost)
             .bind(13, r.currency);
-        if (upsert.step() != SQLITE_DONE) throw std::runtime_error(sqlite3_errmsg(db_));
+        upsert.run();
       }
-    } catch (const std::exception&) {
-      try_execute("ROLLBACK");
-      return;
     }
-    try_execute("COMMIT");
   }
 
-  std::vector<UsageRow> usage(std::int64_t from_unix_ms, std::int64_t to_unix_ms) override {
-    std::lock_guard lock(mutex_);
+  std::vector<UsageRow> usage_unguarded(std::int64_t from_unix_ms, std::int64_t to_unix_ms) {
     Statement select(db_,
                      "SELECT minute_unix_ms, provider, model, provider_model, client_key, traffic, "
                      "requests, errors, prompt_tokens, cached_prompt_tokens, completion_tokens, cost, "
@@ -373,7 +459,7 @@ class SqliteStateStore final : public StateStore {
                      "ORDER BY minute_unix_ms, provider, model, client_key, traffic");
     select.bind(1, from_unix_ms).bind(2, to_unix_ms);
     std::vector<UsageRow> out;
-    while (select.step() == SQLITE_ROW) {
+    while (select.next_row()) {
       UsageRow r;
       r.minute_unix_ms = select.integer(0);
       r.provider = select.text(1);
@@ -393,14 +479,8 @@ class SqliteStateStore final : public StateStore {
     return out;
   }
 
- private:
   void execute(const char* sql) {
-    char* error = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-      std::string message = error ? error : "unknown error";
-      sqlite3_free(error);
-      throw std::runtime_error("sqlite: " + message);
-    }
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) throw SqliteFailure(db_);
   }
   bool try_execute(const char* sql) {
     return sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) == SQLITE_OK;
@@ -410,12 +490,44 @@ class SqliteStateStore final : public StateStore {
   // connection is not to be shared between threads unguarded.
   std::mutex mutex_;
   sqlite3* db_ = nullptr;
+  const std::string path_;
+  util::LogThrottle errors_;
 };
 
 }  // namespace
 
-std::unique_ptr<StateStore> open_sqlite_store(const std::string& path) {
-  return std::make_unique<SqliteStateStore>(path);
+std::unique_ptr<StateStore> open_sqlite_store(const std::string& path,
+                                              util::LogThrottle::Clock now) {
+  return std::make_unique<SqliteStateStore>(path, std::move(now));
+}
+
+std::optional<std::string> sqlite_store_problem(const std::string& path) {
+  if (path == ":memory:") return std::nullopt;
+  const std::filesystem::path file(path);
+  const auto directory = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
+  std::error_code ignored;
+  if (!std::filesystem::is_directory(directory, ignored)) {
+    return "directory '" + directory.string() + "' does not exist";
+  }
+  if (::access(directory.c_str(), W_OK | X_OK) != 0) {
+    return "directory '" + directory.string() + "' is not writable: " + std::strerror(errno);
+  }
+  if (!std::filesystem::exists(file, ignored)) return std::nullopt;
+  if (std::filesystem::is_directory(file, ignored)) return "it is a directory";
+  // Without SQLITE_OPEN_CREATE nothing is created; reading the schema is what tells a database
+  // from any other file.
+  sqlite3* db = nullptr;
+  std::optional<std::string> problem;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    problem = db ? sqlite_reason(db) : "out of memory";
+  } else if (sqlite3_db_readonly(db, "main") == 1) {
+    problem = "the file is not writable";
+  } else if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) !=
+             SQLITE_OK) {
+    problem = sqlite_reason(db);
+  }
+  sqlite3_close(db);
+  return problem;
 }
 
 }  // namespace cutover::store

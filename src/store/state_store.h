@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/log_throttle.h"
+
 namespace cutover::store {
 
 struct MigrationRecord {
@@ -126,7 +128,16 @@ class StateStore {
 };
 
 // Opens (creating if needed) a SQLite store at `path` in WAL mode with full fsync on commit.
-// Throws std::runtime_error with SQLite's message when the file cannot be opened.
-std::unique_ptr<StateStore> open_sqlite_store(const std::string& path);
+// Throws std::runtime_error with SQLite's message when the file cannot be opened. Reads that fail
+// throw std::runtime_error; writes that fail are logged, each distinct failure at most once a
+// minute as `now` tells time, with the path, what was being written and SQLite's reason.
+std::unique_ptr<StateStore> open_sqlite_store(
+    const std::string& path, util::LogThrottle::Clock now = std::chrono::steady_clock::now);
+
+// Why a SQLite store at `path` could not be used, found without creating or changing anything:
+// its directory must exist and be writable (SQLite keeps its -wal and -shm files beside it), and
+// a file already there must open as a writable SQLite database. nullopt when it can be used;
+// ":memory:" always can.
+std::optional<std::string> sqlite_store_problem(const std::string& path);
 
 }  // namespace cutover::store

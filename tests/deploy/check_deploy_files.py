@@ -152,6 +152,10 @@ def check_kubernetes(binary):
         return
     with tempfile.TemporaryDirectory() as directory:
         config_path = Path(directory) / "cutover.yaml"
+        # The state store lives on the pod's volume; --check-config checks that its directory is
+        # writable, so it is pointed into the temporary directory here.
+        config = re.sub(r"^(\s*state_store:\s*)\S+", rf"\g<1>{directory}/state.db", config,
+                        flags=re.MULTILINE)
         config_path.write_text(config, encoding="utf-8")
         environment = dict(os.environ)
         # Distinct values: the admin token must differ from every client key.

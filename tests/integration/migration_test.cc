@@ -27,7 +27,7 @@ using simulate::FakeProvider;
 using simulate::FakeReply;
 using simulate::FakeRequest;
 
-constexpr char kAdminToken[] = "admin-token-123";
+constexpr char kAdminToken[] = "admin-token-0123456789";
 constexpr char kCandidateKey[] = "sk-candidate-key-456";
 
 struct MigrationOptions {

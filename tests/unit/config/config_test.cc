@@ -220,16 +220,69 @@ TEST(ConfigValidationTest, AdminListenerNeedsItsOwnToken) {
   const auto tail = std::string(kMinimalTail);
   auto same = load_from_string("auth: {client_keys: [{name: a, key_env: K}]}\n"
                                "admin: {listen: 127.0.0.1:9191, token_env: K}\n" + tail,
-                               fake_environment({{"K", "v"}}));
+                               fake_environment({{"K", "shared-secret-0123456789"}}));
   EXPECT_TRUE(any_contains(same.errors, "the admin token must differ from every client key"));
   auto missing = errors_of("auth: {allow_unauthenticated: true}\nadmin: {listen: 127.0.0.1:9191}\n" + tail);
   EXPECT_TRUE(any_contains(missing, "needs exactly one of token_env"));
   auto ok = load_from_string("auth: {allow_unauthenticated: true}\n"
                              "admin: {listen: 127.0.0.1:9191, token_env: T}\n" + tail,
-                             fake_environment({{"K", "v"}, {"T", "admin"}}));
+                             fake_environment({{"K", "v"}, {"T", "admin-token-0123456789"}}));
   ASSERT_TRUE(ok.errors.empty()) << ok.errors.front();
   EXPECT_EQ(ok.config->admin->listen.port, 9191);
-  EXPECT_EQ(ok.config->admin->token_sha256_hex, sha256_hex("admin"));
+  EXPECT_EQ(ok.config->admin->token_sha256_hex, sha256_hex("admin-token-0123456789"));
+}
+
+TEST(ConfigValidationTest, ShortAdminTokensAreRefused) {
+  const auto yaml = "auth: {allow_unauthenticated: true}\n"
+                    "admin: {listen: 127.0.0.1:9191, token_env: T}\n" + std::string(kMinimalTail);
+  auto fifteen = load_from_string(yaml, fake_environment({{"K", "v"}, {"T", "admin-token-123"}}));
+  EXPECT_FALSE(fifteen.config);
+  EXPECT_TRUE(any_contains(fifteen.errors, "the admin token in T has 15 characters; it needs at "
+                                           "least 16"));
+  auto sixteen = load_from_string(yaml, fake_environment({{"K", "v"}, {"T", "admin-token-1234"}}));
+  EXPECT_TRUE(sixteen.errors.empty()) << sixteen.errors.front();
+}
+
+TEST(ConfigValidationTest, AdminListenerOnANonLoopbackAddressIsAWarningOnly) {
+  const auto tail = "auth: {allow_unauthenticated: true}\n" + std::string(kMinimalTail);
+  const auto environment = fake_environment({{"K", "v"}, {"T", "admin-token-0123456789"}});
+  for (const char* listen : {"0.0.0.0:9191", "\"[::]:9191\"", "192.0.2.10:9191"}) {
+    auto open = load_from_string(
+        std::string("admin: {listen: ") + listen + ", token_env: T}\n" + tail, environment);
+    EXPECT_TRUE(open.errors.empty()) << listen << ": " << open.errors.front();
+    EXPECT_TRUE(any_contains(open.warnings, "is not a loopback address")) << listen;
+  }
+  for (const char* listen : {"127.0.0.1:9191", "\"[::1]:9191\""}) {
+    auto loopback = load_from_string(
+        std::string("admin: {listen: ") + listen + ", token_env: T}\n" + tail, environment);
+    EXPECT_TRUE(loopback.errors.empty()) << listen << ": " << loopback.errors.front();
+    EXPECT_TRUE(loopback.warnings.empty()) << listen << ": " << loopback.warnings.front();
+  }
+}
+
+TEST(ConfigValidationTest, UnresolvedSecretsLoadWithoutTheirVariablesOrFiles) {
+  const std::string yaml = R"(
+auth: {client_keys: [{name: app, key_env: UNSET_CLIENT_KEY}, {name: ci, key_env: UNSET_CI_KEY}]}
+admin: {listen: 127.0.0.1:9191, token_env: UNSET_ADMIN_TOKEN}
+state_store: /var/lib/cutover/state.db
+providers:
+  p: {base_url: "http://h/v1", api_key_env: UNSET_PROVIDER_KEY, models: {m: pm}}
+  q: {base_url: "http://h/v1", api_key_file: /nonexistent/key.txt, models: {m: qm}}
+routes: [{models: [m], provider: p}]
+)";
+  auto required = load_from_string(yaml, fake_environment({}));
+  EXPECT_FALSE(required.config);
+  EXPECT_TRUE(any_contains(required.errors, "UNSET_ADMIN_TOKEN is not set"));
+
+  auto offline = load_from_string(yaml, fake_environment({}), "report.yaml", ".",
+                                  Secrets::unresolved);
+  ASSERT_TRUE(offline.errors.empty()) << offline.errors.front();
+  EXPECT_EQ(offline.config->state_store, "/var/lib/cutover/state.db");
+  ASSERT_EQ(offline.config->client_keys.size(), 2u);
+  EXPECT_EQ(offline.config->client_keys[0].sha256_hex, "");
+  EXPECT_EQ(offline.config->admin->token_sha256_hex, "");
+  EXPECT_EQ(offline.config->providers[0].endpoints[0].api_key, "");
+  EXPECT_EQ(offline.config->providers[0].endpoints[0].api_key_source, "env:UNSET_PROVIDER_KEY");
 }
 
 TEST(ConfigValidationTest, ResilienceSettingsAreParsedAndChecked) {

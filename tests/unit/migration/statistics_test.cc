@@ -70,6 +70,20 @@ TEST(GateStatistics, ClopperPearsonIntervalMatchesKnownValues) {
   EXPECT_NEAR(fifty_of_1000.upper, 0.0705044, 1e-6);
 }
 
+TEST(GateStatistics, ClopperPearsonEndsMatchTheirClosedForms) {
+  // 0 of n: the lower bound is exactly 0 and the upper 1 - (α/2)^(1/n); n of n mirrors it.
+  const auto none_of_20 = clopper_pearson_interval(0, 20, 0.95);
+  EXPECT_EQ(none_of_20.lower, 0.0);
+  EXPECT_NEAR(none_of_20.upper, 0.168433470983, 1e-10);
+  const auto all_of_20 = clopper_pearson_interval(20, 20, 0.95);
+  EXPECT_NEAR(all_of_20.lower, 0.831566529017, 1e-10);
+  EXPECT_EQ(all_of_20.upper, 1.0);
+  // 5 of 100 at 95 % from an independent 40-digit evaluation (mpmath's betainc).
+  const auto five_of_100 = clopper_pearson_interval(5, 100, 0.95);
+  EXPECT_NEAR(five_of_100.lower, 0.0164318791821, 1e-10);
+  EXPECT_NEAR(five_of_100.upper, 0.112834911105, 1e-10);
+}
+
 TEST(GateStatistics, ClopperPearsonAgreesWithWilsonAtLargeCounts) {
   const auto exact = clopper_pearson_interval(10'000, 1'000'000, 0.99);
   const auto wilson = wilson_interval(10'000, 1'000'000, 0.99);

@@ -1,7 +1,13 @@
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "store/state_store.h"
@@ -167,6 +173,104 @@ TEST_F(SqliteStateStoreTest, UsageRowsWithTheSameKeyAddUpAcrossWrites) {
   EXPECT_DOUBLE_EQ(live.cost, 1.0);
   EXPECT_EQ(live.currency, "USD");
   EXPECT_TRUE(store->usage(1'700'000'100'000, 2'000'000'000'000).empty());
+}
+
+// What spdlog's default logger writes while it lives, one message a line.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(stream_)) {
+    sink_->set_pattern("%v");
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::vector<std::string> lines() const {
+    std::vector<std::string> out;
+    std::istringstream in(stream_.str());
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  }
+
+ private:
+  std::ostringstream stream_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+// Makes every later write of usage fail the way a full disk would, from a second connection.
+void refuse_usage_writes(const std::filesystem::path& path) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TRIGGER refuse_usage BEFORE INSERT ON usage BEGIN "
+                         "SELECT RAISE(ABORT, 'simulated: database or disk is full'); END;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteStateStoreTest, AFailedWriteIsLoggedWithThePathAndSqlitesReason) {
+  auto store = open_sqlite_store(path_.string());
+  refuse_usage_writes(path_);
+  LogCapture log;
+  store->record_usage({UsageRow{.minute_unix_ms = 60'000, .provider = "openai", .requests = 1}});
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("state store '" + path_.string() + "'"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("cannot record usage"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("simulated: database or disk is full"), std::string::npos) << lines[0];
+}
+
+TEST_F(SqliteStateStoreTest, APersistentWriteFailureIsLoggedOnceAMinuteWithItsRepeats) {
+  auto now = std::chrono::steady_clock::time_point{};
+  auto store = open_sqlite_store(path_.string(), [&now] { return now; });
+  refuse_usage_writes(path_);
+  LogCapture log;
+  const UsageRow row{.minute_unix_ms = 60'000, .provider = "openai", .requests = 1};
+  // A flush every 250 ms for a minute.
+  for (int i = 0; i < 240; ++i) {
+    store->record_usage({row});
+    now += std::chrono::milliseconds(250);
+  }
+  store->record_usage({row});
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].find("repeated"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("repeated 239 more times"), std::string::npos) << lines[1];
+}
+
+TEST_F(SqliteStateStoreTest, AFailedReadNamesThePathAndSqlitesReason) {
+  std::ofstream(path_) << "not a database, only text that is long enough to have a header";
+  try {
+    auto store = open_sqlite_store(path_.string());
+    FAIL() << "a text file opened as a store";
+  } catch (const std::runtime_error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(path_.string()), std::string::npos) << message;
+    EXPECT_NE(message.find("file is not a database"), std::string::npos) << message;
+  }
+}
+
+TEST_F(SqliteStateStoreTest, ProblemCheckAcceptsUsableStoresWithoutCreatingOne) {
+  EXPECT_EQ(sqlite_store_problem(":memory:"), std::nullopt);
+  EXPECT_EQ(sqlite_store_problem(path_.string()), std::nullopt);
+  EXPECT_FALSE(std::filesystem::exists(path_)) << "checking created the file";
+  open_sqlite_store(path_.string());
+  EXPECT_EQ(sqlite_store_problem(path_.string()), std::nullopt);
+}
+
+TEST_F(SqliteStateStoreTest, ProblemCheckNamesAMissingDirectory) {
+  EXPECT_EQ(sqlite_store_problem("/nonexistent-directory/state.db"),
+            "directory '/nonexistent-directory' does not exist");
+}
+
+TEST_F(SqliteStateStoreTest, ProblemCheckRefusesAFileThatIsNotADatabase) {
+  std::ofstream(path_) << "not a database, only text that is long enough to have a header";
+  const auto problem = sqlite_store_problem(path_.string());
+  ASSERT_TRUE(problem);
+  EXPECT_NE(problem->find("file is not a database"), std::string::npos) << *problem;
 }
 
 }  // namespace
