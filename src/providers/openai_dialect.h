@@ -67,6 +67,9 @@ std::optional<std::string> normalize_stream_chunk(boost::json::value& chunk, Api
 std::vector<std::string> stream_chunks_from_response(const boost::json::object& response,
                                                      ApiKind kind, bool include_usage);
 
+// True when a (normalized) stream chunk ends a choice: one of its choices has a finish reason.
+bool chunk_finishes(const boost::json::value& chunk);
+
 // The usage a response reports, whatever the provider called its fields.
 Usage extract_usage(const boost::json::value& usage);
 

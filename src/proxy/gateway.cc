@@ -26,9 +26,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 constexpr std::size_t kMaxErrorBodyBytes = 1024 * 1024;
-// Attempts the official SDKs make by default (max_retries 2): the gateway tells them not to
-// retry only after making at least as many itself, so it is never worse than no gateway.
+// What the official SDKs do by default: 3 attempts (max_retries 2), the retries 0.5 s and 1 s
+// apart less up to 25 % jitter, so at least 1.125 s from the first attempt to the last. The
+// gateway tells them not to retry only after doing as much itself (as many attempts, over as
+// long a span, so a provider that flaps is given the same chances): never worse than no gateway.
 constexpr unsigned kSdkDefaultAttempts = 3;
+constexpr auto kSdkRetrySpan = std::chrono::milliseconds(1125);
 constexpr std::string_view kUserAgent = "cutover/0.1";
 // How long a 429 without any reset hint keeps an endpoint throttled.
 constexpr auto kDefaultThrottle = std::chrono::seconds(1);
@@ -743,6 +746,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     served_provider = provider.config;
     context.budget = provider.budget.get();
     retries_exhausted = false;
+    auto first_attempt_at = Clock::now();
     const bool is_candidate = migration && provider.config->name == migration->settings().candidate;
     for (unsigned attempt_number = 0; attempt_number < policy.max_attempts; ++attempt_number) {
       if (attempt_number > 0 && !provider.budget->try_acquire_retry(Clock::now())) {
@@ -792,8 +796,10 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       }
       const bool retryable = policy.retries(outcome.failure, outcome.status) && !outcome.gateway_limit;
       last_failure = std::move(outcome);
+      if (attempt_number == 0) first_attempt_at = attempt_started;
       retries_exhausted = retryable && attempt_number + 1 >= policy.max_attempts &&
-                          attempt_number + 1 >= kSdkDefaultAttempts;
+                          attempt_number + 1 >= kSdkDefaultAttempts &&
+                          attempt_started - first_attempt_at >= kSdkRetrySpan;
       if (!retryable || attempt_number + 1 >= policy.max_attempts) break;
       auto delay = resilience::backoff_delay(policy, attempt_number, uniform01);
       if (last_failure->provider_delay) {
@@ -1088,11 +1094,11 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   // a provider that fails before producing anything can still be retried or failed over.
   providers::SseParser parser;
   unsigned char chunk_buffer[4096];
-  json::monotonic_resource chunk_memory(chunk_buffer, sizeof chunk_buffer);
   std::vector<providers::SseEvent> events;
   std::string raw;
   std::string out;
   bool saw_done = false;
+  bool saw_finish = false;
   bool done = false;
   std::optional<std::string> stream_problem;
   std::optional<upstream::UpstreamError> stream_error;
@@ -1111,7 +1117,9 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
         out += sse_data("[DONE]");
         continue;
       }
-      chunk_memory.release();
+      // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
+      // next block across release(), which ran a long stream of large events out of memory.
+      json::monotonic_resource chunk_memory(chunk_buffer, sizeof chunk_buffer);
       boost::system::error_code ec;
       json::value chunk = json::parse(event.data, ec, &chunk_memory);
       if (ec) {
@@ -1124,6 +1132,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
         stream_problem = *problem;
         break;
       }
+      saw_finish = saw_finish || providers::chunk_finishes(chunk);
       if (chunk_outcome.drop) continue;
       if (context.capture) context.capture->add_chunk(chunk);
       if (chunk_outcome.is_error) {
@@ -1159,7 +1168,13 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     outcome.kind = Kind::client_gone;
     co_return outcome;
   }
-  if (!saw_done && !stream_problem && !stream_error) stream_problem = "the stream ended before [DONE]";
+  const bool ended_cleanly = !stream_problem && !stream_error;
+  if (ended_cleanly && !saw_done && saw_finish && responder.started()) {
+    // Every event arrived, the last with its finish reason, and the connection ended cleanly:
+    // only the [DONE] marker is missing, which the SDKs themselves do not require.
+    saw_done = co_await responder.send_chunk(sse_data("[DONE]"));
+  }
+  if (!saw_done && ended_cleanly) stream_problem = "the stream ended before [DONE]";
   if (!stream_problem && !stream_error) {
     co_await responder.end_stream();
     outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
@@ -1388,6 +1403,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     std::string raw;
     bool done = false;
     bool saw_done = false;
+    bool builder_finished = false;
     std::optional<std::string> problem;
     while (!done && !problem) {
       raw.clear();
@@ -1412,11 +1428,12 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
           break;
         }
         if (side.ttft_ms <= 0) side.ttft_ms = milliseconds_since(started);
+        builder_finished = builder_finished || providers::chunk_finishes(chunk);
         builder.add_chunk(chunk);
       }
       events.clear();
     }
-    if (!problem && !saw_done) problem = "stream_truncated";
+    if (!problem && !saw_done && !builder_finished) problem = "stream_truncated";
     if (problem) {
       exchange.abort();
       fail(*problem);

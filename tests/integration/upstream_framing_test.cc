@@ -27,7 +27,10 @@ StreamedAnswer read_answer(const std::string& body) {
       continue;
     }
     auto chunk = json::parse(event);
-    if (chunk.as_object().contains("error")) answer.error = true;
+    if (chunk.as_object().contains("error")) {
+      answer.error = true;
+      continue;
+    }
     for (const auto& choice : chunk.at("choices").as_array()) {
       const auto* delta = choice.as_object().if_contains("delta");
       if (delta == nullptr) continue;
@@ -105,6 +108,51 @@ TEST_F(FramingTest, LastEventWithoutItsBlankLineOnAClosedConnection) {
 
 TEST_F(FramingTest, PlainAnswerToAStreamingRequestBecomesAStream) {
   expect_whole(stream_through([](FakeReply& reply) { reply.plain_answer_to_stream = true; }));
+}
+
+std::string chunk_event(std::string_view delta, std::string_view finish) {
+  return std::string(R"({"id":"c1","object":"chat.completion.chunk","created":1,"model":"m",)") +
+         R"("choices":[{"index":0,"delta":)" + std::string(delta) + R"(,"finish_reason":)" +
+         std::string(finish) + "}]}";
+}
+
+TEST_F(FramingTest, CleanEndAfterTheFinishReasonWithoutDoneIsComplete) {
+  auto reply = stream_through([](FakeReply& reply) {
+    reply.events = std::vector<std::string>{
+        chunk_event(R"({"role":"assistant","content":"one two three "})", "null"),
+        chunk_event(R"({"content":"four five six"})", "null"), chunk_event("{}", R"("stop")")};
+  });
+  expect_whole(reply);
+  EXPECT_EQ(data_events(reply.body).back(), "[DONE]") << "the missing marker is added";
+}
+
+TEST_F(FramingTest, CleanEndBeforeAnyFinishReasonIsATruncation) {
+  auto reply = stream_through([](FakeReply& reply) {
+    reply.events = std::vector<std::string>{
+        chunk_event(R"({"role":"assistant","content":"one two "})", "null")};
+  });
+  ASSERT_EQ(reply.status, 200u);
+  const auto answer = read_answer(reply.body);
+  EXPECT_TRUE(answer.error) << "never a silent truncation: " << reply.body;
+  EXPECT_FALSE(answer.done);
+}
+
+TEST_F(FramingTest, LongStreamOfLargeEventsIsForwardedWhole) {
+  // Forty events of 64 KiB each: every event is parsed with memory of its own.
+  std::string word(64 * 1024, 'w');
+  std::string content;
+  for (int i = 0; i < 40; ++i) content += word + " ";
+  start(reply_with([content](FakeReply& reply) { reply.content = content; }),
+        GatewayOptions{"    retry: {max_attempts: 1}\n"});
+  auto downstream = client();
+  downstream.send(http::verb::post, "/v1/chat/completions", chat_body(true),
+                  {{"authorization", std::string("Bearer ") + kClientKey}});
+  auto reply = downstream.read_stream();
+  ASSERT_EQ(reply.status, 200u);
+  const auto answer = read_answer(reply.body);
+  EXPECT_FALSE(answer.error);
+  EXPECT_TRUE(answer.done);
+  EXPECT_EQ(answer.content, content);
 }
 
 TEST_F(FramingTest, PlainAnswerToAStreamingRequestCarriesUsageWhenAsked) {
