@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench bench-resilience bench-accounting bench-migration fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -54,6 +54,14 @@ bench-migration: build
 	cmake --build $(BUILD_DIR) --target bench_breach_to_zero
 	bash bench/shadow.sh
 	$(BUILD_DIR)/bench_breach_to_zero
+
+# The fault matrix's long form (about 20 minutes), written to docs/fault-matrix.md.
+bench-faults: build node-deps
+	bash bench/fault_matrix.sh
+
+# Ten minutes of mixed traffic with reloads every 30 s and random provider faults.
+soak: build node-deps
+	bash bench/soak.sh
 
 # libFuzzer runs of every fuzz target, FUZZ_SECONDS each (clang); the corpora replay in
 # `make test` too.
