@@ -4,13 +4,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import OpenAI from 'openai';
 
+import { closedPort } from './support/fault_provider.mjs';
 import { startGateway, startSimulator } from './support/processes.mjs';
 
 // Fresh random secrets per run, so finding one in any output can only mean it leaked.
@@ -27,17 +27,6 @@ const expectedAnswer = 'This is a simulated answer to: Say hello to the gateway 
 const suiteTimeoutMs = 90_000;
 const testTimeoutMs = 20_000;
 
-// An ephemeral port that nothing listens on any more: connecting to it is refused.
-async function closedPort() {
-  const server = createServer();
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function gatewayConfig({ simulatorURL, relayURL, unreachableURL, extraRelayModel = '' }) {
   return `listen: 127.0.0.1:0
