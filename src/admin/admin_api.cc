@@ -52,6 +52,33 @@ json::object breaker_json(const std::string& provider, std::size_t index,
   return out;
 }
 
+// What an endpoint last reported of its rate limits; null where it reported nothing.
+json::object quota_json(const std::string& provider, std::size_t index,
+                        const config::ProviderEndpoint& endpoint, const resilience::QuotaState& quota) {
+  const auto snapshot = quota.snapshot(Clock::now());
+  auto number = [](const auto& value) -> json::value {
+    if (!value) return nullptr;
+    if constexpr (std::is_same_v<std::decay_t<decltype(*value)>, std::chrono::milliseconds>) {
+      return value->count();
+    } else {
+      return *value;
+    }
+  };
+  json::object out;
+  out["provider"] = provider;
+  out["endpoint"] = index;
+  out["base_url"] = endpoint.base_url;
+  out["reported"] = snapshot.reported;
+  out["request_limit"] = number(snapshot.request_limit);
+  out["requests_remaining"] = number(snapshot.requests_remaining);
+  out["requests_reset_ms"] = number(snapshot.requests_reset_in);
+  out["token_limit"] = number(snapshot.token_limit);
+  out["tokens_remaining"] = number(snapshot.tokens_remaining);
+  out["tokens_reset_ms"] = number(snapshot.tokens_reset_in);
+  out["exhausted"] = snapshot.exhausted;
+  return out;
+}
+
 }  // namespace
 
 AdminApi::AdminApi(std::function<std::shared_ptr<const config::Config>()> config,
@@ -163,6 +190,19 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
       co_return;
     }
     auto body = breaker_json(provider->name, index, provider->endpoints[index], breaker);
+    co_return co_await reply(200, std::move(body));
+  }
+  if (parts.size() == 3 && parts[0] == "admin" && parts[1] == "v1" && parts[2] == "quotas" &&
+      method == bhttp::verb::get) {
+    json::array quotas;
+    for (const auto& provider : config->providers) {
+      const auto& provider_health = health->provider(provider.name);
+      for (std::size_t i = 0; i < provider.endpoints.size(); ++i) {
+        quotas.push_back(quota_json(provider.name, i, provider.endpoints[i], *provider_health.quotas[i]));
+      }
+    }
+    json::object body;
+    body["quotas"] = std::move(quotas);
     co_return co_await reply(200, std::move(body));
   }
   if (parts.size() == 3 && parts[0] == "admin" && parts[1] == "v1" && parts[2] == "retry-budgets" &&

@@ -108,6 +108,22 @@ void print_breakers(std::ostream& out, const json::array& breakers) {
               rows);
 }
 
+void print_quotas(std::ostream& out, const json::array& quotas) {
+  std::vector<std::vector<std::string>> rows;
+  auto figure = [](const json::value& value) { return value.is_null() ? std::string("-") : text(value); };
+  for (const auto& q : quotas) {
+    rows.push_back({text(q.at("provider")), text(q.at("endpoint")),
+                    figure(q.at("requests_remaining")) + "/" + figure(q.at("request_limit")),
+                    figure(q.at("requests_reset_ms")),
+                    figure(q.at("tokens_remaining")) + "/" + figure(q.at("token_limit")),
+                    figure(q.at("tokens_reset_ms")), q.at("exhausted").as_bool() ? "yes" : "no",
+                    text(q.at("base_url"))});
+  }
+  print_table(out, {"PROVIDER", "ENDPOINT", "REQUESTS LEFT", "RESET_MS", "TOKENS LEFT", "RESET_MS",
+                    "EXHAUSTED", "URL"},
+              rows);
+}
+
 std::string percent(const json::value& share) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(2) << share.to_number<double>() * 100 << "%";
@@ -238,7 +254,7 @@ std::optional<double> parse_share(const std::string& word) {
 int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std::ostream& out,
             std::ostream& error) {
   const std::string usage =
-      "usage: cutover ctl breakers | breaker PROVIDER ENDPOINT force_open|disable|reset | budgets\n"
+      "usage: cutover ctl breakers | breaker PROVIDER ENDPOINT force_open|disable|reset | budgets | quotas\n"
       "       cutover ctl migrations | get NAME | history NAME | shadow NAME\n"
       "       cutover ctl pause|resume|promote|promote-full|rollback|abort NAME [REASON...]\n"
       "       cutover ctl set-weight NAME WEIGHT   (0.25 or 25%)";
@@ -257,6 +273,8 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
                     "/admin/v1/breakers/" + words[1] + "/" + words[2] + "/" + words[3]);
     } else if (words[0] == "budgets" && words.size() == 1) {
       answer = call(target, bhttp::verb::get, "/admin/v1/retry-budgets");
+    } else if (words[0] == "quotas" && words.size() == 1) {
+      answer = call(target, bhttp::verb::get, "/admin/v1/quotas");
     } else if (words[0] == "migrations" && words.size() == 1) {
       answer = call(target, bhttp::verb::get, "/admin/v1/migrations");
     } else if ((words[0] == "get" || words[0] == "status") && words.size() == 2) {
@@ -331,6 +349,8 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
       print_breakers(out, body.at("breakers").as_array());
     } else if (words[0] == "breaker") {
       print_breakers(out, json::array{body});
+    } else if (words[0] == "quotas") {
+      print_quotas(out, body.at("quotas").as_array());
     } else {
       std::vector<std::vector<std::string>> rows;
       for (const auto& b : body.at("retry_budgets").as_array()) {

@@ -162,6 +162,15 @@ void log_unreadable_answer(std::string_view provider, const upstream::Exchange& 
   suppressed = 0;
 }
 
+// The rate-limit figures an answer carries, whatever its status.
+void record_quota(resilience::QuotaState& quota, const upstream::Exchange& exchange) {
+  const auto& headers = exchange.response();
+  quota.update(resilience::read_quota_headers(
+                   [&headers](std::string_view name) { return std::string_view(headers[name]); },
+                   std::chrono::system_clock::now()),
+               Clock::now());
+}
+
 AttemptFailure failure_of(upstream::FailureKind kind) {
   switch (kind) {
     case upstream::FailureKind::connect:
@@ -182,6 +191,7 @@ struct Gateway::EndpointRuntime {
   std::size_t index = 0;
   std::unique_ptr<upstream::ConnectionPool> pool;
   std::shared_ptr<resilience::CircuitBreaker> breaker;
+  std::shared_ptr<resilience::QuotaState> quota;
   // This worker's requests in flight on the endpoint, for least-outstanding balancing.
   unsigned outstanding = 0;
 };
@@ -243,6 +253,8 @@ struct Gateway::Refusal {
   // Time spent waiting for a throttle to end, and whether an open breaker was bypassed.
   std::chrono::milliseconds waited{0};
   bool last_resort = false;
+  // An endpoint was passed over because it reported its quota spent.
+  bool quota_exhausted = false;
 };
 
 struct Gateway::AttemptOutcome {
@@ -293,6 +305,7 @@ void Gateway::apply(std::shared_ptr<const config::Config> config, const TlsConte
       endpoint_runtime.config = &endpoint;
       endpoint_runtime.index = i;
       endpoint_runtime.breaker = provider_health.breakers.at(i);
+      endpoint_runtime.quota = provider_health.quotas.at(i);
       endpoint_runtime.pool = std::make_unique<upstream::ConnectionPool>(
           executor_, upstream::PoolTarget{provider.name, endpoint.address, provider.timeouts},
           endpoint.address.tls ? context : nullptr, per_worker);
@@ -431,10 +444,23 @@ asio::awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Respond
 }
 
 Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
-                                                 RequestContext& context, Refusal& refusal) {
+                                                 RequestContext& context, Refusal& refusal,
+                                                 bool heed_quotas) {
   // Least outstanding requests per unit of weight, endpoints this request has not tried first,
-  // and a rotating start so equal endpoints share the load.
+  // and a rotating start so equal endpoints share the load. An endpoint that reported its quota
+  // spent until a reset still ahead is passed over while `heed_quotas`.
   const auto now = Clock::now();
+  auto quota_spent = [&](const EndpointRuntime& endpoint) {
+    if (!heed_quotas) return false;
+    const auto until = endpoint.quota->exhausted_until(now);
+    if (!until) return false;
+    if (!refusal.throttled && (refusal.retry_at == Clock::time_point{} || *until < refusal.retry_at)) {
+      refusal.retry_at = *until;
+    }
+    refusal.quota_exhausted = true;
+    if (refusal.reason.empty()) refusal.reason = "quota_exhausted";
+    return true;
+  };
   auto note_refusal = [&](const resilience::CircuitBreaker::Permit& permit) {
     const bool throttled = permit.refusal == resilience::CircuitBreaker::Refusal::throttled;
     if (throttled && (!refusal.throttled || permit.retry_at < refusal.retry_at)) {
@@ -449,6 +475,7 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
   refusal = Refusal{};
   if (provider.endpoints.size() == 1) {
     auto& only = provider.endpoints.front();
+    if (quota_spent(only)) return nullptr;
     auto permit = only.breaker->try_acquire(now);
     if (permit) {
       context.permit = permit;
@@ -471,6 +498,7 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
            static_cast<double>(b->outstanding) / b->config->weight;
   });
   for (auto* endpoint : order) {
+    if (quota_spent(*endpoint)) continue;
     auto permit = endpoint->breaker->try_acquire(now);
     if (permit) {
       context.permit = permit;
@@ -485,8 +513,14 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::acquire_endpoint(
     ProviderRuntime& provider, RequestContext& context, bool last_option,
     const resilience::RetryPolicy& policy, Refusal& refusal) {
   for (unsigned waits = 0;; ++waits) {
-    auto* endpoint = pick_endpoint(provider, context, refusal);
+    auto* endpoint = pick_endpoint(provider, context, refusal, true);
     if (endpoint != nullptr || !last_option) co_return endpoint;
+    // A reported quota steers between alternatives; with none left the provider decides, as
+    // it would without the gateway (a 429 then throttles as usual).
+    if (refusal.quota_exhausted) {
+      endpoint = pick_endpoint(provider, context, refusal, false);
+      if (endpoint != nullptr) co_return endpoint;
+    }
     const auto now = Clock::now();
     if (refusal.throttled) {
       // The provider asked for a pause and nobody else can serve the request: honour a short
@@ -989,11 +1023,13 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   };
 
   context.replays = 0;
+  endpoint.quota->on_request_sent();
   auto error_before_answer = co_await exchange.start(upstream_request, [&context] {
     return context.budget == nullptr || context.budget->try_acquire_retry(Clock::now());
   });
   context.replays = exchange.replays();
   if (error_before_answer) co_return transport_failure(*error_before_answer);
+  record_quota(*endpoint.quota, exchange);
 
   const unsigned upstream_status = exchange.status();
   if (upstream_status < 200 || upstream_status >= 300) {
@@ -1334,6 +1370,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
   };
 
   auto* budget = provider.budget.get();
+  endpoint->quota->on_request_sent();
   if (auto error = co_await exchange.start(
           upstream_request, [budget] { return budget->try_acquire_retry(Clock::now()); })) {
     side.error = std::string(upstream::failure_name(error->kind));
@@ -1346,6 +1383,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     report();
     co_return;
   }
+  record_quota(*endpoint->quota, exchange);
   side.status = static_cast<int>(exchange.status());
   if (side.status < 200 || side.status >= 300) {
     std::string ignored;

@@ -67,7 +67,7 @@ class Gateway {
                                                  EndpointRuntime& endpoint);
   struct Refusal;
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
-                                 Refusal& refusal);
+                                 Refusal& refusal, bool heed_quotas);
   // pick_endpoint, and for a request's last option: waits out a short throttle inside the
   // deadline, then lets the request through an open breaker as a last resort.
   boost::asio::awaitable<EndpointRuntime*> acquire_endpoint(ProviderRuntime& provider,

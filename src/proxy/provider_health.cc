@@ -43,11 +43,17 @@ std::shared_ptr<const HealthRegistry> HealthRegistry::build(const config::Config
     for (const auto& endpoint : provider.endpoints) {
       const auto print = breaker_fingerprint(provider, endpoint);
       std::shared_ptr<resilience::CircuitBreaker> breaker;
+      std::shared_ptr<resilience::QuotaState> quota;
       for (std::size_t i = 0; old && i < old_prints->breakers.size(); ++i) {
         if (old_prints->breakers[i] == print) breaker = old->breakers[i];
+        // A quota belongs to the endpoint's account, whatever the breaker's settings.
+        if (old_prints->urls[i] == endpoint.base_url) quota = old->quotas[i];
       }
       if (!breaker) breaker = std::make_shared<resilience::CircuitBreaker>(provider.breaker);
+      if (!quota) quota = std::make_shared<resilience::QuotaState>();
       health.breakers.push_back(std::move(breaker));
+      health.quotas.push_back(std::move(quota));
+      prints.urls.push_back(endpoint.base_url);
       prints.breakers.push_back(print);
     }
     registry->providers_.emplace(provider.name, std::move(health));

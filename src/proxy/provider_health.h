@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "resilience/circuit_breaker.h"
+#include "resilience/quota.h"
 #include "resilience/retry_budget.h"
 
 namespace cutover::proxy {
@@ -18,6 +19,8 @@ struct ProviderHealth {
   std::shared_ptr<resilience::RetryBudget> budget;
   // One per endpoint, in the order of config::Provider::endpoints.
   std::vector<std::shared_ptr<resilience::CircuitBreaker>> breakers;
+  // What each endpoint last reported of its rate limits (same order).
+  std::vector<std::shared_ptr<resilience::QuotaState>> quotas;
 };
 
 class HealthRegistry {
@@ -34,6 +37,7 @@ class HealthRegistry {
   struct Fingerprints {
     std::string budget;
     std::vector<std::string> breakers;
+    std::vector<std::string> urls;
   };
   std::map<std::string, ProviderHealth> providers_;
   std::map<std::string, Fingerprints> fingerprints_;

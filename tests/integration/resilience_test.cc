@@ -309,6 +309,57 @@ TEST_F(ResilienceTest, NoReplayWithoutRetryBudget) {
   EXPECT_EQ(candidate_->requests_received(), 2u);
 }
 
+TEST_F(ResilienceTest, AnEndpointThatReportsItsQuotaSpentIsPassedOver) {
+  auto spent = std::make_unique<FakeProvider>([](const FakeRequest& request) {
+    auto reply = simulate::default_reply(request);
+    reply.headers = {{"x-ratelimit-limit-requests", "60"},
+                     {"x-ratelimit-remaining-requests", "0"},
+                     {"x-ratelimit-reset-requests", "30s"}};
+    return reply;
+  });
+  auto fresh = std::make_unique<FakeProvider>(simulate::default_reply);
+  start_yaml(
+      "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
+      "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+      "providers:\n"
+      "  candidate:\n"
+      "    endpoints:\n"
+      "      - {base_url: " + spent->base_url() + ", api_key_env: PROVIDER_KEY}\n"
+      "      - {base_url: " + fresh->base_url() + ", api_key_env: PROVIDER_KEY}\n"
+      "    models: {gpt-4: candidate-model}\n"
+      "routes:\n  - models: [gpt-4]\n    provider: candidate\n");
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(chat().status, 200u);
+  // Its one answer said "no request left for 30 s": every later request goes to the other
+  // endpoint instead of collecting 429s.
+  EXPECT_EQ(spent->requests_received(), 1u);
+  EXPECT_EQ(fresh->requests_received(), 9u);
+  const auto quota = server_->health()->provider("candidate").quotas.at(0)->snapshot(
+      std::chrono::steady_clock::now());
+  EXPECT_TRUE(quota.exhausted);
+  EXPECT_EQ(quota.request_limit, 60);
+}
+
+TEST_F(ResilienceTest, ASpentQuotaOnTheLastOptionLeavesTheDecisionToTheProvider) {
+  start(reply_with([](FakeReply& reply) {
+          reply.headers = {{"x-ratelimit-remaining-requests", "0"},
+                           {"x-ratelimit-reset-requests", "30s"}};
+        }),
+        "    retry: {max_attempts: 1}\n");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(chat().status, 200u);
+  EXPECT_EQ(candidate_->requests_received(), 3u);
+}
+
+TEST_F(ResilienceTest, ASpentQuotaSendsRequestsToTheFallbackFirst) {
+  start(reply_with([](FakeReply& reply) {
+          reply.headers = {{"x-ratelimit-remaining-requests", "0"},
+                           {"x-ratelimit-reset-requests", "30s"}};
+        }),
+        "    retry: {max_attempts: 1}\n", true);
+  EXPECT_EQ(chat().header("x-cutover-provider"), "candidate");
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(chat().header("x-cutover-provider"), "secondary");
+  EXPECT_EQ(candidate_->requests_received(), 1u);
+}
+
 TEST_F(ResilienceTest, ResetMidBodyIsRetried) {
   start(sequence({[](FakeReply& reply) { reply.fault = Fault::reset_mid_body; }, ok}),
         "    retry: {max_attempts: 2, backoff_base: 1ms}\n");
@@ -525,6 +576,24 @@ TEST_F(AdminApiTest, CtlPrintsBreakersAndBudgetsAsTables) {
   auto budgets = ctl({"budgets"});
   EXPECT_NE(budgets.find("candidate"), std::string::npos) << budgets;
   EXPECT_NE(budgets.find("RETRIES"), std::string::npos) << budgets;
+}
+
+TEST_F(AdminApiTest, QuotasShowWhatEachEndpointReported) {
+  candidate_->set_script(reply_with([](FakeReply& reply) {
+    reply.headers = {{"x-ratelimit-limit-requests", "500"},
+                     {"x-ratelimit-remaining-requests", "321"},
+                     {"x-ratelimit-reset-requests", "20s"}};
+  }));
+  ASSERT_EQ(chat().status, 200u);
+  auto body = json::parse(admin(http::verb::get, "/admin/v1/quotas").body);
+  const auto& first = body.at("quotas").at(0);
+  EXPECT_EQ(first.at("provider"), "candidate");
+  EXPECT_EQ(first.at("request_limit"), 500);
+  EXPECT_EQ(first.at("requests_remaining"), 321);
+  EXPECT_EQ(first.at("exhausted"), false);
+  EXPECT_TRUE(body.at("quotas").at(1).at("request_limit").is_null()) << "the fallback said nothing";
+  auto table = ctl({"quotas"});
+  EXPECT_NE(table.find("321/500"), std::string::npos) << table;
 }
 
 }  // namespace

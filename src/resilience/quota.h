@@ -1,0 +1,82 @@
+// What a provider endpoint says about its own rate limits, read from the headers of every
+// answer, so the gateway can stop sending to an endpoint that is about to run out instead of
+// collecting 429s.
+//
+// OpenAI sends x-ratelimit-{limit,remaining,reset}-{requests,tokens} (resets as Go durations,
+// "6m0s"); Anthropic sends anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset} (resets
+// as RFC 3339 times), and relays copy one of the two. Between two answers the gateway counts
+// what it sent itself, so the estimate of what is left falls with each request in flight.
+// Thread-safe: one small mutex per endpoint, never held across I/O. Time is an argument.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string_view>
+
+namespace cutover::resilience {
+
+struct QuotaReading {
+  struct Dimension {
+    std::optional<std::int64_t> limit;
+    std::optional<std::int64_t> remaining;
+    std::optional<std::chrono::milliseconds> reset_in;
+    bool empty() const { return !limit && !remaining && !reset_in; }
+  };
+  Dimension requests;
+  Dimension tokens;
+  bool empty() const { return requests.empty() && tokens.empty(); }
+};
+
+// `header` looks a header up by lower-case name and returns an empty view when absent.
+QuotaReading read_quota_headers(const std::function<std::string_view(std::string_view)>& header,
+                                std::chrono::system_clock::time_point now);
+
+// Parses an RFC 3339 time ("2026-11-29T22:10:05Z", "…05.250+01:00").
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text);
+
+class QuotaState {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  // An answer's headers; readings without any rate-limit header change nothing.
+  void update(const QuotaReading& reading, TimePoint now);
+  // A request sent to the endpoint, before its answer tells the new figures.
+  void on_request_sent();
+
+  // True when the endpoint reported that its requests or tokens run out before their reset:
+  // nothing left to send (counting what was sent since), and the reset still ahead.
+  bool exhausted(TimePoint now) const;
+  // When an exhausted endpoint's quota resets (the later of the two that ran out).
+  std::optional<TimePoint> exhausted_until(TimePoint now) const;
+
+  struct Snapshot {
+    bool reported = false;
+    std::optional<std::int64_t> request_limit, requests_remaining;
+    std::optional<std::int64_t> token_limit, tokens_remaining;
+    std::optional<std::chrono::milliseconds> requests_reset_in, tokens_reset_in;
+    bool exhausted = false;
+  };
+  Snapshot snapshot(TimePoint now) const;
+
+ private:
+  struct Dimension {
+    std::optional<std::int64_t> limit;
+    std::optional<std::int64_t> remaining;
+    std::optional<TimePoint> reset_at;
+  };
+  static void merge(Dimension& into, const QuotaReading::Dimension& reading, TimePoint now);
+  std::optional<TimePoint> out_until(const Dimension& dimension, std::int64_t sent,
+                                     TimePoint now) const;
+
+  mutable std::mutex mutex_;
+  Dimension requests_;
+  Dimension tokens_;
+  // Requests sent since the last reading: they use up quota the provider has not reported yet.
+  std::int64_t sent_since_reading_ = 0;
+  bool reported_ = false;
+};
+
+}  // namespace cutover::resilience
