@@ -52,6 +52,22 @@ json::object breaker_json(const std::string& provider, std::size_t index,
   return out;
 }
 
+json::object cache_json(const std::string& model, const cache::ResponseCache& cache) {
+  const auto stats = cache.stats();
+  json::object out;
+  out["model"] = model;
+  out["entries"] = stats.entries;
+  out["bytes"] = stats.bytes;
+  out["hits"] = stats.hits;
+  out["misses"] = stats.misses;
+  out["bypasses"] = stats.bypasses;
+  out["evictions"] = stats.evictions;
+  out["tokens_saved"] = stats.tokens_saved;
+  out["cost_saved"] = stats.cost_saved;
+  out["ttl_ms"] = cache.settings().ttl.count();
+  return out;
+}
+
 // What an endpoint last reported of its rate limits; null where it reported nothing.
 json::object quota_json(const std::string& provider, std::size_t index,
                         const config::ProviderEndpoint& endpoint, const resilience::QuotaState& quota) {
@@ -190,6 +206,24 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
       co_return;
     }
     auto body = breaker_json(provider->name, index, provider->endpoints[index], breaker);
+    co_return co_await reply(200, std::move(body));
+  }
+  if (parts.size() >= 3 && parts[0] == "admin" && parts[1] == "v1" && parts[2] == "cache") {
+    const bool purge = parts.size() == 4 && parts[3] == "purge" && method == bhttp::verb::post;
+    if (!purge && !(parts.size() == 3 && method == bhttp::verb::get)) {
+      co_await responder.send_error(404, "use GET /admin/v1/cache or POST /admin/v1/cache/purge",
+                                    "invalid_request_error", "not_found");
+      co_return;
+    }
+    json::array caches;
+    std::size_t purged = 0;
+    for (const auto& [model, cache] : health->caches()) {
+      if (purge) purged += cache->purge();
+      caches.push_back(cache_json(model, *cache));
+    }
+    json::object body;
+    body["caches"] = std::move(caches);
+    if (purge) body["purged"] = purged;
     co_return co_await reply(200, std::move(body));
   }
   if (parts.size() == 3 && parts[0] == "admin" && parts[1] == "v1" && parts[2] == "quotas" &&

@@ -255,6 +255,7 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
             std::ostream& error) {
   const std::string usage =
       "usage: cutover ctl breakers | breaker PROVIDER ENDPOINT force_open|disable|reset | budgets | quotas\n"
+      "       cutover ctl cache | cache purge\n"
       "       cutover ctl migrations | get NAME | history NAME | shadow NAME\n"
       "       cutover ctl pause|resume|promote|promote-full|rollback|abort NAME [REASON...]\n"
       "       cutover ctl set-weight NAME WEIGHT   (0.25 or 25%)";
@@ -275,6 +276,10 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
       answer = call(target, bhttp::verb::get, "/admin/v1/retry-budgets");
     } else if (words[0] == "quotas" && words.size() == 1) {
       answer = call(target, bhttp::verb::get, "/admin/v1/quotas");
+    } else if (words[0] == "cache" && words.size() == 1) {
+      answer = call(target, bhttp::verb::get, "/admin/v1/cache");
+    } else if (words[0] == "cache" && words.size() == 2 && words[1] == "purge") {
+      answer = call(target, bhttp::verb::post, "/admin/v1/cache/purge");
     } else if (words[0] == "migrations" && words.size() == 1) {
       answer = call(target, bhttp::verb::get, "/admin/v1/migrations");
     } else if ((words[0] == "get" || words[0] == "status") && words.size() == 2) {
@@ -351,6 +356,17 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
       print_breakers(out, json::array{body});
     } else if (words[0] == "quotas") {
       print_quotas(out, body.at("quotas").as_array());
+    } else if (words[0] == "cache") {
+      if (words.size() == 2) out << "purged " << text(body.at("purged")) << " entries\n";
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& c : body.at("caches").as_array()) {
+        rows.push_back({text(c.at("model")), text(c.at("entries")), text(c.at("bytes")),
+                        text(c.at("hits")), text(c.at("misses")), text(c.at("bypasses")),
+                        text(c.at("evictions")), text(c.at("tokens_saved")), text(c.at("cost_saved"))});
+      }
+      print_table(out, {"MODEL", "ENTRIES", "BYTES", "HITS", "MISSES", "BYPASSES", "EVICTIONS",
+                        "TOKENS SAVED", "COST SAVED"},
+                  rows);
     } else {
       std::vector<std::vector<std::string>> rows;
       for (const auto& b : body.at("retry_budgets").as_array()) {

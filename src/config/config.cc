@@ -542,6 +542,39 @@ void parse_auth(Validator& v, const YAML::Node& node, Config& config) {
   }
 }
 
+// routes[].cache: {ttl: 5m, max_bytes: 64MiB as a number, max_entries, shared_across_keys,
+// during_canary}; `cache: true` takes the defaults.
+std::optional<cache::CacheSettings> parse_cache(Validator& v, const YAML::Node& node,
+                                                const std::string& path) {
+  cache::CacheSettings settings;
+  if (node.IsScalar()) {
+    if (v.bool_at(node, path).value_or(false)) return settings;
+    return std::nullopt;
+  }
+  if (!v.expect_map(node, path)) return std::nullopt;
+  v.reject_unknown_keys(node, path,
+                        {"ttl", "max_bytes", "max_entries", "shared_across_keys", "during_canary"});
+  if (node["ttl"]) settings.ttl = v.duration_at(node["ttl"], path + ".ttl").value_or(settings.ttl);
+  if (node["max_bytes"]) {
+    settings.max_bytes = v.integer_at<std::size_t>(node["max_bytes"], path + ".max_bytes", 1024,
+                                                   1ull << 36)
+                             .value_or(settings.max_bytes);
+  }
+  if (node["max_entries"]) {
+    settings.max_entries =
+        v.integer_at<std::size_t>(node["max_entries"], path + ".max_entries", 1, 100'000'000)
+            .value_or(settings.max_entries);
+  }
+  if (node["shared_across_keys"]) {
+    settings.shared_across_keys =
+        v.bool_at(node["shared_across_keys"], path + ".shared_across_keys").value_or(false);
+  }
+  if (node["during_canary"]) {
+    settings.during_canary = v.bool_at(node["during_canary"], path + ".during_canary").value_or(true);
+  }
+  return settings;
+}
+
 void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
   if (!node.IsSequence()) {
     v.error(node, "routes", "must be a list of {models: [...], provider: NAME}");
@@ -551,7 +584,7 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
     const auto& entry = node[i];
     const std::string path = "routes[" + std::to_string(i) + "]";
     if (!v.expect_map(entry, path)) continue;
-    v.reject_unknown_keys(entry, path, {"models", "provider", "fallback", "retry"});
+    v.reject_unknown_keys(entry, path, {"models", "provider", "fallback", "retry", "cache"});
     if (!entry["provider"] || !entry["models"]) {
       v.error(entry, path, "needs both models and provider");
       continue;
@@ -595,6 +628,8 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
       retry = provider->retry;
       parse_retry(v, entry["retry"], path + ".retry", *retry);
     }
+    std::optional<cache::CacheSettings> cache;
+    if (entry["cache"]) cache = parse_cache(v, entry["cache"], path + ".cache");
     for (const auto& model : models) {
       for (const auto* other : fallbacks) {
         if (!other->models.contains(model)) {
@@ -615,7 +650,7 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
         v.error(entry["models"], path + ".models", "model '" + model + "' is routed twice");
         continue;
       }
-      Route route{model, *provider_name, {}, retry};
+      Route route{model, *provider_name, {}, retry, cache};
       for (const auto* other : fallbacks) route.fallback.push_back(other->name);
       config.routes[model] = std::move(route);
     }

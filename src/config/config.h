@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/cache_settings.h"
 #include "resilience/circuit_breaker.h"
 #include "resilience/retry_budget.h"
 #include "resilience/retry_policy.h"
@@ -88,6 +89,8 @@ struct Route {
   std::vector<std::string> fallback;
   // Replaces the providers' own retry policy for this route when set.
   std::optional<resilience::RetryPolicy> retry;
+  // Answers to deterministic requests kept and served again (see cache/response_cache.h).
+  std::optional<cache::CacheSettings> cache;
 };
 
 struct ClientKey {

@@ -233,6 +233,10 @@ struct Gateway::RequestContext {
   resilience::RetryBudget* budget = nullptr;
   // Replays made by the current attempt's exchange.
   unsigned replays = 0;
+  // The route's cache: what the answers say of it (hit, miss, bypass; empty without a cache),
+  // and where a miss collects the answer's bytes as sent, to be stored once it is complete.
+  std::string_view cache_status;
+  std::string* cache_sink = nullptr;
 };
 
 struct Gateway::ShadowLaunch {
@@ -690,6 +694,33 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
                               "invalid_request_error", "model_not_found");
   }
   served_usage = &context.usage;
+  // The route's response cache: a hit is answered here, before any provider or migration arm
+  // (it is neither side's answer, so it is no sample for the gates either).
+  auto cache = snapshot->health->cache_for(context.shape.model);
+  std::string cache_key;
+  std::string cache_body;
+  if (cache) {
+    if (!cache_applies(request, context.body, *cache, *snapshot, context.shape.model)) {
+      cache->count_bypass();
+      context.cache_status = "bypass";
+      cache.reset();
+    } else {
+      cache_key = cache::cache_key(context.body, providers::api_path(kind), context.shape.stream,
+                                   cache->settings().shared_across_keys ? "" : client_name);
+      if (auto hit = cache->find(cache_key)) {
+        record.provider = "cache";
+        record.prompt_tokens = hit->prompt_tokens;
+        record.completion_tokens = hit->completion_tokens;
+        record.time_to_first_token_ms = milliseconds_since(request.received_at);
+        co_await serve_cached(responder, *hit);
+        if (responder.client_gone()) error_name = "client_disconnected";
+        finish();
+        co_return;
+      }
+      context.cache_status = "miss";
+      context.cache_sink = &cache_body;
+    }
+  }
   std::vector<std::string_view> chain{route->second.provider};
   for (const auto& fallback : route->second.fallback) chain.push_back(fallback);
   if (snapshot->migrations) {
@@ -822,6 +853,11 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
                   attempt_result(outcome, responder, refusal.last_resort),
                   milliseconds_since(attempt_started, now));
       if (outcome.kind != AttemptOutcome::Kind::failed) {
+        if (cache && outcome.kind == AttemptOutcome::Kind::delivered && outcome.healthy &&
+            responder.status() == 200) {
+          cache->store(cache_key, cached_answer(std::move(cache_body), context, *provider.config,
+                                                record.provider_model));
+        }
         if (outcome.kind == AttemptOutcome::Kind::client_gone) error_name = "client_disconnected";
         if (outcome.kind == AttemptOutcome::Kind::delivered && !outcome.healthy) error_name = outcome.code;
         if (outcome.kind == AttemptOutcome::Kind::passed_through) error_name = "upstream_status";
@@ -852,6 +888,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   auto response = final_answer(request.request_id, last_failure, final_refusal, refusals,
                                retries_exhausted, error_name);
   response.set("x-cutover-attempts", std::to_string(attempts));
+  if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
   co_await responder.send(std::move(response));
   finish();
 }
@@ -973,6 +1010,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
 
   const bool ask_usage = shape.stream && provider.stream_usage && !shape.client_requested_usage;
   if (context.capture) *context.capture = migration::AnswerBuilder();
+  if (context.cache_sink) context.cache_sink->clear();
   bhttp::request<bhttp::string_body> upstream_request{
       bhttp::verb::post, address.base_path + std::string(providers::api_path(kind)), 11};
   upstream_request.set(bhttp::field::host, address.host);
@@ -1059,6 +1097,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     for (const auto& [name, value] : outcome.headers) response.set(name, value);
     response.set(bhttp::field::content_type, "application/json");
     response.set("x-cutover-provider", provider.name);
+    if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
     response.body() = std::move(outcome.body);
     co_await responder.send(std::move(response));
     outcome.kind = Kind::passed_through;
@@ -1119,7 +1158,9 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
     response.set(bhttp::field::content_type, "application/json");
     response.set("x-cutover-provider", provider.name);
+    if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
     response.body() = json::serialize(value);
+    if (context.cache_sink) *context.cache_sink = response.body();
     co_await responder.send(std::move(response));
     AttemptOutcome outcome;
     outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
@@ -1190,9 +1231,11 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
       header.set(bhttp::field::content_type, "text/event-stream");
       header.set(bhttp::field::cache_control, "no-cache");
       header.set("x-cutover-provider", provider.name);
+      if (!context.cache_status.empty()) header.set("x-cutover-cache", context.cache_status);
       record.time_to_first_token_ms = milliseconds_since(request.received_at);
       if (!co_await responder.begin_stream(std::move(header))) break;
     }
+    if (context.cache_sink) context.cache_sink->append(out);
     if (!co_await responder.send_chunk(out)) break;
     out.clear();
   }
@@ -1209,6 +1252,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     // Every event arrived, the last with its finish reason, and the connection ended cleanly:
     // only the [DONE] marker is missing, which the SDKs themselves do not require.
     saw_done = co_await responder.send_chunk(sse_data("[DONE]"));
+    if (context.cache_sink) context.cache_sink->append(sse_data("[DONE]"));
   }
   if (!saw_done && ended_cleanly) stream_problem = "the stream ended before [DONE]";
   if (!stream_problem && !stream_error) {
@@ -1235,6 +1279,63 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   co_return outcome;
 }
 
+bool Gateway::cache_applies(const http::IncomingRequest& request, const json::object& body,
+                            const cache::ResponseCache& cache, const Snapshot& snapshot,
+                            const std::string& model) {
+  const auto control = request.message[bhttp::field::cache_control];
+  if (control.find("no-cache") != std::string_view::npos ||
+      control.find("no-store") != std::string_view::npos) {
+    return false;
+  }
+  const auto choice = request.message["x-cutover-cache"];
+  if (boost::beast::iequals(choice, "bypass")) return false;
+  if (!boost::beast::iequals(choice, "use") && !cache::declares_deterministic(body)) return false;
+  if (!cache.settings().during_canary && snapshot.migrations) {
+    if (auto found = snapshot.migrations->find(model); found != snapshot.migrations->end()) {
+      const double weight = found->second->weight();
+      if (weight > 0 && weight < 1) return false;
+    }
+  }
+  return true;
+}
+
+cache::CachedAnswer Gateway::cached_answer(std::string body, const RequestContext& context,
+                                           const config::Provider& provider,
+                                           std::string_view provider_model) {
+  cache::CachedAnswer answer;
+  answer.body = std::move(body);
+  answer.stream = context.shape.stream;
+  answer.provider = provider.name;
+  if (context.usage.present) {
+    answer.prompt_tokens = context.usage.prompt_tokens;
+    answer.completion_tokens = context.usage.completion_tokens;
+    const auto cost = accounting::cost_of(provider, provider_model, context.usage);
+    if (cost.priced) answer.cost = cost.amount;
+  }
+  return answer;
+}
+
+asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
+                                            const cache::CachedAnswer& answer) {
+  if (!answer.stream) {
+    bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
+    response.set(bhttp::field::content_type, "application/json");
+    response.set("x-cutover-provider", answer.provider);
+    response.set("x-cutover-cache", "hit");
+    response.body() = answer.body;
+    co_await responder.send(std::move(response));
+    co_return;
+  }
+  bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
+  header.set(bhttp::field::content_type, "text/event-stream");
+  header.set(bhttp::field::cache_control, "no-cache");
+  header.set("x-cutover-provider", answer.provider);
+  header.set("x-cutover-cache", "hit");
+  if (!co_await responder.begin_stream(std::move(header))) co_return;
+  if (!co_await responder.send_chunk(answer.body)) co_return;
+  co_await responder.end_stream();
+}
+
 asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(RequestContext& context,
                                                                      ProviderRuntime& provider,
                                                                      const json::object& response) {
@@ -1250,6 +1351,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(RequestConte
   header.set(bhttp::field::content_type, "text/event-stream");
   header.set(bhttp::field::cache_control, "no-cache");
   header.set("x-cutover-provider", provider.config->name);
+  if (!context.cache_status.empty()) header.set("x-cutover-cache", context.cache_status);
+  if (context.cache_sink) *context.cache_sink = events;
   AttemptOutcome outcome;
   outcome.kind = Kind::client_gone;
   if (!co_await responder.begin_stream(std::move(header))) co_return outcome;

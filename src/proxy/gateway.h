@@ -85,6 +85,14 @@ class Gateway {
       const std::string& request_id, std::optional<AttemptOutcome>& last_failure,
       const std::optional<Refusal>& final_refusal, const std::vector<std::string>& refusals,
       bool retries_exhausted, std::string& error_name);
+  static bool cache_applies(const http::IncomingRequest& request, const boost::json::object& body,
+                            const cache::ResponseCache& cache, const Snapshot& snapshot,
+                            const std::string& model);
+  static cache::CachedAnswer cached_answer(std::string body, const RequestContext& context,
+                                           const config::Provider& provider,
+                                           std::string_view provider_model);
+  boost::asio::awaitable<void> serve_cached(http::Responder& responder,
+                                            const cache::CachedAnswer& answer);
   boost::asio::awaitable<AttemptOutcome> deliver_as_stream(RequestContext& context,
                                                            ProviderRuntime& provider,
                                                            const boost::json::object& response);

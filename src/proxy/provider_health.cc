@@ -22,6 +22,10 @@ std::string breaker_fingerprint(const config::Provider& provider,
       << b.max_open_duration.count() << '/' << b.half_open_permits;
   return out.str();
 }
+bool same_settings(const cache::CacheSettings& a, const cache::CacheSettings& b) {
+  return a.ttl == b.ttl && a.max_bytes == b.max_bytes && a.max_entries == b.max_entries &&
+         a.shared_across_keys == b.shared_across_keys && a.during_canary == b.during_canary;
+}
 }  // namespace
 
 std::shared_ptr<const HealthRegistry> HealthRegistry::build(const config::Config& config,
@@ -58,6 +62,16 @@ std::shared_ptr<const HealthRegistry> HealthRegistry::build(const config::Config
     }
     registry->providers_.emplace(provider.name, std::move(health));
     registry->fingerprints_.emplace(provider.name, std::move(prints));
+  }
+  for (const auto& [model, route] : config.routes) {
+    if (!route.cache) continue;
+    std::shared_ptr<cache::ResponseCache> kept;
+    if (previous != nullptr) {
+      if (auto old = previous->cache_for(model); old && same_settings(old->settings(), *route.cache)) {
+        kept = std::move(old);
+      }
+    }
+    registry->caches_[model] = kept ? kept : std::make_shared<cache::ResponseCache>(*route.cache);
   }
   return registry;
 }

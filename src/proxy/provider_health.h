@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "cache/response_cache.h"
 #include "resilience/circuit_breaker.h"
 #include "resilience/quota.h"
 #include "resilience/retry_budget.h"
@@ -31,6 +32,13 @@ class HealthRegistry {
                                                      const HealthRegistry* previous);
 
   const ProviderHealth& provider(const std::string& name) const { return providers_.at(name); }
+  // The response cache of a routed model, or null when its route has none. A reload keeps a
+  // cache whose settings did not change, entries included.
+  std::shared_ptr<cache::ResponseCache> cache_for(const std::string& model) const {
+    auto found = caches_.find(model);
+    return found == caches_.end() ? nullptr : found->second;
+  }
+  const std::map<std::string, std::shared_ptr<cache::ResponseCache>>& caches() const { return caches_; }
   const std::map<std::string, ProviderHealth>& providers() const { return providers_; }
 
  private:
@@ -40,6 +48,7 @@ class HealthRegistry {
     std::vector<std::string> urls;
   };
   std::map<std::string, ProviderHealth> providers_;
+  std::map<std::string, std::shared_ptr<cache::ResponseCache>> caches_;
   std::map<std::string, Fingerprints> fingerprints_;
 };
 

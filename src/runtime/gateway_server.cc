@@ -226,9 +226,35 @@ std::string GatewayServer::scrape_metrics() const {
       "Client connections answered 503 because limits.max_client_connections were open",
       prometheus::MetricType::Counter,
       {Sample{{}, static_cast<double>(client_connections_->refused())}}};
+  ExtraFamily cache_requests{"cutover_cache_requests_total",
+                             "Requests on routes with a response cache, by result (hit, miss, bypass)",
+                             prometheus::MetricType::Counter, {}};
+  ExtraFamily cache_entries{"cutover_cache_entries", "Answers held by each model's response cache",
+                            prometheus::MetricType::Gauge, {}};
+  ExtraFamily cache_saved_tokens{"cutover_cache_saved_tokens_total",
+                                 "Tokens that cache hits did not send to a provider",
+                                 prometheus::MetricType::Counter, {}};
+  ExtraFamily cache_saved_cost{"cutover_cache_saved_cost_total",
+                               "Cost of the answers served from the cache instead of a provider",
+                               prometheus::MetricType::Counter, {}};
+  for (const auto& [model, cache] : health->caches()) {
+    const auto stats = cache->stats();
+    for (const auto& [result, count] : {std::pair<const char*, std::uint64_t>{"hit", stats.hits},
+                                        {"miss", stats.misses},
+                                        {"bypass", stats.bypasses}}) {
+      cache_requests.samples.push_back(
+          Sample{{{"model", model}, {"result", result}}, static_cast<double>(count)});
+    }
+    cache_entries.samples.push_back(Sample{{{"model", model}}, static_cast<double>(stats.entries)});
+    cache_saved_tokens.samples.push_back(
+        Sample{{{"model", model}}, static_cast<double>(stats.tokens_saved)});
+    cache_saved_cost.samples.push_back(Sample{{{"model", model}}, stats.cost_saved});
+  }
   std::vector<ExtraFamily> extra{std::move(breaker_state),    std::move(breaker_trips),
                                  std::move(budget_requests),  std::move(budget_retries),
-                                 std::move(connections_open), std::move(connections_refused)};
+                                 std::move(connections_open), std::move(connections_refused),
+                                 std::move(cache_requests),   std::move(cache_entries),
+                                 std::move(cache_saved_tokens), std::move(cache_saved_cost)};
   if (auto engine = migrations()) {
     for (auto& family : engine->metric_families()) extra.push_back(std::move(family));
   }

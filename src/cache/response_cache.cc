@@ -1,0 +1,165 @@
+#include "cache/response_cache.h"
+
+#include <algorithm>
+
+#include "config/config.h"
+
+namespace cutover::cache {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kLeftOut[] = {"stream", "stream_options", "user", "metadata", "store"};
+
+// Boost.JSON keeps an object's keys in the order they came; a key must not depend on it.
+void write_canonical(const json::value& value, std::string& out) {
+  if (value.is_object()) {
+    const auto& object = value.get_object();
+    std::vector<const json::key_value_pair*> members;
+    members.reserve(object.size());
+    for (const auto& member : object) members.push_back(&member);
+    std::sort(members.begin(), members.end(),
+              [](const auto* a, const auto* b) { return a->key() < b->key(); });
+    out.push_back('{');
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      out += json::serialize(json::string(members[i]->key()));
+      out.push_back(':');
+      write_canonical(members[i]->value(), out);
+    }
+    out.push_back('}');
+  } else if (value.is_array()) {
+    out.push_back('[');
+    bool first = true;
+    for (const auto& item : value.get_array()) {
+      if (!first) out.push_back(',');
+      first = false;
+      write_canonical(item, out);
+    }
+    out.push_back(']');
+  } else {
+    out += json::serialize(value);
+  }
+}
+
+bool is_zero(const json::value& value) {
+  return (value.is_int64() && value.get_int64() == 0) || (value.is_uint64() && value.get_uint64() == 0) ||
+         (value.is_double() && value.get_double() == 0.0);
+}
+
+}  // namespace
+
+bool declares_deterministic(const json::object& body) {
+  if (const auto* temperature = body.if_contains("temperature"); temperature && is_zero(*temperature)) {
+    return true;
+  }
+  const auto* seed = body.if_contains("seed");
+  return seed != nullptr && !seed->is_null();
+}
+
+std::string cache_key(const json::object& body, std::string_view kind, bool stream,
+                      std::string_view tenant) {
+  std::string text;
+  text.reserve(256);
+  text.append(kind).push_back('\n');
+  text.append(stream ? "stream" : "plain").push_back('\n');
+  text.append(tenant).push_back('\n');
+  json::object kept;
+  for (const auto& member : body) {
+    if (std::find(std::begin(kLeftOut), std::end(kLeftOut), member.key()) == std::end(kLeftOut)) {
+      kept.emplace(member.key(), member.value());
+    }
+  }
+  write_canonical(kept, text);
+  return config::sha256_hex(text);
+}
+
+ResponseCache::ResponseCache(CacheSettings settings, std::function<Clock::time_point()> now)
+    : settings_(settings), now_(now ? std::move(now) : [] { return Clock::now(); }) {
+  settings_.max_entries = std::max<std::size_t>(1, settings_.max_entries);
+  // Small caches keep one exact bound; large ones spread their entries over shards, each with
+  // its share of both bounds (so an answer over a sixteenth of max_bytes, 4 MiB by default, is
+  // not kept there).
+  const bool large = settings_.max_entries >= 1024 && settings_.max_bytes >= 64 * 1024 * 1024;
+  const std::size_t count = large ? 16 : 1;
+  for (std::size_t i = 0; i < count; ++i) shards_.push_back(std::make_unique<Shard>());
+  shard_max_entries_ = (settings_.max_entries + count - 1) / count;
+  shard_max_bytes_ = std::max<std::size_t>(1, settings_.max_bytes / count);
+}
+
+ResponseCache::Shard& ResponseCache::shard_for(const std::string& key) {
+  return *shards_[std::hash<std::string>{}(key) % shards_.size()];
+}
+
+void ResponseCache::erase(Shard& shard, std::list<Entry>::iterator entry) {
+  shard.bytes -= entry->bytes;
+  shard.index.erase(entry->key);
+  shard.recency.erase(entry);
+}
+
+std::shared_ptr<const CachedAnswer> ResponseCache::find(const std::string& key) {
+  auto& shard = shard_for(key);
+  const auto now = now_();
+  std::lock_guard lock(shard.mutex);
+  auto found = shard.index.find(key);
+  if (found == shard.index.end() || found->second->expires <= now) {
+    if (found != shard.index.end()) erase(shard, found->second);
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  shard.recency.splice(shard.recency.begin(), shard.recency, found->second);
+  const auto& answer = found->second->answer;
+  shard.tokens_saved += static_cast<std::uint64_t>(answer->prompt_tokens + answer->completion_tokens);
+  shard.cost_saved += answer->cost;
+  hits_.fetch_add(1, std::memory_order_relaxed);
+  return answer;
+}
+
+void ResponseCache::store(const std::string& key, CachedAnswer answer) {
+  const std::size_t bytes = answer.body.size() + key.size() + sizeof(Entry);
+  if (bytes > shard_max_bytes_) return;
+  auto& shard = shard_for(key);
+  const auto expires = now_() + settings_.ttl;
+  auto shared = std::make_shared<const CachedAnswer>(std::move(answer));
+  std::lock_guard lock(shard.mutex);
+  if (auto found = shard.index.find(key); found != shard.index.end()) erase(shard, found->second);
+  while (!shard.recency.empty() &&
+         (shard.index.size() >= shard_max_entries_ || shard.bytes + bytes > shard_max_bytes_)) {
+    erase(shard, std::prev(shard.recency.end()));
+    evictions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  shard.recency.push_front(Entry{key, std::move(shared), expires, bytes});
+  shard.index.emplace(key, shard.recency.begin());
+  shard.bytes += bytes;
+}
+
+std::size_t ResponseCache::purge() {
+  std::size_t dropped = 0;
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    dropped += shard->index.size();
+    shard->index.clear();
+    shard->recency.clear();
+    shard->bytes = 0;
+  }
+  return dropped;
+}
+
+ResponseCache::Stats ResponseCache::stats() const {
+  Stats stats;
+  stats.hits = hits_.load(std::memory_order_relaxed);
+  stats.misses = misses_.load(std::memory_order_relaxed);
+  stats.bypasses = bypasses_.load(std::memory_order_relaxed);
+  stats.evictions = evictions_.load(std::memory_order_relaxed);
+  for (const auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    stats.entries += shard->index.size();
+    stats.bytes += shard->bytes;
+    stats.tokens_saved += shard->tokens_saved;
+    stats.cost_saved += shard->cost_saved;
+  }
+  return stats;
+}
+
+}  // namespace cutover::cache

@@ -1,0 +1,125 @@
+// The response cache over real sockets: hits served without touching the provider, per-key
+// isolation, streamed replay, bypasses, and the header that says which.
+#include <boost/json.hpp>
+
+#include "gateway_fixture.h"
+
+namespace cutover::testing {
+namespace {
+
+namespace json = boost::json;
+
+constexpr char kOtherKey[] = "other-client-secret";
+
+class CacheTest : public GatewayTest {
+ protected:
+  void SetUp() override {
+    GatewayOptions options{"    retry: {max_attempts: 1}\n"};
+    upstream_ = std::make_unique<simulate::FakeProvider>(simulate::default_reply);
+    auto yaml = gateway_yaml(upstream_->base_url(), options);
+    // A second client key, and a cache on the route.
+    auto insert_after = [&yaml](const std::string& line, const std::string& added) {
+      yaml.insert(yaml.find(line) + line.size(), added);
+    };
+    insert_after("      key_env: CLIENT_KEY\n", "    - name: other\n      key_env: OTHER_KEY\n");
+    insert_after("    provider: primary\n", "    cache: {ttl: 1m, max_entries: 100}\n");
+    auto environment = [](const std::string& name) -> std::optional<std::string> {
+      if (name == "CLIENT_KEY") return kClientKey;
+      if (name == "OTHER_KEY") return kOtherKey;
+      if (name == "PROVIDER_KEY") return kProviderKey;
+      return std::nullopt;
+    };
+    auto loaded = config::load_from_string(yaml, environment);
+    ASSERT_TRUE(loaded.errors.empty()) << loaded.errors.front();
+    server_ = std::make_unique<runtime::GatewayServer>(loaded.config);
+    server_->start();
+  }
+
+  Reply ask(const std::string& body, const std::string& key = kClientKey,
+            std::vector<std::pair<std::string, std::string>> headers = {}) {
+    headers.emplace_back("authorization", "Bearer " + key);
+    return client().request(http::verb::post, "/v1/chat/completions", body, headers);
+  }
+};
+
+const std::string kDeterministic =
+    R"({"model":"gpt-4","temperature":0,"messages":[{"role":"user","content":"what is two and two"}]})";
+
+TEST_F(CacheTest, ASecondIdenticalRequestIsServedWithoutTheProvider) {
+  auto first = ask(kDeterministic);
+  ASSERT_EQ(first.status, 200u) << first.body;
+  EXPECT_EQ(first.header("x-cutover-cache"), "miss");
+  auto second = ask(kDeterministic);
+  ASSERT_EQ(second.status, 200u);
+  EXPECT_EQ(second.header("x-cutover-cache"), "hit");
+  EXPECT_EQ(second.body, first.body);
+  EXPECT_EQ(upstream_->requests_received(), 1u);
+}
+
+TEST_F(CacheTest, AnswersAreNeverSharedAcrossClientKeys) {
+  ASSERT_EQ(ask(kDeterministic).header("x-cutover-cache"), "miss");
+  EXPECT_EQ(ask(kDeterministic, kOtherKey).header("x-cutover-cache"), "miss");
+  EXPECT_EQ(upstream_->requests_received(), 2u);
+}
+
+TEST_F(CacheTest, NonDeterministicRequestsAndNoCacheBypass) {
+  const std::string creative =
+      R"({"model":"gpt-4","temperature":0.7,"messages":[{"role":"user","content":"a poem"}]})";
+  EXPECT_EQ(ask(creative).header("x-cutover-cache"), "bypass");
+  EXPECT_EQ(ask(creative).header("x-cutover-cache"), "bypass");
+  ask(kDeterministic);
+  EXPECT_EQ(ask(kDeterministic, kClientKey, {{"cache-control", "no-cache"}}).header("x-cutover-cache"),
+            "bypass");
+  EXPECT_EQ(ask(creative, kClientKey, {{"x-cutover-cache", "use"}}).header("x-cutover-cache"), "miss")
+      << "the opt-in header makes any request cacheable";
+  EXPECT_EQ(upstream_->requests_received(), 5u);
+}
+
+TEST_F(CacheTest, AStreamedAnswerIsReplayedAsItsEvents) {
+  const std::string body =
+      R"({"model":"gpt-4","seed":42,"stream":true,"messages":[{"role":"user","content":"count to three"}]})";
+  auto stream_once = [&] {
+    auto downstream = client();
+    downstream.send(http::verb::post, "/v1/chat/completions", body,
+                    {{"authorization", std::string("Bearer ") + kClientKey}});
+    return downstream.read_stream();
+  };
+  auto first = stream_once();
+  ASSERT_EQ(first.status, 200u);
+  EXPECT_EQ(first.header("x-cutover-cache"), "miss");
+  auto second = stream_once();
+  ASSERT_EQ(second.status, 200u);
+  EXPECT_EQ(second.header("x-cutover-cache"), "hit");
+  EXPECT_EQ(second.header("content-type"), "text/event-stream");
+  EXPECT_EQ(data_events(second.body), data_events(first.body));
+  EXPECT_EQ(data_events(second.body).back(), "[DONE]");
+  EXPECT_EQ(upstream_->requests_received(), 1u);
+}
+
+TEST_F(CacheTest, ErrorsAreNeverCached) {
+  upstream_->set_script(reply_with([](simulate::FakeReply& reply) { reply.status = 500; }));
+  EXPECT_EQ(ask(kDeterministic).status, 500u);
+  upstream_->set_script(simulate::default_reply);
+  auto after = ask(kDeterministic);
+  EXPECT_EQ(after.status, 200u);
+  EXPECT_EQ(after.header("x-cutover-cache"), "miss");
+  EXPECT_EQ(upstream_->requests_received(), 2u);
+}
+
+TEST_F(CacheTest, StatsCountHitsMissesAndWhatWasSaved) {
+  ask(kDeterministic);
+  ask(kDeterministic);
+  ask(kDeterministic);
+  auto cache = server_->health()->cache_for("gpt-4");
+  ASSERT_TRUE(cache);
+  const auto stats = cache->stats();
+  EXPECT_EQ(stats.hits, 2u);
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.entries, 1u);
+  EXPECT_GT(stats.tokens_saved, 0u);
+  EXPECT_EQ(cache->purge(), 1u);
+  EXPECT_EQ(ask(kDeterministic).header("x-cutover-cache"), "miss");
+}
+
+}  // namespace
+}  // namespace cutover::testing
