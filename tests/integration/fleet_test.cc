@@ -85,7 +85,7 @@ class FleetTest : public ::testing::Test {
 TEST_F(FleetTest, OnlyTheLeaderEvaluatesTheGates) {
   auto a = replica("a");
   auto b = replica("b");
-  ASSERT_TRUE(eventually([&] { return a->evaluations() >= 5; }));
+  ASSERT_TRUE(wait_until([&] { return a->evaluations() >= 5; }));
   EXPECT_TRUE(a->leading());
   EXPECT_FALSE(b->leading());
   EXPECT_EQ(b->evaluations(), 0u);
@@ -108,17 +108,17 @@ TEST_F(FleetTest, AnOperatorsWeightOnTheLeaderReachesTheFollowerWithinASecond) {
   auto reply = act(*a, Action::set_weight, generation(*a), 0.5);
   ASSERT_EQ(reply.status, 200u) << boost::json::serialize(reply.body);
   EXPECT_DOUBLE_EQ(a->routed_weight(kMigration), 0.5);  // the committer applies it at once
-  EXPECT_TRUE(eventually([&] { return b->routed_weight(kMigration) == 0.5; }));
+  EXPECT_TRUE(wait_until([&] { return b->routed_weight(kMigration) == 0.5; }));
   EXPECT_EQ(generation(*b), 2);
 }
 
 TEST_F(FleetTest, AnOperatorsPauseOnTheFollowerHoldsTheLeader) {
   auto a = replica("a");
   auto b = replica("b");
-  ASSERT_TRUE(eventually([&] { return a->leading(); }));
+  ASSERT_TRUE(wait_until([&] { return a->leading(); }));
   auto reply = act(*b, Action::pause, generation(*b));
   ASSERT_EQ(reply.status, 200u) << boost::json::serialize(reply.body);
-  EXPECT_TRUE(eventually([&] { return a->phase_of(kMigration).first == Phase::paused; }));
+  EXPECT_TRUE(wait_until([&] { return a->phase_of(kMigration).first == Phase::paused; }));
   EXPECT_DOUBLE_EQ(a->routed_weight(kMigration), 0.05);
 }
 
@@ -136,27 +136,27 @@ TEST_F(FleetTest, AStaleGenerationFromAnotherReplicaIsAConflict) {
 TEST_F(FleetTest, WhenTheLeaderStopsAnotherReplicaTakesOver) {
   auto a = replica("a");
   auto b = replica("b");
-  ASSERT_TRUE(eventually([&] { return a->leading(); }));
+  ASSERT_TRUE(wait_until([&] { return a->leading(); }));
   a->stop();
-  EXPECT_TRUE(eventually([&] { return b->leading() && b->evaluations() > 0; }));
+  EXPECT_TRUE(wait_until([&] { return b->leading() && b->evaluations() > 0; }));
 }
 
 TEST_F(FleetTest, RedisDownKeepsTheLastWeightAndRefusesCommandsUntilItReturns) {
   auto a = replica("a");
   auto b = replica("b");
   ASSERT_EQ(act(*a, Action::set_weight, generation(*a), 0.5).status, 200u);
-  ASSERT_TRUE(eventually([&] { return b->routed_weight(kMigration) == 0.5; }));
+  ASSERT_TRUE(wait_until([&] { return b->routed_weight(kMigration) == 0.5; }));
   redis_.stop();
-  ASSERT_TRUE(eventually([&] { return !a->store_up() && !b->store_up(); }));
-  EXPECT_TRUE(eventually([&] { return !a->leading(); }));
+  ASSERT_TRUE(wait_until([&] { return !a->store_up() && !b->store_up(); }));
+  EXPECT_TRUE(wait_until([&] { return !a->leading(); }));
   EXPECT_DOUBLE_EQ(a->routed_weight(kMigration), 0.5);
   EXPECT_DOUBLE_EQ(b->routed_weight(kMigration), 0.5);
   auto reply = act(*b, Action::promote_full, generation(*b));
   EXPECT_EQ(reply.status, 503u);
   EXPECT_EQ(b->phase_of(kMigration).first, Phase::canary);
   redis_.start();
-  EXPECT_TRUE(eventually([&] { return a->store_up() && b->store_up(); }));
-  EXPECT_TRUE(eventually([&] { return a->leading() || b->leading(); }));
+  EXPECT_TRUE(wait_until([&] { return a->store_up() && b->store_up(); }));
+  EXPECT_TRUE(wait_until([&] { return a->leading() || b->leading(); }));
   EXPECT_DOUBLE_EQ(b->routed_weight(kMigration), 0.5);
 }
 
@@ -171,7 +171,7 @@ TEST_F(FleetTest, AReplicaStartingWhileRedisIsDownServesThePrimaryUntilItCanRead
   EXPECT_DOUBLE_EQ(b->routed_weight(kMigration), 0.0);
   redis_.start();
   // The restarted test Redis saved nothing, so the replica creates the record afresh.
-  EXPECT_TRUE(eventually([&] { return b->routed_weight(kMigration) == 0.05; }));
+  EXPECT_TRUE(wait_until([&] { return b->routed_weight(kMigration) == 0.05; }));
   EXPECT_TRUE(b->store_up());
 }
 

@@ -128,7 +128,7 @@ class RedisServer {
 
 // Polls `condition` every 10 ms until it holds or `limit` passes; returns whether it held.
 template <typename Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+bool wait_until(Condition condition, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < deadline) {
     if (condition()) return true;

@@ -144,7 +144,7 @@ TEST_F(RedisStateStoreTest, LeaderWhoseLeaseWasTakenCannotCommitButAnOperatorCan
             CommitResult::committed);
   // a stops renewing (paused, partitioned): its lease expires and b takes over.
   std::optional<std::int64_t> term_b;
-  ASSERT_TRUE(eventually([&] { return (term_b = b->hold_lease(std::nullopt)).has_value(); }));
+  ASSERT_TRUE(wait_until([&] { return (term_b = b->hold_lease(std::nullopt)).has_value(); }));
   EXPECT_EQ(
       a->commit_as(record(2, 0.25, 1), transition(2, 0.05, 0.25, "gates:pass"), 1, fence_a).result,
       CommitResult::not_leader);
@@ -188,7 +188,7 @@ TEST_F(RedisStateStoreTest, UnreachableRedisIsUnavailableNotEmptyAndRecoversWhen
   EXPECT_FALSE(store->hold_lease(std::nullopt));
   redis_.start();
   // The store reconnects at most once a second; the restarted Redis saved nothing.
-  EXPECT_TRUE(eventually([&] {
+  EXPECT_TRUE(wait_until([&] {
     try {
       return !store->load("m").has_value();
     } catch (const store::StoreUnavailable&) {
