@@ -436,6 +436,15 @@ std::optional<store::Transition> Controller::advance(std::string trigger, json::
                        std::move(detail), {});
 }
 
+const Evaluation& Controller::assess(const WindowSnapshot& window) {
+  if (phase_ == Phase::promoted || phase_ == Phase::rolled_back || phase_ == Phase::aborted) {
+    return last_;
+  }
+  if (phase_ != Phase::shadow) watch_for_change(window);
+  last_ = judge(window);
+  return last_;
+}
+
 bool Controller::adopt(const store::MigrationRecord& record) {
   if (record.generation == record_.generation) return false;
   record_ = record;

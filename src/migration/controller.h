@@ -81,6 +81,10 @@ class Controller {
   std::optional<store::Transition> evaluate(const WindowSnapshot& window,
                                             std::optional<store::Fence> fence = std::nullopt);
 
+  // Judges the window without moving the migration or writing anything: for a replica that
+  // cannot reach its shared store, whose verdict may only take its own traffic toward the primary.
+  const Evaluation& assess(const WindowSnapshot& window);
+
   CommandResult apply(const Command& command);
 
   // Takes a record another replica committed (fleet mode), when its generation differs from the

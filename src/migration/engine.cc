@@ -346,11 +346,10 @@ void MigrationEngine::tick(Migration& migration) {
       }
     }
   } else if (migration.resumed) {
-    // Fail static: judged here only to move toward the primary. A term of 0 is never the
-    // leader's, so nothing this evaluation decides can commit.
-    migration.controller.evaluate(window, store::Fence{config_->redis->replica, 0});
-    if (migration.controller.last_evaluation().overall == Verdict::fail &&
-        !migration.local_breach && migration.controller.weight() > 0) {
+    // Fail static: judged here only to move this replica's traffic toward the primary.
+    const auto& evaluation = migration.controller.assess(window);
+    if (evaluation.overall == Verdict::fail && !migration.local_breach &&
+        migration.controller.weight() > 0) {
       migration.local_breach = true;
       spdlog::warn(
           "migration {}: gates breached while the store is unreachable; this replica "

@@ -2,6 +2,7 @@
 // their client listeners, in front of fake providers.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <memory>
 
@@ -26,8 +27,16 @@ class FleetGatewayTest : public ::testing::Test {
   FleetGatewayTest()
       : primary_(
             std::make_unique<FakeProvider>(simulate::default_reply, 0, "127.0.0.1", nullptr, 2)),
-        candidate_(
-            std::make_unique<FakeProvider>(simulate::default_reply, 0, "127.0.0.1", nullptr, 2)) {}
+        candidate_(std::make_unique<FakeProvider>(
+            [this](const simulate::FakeRequest& request) {
+              auto reply = simulate::default_reply(request);
+              if (candidate_fails_) {
+                reply.status = 500;
+                reply.body = R"({"error":{"message":"candidate down","type":"server_error"}})";
+              }
+              return reply;
+            },
+            0, "127.0.0.1", nullptr, 2)) {}
 
   std::unique_ptr<runtime::GatewayServer> gateway(const std::string& replica,
                                                   const std::string& stages) {
@@ -111,6 +120,7 @@ class FleetGatewayTest : public ::testing::Test {
     }
   }
 
+  std::atomic<bool> candidate_fails_{false};
   RedisServer redis_;
   std::unique_ptr<FakeProvider> primary_;
   std::unique_ptr<FakeProvider> candidate_;
@@ -171,6 +181,29 @@ TEST_F(FleetGatewayTest, AGatewayStartingWithoutRedisServesThePrimaryAndStaysRea
   EXPECT_EQ(chat(*first_, "user-2"), 200u);
   EXPECT_EQ(candidate_->requests_received(), 2u);
   EXPECT_EQ(act(*first_, "pause", status(*first_).at("generation").as_int64()).status, 503u);
+}
+
+TEST_F(FleetGatewayTest, ABreachWhileRedisIsDownTakesOnlyThisGatewayToThePrimary) {
+  first_ = gateway("g1", "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n");
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
+  const auto generation = status(*first_).at("generation").as_int64();
+  redis_.stop();
+  ASSERT_TRUE(wait_until([&] { return !status(*first_).at("store").at("up").as_bool(); }));
+  candidate_fails_ = true;
+  int user = 0;
+  // Clients still get answers (the primary takes over each failed candidate attempt) while the
+  // gates, judged locally, see the candidate fail.
+  ASSERT_TRUE(wait_until([&] {
+    EXPECT_EQ(chat(*first_, "user-" + std::to_string(++user)), 200u);
+    return status(*first_).at("routed_weight").as_double() == 0.0;
+  }));
+  // Nothing was committed: the shared record still says what it said.
+  const auto after = status(*first_);
+  EXPECT_EQ(after.at("generation").as_int64(), generation);
+  EXPECT_EQ(after.at("phase").as_string(), "canary");
+  const auto candidate_seen = candidate_->requests_received();
+  EXPECT_EQ(chat(*first_, "user-next"), 200u);
+  EXPECT_EQ(candidate_->requests_received(), candidate_seen);
 }
 
 }  // namespace

@@ -132,6 +132,17 @@ TEST_F(ControllerFleetTest, ACommandBeatenByAnotherReplicaIsAConflict) {
   EXPECT_EQ(controller_.phase(), Phase::canary);
 }
 
+TEST_F(ControllerFleetTest, AssessingABreachJudgesItWithoutWritingAnything) {
+  auto failing = healthy();
+  failing.candidate.errors = 400;
+  failing.candidate_attempt_failures = 400;
+  const auto writes = store_.fences.size();
+  EXPECT_EQ(controller_.assess(failing).overall, Verdict::fail);
+  EXPECT_EQ(store_.fences.size(), writes);
+  EXPECT_EQ(controller_.phase(), Phase::canary);
+  EXPECT_EQ(controller_.record().generation, 1);
+}
+
 TEST_F(ControllerFleetTest, ARecordAnotherReplicaCommittedIsAdopted) {
   EXPECT_FALSE(controller_.adopt(controller_.record()));
   Controller other(settings_, store_, [this] { return now_ms_; });
