@@ -52,7 +52,7 @@ class FleetGatewayTest : public ::testing::Test {
         "  replica: " +
         replica +
         "\n"
-        "  lease: 1s\n"
+        "  lease: 3s\n"
         "  local_file: \":memory:\"\n"
         "providers:\n"
         "  primary:\n"

@@ -33,7 +33,7 @@ class FleetTest : public ::testing::Test {
         "  replica: " +
         replica +
         "\n"
-        "  lease: 1s\n"
+        "  lease: 3s\n"
         "  local_file: \":memory:\"\n"
         "providers:\n"
         "  primary: {base_url: http://127.0.0.1:9/v1, api_key_env: KEY, models: {gpt-4: p}}\n"
