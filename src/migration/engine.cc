@@ -230,8 +230,9 @@ bool MigrationEngine::follow(Migration& migration) {
   }
   migration.record_missing = false;
   if (record->config_fingerprint != migration.controller.settings().fingerprint) {
-    // Another replica runs a different candidate configuration: ours restarts it when it commits.
-    return true;
+    // Another replica restarted the migration for a different candidate configuration (a
+    // rolling change): this one holds its weight and judges nothing until it runs that one too.
+    return false;
   }
   const auto before = migration.controller.record();
   if (!migration.controller.adopt(*record)) return true;
@@ -596,12 +597,15 @@ AdminReply MigrationEngine::command(const std::string& name, const Command& comm
       // Decided on the newest shared record: a command from any replica sees every commit.
       if (!follow(migration)) {
         return AdminReply{
-            503, json::object{
-                     {"error",
-                      json::object{
-                          {"message", "the shared state store cannot be reached; nothing changed"},
-                          {"type", "api_error"},
-                          {"code", "store_unavailable"}}}}};
+            503,
+            json::object{
+                {"error",
+                 json::object{{"message",
+                               "this replica cannot follow the shared record (the store is "
+                               "unreachable, lost the record, or runs another configuration of the "
+                               "migration); nothing changed"},
+                              {"type", "api_error"},
+                              {"code", "store_unavailable"}}}}};
       }
     }
     auto result = migration.controller.apply(command);

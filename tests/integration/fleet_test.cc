@@ -21,7 +21,13 @@ constexpr char kMigration[] = "to-candidate";
 
 class FleetTest : public ::testing::Test {
  protected:
-  std::shared_ptr<const config::Config> config_for(const std::string& replica) {
+  static constexpr char kLadder[] =
+      "      - {weight: 5%, min_duration: 1h, min_requests: 30}\n"
+      "      - {weight: 50%, min_duration: 1h, min_requests: 30}\n"
+      "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n";
+
+  std::shared_ptr<const config::Config> config_for(const std::string& replica,
+                                                   const std::string& stages = kLadder) {
     const std::string yaml =
         "listen: 127.0.0.1:0\n"
         "auth: {allow_unauthenticated: true}\n"
@@ -45,18 +51,17 @@ class FleetTest : public ::testing::Test {
         "    primary: primary\n"
         "    candidate: candidate\n"
         "    evaluation_interval: 50ms\n"
-        "    stages:\n"
-        "      - {weight: 5%, min_duration: 1h, min_requests: 30}\n"
-        "      - {weight: 50%, min_duration: 1h, min_requests: 30}\n"
-        "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n";
+        "    stages:\n" +
+        stages;
     auto result = config::load_from_string(
         yaml, [](const std::string&) -> std::optional<std::string> { return std::string("k"); });
     for (const auto& error : result.errors) ADD_FAILURE() << error;
     return result.config;
   }
 
-  std::unique_ptr<MigrationEngine> replica(const std::string& name) {
-    auto engine = std::make_unique<MigrationEngine>(config_for(name), 1);
+  std::unique_ptr<MigrationEngine> replica(const std::string& name,
+                                           const std::string& stages = kLadder) {
+    auto engine = std::make_unique<MigrationEngine>(config_for(name, stages), 1);
     engine->start();
     return engine;
   }
@@ -173,6 +178,19 @@ TEST_F(FleetTest, AReplicaStartingWhileRedisIsDownServesThePrimaryUntilItCanRead
   // The restarted test Redis saved nothing, so the replica creates the record afresh.
   EXPECT_TRUE(wait_until([&] { return b->routed_weight(kMigration) == 0.05; }));
   EXPECT_TRUE(b->store_up());
+}
+
+TEST_F(FleetTest, AReplicaOnTheOldConfigurationHoldsItsWeightWhenAnotherRestartsTheMigration) {
+  auto a = replica("a");
+  ASSERT_EQ(act(*a, Action::set_weight, generation(*a), 0.5).status, 200u);
+  // b runs a new ladder: the migration restarts from its first stage, for b's configuration.
+  auto b = replica("b", "      - {weight: 10%, min_duration: 1h, min_requests: 30}\n");
+  EXPECT_EQ(generation(*b), 3);
+  EXPECT_DOUBLE_EQ(b->routed_weight(kMigration), 0.1);
+  auto reply = act(*a, Action::promote_full, generation(*a));
+  EXPECT_EQ(reply.status, 503u);
+  EXPECT_EQ(generation(*a), 2);
+  EXPECT_DOUBLE_EQ(a->routed_weight(kMigration), 0.5);
 }
 
 }  // namespace
