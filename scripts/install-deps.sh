@@ -11,6 +11,7 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nodejs nginx-light wrk curl python3 clang libclang-rt-14-dev
   chromium fonts-liberation
+  redis-server libhiredis-dev
 )
 
 missing=()

@@ -184,6 +184,16 @@ void print_migration(std::ostream& out, const json::object& m, const json::array
       << "Weight:      " << percent(m.at("weight")) << " to the candidate\n"
       << "Generation:  " << text(m.at("generation")) << "\n"
       << "In phase:    " << age(m.at("stage_elapsed_ms").to_number<std::int64_t>()) << "\n";
+  if (const auto* store = m.if_contains("store"); store && store->is_object()) {
+    const auto& shared = store->as_object();
+    if (text(shared.at("kind")) == "redis") {
+      const auto leader = text(shared.at("leader"));
+      out << "Store:       redis, "
+          << (shared.at("up").as_bool() ? "up" : "UNREACHABLE (failing static)") << "; replica "
+          << text(shared.at("replica")) << ", leader " << (leader.empty() ? "none" : leader)
+          << (shared.at("leading").as_bool() ? " (this replica)" : "") << "\n";
+    }
+  }
   const auto& annotations = m.at("annotations").as_object();
   if (const auto* reason = annotations.if_contains("reason")) out << "Reason:      " << text(*reason) << "\n";
   const auto& shadow = m.at("shadow").as_object();

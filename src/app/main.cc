@@ -73,6 +73,12 @@ int serve(const std::string& config_path, bool check_only) {
   if (check_only) {
     std::cout << config_path << ": OK (" << config->providers.size() << " providers, "
               << config->routes.size() << " routed models)\n";
+    if (config->redis) {
+      // Checked for form only: serve starts (failing static) even while Redis is unreachable.
+      std::cout << "state store: " << config->redis->display_url << ", keys {"
+                << config->redis->key_prefix << "}:*, replica " << config->redis->replica
+                << "; shadow pairs and usage in " << config->state_store << "\n";
+    }
     return 0;
   }
   std::signal(SIGPIPE, SIG_IGN);
@@ -93,6 +99,10 @@ int serve(const std::string& config_path, bool check_only) {
                server->worker_count());
   if (config->admin) {
     spdlog::info("admin API on {}:{}", config->admin->listen.address, server->admin_port());
+  }
+  if (config->redis) {
+    spdlog::info("fleet mode: state store {} (keys {{{}}}:*), replica {}",
+                 config->redis->display_url, config->redis->key_prefix, config->redis->replica);
   }
   auto drain_timeout = config->drain_timeout;
   wait_for_signals([&] {

@@ -1,19 +1,20 @@
 #include "config/config.h"
 
-#include "config/validator.h"
-
 #include <openssl/evp.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <set>
 #include <sstream>
+
+#include "config/validator.h"
 
 namespace cutover::config {
 
@@ -659,6 +660,147 @@ void parse_routes(Validator& v, const YAML::Node& node, Config& config) {
 
 }  // namespace
 
+namespace {
+
+bool is_redis_url(std::string_view text) { return text.starts_with("redis://"); }
+
+// redis://[user[:password]@]host[:port][/db]; the password may instead come from the environment.
+void parse_redis_url(Validator& v, const YAML::Node& node, const std::string& path,
+                     const std::string& text, RedisStore& redis) {
+  auto parsed = boost::urls::parse_uri(text);
+  if (!parsed) {
+    v.error(node, path, "'" + text + "' is not a URL such as redis://user:password@host:6379/0");
+    return;
+  }
+  const auto& url = *parsed;
+  if (url.scheme() != "redis") {
+    v.error(node, path, "the scheme must be redis:// (rediss:// and TLS are not supported)");
+    return;
+  }
+  redis.host = url.host_address();
+  if (redis.host.empty()) v.error(node, path, "the Redis URL needs a host");
+  if (url.has_port()) {
+    const auto port = url.port_number();
+    if (port == 0) {
+      v.error(node, path, "the Redis URL's port must be a number from 1 to 65535");
+    } else {
+      redis.port = port;
+    }
+  }
+  if (url.has_userinfo()) {
+    redis.user = url.user();
+    if (url.has_password()) redis.password = url.password();
+  }
+  const std::string db = url.path();
+  if (!db.empty() && db != "/") {
+    int number = -1;
+    const auto digits = std::string_view(db).substr(1);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+    if (ec != std::errc() || end != digits.data() + digits.size() || number < 0 || number > 15) {
+      v.error(node, path,
+              "the Redis URL's path must be a database number from 0 to 15, not '" + db + "'");
+    } else {
+      redis.database = number;
+    }
+  }
+  if (url.has_query() || url.has_fragment()) {
+    v.error(node, path, "the Redis URL takes no query or fragment");
+  }
+  redis.display_url = "redis://" + (redis.user.empty() ? "" : redis.user + "@") + redis.host + ":" +
+                      std::to_string(redis.port) + "/" + std::to_string(redis.database);
+}
+
+std::string default_replica_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+  return std::string(host[0] ? host : "replica") + ":" + std::to_string(getpid());
+}
+
+// `state_store` is a SQLite path, a redis:// URL, or a map whose `url` is a redis:// URL.
+void parse_state_store(Validator& v, const YAML::Node& node, Config& config) {
+  config.state_store_configured = true;
+  std::string text;
+  const YAML::Node* map = nullptr;
+  if (node.IsMap()) {
+    map = &node;
+    v.reject_unknown_keys(node, "state_store",
+                          {"url", "password_env", "key_prefix", "connect_timeout",
+                           "command_timeout", "lease", "replica", "local_file"});
+    if (!node["url"]) {
+      v.error(node, "state_store.url", "missing required key url (a redis:// URL)");
+      return;
+    }
+    text = v.string_at(node["url"], "state_store.url").value_or("");
+    if (!is_redis_url(text)) {
+      v.error(
+          node["url"], "state_store.url",
+          "must be a redis:// URL; write a SQLite path as the plain string state_store: <path>");
+      return;
+    }
+  } else {
+    text = v.string_at(node, "state_store").value_or("");
+    if (!is_redis_url(text)) {
+      config.state_store = text == ":memory:" || text.empty() ? text : v.resolve_path(text);
+      if (config.state_store.empty()) v.error(node, "state_store", "must not be empty");
+      return;
+    }
+  }
+  const std::string path = map ? "state_store.url" : "state_store";
+  RedisStore redis;
+  parse_redis_url(v, map ? node["url"] : node, path, text, redis);
+  redis.replica = default_replica_name();
+  // Shadow pairs and the usage ledger stay on each replica (README, "Running several replicas").
+  config.state_store = v.resolve_path("cutover-local.db");
+  if (map) {
+    if (node["password_env"]) {
+      if (auto variable = v.string_at(node["password_env"], "state_store.password_env")) {
+        if (!redis.password.empty()) {
+          v.error(node["password_env"], "state_store.password_env",
+                  "the URL already has a password; give it in one place only");
+        } else if (auto password = v.read_environment(node["password_env"],
+                                                      "state_store.password_env", *variable)) {
+          redis.password = *password;
+        }
+      }
+    }
+    if (node["key_prefix"]) {
+      redis.key_prefix = v.string_at(node["key_prefix"], "state_store.key_prefix").value_or("");
+      const bool clean = !redis.key_prefix.empty() &&
+                         redis.key_prefix.find_first_of("{}: \t\r\n") == std::string::npos;
+      if (!clean) {
+        v.error(node["key_prefix"], "state_store.key_prefix",
+                "must be a non-empty word without braces, colons or spaces");
+      }
+    }
+    auto duration = [&](const char* key, Milliseconds& target) {
+      if (node[key]) {
+        target = v.duration_at(node[key], std::string("state_store.") + key).value_or(target);
+      }
+    };
+    duration("connect_timeout", redis.connect_timeout);
+    duration("command_timeout", redis.command_timeout);
+    duration("lease", redis.lease);
+    if (redis.lease < Milliseconds(1'000)) {
+      v.error(node["lease"], "state_store.lease",
+              "must be at least 1s (it is renewed every second or so)");
+    }
+    if (node["replica"]) {
+      redis.replica = v.string_at(node["replica"], "state_store.replica").value_or(redis.replica);
+      if (redis.replica.empty() || redis.replica.find('|') != std::string::npos) {
+        v.error(node["replica"], "state_store.replica", "must be a non-empty name without '|'");
+      }
+    }
+    if (node["local_file"]) {
+      auto local = v.string_at(node["local_file"], "state_store.local_file").value_or("");
+      config.state_store = local == ":memory:" || local.empty() ? local : v.resolve_path(local);
+      if (local.empty()) v.error(node["local_file"], "state_store.local_file", "must not be empty");
+    }
+  }
+  config.redis = std::move(redis);
+}
+
+}  // namespace
+
 LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& environment,
                             const std::string& source_name, const std::string& base_directory,
                             Secrets secrets) {
@@ -752,12 +894,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
   } else {
     parse_routes(v, root["routes"], *config);
   }
-  if (root["state_store"]) {
-    auto path = v.string_at(root["state_store"], "state_store").value_or("");
-    config->state_store = path == ":memory:" || path.empty() ? path : v.resolve_path(path);
-    if (config->state_store.empty()) v.error(root["state_store"], "state_store", "must not be empty");
-    config->state_store_configured = true;
-  }
+  if (root["state_store"]) parse_state_store(v, root["state_store"], *config);
   if (root["migrations"]) detail::parse_migrations(v, root["migrations"], *config);
 
   result.errors = v.take_errors();

@@ -204,6 +204,27 @@ struct Migration {
   std::string fingerprint;
 };
 
+// A Redis server shared by several replicas, which then hold one record and journal per
+// migration and elect one leader to judge the gates (README, "Running several replicas").
+struct RedisStore {
+  std::string host;
+  std::uint16_t port = 6379;
+  int database = 0;
+  std::string user;      // empty: AUTH with the password alone (or no AUTH without one)
+  std::string password;  // from the URL or from `password_env`
+  // Every key starts with "{<key_prefix>}:", so gateways and test runs can share one Redis and
+  // every script touches one cluster slot.
+  std::string key_prefix = "cutover";
+  Milliseconds connect_timeout{500};
+  Milliseconds command_timeout{250};
+  // How long a leader's lease lasts without a renewal; it is renewed about every second.
+  Milliseconds lease{3'000};
+  // Names this replica in the leader key; defaults to "<hostname>:<pid>".
+  std::string replica;
+  // The URL as written, password removed, for logs and `ctl get`.
+  std::string display_url;
+};
+
 struct Config {
   Listener listen;
   // Absent when the file has no admin section.
@@ -231,7 +252,10 @@ struct Config {
   std::map<std::string, Route> routes;
   std::vector<Migration> migrations;
   // SQLite file holding migration state, shadow pairs and usage; ":memory:" keeps nothing.
+  // With `redis` set, only shadow pairs and usage stay in this local file (`local_file`).
   std::string state_store = "cutover-state.db";
+  // Set when `state_store` is a redis:// URL (or a map with one).
+  std::optional<RedisStore> redis;
   // Set when the file names a state store: usage is then recorded there even without migrations.
   bool state_store_configured = false;
 

@@ -195,7 +195,7 @@ bool Controller::shadowing() const {
   }
 }
 
-std::optional<store::Transition> Controller::start() {
+std::optional<store::Transition> Controller::start(bool retried) {
   auto stored = store_.load(settings_.name);
   if (stored && stored->config_fingerprint == settings_.fingerprint) {
     record_ = *stored;
@@ -217,6 +217,10 @@ std::optional<store::Transition> Controller::start() {
     record_.state = std::string(phase_name(initial_phase()));
   }
   auto transition = transition_to(initial_phase(), initial_weight(), 0, trigger, std::move(detail), {});
+  // Another replica started it first: take what it wrote.
+  if (!transition && last_commit_ == store::CommitResult::stale_generation && !retried) {
+    return start(true);
+  }
   if (!transition) throw std::runtime_error("cannot write migration '" + settings_.name + "' to the state store");
   return transition;
 }
@@ -245,16 +249,22 @@ std::optional<store::Transition> Controller::transition_to(Phase phase, double w
   transition.weight_after = weight;
   transition.trigger = std::move(trigger);
   transition.detail = json::serialize(detail);
-  const auto result = store_.commit(next, transition, record_.generation);
+  const auto committed = store_.commit_as(next, transition, record_.generation, fence_);
+  const auto result = committed.result;
+  last_commit_ = result;
   if (result != store::CommitResult::committed) {
     journal_errors_.error(fmt::format(
         "migration {}: cannot journal {} -> {} ({}); keeping {} at {}", settings_.name,
         record_.state, next.state,
         result == store::CommitResult::stale_generation ? "another writer moved it"
+        : result == store::CommitResult::not_leader     ? "this replica's lease is gone"
                                                         : "state store write failed",
         record_.state, percent(record_.weight)));
     return std::nullopt;
   }
+  // A shared store stamps its own clock, the same for every replica.
+  next.stage_started_unix_ms = committed.at_unix_ms;
+  transition.at_unix_ms = committed.at_unix_ms;
   record_ = std::move(next);
   phase_ = phase;
   annotations_ = std::move(annotations);
@@ -430,7 +440,33 @@ std::optional<store::Transition> Controller::advance(std::string trigger, json::
                        std::move(detail), {});
 }
 
-std::optional<store::Transition> Controller::evaluate(const WindowSnapshot& window) {
+const Evaluation& Controller::assess(const WindowSnapshot& window) {
+  if (phase_ == Phase::promoted || phase_ == Phase::rolled_back || phase_ == Phase::aborted) {
+    return last_;
+  }
+  if (phase_ != Phase::shadow) watch_for_change(window);
+  last_ = judge(window);
+  return last_;
+}
+
+bool Controller::adopt(const store::MigrationRecord& record) {
+  if (record.generation == record_.generation) return false;
+  record_ = record;
+  phase_ = phase_named(record_.state).value_or(Phase::paused);
+  annotations_ = parse_object(record_.annotations);
+  seen_requests_ = seen_errors_ = seen_attempts_ = seen_attempt_failures_ = 0;
+  error_change_.reset();
+  attempt_error_change_.reset();
+  return true;
+}
+
+std::optional<store::Transition> Controller::evaluate(const WindowSnapshot& window,
+                                                      std::optional<store::Fence> fence) {
+  fence_ = std::move(fence);
+  struct ClearFence {
+    std::optional<store::Fence>& fence;
+    ~ClearFence() { fence.reset(); }
+  } clear{fence_};
   if (phase_ == Phase::promoted || phase_ == Phase::rolled_back || phase_ == Phase::aborted) {
     return std::nullopt;
   }
@@ -586,6 +622,14 @@ CommandResult Controller::apply(const Command& command) {
       transition = transition_to(Phase::aborted, 0, record_.stage, trigger, std::move(detail),
                                  {{"reason", command.reason.empty() ? "operator abort" : command.reason}});
       break;
+  }
+  if (!transition && last_commit_ == store::CommitResult::stale_generation) {
+    result.http_status = 409;
+    result.error = fmt::format(
+        "generation {} is stale: another replica moved migration '{}' on; read its status and "
+        "decide again",
+        command.expected_generation, settings_.name);
+    return result;
   }
   if (!transition) {
     result.http_status = 500;

@@ -72,13 +72,27 @@ class Controller {
 
   // Loads the stored record and resumes it exactly (phase, weight, stage clock), or starts the
   // migration when none is stored or the candidate's configuration changed. Returns the
-  // transition it journaled, if any. Throws std::runtime_error when the store cannot be written.
-  std::optional<store::Transition> start();
+  // transition it journaled, if any. Throws std::runtime_error when the store cannot be written,
+  // store::StoreUnavailable when a shared store cannot be read. `retried`: internal, set when
+  // another replica wrote the record first.
+  std::optional<store::Transition> start(bool retried = false);
 
-  // Judges the window and moves the migration on when the gates say so.
-  std::optional<store::Transition> evaluate(const WindowSnapshot& window);
+  // Judges the window and moves the migration on when the gates say so. With a fence (fleet
+  // mode), a transition commits only while that lease term is the leader's.
+  std::optional<store::Transition> evaluate(const WindowSnapshot& window,
+                                            std::optional<store::Fence> fence = std::nullopt);
+
+  // Judges the window without moving the migration or writing anything: for a replica that
+  // cannot reach its shared store, whose verdict may only take its own traffic toward the primary.
+  const Evaluation& assess(const WindowSnapshot& window);
 
   CommandResult apply(const Command& command);
+
+  // Takes a record another replica committed (fleet mode), when its generation differs from the
+  // one held. Returns whether anything changed; the engine then publishes the new weight.
+  bool adopt(const store::MigrationRecord& record);
+  // What the store said about the last transition tried.
+  store::CommitResult last_commit() const { return last_commit_; }
 
   const store::MigrationRecord& record() const { return record_; }
   Phase phase() const { return phase_; }
@@ -105,6 +119,9 @@ class Controller {
 
   const config::Migration& settings_;
   store::StateStore& store_;
+  // The leader's fence while evaluate() runs; none for an operator's command or a start.
+  std::optional<store::Fence> fence_;
+  store::CommitResult last_commit_ = store::CommitResult::committed;
   NowMs now_ms_;
   store::MigrationRecord record_;
   Phase phase_ = Phase::shadow;

@@ -62,6 +62,12 @@ struct MigrationEngine::Migration {
 
   std::shared_ptr<MigrationRuntime> runtime;
   Controller controller;
+  // Fleet mode: whether the record has been read (or created) since this replica started.
+  bool resumed = false;
+  // Fleet mode: a breach judged here while the store was unreachable; the candidate's share is
+  // held at 0 on this replica until the record's generation moves.
+  bool local_breach = false;
+  bool record_missing = false;
   asio::steady_timer timer;
   std::unique_ptr<WebhookNotifier> webhooks;
   std::vector<PairSample> window_pairs;
@@ -76,11 +82,19 @@ struct MigrationEngine::Migration {
   std::deque<std::pair<std::int64_t, std::uint64_t>> volume;
 };
 
-MigrationEngine::MigrationEngine(std::shared_ptr<const config::Config> config, unsigned worker_count)
+MigrationEngine::MigrationEngine(std::shared_ptr<const config::Config> config,
+                                 unsigned worker_count)
     : config_(std::move(config)),
       worker_count_(std::max(1u, worker_count)),
-      store_(store::open_sqlite_store(config_->state_store.empty() ? ":memory:" : config_->state_store)),
       guard_(asio::make_work_guard(context_)) {
+  if (config_->redis) {
+    auto shared = store::open_redis_store(*config_->redis, config_->state_store);
+    shared_ = shared.get();
+    store_ = std::move(shared);
+  } else {
+    store_ =
+        store::open_sqlite_store(config_->state_store.empty() ? ":memory:" : config_->state_store);
+  }
   build(config_);
 }
 
@@ -128,15 +142,121 @@ std::shared_ptr<const MigrationRoutes> MigrationEngine::routes() const {
   return routes_;
 }
 
+void MigrationEngine::resume(Migration& migration) {
+  try {
+    if (auto transition = migration.controller.start()) after_transition(migration, *transition);
+    migration.resumed = true;
+    migration.runtime->publish(migration.controller.weight(), migration.controller.shadowing());
+  } catch (const store::StoreUnavailable& e) {
+    // Never judged on a guess: the primary alone until the shared record can be read.
+    migration.resumed = false;
+    migration.runtime->publish(0, false);
+    spdlog::warn(
+        "migration {}: cannot read its shared record ({}); serving the primary only "
+        "until the store answers",
+        migration.controller.settings().name, e.what());
+  }
+  if (shared_) store_up_ = shared_->up();
+}
+
+bool MigrationEngine::holds_lease() const {
+  return term_ && std::chrono::steady_clock::now() < lease_valid_until_;
+}
+
+void MigrationEngine::renew_lease() {
+  if (!shared_) return;
+  // Measured from when the renewal was sent: the lease may have started expiring in Redis then.
+  const auto sent = std::chrono::steady_clock::now();
+  const auto previous = term_;
+  auto term = shared_->hold_lease(term_);
+  if (term) {
+    term_ = term;
+    lease_valid_until_ = sent + config_->redis->lease * 2 / 3;
+    leader_ = config_->redis->replica + "|" + std::to_string(*term);
+    if (term != previous) {
+      spdlog::info("fleet: this replica ({}) leads with term {}; it alone evaluates the gates",
+                   config_->redis->replica, *term);
+    }
+  } else {
+    if (previous) {
+      spdlog::warn("fleet: this replica ({}) lost the lease of term {}; following",
+                   config_->redis->replica, *previous);
+    }
+    term_.reset();
+    if (auto leader = shared_->leader()) leader_ = *leader;
+  }
+  store_up_ = shared_->up();
+  leading_ = holds_lease();
+}
+
+void MigrationEngine::schedule_lease() {
+  if (!shared_) return;
+  const auto interval = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000),
+                                                            config_->redis->lease / 3);
+  lease_timer_->expires_after(interval);
+  lease_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    renew_lease();
+    schedule_lease();
+  });
+}
+
+bool MigrationEngine::follow(Migration& migration) {
+  if (!shared_) return true;
+  if (!migration.resumed) {
+    resume(migration);
+    return migration.resumed;
+  }
+  std::optional<store::MigrationRecord> record;
+  try {
+    record = store_->load(migration.controller.settings().name);
+  } catch (const store::StoreUnavailable&) {
+    store_up_ = false;
+    return false;
+  }
+  store_up_ = true;
+  if (!record) {
+    // Redis lost its data (no AOF, a flush): hold the last weight rather than guess. A replica
+    // that restarts creates the record afresh, and the others follow it.
+    if (!migration.record_missing) {
+      spdlog::error(
+          "migration {}: its shared record is gone from the store (Redis lost its data?); "
+          "holding {} at {:.2f}% until a replica restarts it",
+          migration.controller.settings().name, migration.controller.record().state,
+          migration.controller.weight() * 100);
+    }
+    migration.record_missing = true;
+    return false;
+  }
+  migration.record_missing = false;
+  if (record->config_fingerprint != migration.controller.settings().fingerprint) {
+    // Another replica restarted the migration for a different candidate configuration (a
+    // rolling change): this one holds its weight and judges nothing until it runs that one too.
+    return false;
+  }
+  const auto before = migration.controller.record();
+  if (!migration.controller.adopt(*record)) return true;
+  migration.local_breach = false;
+  spdlog::info("migration {}: following generation {}: {} at {:.2f}% (was generation {}, {})",
+               record->migration, record->generation, record->state, record->weight * 100,
+               before.generation, before.state);
+  migration.runtime->publish(migration.controller.weight(), migration.controller.shadowing());
+  migration.runtime->next_epoch();
+  migration.window_pairs.clear();
+  return true;
+}
+
 void MigrationEngine::start() {
   if (started_) return;
   started_ = true;
-  // Resumed before any worker routes a request, so the first request already sees the weight.
-  for (auto& [name, migration] : migrations_) {
-    if (auto transition = migration->controller.start()) after_transition(*migration, *transition);
-    migration->runtime->publish(migration->controller.weight(), migration->controller.shadowing());
+  if (shared_) {
+    lease_timer_ = std::make_unique<asio::steady_timer>(context_);
+    renew_lease();
   }
+  // Resumed before any worker routes a request, so the first request already sees the weight.
+  for (auto& [name, migration] : migrations_) resume(*migration);
   for (auto& [name, migration] : migrations_) schedule(*migration);
+  schedule_lease();
   thread_ = std::thread([this] {
     for (;;) {
       try {
@@ -155,8 +275,7 @@ void MigrationEngine::reload(std::shared_ptr<const config::Config> config) {
     build(config);
     config_ = config;
     for (auto& [name, migration] : migrations_) {
-      if (auto transition = migration->controller.start()) after_transition(*migration, *transition);
-      migration->runtime->publish(migration->controller.weight(), migration->controller.shadowing());
+      resume(*migration);
       schedule(*migration);
     }
   });
@@ -171,6 +290,11 @@ void MigrationEngine::stop() {
       migration->timer.cancel();
       if (migration->webhooks) migration->webhooks->stop();
     }
+    if (lease_timer_) lease_timer_->cancel();
+    // Handing the lease back lets another replica lead at once instead of after its expiry.
+    if (shared_ && term_) shared_->release_lease(*term_);
+    term_.reset();
+    leading_ = false;
     guard_.reset();
   };
   if (thread_.joinable()) {
@@ -209,8 +333,31 @@ void MigrationEngine::tick(Migration& migration) {
   take_pairs(migration);
   auto window = migration.runtime->collect();
   window.pairs = migration.window_pairs;
-  if (auto transition = migration.controller.evaluate(window)) {
-    after_transition(migration, *transition);
+  if (!shared_) {
+    if (auto transition = migration.controller.evaluate(window))
+      after_transition(migration, *transition);
+  } else if (follow(migration)) {
+    if (holds_lease()) {
+      ++evaluations_;
+      const store::Fence fence{config_->redis->replica, *term_};
+      if (auto transition = migration.controller.evaluate(window, fence)) {
+        after_transition(migration, *transition);
+      } else if (migration.controller.last_commit() == store::CommitResult::stale_generation) {
+        follow(migration);
+      }
+    }
+  } else if (migration.resumed) {
+    // Fail static: judged here only to move this replica's traffic toward the primary.
+    const auto& evaluation = migration.controller.assess(window);
+    if (evaluation.overall == Verdict::fail && !migration.local_breach &&
+        migration.controller.weight() > 0) {
+      migration.local_breach = true;
+      spdlog::warn(
+          "migration {}: gates breached while the store is unreachable; this replica "
+          "sends the candidate nothing until the shared record moves",
+          migration.controller.settings().name);
+      migration.runtime->publish(0, false);
+    }
   }
   const auto now = unix_ms_now();
   if (now - migration.last_point_ms >= kSeriesInterval) {
@@ -360,6 +507,12 @@ AdminReply MigrationEngine::status(const std::string& name) {
         {"annotations", controller.annotations()},
         {"shadowing", controller.shadowing()},
         {"fingerprint", record.config_fingerprint},
+        {"routed_weight", migration.runtime->weight()},
+        {"store", json::object{{"kind", shared_ ? "redis" : "sqlite"},
+                               {"up", store_up_.load()},
+                               {"replica", shared_ ? config_->redis->replica : std::string()},
+                               {"leading", leading_.load()},
+                               {"leader", leader_}}},
         {"evaluation", controller.last_evaluation().to_json()},
         {"shadow", json::object{{"sample_rate", settings.shadow.sample_rate},
                                 {"started", limiter.started()},
@@ -440,7 +593,23 @@ AdminReply MigrationEngine::command(const std::string& name, const Command& comm
     auto found = migrations_.find(name);
     if (found == migrations_.end()) return not_found(name);
     auto& migration = *found->second;
+    if (shared_) {
+      // Decided on the newest shared record: a command from any replica sees every commit.
+      if (!follow(migration)) {
+        return AdminReply{
+            503,
+            json::object{
+                {"error",
+                 json::object{{"message",
+                               "this replica cannot follow the shared record (the store is "
+                               "unreachable, lost the record, or runs another configuration of the "
+                               "migration); nothing changed"},
+                              {"type", "api_error"},
+                              {"code", "store_unavailable"}}}}};
+      }
+    }
     auto result = migration.controller.apply(command);
+    if (result.http_status == 409 && shared_) follow(migration);
     if (result.http_status != 200) {
       const char* code = result.http_status == 409 ? "stale_generation"
                          : result.http_status == 400 ? "invalid_action"
@@ -473,6 +642,14 @@ std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
     ExtraFamily in_flight{"cutover_shadow_in_flight", "Shadow requests waiting on the candidate", Type::Gauge, {}};
     ExtraFamily score_sum{"cutover_shadow_agreement_score_sum", "Sum of the agreement scores of compared pairs", Type::Counter, {}};
     ExtraFamily score_count{"cutover_shadow_agreement_score_count", "Compared shadow pairs", Type::Counter, {}};
+    ExtraFamily store_up{
+        "cutover_store_up", "1 when the state store answered its last command", Type::Gauge, {}};
+    ExtraFamily leader{"cutover_fleet_leader",
+                       "1 when this replica holds the leader's lease (fleet mode)",
+                       Type::Gauge,
+                       {}};
+    store_up.samples.push_back(Sample{{}, store_up_.load() ? 1.0 : 0.0});
+    leader.samples.push_back(Sample{{}, (!shared_ || leading_.load()) ? 1.0 : 0.0});
     for (auto& [name, migration] : migrations_) {
       const auto& record = migration->controller.record();
       const auto& limiter = migration->runtime->shadow_limiter;
@@ -494,10 +671,10 @@ std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
       score_sum.samples.push_back(Sample{{{"migration", name}}, migration->score_sum});
       score_count.samples.push_back(Sample{{{"migration", name}}, static_cast<double>(migration->pairs_compared)});
     }
-    return std::vector<ExtraFamily>{std::move(weight), std::move(phase), std::move(stage),
-                                    std::move(generation), std::move(pairs), std::move(failed),
-                                    std::move(dropped), std::move(in_flight), std::move(score_sum),
-                                    std::move(score_count)};
+    return std::vector<ExtraFamily>{
+        std::move(weight),    std::move(phase),       std::move(stage),    std::move(generation),
+        std::move(pairs),     std::move(failed),      std::move(dropped),  std::move(in_flight),
+        std::move(score_sum), std::move(score_count), std::move(store_up), std::move(leader)};
   });
 }
 
@@ -506,6 +683,14 @@ void MigrationEngine::flush() {
     for (auto& [name, migration] : migrations_) take_pairs(*migration);
     flush_pairs();
   });
+}
+
+double MigrationEngine::routed_weight(const std::string& name) const {
+  auto routes = this->routes();
+  for (const auto& [model, runtime] : *routes) {
+    if (runtime->settings().name == name) return runtime->weight();
+  }
+  return 0;
 }
 
 std::pair<Phase, double> MigrationEngine::phase_of(const std::string& name) {

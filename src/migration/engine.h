@@ -2,17 +2,26 @@
 // gates on a timer (at most every second, 250 ms by default), publishes weights to the workers
 // only after the transition is journaled, stores shadow pairs in batches, and posts transitions
 // to webhooks. Workers never wait for it; the admin API talks to it through a queue.
+//
+// Fleet mode (a Redis state store): every replica reads each migration's record every evaluation
+// and publishes its weight; only the replica holding the leader's lease (renewed about every
+// second on this thread) evaluates the gates, and its transitions commit only while its fencing
+// term is the leader's. Operators' commands commit from any replica by compare-and-set. When Redis
+// cannot be reached a replica keeps the last weight it knew, never advances, and only moves
+// toward the primary (a local breach drops its own candidate share to 0); a replica that starts
+// while Redis is down serves the primary only until it can read the record.
 #pragma once
 
 #include <atomic>
-
 #include <boost/asio.hpp>
 #include <boost/json.hpp>
+#include <chrono>
 #include <functional>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -20,6 +29,7 @@
 #include "migration/controller.h"
 #include "migration/runtime.h"
 #include "observability/metrics.h"
+#include "store/redis_state_store.h"
 #include "store/state_store.h"
 
 namespace cutover::migration {
@@ -69,6 +79,15 @@ class MigrationEngine {
 
   // For tests and the demo: a migration's phase and weight right now.
   std::pair<Phase, double> phase_of(const std::string& name);
+  // The weight the workers route a migration by right now (it differs from the record's while a
+  // replica without its store holds a local breach).
+  double routed_weight(const std::string& name) const;
+
+  // Fleet mode: whether this replica holds the leader's lease, how many gate evaluations it ran
+  // as leader, and whether its shared store answered last. Safe from any thread.
+  bool leading() const { return leading_.load(); }
+  std::uint64_t evaluations() const { return evaluations_.load(); }
+  bool store_up() const { return store_up_.load(); }
 
  private:
   struct Migration;
@@ -77,6 +96,15 @@ class MigrationEngine {
   // Moves the pairs the workers finished into the window and the write queue.
   void take_pairs(Migration& migration);
   void tick(Migration& migration);
+  // Fleet mode: reads the shared record and publishes its weight when another replica moved it.
+  // Returns false when the store cannot be read.
+  bool follow(Migration& migration);
+  // Loads or creates the migration's record and publishes its weight; with a shared store that
+  // cannot be read, the migration serves the primary only and is resumed on a later tick.
+  void resume(Migration& migration);
+  void renew_lease();
+  void schedule_lease();
+  bool holds_lease() const;
   void after_transition(Migration& migration, const store::Transition& transition);
   void flush_pairs();
   boost::json::object series_point(Migration& migration, const WindowSnapshot& window,
@@ -87,6 +115,14 @@ class MigrationEngine {
   std::shared_ptr<const config::Config> config_;
   unsigned worker_count_;
   std::unique_ptr<store::StateStore> store_;
+  // The same object as store_ in fleet mode, else null.
+  store::RedisStateStore* shared_ = nullptr;
+  std::optional<std::int64_t> term_;
+  std::chrono::steady_clock::time_point lease_valid_until_{};
+  std::string leader_;  // "<replica>|<term>" as last read
+  std::atomic<bool> leading_{false};
+  std::atomic<std::uint64_t> evaluations_{0};
+  std::atomic<bool> store_up_{true};
   // Shadow pair counts and agreement scores survive window resets: they are counters.
   boost::asio::io_context context_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
@@ -98,6 +134,7 @@ class MigrationEngine {
   mutable std::mutex routes_mutex_;
   std::shared_ptr<const MigrationRoutes> routes_;
   bool started_ = false;
+  std::unique_ptr<boost::asio::steady_timer> lease_timer_;
   // Set by stop() on the caller's thread, read by the timers on the engine's.
   std::atomic<bool> stopped_{false};
 };

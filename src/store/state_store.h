@@ -2,13 +2,14 @@
 //
 // A transition is committed (journaled and durable) before the new weight is applied, and only
 // when the caller holds the migration's current generation, so two concurrent operator commands
-// cannot interleave. SQLite is the embedded implementation; a Redis one for fleets of replicas
-// comes later behind the same interface. Nothing outside store/ touches SQL.
+// cannot interleave. SQLite is the embedded implementation; Redis (redis_state_store.h) is the
+// one several replicas share. Nothing outside store/ touches SQL or Redis.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -101,7 +102,29 @@ struct UsageRow {
   std::string currency;
 };
 
-enum class CommitResult { committed, stale_generation, failed };
+// not_leader: a fenced commit whose lease term is no longer the current leader's.
+enum class CommitResult { committed, stale_generation, not_leader, failed };
+
+// The leader's lease, as a store shared by several replicas checks it: the replica's name and
+// the fencing term it got when it took the lease.
+struct Fence {
+  std::string replica;
+  std::int64_t term = 0;
+};
+
+struct Committed {
+  CommitResult result = CommitResult::failed;
+  // When the store journaled it: the store's own clock where it has one (Redis), else the
+  // transition's at_unix_ms. The record's stage clock is this time too.
+  std::int64_t at_unix_ms = 0;
+};
+
+// Thrown by load() when the store cannot be reached (a shared store only; SQLite throws nothing
+// but its own errors), so a caller can tell "nothing stored" from "cannot know".
+class StoreUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class StateStore {
  public:
@@ -111,6 +134,14 @@ class StateStore {
   // if the stored generation is `expected_generation` (0 for a migration not stored yet).
   virtual CommitResult commit(const MigrationRecord& next, const Transition& transition,
                               std::int64_t expected_generation) = 0;
+  // commit() as the given writer: with a fence, only while that lease term is the leader's,
+  // checked in the same atomic step (a gate's transition); without, for anyone (an operator's).
+  // Stores without leases ignore the fence.
+  virtual Committed commit_as(const MigrationRecord& next, const Transition& transition,
+                              std::int64_t expected_generation, const std::optional<Fence>& fence) {
+    (void)fence;
+    return {commit(next, transition, expected_generation), transition.at_unix_ms};
+  }
   virtual std::optional<MigrationRecord> load(std::string_view migration) = 0;
   // The newest `limit` transitions, oldest first.
   virtual std::vector<Transition> history(std::string_view migration, std::size_t limit) = 0;

@@ -2,6 +2,7 @@
 // isolation, streamed replay, bypasses, and the header that says which.
 #include <boost/json.hpp>
 
+#include "admin/ctl.h"
 #include "gateway_fixture.h"
 
 namespace cutover::testing {
@@ -10,11 +11,13 @@ namespace {
 namespace json = boost::json;
 
 constexpr char kOtherKey[] = "other-client-secret";
+constexpr char kAdminToken[] = "cache-test-admin-token-0123456789";
 
 class CacheTest : public GatewayTest {
  protected:
   void SetUp() override {
     GatewayOptions options{"    retry: {max_attempts: 1}\n"};
+    options.top_extra = "admin: {listen: 127.0.0.1:0, token_env: ADMIN_TOKEN}\n";
     upstream_ = std::make_unique<simulate::FakeProvider>(simulate::default_reply);
     auto yaml = gateway_yaml(upstream_->base_url(), options);
     // A second client key, and a cache on the route.
@@ -26,6 +29,7 @@ class CacheTest : public GatewayTest {
     auto environment = [](const std::string& name) -> std::optional<std::string> {
       if (name == "CLIENT_KEY") return kClientKey;
       if (name == "OTHER_KEY") return kOtherKey;
+      if (name == "ADMIN_TOKEN") return kAdminToken;
       if (name == "PROVIDER_KEY") return kProviderKey;
       return std::nullopt;
     };
@@ -119,6 +123,59 @@ TEST_F(CacheTest, StatsCountHitsMissesAndWhatWasSaved) {
   EXPECT_GT(stats.tokens_saved, 0u);
   EXPECT_EQ(cache->purge(), 1u);
   EXPECT_EQ(ask(kDeterministic).header("x-cutover-cache"), "miss");
+}
+
+TEST_F(CacheTest, OperatorsSeeAndPurgeTheCache) {
+  ask(kDeterministic);
+  ask(kDeterministic);
+  admin::CtlTarget target{"http://127.0.0.1:" + std::to_string(server_->admin_port()), kAdminToken};
+  std::ostringstream out, error;
+  ASSERT_EQ(admin::run_ctl(target, {"cache"}, out, error), 0) << error.str();
+  EXPECT_NE(out.str().find("HITS"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("gpt-4"), std::string::npos) << out.str();
+  std::ostringstream purged;
+  ASSERT_EQ(admin::run_ctl(target, {"cache", "purge"}, purged, error), 0) << error.str();
+  EXPECT_NE(purged.str().find("purged 1 entries"), std::string::npos) << purged.str();
+  EXPECT_EQ(ask(kDeterministic).header("x-cutover-cache"), "miss");
+}
+
+TEST(CacheDuringCanaryTest, HitsAreNotServedWhileTheCandidateHasAShareIfTheRouteSaysSo) {
+  simulate::FakeProvider primary(simulate::default_reply);
+  simulate::FakeProvider candidate(simulate::default_reply);
+  const std::string yaml =
+      "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\nstate_store: \":memory:\"\n"
+      "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+      "providers:\n"
+      "  primary: {base_url: " + primary.base_url() + ", api_key_env: PROVIDER_KEY, models: {gpt-4: p}}\n"
+      "  candidate: {base_url: " + candidate.base_url() + ", api_key_env: PROVIDER_KEY, models: {gpt-4: c}}\n"
+      "routes:\n  - {models: [gpt-4], provider: primary, cache: {during_canary: false}}\n"
+      "migrations:\n"
+      "  - name: to-candidate\n    models: [gpt-4]\n    primary: primary\n    candidate: candidate\n"
+      "    evaluation_interval: 50ms\n"
+      "    stages: [{weight: 50%, min_duration: 1h, min_requests: 100000}]\n";
+  auto environment = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "CLIENT_KEY") return kClientKey;
+    if (name == "PROVIDER_KEY") return kProviderKey;
+    return std::nullopt;
+  };
+  auto loaded = config::load_from_string(yaml, environment);
+  ASSERT_TRUE(loaded.errors.empty()) << loaded.errors.front();
+  runtime::GatewayServer server(loaded.config);
+  server.start();
+  TestClient client(server.port());
+  // Once the canary's weight is published every deterministic request bypasses the cache.
+  std::string seen;
+  for (int i = 0; i < 100 && seen != "bypass"; ++i) {
+    seen = std::string(client.post("/v1/chat/completions", kDeterministic).header("x-cutover-cache"));
+    if (seen != "bypass") std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(seen, "bypass");
+  for (int i = 0; i < 5; ++i) {
+    auto reply = client.post("/v1/chat/completions", kDeterministic);
+    EXPECT_EQ(reply.status, 200u);
+    EXPECT_EQ(reply.header("x-cutover-cache"), "bypass");
+  }
+  server.shutdown(std::chrono::milliseconds(0));
 }
 
 }  // namespace
