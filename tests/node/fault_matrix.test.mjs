@@ -62,6 +62,7 @@ const maxProviderAttemptsPerClientAttempt = 3; // the gateway's default retry.ma
 // listens) or 'tls' (a healthy fault provider behind a self-signed certificate); `streamShare`:
 // 1 = every request streamed, else a third; `n`: a cap on requests per side; `timeouts`: the
 // faulty provider's gateway timeouts; `neverWorseExempt`: why "through >= direct" does not apply;
+// `clockMargin`: the share of N by which a wall-clock scenario may miss "through >= direct";
 // `throughStatuses`: the only failure classes allowed through the gateway.
 const matrix = [
   { name: 'healthy' },
@@ -95,7 +96,9 @@ const matrix = [
   { name: 'sse_no_trailing_blank', streamShare: 1 },
   { name: 'json_to_stream', streamShare: 1 },
   { name: 'huge_answer', n: 3, concurrency: 3, timeouts: { idle: '5s', total: '60s' } },
-  { name: 'flapping', rate: 4 },
+  // Healthy or failing by the wall clock (2 s each), not by the request's key: the two sides'
+  // attempts land in different phases, so "never worse" holds within a margin of 15 %, not exactly.
+  { name: 'flapping', rate: 4, clockMargin: 0.15 },
   { name: 'connection_refused', scenario: 'healthy', provider: 'refused', concurrency: 10 },
   { name: 'tls_wrong_cert', scenario: 'healthy', provider: 'tls', concurrency: 10 },
   // With a healthy fallback provider the client must see no error at all.
@@ -389,8 +392,10 @@ describe('fault matrix: the OpenAI SDK directly and through cutover', () => {
             `with a healthy fallback ${n - throughSummary.ok} of ${n} requests failed: ${formatOutcomes(throughSummary.outcomes)}`);
         }
         if (!row.neverWorseExempt && directSummary.ok > 0) {
-          check('never_worse_than_direct', throughSummary.ok >= directSummary.ok,
-            `${throughSummary.ok}/${n} succeeded through the gateway, ${directSummary.ok}/${n} directly`);
+          const margin = Math.ceil((row.clockMargin ?? 0) * n);
+          check('never_worse_than_direct', throughSummary.ok + margin >= directSummary.ok,
+            `${throughSummary.ok}/${n} succeeded through the gateway, ${directSummary.ok}/${n} directly` +
+            (margin ? ` (margin ${margin} for a wall-clock scenario)` : ''));
         }
         if (row.throughStatuses) {
           const others = throughFailures.filter((r) => !row.throughStatuses.some((status) => r.outcome.startsWith(status)));
