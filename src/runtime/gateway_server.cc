@@ -226,6 +226,30 @@ std::string GatewayServer::scrape_metrics() const {
       "Client connections answered 503 because limits.max_client_connections were open",
       prometheus::MetricType::Counter,
       {Sample{{}, static_cast<double>(client_connections_->refused())}}};
+  ExtraFamily quota_remaining{"cutover_provider_quota_remaining",
+                              "Requests or tokens an endpoint last reported left before its reset, "
+                              "less the requests sent since",
+                              prometheus::MetricType::Gauge, {}};
+  ExtraFamily quota_exhausted{"cutover_provider_quota_exhausted",
+                              "1 while an endpoint reports its quota spent until a reset ahead",
+                              prometheus::MetricType::Gauge, {}};
+  for (const auto& provider : config->providers) {
+    const auto& quotas = health->provider(provider.name).quotas;
+    for (std::size_t i = 0; i < quotas.size(); ++i) {
+      const auto snapshot = quotas[i]->snapshot(now);
+      if (!snapshot.reported) continue;
+      const std::string endpoint = std::to_string(i);
+      for (const auto& [kind, left] : {std::pair{"requests", snapshot.requests_remaining},
+                                       std::pair{"tokens", snapshot.tokens_remaining}}) {
+        if (!left) continue;
+        quota_remaining.samples.push_back(Sample{
+            {{"provider", provider.name}, {"endpoint", endpoint}, {"kind", kind}},
+            static_cast<double>(*left)});
+      }
+      quota_exhausted.samples.push_back(Sample{{{"provider", provider.name}, {"endpoint", endpoint}},
+                                               snapshot.exhausted ? 1.0 : 0.0});
+    }
+  }
   ExtraFamily cache_requests{"cutover_cache_requests_total",
                              "Requests on routes with a response cache, by result (hit, miss, bypass)",
                              prometheus::MetricType::Counter, {}};
@@ -254,7 +278,8 @@ std::string GatewayServer::scrape_metrics() const {
                                  std::move(budget_requests),  std::move(budget_retries),
                                  std::move(connections_open), std::move(connections_refused),
                                  std::move(cache_requests),   std::move(cache_entries),
-                                 std::move(cache_saved_tokens), std::move(cache_saved_cost)};
+                                 std::move(cache_saved_tokens), std::move(cache_saved_cost),
+                                 std::move(quota_remaining),  std::move(quota_exhausted)};
   if (auto engine = migrations()) {
     for (auto& family : engine->metric_families()) extra.push_back(std::move(family));
   }

@@ -594,6 +594,10 @@ TEST_F(AdminApiTest, QuotasShowWhatEachEndpointReported) {
   EXPECT_TRUE(body.at("quotas").at(1).at("request_limit").is_null()) << "the fallback said nothing";
   auto table = ctl({"quotas"});
   EXPECT_NE(table.find("321/500"), std::string::npos) << table;
+  const auto metrics = admin(http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find(R"(cutover_provider_quota_remaining{endpoint="0",kind="requests",provider="candidate"} 321)"),
+            std::string::npos)
+      << metrics.substr(0, 4000);
 }
 
 }  // namespace
