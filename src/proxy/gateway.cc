@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <functional>
 #include <random>
 #include <unordered_map>
 
@@ -162,13 +163,35 @@ void log_unreadable_answer(std::string_view provider, const upstream::Exchange& 
   suppressed = 0;
 }
 
+// Looks an answer's headers up by name, as the retry and quota parsers take them.
+std::function<std::string_view(std::string_view)> header_lookup(const upstream::Exchange& exchange) {
+  return [&headers = exchange.response()](std::string_view name) {
+    return std::string_view(headers[name]);
+  };
+}
+
+// How long the provider asked to be left alone (Retry-After and its variants), if it said.
+std::optional<resilience::Duration> requested_delay(const upstream::Exchange& exchange) {
+  return resilience::provider_requested_delay(header_lookup(exchange),
+                                              std::chrono::system_clock::now());
+}
+
 // The rate-limit figures an answer carries, whatever its status.
 void record_quota(resilience::QuotaState& quota, const upstream::Exchange& exchange) {
-  const auto& headers = exchange.response();
-  quota.update(resilience::read_quota_headers(
-                   [&headers](std::string_view name) { return std::string_view(headers[name]); },
-                   std::chrono::system_clock::now()),
+  quota.update(resilience::read_quota_headers(header_lookup(exchange), std::chrono::system_clock::now()),
                Clock::now());
+}
+
+// The header of an event stream the gateway sends, with the provider that served it and, on a
+// route with a cache, what the cache did.
+bhttp::response<bhttp::empty_body> event_stream_header(std::string_view provider,
+                                                       std::string_view cache_status) {
+  bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
+  header.set(bhttp::field::content_type, "text/event-stream");
+  header.set(bhttp::field::cache_control, "no-cache");
+  header.set("x-cutover-provider", provider);
+  if (!cache_status.empty()) header.set("x-cutover-cache", cache_status);
+  return header;
 }
 
 AttemptFailure failure_of(upstream::FailureKind kind) {
@@ -516,13 +539,17 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
 asio::awaitable<Gateway::EndpointRuntime*> Gateway::acquire_endpoint(
     ProviderRuntime& provider, RequestContext& context, bool last_option,
     const resilience::RetryPolicy& policy, Refusal& refusal) {
+  // Each pick describes its own refusal afresh; the time waited adds up across them.
+  std::chrono::milliseconds waited{0};
   for (unsigned waits = 0;; ++waits) {
     auto* endpoint = pick_endpoint(provider, context, refusal, true);
+    refusal.waited = waited;
     if (endpoint != nullptr || !last_option) co_return endpoint;
     // A reported quota steers between alternatives; with none left the provider decides, as
     // it would without the gateway (a 429 then throttles as usual).
     if (refusal.quota_exhausted) {
       endpoint = pick_endpoint(provider, context, refusal, false);
+      refusal.waited = waited;
       if (endpoint != nullptr) co_return endpoint;
     }
     const auto now = Clock::now();
@@ -532,7 +559,7 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::acquire_endpoint(
       const bool short_enough = refusal.retry_at - now <= policy.max_retry_after &&
                                 refusal.retry_at < context.deadline;
       if (!short_enough || waits >= policy.max_attempts) co_return nullptr;
-      refusal.waited += std::chrono::duration_cast<std::chrono::milliseconds>(refusal.retry_at - now);
+      waited += std::chrono::duration_cast<std::chrono::milliseconds>(refusal.retry_at - now);
       asio::steady_timer pause(executor_, refusal.retry_at);
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
@@ -790,8 +817,9 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   std::optional<Refusal> final_refusal;
   std::vector<std::string> refusals;
   unsigned attempts = 0;
-  // True only when the last provider had every attempt its policy allows for a failure the
-  // policy retries: only then may the answer tell the SDK not to add retries of its own.
+  // True only when the last provider had every attempt its policy allows, at least the SDK's
+  // own attempts over at least its retry span, for a failure the policy retries: only then may
+  // the answer tell the SDK not to add retries of its own.
   bool retries_exhausted = false;
   auto log_attempt = [&](std::string_view provider, long endpoint, std::string_view result,
                          double ms) {
@@ -1086,10 +1114,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     if (upstream_status == 429 || upstream_status >= 500) {
       outcome.failure = upstream_status == 429 ? AttemptFailure::rate_limited : AttemptFailure::server_error;
       outcome.code = std::to_string(upstream_status);
-      const auto& headers = exchange.response();
-      outcome.provider_delay = resilience::provider_requested_delay(
-          [&headers](std::string_view name) { return std::string_view(headers[name]); },
-          std::chrono::system_clock::now());
+      outcome.provider_delay = requested_delay(exchange);
       co_return outcome;
     }
     // Any other 4xx is about the request itself: passed through unchanged, never retried.
@@ -1227,13 +1252,10 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     events.clear();
     if (out.empty()) continue;
     if (!responder.started()) {
-      bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
-      header.set(bhttp::field::content_type, "text/event-stream");
-      header.set(bhttp::field::cache_control, "no-cache");
-      header.set("x-cutover-provider", provider.name);
-      if (!context.cache_status.empty()) header.set("x-cutover-cache", context.cache_status);
       record.time_to_first_token_ms = milliseconds_since(request.received_at);
-      if (!co_await responder.begin_stream(std::move(header))) break;
+      if (!co_await responder.begin_stream(event_stream_header(provider.name, context.cache_status))) {
+        break;
+      }
     }
     if (context.cache_sink) context.cache_sink->append(out);
     if (!co_await responder.send_chunk(out)) break;
@@ -1326,12 +1348,7 @@ asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
     co_await responder.send(std::move(response));
     co_return;
   }
-  bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
-  header.set(bhttp::field::content_type, "text/event-stream");
-  header.set(bhttp::field::cache_control, "no-cache");
-  header.set("x-cutover-provider", answer.provider);
-  header.set("x-cutover-cache", "hit");
-  if (!co_await responder.begin_stream(std::move(header))) co_return;
+  if (!co_await responder.begin_stream(event_stream_header(answer.provider, "hit"))) co_return;
   if (!co_await responder.send_chunk(answer.body)) co_return;
   co_await responder.end_stream();
 }
@@ -1347,15 +1364,12 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(RequestConte
     events += sse_data(chunk);
   }
   events += sse_data("[DONE]");
-  bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
-  header.set(bhttp::field::content_type, "text/event-stream");
-  header.set(bhttp::field::cache_control, "no-cache");
-  header.set("x-cutover-provider", provider.config->name);
-  if (!context.cache_status.empty()) header.set("x-cutover-cache", context.cache_status);
   if (context.cache_sink) *context.cache_sink = events;
   AttemptOutcome outcome;
   outcome.kind = Kind::client_gone;
-  if (!co_await responder.begin_stream(std::move(header))) co_return outcome;
+  if (!co_await responder.begin_stream(event_stream_header(provider.config->name, context.cache_status))) {
+    co_return outcome;
+  }
   if (!co_await responder.send_chunk(events)) co_return outcome;
   co_await responder.end_stream();
   outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
@@ -1493,11 +1507,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     co_await exchange.read_all(ignored, kMaxErrorBodyBytes);
     side.error = std::to_string(side.status);
     if (side.status == 429) {
-      const auto& headers = exchange.response();
-      const auto delay = resilience::provider_requested_delay(
-          [&headers](std::string_view name) { return std::string_view(headers[name]); },
-          std::chrono::system_clock::now());
-      breaker.on_throttled(permit, Clock::now() + delay.value_or(kDefaultThrottle));
+      breaker.on_throttled(permit, Clock::now() + requested_delay(exchange).value_or(kDefaultThrottle));
     } else if (side.status >= 500) {
       settle(false);
     } else {

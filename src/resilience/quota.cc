@@ -40,10 +40,9 @@ QuotaReading::Dimension read_dimension(
   return dimension;
 }
 
-bool fill_missing(QuotaReading::Dimension& into, const QuotaReading::Dimension& from) {
-  if (!into.empty()) return false;
-  into = from;
-  return true;
+// A relay may send Anthropic's headers instead of OpenAI's: they fill what the first left out.
+void fill_missing(QuotaReading::Dimension& into, const QuotaReading::Dimension& from) {
+  if (into.empty()) into = from;
 }
 
 }  // namespace
