@@ -22,7 +22,11 @@ struct Usage {
   std::int64_t prompt_tokens = 0;
   std::int64_t completion_tokens = 0;
   std::int64_t total_tokens = 0;
+  // Of prompt_tokens: read from the provider's prompt cache, and written to it (Anthropic
+  // prices writes apart; in chat usage cutover carries them as
+  // prompt_tokens_details.cache_creation_tokens).
   std::int64_t cached_prompt_tokens = 0;
+  std::int64_t cache_creation_prompt_tokens = 0;
 };
 
 // Checks what the gateway itself needs of a client request. Returns a message naming the first

@@ -1,0 +1,72 @@
+// The native Anthropic provider dialect: the canonical exchange (an OpenAI chat-completions
+// request) rewritten as a Messages request for a provider with `dialect: anthropic`, and what it
+// answers (a message, or its event stream) normalized back into chat completions and chunks.
+//
+// Pure functions and a per-stream state machine over Boost.JSON values: no I/O, any thread.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "providers/openai_dialect.h"
+
+namespace cutover::providers::anthropic {
+
+inline constexpr std::string_view kDefaultVersion = "2023-06-01";
+inline constexpr std::string_view kMessagesPath = "/messages";
+inline constexpr std::string_view kCountTokensPath = "/messages/count_tokens";
+
+// Rewrites a chat-completions request as a Messages request body for `provider_model`: system
+// and developer messages into `system`, content parts (text, image_url data and https URLs)
+// into blocks, tools and tool_choice, assistant tool_calls into tool_use blocks and tool
+// messages into tool_result blocks (consecutive ones merged into one user turn), stop into
+// stop_sequences, max_tokens / max_completion_tokens (else `default_max_tokens`: Anthropic
+// requires it). Returns a message naming the first field with no equivalent that would change
+// the answer (n > 1, logprobs, ...); the caller answers 400 then.
+std::optional<std::string> to_messages_request(const boost::json::object& chat,
+                                               std::string_view provider_model,
+                                               std::int64_t default_max_tokens, std::string& body);
+
+// Normalizes a Messages response into a chat completion with `identity`'s id, created time
+// and model. Fills `usage` (prompt_tokens include cache reads and writes, as OpenAI's do).
+// Returns a message when the body is not a valid message.
+std::optional<std::string> to_chat_completion(const boost::json::value& message,
+                                              const ResponseIdentity& identity, Usage& usage,
+                                              boost::json::object& completion);
+
+// Turns a Messages event stream into chat-completion chunks, event by event.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(ResponseIdentity identity) : identity_(std::move(identity)) {}
+  // One event's data (its `type` says which event). Appends zero or more chunks; the final
+  // usage chunk (choices empty, usage set) follows the finish chunk when message_delta arrives.
+  // Returns a message when the event is invalid for its place in the stream.
+  std::optional<std::string> on_event(const boost::json::object& data,
+                                      std::vector<boost::json::object>& chunks, Usage& usage);
+  // message_stop was seen: the stream is complete.
+  bool finished() const { return finished_; }
+  // The provider streamed an `error` event: its message (the stream is over).
+  const std::optional<std::string>& provider_error() const { return provider_error_; }
+
+ private:
+  ResponseIdentity identity_;
+  bool finished_ = false;
+  std::optional<std::string> provider_error_;
+  bool role_sent_ = false;
+  int tool_calls_ = 0;          // tool_use blocks seen so far (the chunk's tool_calls index)
+  int current_tool_ = -1;       // tool_calls index of the open tool_use block, -1 otherwise
+  std::int64_t input_tokens_ = 0;
+  std::int64_t cache_read_tokens_ = 0;
+  std::int64_t cache_creation_tokens_ = 0;
+  std::int64_t output_tokens_ = 0;
+};
+
+// Anthropic's stop_reason as a chat finish_reason (end_turn, stop_sequence -> stop;
+// max_tokens -> length; tool_use -> tool_calls; refusal -> content_filter).
+std::string_view finish_reason(std::string_view stop_reason);
+
+}  // namespace cutover::providers::anthropic
