@@ -360,7 +360,7 @@ void parse_prices(Validator& v, const YAML::Node& node, const std::string& path,
     const auto model = entry.first.as<std::string>("");
     const std::string mpath = path + "." + model;
     if (!v.expect_map(entry.second, mpath)) continue;
-    v.reject_unknown_keys(entry.second, mpath, {"input", "cached_input", "output", "currency"});
+    v.reject_unknown_keys(entry.second, mpath, {"input", "cached_input", "cache_write", "output", "currency"});
     Price price;
     auto amount = [&](const char* key, double& target) {
       if (entry.second[key]) {
@@ -371,6 +371,8 @@ void parse_prices(Validator& v, const YAML::Node& node, const std::string& path,
     amount("output", price.output_per_million);
     price.cached_input_per_million = price.input_per_million;
     amount("cached_input", price.cached_input_per_million);
+    price.cache_write_per_million = price.input_per_million;
+    amount("cache_write", price.cache_write_per_million);
     if (entry.second["currency"]) {
       price.currency = v.string_at(entry.second["currency"], mpath + ".currency").value_or("USD");
     }
@@ -405,7 +407,28 @@ void parse_provider(Validator& v, const std::string& name, const YAML::Node& nod
   v.reject_unknown_keys(node, path,
                         {"base_url", "api_key_env", "api_key_file", "no_api_key", "endpoints",
                          "ca_file", "models", "timeouts", "max_connections", "stream_usage",
-                         "retry", "retry_budget", "breaker", "prices"});
+                         "retry", "retry_budget", "breaker", "prices", "dialect",
+                         "anthropic_version", "default_max_tokens"});
+  if (node["dialect"]) {
+    const auto dialect = v.string_at(node["dialect"], path + ".dialect").value_or("openai");
+    if (dialect == "anthropic") {
+      provider.dialect = Dialect::anthropic;
+    } else if (dialect != "openai") {
+      v.error(node["dialect"], path + ".dialect",
+              "must be openai (chat completions) or anthropic (Messages), not '" + dialect + "'");
+    }
+  }
+  if (node["anthropic_version"]) {
+    provider.anthropic_version =
+        v.string_at(node["anthropic_version"], path + ".anthropic_version")
+            .value_or(provider.anthropic_version);
+  }
+  if (node["default_max_tokens"]) {
+    provider.default_max_tokens =
+        v.integer_at<std::int64_t>(node["default_max_tokens"], path + ".default_max_tokens", 1,
+                                   10'000'000)
+            .value_or(provider.default_max_tokens);
+  }
   if (const auto& endpoints = node["endpoints"]) {
     if (node["base_url"] || node["api_key_env"] || node["api_key_file"] || node["no_api_key"]) {
       v.error(node, path,

@@ -56,12 +56,23 @@ struct ProviderEndpoint {
 struct Price {
   double input_per_million = 0;
   double cached_input_per_million = 0;
+  // Tokens written to a provider's prompt cache (Anthropic charges them apart, above input).
+  double cache_write_per_million = 0;
   double output_per_million = 0;
   std::string currency = "USD";
 };
 
+// The wire format a provider speaks: OpenAI's chat completions (with completions and
+// embeddings), or Anthropic's Messages natively.
+enum class Dialect { openai, anthropic };
+
 struct Provider {
   std::string name;
+  Dialect dialect = Dialect::openai;
+  // Sent as anthropic-version to an Anthropic provider unless the client sent its own.
+  std::string anthropic_version = "2023-06-01";
+  // Anthropic requires max_tokens; a request translated from a client that set none gets this.
+  std::int64_t default_max_tokens = 4096;
   // At least one; `base_url` + `api_key_*` at the provider level is the one-endpoint shorthand.
   std::vector<ProviderEndpoint> endpoints;
   std::optional<std::string> ca_file;

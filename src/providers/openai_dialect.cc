@@ -204,6 +204,8 @@ Usage extract_usage(const json::value& value) {
       details != nullptr && details->is_object()) {
     usage.cached_prompt_tokens =
         as_count(details->get_object().if_contains("cached_tokens")).value_or(0);
+    usage.cache_creation_prompt_tokens =
+        as_count(details->get_object().if_contains("cache_creation_tokens")).value_or(0);
   } else if (auto cached = first_count(object, {"cache_read_input_tokens", "cached_tokens"})) {
     usage.cached_prompt_tokens = *cached;
   }
