@@ -505,7 +505,10 @@ Problem decode_sampling(const json::object& request, json::object& chat) {
 Problem decode_messages(const json::object& request, json::array& messages) {
   if (const auto* instructions = present(request, "instructions")) {
     if (!instructions->is_string()) return "'instructions' must be a string";
-    messages.push_back(json::object{{"role", "system"}, {"content", *instructions}});
+    // An empty system message says nothing, and some backends refuse one.
+    if (!instructions->get_string().empty()) {
+      messages.push_back(json::object{{"role", "system"}, {"content", *instructions}});
+    }
   }
   const auto* input = present(request, "input");
   if (input == nullptr) return "'input' is required";
@@ -813,30 +816,31 @@ struct StreamEncoder::State {
     return index;
   }
 
-  void open_part(std::size_t index, bool refusal, std::string& out) {
-    auto& item = items[index];
-    item.parts.push_back(Part{refusal, ""});
+  json::object part_address(std::size_t index) const {
     auto fields = item_address(index);
-    fields["content_index"] = as_index(item.parts.size() - 1);
-    fields["part"] = part_json(item.parts.back());
+    fields["content_index"] = as_index(items[index].parts.size() - 1);
+    return fields;
+  }
+
+  void open_part(std::size_t index, bool refusal, std::string& out) {
+    items[index].parts.push_back(Part{refusal, ""});
+    auto fields = part_address(index);
+    fields["part"] = part_json(items[index].parts.back());
     emit("response.content_part.added", std::move(fields), out);
   }
 
   void close_part(std::size_t index, std::string& out) {
-    const auto& item = items[index];
-    const auto& part = item.parts.back();
-    auto fields = item_address(index);
-    fields["content_index"] = as_index(item.parts.size() - 1);
+    const auto& part = items[index].parts.back();
+    auto done = part_address(index);
     if (part.refusal) {
-      fields["refusal"] = part.text;
-      emit("response.refusal.done", fields, out);
+      done["refusal"] = part.text;
+      emit("response.refusal.done", std::move(done), out);
     } else {
-      fields["text"] = part.text;
-      fields["logprobs"] = json::array();
-      emit("response.output_text.done", fields, out);
-      fields.erase("logprobs");
+      done["text"] = part.text;
+      done["logprobs"] = json::array();
+      emit("response.output_text.done", std::move(done), out);
     }
-    fields.erase(part.refusal ? "refusal" : "text");
+    auto fields = part_address(index);
     fields["part"] = part_json(part);
     emit("response.content_part.done", std::move(fields), out);
   }
@@ -873,11 +877,8 @@ struct StreamEncoder::State {
       close_part(*open_message, out);
       open_part(*open_message, refusal, out);
     }
-    auto& item = items[*open_message];
-    auto& part = item.parts.back();
-    part.text += delta;
-    auto fields = item_address(*open_message);
-    fields["content_index"] = as_index(item.parts.size() - 1);
+    items[*open_message].parts.back().text += delta;
+    auto fields = part_address(*open_message);
     fields["delta"] = delta;
     if (!refusal) fields["logprobs"] = json::array();
     emit(refusal ? "response.refusal.delta" : "response.output_text.delta", std::move(fields), out);

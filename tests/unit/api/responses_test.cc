@@ -38,6 +38,8 @@ TEST(ResponsesRequestTest, StringInputAndInstructionsBecomeSystemThenUser) {
                                                  {"role":"user","content":"Hi"}])"));
   EXPECT_FALSE(chat.contains("stream"));
   EXPECT_FALSE(chat.contains("tools"));
+  chat = chat_of(R"({"model":"gpt-x","instructions":"","input":"Hi"})");
+  EXPECT_EQ(chat.at("messages"), json::parse(R"([{"role":"user","content":"Hi"}])"));
 }
 
 TEST(ResponsesRequestTest, MessageItemsKeepRolesAndContent) {
