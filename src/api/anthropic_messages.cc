@@ -72,8 +72,8 @@ std::string member(std::string_view path, std::string_view name) {
 
 // The first field of `object` outside `known`, refused by name: the Messages API itself rejects
 // unknown fields, so a field here is one this gateway cannot honour.
-Problem check_known_fields(const json::object& object, std::initializer_list<std::string_view> known,
-                           std::string_view path) {
+Problem check_known_fields(const json::object& object,
+                           std::initializer_list<std::string_view> known, std::string_view path) {
   for (const auto& field : object) {
     if (std::find(known.begin(), known.end(), field.key()) == known.end()) {
       return unsupported(member(path, field.key()),
@@ -117,7 +117,8 @@ Problem append_text_block(const json::value& value, std::string_view path, std::
   if (type_of(block) != "text") {
     return unsupported(member(path, "type"), "only text blocks are supported here");
   }
-  if (auto problem = check_known_fields(block, {"type", "text", "cache_control", "citations"}, path)) {
+  if (auto problem =
+          check_known_fields(block, {"type", "text", "cache_control", "citations"}, path)) {
     return problem;
   }
   const auto* piece = string_field(block, "text");
@@ -184,8 +185,9 @@ Problem decode_document(const json::object& block, std::string_view path, json::
           block, {"type", "source", "title", "context", "citations", "cache_control"}, path)) {
     return problem;
   }
-  if (const auto* citations = block.if_contains("citations"); citations != nullptr &&
-      citations->is_object() && citations->get_object().contains("enabled") &&
+  if (const auto* citations = block.if_contains("citations");
+      citations != nullptr && citations->is_object() &&
+      citations->get_object().contains("enabled") &&
       citations->get_object().at("enabled") == true) {
     return unsupported(member(path, "citations"), "citations cannot be produced by chat models");
   }
@@ -227,7 +229,8 @@ Problem decode_tool_result(const json::object& block, std::string_view path, jso
   const auto* tool_use_id = string_field(block, "tool_use_id");
   if (tool_use_id == nullptr) return field_required(member(path, "tool_use_id"));
   std::string text;
-  if (const auto* content = block.if_contains("content"); content == nullptr || content->is_null()) {
+  if (const auto* content = block.if_contains("content");
+      content == nullptr || content->is_null()) {
   } else if (content->is_string()) {
     text = content->get_string();
   } else if (content->is_array()) {
@@ -252,7 +255,8 @@ Problem decode_tool_result(const json::object& block, std::string_view path, jso
       is_error != nullptr && is_error->is_bool() && is_error->get_bool()) {
     text = text.empty() ? "Error" : "Error: " + text;
   }
-  tools.push_back(json::object{{"role", "tool"}, {"tool_call_id", *tool_use_id}, {"content", text}});
+  tools.push_back(
+      json::object{{"role", "tool"}, {"tool_call_id", *tool_use_id}, {"content", text}});
   return std::nullopt;
 }
 
@@ -294,8 +298,8 @@ Problem decode_user_turn(const json::array& blocks, std::string_view path, json:
 }
 
 Problem decode_tool_use(const json::object& block, std::string_view path, json::array& calls) {
-  if (auto problem = check_known_fields(block, {"type", "id", "name", "input", "cache_control"},
-                                        path)) {
+  if (auto problem =
+          check_known_fields(block, {"type", "id", "name", "input", "cache_control"}, path)) {
     return problem;
   }
   const auto* id = string_field(block, "id");
@@ -438,13 +442,15 @@ Problem decode_tool_choice(const json::value& value, json::object& chat) {
 Problem decode_thinking(const json::value& value, json::object& chat) {
   if (!value.is_object()) return unsupported("thinking", "must be an object");
   const auto& thinking = value.get_object();
-  if (auto problem = check_known_fields(thinking, {"type", "budget_tokens", "display"}, "thinking")) {
+  if (auto problem =
+          check_known_fields(thinking, {"type", "budget_tokens", "display"}, "thinking")) {
     return problem;
   }
   const auto type = type_of(thinking);
   // Adaptive thinking lets the model decide: the upstream's default effort is the equivalent.
   if (type == "disabled" || type == "adaptive") return std::nullopt;
-  if (type != "enabled") return unsupported("thinking.type", "must be enabled, disabled or adaptive");
+  if (type != "enabled")
+    return unsupported("thinking.type", "must be enabled, disabled or adaptive");
   const auto* budget_value = thinking.if_contains("budget_tokens");
   if (budget_value == nullptr) return field_required("thinking.budget_tokens");
   const auto budget = as_integer(*budget_value);
@@ -457,7 +463,8 @@ Problem decode_output_format(const json::value& value, std::string_view path, js
   if (!value.is_object()) return unsupported(path, "must be an object");
   const auto& format = value.get_object();
   if (auto problem = check_known_fields(format, {"type", "schema"}, path)) return problem;
-  if (type_of(format) != "json_schema") return unsupported(member(path, "type"), "must be json_schema");
+  if (type_of(format) != "json_schema")
+    return unsupported(member(path, "type"), "must be json_schema");
   const auto* schema = format.if_contains("schema");
   if (schema == nullptr || !schema->is_object()) return field_required(member(path, "schema"));
   chat["response_format"] = json::object{
@@ -566,7 +573,8 @@ std::optional<std::string> to_chat_request(const json::object& request, json::ob
   const auto* history = request.if_contains("messages");
   if (history == nullptr) return field_required("messages");
   if (!history->is_array()) return unsupported("messages", "must be an array");
-  if (history->get_array().empty()) return unsupported("messages", "at least one message is required");
+  if (history->get_array().empty())
+    return unsupported("messages", "at least one message is required");
   if (auto problem = decode_sampling(request, chat)) return problem;
 
   json::array messages;
@@ -575,6 +583,10 @@ std::optional<std::string> to_chat_request(const json::object& request, json::ob
   }
   for (std::size_t i = 0; i < history->get_array().size(); ++i) {
     if (auto problem = decode_message(history->get_array()[i], i, messages)) return problem;
+  }
+  // Only thinking-only assistant turns can vanish; a chat request needs something to answer.
+  if (messages.empty()) {
+    return unsupported("messages", "no message is left once thinking blocks are dropped");
   }
   chat["messages"] = std::move(messages);
   for (const auto& [name, decode] : kOptionalFields) {
@@ -709,8 +721,8 @@ json::array tool_use_blocks(const json::object& message, std::string_view messag
         {"id", valid_tool_id(id != nullptr ? std::string_view(*id) : std::string_view(),
                              tool_call_suffix(message_id, i))},
         {"name", name != nullptr ? std::string_view(*name) : std::string_view()},
-        {"input", tool_input(arguments != nullptr ? std::string_view(*arguments)
-                                                  : std::string_view())}});
+        {"input",
+         tool_input(arguments != nullptr ? std::string_view(*arguments) : std::string_view())}});
   }
   return blocks;
 }
@@ -723,7 +735,8 @@ json::object to_message(const json::object& completion, std::string_view id,
   const auto* choice = first_choice(completion);
   const json::object* message = &kNoMessage;
   if (choice != nullptr) {
-    if (const auto* value = choice->if_contains("message"); value != nullptr && value->is_object()) {
+    if (const auto* value = choice->if_contains("message");
+        value != nullptr && value->is_object()) {
       message = &value->get_object();
     }
   }
@@ -737,7 +750,8 @@ json::object to_message(const json::object& completion, std::string_view id,
   outcome.has_tool_calls = !tools.empty();
   outcome.refused = !refusal.empty();
   if (choice != nullptr) {
-    if (const auto* finish = string_field(*choice, "finish_reason")) outcome.finish_reason = *finish;
+    if (const auto* finish = string_field(*choice, "finish_reason"))
+      outcome.finish_reason = *finish;
     outcome.stop_sequence = matched_stop_sequence(*choice);
   }
   for (auto& block : tools) content.push_back(std::move(block));
@@ -750,10 +764,10 @@ json::object to_message(const json::object& completion, std::string_view id,
       {"model", client_model},
       {"content", std::move(content)},
       {"stop_reason", reason},
-      {"stop_sequence", reason == "stop_sequence" ? json::value(outcome.stop_sequence)
-                                                  : json::value(nullptr)},
+      {"stop_sequence",
+       reason == "stop_sequence" ? json::value(outcome.stop_sequence) : json::value(nullptr)},
       {"usage", usage_object(usage != nullptr ? anthropic_usage(*usage).value_or(AnthropicUsage{})
-                                               : AnthropicUsage{})}};
+                                              : AnthropicUsage{})}};
 }
 
 // The stream, for a client's accumulator (the SDKs' MessageStream): message_start, then blocks
@@ -771,12 +785,14 @@ void emit(std::string& out, std::string_view event, const json::object& data) {
 }
 
 void emit_delta(std::string& out, int block, json::object delta) {
-  emit(out, "content_block_delta",
-       json::object{{"type", "content_block_delta"}, {"index", block}, {"delta", std::move(delta)}});
+  emit(
+      out, "content_block_delta",
+      json::object{{"type", "content_block_delta"}, {"index", block}, {"delta", std::move(delta)}});
 }
 
 void emit_json_delta(std::string& out, int block, std::string_view partial_json) {
-  emit_delta(out, block, json::object{{"type", "input_json_delta"}, {"partial_json", partial_json}});
+  emit_delta(out, block,
+             json::object{{"type", "input_json_delta"}, {"partial_json", partial_json}});
 }
 
 }  // namespace
@@ -796,7 +812,8 @@ void StreamEncoder::start(std::string& out) {
                        {"stop_reason", nullptr},
                        {"stop_sequence", nullptr},
                        {"usage", usage_object(AnthropicUsage{})}};
-  emit(out, "message_start", json::object{{"type", "message_start"}, {"message", std::move(message)}});
+  emit(out, "message_start",
+       json::object{{"type", "message_start"}, {"message", std::move(message)}});
   emit(out, "ping", json::object{{"type", "ping"}});
 }
 
@@ -860,22 +877,25 @@ void StreamEncoder::on_tool_call_piece(const json::object& piece, std::string& o
   if (const auto* value = piece.if_contains("function"); value != nullptr && value->is_object()) {
     function = &value->get_object();
   }
+  const auto* id = string_field(piece, "id");
+  retire_if_reused(index, id != nullptr ? std::string_view(*id) : std::string_view(), out);
   auto [position, inserted] = tool_calls_.try_emplace(index);
   auto& call = position->second;
   if (inserted) {
     close_open_block(out);
     call.block = open_block_ = next_block_++;
     open_tool_index_ = index;
-    const auto* id = string_field(piece, "id");
+    if (id != nullptr) call.id = *id;
     const auto* name = function != nullptr ? string_field(*function, "name") : nullptr;
     json::object block{
         {"type", "tool_use"},
         {"id", valid_tool_id(id != nullptr ? std::string_view(*id) : std::string_view(),
-                             id_ + "_" + std::to_string(index))},
+                             id_ + "_" + std::to_string(call.block))},
         {"name", name != nullptr ? std::string_view(*name) : std::string_view()},
         {"input", json::object{}}};
     emit(out, "content_block_start",
-         json::object{{"type", "content_block_start"}, {"index", call.block},
+         json::object{{"type", "content_block_start"},
+                      {"index", call.block},
                       {"content_block", std::move(block)}});
   }
   const auto* arguments = function != nullptr ? string_field(*function, "arguments") : nullptr;
@@ -892,6 +912,16 @@ void StreamEncoder::on_tool_call_piece(const json::object& piece, std::string& o
   } else {
     call.late += *streamable;
   }
+}
+
+// Some relays number every call 0 and tell them apart only by id: a new id at a known index is
+// a new call, and the old one keeps its block (and any late pieces) under retired_calls_.
+void StreamEncoder::retire_if_reused(std::int64_t index, std::string_view id, std::string& out) {
+  const auto known = tool_calls_.find(index);
+  if (known == tool_calls_.end() || id.empty() || id == known->second.id) return;
+  if (open_tool_index_ == index) close_open_block(out);
+  retired_calls_.push_back(std::move(known->second));
+  tool_calls_.erase(known);
 }
 
 std::optional<std::string> StreamEncoder::accept_arguments(ToolCall& call, std::string_view piece) {
@@ -929,7 +959,8 @@ void StreamEncoder::close_open_block(std::string& out) {
       emit_json_delta(out, call.block, json::serialize(json::object{{"_raw", call.arguments}}));
     }
   }
-  emit(out, "content_block_stop", json::object{{"type", "content_block_stop"}, {"index", open_block_}});
+  emit(out, "content_block_stop",
+       json::object{{"type", "content_block_stop"}, {"index", open_block_}});
   open_block_ = -1;
   open_tool_index_ = -1;
 }
@@ -947,12 +978,15 @@ void StreamEncoder::finish(std::string& out) {
   if (finished_) return;
   start(out);
   close_open_block(out);
+  for (const auto& call : retired_calls_) {
+    if (!call.late.empty()) emit_json_delta(out, call.block, call.late);
+  }
   for (const auto& [index, call] : tool_calls_) {
     if (!call.late.empty()) emit_json_delta(out, call.block, call.late);
   }
   StopOutcome outcome;
   outcome.finish_reason = finish_reason_;
-  outcome.has_tool_calls = !tool_calls_.empty();
+  outcome.has_tool_calls = !tool_calls_.empty() || !retired_calls_.empty();
   outcome.refused = refused_;
   outcome.stop_sequence = stop_sequence_;
   const auto reason = stop_reason(outcome);
@@ -962,8 +996,8 @@ void StreamEncoder::finish(std::string& out) {
   const AnthropicUsage usage{input_tokens_, output_tokens_, cache_read_tokens_,
                              cache_creation_tokens_};
   emit(out, "message_delta",
-       json::object{{"type", "message_delta"}, {"delta", std::move(delta)},
-                    {"usage", usage_object(usage)}});
+       json::object{
+           {"type", "message_delta"}, {"delta", std::move(delta)}, {"usage", usage_object(usage)}});
   emit(out, "message_stop", json::object{{"type", "message_stop"}});
   finished_ = true;
 }
@@ -978,15 +1012,23 @@ void StreamEncoder::fail(unsigned status, std::string_view message, std::string&
 
 std::string_view error_type(unsigned status) {
   switch (status) {
-    case 400: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
+    case 400:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "request_too_large";
+    case 429:
+      return "rate_limit_error";
     case 503:
-    case 529: return "overloaded_error";
-    default: break;
+    case 529:
+      return "overloaded_error";
+    default:
+      break;
   }
   return status >= 400 && status < 500 ? "invalid_request_error" : "api_error";
 }
@@ -1002,23 +1044,38 @@ namespace {
 
 bool is_anthropic_error_type(std::string_view type) {
   static constexpr std::array<std::string_view, 10> kTypes{
-      "invalid_request_error", "authentication_error", "billing_error", "permission_error",
-      "not_found_error",       "request_too_large",    "rate_limit_error", "timeout_error",
-      "api_error",             "overloaded_error"};
+      "invalid_request_error", "authentication_error", "billing_error",
+      "permission_error",      "not_found_error",      "request_too_large",
+      "rate_limit_error",      "timeout_error",        "api_error",
+      "overloaded_error"};
   return std::find(kTypes.begin(), kTypes.end(), type) != kTypes.end();
 }
 
 std::string generic_message(unsigned status) {
   std::string_view what = "the upstream service failed";
   switch (status) {
-    case 400: what = "the request was rejected"; break;
-    case 401: what = "authentication failed"; break;
-    case 403: what = "permission denied"; break;
-    case 404: what = "not found"; break;
-    case 413: what = "the request is too large"; break;
-    case 429: what = "rate limit exceeded"; break;
+    case 400:
+      what = "the request was rejected";
+      break;
+    case 401:
+      what = "authentication failed";
+      break;
+    case 403:
+      what = "permission denied";
+      break;
+    case 404:
+      what = "not found";
+      break;
+    case 413:
+      what = "the request is too large";
+      break;
+    case 429:
+      what = "rate limit exceeded";
+      break;
     case 503:
-    case 529: what = "the service is overloaded"; break;
+    case 529:
+      what = "the service is overloaded";
+      break;
     default:
       if (status >= 400 && status < 500) what = "the request was rejected";
   }

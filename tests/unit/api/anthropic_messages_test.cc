@@ -30,7 +30,9 @@ std::string refusal(std::string_view request) {
 
 constexpr std::string_view kHead = R"("model":"claude-sonnet-4-5","max_tokens":1024,)";
 
-std::string request(std::string_view rest) { return "{" + std::string(kHead) + std::string(rest) + "}"; }
+std::string request(std::string_view rest) {
+  return "{" + std::string(kHead) + std::string(rest) + "}";
+}
 
 // ---------------------------------------------------------------- request
 
@@ -52,9 +54,11 @@ TEST(AnthropicRequestTest, RequiredFieldsUseAnthropicWording) {
 }
 
 TEST(AnthropicRequestTest, SystemStringOrBlocksBecomesTheFirstMessage) {
-  auto chat = decode(request(R"("system":"Be brief.","messages":[{"role":"user","content":"hi"}])"));
+  auto chat =
+      decode(request(R"("system":"Be brief.","messages":[{"role":"user","content":"hi"}])"));
   EXPECT_EQ(chat.at("messages").at(0), json::parse(R"({"role":"system","content":"Be brief."})"));
-  chat = decode(request(R"("system":[{"type":"text","text":"A","cache_control":{"type":"ephemeral"}},
+  chat =
+      decode(request(R"("system":[{"type":"text","text":"A","cache_control":{"type":"ephemeral"}},
       {"type":"text","text":"B"}],"messages":[{"role":"user","content":"hi"}])"));
   EXPECT_EQ(chat.at("messages").at(0), json::parse(R"({"role":"system","content":"A\n\nB"})"));
   EXPECT_EQ(chat.at("messages").as_array().size(), 2u);
@@ -72,7 +76,8 @@ TEST(AnthropicRequestTest, UserBlocksBecomeParts) {
 }
 
 TEST(AnthropicRequestTest, SingleTextBlockBecomesAString) {
-  auto chat = decode(request(R"("messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}])"));
+  auto chat =
+      decode(request(R"("messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}])"));
   EXPECT_EQ(chat.at("messages").at(0), json::parse(R"({"role":"user","content":"hi"})"));
 }
 
@@ -83,7 +88,8 @@ TEST(AnthropicRequestTest, PlainTextDocumentsPassTheirText) {
       {"type":"document","source":{"type":"content","content":[{"type":"text","text":"P1"},
        {"type":"text","text":"P2"}]}},
       {"type":"text","text":"Summarize"}]}])"));
-  EXPECT_EQ(chat.at("messages").at(0).at("content"), json::parse(R"([{"type":"text","text":"The doc."},
+  EXPECT_EQ(chat.at("messages").at(0).at("content"),
+            json::parse(R"([{"type":"text","text":"The doc."},
       {"type":"text","text":"P1\n\nP2"},{"type":"text","text":"Summarize"}])"));
 }
 
@@ -93,21 +99,24 @@ TEST(AnthropicRequestTest, RefusesWhatHasNoEquivalentByPath) {
             "messages[0].content[1].type: a document without a plain-text source has no "
             "chat-completions equivalent");
   EXPECT_NE(refusal(request(R"("messages":[{"role":"user","content":[{"type":"image",
-      "source":{"type":"file","file_id":"file_1"}}]}])")).find("messages[0].content[0].source.type"),
+      "source":{"type":"file","file_id":"file_1"}}]}])"))
+                .find("messages[0].content[0].source.type"),
             std::string::npos);
   EXPECT_NE(refusal(request(R"("messages":[{"role":"user","content":[{"type":"document",
       "source":{"type":"text","data":"x"},"citations":{"enabled":true}}]}])"))
                 .find("messages[0].content[0].citations"),
             std::string::npos);
   EXPECT_NE(refusal(request(R"("messages":[{"role":"assistant","content":[{"type":"server_tool_use",
-      "id":"s","name":"web_search","input":{}}]}])")).find("messages[0].content[0].type"),
+      "id":"s","name":"web_search","input":{}}]}])"))
+                .find("messages[0].content[0].type"),
             std::string::npos);
   EXPECT_NE(refusal(request(R"("messages":[{"role":"user","content":[{"type":"tool_use","id":"a",
-      "name":"f","input":{}}]}])")).find("not supported in user turns"),
+      "name":"f","input":{}}]}])"))
+                .find("not supported in user turns"),
             std::string::npos);
   for (auto field : {"mcp_servers", "container", "context_management", "frobnicate"}) {
-    auto message = refusal(request(std::string("\"") + field +
-                                   R"(":{},"messages":[{"role":"user","content":"hi"}])"));
+    auto message = refusal(
+        request(std::string("\"") + field + R"(":{},"messages":[{"role":"user","content":"hi"}])"));
     EXPECT_EQ(message.rfind(field, 0), 0u) << message;
   }
 }
@@ -168,7 +177,8 @@ TEST(AnthropicRequestTest, ToolsAndToolChoice) {
       {R"({"type":"auto"})", R"("auto")"},
       {R"({"type":"any"})", R"("required")"},
       {R"({"type":"none"})", R"("none")"},
-      {R"({"type":"tool","name":"weather"})", R"({"type":"function","function":{"name":"weather"}})"},
+      {R"({"type":"tool","name":"weather"})",
+       R"({"type":"function","function":{"name":"weather"}})"},
   };
   for (const auto& [choice, expected] : cases) {
     chat = decode(request(tools + R"("tool_choice":)" + choice +
@@ -187,12 +197,15 @@ TEST(AnthropicRequestTest, ToolsAndToolChoice) {
 
 TEST(AnthropicRequestTest, ServerToolsAndSchemalessToolsAreRefused) {
   EXPECT_EQ(refusal(request(R"("tools":[{"type":"web_search_20250305","name":"web_search"}],
-      "messages":[{"role":"user","content":"hi"}])")).rfind("tools[0].type: server tools", 0),
+      "messages":[{"role":"user","content":"hi"}])"))
+                .rfind("tools[0].type: server tools", 0),
             0u);
-  EXPECT_EQ(refusal(request(R"("tools":[{"name":"f"}],"messages":[{"role":"user","content":"hi"}])")),
-            "tools[0].input_schema: field required");
+  EXPECT_EQ(
+      refusal(request(R"("tools":[{"name":"f"}],"messages":[{"role":"user","content":"hi"}])")),
+      "tools[0].input_schema: field required");
   EXPECT_EQ(refusal(request(R"("tool_choice":{"type":"sometimes"},
-      "messages":[{"role":"user","content":"hi"}])")).rfind("tool_choice.type", 0),
+      "messages":[{"role":"user","content":"hi"}])"))
+                .rfind("tool_choice.type", 0),
             0u);
 }
 
@@ -214,11 +227,13 @@ TEST(AnthropicRequestTest, SamplingStreamAndMetadata) {
 TEST(AnthropicRequestTest, ThinkingAndOutputConfigMapToReasoningAndResponseFormat) {
   const std::pair<int, const char*> budgets[] = {{1024, "low"}, {8000, "medium"}, {32000, "high"}};
   for (const auto& [budget, effort] : budgets) {
-    auto chat = decode(request(R"("thinking":{"type":"enabled","budget_tokens":)" +
-                               std::to_string(budget) + R"(},"messages":[{"role":"user","content":"hi"}])"));
+    auto chat =
+        decode(request(R"("thinking":{"type":"enabled","budget_tokens":)" + std::to_string(budget) +
+                       R"(},"messages":[{"role":"user","content":"hi"}])"));
     EXPECT_EQ(chat.at("reasoning_effort"), effort) << budget;
   }
-  auto chat = decode(request(R"("thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}])"));
+  auto chat = decode(
+      request(R"("thinking":{"type":"disabled"},"messages":[{"role":"user","content":"hi"}])"));
   EXPECT_FALSE(chat.contains("reasoning_effort"));
   chat = decode(request(R"("thinking":{"type":"enabled","budget_tokens":1024},
       "output_config":{"effort":"max","format":{"type":"json_schema","schema":{"type":"object"}}},
@@ -226,40 +241,54 @@ TEST(AnthropicRequestTest, ThinkingAndOutputConfigMapToReasoningAndResponseForma
   EXPECT_EQ(chat.at("reasoning_effort"), "high");
   EXPECT_EQ(chat.at("response_format"), json::parse(R"({"type":"json_schema","json_schema":
       {"name":"response","schema":{"type":"object"},"strict":true}})"));
-  EXPECT_EQ(refusal(request(R"("thinking":{"type":"enabled"},"messages":[{"role":"user","content":"hi"}])")),
+  EXPECT_EQ(refusal(request(
+                R"("thinking":{"type":"enabled"},"messages":[{"role":"user","content":"hi"}])")),
             "thinking.budget_tokens: field required");
 }
 
 TEST(AnthropicRequestTest, BadInputGetsAMessageNamingTheField) {
   const std::pair<const char*, const char*> cases[] = {
-      {R"({"model":"m","max_tokens":"9","messages":[{"role":"user","content":"hi"}]})", "max_tokens:"},
-      {R"({"model":"m","max_tokens":1e300,"messages":[{"role":"user","content":"hi"}]})", "max_tokens:"},
-      {R"({"model":"m","max_tokens":0,"messages":[{"role":"user","content":"hi"}]})", "max_tokens:"},
+      {R"({"model":"m","max_tokens":"9","messages":[{"role":"user","content":"hi"}]})",
+       "max_tokens:"},
+      {R"({"model":"m","max_tokens":1e300,"messages":[{"role":"user","content":"hi"}]})",
+       "max_tokens:"},
+      {R"({"model":"m","max_tokens":0,"messages":[{"role":"user","content":"hi"}]})",
+       "max_tokens:"},
       {R"({"model":7,"max_tokens":9,"messages":[]})", "model:"},
       {R"({"model":"m","max_tokens":9,"messages":{}})", "messages:"},
       {R"({"model":"m","max_tokens":9,"messages":[]})", "messages:"},
       {R"({"model":"m","max_tokens":9,"messages":[3]})", "messages[0]:"},
-      {R"({"model":"m","max_tokens":9,"messages":[{"role":"system","content":"x"}]})", "messages[0].role:"},
+      {R"({"model":"m","max_tokens":9,"messages":[{"role":"system","content":"x"}]})",
+       "messages[0].role:"},
       {R"({"model":"m","max_tokens":9,"messages":[{"role":"user"}]})", "messages[0].content:"},
-      {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":5}]})", "messages[0].content:"},
-      {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":[]}]})", "messages[0].content:"},
-      {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":["x"]}]})", "messages[0].content[0]:"},
+      {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":5}]})",
+       "messages[0].content:"},
+      {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":[]}]})",
+       "messages[0].content:"},
+      {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":["x"]}]})",
+       "messages[0].content[0]:"},
       {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":[{"type":"text","text":5}]}]})",
        "messages[0].content[0].text:"},
       {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":[{"text":"x"}]}]})",
        "messages[0].content[0].type:"},
       {R"({"model":"m","max_tokens":9,"messages":[{"role":"assistant","content":[{"type":"tool_use",
-          "id":"a","name":"f","input":"{}"}]}]})", "messages[0].content[0].input:"},
+          "id":"a","name":"f","input":"{}"}]}]})",
+       "messages[0].content[0].input:"},
       {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":[{"type":"tool_result"}]}]})",
        "messages[0].content[0].tool_use_id:"},
       {R"({"model":"m","max_tokens":9,"messages":[{"role":"user","content":[{"type":"tool_result",
-          "tool_use_id":"a","content":[{"type":"document"}]}]}]})", "messages[0].content[0].content[0].type:"},
-      {R"({"model":"m","max_tokens":9,"temperature":"hot","messages":[{"role":"user","content":"x"}]})", "temperature:"},
-      {R"({"model":"m","max_tokens":9,"stream":"yes","messages":[{"role":"user","content":"x"}]})", "stream:"},
-      {R"({"model":"m","max_tokens":9,"system":5,"messages":[{"role":"user","content":"x"}]})", "system:"},
+          "tool_use_id":"a","content":[{"type":"document"}]}]}]})",
+       "messages[0].content[0].content[0].type:"},
+      {R"({"model":"m","max_tokens":9,"temperature":"hot","messages":[{"role":"user","content":"x"}]})",
+       "temperature:"},
+      {R"({"model":"m","max_tokens":9,"stream":"yes","messages":[{"role":"user","content":"x"}]})",
+       "stream:"},
+      {R"({"model":"m","max_tokens":9,"system":5,"messages":[{"role":"user","content":"x"}]})",
+       "system:"},
       {R"({"model":"m","max_tokens":9,"system":[{"type":"image"}],"messages":[{"role":"user","content":"x"}]})",
        "system[0].type:"},
-      {R"({"model":"m","max_tokens":9,"tools":{},"messages":[{"role":"user","content":"x"}]})", "tools:"},
+      {R"({"model":"m","max_tokens":9,"tools":{},"messages":[{"role":"user","content":"x"}]})",
+       "tools:"},
       {R"({"model":"m","max_tokens":9,"tools":[{"name":"f","input_schema":[]}],"messages":[{"role":"user","content":"x"}]})",
        "tools[0].input_schema:"},
       {R"({"model":"m","max_tokens":9,"stop_sequences":[1],"messages":[{"role":"user","content":"x"}]})",
@@ -276,7 +305,8 @@ TEST(AnthropicRequestTest, BadInputGetsAMessageNamingTheField) {
 }
 
 TEST(AnthropicRequestTest, IntegralDoubleMaxTokensIsAccepted) {
-  auto chat = decode(R"({"model":"m","max_tokens":512.0,"messages":[{"role":"user","content":"x"}]})");
+  auto chat =
+      decode(R"({"model":"m","max_tokens":512.0,"messages":[{"role":"user","content":"x"}]})");
   EXPECT_EQ(chat.at("max_tokens"), 512);
 }
 
@@ -287,8 +317,9 @@ json::object completion(std::string_view message, std::string_view finish,
                             "total_tokens":120,"prompt_tokens_details":{"cached_tokens":30,
                             "cache_creation_tokens":10}})") {
   return parse_object(R"({"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-x",
-      "choices":[{"index":0,"message":)" + std::string(message) + R"(,"finish_reason":")" +
-                      std::string(finish) + R"("}],"usage":)" + std::string(usage) + "}");
+      "choices":[{"index":0,"message":)" +
+                      std::string(message) + R"(,"finish_reason":")" + std::string(finish) +
+                      R"("}],"usage":)" + std::string(usage) + "}");
 }
 
 TEST(AnthropicResponseTest, TextMessageWithUsageExcludingCachedTokens) {
@@ -307,7 +338,8 @@ TEST(AnthropicResponseTest, ToolCallsBecomeToolUseBlocksAndForceToolUse) {
         "arguments":"{\"cmd\":\"ls\"}"}},
       {"id":"","type":"function","function":{"name":"noargs","arguments":""}},
       {"id":"c3","type":"function","function":{"name":"broken","arguments":"{\"a\":"}},
-      {"id":"c4","type":"function","function":{"name":"list","arguments":"[1,2]"}}]})", "stop"),
+      {"id":"c4","type":"function","function":{"name":"list","arguments":"[1,2]"}}]})",
+                                       "stop"),
                             "msg_1", "claude");
   EXPECT_EQ(message.at("content"), json::parse(R"([
       {"type":"tool_use","id":"functions_Bash_0","name":"Bash","input":{"cmd":"ls"}},
@@ -319,16 +351,19 @@ TEST(AnthropicResponseTest, ToolCallsBecomeToolUseBlocksAndForceToolUse) {
 
 TEST(AnthropicResponseTest, FinishReasonsMapToStopReasons) {
   const std::pair<const char*, const char*> cases[] = {
-      {"stop", "end_turn"},           {"length", "max_tokens"}, {"tool_calls", "tool_use"},
+      {"stop", "end_turn"},          {"length", "max_tokens"}, {"tool_calls", "tool_use"},
       {"content_filter", "refusal"}, {"weird", "end_turn"},
   };
   for (const auto& [finish, reason] : cases) {
-    auto message = to_message(completion(R"({"role":"assistant","content":"x"})", finish), "m", "c");
+    auto message =
+        to_message(completion(R"({"role":"assistant","content":"x"})", finish), "m", "c");
     EXPECT_EQ(message.at("stop_reason"), reason) << finish;
   }
   // A truncated call must not be run: length wins over the tool call.
   auto cut = to_message(completion(R"({"role":"assistant","content":null,"tool_calls":[{"id":"a",
-      "type":"function","function":{"name":"f","arguments":"{\"x"}}]})", "length"), "m", "c");
+      "type":"function","function":{"name":"f","arguments":"{\"x"}}]})",
+                                   "length"),
+                        "m", "c");
   EXPECT_EQ(cut.at("stop_reason"), "max_tokens");
 }
 
@@ -341,8 +376,8 @@ TEST(AnthropicResponseTest, RelayStopStringBecomesStopSequence) {
 }
 
 TEST(AnthropicResponseTest, RefusalBecomesTextAndRefusal) {
-  auto message = to_message(completion(R"({"role":"assistant","content":null,"refusal":"I can't."})",
-                                       "stop"), "m", "c");
+  auto message = to_message(
+      completion(R"({"role":"assistant","content":null,"refusal":"I can't."})", "stop"), "m", "c");
   EXPECT_EQ(message.at("content"), json::parse(R"([{"type":"text","text":"I can't."}])"));
   EXPECT_EQ(message.at("stop_reason"), "refusal");
 }
@@ -388,7 +423,8 @@ std::vector<Event> parse_events(std::string_view sse) {
     const auto data = frame.substr(newline + 1);
     EXPECT_EQ(data.rfind("data: ", 0), 0u) << frame;
     event.data = json::parse(data.substr(6)).as_object();
-    EXPECT_EQ(event.data.at("type"), json::value(event.name)) << "data.type must repeat the event name";
+    EXPECT_EQ(event.data.at("type"), json::value(event.name))
+        << "data.type must repeat the event name";
     events.push_back(std::move(event));
   }
   return events;
@@ -435,8 +471,8 @@ json::object accumulate(const std::vector<Event>& events) {
       if (delta.at("type") == "text_delta") {
         EXPECT_EQ(block.at("type"), "text");
         EXPECT_EQ(index, open) << "text delta for a closed block";
-        block["text"] = std::string(block.at("text").as_string()) +
-                        std::string(delta.at("text").as_string());
+        block["text"] =
+            std::string(block.at("text").as_string()) + std::string(delta.at("text").as_string());
       } else {
         EXPECT_EQ(delta.at("type"), "input_json_delta");
         EXPECT_EQ(block.at("type"), "tool_use");
@@ -477,10 +513,12 @@ std::string run_stream(StreamEncoder& encoder, std::initializer_list<std::string
 
 std::string delta_chunk(std::string_view delta, std::string_view finish = "null") {
   return R"({"id":"c","object":"chat.completion.chunk","created":1,"model":"g","choices":[{"index":0,
-      "delta":)" + std::string(delta) + R"(,"finish_reason":)" + std::string(finish) + "}]}";
+      "delta":)" +
+         std::string(delta) + R"(,"finish_reason":)" + std::string(finish) + "}]}";
 }
 
-const std::string kUsageChunk = R"({"id":"c","object":"chat.completion.chunk","created":1,"model":"g",
+const std::string kUsageChunk =
+    R"({"id":"c","object":"chat.completion.chunk","created":1,"model":"g",
     "choices":[],"usage":{"prompt_tokens":50,"completion_tokens":7,"total_tokens":57,
     "prompt_tokens_details":{"cached_tokens":20,"cache_creation_tokens":5}}})";
 
@@ -496,10 +534,10 @@ TEST(AnthropicStreamTest, TextStreamMatchesAnthropicsEventOrder) {
   EXPECT_EQ(out.size(), before_usage) << "the finish and usage chunks emit nothing by themselves";
   encoder.finish(out);
   auto events = parse_events(out);
-  EXPECT_EQ(names(events), (std::vector<std::string>{
-                               "message_start", "ping", "content_block_start", "content_block_delta",
-                               "content_block_delta", "content_block_stop", "message_delta",
-                               "message_stop"}));
+  EXPECT_EQ(names(events),
+            (std::vector<std::string>{"message_start", "ping", "content_block_start",
+                                      "content_block_delta", "content_block_delta",
+                                      "content_block_stop", "message_delta", "message_stop"}));
   EXPECT_EQ(events[0].data.at("message"), json::parse(R"({"id":"msg_1","type":"message",
       "role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,
       "stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0,"cache_read_input_tokens":0,
@@ -519,24 +557,26 @@ TEST(AnthropicStreamTest, TextStreamMatchesAnthropicsEventOrder) {
 
 TEST(AnthropicStreamTest, TextThenParallelToolCalls) {
   StreamEncoder encoder("msg_1", "c");
-  auto out = run_stream(encoder, {
-      delta_chunk(R"({"role":"assistant","content":"Let me check."})"),
-      delta_chunk(R"({"tool_calls":[{"index":0,"id":"call_a","type":"function",
+  auto out = run_stream(
+      encoder,
+      {
+          delta_chunk(R"({"role":"assistant","content":"Let me check."})"),
+          delta_chunk(R"({"tool_calls":[{"index":0,"id":"call_a","type":"function",
           "function":{"name":"weather","arguments":""}}]})"),
-      delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]})"),
-      delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]})"),
-      delta_chunk(R"({"tool_calls":[{"index":1,"id":"call_b","type":"function",
+          delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]})"),
+          delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]})"),
+          delta_chunk(R"({"tool_calls":[{"index":1,"id":"call_b","type":"function",
           "function":{"name":"time","arguments":"{}"}}]})"),
-      delta_chunk(R"({})", R"("tool_calls")"),
-      kUsageChunk,
-  });
+          delta_chunk(R"({})", R"("tool_calls")"),
+          kUsageChunk,
+      });
   auto events = parse_events(out);
-  EXPECT_EQ(names(events), (std::vector<std::string>{
-                               "message_start", "ping", "content_block_start", "content_block_delta",
-                               "content_block_stop", "content_block_start", "content_block_delta",
-                               "content_block_delta", "content_block_stop", "content_block_start",
-                               "content_block_delta", "content_block_stop", "message_delta",
-                               "message_stop"}));
+  EXPECT_EQ(names(events),
+            (std::vector<std::string>{
+                "message_start", "ping", "content_block_start", "content_block_delta",
+                "content_block_stop", "content_block_start", "content_block_delta",
+                "content_block_delta", "content_block_stop", "content_block_start",
+                "content_block_delta", "content_block_stop", "message_delta", "message_stop"}));
   EXPECT_EQ(events[5].data, json::parse(R"({"type":"content_block_start","index":1,
       "content_block":{"type":"tool_use","id":"call_a","name":"weather","input":{}}})"));
   EXPECT_EQ(events[6].data.at("delta"), json::parse(R"({"type":"input_json_delta",
@@ -550,11 +590,14 @@ TEST(AnthropicStreamTest, TextThenParallelToolCalls) {
 
 TEST(AnthropicStreamTest, TextAfterAToolCallOpensANewTextBlock) {
   StreamEncoder encoder("m", "c");
-  auto message = accumulate(parse_events(run_stream(encoder, {
-      delta_chunk(R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]})"),
-      delta_chunk(R"({"content":"done"})"),
-      delta_chunk(R"({})", R"("stop")"),
-  })));
+  auto message = accumulate(parse_events(run_stream(
+      encoder,
+      {
+          delta_chunk(
+              R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{}"}}]})"),
+          delta_chunk(R"({"content":"done"})"),
+          delta_chunk(R"({})", R"("stop")"),
+      })));
   EXPECT_EQ(message.at("content"), json::parse(R"([
       {"type":"tool_use","id":"a","name":"f","input":{}},{"type":"text","text":"done"}])"));
   EXPECT_EQ(message.at("stop_reason"), "tool_use") << "a tool call forces tool_use over stop";
@@ -562,21 +605,42 @@ TEST(AnthropicStreamTest, TextAfterAToolCallOpensANewTextBlock) {
 
 TEST(AnthropicStreamTest, InterleavedCallsSendLatePiecesBeforeMessageDelta) {
   StreamEncoder encoder("m", "c");
-  auto events = parse_events(run_stream(encoder, {
-      delta_chunk(R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{\"x\":"}},
+  auto events = parse_events(run_stream(
+      encoder,
+      {
+          delta_chunk(
+              R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{\"x\":"}},
                                     {"index":1,"id":"b","function":{"name":"g","arguments":"{\"y\":"}}]})"),
-      delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"1}"}},
+          delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"1}"}},
                                     {"index":1,"function":{"arguments":"2}"}}]})"),
-      delta_chunk(R"({})", R"("tool_calls")"),
-  }));
+          delta_chunk(R"({})", R"("tool_calls")"),
+      }));
   // Call 0's block closed when call 1 began; its late "1}" goes to block 0 before message_delta.
   ASSERT_GE(events.size(), 4u);
   const auto& late = events[events.size() - 3];
   EXPECT_EQ(late.data, json::parse(R"({"type":"content_block_delta","index":0,
       "delta":{"type":"input_json_delta","partial_json":"1}"}})"));
   auto message = accumulate(events);
-  EXPECT_EQ(message.at("content"), json::parse(R"([{"type":"tool_use","id":"a","name":"f","input":{"x":1}},
+  EXPECT_EQ(message.at("content"),
+            json::parse(R"([{"type":"tool_use","id":"a","name":"f","input":{"x":1}},
       {"type":"tool_use","id":"b","name":"g","input":{"y":2}}])"));
+}
+
+TEST(AnthropicStreamTest, ANewIdAtAReusedIndexIsANewCall) {
+  StreamEncoder encoder("m", "c");
+  auto message = accumulate(parse_events(run_stream(
+      encoder,
+      {
+          delta_chunk(
+              R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{\"x\":"}}]})"),
+          delta_chunk(R"({"tool_calls":[{"index":0,"id":"a","function":{"arguments":"1}"}}]})"),
+          delta_chunk(
+              R"({"tool_calls":[{"index":0,"id":"b","function":{"name":"g","arguments":"{}"}}]})"),
+          delta_chunk(R"({})", R"("tool_calls")"),
+      })));
+  EXPECT_EQ(message.at("content"),
+            json::parse(R"([{"type":"tool_use","id":"a","name":"f","input":{"x":1}},
+      {"type":"tool_use","id":"b","name":"g","input":{}}])"));
 }
 
 TEST(AnthropicStreamTest, FinishWithoutChunksIsACompleteEmptyMessage) {
@@ -584,8 +648,8 @@ TEST(AnthropicStreamTest, FinishWithoutChunksIsACompleteEmptyMessage) {
   std::string out;
   encoder.finish(out);
   auto events = parse_events(out);
-  EXPECT_EQ(names(events), (std::vector<std::string>{"message_start", "ping", "message_delta",
-                                                     "message_stop"}));
+  EXPECT_EQ(names(events),
+            (std::vector<std::string>{"message_start", "ping", "message_delta", "message_stop"}));
   auto message = accumulate(events);
   EXPECT_TRUE(message.at("content").as_array().empty());
   EXPECT_EQ(message.at("stop_reason"), "end_turn");
@@ -597,29 +661,34 @@ TEST(AnthropicStreamTest, FinishWithoutChunksIsACompleteEmptyMessage) {
 
 TEST(AnthropicStreamTest, ContentAndFinishInOneChunk) {
   StreamEncoder encoder("m", "c");
-  auto message = accumulate(parse_events(run_stream(encoder, {
-      delta_chunk(R"({"role":"assistant","content":"All of it"})", R"("length")"),
-  })));
+  auto message = accumulate(parse_events(run_stream(
+      encoder, {
+                   delta_chunk(R"({"role":"assistant","content":"All of it"})", R"("length")"),
+               })));
   EXPECT_EQ(message.at("content"), json::parse(R"([{"type":"text","text":"All of it"}])"));
   EXPECT_EQ(message.at("stop_reason"), "max_tokens");
 }
 
 TEST(AnthropicStreamTest, ArgumentsThatAreNotAnObjectArriveAsRaw) {
   StreamEncoder encoder("m", "c");
-  auto message = accumulate(parse_events(run_stream(encoder, {
-      delta_chunk(R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"  "}}]})"),
-      delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"ls -la"}}]})"),
-      delta_chunk(R"({})", R"("tool_calls")"),
-  })));
+  auto message = accumulate(parse_events(run_stream(
+      encoder,
+      {
+          delta_chunk(
+              R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"  "}}]})"),
+          delta_chunk(R"({"tool_calls":[{"index":0,"function":{"arguments":"ls -la"}}]})"),
+          delta_chunk(R"({})", R"("tool_calls")"),
+      })));
   EXPECT_EQ(message.at("content").at(0).at("input"), json::parse(R"({"_raw":"  ls -la"})"));
 }
 
 TEST(AnthropicStreamTest, ArgumentsThatBreakAfterStreamingFailTheStream) {
   StreamEncoder encoder("m", "c");
   std::string out;
-  encoder.on_chunk(parse_object(delta_chunk(
-                       R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{\"a\":1}"}}]})")),
-                   out);
+  encoder.on_chunk(
+      parse_object(delta_chunk(
+          R"({"tool_calls":[{"index":0,"id":"a","function":{"name":"f","arguments":"{\"a\":1}"}}]})")),
+      out);
   encoder.on_chunk(parse_object(delta_chunk(
                        R"({"tool_calls":[{"index":0,"function":{"arguments":"{\"b\":2}"}}]})")),
                    out);
@@ -632,10 +701,13 @@ TEST(AnthropicStreamTest, ArgumentsThatBreakAfterStreamingFailTheStream) {
 
 TEST(AnthropicStreamTest, ToolIdsAreMadeValid) {
   StreamEncoder encoder("msg_9", "c");
-  auto message = accumulate(parse_events(run_stream(encoder, {
-      delta_chunk(R"({"tool_calls":[{"index":0,"id":"functions.Bash:0","function":{"name":"Bash"}}]})"),
-      delta_chunk(R"({"tool_calls":[{"index":1,"function":{"name":"Read"}}]})"),
-  })));
+  auto message = accumulate(parse_events(run_stream(
+      encoder,
+      {
+          delta_chunk(
+              R"({"tool_calls":[{"index":0,"id":"functions.Bash:0","function":{"name":"Bash"}}]})"),
+          delta_chunk(R"({"tool_calls":[{"index":1,"function":{"name":"Read"}}]})"),
+      })));
   EXPECT_EQ(message.at("content").at(0).at("id"), "functions_Bash_0");
   EXPECT_EQ(message.at("content").at(1).at("id"), "toolu_msg_9_1");
   EXPECT_EQ(message.at("stop_reason"), "tool_use");
@@ -643,8 +715,8 @@ TEST(AnthropicStreamTest, ToolIdsAreMadeValid) {
 
 TEST(AnthropicStreamTest, RefusalAndStopSequence) {
   StreamEncoder refused("m", "c");
-  auto message = accumulate(parse_events(run_stream(refused, {
-      delta_chunk(R"({"refusal":"No."})"), delta_chunk(R"({})", R"("stop")")})));
+  auto message = accumulate(parse_events(run_stream(
+      refused, {delta_chunk(R"({"refusal":"No."})"), delta_chunk(R"({})", R"("stop")")})));
   EXPECT_EQ(message.at("stop_reason"), "refusal");
   EXPECT_EQ(message.at("content"), json::parse(R"([{"type":"text","text":"No."}])"));
   StreamEncoder stopped("m", "c");
@@ -674,13 +746,15 @@ TEST(AnthropicStreamTest, FailSendsAnErrorEventOnce) {
 
 TEST(AnthropicStreamTest, BadChunksNeverBreakTheStream) {
   StreamEncoder encoder("m", "c");
-  auto message = accumulate(parse_events(run_stream(encoder, {
-      R"({"choices":"x"})", R"({"choices":[7,{"index":0,"delta":5}]})",
-      R"({"choices":[{"index":0,"delta":{"content":7,"tool_calls":[1,{"index":"z"},
+  auto message = accumulate(parse_events(run_stream(
+      encoder, {
+                   R"({"choices":"x"})",
+                   R"({"choices":[7,{"index":0,"delta":5}]})",
+                   R"({"choices":[{"index":0,"delta":{"content":7,"tool_calls":[1,{"index":"z"},
           {"index":0,"function":"f"}]}}],"usage":"lots"})",
-      R"({"choices":[{"index":1,"delta":{"content":"other choice"}}]})",
-      R"({"usage":{"prompt_tokens":1e300}})",
-  })));
+                   R"({"choices":[{"index":1,"delta":{"content":"other choice"}}]})",
+                   R"({"usage":{"prompt_tokens":1e300}})",
+               })));
   EXPECT_EQ(message.at("type"), "message");
 }
 
@@ -688,10 +762,18 @@ TEST(AnthropicStreamTest, BadChunksNeverBreakTheStream) {
 
 TEST(AnthropicErrorTest, ErrorTypeByStatus) {
   const std::pair<unsigned, const char*> cases[] = {
-      {400, "invalid_request_error"}, {401, "authentication_error"}, {403, "permission_error"},
-      {404, "not_found_error"},       {413, "request_too_large"},    {429, "rate_limit_error"},
-      {503, "overloaded_error"},      {529, "overloaded_error"},     {500, "api_error"},
-      {502, "api_error"},             {504, "api_error"},            {422, "invalid_request_error"},
+      {400, "invalid_request_error"},
+      {401, "authentication_error"},
+      {403, "permission_error"},
+      {404, "not_found_error"},
+      {413, "request_too_large"},
+      {429, "rate_limit_error"},
+      {503, "overloaded_error"},
+      {529, "overloaded_error"},
+      {500, "api_error"},
+      {502, "api_error"},
+      {504, "api_error"},
+      {422, "invalid_request_error"},
   };
   for (const auto& [status, type] : cases) EXPECT_EQ(error_type(status), type) << status;
 }
@@ -704,22 +786,29 @@ TEST(AnthropicErrorTest, ErrorBody) {
 }
 
 TEST(AnthropicErrorTest, ErrorBodyFromOpenAiAnthropicAndGarbage) {
-  EXPECT_EQ(json::parse(error_body_from(R"({"error":{"message":"Rate limit reached","type":"requests",
-      "code":"rate_limit_exceeded"}})", 429, "req")),
-            json::parse(R"({"type":"error","error":{"type":"rate_limit_error",
+  EXPECT_EQ(
+      json::parse(error_body_from(R"({"error":{"message":"Rate limit reached","type":"requests",
+      "code":"rate_limit_exceeded"}})",
+                                  429, "req")),
+      json::parse(R"({"type":"error","error":{"type":"rate_limit_error",
       "message":"Rate limit reached"},"request_id":"req"})"));
   EXPECT_EQ(json::parse(error_body_from(R"({"type":"error","error":{"type":"billing_error",
-      "message":"Credit balance too low"},"request_id":"req_up"})", 400, "")),
+      "message":"Credit balance too low"},"request_id":"req_up"})",
+                                        400, "")),
             json::parse(R"({"type":"error","error":{"type":"billing_error",
       "message":"Credit balance too low"},"request_id":"req_up"})"));
   // An OpenAI `type` is not Anthropic's: the status decides.
-  EXPECT_EQ(json::parse(error_body_from(R"({"error":{"message":"m","type":"server_error"}})", 502, ""))
-                .at("error").at("type"),
-            "api_error");
-  EXPECT_EQ(json::parse(error_body_from(R"({"error":"bad key"})", 401, "")).at("error").at("message"),
-            "bad key");
-  EXPECT_EQ(json::parse(error_body_from(R"({"message":"gone"})", 404, "")).at("error").at("message"),
-            "gone");
+  EXPECT_EQ(
+      json::parse(error_body_from(R"({"error":{"message":"m","type":"server_error"}})", 502, ""))
+          .at("error")
+          .at("type"),
+      "api_error");
+  EXPECT_EQ(
+      json::parse(error_body_from(R"({"error":"bad key"})", 401, "")).at("error").at("message"),
+      "bad key");
+  EXPECT_EQ(
+      json::parse(error_body_from(R"({"message":"gone"})", 404, "")).at("error").at("message"),
+      "gone");
   for (auto garbage : {"<html>502 Bad Gateway</html>", "", "[1,2]", R"({"error":{"message":5}})"}) {
     auto body = json::parse(error_body_from(garbage, 503, "r"));
     EXPECT_EQ(body.at("error").at("type"), "overloaded_error") << garbage;
