@@ -304,6 +304,12 @@ TEST(AnthropicRequestTest, BadInputGetsAMessageNamingTheField) {
   }
 }
 
+TEST(AnthropicRequestTest, AHistoryOfOnlyThinkingIsRefused) {
+  EXPECT_EQ(refusal(request(R"("messages":[{"role":"assistant","content":[
+      {"type":"thinking","thinking":"x","signature":"s"}]}])")),
+            "messages: no message is left once thinking blocks are dropped");
+}
+
 TEST(AnthropicRequestTest, IntegralDoubleMaxTokensIsAccepted) {
   auto chat =
       decode(R"({"model":"m","max_tokens":512.0,"messages":[{"role":"user","content":"x"}]})");
@@ -742,6 +748,16 @@ TEST(AnthropicStreamTest, FailSendsAnErrorEventOnce) {
   EXPECT_EQ(events.back().data, json::parse(R"({"type":"error","error":{"type":"overloaded_error",
       "message":"upstream overloaded"}})"));
   EXPECT_EQ(names(events).size(), 5u) << "message_start, ping, block start, delta, error";
+}
+
+TEST(AnthropicStreamTest, FailBeforeAnyChunkIsJustTheErrorEvent) {
+  StreamEncoder encoder("m", "c");
+  std::string out;
+  encoder.fail(502, "upstream closed", out);
+  auto events = parse_events(out);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].data, json::parse(R"({"type":"error","error":{"type":"api_error",
+      "message":"upstream closed"}})"));
 }
 
 TEST(AnthropicStreamTest, BadChunksNeverBreakTheStream) {
