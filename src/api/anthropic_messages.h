@@ -10,9 +10,12 @@
 
 #include <boost/json.hpp>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cutover::api::anthropic {
 
@@ -45,15 +48,39 @@ class StreamEncoder {
   void fail(unsigned status, std::string_view message, std::string& out);
 
  private:
-  struct State;
+  // One chat tool call (by its tool_calls index) and the tool_use block that carries it.
+  struct ToolCall {
+    enum class Shape { pending, object, raw };  // pending: only whitespace seen so far
+    int block = -1;
+    std::string id;         // as the provider sent it
+    std::string arguments;  // every piece received, for the raw fallback
+    std::string late;       // pieces received after the block closed, sent before message_delta
+    Shape shape = Shape::pending;
+    std::unique_ptr<boost::json::stream_parser> validator;  // set once the shape is object
+  };
+
+  void start(std::string& out);
+  void open_text_block(std::string& out);
+  void on_text(std::string_view text, std::string& out);
+  void on_tool_call_piece(const boost::json::object& piece, std::string& out);
+  void retire_if_reused(std::int64_t index, std::string_view id, std::string& out);
+  // Feeds one argument piece to `call`; returns what may be streamed now, nullopt when the
+  // arguments stopped being JSON after part of them was streamed.
+  std::optional<std::string> accept_arguments(ToolCall& call, std::string_view piece);
+  void close_open_block(std::string& out);
+  void record_usage(const boost::json::value& usage);
+
   std::string id_;
   std::string client_model_;
   bool started_ = false;
-  int open_block_ = -1;         // index of the open content block, -1 when none
-  int open_tool_index_ = -1;    // the chat tool_calls index the open tool_use block carries
+  int open_block_ = -1;                // index of the open content block, -1 when none
+  std::int64_t open_tool_index_ = -1;  // the chat tool_calls index the open tool_use block carries
   int next_block_ = 0;
-  std::string stop_reason_;
-  bool saw_tool_call_ = false;
+  std::string finish_reason_;  // the chat finish reason, held until finish()
+  std::string stop_sequence_;  // the stop string a vLLM-style relay reported, if any
+  bool refused_ = false;       // the model streamed a refusal
+  std::map<std::int64_t, ToolCall> tool_calls_;  // by chat tool_calls index
+  std::vector<ToolCall> retired_calls_;          // calls whose index a later call reused
   std::int64_t input_tokens_ = 0;
   std::int64_t output_tokens_ = 0;
   std::int64_t cache_read_tokens_ = 0;
