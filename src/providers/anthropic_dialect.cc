@@ -974,9 +974,10 @@ std::optional<std::string> StreamDecoder::on_block_delta(const json::object& dat
   const auto& d = delta->get_object();
   const bool is_text = type->get_string() == "text_delta";
   const bool is_json = type->get_string() == "input_json_delta";
-  if (!is_text && !is_json) return std::nullopt;  // thinking, signature, citations, later types
-  if (is_text != (block->kind == BlockKind::text) ||
-      is_json != (block->kind == BlockKind::tool_use)) {
+  // Thinking, signature and citation deltas, later delta types, and whatever streams into a
+  // block this decoder ignores carry nothing a chat client can hold.
+  if ((!is_text && !is_json) || block->kind == BlockKind::ignored) return std::nullopt;
+  if (is_text != (block->kind == BlockKind::text)) {
     return std::string(type->get_string()) + " for block " + std::to_string(*index) +
            " of another type";
   }
