@@ -20,9 +20,9 @@
 //   because clamping changes how random the answer is without telling anyone.
 // - reasoning_effort enables extended thinking with a budget per level (kThinkingBudgets).
 //   Anthropic counts thinking inside max_tokens and wants max_tokens above the budget: a
-//   client's max is kept and the budget lowered under it (never below Anthropic's minimum of
-//   1024); without a client max the default grows by the budget, so the visible answer keeps
-//   its room. Thinking is not enabled when the request continues a tool loop (its last turn
+//   client's max is kept and the budget held to half of it (never below Anthropic's minimum of
+//   1024, so a max of 1024 or less is refused); without a client max the default grows by the
+//   budget, so the visible answer keeps its room. Thinking is not enabled when the request continues a tool loop (its last turn
 //   holds tool results for the previous assistant turn): Anthropic then requires that turn's
 //   signed thinking blocks, which chat completions cannot carry back.
 // - response_format json_schema becomes `output_config.format` (Anthropic's structured outputs);
@@ -433,12 +433,12 @@ Problem translate_limits(const json::object& chat, std::int64_t default_max_toke
   if (auto problem = thinking_conflicts(body)) return problem;
   if (!max_tokens) {
     max_tokens = default_max_tokens + budget;
-  } else if (*max_tokens <= budget) {
-    if (*max_tokens <= kMinThinkingBudget) {
-      return "'reasoning_effort' needs a max_completion_tokens above " +
-             std::to_string(kMinThinkingBudget) + " on an Anthropic provider";
-    }
-    budget = *max_tokens - 1;
+  } else if (*max_tokens <= kMinThinkingBudget) {
+    return "'reasoning_effort' needs a max_completion_tokens above " +
+           std::to_string(kMinThinkingBudget) + " on an Anthropic provider";
+  } else {
+    // Thinking may take at most half of the client's max, so the answer keeps the other half.
+    budget = std::max(kMinThinkingBudget, std::min(budget, *max_tokens / 2));
   }
   body["max_tokens"] = *max_tokens;
   body["thinking"] = json::object{{"type", "enabled"}, {"budget_tokens", budget}};

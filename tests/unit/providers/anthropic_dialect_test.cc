@@ -298,7 +298,9 @@ TEST(ToMessagesRequestTest, ReasoningEffortEnablesThinkingWithABudgetUnderMaxTok
   }
   auto capped = translate(with_hello(R"("reasoning_effort":"high","max_completion_tokens":5000)"));
   EXPECT_EQ(capped.at("max_tokens"), 5000);
-  EXPECT_EQ(capped.at("thinking").at("budget_tokens"), 4999);
+  EXPECT_EQ(capped.at("thinking").at("budget_tokens"), 2500);  // half, the answer keeps the rest
+  auto tight = translate(with_hello(R"("reasoning_effort":"medium","max_tokens":1500)"));
+  EXPECT_EQ(tight.at("thinking").at("budget_tokens"), 1024);  // Anthropic's minimum
   auto roomy = translate(with_hello(R"("reasoning_effort":"low","max_tokens":64000)"));
   EXPECT_EQ(roomy.at("max_tokens"), 64000);
   EXPECT_EQ(roomy.at("thinking").at("budget_tokens"), 2048);
