@@ -22,11 +22,13 @@
 //   Anthropic counts thinking inside max_tokens and wants max_tokens above the budget: a
 //   client's max is kept and the budget held to half of it (never below Anthropic's minimum of
 //   1024, so a max of 1024 or less is refused); without a client max the default grows by the
-//   budget, so the visible answer keeps its room. Thinking is not enabled when the request continues a tool loop (its last turn
-//   holds tool results for the previous assistant turn): Anthropic then requires that turn's
-//   signed thinking blocks, which chat completions cannot carry back.
+//   budget, so the visible answer keeps its room. Thinking is not enabled when the request
+//   continues a tool loop (its last turn holds tool results for the previous assistant turn):
+//   Anthropic then requires that turn's signed thinking blocks, which chat completions cannot carry
+//   back.
 // - response_format json_schema becomes `output_config.format` (Anthropic's structured outputs);
 //   json_object has no equivalent (Anthropic constrains only to a full schema) and is refused.
+// - top_k, which some OpenAI-compatible clients send, passes through: Messages has it.
 // - Fields with no equivalent that would change the answer are refused naming the field;
 //   seed, service_tier, store, metadata, stream_options, prompt_cache_key and
 //   parallel_tool_calls:true are dropped as harmless. Fields this dialect does not know are
@@ -97,45 +99,33 @@ bool is_neutral(std::string_view field, const json::value& value) {
   if (field == "logit_bias") return value.is_object() && value.get_object().empty();
   if (field == "presence_penalty" || field == "frequency_penalty") return as_number(value) == 0.0;
   if (field == "modalities") {
-    return value.is_array() && std::all_of(value.get_array().begin(), value.get_array().end(),
-                                           [](const json::value& m) {
-                                             return m.is_string() && m.get_string() == "text";
-                                           });
+    const auto only_text = [](const json::value& m) { return holds(m, "text"); };
+    return value.is_array() &&
+           std::all_of(value.get_array().begin(), value.get_array().end(), only_text);
   }
   if (field == "functions") return value.is_array() && value.get_array().empty();
   return false;  // audio, prediction, function_call, web_search_options, verbosity
 }
 
+// Lists a few lines long read better than one name a line.
+// clang-format off
 constexpr std::string_view kNeutralOnlyFields[] = {
-    "n",          "logprobs",         "top_logprobs",
-    "logit_bias", "presence_penalty", "frequency_penalty",
-    "audio",      "modalities",       "prediction",
-    "functions",  "function_call",    "web_search_options",
+    "n", "logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty",
+    "audio", "modalities", "prediction", "functions", "function_call", "web_search_options",
     "verbosity"};
 
-// Fields translated below, or dropped because they do not change the answer.
-constexpr std::string_view kKnownFields[] = {"model",
-                                             "messages",
-                                             "tools",
-                                             "tool_choice",
-                                             "parallel_tool_calls",
-                                             "max_tokens",
-                                             "max_completion_tokens",
-                                             "temperature",
-                                             "top_p",
-                                             "top_k",
-                                             "stop",
-                                             "stream",
-                                             "stream_options",
-                                             "response_format",
-                                             "reasoning_effort",
-                                             "user",
-                                             "safety_identifier",
-                                             "metadata",
-                                             "seed",
-                                             "service_tier",
-                                             "store",
-                                             "prompt_cache_key"};
+// Fields translated below.
+constexpr std::string_view kTranslatedFields[] = {
+    "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens",
+    "max_completion_tokens", "temperature", "top_p", "top_k", "stop", "stream",
+    "response_format", "reasoning_effort", "user", "safety_identifier"};
+
+// Fields dropped because they do not change the answer: Anthropic always reports usage in a
+// stream, seeds and service tiers are best-effort hints, and storing or caching hints concern
+// only OpenAI's side.
+constexpr std::string_view kDroppedFields[] = {
+    "stream_options", "metadata", "seed", "service_tier", "store", "prompt_cache_key"};
+// clang-format on
 
 template <std::size_t N>
 bool listed(const std::string_view (&list)[N], std::string_view name) {
@@ -146,7 +136,7 @@ Problem refuse_unmappable_fields(const json::object& chat) {
   for (const auto& [key, value] : chat) {
     if (listed(kNeutralOnlyFields, key)) {
       if (!is_neutral(key, value)) return no_equivalent(key);
-    } else if (!listed(kKnownFields, key)) {
+    } else if (!listed(kTranslatedFields, key) && !listed(kDroppedFields, key)) {
       return no_equivalent(key);
     }
   }
@@ -179,50 +169,55 @@ std::string tool_use_id(std::string_view id) {
   return out;
 }
 
+Problem translate_tool(const json::value& tool, const std::string& path, json::array& tools) {
+  if (!tool.is_object()) return quoted(path) + " must be an object";
+  const auto* type = tool.get_object().if_contains("type");
+  if (type != nullptr && !holds(*type, "function")) {
+    return no_equivalent(path + ".type") + " (only function tools)";
+  }
+  const auto* function = tool.get_object().if_contains("function");
+  if (function == nullptr || !function->is_object()) {
+    return quoted(path + ".function") + " must be an object";
+  }
+  const auto& f = function->get_object();
+  const auto* name = f.if_contains("name");
+  if (name == nullptr || !name->is_string() || name->get_string().empty()) {
+    return quoted(path + ".function.name") + " must be a non-empty string";
+  }
+  json::object translated{{"name", name->get_string()}};
+  if (const auto* description = f.if_contains("description");
+      description != nullptr && !description->is_null()) {
+    if (!description->is_string()) {
+      return quoted(path + ".function.description") + " must be a string";
+    }
+    translated["description"] = description->get_string();
+  }
+  const auto* parameters = f.if_contains("parameters");
+  if (parameters == nullptr || parameters->is_null()) {
+    translated["input_schema"] = json::object{{"type", "object"}};
+  } else if (parameters->is_object()) {
+    translated["input_schema"] = parameters->get_object();
+  } else {
+    return quoted(path + ".function.parameters") + " must be an object";
+  }
+  // Both APIs validate a strict tool's input against its schema.
+  if (const auto* strict = f.if_contains("strict"); strict != nullptr && strict->is_bool()) {
+    if (strict->get_bool()) translated["strict"] = true;
+  }
+  tools.push_back(std::move(translated));
+  return std::nullopt;
+}
+
 Problem translate_tools(const json::object& chat, json::object& body) {
   const auto* tools = chat.if_contains("tools");
   if (tools == nullptr || tools->is_null()) return std::nullopt;
   if (!tools->is_array()) return "'tools' must be an array";
-  json::array out;
+  json::array translated;
   for (std::size_t i = 0; i < tools->get_array().size(); ++i) {
     const std::string path = "tools[" + std::to_string(i) + "]";
-    const auto& tool = tools->get_array()[i];
-    if (!tool.is_object()) return quoted(path) + " must be an object";
-    const auto* type = tool.get_object().if_contains("type");
-    if (type != nullptr && !(type->is_string() && type->get_string() == "function")) {
-      return no_equivalent(path + ".type") + " (only function tools)";
-    }
-    const auto* function = tool.get_object().if_contains("function");
-    if (function == nullptr || !function->is_object()) {
-      return quoted(path + ".function") + " must be an object";
-    }
-    const auto& f = function->get_object();
-    const auto* name = f.if_contains("name");
-    if (name == nullptr || !name->is_string() || name->get_string().empty()) {
-      return quoted(path + ".function.name") + " must be a non-empty string";
-    }
-    json::object translated;
-    translated["name"] = name->get_string();
-    if (const auto* description = f.if_contains("description");
-        description != nullptr && !description->is_null()) {
-      if (!description->is_string())
-        return quoted(path + ".function.description") + " must be a string";
-      translated["description"] = description->get_string();
-    }
-    const auto* parameters = f.if_contains("parameters");
-    if (parameters == nullptr || parameters->is_null()) {
-      translated["input_schema"] = json::object{{"type", "object"}};
-    } else if (parameters->is_object()) {
-      translated["input_schema"] = parameters->get_object();
-    } else {
-      return quoted(path + ".function.parameters") + " must be an object";
-    }
-    if (const auto* strict = f.if_contains("strict"); strict != nullptr && strict->is_bool()) {
-      if (strict->get_bool()) translated["strict"] = true;
-    }
-    out.push_back(std::move(translated));
+    if (auto problem = translate_tool(tools->get_array()[i], path, translated)) return problem;
   }
-  if (!out.empty()) body["tools"] = std::move(out);
+  if (!translated.empty()) body["tools"] = std::move(translated);
   return std::nullopt;
 }
 
@@ -423,6 +418,8 @@ Problem translate_limits(const json::object& chat, std::int64_t default_max_toke
     max_tokens = *count;
     break;
   }
+  // A misconfigured default must still give Anthropic a valid max_tokens, and room to add to.
+  default_max_tokens = std::clamp<std::int64_t>(default_max_tokens, 1, kMaxCount);
   std::int64_t budget = 0;
   if (auto problem = thinking_budget(chat, budget)) return problem;
   if (budget > 0 && continues_tool_loop(body.at("messages").get_array())) budget = 0;
@@ -496,8 +493,9 @@ Problem translate_image(const json::object& part, const std::string& path, json:
   const auto* image = part.if_contains("image_url");
   const json::value* url =
       image != nullptr && image->is_object() ? image->get_object().if_contains("url") : image;
-  if (url == nullptr || !url->is_string())
+  if (url == nullptr || !url->is_string()) {
     return quoted(path + ".image_url.url") + " must be a string";
+  }
   const std::string_view text = url->get_string();
   json::object source;
   if (auto encoded = base64_source(text)) {
@@ -572,6 +570,50 @@ Problem translate_content(const json::value& content, const std::string& path, P
   return std::nullopt;
 }
 
+// A tool call's arguments as the tool_use input object.
+Problem tool_input(const json::object& function, const std::string& call_path, json::value& input) {
+  const auto* arguments = function.if_contains("arguments");
+  input = json::object();
+  if (arguments != nullptr && arguments->is_string()) {
+    const std::string_view text = arguments->get_string();
+    // A call with no arguments is often sent as "".
+    if (text.find_first_not_of(" \t\r\n") != std::string_view::npos) {
+      boost::system::error_code ec;
+      input = json::parse(text, ec);
+      if (ec) input = nullptr;
+    }
+  } else if (arguments != nullptr && !arguments->is_null()) {
+    input = *arguments;  // some clients send the object itself
+  }
+  if (!input.is_object()) {
+    return quoted(call_path + ".function.arguments") + " must be a JSON object";
+  }
+  return std::nullopt;
+}
+
+Problem translate_tool_call(const json::value& call, const std::string& call_path,
+                            json::array& blocks) {
+  if (!call.is_object()) return quoted(call_path) + " must be an object";
+  const auto* id = call.get_object().if_contains("id");
+  if (id == nullptr || !id->is_string() || id->get_string().empty()) {
+    return quoted(call_path + ".id") + " must be a non-empty string";
+  }
+  const auto* function = call.get_object().if_contains("function");
+  const auto* name = function != nullptr && function->is_object()
+                         ? function->get_object().if_contains("name")
+                         : nullptr;
+  if (name == nullptr || !name->is_string() || name->get_string().empty()) {
+    return quoted(call_path + ".function.name") + " must be a non-empty string";
+  }
+  json::value input;
+  if (auto problem = tool_input(function->get_object(), call_path, input)) return problem;
+  blocks.push_back(json::object{{"type", "tool_use"},
+                                {"id", tool_use_id(id->get_string())},
+                                {"name", name->get_string()},
+                                {"input", std::move(input)}});
+  return std::nullopt;
+}
+
 Problem translate_tool_calls(const json::object& message, const std::string& path,
                              json::array& blocks) {
   const auto* calls = message.if_contains("tool_calls");
@@ -579,39 +621,9 @@ Problem translate_tool_calls(const json::object& message, const std::string& pat
   if (!calls->is_array()) return quoted(path + ".tool_calls") + " must be an array";
   for (std::size_t j = 0; j < calls->get_array().size(); ++j) {
     const std::string call_path = path + ".tool_calls[" + std::to_string(j) + "]";
-    const auto& call = calls->get_array()[j];
-    if (!call.is_object()) return quoted(call_path) + " must be an object";
-    const auto* id = call.get_object().if_contains("id");
-    if (id == nullptr || !id->is_string() || id->get_string().empty()) {
-      return quoted(call_path + ".id") + " must be a non-empty string";
+    if (auto problem = translate_tool_call(calls->get_array()[j], call_path, blocks)) {
+      return problem;
     }
-    const auto* function = call.get_object().if_contains("function");
-    const auto* name = function != nullptr && function->is_object()
-                           ? function->get_object().if_contains("name")
-                           : nullptr;
-    if (name == nullptr || !name->is_string() || name->get_string().empty()) {
-      return quoted(call_path + ".function.name") + " must be a non-empty string";
-    }
-    const auto* arguments = function->get_object().if_contains("arguments");
-    json::value input = json::object();
-    if (arguments != nullptr && arguments->is_string()) {
-      const std::string_view text = arguments->get_string();
-      // A call with no arguments is often sent as "".
-      if (text.find_first_not_of(" \t\r\n") != std::string_view::npos) {
-        boost::system::error_code ec;
-        input = json::parse(text, ec);
-        if (ec) input = nullptr;
-      }
-    } else if (arguments != nullptr && !arguments->is_null()) {
-      input = *arguments;
-    }
-    if (!input.is_object()) {
-      return quoted(call_path + ".function.arguments") + " must be a JSON object";
-    }
-    blocks.push_back(json::object{{"type", "tool_use"},
-                                  {"id", tool_use_id(id->get_string())},
-                                  {"name", name->get_string()},
-                                  {"input", std::move(input)}});
   }
   return std::nullopt;
 }
@@ -639,6 +651,52 @@ Problem translate_tool_result(const json::object& message, const std::string& pa
   return std::nullopt;
 }
 
+// One chat message into the system text or the turns.
+Problem translate_message(const json::object& message, const std::string& path, std::string& system,
+                          TurnList& turns) {
+  const auto* role_value = message.if_contains("role");
+  if (role_value == nullptr || !role_value->is_string()) {
+    return quoted(path + ".role") + " must be a string";
+  }
+  const std::string_view role = role_value->get_string();
+  const auto* content_value = message.if_contains("content");
+  const json::value none;
+  const auto& content = content_value != nullptr ? *content_value : none;
+  const std::string content_path = path + ".content";
+  json::array blocks;
+  if (role == "system" || role == "developer") {
+    if (auto problem = translate_content(content, content_path, PartsAllowed::text_only, blocks)) {
+      return problem;
+    }
+    for (const auto& block : blocks) {
+      if (!system.empty()) system += "\n\n";
+      system += block.at("text").get_string();
+    }
+  } else if (role == "user") {
+    if (auto problem = translate_content(content, content_path, PartsAllowed::user_media, blocks)) {
+      return problem;
+    }
+    if (blocks.empty()) return quoted(content_path) + " must not be empty";
+    turns.add("user", std::move(blocks));
+  } else if (role == "assistant") {
+    if (const auto* call = message.if_contains("function_call"); call && !call->is_null()) {
+      return no_equivalent(path + ".function_call") + " (use tool_calls)";
+    }
+    if (auto problem = translate_content(content, content_path, PartsAllowed::text_only, blocks)) {
+      return problem;
+    }
+    if (auto problem = translate_tool_calls(message, path, blocks)) return problem;
+    // An assistant turn that said nothing adds nothing; Messages would refuse it as empty.
+    turns.add("assistant", std::move(blocks));
+  } else if (role == "tool") {
+    if (auto problem = translate_tool_result(message, path, blocks)) return problem;
+    turns.add("user", std::move(blocks));
+  } else {
+    return no_equivalent(path + ".role") + " (" + std::string(role) + ")";
+  }
+  return std::nullopt;
+}
+
 Problem translate_messages(const json::object& chat, json::object& body) {
   const auto* messages = chat.if_contains("messages");
   if (messages == nullptr || !messages->is_array() || messages->get_array().empty()) {
@@ -649,45 +707,9 @@ Problem translate_messages(const json::object& chat, json::object& body) {
   for (std::size_t i = 0; i < messages->get_array().size(); ++i) {
     const std::string path = "messages[" + std::to_string(i) + "]";
     const auto& message = messages->get_array()[i];
-    const auto* role = message.is_object() ? message.get_object().if_contains("role") : nullptr;
-    if (role == nullptr || !role->is_string()) return quoted(path + ".role") + " must be a string";
-    const auto& m = message.get_object();
-    const auto* content = m.if_contains("content");
-    const json::value none;
-    const auto& body_content = content != nullptr ? *content : none;
-    json::array blocks;
-    if (role->get_string() == "system" || role->get_string() == "developer") {
-      if (auto problem =
-              translate_content(body_content, path + ".content", PartsAllowed::text_only, blocks)) {
-        return problem;
-      }
-      for (const auto& block : blocks) {
-        if (!system.empty()) system += "\n\n";
-        system += block.at("text").get_string();
-      }
-    } else if (role->get_string() == "user") {
-      if (auto problem = translate_content(body_content, path + ".content",
-                                           PartsAllowed::user_media, blocks)) {
-        return problem;
-      }
-      if (blocks.empty()) return quoted(path + ".content") + " must not be empty";
-      turns.add("user", std::move(blocks));
-    } else if (role->get_string() == "assistant") {
-      if (m.contains("function_call") && !m.at("function_call").is_null()) {
-        return no_equivalent(path + ".function_call") + " (use tool_calls)";
-      }
-      if (auto problem =
-              translate_content(body_content, path + ".content", PartsAllowed::text_only, blocks)) {
-        return problem;
-      }
-      if (auto problem = translate_tool_calls(m, path, blocks)) return problem;
-      // An assistant turn that said nothing adds nothing; Messages would refuse it as empty.
-      turns.add("assistant", std::move(blocks));
-    } else if (role->get_string() == "tool") {
-      if (auto problem = translate_tool_result(m, path, blocks)) return problem;
-      turns.add("user", std::move(blocks));
-    } else {
-      return no_equivalent(path + ".role") + " (" + std::string(role->get_string()) + ")";
+    if (!message.is_object()) return quoted(path) + " must be an object with a 'role'";
+    if (auto problem = translate_message(message.get_object(), path, system, turns)) {
+      return problem;
     }
   }
   auto turn_array = turns.take();
@@ -1020,12 +1042,12 @@ void StreamDecoder::on_message_delta(const json::object& data, std::vector<json:
   const auto* stop = delta != nullptr && delta->is_object()
                          ? delta->get_object().if_contains("stop_reason")
                          : nullptr;
-  if (stop != nullptr && stop->is_string() && !finish_sent_) {
-    emit_finish(stop->get_string(), chunks);
-  }
-  if (const auto* usage = data.if_contains("usage"); usage != nullptr && usage->is_object()) {
-    chunks.push_back(usage_chunk());
-  }
+  const bool finishes = stop != nullptr && stop->is_string() && !finish_sent_;
+  if (finishes) emit_finish(stop->get_string(), chunks);
+  // The finish is followed by the usage known so far, even when this delta reports none; a
+  // later delta that does report usage updates it with another usage chunk.
+  const auto* usage = data.if_contains("usage");
+  if (finishes || (usage != nullptr && usage->is_object())) chunks.push_back(usage_chunk());
 }
 
 std::optional<std::string> StreamDecoder::on_event(const json::object& data,

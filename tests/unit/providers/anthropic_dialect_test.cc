@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <map>
 
 namespace cutover::providers::anthropic {
@@ -258,6 +259,16 @@ TEST(ToMessagesRequestTest, MaxCompletionTokensWinsOverMaxTokens) {
   EXPECT_REFUSED(with_hello(R"("max_tokens":18446744073709551615)"), "'max_tokens'");
 }
 
+TEST(ToMessagesRequestTest, AMisconfiguredDefaultStillGivesAValidMaxTokens) {
+  std::string body;
+  ASSERT_FALSE(to_messages_request(json::parse(with_hello("")).as_object(), "m", 0, body));
+  EXPECT_EQ(json::parse(body).at("max_tokens"), 1);
+  ASSERT_FALSE(
+      to_messages_request(json::parse(with_hello(R"("reasoning_effort":"high")")).as_object(), "m",
+                          std::numeric_limits<std::int64_t>::max(), body));
+  EXPECT_GT(json::parse(body).at("max_tokens").as_int64(), 16384);
+}
+
 TEST(ToMessagesRequestTest, SamplingWithinAnthropicsRangesPassesThrough) {
   auto body = translate(with_hello(R"("temperature":0.7,"top_p":0.9,"top_k":40)"));
   EXPECT_EQ(body.at("temperature"), 0.7);
@@ -384,7 +395,7 @@ TEST(ToMessagesRequestTest, MalformedMessagesAreRefusedByPath) {
   EXPECT_REFUSED(R"({"messages":{"role":"user"}})", "'messages'");
   EXPECT_REFUSED(R"({"messages":[{"role":"system","content":"only"}]})",
                  "must hold a user or assistant message");
-  EXPECT_REFUSED(R"({"messages":[3]})", "'messages[0].role'");
+  EXPECT_REFUSED(R"({"messages":[3]})", "'messages[0]' must be an object");
   EXPECT_REFUSED(R"({"messages":[{"role":7}]})", "'messages[0].role'");
   EXPECT_REFUSED(R"({"messages":[{"role":"function","content":"x"}]})", "'messages[0].role'");
   EXPECT_REFUSED(R"({"messages":[{"role":"user","content":""}]})",
@@ -746,8 +757,9 @@ TEST(StreamDecoderTest, ThinkingBlocksStreamNothing) {
   auto result = accumulate(replay.chunks);
   EXPECT_EQ(result.content, "The greatest common divisor of 1071 and 462 is **21**.");
   EXPECT_EQ(result.finish_reason, "stop");
-  // No usage arrived with message_delta: the decoder reports none there.
-  EXPECT_FALSE(result.usage);
+  // No usage arrived at all: the finish is still followed by a usage chunk, with zeros.
+  ASSERT_TRUE(result.usage);
+  EXPECT_EQ(result.usage->at("total_tokens"), 0);
 }
 
 TEST(StreamDecoderTest, CacheCountsJoinThePromptAndLaterCountsReplaceEarlierOnes) {
