@@ -941,15 +941,17 @@ std::optional<std::string> StreamDecoder::on_block_start(const json::object& dat
                                                          std::vector<json::object>& chunks) {
   auto index = block_index(data);
   if (!index) return "content_block_start has no valid 'index'";
-  if (find_block(*index) != nullptr) {
-    return "content block " + std::to_string(*index) + " started twice";
+  // Blocks start in their order in the message, so an index at or below one already started
+  // is a block started twice or out of order.
+  if (*index < next_block_index_) {
+    return "content block " + std::to_string(*index) + " started twice or out of order";
   }
   const auto* block = data.if_contains("content_block");
   const auto* type =
       block != nullptr && block->is_object() ? block->get_object().if_contains("type") : nullptr;
   if (type == nullptr || !type->is_string()) return "content_block_start has no block type";
   const auto& b = block->get_object();
-  Block opened{*index, BlockKind::ignored, -1, true};
+  Block opened{*index, BlockKind::ignored, -1};
   if (type->get_string() == "text") {
     opened.kind = BlockKind::text;
     const auto* text = b.if_contains("text");
@@ -976,6 +978,7 @@ std::optional<std::string> StreamDecoder::on_block_start(const json::object& dat
                                                                         : std::string()}}}};
     chunks.push_back(chunk(json::object{{"tool_calls", json::array{std::move(call)}}}, nullptr));
   }
+  next_block_index_ = *index + 1;
   blocks_.push_back(opened);
   return std::nullopt;
 }
@@ -985,10 +988,10 @@ std::optional<std::string> StreamDecoder::on_block_delta(const json::object& dat
   auto index = block_index(data);
   if (!index) return "content_block_delta has no valid 'index'";
   Block* block = find_block(*index);
-  if (block == nullptr)
-    return "content_block_delta for block " + std::to_string(*index) + " that never started";
-  if (!block->open)
-    return "content_block_delta for block " + std::to_string(*index) + " after its stop";
+  if (block == nullptr) {
+    return "content_block_delta for block " + std::to_string(*index) +
+           (*index < next_block_index_ ? " after its stop" : " that never started");
+  }
   const auto* delta = data.if_contains("delta");
   const auto* type =
       delta != nullptr && delta->is_object() ? delta->get_object().if_contains("type") : nullptr;
@@ -1021,11 +1024,13 @@ std::optional<std::string> StreamDecoder::on_block_delta(const json::object& dat
 std::optional<std::string> StreamDecoder::on_block_stop(const json::object& data) {
   auto index = block_index(data);
   if (!index) return "content_block_stop has no valid 'index'";
-  Block* block = find_block(*index);
-  if (block == nullptr || !block->open) {
+  const auto open = std::find_if(blocks_.begin(), blocks_.end(),
+                                 [&](const Block& block) { return block.index == *index; });
+  if (open == blocks_.end()) {
     return "content_block_stop for block " + std::to_string(*index) + " that is not open";
   }
-  block->open = false;
+  // Only open blocks are kept: a long stream holds no more than the blocks it streams into.
+  blocks_.erase(open);
   return std::nullopt;
 }
 

@@ -60,7 +60,6 @@ class StreamDecoder {
     std::int64_t index = 0;  // the block's place in the message, as the events name it
     BlockKind kind = BlockKind::ignored;
     int tool_call = -1;  // the chunk's tool_calls index for a tool_use block
-    bool open = true;
   };
 
   std::optional<std::string> on_message_start(const boost::json::object& data,
@@ -83,8 +82,9 @@ class StreamDecoder {
   std::optional<std::string> provider_error_;
   bool role_sent_ = false;
   bool finish_sent_ = false;
-  int tool_calls_ = 0;  // tool_use blocks seen so far (the next chunk tool_calls index)
-  std::vector<Block> blocks_;
+  int tool_calls_ = 0;         // tool_use blocks seen so far (the next chunk tool_calls index)
+  std::vector<Block> blocks_;  // the blocks started and not yet stopped
+  std::int64_t next_block_index_ = 0;  // blocks start in order: the lowest index still to come
   std::int64_t input_tokens_ = 0;
   std::int64_t cache_read_tokens_ = 0;
   std::int64_t cache_creation_tokens_ = 0;

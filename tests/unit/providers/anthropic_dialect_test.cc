@@ -864,7 +864,10 @@ TEST(StreamDecoderTest, EventsOutOfPlaceAreRefused) {
       {start + text_block + R"({"type":"content_block_stop","index":0})" + "\n" +
            R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}})",
        "after its stop"},
-      {start + text_block + text_block, "started twice"},
+      {start + text_block + text_block, "started twice or out of order"},
+      {start + R"({"type":"content_block_start","index":2,"content_block":{"type":"text"}})" +
+           "\n" + R"({"type":"content_block_start","index":1,"content_block":{"type":"text"}})",
+       "out of order"},
       {start + R"({"type":"content_block_stop","index":0})", "not open"},
       {start + tool_block +
            R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x"}})",
