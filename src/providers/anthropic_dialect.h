@@ -53,12 +53,38 @@ class StreamDecoder {
   const std::optional<std::string>& provider_error() const { return provider_error_; }
 
  private:
+  // What a content block streams into: text becomes content, tool_use a tool call; thinking and
+  // block types added later stream nothing a chat client can hold.
+  enum class BlockKind { text, tool_use, ignored };
+  struct Block {
+    std::int64_t index = 0;  // the block's place in the message, as the events name it
+    BlockKind kind = BlockKind::ignored;
+    int tool_call = -1;  // the chunk's tool_calls index for a tool_use block
+  };
+
+  std::optional<std::string> on_message_start(const boost::json::object& data,
+                                              std::vector<boost::json::object>& chunks);
+  std::optional<std::string> on_block_start(const boost::json::object& data,
+                                            std::vector<boost::json::object>& chunks);
+  std::optional<std::string> on_block_delta(const boost::json::object& data,
+                                            std::vector<boost::json::object>& chunks);
+  std::optional<std::string> on_block_stop(const boost::json::object& data);
+  void on_message_delta(const boost::json::object& data, std::vector<boost::json::object>& chunks);
+  void read_usage(const boost::json::value* usage);
+  void emit_finish(std::string_view stop_reason, std::vector<boost::json::object>& chunks);
+  boost::json::object chunk(boost::json::object delta, boost::json::value finish_reason) const;
+  boost::json::object usage_chunk() const;
+  Usage current_usage() const;
+  Block* find_block(std::int64_t index);
+
   ResponseIdentity identity_;
   bool finished_ = false;
   std::optional<std::string> provider_error_;
   bool role_sent_ = false;
-  int tool_calls_ = 0;          // tool_use blocks seen so far (the chunk's tool_calls index)
-  int current_tool_ = -1;       // tool_calls index of the open tool_use block, -1 otherwise
+  bool finish_sent_ = false;
+  int tool_calls_ = 0;         // tool_use blocks seen so far (the next chunk tool_calls index)
+  std::vector<Block> blocks_;  // the blocks started and not yet stopped
+  std::int64_t next_block_index_ = 0;  // blocks start in order: the lowest index still to come
   std::int64_t input_tokens_ = 0;
   std::int64_t cache_read_tokens_ = 0;
   std::int64_t cache_creation_tokens_ = 0;
