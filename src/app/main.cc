@@ -266,9 +266,8 @@ int main(int argc, char** argv) {
   std::string profile = "healthy";
   unsigned threads = 1;
   std::string key_env;
-  auto* provider_command =
-      simulate_command->add_subcommand(
-          "provider", "serve a simulated provider: OpenAI-compatible, or Anthropic Messages");
+  auto* provider_command = simulate_command->add_subcommand(
+      "provider", "serve a simulated provider: OpenAI-compatible, or Anthropic Messages");
   provider_command->add_option("--address", address, "address to bind")->capture_default_str();
   provider_command->add_option("-p,--port", port, "port (0 picks a free one)")->capture_default_str();
   provider_command->add_option("--profile", profile,

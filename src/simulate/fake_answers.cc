@@ -162,8 +162,9 @@ std::optional<DeclaredTool> first_client_tool(const json::value& body, Dialect d
     const auto name = definition ? string_or_empty(field(*definition, "name")) : "";
     if (name.empty() || (!chat && !schema)) continue;
     const json::value* properties = schema ? field(*schema, "properties") : nullptr;
-    return DeclaredTool{std::string(name),
-                        properties && properties->is_object() ? &properties->get_object() : nullptr};
+    return DeclaredTool{std::string(name), properties && properties->is_object()
+                                               ? &properties->get_object()
+                                               : nullptr};
   }
   return std::nullopt;
 }
@@ -224,13 +225,20 @@ std::optional<unsigned> requested_status(std::string_view prompt) {
 
 std::string_view anthropic_error_type(unsigned status) {
   switch (status) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 529: return "overloaded_error";
-    default: return status >= 500 ? "api_error" : "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "request_too_large";
+    case 429:
+      return "rate_limit_error";
+    case 529:
+      return "overloaded_error";
+    default:
+      return status >= 500 ? "api_error" : "invalid_request_error";
   }
 }
 
@@ -303,7 +311,9 @@ bool include_usage(const json::value& body) {
   return flag && flag->is_bool() && flag->get_bool();
 }
 
-std::string_view text_finish_reason(const Quirks& quirks) { return quirks.eos_finish_reason ? "eos" : "stop"; }
+std::string_view text_finish_reason(const Quirks& quirks) {
+  return quirks.eos_finish_reason ? "eos" : "stop";
+}
 
 std::string embeddings_body(const FakeRequest& request) {
   const auto prompt_tokens = prompt_words(request);
@@ -311,7 +321,8 @@ std::string embeddings_body(const FakeRequest& request) {
   for (int i = 0; i < 8; ++i) vector.push_back(static_cast<double>((prompt_tokens + i) % 7) / 7.0);
   json::object body;
   body["object"] = "list";
-  body["data"] = json::array{json::object{{"object", "embedding"}, {"index", 0}, {"embedding", vector}}};
+  body["data"] =
+      json::array{json::object{{"object", "embedding"}, {"index", 0}, {"embedding", vector}}};
   body["model"] = model_of(request.json);
   body["usage"] = json::object{{"prompt_tokens", prompt_tokens}, {"total_tokens", prompt_tokens}};
   return json::serialize(body);
@@ -324,7 +335,8 @@ json::array chat_tool_calls(const FakeReply& reply, std::size_t serial) {
     calls.push_back(json::object{
         {"id", call_id("call_sim", serial, i)},
         {"type", "function"},
-        {"function", json::object{{"name", call.name}, {"arguments", json::serialize(call.arguments)}}}});
+        {"function",
+         json::object{{"name", call.name}, {"arguments", json::serialize(call.arguments)}}}});
   }
   return calls;
 }
@@ -338,8 +350,9 @@ std::string openai_body(const FakeRequest& request, const FakeReply& reply) {
   json::object choice{{"index", 0}};
   if (chat && !reply.tool_calls.empty()) {
     choice["finish_reason"] = "tool_calls";
-    choice["message"] = json::object{
-        {"role", "assistant"}, {"content", nullptr}, {"tool_calls", chat_tool_calls(reply, serial)}};
+    choice["message"] = json::object{{"role", "assistant"},
+                                     {"content", nullptr},
+                                     {"tool_calls", chat_tool_calls(reply, serial)}};
   } else if (chat) {
     choice["finish_reason"] = text_finish_reason(reply.quirks);
     choice["message"] = json::object{{"role", "assistant"}, {"content", reply.content}};
@@ -398,8 +411,11 @@ std::string anthropic_body(const FakeRequest& request, const FakeReply& reply) {
 class ChatChunks {
  public:
   ChatChunks(const FakeRequest& request, const FakeReply& reply)
-      : request_(request), reply_(reply), chat_(path_of(request.target).ends_with("/chat/completions")),
-        model_(model_of(request.json)), serial_(++reply_serial) {}
+      : request_(request),
+        reply_(reply),
+        chat_(path_of(request.target).ends_with("/chat/completions")),
+        model_(model_of(request.json)),
+        serial_(++reply_serial) {}
 
   std::vector<SseEvent> events() {
     const bool calls_tools = chat_ && !reply_.tool_calls.empty();
@@ -420,8 +436,8 @@ class ChatChunks {
 
   json::object identity() const {
     json::object object;
-    add_identity(object, chat_ ? "chat.completion.chunk" : "text_completion", model_,
-                 reply_.quirks, serial_);
+    add_identity(object, chat_ ? "chat.completion.chunk" : "text_completion", model_, reply_.quirks,
+                 serial_);
     return object;
   }
 
@@ -436,7 +452,8 @@ class ChatChunks {
   void add_text() {
     if (chat_) add(chunk(json::object{{"role", "assistant"}, {"content", ""}}, nullptr));
     for (const auto& word : split_words_keep_spaces(reply_.content)) {
-      add(chat_ ? chunk(json::object{{"content", word}}, nullptr) : chunk(json::string(word), nullptr));
+      add(chat_ ? chunk(json::object{{"content", word}}, nullptr)
+                : chunk(json::string(word), nullptr));
     }
   }
 
@@ -495,9 +512,9 @@ class AnthropicEvents {
     } else {
       add_tool_use_blocks();
     }
-    add("message_delta",
-        {{"delta", json::object{{"stop_reason", anthropic_stop_reason(reply_)}, {"stop_sequence", nullptr}}},
-         {"usage", json::object{{"output_tokens", answer_words(reply_)}}}});
+    add("message_delta", {{"delta", json::object{{"stop_reason", anthropic_stop_reason(reply_)},
+                                                 {"stop_sequence", nullptr}}},
+                          {"usage", json::object{{"output_tokens", answer_words(reply_)}}}});
     add("message_stop", {});
     return std::move(events_);
   }
@@ -523,11 +540,12 @@ class AnthropicEvents {
   void add_tool_use_blocks() {
     for (std::size_t i = 0; i < reply_.tool_calls.size(); ++i) {
       const auto& call = reply_.tool_calls[i];
-      add("content_block_start", {{"index", i},
-                                  {"content_block", json::object{{"type", "tool_use"},
-                                                                 {"id", call_id("toolu_sim", serial_, i)},
-                                                                 {"name", call.name},
-                                                                 {"input", json::object{}}}}});
+      add("content_block_start",
+          {{"index", i},
+           {"content_block", json::object{{"type", "tool_use"},
+                                          {"id", call_id("toolu_sim", serial_, i)},
+                                          {"name", call.name},
+                                          {"input", json::object{}}}}});
       if (i == 0) add("ping", {});
       for (const auto& piece : split_in_pieces(json::serialize(call.arguments), 3)) {
         add("content_block_delta",
@@ -556,9 +574,7 @@ bool is_count_tokens_target(std::string_view target) {
   return path_of(target).ends_with("/messages/count_tokens");
 }
 
-std::int64_t prompt_words(const FakeRequest& request) {
-  return count_words(prompt_text(request));
-}
+std::int64_t prompt_words(const FakeRequest& request) { return count_words(prompt_text(request)); }
 
 std::string default_text(const FakeRequest& request) {
   return "This is a simulated answer to: " + first_words(prompt_text(request), 6);
@@ -579,15 +595,17 @@ FakeReply error_reply(Dialect dialect, unsigned status) {
   FakeReply reply;
   reply.status = status;
   if (status == 429) reply.headers.emplace_back("retry-after", "1");
-  const std::string message =
-      status == 529 ? "Overloaded" : "simulated " + std::to_string(status) + ", as the prompt asked";
+  const std::string message = status == 529
+                                  ? "Overloaded"
+                                  : "simulated " + std::to_string(status) + ", as the prompt asked";
   if (dialect == Dialect::anthropic) {
     reply.body = anthropic_error_body(anthropic_error_type(status), message);
   } else if (status == 429) {
     reply.body = openai_error_body(message, "rate_limit_error", "rate_limit_exceeded");
   } else {
-    reply.body = openai_error_body(message, status >= 500 ? "server_error" : "invalid_request_error",
-                                   status == 401 ? json::value("invalid_api_key") : json::value());
+    reply.body =
+        openai_error_body(message, status >= 500 ? "server_error" : "invalid_request_error",
+                          status == 401 ? json::value("invalid_api_key") : json::value());
   }
   return reply;
 }

@@ -1,7 +1,5 @@
 #include "simulate/fake_provider.h"
 
-#include "simulate/fake_answers.h"
-
 #include <algorithm>
 #include <cmath>
 
@@ -12,7 +10,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <random>
-#include <sstream>
+
+#include "simulate/fake_answers.h"
 
 namespace cutover::simulate {
 
@@ -108,7 +107,8 @@ namespace {
 bool presents_key(const Profile& profile, const FakeRequest& request) {
   const auto bearer = "Bearer " + profile.required_key;
   if (request.header("authorization") == bearer) return true;
-  return profile.dialect == Dialect::anthropic && request.header("x-api-key") == profile.required_key;
+  return profile.dialect == Dialect::anthropic &&
+         request.header("x-api-key") == profile.required_key;
 }
 
 // What a profile answers at once, before any simulated work: the other dialect's paths, models
@@ -118,9 +118,10 @@ std::optional<FakeReply> refusal(const Profile& profile, const FakeRequest& requ
   FakeReply reply;
   if (dialect_of_target(request.target) != profile.dialect) {
     reply.status = 404;
-    reply.body = anthropic ? anthropic_error_body("not_found_error", "Not Found")
-                           : openai_error_body("Invalid URL (" + request.method + " " + request.target + ")",
-                                               "invalid_request_error", nullptr);
+    reply.body =
+        anthropic ? anthropic_error_body("not_found_error", "Not Found")
+                  : openai_error_body("Invalid URL (" + request.method + " " + request.target + ")",
+                                      "invalid_request_error", nullptr);
     return reply;
   }
   if (!profile.models.empty() && request.json.is_object()) {
@@ -128,18 +129,19 @@ std::optional<FakeReply> refusal(const Profile& profile, const FakeRequest& requ
     const std::string name = model && model->is_string() ? std::string(model->get_string()) : "";
     if (std::find(profile.models.begin(), profile.models.end(), name) == profile.models.end()) {
       reply.status = 404;
-      reply.body = anthropic ? anthropic_error_body("not_found_error", "model: " + name)
-                             : openai_error_body("The model `" + name +
-                                                     "` does not exist or you do not have access to it.",
-                                                 "invalid_request_error", "model_not_found");
+      reply.body = anthropic
+                       ? anthropic_error_body("not_found_error", "model: " + name)
+                       : openai_error_body("The model `" + name +
+                                               "` does not exist or you do not have access to it.",
+                                           "invalid_request_error", "model_not_found");
       return reply;
     }
   }
   if (!profile.required_key.empty() && !presents_key(profile, request)) {
     reply.status = 401;
     reply.body = anthropic ? anthropic_error_body("authentication_error", "invalid x-api-key")
-                           : openai_error_body("Incorrect API key provided", "invalid_request_error",
-                                               "invalid_api_key");
+                           : openai_error_body("Incorrect API key provided",
+                                               "invalid_request_error", "invalid_api_key");
     return reply;
   }
   return std::nullopt;
@@ -156,8 +158,8 @@ Draw draw_for(const Profile& profile, std::mt19937_64& generator) {
   draw.share = std::uniform_real_distribution<double>(0, 1)(generator);
   double delay_ms = static_cast<double>(profile.latency.count());
   if (profile.distribution == Profile::Distribution::lognormal) {
-    const double sigma = std::max(0.1, static_cast<double>(profile.jitter.count()) /
-                                           std::max(1.0, delay_ms));
+    const double sigma =
+        std::max(0.1, static_cast<double>(profile.jitter.count()) / std::max(1.0, delay_ms));
     delay_ms *= std::exp(sigma * std::normal_distribution<double>(0, 1)(generator));
   } else if (profile.jitter.count() > 0) {
     delay_ms += static_cast<double>(std::uniform_int_distribution<std::int64_t>(
@@ -197,8 +199,9 @@ Script profile_script(Profile profile) {
     const bool anthropic = profile.dialect == Dialect::anthropic;
     if (draw.share < profile.error_rate) {
       reply.status = 500;
-      reply.body = anthropic ? anthropic_error_body("api_error", "simulated internal error")
-                             : openai_error_body("simulated internal error", "server_error", nullptr);
+      reply.body = anthropic
+                       ? anthropic_error_body("api_error", "simulated internal error")
+                       : openai_error_body("simulated internal error", "server_error", nullptr);
     } else if (draw.share < profile.error_rate + profile.rate_limit_rate) {
       reply.status = 429;
       reply.headers.emplace_back("retry-after", "1");
