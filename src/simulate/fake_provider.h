@@ -50,7 +50,9 @@ enum class Fault {
   reset_before_response,  // read the request, then reset (RST) the connection
   reset_mid_body,         // send the header and part of the body, then reset
   stall_after_first_chunk,  // stream one event, then go silent
-  truncate_stream,        // stream events, then end without [DONE] (Anthropic: message_stop)
+  // Stream events, then end without [DONE] (Anthropic: message_stop): a chunked stream by a
+  // reset, an unchunked one by ending its framing cleanly there.
+  truncate_stream,
   malformed_body,         // 200 with a body that is not JSON (or events that are not JSON)
   invalid_http,           // bytes that are not an HTTP response
 };
@@ -116,8 +118,9 @@ using Script = std::function<FakeReply(const FakeRequest&)>;
 // derived from the prompt, usage counted in words (the prompt's words are its input tokens),
 // the model echoed back. Besides:
 //  - Tools. When the request declares tools (chat: tools[].function; Anthropic: tools[] with
-//    input_schema), tool_choice is not "none", and the conversation's last message is not a
-//    tool result, the answer calls the FIRST tool, with arguments built from its JSON schema's
+//    input_schema; Anthropic's server tools have none), tool_choice is not "none" (or
+//    {"type":"none"}), and the conversation's last message is not a tool result, the answer
+//    calls the FIRST such tool, with arguments built from its JSON schema's
 //    `properties`: a string is the first three words of the last user text, an integer or
 //    number 1, a boolean true, anything else null.
 //  - Tool results. When the last message is a tool result (chat: role "tool"; Anthropic: a user
