@@ -130,6 +130,7 @@ struct ProfileOverrides {
   std::optional<unsigned> jitter_ms;
   std::string distribution;
   std::vector<std::string> models;
+  std::string dialect;
 };
 
 int simulate_provider(const std::string& address, std::uint16_t port, const std::string& profile_name,
@@ -151,6 +152,14 @@ int simulate_provider(const std::string& address, std::uint16_t port, const std:
     profile->distribution = simulate::Profile::Distribution::uniform;
   }
   if (!overrides.models.empty()) profile->models = overrides.models;
+  if (!overrides.dialect.empty()) {
+    const auto dialect = simulate::dialect_named(overrides.dialect);
+    if (!dialect) {
+      std::cerr << "unknown dialect '" << overrides.dialect << "'; known: openai anthropic\n";
+      return 2;
+    }
+    profile->dialect = *dialect;
+  }
   if (!key_env.empty()) {
     const char* key = std::getenv(key_env.c_str());
     if (key == nullptr || *key == '\0') {
@@ -162,8 +171,8 @@ int simulate_provider(const std::string& address, std::uint16_t port, const std:
   std::signal(SIGPIPE, SIG_IGN);
   simulate::FakeProvider provider(simulate::profile_script(*profile), port, address, nullptr,
                                   threads);
-  spdlog::info("simulated provider '{}' listening on {}:{}", profile->name, address,
-               provider.port());
+  spdlog::info("simulated {} provider '{}' listening on {}:{}",
+               simulate::dialect_name(profile->dialect), profile->name, address, provider.port());
   wait_for_signals([] {});
   return 0;
 }
@@ -257,8 +266,8 @@ int main(int argc, char** argv) {
   std::string profile = "healthy";
   unsigned threads = 1;
   std::string key_env;
-  auto* provider_command =
-      simulate_command->add_subcommand("provider", "serve a simulated OpenAI-compatible provider");
+  auto* provider_command = simulate_command->add_subcommand(
+      "provider", "serve a simulated provider: OpenAI-compatible, or Anthropic Messages");
   provider_command->add_option("--address", address, "address to bind")->capture_default_str();
   provider_command->add_option("-p,--port", port, "port (0 picks a free one)")->capture_default_str();
   provider_command->add_option("--profile", profile,
@@ -284,6 +293,14 @@ int main(int argc, char** argv) {
   provider_command->add_option("--models", overrides.models,
                                "the provider's own model names; others get 404 model_not_found")
       ->delimiter(',');
+  provider_command->add_option("--dialect", overrides.dialect,
+                               "the API served: openai (chat/completions, completions, "
+                               "embeddings; the default) or anthropic (messages, "
+                               "messages/count_tokens); the other's paths get 404");
+  provider_command->footer(
+      "Requests declaring tools get a call of the first tool; a tool result is answered \"Tool "
+      "said: <its text>\". A prompt containing [simulate:STATUS] (say [simulate:429] or "
+      "[simulate:529]) is answered that status with the dialect's error body.");
 
   simulate::TrafficOptions traffic;
   std::string traffic_key_env;

@@ -10,7 +10,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <random>
-#include <sstream>
+
+#include "simulate/fake_answers.h"
 
 namespace cutover::simulate {
 
@@ -22,162 +23,6 @@ namespace json = boost::json;
 namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxRecorded = 2000;
-
-std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::int64_t count_words(std::string_view text) {
-  std::int64_t words = 0;
-  bool in_word = false;
-  for (char c : text) {
-    const bool space = c == ' ' || c == '\n' || c == '\t';
-    if (!space && !in_word) ++words;
-    in_word = !space;
-  }
-  return words;
-}
-
-std::string prompt_text(const json::value& body) {
-  std::string text;
-  if (!body.is_object()) return text;
-  const auto& object = body.get_object();
-  if (const auto* messages = object.if_contains("messages"); messages && messages->is_array()) {
-    for (const auto& message : messages->get_array()) {
-      if (!message.is_object()) continue;
-      if (const auto* content = message.get_object().if_contains("content");
-          content && content->is_string()) {
-        text.append(content->get_string()).push_back(' ');
-      }
-    }
-  }
-  for (auto field : {"prompt", "input"}) {
-    if (const auto* value = object.if_contains(field); value && value->is_string()) {
-      text.append(value->get_string());
-    }
-  }
-  return text;
-}
-
-std::string model_of(const json::value& body) {
-  if (body.is_object()) {
-    if (const auto* model = body.get_object().if_contains("model"); model && model->is_string()) {
-      return std::string(model->get_string());
-    }
-  }
-  return "simulated-model";
-}
-
-bool include_usage(const json::value& body) {
-  if (!body.is_object()) return false;
-  const auto* options = body.get_object().if_contains("stream_options");
-  if (!options || !options->is_object()) return false;
-  const auto* flag = options->get_object().if_contains("include_usage");
-  return flag && flag->is_bool() && flag->get_bool();
-}
-
-json::object usage_object(std::int64_t prompt, std::int64_t completion, const Quirks& quirks) {
-  json::object usage;
-  usage["prompt_tokens"] = prompt;
-  usage[quirks.generated_tokens ? "generated_tokens" : "completion_tokens"] = completion;
-  usage["total_tokens"] = prompt + completion;
-  return usage;
-}
-
-void add_identity(json::object& object, std::string_view type, const std::string& model,
-                  const Quirks& quirks, std::size_t serial) {
-  object["model"] = model;
-  if (quirks.omit_identity) return;
-  object["id"] = "chatcmpl-sim" + std::to_string(serial);
-  object["object"] = type;
-  object["created"] = unix_now();
-  object["system_fingerprint"] = "fp_simulated";
-}
-
-std::vector<std::string> split_words_keep_spaces(const std::string& content) {
-  std::vector<std::string> pieces;
-  std::string current;
-  for (char c : content) {
-    current.push_back(c);
-    if (c == ' ') {
-      pieces.push_back(std::move(current));
-      current.clear();
-    }
-  }
-  if (!current.empty()) pieces.push_back(std::move(current));
-  return pieces;
-}
-
-std::atomic<std::size_t> reply_serial{0};
-
-std::string plain_body(const FakeRequest& request, const FakeReply& reply) {
-  const auto model = model_of(request.json);
-  const auto prompt_tokens = count_words(prompt_text(request.json));
-  const auto completion_tokens = count_words(reply.content);
-  const auto serial = ++reply_serial;
-  const auto finish = reply.quirks.eos_finish_reason ? "eos" : "stop";
-  json::object body;
-  if (request.target.ends_with("/embeddings")) {
-    json::array vector;
-    for (int i = 0; i < 8; ++i) vector.push_back(static_cast<double>((prompt_tokens + i) % 7) / 7.0);
-    body["object"] = "list";
-    body["data"] = json::array{json::object{{"object", "embedding"}, {"index", 0}, {"embedding", vector}}};
-    body["model"] = model;
-    body["usage"] = json::object{{"prompt_tokens", prompt_tokens}, {"total_tokens", prompt_tokens}};
-    return json::serialize(body);
-  }
-  const bool chat = request.target.ends_with("/chat/completions");
-  add_identity(body, chat ? "chat.completion" : "text_completion", model, reply.quirks, serial);
-  json::object choice{{"index", 0}, {"finish_reason", finish}};
-  if (chat) {
-    choice["message"] = json::object{{"role", "assistant"}, {"content", reply.content}};
-  } else {
-    choice["text"] = reply.content;
-  }
-  body["choices"] = json::array{std::move(choice)};
-  body["usage"] = usage_object(prompt_tokens, completion_tokens, reply.quirks);
-  return json::serialize(body);
-}
-
-std::vector<std::string> stream_events(const FakeRequest& request, const FakeReply& reply) {
-  if (reply.events) return *reply.events;
-  const auto model = model_of(request.json);
-  const bool chat = request.target.ends_with("/chat/completions");
-  const auto serial = ++reply_serial;
-  std::vector<std::string> events;
-  auto chunk = [&](json::value delta_or_text, json::value finish) {
-    json::object object;
-    add_identity(object, chat ? "chat.completion.chunk" : "text_completion", model, reply.quirks,
-                 serial);
-    json::object choice{{"index", 0}, {"finish_reason", finish}};
-    if (chat) {
-      choice["delta"] = std::move(delta_or_text);
-    } else {
-      choice["text"] = std::move(delta_or_text);
-    }
-    object["choices"] = json::array{std::move(choice)};
-    return json::serialize(object);
-  };
-  if (chat) events.push_back(chunk(json::object{{"role", "assistant"}, {"content", ""}}, nullptr));
-  for (const auto& word : split_words_keep_spaces(reply.content)) {
-    events.push_back(chat ? chunk(json::object{{"content", word}}, nullptr) : chunk(json::string(word), nullptr));
-  }
-  events.push_back(chunk(chat ? json::value(json::object{}) : json::value(""),
-                         reply.quirks.eos_finish_reason ? "eos" : "stop"));
-  if (include_usage(request.json)) {
-    json::object object;
-    add_identity(object, chat ? "chat.completion.chunk" : "text_completion", model, reply.quirks,
-                 serial);
-    object["choices"] = json::array();
-    object["usage"] = usage_object(count_words(prompt_text(request.json)),
-                                   count_words(reply.content), reply.quirks);
-    events.push_back(json::serialize(object));
-  }
-  events.push_back("[DONE]");
-  return events;
-}
 
 template <typename Stream>
 beast::tcp_stream& lowest(Stream& stream) {
@@ -194,6 +39,13 @@ bool peer_closed(Stream& stream) {
   const auto received =
       ::recv(lowest(stream).socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return received == 0 || (received < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// The events to stream, the first one's data broken when the reply asks for a malformed body.
+std::vector<SseEvent> faulty_events(const FakeRequest& request, const FakeReply& reply) {
+  auto events = stream_events(request, reply);
+  if (reply.fault == Fault::malformed_body && !events.empty()) events.front().data = "{not json";
+  return events;
 }
 
 template <typename Stream>
@@ -216,16 +68,6 @@ bool FakeRequest::wants_stream() const {
   if (!json.is_object()) return false;
   const auto* stream = json.get_object().if_contains("stream");
   return stream && stream->is_bool() && stream->get_bool();
-}
-
-FakeReply default_reply(const FakeRequest& request) {
-  FakeReply reply;
-  auto prompt = prompt_text(request.json);
-  std::istringstream words(prompt);
-  std::string first, word;
-  for (int i = 0; i < 6 && words >> word; ++i) first += (i ? " " : "") + word;
-  reply.content = "This is a simulated answer to: " + first;
-  return reply;
 }
 
 std::optional<Profile> profile_named(std::string_view name) {
@@ -261,53 +103,111 @@ std::vector<std::string> profile_names() {
   return {"healthy", "fast", "slow", "flaky", "ratelimited", "relay"};
 }
 
+namespace {
+bool presents_key(const Profile& profile, const FakeRequest& request) {
+  const auto bearer = "Bearer " + profile.required_key;
+  if (request.header("authorization") == bearer) return true;
+  return profile.dialect == Dialect::anthropic &&
+         request.header("x-api-key") == profile.required_key;
+}
+
+// What a profile answers at once, before any simulated work: the other dialect's paths, models
+// it does not serve and wrong keys.
+std::optional<FakeReply> refusal(const Profile& profile, const FakeRequest& request) {
+  const bool anthropic = profile.dialect == Dialect::anthropic;
+  FakeReply reply;
+  if (dialect_of_target(request.target) != profile.dialect) {
+    reply.status = 404;
+    reply.body =
+        anthropic ? anthropic_error_body("not_found_error", "Not Found")
+                  : openai_error_body("Invalid URL (" + request.method + " " + request.target + ")",
+                                      "invalid_request_error", nullptr);
+    return reply;
+  }
+  if (!profile.models.empty() && request.json.is_object()) {
+    const auto* model = request.json.get_object().if_contains("model");
+    const std::string name = model && model->is_string() ? std::string(model->get_string()) : "";
+    if (std::find(profile.models.begin(), profile.models.end(), name) == profile.models.end()) {
+      reply.status = 404;
+      reply.body = anthropic
+                       ? anthropic_error_body("not_found_error", "model: " + name)
+                       : openai_error_body("The model `" + name +
+                                               "` does not exist or you do not have access to it.",
+                                           "invalid_request_error", "model_not_found");
+      return reply;
+    }
+  }
+  if (!profile.required_key.empty() && !presents_key(profile, request)) {
+    reply.status = 401;
+    reply.body = anthropic ? anthropic_error_body("authentication_error", "invalid x-api-key")
+                           : openai_error_body("Incorrect API key provided",
+                                               "invalid_request_error", "invalid_api_key");
+    return reply;
+  }
+  return std::nullopt;
+}
+
+// The profile's random draws for one request: the share that picks an error, and the delay.
+struct Draw {
+  double share = 0;
+  std::chrono::milliseconds delay{0};
+};
+
+Draw draw_for(const Profile& profile, std::mt19937_64& generator) {
+  Draw draw;
+  draw.share = std::uniform_real_distribution<double>(0, 1)(generator);
+  double delay_ms = static_cast<double>(profile.latency.count());
+  if (profile.distribution == Profile::Distribution::lognormal) {
+    const double sigma =
+        std::max(0.1, static_cast<double>(profile.jitter.count()) / std::max(1.0, delay_ms));
+    delay_ms *= std::exp(sigma * std::normal_distribution<double>(0, 1)(generator));
+  } else if (profile.jitter.count() > 0) {
+    delay_ms += static_cast<double>(std::uniform_int_distribution<std::int64_t>(
+        -profile.jitter.count(), profile.jitter.count())(generator));
+  }
+  draw.delay = std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, delay_ms)));
+  return draw;
+}
+}  // namespace
+
+std::optional<Dialect> dialect_named(std::string_view name) {
+  if (name == "openai") return Dialect::openai;
+  if (name == "anthropic") return Dialect::anthropic;
+  return std::nullopt;
+}
+
+std::string_view dialect_name(Dialect dialect) {
+  return dialect == Dialect::anthropic ? "anthropic" : "openai";
+}
+
 Script profile_script(Profile profile) {
   auto generator = std::make_shared<std::mt19937_64>(std::random_device{}());
   auto mutex = std::make_shared<std::mutex>();
   return [profile, generator, mutex](const FakeRequest& request) {
+    if (auto refused = refusal(profile, request)) return *refused;
     FakeReply reply = default_reply(request);
     reply.quirks = profile.quirks;
     reply.event_interval = profile.event_interval;
-    double draw = 0;
-    double delay_ms = static_cast<double>(profile.latency.count());
+    Draw draw;
     {
       std::lock_guard lock(*mutex);
-      draw = std::uniform_real_distribution<double>(0, 1)(*generator);
-      if (profile.distribution == Profile::Distribution::lognormal) {
-        const double sigma = std::max(0.1, static_cast<double>(profile.jitter.count()) /
-                                               std::max(1.0, delay_ms));
-        delay_ms *= std::exp(sigma * std::normal_distribution<double>(0, 1)(*generator));
-      } else if (profile.jitter.count() > 0) {
-        delay_ms += static_cast<double>(std::uniform_int_distribution<std::int64_t>(
-            -profile.jitter.count(), profile.jitter.count())(*generator));
-      }
+      draw = draw_for(profile, *generator);
     }
-    reply.delay = std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, delay_ms)));
-    if (!profile.models.empty() && request.json.is_object()) {
-      const auto* model = request.json.get_object().if_contains("model");
-      const std::string name = model && model->is_string() ? std::string(model->get_string()) : "";
-      if (std::find(profile.models.begin(), profile.models.end(), name) == profile.models.end()) {
-        reply.status = 404;
-        reply.body = R"({"error":{"message":"The model `)" + name +
-                     R"(` does not exist or you do not have access to it.","type":"invalid_request_error","code":"model_not_found"}})";
-        reply.delay = std::chrono::milliseconds(0);
-        return reply;
-      }
-    }
-    if (!profile.required_key.empty() &&
-        request.header("authorization") != "Bearer " + profile.required_key) {
-      reply.status = 401;
-      reply.body = R"({"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}})";
-      reply.delay = std::chrono::milliseconds(0);
-      return reply;
-    }
-    if (draw < profile.error_rate) {
+    reply.delay = draw.delay;
+    // A [simulate:STATUS] marker in the prompt already chose the answer.
+    if (reply.status != 200) return reply;
+    const bool anthropic = profile.dialect == Dialect::anthropic;
+    if (draw.share < profile.error_rate) {
       reply.status = 500;
-      reply.body = R"({"error":{"message":"simulated internal error","type":"server_error","code":null}})";
-    } else if (draw < profile.error_rate + profile.rate_limit_rate) {
+      reply.body = anthropic
+                       ? anthropic_error_body("api_error", "simulated internal error")
+                       : openai_error_body("simulated internal error", "server_error", nullptr);
+    } else if (draw.share < profile.error_rate + profile.rate_limit_rate) {
       reply.status = 429;
       reply.headers.emplace_back("retry-after", "1");
-      reply.body = R"({"error":{"message":"simulated rate limit","type":"rate_limit_error","code":"rate_limit_exceeded"}})";
+      reply.body = anthropic ? anthropic_error_body("rate_limit_error", "simulated rate limit")
+                             : openai_error_body("simulated rate limit", "rate_limit_error",
+                                                 "rate_limit_exceeded");
     }
     return reply;
   };
@@ -376,7 +276,8 @@ struct FakeProvider::Impl {
       ++owner.requests_;
       ++owner.in_flight_;
       FakeReply reply = current ? current(request) : default_reply(request);
-      if (reply.content.empty()) reply.content = default_reply(request).content;
+      // Text only: a script's reply never gains tool calls it did not ask for.
+      if (reply.content.empty()) reply.content = default_text(request);
       const bool keep_going = co_await answer(stream, request, reply, message.keep_alive());
       --owner.in_flight_;
       if (!keep_going) co_return;
@@ -412,7 +313,8 @@ struct FakeProvider::Impl {
         break;
     }
     const bool stream_reply = request.wants_stream() && reply.status == 200 && !reply.body &&
-                              !reply.plain_answer_to_stream;
+                              !reply.plain_answer_to_stream &&
+                              !is_count_tokens_target(request.target);
     if (!stream_reply) {
       http::response<http::string_body> response{static_cast<http::status>(reply.status), 11};
       response.set(http::field::content_type, "application/json");
@@ -420,7 +322,9 @@ struct FakeProvider::Impl {
       if (reply.body) {
         response.body() = *reply.body;
       } else if (reply.fault == Fault::malformed_body) {
-        response.body() = R"({"id": "broken", "choices": [ {"message": )";
+        response.body() = dialect_of_target(request.target) == Dialect::anthropic
+                              ? R"({"id": "msg_broken", "type": "message", "content": [ {"type": )"
+                              : R"({"id": "broken", "choices": [ {"message": )";
       } else {
         response.body() = plain_body(request, reply);
       }
@@ -450,10 +354,9 @@ struct FakeProvider::Impl {
     http::response_serializer<http::empty_body> serializer{header};
     auto [header_error, ignored] = co_await http::async_write_header(stream, serializer, kTuple);
     if (header_error) co_return false;
-    auto events = stream_events(request, reply);
-    if (reply.fault == Fault::malformed_body && !events.empty()) events.front() = "{not json";
+    const auto events = faulty_events(request, reply);
     for (std::size_t i = 0; i < events.size(); ++i) {
-      if (reply.fault == Fault::truncate_stream && events[i] == "[DONE]") {
+      if (reply.fault == Fault::truncate_stream && ends_stream(events[i])) {
         reset_connection(stream);
         co_return false;
       }
@@ -461,7 +364,7 @@ struct FakeProvider::Impl {
         asio::steady_timer timer(context, reply.event_interval);
         co_await timer.async_wait(kTuple);
       }
-      const std::string event = "data: " + events[i] + "\n\n";
+      const std::string event = sse_text(events[i], "\n");
       auto [ec, n] = co_await asio::async_write(stream, http::make_chunk(asio::buffer(event)), kTuple);
       if (ec) co_return false;
       if (reply.fault == Fault::reset_mid_body && i == 1) {
@@ -485,14 +388,16 @@ struct FakeProvider::Impl {
   template <typename Stream>
   asio::awaitable<bool> answer_unchunked_stream(Stream& stream, const FakeRequest& request,
                                                 const FakeReply& reply, bool keep_alive) {
-    auto events = stream_events(request, reply);
-    if (reply.fault == Fault::malformed_body && !events.empty()) events.front() = "{not json";
+    auto events = faulty_events(request, reply);
+    if (reply.fault == Fault::truncate_stream) {
+      // The framing still ends cleanly: a stream that looks whole but lacks its end.
+      events.erase(std::find_if(events.begin(), events.end(), ends_stream), events.end());
+    }
     std::vector<std::string> texts;
     std::size_t total = 0;
     for (std::size_t i = 0; i < events.size(); ++i) {
       const bool last = i + 1 == events.size();
-      std::string text = "data: " + events[i] + reply.line_end;
-      if (!(last && reply.omit_final_blank_line)) text += reply.line_end;
+      auto text = sse_text(events[i], reply.line_end, !(last && reply.omit_final_blank_line));
       total += text.size();
       texts.push_back(std::move(text));
     }

@@ -1,7 +1,11 @@
-// A simulated OpenAI-compatible provider: answers chat completions, completions and embeddings,
-// plain and streamed, with programmable latency, status codes, schema quirks and faults
-// (resets, malformed bodies, stalls). Backs `cutover simulate provider`, the demo and the
-// integration tests, which script each reply with a function.
+// A simulated provider: answers OpenAI-style chat completions, completions and embeddings, and
+// Anthropic Messages (POST .../messages, .../messages/count_tokens), plain and streamed, with
+// text or tool calls, programmable latency, status codes, schema quirks and faults (resets,
+// malformed bodies, stalls). Backs `cutover simulate provider`, the demo and the integration
+// tests, which script each reply with a function.
+//
+// A FakeProvider answers both APIs, each by its path; a Profile speaks one dialect and answers
+// the other's paths 404 in its own error schema, as a real provider would.
 #pragma once
 
 #include <boost/asio.hpp>
@@ -14,11 +18,19 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
 namespace cutover::simulate {
+
+// The provider API spoken: OpenAI's (chat completions, completions, embeddings) or Anthropic's
+// Messages API.
+enum class Dialect { openai, anthropic };
+// "openai" or "anthropic"; nullopt for any other name.
+std::optional<Dialect> dialect_named(std::string_view name);
+std::string_view dialect_name(Dialect dialect);
 
 struct FakeRequest {
   std::string method;
@@ -38,7 +50,9 @@ enum class Fault {
   reset_before_response,  // read the request, then reset (RST) the connection
   reset_mid_body,         // send the header and part of the body, then reset
   stall_after_first_chunk,  // stream one event, then go silent
-  truncate_stream,        // stream events, then end without [DONE]
+  // Stream events, then end without [DONE] (Anthropic: message_stop): a chunked stream by a
+  // reset, an unchunked one by ending its framing cleanly there.
+  truncate_stream,
   malformed_body,         // 200 with a body that is not JSON (or events that are not JSON)
   invalid_http,           // bytes that are not an HTTP response
 };
@@ -50,6 +64,19 @@ struct Quirks {
   bool omit_identity = false;          // no id, object, created, system_fingerprint
 };
 
+// One Server-Sent Event. Anthropic names its events (`event: message_start` before the data
+// line); OpenAI does not, and an empty name writes the data line alone.
+struct SseEvent {
+  std::string name;
+  std::string data;
+};
+
+// A tool call the answer makes: the tool's name and the arguments object it is called with.
+struct ToolCall {
+  std::string name;
+  boost::json::object arguments;
+};
+
 struct FakeReply {
   unsigned status = 200;
   std::chrono::milliseconds delay{0};  // before the response header
@@ -59,9 +86,16 @@ struct FakeReply {
   std::vector<std::pair<std::string, std::string>> headers;
   // Raw SSE data payloads to stream instead of the generated ones ("[DONE]" is not appended).
   std::optional<std::vector<std::string>> events;
+  // Events with names (Anthropic's kind) to stream instead of the generated ones; wins over
+  // `events`.
+  std::optional<std::vector<SseEvent>> named_events;
   std::chrono::milliseconds event_interval{0};
   Quirks quirks;
   std::string content;  // the answer's text; generated from the prompt when empty
+  // Tool calls made instead of answering with text (the content is then not sent): chat's
+  // message.tool_calls with finish_reason "tool_calls", Anthropic's tool_use blocks with
+  // stop_reason "tool_use". Legacy completions and embeddings ignore them.
+  std::vector<ToolCall> tool_calls;
   // Close the connection after answering while the response still announced keep-alive, as
   // providers' load balancers do with idle connections.
   bool close_after = false;
@@ -69,7 +103,8 @@ struct FakeReply {
   // (relays behind a buffering proxy), or ended by closing the connection.
   enum class Framing { chunked, content_length, close_delimited };
   Framing framing = Framing::chunked;
-  // Line ending of the SSE lines ("\r\n" as some servers write them).
+  // Line ending of the SSE lines ("\r\n" as some servers write them), for the two unchunked
+  // framings; chunked streams always end lines with "\n".
   std::string line_end = "\n";
   // The last event ends with its line break only, without the blank line.
   bool omit_final_blank_line = false;
@@ -79,8 +114,22 @@ struct FakeReply {
 
 using Script = std::function<FakeReply(const FakeRequest&)>;
 
-// The answer the simulator gives by default: text derived from the prompt, usage counted in
-// words, the model echoed back.
+// The answer the simulator gives by default, in the API the request's path belongs to: text
+// derived from the prompt, usage counted in words (the prompt's words are its input tokens),
+// the model echoed back. Besides:
+//  - Tools. When the request declares tools (chat: tools[].function; Anthropic: tools[] with
+//    input_schema; Anthropic's server tools have none), tool_choice is not "none" (or
+//    {"type":"none"}), and the conversation's last message is not a tool result, the answer
+//    calls the FIRST such tool, with arguments built from its JSON schema's
+//    `properties`: a string is the first three words of the last user text, an integer or
+//    number 1, a boolean true, anything else null.
+//  - Tool results. When the last message is a tool result (chat: role "tool"; Anthropic: a user
+//    turn holding tool_result blocks), the answer is "Tool said: " + the result's text, so a
+//    round trip through a gateway can be checked end to end.
+//  - Errors on request. A prompt containing `[simulate:STATUS]` with STATUS from 400 to 599
+//    (say `[simulate:529]`) is answered that status with the API's error body: 429
+//    rate_limit_error with `retry-after: 1`; 529 Anthropic overloaded_error "Overloaded";
+//    other 5xx api_error (Anthropic) or server_error (OpenAI); 4xx the matching client error.
 FakeReply default_reply(const FakeRequest& request);
 
 // Named behaviour profiles for `cutover simulate provider --profile NAME`.
@@ -94,10 +143,14 @@ struct Profile {
   Distribution distribution = Distribution::uniform;
   std::chrono::milliseconds jitter{10};
   std::chrono::milliseconds event_interval{5};
+  // The API served; the other API's paths get 404 in this one's error schema.
+  Dialect dialect = Dialect::openai;
   double error_rate = 0;       // share of requests answered 500
   double rate_limit_rate = 0;  // share answered 429 with Retry-After
   Quirks quirks;
-  std::string required_key;  // when set, other keys get 401
+  // When set, other keys get 401. OpenAI reads it from `Authorization: Bearer`; Anthropic from
+  // `x-api-key`, or `Authorization: Bearer` as its OAuth clients send it.
+  std::string required_key;
   // The provider's own model names; others get 404 model_not_found. Empty serves any name.
   std::vector<std::string> models;
 };
