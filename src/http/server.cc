@@ -105,7 +105,8 @@ asio::awaitable<bool> Responder::send_error(unsigned status, std::string_view me
                                             std::string_view type, std::string_view code) {
   bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(status), 11};
   response.set(bhttp::field::content_type, "application/json");
-  response.body() = providers::error_body(message, type, code, request_id_);
+  response.body() = error_format_ ? error_format_(status, message, type, code, request_id_)
+                                  : providers::error_body(message, type, code, request_id_);
   co_return co_await send(std::move(response));
 }
 

@@ -55,6 +55,12 @@ struct IncomingRequest {
 
 // Writes the response to one request. Every write returns false once the client is gone; after
 // that the handler should stop and release what it holds.
+// Writes an error body in the client's protocol: (status, message, OpenAI type, OpenAI code,
+// request id) -> body. OpenAI's schema unless the handler chose another.
+using ErrorFormat = std::string (*)(unsigned status, std::string_view message,
+                                    std::string_view type, std::string_view code,
+                                    std::string_view request_id);
+
 class Responder {
  public:
   Responder(std::shared_ptr<beast::tcp_stream> stream, const ServerLimits& limits,
@@ -62,7 +68,9 @@ class Responder {
   ~Responder();
 
   asio::awaitable<bool> send(bhttp::response<bhttp::string_body> response);
-  // An OpenAI-style error ({"error":{message,type,code}}) with the request id.
+  // An error with the request id, in the schema set_error_format() chose (OpenAI's
+  // {"error":{message,type,code}} by default).
+  void set_error_format(ErrorFormat format) { error_format_ = format; }
   asio::awaitable<bool> send_error(unsigned status, std::string_view message,
                                    std::string_view type, std::string_view code);
 
@@ -100,6 +108,7 @@ class Responder {
   bool client_gone_ = false;
   unsigned status_ = 0;
   std::shared_ptr<Watch> watch_;
+  ErrorFormat error_format_ = nullptr;
 };
 
 using Handler = std::function<asio::awaitable<void>(IncomingRequest&, Responder&)>;

@@ -8,6 +8,8 @@
 #include <unordered_map>
 
 #include "accounting/cost.h"
+#include "api/front_end.h"
+#include "providers/dialect.h"
 #include "migration/shadow.h"
 #include "providers/openai_dialect.h"
 #include "providers/request_body.h"
@@ -54,14 +56,36 @@ std::string_view path_of(std::string_view target) { return target.substr(0, targ
 bool is_forwarded_response_header(std::string_view name) {
   return boost::beast::iequals(name, "retry-after") ||
          boost::beast::iequals(name, "retry-after-ms") ||
-         (name.size() > 12 && boost::beast::iequals(name.substr(0, 12), "x-ratelimit-"));
+         (name.size() > 12 && boost::beast::iequals(name.substr(0, 12), "x-ratelimit-")) ||
+         (name.size() > 20 && boost::beast::iequals(name.substr(0, 20), "anthropic-ratelimit-"));
 }
 
-std::string sse_data(std::string_view payload) {
-  std::string event;
-  event.reserve(payload.size() + 8);
-  event.append("data: ").append(payload).append("\n\n");
-  return event;
+using api::sse_data;
+
+// The id of an answer in the client's protocol.
+std::string client_answer_id(api::ClientProtocol protocol, std::string_view request_id) {
+  switch (protocol) {
+    case api::ClientProtocol::anthropic_messages:
+      return "msg_" + api::anthropic::valid_tool_id(request_id, "");
+    case api::ClientProtocol::responses:
+      return "resp_" + api::anthropic::valid_tool_id(request_id, "");
+    default:
+      return "chatcmpl-" + std::string(request_id);
+  }
+}
+
+// One event of a native Anthropic stream as the provider sent it, except the model, which
+// message_start names as the client did.
+void append_native_event(const providers::SseEvent& event, json::value& parsed,
+                         std::string_view client_model, std::string& out) {
+  if (!event.event.empty()) out.append("event: ").append(event.event).append("\n");
+  auto* message = parsed.is_object() ? parsed.get_object().if_contains("message") : nullptr;
+  if (message != nullptr && message->is_object() && message->get_object().contains("model")) {
+    message->get_object()["model"] = client_model;
+    out += sse_data(json::serialize(parsed));
+    return;
+  }
+  out += sse_data(event.data);
 }
 
 std::int64_t unix_ms_now() {
@@ -260,11 +284,22 @@ struct Gateway::RequestContext {
   // and where a miss collects the answer's bytes as sent, to be stored once it is complete.
   std::string_view cache_status;
   std::string* cache_sink = nullptr;
+  // The client's protocol, and its request as sent (the same as body and original for the
+  // OpenAI protocols): a provider that speaks the client's format is sent this one.
+  api::ClientProtocol protocol = api::ClientProtocol::chat_completions;
+  const json::object* client_body = nullptr;
+  const providers::RequestBody* client_original = nullptr;
+  // Set when the client's request could not be decoded into the canonical form: only a
+  // provider of the client's own format can take it.
+  const std::string* decode_problem = nullptr;
 };
 
 struct Gateway::ShadowLaunch {
   std::shared_ptr<migration::ShadowPairState> pair;
-  std::string body;  // already rewritten for the candidate
+  std::string body;  // already rewritten for the candidate, in its dialect
+  // An Anthropic client's own headers, for an Anthropic candidate.
+  std::string anthropic_version;
+  std::string anthropic_beta;
   ApiKind kind = ApiKind::chat_completions;
   bool stream = false;
   std::string request_id;
@@ -303,6 +338,9 @@ struct Gateway::AttemptOutcome {
   unsigned replays = 0;
   // The answer was larger than limits.max_response_bytes: not retried, not a breaker failure.
   bool answer_too_large = false;
+  // The request has no faithful equivalent in the provider's dialect: nothing was sent; the
+  // next provider of the chain may take it.
+  bool untranslatable = false;
 };
 
 Gateway::Gateway(asio::any_io_executor executor, unsigned worker_index, unsigned worker_count,
@@ -427,34 +465,139 @@ asio::awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Resp
     co_return;
   }
 
-  int kind = -1;
-  if (path == "/v1/chat/completions") kind = static_cast<int>(ApiKind::chat_completions);
-  if (path == "/v1/completions") kind = static_cast<int>(ApiKind::completions);
-  if (path == "/v1/embeddings") kind = static_cast<int>(ApiKind::embeddings);
-  if (kind < 0 && path != "/v1/models") {
-    co_await responder.send_error(404, "no route for " + std::string(path),
-                                  "invalid_request_error", "unknown_url");
-    log_simple("unknown_url");
+  const auto protocol = api::protocol_for_path(path);
+  const bool anthropic_path = path.starts_with("/v1/messages");
+  if (anthropic_path) responder.set_error_format(&api::anthropic_error_body);
+  const bool count_tokens = path == "/v1/messages/count_tokens";
+  if (!protocol && !count_tokens && path != "/v1/models") {
+    // GET/DELETE /v1/responses/{id}: nothing is stored, so no response can be found again.
+    const bool stored_response = path.starts_with("/v1/responses/");
+    // Built before the co_await: GCC 12 destroys a conditional's temporaries twice there.
+    std::string message = "no route for " + std::string(path);
+    if (stored_response) {
+      message = "no response '" + std::string(path.substr(14)) +
+                "': this gateway is stateless and stores no responses";
+    }
+    co_await responder.send_error(404, message, "invalid_request_error",
+                                  stored_response ? "not_found" : "unknown_url");
+    log_simple(stored_response ? "not_found" : "unknown_url");
     co_return;
   }
-  if (kind < 0 && method != bhttp::verb::get) co_return co_await wrong_method("GET");
-  if (kind >= 0 && method != bhttp::verb::post) co_return co_await wrong_method("POST");
+  const bool posted = protocol || count_tokens;
+  if (!posted && method != bhttp::verb::get) co_return co_await wrong_method("GET");
+  if (posted && method != bhttp::verb::post) co_return co_await wrong_method("POST");
 
   const std::string* client_name = authenticate(request, *snapshot);
   if (client_name == nullptr) {
     co_await responder.send_error(401,
-                                  "missing or invalid API key; send 'Authorization: Bearer KEY' "
-                                  "with a key the gateway is configured with",
+                                  anthropic_path
+                                      ? "missing or invalid API key; send 'x-api-key: KEY' with a "
+                                        "key the gateway is configured with"
+                                      : "missing or invalid API key; send 'Authorization: Bearer "
+                                        "KEY' with a key the gateway is configured with",
                                   "authentication_error", "invalid_api_key");
     log_simple("invalid_api_key");
     co_return;
   }
-  if (kind < 0) {
+  if (count_tokens) co_return co_await forward_count_tokens(request, responder, *snapshot);
+  if (!protocol) {
     co_await list_models(request, responder, *snapshot);
     log_simple("");
     co_return;
   }
-  co_await proxy(request, responder, std::move(snapshot), kind, *client_name);
+  co_await proxy(request, responder, std::move(snapshot), *protocol, *client_name);
+}
+
+asio::awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& request,
+                                                   http::Responder& responder,
+                                                   Snapshot& snapshot) {
+  std::string error_name;
+  auto log = [&] {
+    AccessRecord record;
+    record.request_id = request.request_id;
+    record.method = request.message.method_string();
+    record.route = path_of(request.message.target());
+    record.status = responder.status();
+    record.error = error_name;
+    record.latency_ms = milliseconds_since(request.received_at);
+    access_log_.record(record);
+  };
+  auto reject = [&](unsigned status, std::string message, std::string_view code) -> asio::awaitable<void> {
+    error_name = code;
+    co_await responder.send_error(status, message, "invalid_request_error", code);
+    log();
+  };
+  boost::system::error_code parse_error;
+  json::value parsed = json::parse(request.message.body(), parse_error);
+  const auto* model = parsed.is_object() ? parsed.get_object().if_contains("model") : nullptr;
+  if (parse_error || model == nullptr || !model->is_string()) {
+    co_return co_await reject(400, "the body must be a JSON object with a string 'model'", "invalid_request");
+  }
+  const std::string client_model(model->get_string());
+  auto route = snapshot.config->routes.find(client_model);
+  if (route == snapshot.config->routes.end()) {
+    co_return co_await reject(404, "the model '" + client_model + "' is not routed by this gateway",
+                              "model_not_found");
+  }
+  auto& provider = snapshot.providers.at(route->second.provider);
+  if (provider.config->dialect != config::Dialect::anthropic) {
+    // No estimate is passed off as a count: only the provider's own tokenizer is exact.
+    co_return co_await reject(404,
+                              "token counting for '" + client_model + "' needs its provider's own "
+                              "tokenizer; provider '" + provider.config->name +
+                              "' speaks the OpenAI dialect, which has no count_tokens endpoint",
+                              "not_found");
+  }
+  EndpointRuntime* endpoint = nullptr;
+  for (auto& candidate : provider.endpoints) {
+    if (auto permit = candidate.breaker->try_acquire(Clock::now())) {
+      candidate.breaker->release(permit);
+      endpoint = &candidate;
+      break;
+    }
+  }
+  if (endpoint == nullptr) {
+    co_return co_await reject(503, "provider '" + provider.config->name + "' is circuit-open",
+                              "circuit_open");
+  }
+  const providers::RequestBody original(request.message.body());
+  bhttp::request<bhttp::string_body> upstream_request{
+      bhttp::verb::post,
+      endpoint->config->address.base_path + std::string(providers::anthropic::kCountTokensPath), 11};
+  upstream_request.body() = original.rewrite(parsed.get_object(),
+                                             provider.config->models.at(client_model), false, false);
+  upstream_request.set(bhttp::field::host, endpoint->config->address.host);
+  upstream_request.set(bhttp::field::content_type, "application/json");
+  upstream_request.set("x-request-id", request.request_id);
+  set_provider_headers(upstream_request, *provider.config, endpoint->config->api_key,
+                       request.message["anthropic-version"], request.message["anthropic-beta"]);
+  upstream_request.keep_alive(true);
+  upstream_request.prepare_payload();
+  upstream::Exchange exchange(*endpoint->pool, Clock::now() + provider.config->timeouts.total);
+  std::string body;
+  auto error = co_await exchange.start(upstream_request, [] { return false; });
+  if (!error) error = co_await exchange.read_all(body, kMaxErrorBodyBytes);
+  if (error) {
+    co_return co_await reject(502, "provider '" + provider.config->name + "': " + error->message,
+                              std::string(upstream::failure_name(error->kind)));
+  }
+  const unsigned status = exchange.status();
+  bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(status), 11};
+  response.set(bhttp::field::content_type, "application/json");
+  response.set("x-cutover-provider", provider.config->name);
+  for (const auto& field : exchange.response()) {
+    if (is_forwarded_response_header(field.name_string())) response.set(field.name_string(), field.value());
+  }
+  if (status >= 200 && status < 300) {
+    response.body() = std::move(body);
+  } else {
+    error_name = "upstream_status";
+    response.body() = api::anthropic::error_body_from(
+        providers::normalize_error_body(body, status, endpoint->config->api_key, request.request_id),
+        status, request.request_id);
+  }
+  co_await responder.send(std::move(response));
+  log();
 }
 
 asio::awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Responder& responder,
@@ -578,9 +721,10 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::acquire_endpoint(
 
 // `client_name` lives in `snapshot`, which this frame keeps alive.
 asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& responder,
-                                     std::shared_ptr<Snapshot> snapshot, int api_kind,
+                                     std::shared_ptr<Snapshot> snapshot,
+                                     api::ClientProtocol protocol,
                                      const std::string& client_name) {
-  const auto kind = static_cast<ApiKind>(api_kind);
+  const auto kind = api::canonical_kind(protocol);
   const auto& config = *snapshot->config;
 
   AccessRecord record;
@@ -704,10 +848,44 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     co_return co_await reject(400, "request body must be a JSON object", "invalid_request_error",
                               "invalid_json");
   }
+  // Messages and Responses clients are decoded into the canonical exchange (a chat request);
+  // the OpenAI protocols are the canonical form already.
+  const bool translated_client = kind == ApiKind::chat_completions &&
+                                 protocol != api::ClientProtocol::chat_completions;
+  json::object canonical;
+  std::string canonical_text;
+  // What the canonical form could not carry. A Messages request with it still goes, as it is,
+  // to a native Anthropic provider (a field cutover does not know reaches the provider); a
+  // provider that needs the request translated refuses it, naming the field.
+  std::optional<std::string> decode_problem;
+  if (translated_client) {
+    decode_problem = protocol == api::ClientProtocol::anthropic_messages
+                         ? api::anthropic::to_chat_request(parsed.get_object(), canonical)
+                         : api::responses::to_chat_request(parsed.get_object(), canonical);
+    if (decode_problem && protocol != api::ClientProtocol::anthropic_messages) {
+      co_return co_await reject(400, *decode_problem, "invalid_request_error", "invalid_request");
+    }
+    if (!decode_problem) canonical_text = json::serialize(canonical);
+  }
   // Located after parsing: reserving simdjson's padding may move the body's bytes.
-  const providers::RequestBody original(request.message.body());
-  RequestContext context{request, responder, record, kind, {}, parsed.get_object(), original};
-  if (auto problem = providers::validate_request(parsed.get_object(), kind, context.shape)) {
+  const providers::RequestBody client_original(request.message.body());
+  const bool decoded = translated_client && !decode_problem;
+  std::optional<providers::RequestBody> canonical_original;
+  if (decoded) canonical_original.emplace(canonical_text);
+  RequestContext context{request,
+                         responder,
+                         record,
+                         kind,
+                         {},
+                         decoded ? canonical : parsed.get_object(),
+                         decoded ? *canonical_original : client_original};
+  context.protocol = protocol;
+  context.client_body = &parsed.get_object();
+  context.client_original = &client_original;
+  context.decode_problem = decode_problem ? &*decode_problem : nullptr;
+  // A Messages request the canonical form could not carry is checked as it is: its model,
+  // messages and stream flag sit where a chat request has them.
+  if (auto problem = providers::validate_request(context.body, kind, context.shape)) {
     co_return co_await reject(400, *problem, "invalid_request_error", "invalid_request");
   }
   record.client_model = context.shape.model;
@@ -732,7 +910,8 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       context.cache_status = "bypass";
       cache.reset();
     } else {
-      cache_key = cache::cache_key(context.body, providers::api_path(kind), context.shape.stream,
+      // Keyed by the client's path: each protocol's answers are stored in its own format.
+      cache_key = cache::cache_key(context.body, record.route, context.shape.stream,
                                    cache->settings().shared_across_keys ? "" : client_name);
       if (auto hit = cache->find(cache_key)) {
         record.provider = "cache";
@@ -776,34 +955,39 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
                    migration::ShadowLimiter::Refusal::none) {
       const auto& candidate = *snapshot->providers.at(settings.candidate).config;
       auto launch = std::make_shared<ShadowLaunch>();
-      // A copy outside the request's parse buffer: the shadow outlives this frame.
-      json::object copy(context.body, json::storage_ptr());
-      std::string prompt_json;
-      if (const auto* messages = copy.if_contains("messages")) {
-        prompt_json = json::serialize(*messages);
-      } else if (const auto* prompt = copy.if_contains("prompt")) {
-        prompt_json = json::serialize(*prompt);
-      }
-      launch->pair = std::make_shared<migration::ShadowPairState>(
-          migration, worker_index_, request.request_id, context.shape.model, context.shape.stream,
-          asks_for_json(copy), std::move(prompt_json));
-      launch->body = original.rewrite(copy, candidate.models.at(context.shape.model),
-                                      context.shape.stream, context.shape.client_requested_usage);
-      launch->kind = kind;
-      launch->stream = context.shape.stream;
-      launch->request_id = request.request_id;
-      launch->client_model = context.shape.model;
-      shadow_pair = launch->pair;
-      context.capture = &shadow_pair->primary_builder;
-      record.shadowed = true;
-      if (shadow_worker_ == nullptr) {
-        asio::co_spawn(executor_, run_shadow(snapshot, std::move(launch)), asio::detached);
-      } else {
-        // The shadow thread uses its own snapshot: its connections belong to its event loop.
-        asio::post(shadow_worker_->executor_, [shadow = shadow_worker_, launch = std::move(launch)]() mutable {
-          asio::co_spawn(shadow->executor_, shadow->run_shadow(shadow->snapshot_, std::move(launch)),
-                         asio::detached);
-        });
+      // A request the candidate's dialect cannot express is not mirrored (it is no sample).
+      if (!provider_request_body(context, candidate, context.shape.stream, launch->body)) {
+        // A copy outside the request's parse buffer: the shadow outlives this frame.
+        json::object copy(context.body, json::storage_ptr());
+        std::string prompt_json;
+        if (const auto* messages = copy.if_contains("messages")) {
+          prompt_json = json::serialize(*messages);
+        } else if (const auto* prompt = copy.if_contains("prompt")) {
+          prompt_json = json::serialize(*prompt);
+        }
+        launch->pair = std::make_shared<migration::ShadowPairState>(
+            migration, worker_index_, request.request_id, context.shape.model, context.shape.stream,
+            asks_for_json(copy), std::move(prompt_json));
+        if (protocol == api::ClientProtocol::anthropic_messages) {
+          launch->anthropic_version = request.message["anthropic-version"];
+          launch->anthropic_beta = request.message["anthropic-beta"];
+        }
+        launch->kind = kind;
+        launch->stream = context.shape.stream;
+        launch->request_id = request.request_id;
+        launch->client_model = context.shape.model;
+        shadow_pair = launch->pair;
+        context.capture = &shadow_pair->primary_builder;
+        record.shadowed = true;
+        if (shadow_worker_ == nullptr) {
+          asio::co_spawn(executor_, run_shadow(snapshot, std::move(launch)), asio::detached);
+        } else {
+          // The shadow thread uses its own snapshot: its connections belong to its event loop.
+          asio::post(shadow_worker_->executor_, [shadow = shadow_worker_, launch = std::move(launch)]() mutable {
+            asio::co_spawn(shadow->executor_, shadow->run_shadow(shadow->snapshot_, std::move(launch)),
+                           asio::detached);
+          });
+        }
       }
     }
   }
@@ -873,7 +1057,8 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       const auto now = Clock::now();
       const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - attempt_started);
       settle_breaker(*endpoint->breaker, permit, outcome, elapsed, now);
-      if (is_candidate && !outcome.gateway_limit && outcome.kind != AttemptOutcome::Kind::client_gone) {
+      if (is_candidate && !outcome.gateway_limit && !outcome.untranslatable &&
+          outcome.kind != AttemptOutcome::Kind::client_gone) {
         candidate_attempts += 1 + outcome.replays;
         if (outcome.kind == AttemptOutcome::Kind::failed || !outcome.healthy) ++candidate_failures;
       }
@@ -892,7 +1077,8 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         finish();
         co_return;
       }
-      const bool retryable = policy.retries(outcome.failure, outcome.status) && !outcome.gateway_limit;
+      const bool retryable = policy.retries(outcome.failure, outcome.status) &&
+                             !outcome.gateway_limit && !outcome.untranslatable;
       last_failure = std::move(outcome);
       if (attempt_number == 0) first_attempt_at = attempt_started;
       retries_exhausted = retryable && attempt_number + 1 >= policy.max_attempts &&
@@ -915,6 +1101,8 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
 
   auto response = final_answer(request.request_id, last_failure, final_refusal, refusals,
                                retries_exhausted, error_name);
+  response.body() = api::error_body_from(protocol, std::move(response.body()),
+                                         response.result_int(), request.request_id);
   response.set("x-cutover-attempts", std::to_string(attempts));
   if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
   co_await responder.send(std::move(response));
@@ -939,7 +1127,7 @@ void Gateway::settle_breaker(resilience::CircuitBreaker& breaker,
       breaker.release(permit);
       return;
     case Kind::failed:
-      if (outcome.gateway_limit) {
+      if (outcome.gateway_limit || outcome.untranslatable) {
         breaker.release(permit);
       } else if (outcome.failure == AttemptFailure::rate_limited) {
         breaker.on_throttled(permit, now + outcome.provider_delay.value_or(kDefaultThrottle));
@@ -958,7 +1146,8 @@ std::string Gateway::attempt_result(const AttemptOutcome& outcome, const http::R
                                     bool last_resort) {
   using Kind = AttemptOutcome::Kind;
   std::string result = outcome.kind == Kind::failed
-                           ? (outcome.status ? std::to_string(outcome.status) : outcome.code)
+                           ? (outcome.status && !outcome.untranslatable ? std::to_string(outcome.status)
+                                                                        : outcome.code)
                            : (outcome.kind == Kind::client_gone ? "client_disconnected"
                                                                 : std::to_string(responder.status()));
   if (outcome.replays > 0) result += " after a replay";
@@ -1022,34 +1211,83 @@ bhttp::response<bhttp::string_body> Gateway::final_answer(
   return response;
 }
 
+std::optional<std::string> Gateway::provider_request_body(const RequestContext& context,
+                                                          const config::Provider& provider,
+                                                          bool ask_usage, std::string& body) {
+  const auto& provider_model = provider.models.at(context.shape.model);
+  if (provider.dialect == config::Dialect::anthropic) {
+    if (context.kind != ApiKind::chat_completions) {
+      return "the Messages API has no " + std::string(providers::api_path(context.kind)) +
+             " endpoint";
+    }
+    if (context.protocol == api::ClientProtocol::anthropic_messages) {
+      body = context.client_original->rewrite(*context.client_body, provider_model, false, false);
+      return std::nullopt;
+    }
+    if (context.decode_problem) return *context.decode_problem;
+    return providers::anthropic::to_messages_request(context.body, provider_model,
+                                                     provider.default_max_tokens, body);
+  }
+  if (context.decode_problem) return *context.decode_problem;
+  body = context.original.rewrite(context.body, provider_model, ask_usage,
+                                  context.shape.client_requested_usage);
+  return std::nullopt;
+}
+
+void Gateway::set_provider_headers(bhttp::request<bhttp::string_body>& upstream_request,
+                                   const config::Provider& provider, const std::string& api_key,
+                                   std::string_view anthropic_version,
+                                   std::string_view anthropic_beta) {
+  upstream_request.set(bhttp::field::user_agent, kUserAgent);
+  if (provider.dialect == config::Dialect::anthropic) {
+    if (!api_key.empty()) upstream_request.set("x-api-key", api_key);
+    upstream_request.set("anthropic-version",
+                         anthropic_version.empty() ? provider.anthropic_version : anthropic_version);
+    if (!anthropic_beta.empty()) upstream_request.set("anthropic-beta", anthropic_beta);
+    return;
+  }
+  if (!api_key.empty()) upstream_request.set(bhttp::field::authorization, "Bearer " + api_key);
+}
+
 asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
                                                           ProviderRuntime& provider_runtime,
                                                           EndpointRuntime& endpoint) {
-  using Kind = AttemptOutcome::Kind;
   const auto& provider = *provider_runtime.config;
   const auto& address = endpoint.config->address;
   const auto& api_key = endpoint.config->api_key;
   const auto kind = context.kind;
   auto& request = context.request;
   auto& responder = context.responder;
-  auto& record = context.record;
   const auto& shape = context.shape;
-  const auto& provider_model = provider.models.at(shape.model);
 
   const bool ask_usage = shape.stream && provider.stream_usage && !shape.client_requested_usage;
   if (context.capture) *context.capture = migration::AnswerBuilder();
   if (context.cache_sink) context.cache_sink->clear();
   bhttp::request<bhttp::string_body> upstream_request{
-      bhttp::verb::post, address.base_path + std::string(providers::api_path(kind)), 11};
+      bhttp::verb::post,
+      address.base_path + std::string(providers::request_path(provider.dialect, kind)), 11};
+  if (auto problem = provider_request_body(context, provider, ask_usage, upstream_request.body())) {
+    AttemptOutcome outcome;
+    outcome.untranslatable = true;
+    outcome.failure = AttemptFailure::invalid_response;
+    outcome.status = 400;
+    outcome.code = "unsupported_by_provider";
+    outcome.message = "provider '" + provider.name + "' (" +
+                      (provider.dialect == config::Dialect::anthropic ? "Anthropic" : "OpenAI") +
+                      " dialect) cannot take this request: " + *problem;
+    outcome.body = providers::error_body(outcome.message, "invalid_request_error",
+                                         "unsupported_parameter", request.request_id);
+    co_return outcome;
+  }
   upstream_request.set(bhttp::field::host, address.host);
   upstream_request.set(bhttp::field::content_type, "application/json");
   upstream_request.set(bhttp::field::accept, shape.stream ? "text/event-stream" : "application/json");
-  upstream_request.set(bhttp::field::user_agent, kUserAgent);
   upstream_request.set("x-request-id", request.request_id);
-  if (!api_key.empty()) upstream_request.set(bhttp::field::authorization, "Bearer " + api_key);
+  const bool anthropic_client = context.protocol == api::ClientProtocol::anthropic_messages;
+  set_provider_headers(upstream_request, provider, api_key,
+                       anthropic_client ? request.message["anthropic-version"] : "",
+                       anthropic_client ? request.message["anthropic-beta"] : "");
   upstream_request.keep_alive(true);
-  upstream_request.body() =
-      context.original.rewrite(context.body, provider_model, ask_usage, shape.client_requested_usage);
   upstream_request.prepare_payload();
 
   upstream::Exchange exchange(*endpoint.pool,
@@ -1068,65 +1306,18 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     }
   } cleanup{responder, in_flight_, &exchange, endpoint.outstanding};
 
-  auto transport_failure = [&](const upstream::UpstreamError& error) {
-    AttemptOutcome outcome;
-    if (error.kind == upstream::FailureKind::cancelled || responder.client_gone()) {
-      outcome.kind = Kind::client_gone;
-      return outcome;
-    }
-    outcome.failure = failure_of(error.kind);
-    outcome.gateway_limit = error.kind == upstream::FailureKind::pool_exhausted;
-    outcome.code = upstream::failure_name(error.kind);
-    outcome.message = error.message;
-    return outcome;
-  };
-  auto invalid_response = [&](std::string message) {
-    AttemptOutcome outcome;
-    outcome.failure = AttemptFailure::invalid_response;
-    outcome.code = "invalid_upstream_response";
-    outcome.message = std::move(message);
-    return outcome;
-  };
-
   context.replays = 0;
   endpoint.quota->on_request_sent();
   auto error_before_answer = co_await exchange.start(upstream_request, [&context] {
     return context.budget == nullptr || context.budget->try_acquire_retry(Clock::now());
   });
   context.replays = exchange.replays();
-  if (error_before_answer) co_return transport_failure(*error_before_answer);
+  if (error_before_answer) co_return transport_failure(responder, *error_before_answer);
   record_quota(*endpoint.quota, exchange);
 
   const unsigned upstream_status = exchange.status();
   if (upstream_status < 200 || upstream_status >= 300) {
-    std::string body;
-    if (auto error = co_await exchange.read_all(body, kMaxErrorBodyBytes)) {
-      co_return transport_failure(*error);
-    }
-    AttemptOutcome outcome;
-    outcome.status = upstream_status;
-    for (const auto& field : exchange.response()) {
-      if (is_forwarded_response_header(field.name_string())) {
-        outcome.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-      }
-    }
-    outcome.body = providers::normalize_error_body(body, upstream_status, api_key, request.request_id);
-    if (upstream_status == 429 || upstream_status >= 500) {
-      outcome.failure = upstream_status == 429 ? AttemptFailure::rate_limited : AttemptFailure::server_error;
-      outcome.code = std::to_string(upstream_status);
-      outcome.provider_delay = requested_delay(exchange);
-      co_return outcome;
-    }
-    // Any other 4xx is about the request itself: passed through unchanged, never retried.
-    bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(upstream_status), 11};
-    for (const auto& [name, value] : outcome.headers) response.set(name, value);
-    response.set(bhttp::field::content_type, "application/json");
-    response.set("x-cutover-provider", provider.name);
-    if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
-    response.body() = std::move(outcome.body);
-    co_await responder.send(std::move(response));
-    outcome.kind = Kind::passed_through;
-    co_return outcome;
+    co_return co_await refused_answer(context, provider, exchange, api_key);
   }
 
   providers::ResponseIdentity identity;
@@ -1135,75 +1326,197 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
   identity.client_model = shape.model;
-  auto& usage = context.usage;
-  auto record_usage = [&] {
-    if (!usage.present) return;
-    record.prompt_tokens = usage.prompt_tokens;
-    record.completion_tokens = usage.completion_tokens;
-  };
+  std::optional<api::AnswerEncoder> encoder;
+  if (!api::passes_through(context.protocol, provider.dialect == config::Dialect::anthropic)) {
+    encoder.emplace(context.protocol, *context.client_body,
+                    client_answer_id(context.protocol, request.request_id), shape.model,
+                    identity.created);
+  }
 
   const auto content_type = exchange.response()[bhttp::field::content_type];
   const bool upstream_streams = content_type.find("text/event-stream") != std::string_view::npos;
   if (!shape.stream || !upstream_streams) {
-    std::string body;
-    ResponseMemory::Reservation reservation(response_memory());
-    if (auto problem = co_await read_answer(exchange, body, reservation, max_response_bytes_)) {
-      if (problem->transport) co_return transport_failure(*problem->transport);
-      AttemptOutcome outcome;
-      outcome.failure = AttemptFailure::invalid_response;
-      outcome.gateway_limit = problem->memory_exhausted;
-      outcome.code = problem->memory_exhausted ? "response_memory_exhausted" : "response_too_large";
-      outcome.message = "provider '" + provider.name + "': " + problem->message;
-      outcome.answer_too_large = !problem->memory_exhausted;
-      co_return outcome;
+    co_return co_await deliver_plain(context, provider_runtime, exchange, identity, encoder, api_key);
+  }
+  co_return co_await deliver_stream(context, provider_runtime, exchange, identity, encoder,
+                                    ask_usage, api_key);
+}
+
+Gateway::AttemptOutcome Gateway::transport_failure(const http::Responder& responder,
+                                                   const upstream::UpstreamError& error) {
+  AttemptOutcome outcome;
+  if (error.kind == upstream::FailureKind::cancelled || responder.client_gone()) {
+    outcome.kind = AttemptOutcome::Kind::client_gone;
+    return outcome;
+  }
+  outcome.failure = failure_of(error.kind);
+  outcome.gateway_limit = error.kind == upstream::FailureKind::pool_exhausted;
+  outcome.code = upstream::failure_name(error.kind);
+  outcome.message = error.message;
+  return outcome;
+}
+
+Gateway::AttemptOutcome Gateway::invalid_response(std::string message) {
+  AttemptOutcome outcome;
+  outcome.failure = AttemptFailure::invalid_response;
+  outcome.code = "invalid_upstream_response";
+  outcome.message = std::move(message);
+  return outcome;
+}
+
+// A status other than 2xx: 429 and 5xx are failures the loop may retry or fail over; any other
+// 4xx is about the request itself and passed to the client as it is, never retried.
+asio::awaitable<Gateway::AttemptOutcome> Gateway::refused_answer(RequestContext& context,
+                                                                 const config::Provider& provider,
+                                                                 upstream::Exchange& exchange,
+                                                                 const std::string& api_key) {
+  const unsigned upstream_status = exchange.status();
+  std::string body;
+  if (auto error = co_await exchange.read_all(body, kMaxErrorBodyBytes)) {
+    co_return transport_failure(context.responder, *error);
+  }
+  AttemptOutcome outcome;
+  outcome.status = upstream_status;
+  for (const auto& field : exchange.response()) {
+    if (is_forwarded_response_header(field.name_string())) {
+      outcome.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     }
-    unsigned char response_buffer[8192];
-    json::monotonic_resource response_memory_resource(response_buffer, sizeof response_buffer);
-    boost::system::error_code ec;
-    json::value value = json::parse(body, ec, &response_memory_resource);
-    std::optional<std::string> problem;
-    if (ec) {
-      problem = "a body that is not JSON (" + ec.message() + ")";
-    } else if (auto invalid = providers::normalize_response(value, kind, identity, usage)) {
-      problem = "an invalid response: " + *invalid;
-    }
-    if (problem) {
-      log_unreadable_answer(provider.name, exchange, body, *problem, api_key);
-      co_return invalid_response("provider '" + provider.name + "' returned " + *problem);
-    }
-    if (context.capture) context.capture->add_response(value);
-    record.time_to_first_token_ms =
-        milliseconds_since(request.received_at, exchange.first_byte_at());
-    record_usage();
-    if (shape.stream) {
-      // The provider answered a streaming request with a plain body: the client asked for a
-      // stream, so it gets the answer as one.
-      co_return co_await deliver_as_stream(context, provider_runtime, value.get_object());
-    }
-    bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
-    response.set(bhttp::field::content_type, "application/json");
-    response.set("x-cutover-provider", provider.name);
-    if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
-    response.body() = json::serialize(value);
-    if (context.cache_sink) *context.cache_sink = response.body();
-    co_await responder.send(std::move(response));
-    AttemptOutcome outcome;
-    outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
+  }
+  outcome.body = providers::normalize_error_body(body, upstream_status, api_key,
+                                                 context.request.request_id);
+  if (upstream_status == 429 || upstream_status >= 500) {
+    outcome.failure = upstream_status == 429 ? AttemptFailure::rate_limited : AttemptFailure::server_error;
+    outcome.code = std::to_string(upstream_status);
+    outcome.provider_delay = requested_delay(exchange);
     co_return outcome;
   }
+  bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(upstream_status), 11};
+  for (const auto& [name, value] : outcome.headers) response.set(name, value);
+  response.set(bhttp::field::content_type, "application/json");
+  response.set("x-cutover-provider", provider.name);
+  if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
+  response.body() = api::error_body_from(context.protocol, std::move(outcome.body),
+                                         upstream_status, context.request.request_id);
+  co_await context.responder.send(std::move(response));
+  outcome.kind = AttemptOutcome::Kind::passed_through;
+  co_return outcome;
+}
 
-  // Streaming: forward event by event. The client's header waits for the first valid event, so
-  // a provider that fails before producing anything can still be retried or failed over.
+asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
+    RequestContext& context, ProviderRuntime& provider_runtime, upstream::Exchange& exchange,
+    const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
+    const std::string& api_key) {
+  using Kind = AttemptOutcome::Kind;
+  const auto& provider = *provider_runtime.config;
+  std::string body;
+  ResponseMemory::Reservation reservation(response_memory());
+  if (auto problem = co_await read_answer(exchange, body, reservation, max_response_bytes_)) {
+    if (problem->transport) co_return transport_failure(context.responder, *problem->transport);
+    AttemptOutcome outcome;
+    outcome.failure = AttemptFailure::invalid_response;
+    outcome.gateway_limit = problem->memory_exhausted;
+    outcome.code = problem->memory_exhausted ? "response_memory_exhausted" : "response_too_large";
+    outcome.message = "provider '" + provider.name + "': " + problem->message;
+    outcome.answer_too_large = !problem->memory_exhausted;
+    co_return outcome;
+  }
+  unsigned char response_buffer[8192];
+  json::monotonic_resource response_memory_resource(response_buffer, sizeof response_buffer);
+  boost::system::error_code ec;
+  json::value value = json::parse(body, ec, &response_memory_resource);
+  // An Anthropic message becomes a chat completion beside it: a native Anthropic client is
+  // sent the message itself.
+  json::value converted;
+  std::optional<std::string> problem;
+  if (ec) {
+    problem = "a body that is not JSON (" + ec.message() + ")";
+  } else if (provider.dialect == config::Dialect::anthropic) {
+    json::object completion(&response_memory_resource);
+    if (auto invalid = providers::anthropic::to_chat_completion(value, identity, context.usage,
+                                                                completion)) {
+      problem = "an invalid response: " + *invalid;
+    }
+    converted = std::move(completion);
+  } else if (auto invalid = providers::normalize_response(value, context.kind, identity,
+                                                          context.usage)) {
+    problem = "an invalid response: " + *invalid;
+  }
+  if (problem) {
+    log_unreadable_answer(provider.name, exchange, body, *problem, api_key);
+    co_return invalid_response("provider '" + provider.name + "' returned " + *problem);
+  }
+  const json::value& canonical = converted.is_object() ? converted : value;
+  if (context.capture) context.capture->add_response(canonical);
+  auto& record = context.record;
+  record.time_to_first_token_ms =
+      milliseconds_since(context.request.received_at, exchange.first_byte_at());
+  if (context.usage.present) {
+    record.prompt_tokens = context.usage.prompt_tokens;
+    record.completion_tokens = context.usage.completion_tokens;
+  }
+  if (context.shape.stream) {
+    // The provider answered a streaming request with a plain body: the client asked for a
+    // stream, so it gets the answer as one.
+    co_return co_await deliver_as_stream(context, provider_runtime, canonical.get_object(), encoder);
+  }
+  bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
+  response.set(bhttp::field::content_type, "application/json");
+  response.set("x-cutover-provider", provider.name);
+  if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
+  if (encoder) {
+    response.body() = encoder->encode(canonical.get_object());
+  } else {
+    // The client's own format: passed on, its model named as the client named it.
+    if (converted.is_object()) value.get_object()["model"] = context.shape.model;
+    response.body() = json::serialize(value);
+  }
+  if (context.cache_sink) *context.cache_sink = response.body();
+  co_await context.responder.send(std::move(response));
+  AttemptOutcome outcome;
+  outcome.kind = context.responder.client_gone() ? Kind::client_gone : Kind::delivered;
+  co_return outcome;
+}
+
+// Streaming: forward event by event. The client's header waits for the first event that has
+// something to send, so a provider that fails before producing anything can still be retried
+// or failed over.
+asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
+    RequestContext& context, ProviderRuntime& provider_runtime, upstream::Exchange& exchange,
+    const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
+    bool ask_usage, const std::string& api_key) {
+  using Kind = AttemptOutcome::Kind;
+  const auto& provider = *provider_runtime.config;
+  auto& responder = context.responder;
+  auto& record = context.record;
+  auto& request = context.request;
+  const bool anthropic_provider = provider.dialect == config::Dialect::anthropic;
+  // A native Anthropic client of a native Anthropic provider gets the provider's events as
+  // they came; the canonical chunks are still read, for usage and the shadow comparison.
+  const bool native_events = !encoder && anthropic_provider;
+  providers::CanonicalStream reader(provider.dialect, context.kind, identity,
+                                    anthropic_provider ? !context.shape.client_requested_usage
+                                                       : ask_usage);
   providers::SseParser parser;
   unsigned char chunk_buffer[4096];
   std::vector<providers::SseEvent> events;
   std::string raw;
   std::string out;
-  bool saw_done = false;
-  bool saw_finish = false;
   bool done = false;
   std::optional<std::string> stream_problem;
   std::optional<upstream::UpstreamError> stream_error;
+  auto send_out = [&]() -> asio::awaitable<bool> {
+    if (out.empty()) co_return true;
+    if (!responder.started()) {
+      record.time_to_first_token_ms = milliseconds_since(request.received_at);
+      if (!co_await responder.begin_stream(event_stream_header(provider.name, context.cache_status))) {
+        co_return false;
+      }
+    }
+    if (context.cache_sink) context.cache_sink->append(out);
+    const bool sent = co_await responder.send_chunk(out);
+    out.clear();
+    co_return sent;
+  };
   while (!done && !stream_problem && !stream_error) {
     raw.clear();
     if (auto error = co_await exchange.read_some(raw, done)) {
@@ -1214,54 +1527,45 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     if (done) parser.finish(events);
     for (auto& event : events) {
       if (stream_problem) break;
-      if (event.data == "[DONE]") {
-        saw_done = true;
-        out += sse_data("[DONE]");
-        continue;
-      }
       // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
       // next block across release(), which ran a long stream of large events out of memory.
       json::monotonic_resource chunk_memory(chunk_buffer, sizeof chunk_buffer);
-      boost::system::error_code ec;
-      json::value chunk = json::parse(event.data, ec, &chunk_memory);
-      if (ec) {
-        stream_problem = "a stream event is not JSON";
-        break;
-      }
-      providers::ChunkOutcome chunk_outcome;
-      if (auto problem = providers::normalize_stream_chunk(chunk, kind, identity, ask_usage, usage,
-                                                           chunk_outcome)) {
-        stream_problem = *problem;
-        break;
-      }
-      saw_finish = saw_finish || providers::chunk_finishes(chunk);
-      if (chunk_outcome.drop) continue;
-      if (context.capture) context.capture->add_chunk(chunk);
-      if (chunk_outcome.is_error) {
-        if (auto* e = chunk.get_object().if_contains("error"); e && e->is_object()) {
-          const auto* message = e->get_object().if_contains("message");
-          std::string text = message && message->is_string() ? std::string(message->get_string())
-                                                             : "upstream error";
-          providers::redact(text, api_key);
-          e->get_object()["message"] = text;
+      json::value parsed;
+      auto result = reader.read(event, parsed, &chunk_memory, context.usage, [&](json::value& chunk) {
+        if (context.capture) context.capture->add_chunk(chunk);
+        if (native_events) return;
+        if (encoder) {
+          encoder->on_chunk(chunk.get_object(), out);
+          return;
         }
+        if (!event.event.empty()) out.append("event: ").append(event.event).append("\n");
+        out += sse_data(json::serialize(chunk));
+      });
+      if (result.problem) {
+        stream_problem = std::move(result.problem);
+        break;
       }
-      if (!event.event.empty()) out.append("event: ").append(event.event).append("\n");
-      out += sse_data(json::serialize(chunk));
+      if (result.provider_error) {
+        providers::redact(*result.provider_error, api_key);
+        if (!encoder && !anthropic_provider) {
+          // An OpenAI client of an OpenAI provider got the error object as its own event;
+          // only the key a provider may echo is removed from it.
+          providers::redact(out, api_key);
+          continue;
+        }
+        stream_problem = "the provider streamed an error: " + *result.provider_error;
+        break;
+      }
+      if (result.end_marker && !encoder && !anthropic_provider) out += sse_data("[DONE]");
+      if (native_events) append_native_event(event, parsed, context.shape.model, out);
     }
     events.clear();
-    if (out.empty()) continue;
-    if (!responder.started()) {
-      record.time_to_first_token_ms = milliseconds_since(request.received_at);
-      if (!co_await responder.begin_stream(event_stream_header(provider.name, context.cache_status))) {
-        break;
-      }
-    }
-    if (context.cache_sink) context.cache_sink->append(out);
-    if (!co_await responder.send_chunk(out)) break;
-    out.clear();
+    if (!co_await send_out()) break;
   }
-  record_usage();
+  if (context.usage.present) {
+    record.prompt_tokens = context.usage.prompt_tokens;
+    record.completion_tokens = context.usage.completion_tokens;
+  }
 
   AttemptOutcome outcome;
   if (responder.client_gone()) {
@@ -1270,23 +1574,30 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     co_return outcome;
   }
   const bool ended_cleanly = !stream_problem && !stream_error;
-  if (ended_cleanly && !saw_done && saw_finish && responder.started()) {
+  bool complete = ended_cleanly && reader.saw_end_marker();
+  if (ended_cleanly && !complete && reader.saw_finish() && (responder.started() || encoder)) {
     // Every event arrived, the last with its finish reason, and the connection ended cleanly:
-    // only the [DONE] marker is missing, which the SDKs themselves do not require.
-    saw_done = co_await responder.send_chunk(sse_data("[DONE]"));
-    if (context.cache_sink) context.cache_sink->append(sse_data("[DONE]"));
+    // only the end marker is missing, which the SDKs themselves do not require.
+    if (!encoder) {
+      out += anthropic_provider ? std::string("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+                                : sse_data("[DONE]");
+    }
+    complete = true;
   }
-  if (!saw_done && ended_cleanly) stream_problem = "the stream ended before [DONE]";
-  if (!stream_problem && !stream_error) {
+  if (!complete && ended_cleanly) stream_problem = "the stream ended before its end marker";
+  if (complete) {
+    if (encoder) encoder->finish(out);
+    co_await send_out();
     co_await responder.end_stream();
     outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
     co_return outcome;
   }
   if (!responder.started()) {
-    if (stream_error) co_return transport_failure(*stream_error);
+    if (stream_error) co_return transport_failure(responder, *stream_error);
     co_return invalid_response("provider '" + provider.name + "' sent an invalid stream: " + *stream_problem);
   }
-  // Bytes are out: no retry now. The SDKs raise an APIError when a stream carries an error event.
+  // Bytes are out: no retry now. The client's error event makes its SDK raise rather than
+  // return a silently truncated answer.
   const std::string message =
       stream_error ? stream_error->message
                    : "provider '" + provider.name + "' sent an invalid stream: " + *stream_problem;
@@ -1295,8 +1606,15 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   outcome.code = stream_error ? std::string(upstream::failure_name(stream_error->kind))
                               : "invalid_upstream_response";
   exchange.abort();
-  co_await responder.send_chunk(
-      sse_data(providers::error_body(message, "upstream_error", outcome.code, request.request_id)));
+  out.clear();
+  if (encoder) {
+    encoder->fail(502, outcome.code, message, request.request_id, out);
+  } else if (context.protocol == api::ClientProtocol::anthropic_messages) {
+    out = "event: error\ndata: " + api::anthropic::error_body(502, message, request.request_id) + "\n\n";
+  } else {
+    out = sse_data(providers::error_body(message, "upstream_error", outcome.code, request.request_id));
+  }
+  co_await responder.send_chunk(out);
   co_await responder.end_stream();
   co_return outcome;
 }
@@ -1353,17 +1671,25 @@ asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
   co_await responder.end_stream();
 }
 
-asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(RequestContext& context,
-                                                                     ProviderRuntime& provider,
-                                                                     const json::object& response) {
+asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(
+    RequestContext& context, ProviderRuntime& provider, const json::object& response,
+    std::optional<api::AnswerEncoder>& encoder) {
   using Kind = AttemptOutcome::Kind;
   auto& responder = context.responder;
   std::string events;
-  for (const auto& chunk : providers::stream_chunks_from_response(
-           response, context.kind, context.shape.client_requested_usage)) {
-    events += sse_data(chunk);
+  const bool include_usage = context.shape.client_requested_usage || encoder.has_value();
+  for (const auto& chunk : providers::stream_chunks_from_response(response, context.kind, include_usage)) {
+    if (encoder) {
+      encoder->on_chunk(json::parse(chunk).get_object(), events);
+    } else {
+      events += sse_data(chunk);
+    }
   }
-  events += sse_data("[DONE]");
+  if (encoder) {
+    encoder->finish(events);
+  } else {
+    events += sse_data("[DONE]");
+  }
   if (context.cache_sink) *context.cache_sink = events;
   AttemptOutcome outcome;
   outcome.kind = Kind::client_gone;
@@ -1449,16 +1775,16 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
   }
   const auto& address = endpoint->config->address;
   bhttp::request<bhttp::string_body> upstream_request{
-      bhttp::verb::post, address.base_path + std::string(providers::api_path(launch->kind)), 11};
+      bhttp::verb::post,
+      address.base_path + std::string(providers::request_path(candidate_config.dialect, launch->kind)),
+      11};
   upstream_request.set(bhttp::field::host, address.host);
   upstream_request.set(bhttp::field::content_type, "application/json");
   upstream_request.set(bhttp::field::accept, launch->stream ? "text/event-stream" : "application/json");
-  upstream_request.set(bhttp::field::user_agent, kUserAgent);
   upstream_request.set("x-request-id", launch->request_id);
   upstream_request.set("x-cutover-shadow", "1");
-  if (!endpoint->config->api_key.empty()) {
-    upstream_request.set(bhttp::field::authorization, "Bearer " + endpoint->config->api_key);
-  }
+  set_provider_headers(upstream_request, candidate_config, endpoint->config->api_key,
+                       launch->anthropic_version, launch->anthropic_beta);
   upstream_request.keep_alive(true);
   upstream_request.body() = std::move(launch->body);
   upstream_request.prepare_payload();
@@ -1541,7 +1867,8 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
       side.ttft_ms = milliseconds_since(started, exchange.first_byte_at());
       boost::system::error_code ec;
       json::value value = json::parse(body, ec);
-      if (ec || providers::normalize_response(value, launch->kind, identity, side.usage)) {
+      if (ec || providers::canonical_completion(candidate_config.dialect, value, launch->kind,
+                                                identity, side.usage)) {
         fail("invalid_upstream_response");
       } else {
         builder.add_response(value);
@@ -1550,11 +1877,10 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     }
   } else {
     providers::SseParser parser;
+    providers::CanonicalStream reader(candidate_config.dialect, launch->kind, identity, false);
     std::vector<providers::SseEvent> events;
     std::string raw;
     bool done = false;
-    bool saw_done = false;
-    bool builder_finished = false;
     std::optional<std::string> problem;
     while (!done && !problem) {
       raw.clear();
@@ -1565,26 +1891,20 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
       if (!parser.feed(raw, events)) problem = "invalid_upstream_response";
       if (done) parser.finish(events);
       for (auto& event : events) {
-        if (event.data == "[DONE]") {
-          saw_done = true;
-          continue;
-        }
-        boost::system::error_code ec;
-        json::value chunk = json::parse(event.data, ec);
-        providers::ChunkOutcome outcome;
-        if (ec || providers::normalize_stream_chunk(chunk, launch->kind, identity, false,
-                                                    side.usage, outcome) ||
-            outcome.is_error) {
+        json::value parsed;
+        const auto result = reader.read(event, parsed, json::storage_ptr(), side.usage,
+                                        [&](json::value& chunk) {
+                                          if (side.ttft_ms <= 0) side.ttft_ms = milliseconds_since(started);
+                                          builder.add_chunk(chunk);
+                                        });
+        if (result.problem || result.provider_error) {
           problem = "invalid_upstream_response";
           break;
         }
-        if (side.ttft_ms <= 0) side.ttft_ms = milliseconds_since(started);
-        builder_finished = builder_finished || providers::chunk_finishes(chunk);
-        builder.add_chunk(chunk);
       }
       events.clear();
     }
-    if (!problem && !saw_done && !builder_finished) problem = "stream_truncated";
+    if (!problem && !reader.saw_end_marker() && !reader.saw_finish()) problem = "stream_truncated";
     if (problem) {
       exchange.abort();
       fail(*problem);

@@ -11,6 +11,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "api/front_end.h"
 #include "config/config.h"
 #include "http/server.h"
 #include "migration/runtime.h"
@@ -60,11 +61,41 @@ class Gateway {
   struct AttemptOutcome;
 
   boost::asio::awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
-                                     std::shared_ptr<Snapshot> snapshot, int api_kind,
-                                     const std::string& client_name);
+                                     std::shared_ptr<Snapshot> snapshot,
+                                     api::ClientProtocol protocol, const std::string& client_name);
+  // POST /v1/messages/count_tokens: a native Anthropic provider counts; nothing else can.
+  boost::asio::awaitable<void> forward_count_tokens(http::IncomingRequest& request,
+                                                    http::Responder& responder,
+                                                    Snapshot& snapshot);
   boost::asio::awaitable<AttemptOutcome> attempt(RequestContext& context,
                                                  ProviderRuntime& provider,
                                                  EndpointRuntime& endpoint);
+  // The request's body in the provider's dialect; a message naming what the dialect cannot
+  // express otherwise.
+  static std::optional<std::string> provider_request_body(const RequestContext& context,
+                                                          const config::Provider& provider,
+                                                          bool ask_usage, std::string& body);
+  // Authentication and version headers in the provider's dialect; an Anthropic client's own
+  // anthropic-version and anthropic-beta go to an Anthropic provider.
+  static void set_provider_headers(
+      boost::beast::http::request<boost::beast::http::string_body>& upstream_request,
+      const config::Provider& provider, const std::string& api_key,
+      std::string_view anthropic_version, std::string_view anthropic_beta);
+  static AttemptOutcome transport_failure(const http::Responder& responder,
+                                          const upstream::UpstreamError& error);
+  static AttemptOutcome invalid_response(std::string message);
+  boost::asio::awaitable<AttemptOutcome> refused_answer(RequestContext& context,
+                                                        const config::Provider& provider,
+                                                        upstream::Exchange& exchange,
+                                                        const std::string& api_key);
+  boost::asio::awaitable<AttemptOutcome> deliver_plain(
+      RequestContext& context, ProviderRuntime& provider, upstream::Exchange& exchange,
+      const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
+      const std::string& api_key);
+  boost::asio::awaitable<AttemptOutcome> deliver_stream(
+      RequestContext& context, ProviderRuntime& provider, upstream::Exchange& exchange,
+      const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
+      bool ask_usage, const std::string& api_key);
   struct Refusal;
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
                                  Refusal& refusal, bool heed_quotas);
@@ -93,9 +124,9 @@ class Gateway {
                                            std::string_view provider_model);
   boost::asio::awaitable<void> serve_cached(http::Responder& responder,
                                             const cache::CachedAnswer& answer);
-  boost::asio::awaitable<AttemptOutcome> deliver_as_stream(RequestContext& context,
-                                                           ProviderRuntime& provider,
-                                                           const boost::json::object& response);
+  boost::asio::awaitable<AttemptOutcome> deliver_as_stream(
+      RequestContext& context, ProviderRuntime& provider, const boost::json::object& response,
+      std::optional<api::AnswerEncoder>& encoder);
   struct ShadowLaunch;
   boost::asio::awaitable<void> run_shadow(std::shared_ptr<Snapshot> snapshot,
                                           std::shared_ptr<ShadowLaunch> launch);

@@ -85,9 +85,10 @@ export class CutoverProcess {
 }
 
 // Starts `cutover simulate provider` and waits until it accepts connections.
-export async function startSimulator({ profile, apiKeyEnv, environment = {} }) {
+export async function startSimulator({ profile, apiKeyEnv, environment = {}, dialect }) {
   const args = ['simulate', 'provider', '--address', '127.0.0.1', '--port', '0', '--profile', profile];
   if (apiKeyEnv) args.push('--api-key-env', apiKeyEnv);
+  if (dialect) args.push('--dialect', dialect);
   return startListening(new CutoverProcess(`simulator '${profile}'`, args, environment));
 }
 

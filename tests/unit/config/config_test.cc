@@ -338,3 +338,64 @@ routes:
 
 }  // namespace
 }  // namespace cutover::config
+
+namespace cutover::config {
+namespace {
+
+TEST(ConfigDialectTest, AProviderDeclaresItsDialect) {
+  auto result = load_from_string(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  claude:
+    dialect: anthropic
+    anthropic_version: "2023-06-01"
+    default_max_tokens: 1024
+    base_url: https://api.anthropic.example/v1
+    api_key_env: K
+    models: {claude-sonnet-4-5: claude-sonnet-4-5-20250929}
+    prices: {claude-sonnet-4-5-20250929: {input: 3, cached_input: 0.3, cache_write: 3.75, output: 15}}
+  relay:
+    base_url: https://relay.example/v1
+    api_key_env: K
+    models: {claude-sonnet-4-5: claude-sonnet-4.5}
+routes:
+  - models: [claude-sonnet-4-5]
+    provider: claude
+)", [](const std::string&) -> std::optional<std::string> { return "v"; });
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front();
+  auto named = [&](std::string_view name) -> const Provider& {
+    for (const auto& provider : result.config->providers) {
+      if (provider.name == name) return provider;
+    }
+    throw std::out_of_range(std::string(name));
+  };
+  const auto& claude = named("claude");
+  const auto& relay = named("relay");
+  EXPECT_EQ(claude.dialect, Dialect::anthropic);
+  EXPECT_EQ(claude.default_max_tokens, 1024);
+  EXPECT_EQ(relay.dialect, Dialect::openai);
+  EXPECT_EQ(relay.anthropic_version, "2023-06-01");
+  const auto* price = claude.price_for("claude-sonnet-4-5-20250929");
+  ASSERT_NE(price, nullptr);
+  EXPECT_DOUBLE_EQ(price->cache_write_per_million, 3.75);
+}
+
+TEST(ConfigDialectTest, AnUnknownDialectIsNamed) {
+  auto errors = errors_of(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p:
+    dialect: gemini
+    base_url: http://127.0.0.1:1/v1
+    api_key_env: K
+    models: {m: pm}
+routes:
+  - models: [m]
+    provider: p
+)");
+  EXPECT_TRUE(any_contains(errors, "dialect: must be openai (chat completions) or anthropic"))
+      << (errors.empty() ? "" : errors.front());
+}
+
+}  // namespace
+}  // namespace cutover::config
