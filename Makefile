@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo bench bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects bench bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -40,6 +40,11 @@ test-tsan: deps
 
 demo: build
 	CUTOVER_BINARY=$(BUILD_DIR)/cutover bash scripts/demo.sh
+
+# The same migration across dialects: Anthropic clients, a native Anthropic primary, an
+# OpenAI-compatible relay as the candidate.
+demo-dialects: build
+	CUTOVER_BINARY=$(BUILD_DIR)/cutover bash scripts/demo.sh --dialects
 
 bench: build
 	bash bench/run.sh

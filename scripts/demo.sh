@@ -9,7 +9,11 @@
 #          answering 30 % of requests with errors: the gates roll the migration back on their
 #          own, and the fallback to the primary keeps the clients' errors at 0.
 #
-# usage: scripts/demo.sh [--ci]   (or DEMO_FAST=1): shorter stages for CI. Either way the script
+# With --dialects (`make demo-dialects`, examples/demo-dialects.yaml) the same two runs move
+# claude-sonnet-4-5 from a native Anthropic provider to an OpenAI-compatible relay, the clients
+# speaking Anthropic's Messages API: every candidate answer is translated both ways.
+#
+# usage: scripts/demo.sh [--ci] [--dialects]   (or DEMO_FAST=1): --ci: shorter stages. Either way the script
 # exits non-zero unless run 1 was promoted, run 2 was rolled back by a gate, and no client saw
 # an error. CUTOVER_BINARY names the binary (default build/cutover).
 set -euo pipefail
@@ -17,18 +21,30 @@ if [[ -n ${CUTOVER_BINARY:-} && $CUTOVER_BINARY != /* ]]; then CUTOVER_BINARY=$P
 cd "$(dirname "$0")/.."
 
 fast=${DEMO_FAST:-0}
+dialects=0
 for arg in "$@"; do
   case $arg in
     --ci) fast=1 ;;
-    *) echo "usage: $0 [--ci]" >&2; exit 2 ;;
+    --dialects) dialects=1 ;;
+    *) echo "usage: $0 [--ci] [--dialects]" >&2; exit 2 ;;
   esac
 done
 
 binary=${CUTOVER_BINARY:-build/cutover}
-migration=gpt4o-to-candidate
 # Client load: enough users that 10 % of them is a fair sample, enough requests that every
 # stage has its minimum within its minimum duration.
-traffic_args=(--model gpt-4o --users 100 --concurrency 32 --rate 400 --stream-share 0.3)
+traffic_args=(--users 100 --concurrency 32 --rate 400 --stream-share 0.3)
+if ((dialects)); then
+  demo_config=examples/demo-dialects.yaml
+  migration=claude-to-relay
+  traffic_args+=(--model claude-sonnet-4-5 --api messages)
+  primary_args=(--dialect anthropic)
+else
+  demo_config=examples/demo.yaml
+  migration=gpt4o-to-candidate
+  traffic_args+=(--model gpt-4o)
+  primary_args=()
+fi
 # The candidate answers after 12 ms (the primary after 20 ms) and sends a stream in one burst:
 # when the demo kills it to restart it degraded, no answer is cut halfway (which no fallback
 # could hide); requests it had not answered yet fall back to the primary.
@@ -100,7 +116,7 @@ start_provider() {
   provider_port=$(port_from_log "$log" "listening on" "$provider_pid")
 }
 
-# start_gateway PORT ADMIN_PORT: examples/demo.yaml pointed at this demo's providers and
+# start_gateway PORT ADMIN_PORT: $demo_config pointed at this demo's providers and
 # ports (0: any free one); sets $gateway_pid, $gateway_url and $admin_url.
 start_gateway() {
   local config="$workdir/demo.yaml" log
@@ -112,9 +128,9 @@ start_gateway() {
     -e "s|^  listen: 127.0.0.1:9090|  listen: 127.0.0.1:$2|"
   )
   if [[ -n $stage_seconds ]]; then edits+=(-e "s/min_duration: [0-9]*s/min_duration: ${stage_seconds}s/"); fi
-  sed "${edits[@]}" examples/demo.yaml >"$config"
+  sed "${edits[@]}" "$demo_config" >"$config"
   if grep -qE '127\.0\.0\.1:(19101|19102|8080|9090)' "$config"; then
-    fail "examples/demo.yaml no longer has the addresses this script rewrites"
+    fail "$demo_config no longer has the addresses this script rewrites"
   fi
   "$binary" serve --config "$config" --check-config >/dev/null
   "$binary" serve --config "$config" >/dev/null 2>"$log" &
@@ -231,7 +247,7 @@ PY
 }
 
 say "starting the simulated providers: primary (healthy) and candidate (healthy, faster, cheaper)"
-start_provider primary 0 --profile healthy --api-key-env CUTOVER_DEMO_PRIMARY_KEY
+start_provider primary 0 --profile healthy --api-key-env CUTOVER_DEMO_PRIMARY_KEY "${primary_args[@]}"
 primary_port=$provider_port
 start_provider candidate 0 "${candidate_args[@]}"
 candidate_port=$provider_port
@@ -242,7 +258,7 @@ say "run 1: migrating gpt-4o to a healthy candidate"
 start_gateway 0 0
 gateway_port=${gateway_url##*:}
 admin_port=${admin_url##*:}
-echo "gateway on $gateway_url; migration $migration from examples/demo.yaml"
+echo "gateway on $gateway_url; migration $migration from $demo_config"
 echo "dashboard (both runs): $admin_url/dashboard#token=$CUTOVER_DEMO_ADMIN_TOKEN"
 start_traffic run1
 follow run1

@@ -174,6 +174,7 @@ int simulate_provider(const std::string& address, std::uint16_t port, const std:
   spdlog::info("simulated {} provider '{}' listening on {}:{}",
                simulate::dialect_name(profile->dialect), profile->name, address, provider.port());
   wait_for_signals([] {});
+  provider.drain(std::chrono::seconds(2));
   return 0;
 }
 
@@ -317,6 +318,15 @@ int main(int argc, char** argv) {
                               "environment variable holding the client key for the gateway");
   traffic_command->add_option("--model", traffic.model, "the model clients ask for")
       ->capture_default_str();
+  traffic_command
+      ->add_option("--api", traffic.api,
+                   "the clients' API: chat (OpenAI chat completions) or messages (Anthropic)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, simulate::TrafficOptions::Api>{
+              {"chat", simulate::TrafficOptions::Api::chat},
+              {"messages", simulate::TrafficOptions::Api::messages}},
+          CLI::ignore_case))
+      ->default_str("chat");
   traffic_command->add_option("--users", traffic.users, "distinct users (x-user-id and `user`)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -850,15 +850,19 @@ std::optional<std::string> to_chat_completion(const json::value& message,
                             {"model", identity.client_model},
                             {"choices", json::array{std::move(choice)}},
                             {"system_fingerprint", nullptr}};
-  usage = Usage{};
-  if (const auto* u = m.if_contains("usage"); u != nullptr && u->is_object()) {
-    const auto& counts = u->get_object();
-    usage = make_usage(
-        count_of(counts, "input_tokens"), count_of(counts, "cache_read_input_tokens"),
-        count_of(counts, "cache_creation_input_tokens"), count_of(counts, "output_tokens"));
-    completion["usage"] = usage_object(usage);
-  }
+  usage = usage_of(message);
+  if (usage.present) completion["usage"] = usage_object(usage);
   return std::nullopt;
+}
+
+Usage usage_of(const json::value& message) {
+  const auto* m = message.if_object();
+  const auto* u = m != nullptr ? m->if_contains("usage") : nullptr;
+  if (u == nullptr || !u->is_object()) return Usage{};
+  const auto& counts = u->get_object();
+  return make_usage(count_of(counts, "input_tokens"), count_of(counts, "cache_read_input_tokens"),
+                    count_of(counts, "cache_creation_input_tokens"),
+                    count_of(counts, "output_tokens"));
 }
 
 std::string_view finish_reason(std::string_view stop_reason) {

@@ -38,6 +38,10 @@ std::optional<std::string> to_chat_completion(const boost::json::value& message,
                                               const ResponseIdentity& identity, Usage& usage,
                                               boost::json::object& completion);
 
+// The usage a Messages response reports, in OpenAI's terms (as to_chat_completion fills it):
+// what a message passed through to a native Anthropic client is accounted by.
+Usage usage_of(const boost::json::value& message);
+
 // Turns a Messages event stream into chat-completion chunks, event by event.
 class StreamDecoder {
  public:

@@ -108,6 +108,12 @@ std::string_view sticky_source(const config::StickyKey& key, const http::Incomin
       if (const auto* user = body.if_contains("user"); user && user->is_string()) {
         return user->get_string();
       }
+      // An Anthropic request passed through undecoded names its user in its metadata.
+      if (const auto* metadata = body.if_contains("metadata"); metadata && metadata->is_object()) {
+        if (const auto* user = metadata->get_object().if_contains("user_id"); user && user->is_string()) {
+          return user->get_string();
+        }
+      }
       return {};
     case config::StickyKey::Source::client_key:
       return client_name;
@@ -600,6 +606,30 @@ asio::awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& reque
   log();
 }
 
+bool Gateway::route_needs_translation(const Snapshot& snapshot, const json::object& request) {
+  const auto* model = request.if_contains("model");
+  if (model == nullptr || !model->is_string()) return true;
+  const auto route = snapshot.config->routes.find(std::string(model->get_string()));
+  if (route == snapshot.config->routes.end()) return true;
+  auto openai_dialect = [&](std::string_view name) {
+    const auto found = snapshot.providers.find(std::string(name));
+    return found == snapshot.providers.end() ||
+           found->second.config->dialect != config::Dialect::anthropic;
+  };
+  if (openai_dialect(route->second.provider)) return true;
+  for (const auto& fallback : route->second.fallback) {
+    if (openai_dialect(fallback)) return true;
+  }
+  if (snapshot.migrations) {
+    const auto migration = snapshot.migrations->find(route->first);
+    if (migration != snapshot.migrations->end() &&
+        openai_dialect(migration->second->settings().candidate)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 asio::awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Responder& responder,
                                            const Snapshot& snapshot) {
   json::array data;
@@ -850,8 +880,12 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   }
   // Messages and Responses clients are decoded into the canonical exchange (a chat request);
   // the OpenAI protocols are the canonical form already.
-  const bool translated_client = kind == ApiKind::chat_completions &&
-                                 protocol != api::ClientProtocol::chat_completions;
+  // A Messages request that only native Anthropic providers can serve is never decoded: it
+  // passes through as it came.
+  const bool translated_client =
+      protocol == api::ClientProtocol::responses ||
+      (protocol == api::ClientProtocol::anthropic_messages &&
+       route_needs_translation(*snapshot, parsed.get_object()));
   json::object canonical;
   std::string canonical_text;
   // What the canonical form could not carry. A Messages request with it still goes, as it is,
@@ -1430,6 +1464,11 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
   std::optional<std::string> problem;
   if (ec) {
     problem = "a body that is not JSON (" + ec.message() + ")";
+  } else if (provider.dialect == config::Dialect::anthropic && !encoder && !context.capture &&
+             !context.shape.stream && value.is_object() &&
+             value.get_object().if_contains("content") != nullptr) {
+    // Passed through to a native client and compared with nothing: only its usage is read.
+    context.usage = providers::anthropic::usage_of(value);
   } else if (provider.dialect == config::Dialect::anthropic) {
     json::object completion(&response_memory_resource);
     if (auto invalid = providers::anthropic::to_chat_completion(value, identity, context.usage,
@@ -1467,7 +1506,9 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
     response.body() = encoder->encode(canonical.get_object());
   } else {
     // The client's own format: passed on, its model named as the client named it.
-    if (converted.is_object()) value.get_object()["model"] = context.shape.model;
+    if (provider.dialect == config::Dialect::anthropic) {
+      value.get_object()["model"] = context.shape.model;
+    }
     response.body() = json::serialize(value);
   }
   if (context.cache_sink) *context.cache_sink = response.body();

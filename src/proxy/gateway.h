@@ -63,6 +63,9 @@ class Gateway {
   boost::asio::awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
                                      std::shared_ptr<Snapshot> snapshot,
                                      api::ClientProtocol protocol, const std::string& client_name);
+  // Whether a Messages request may meet a provider that does not speak Messages natively (its
+  // route's provider, fallbacks or migration candidate), so it must be decoded.
+  static bool route_needs_translation(const Snapshot& snapshot, const boost::json::object& request);
   // POST /v1/messages/count_tokens: a native Anthropic provider counts; nothing else can.
   boost::asio::awaitable<void> forward_count_tokens(http::IncomingRequest& request,
                                                     http::Responder& responder,

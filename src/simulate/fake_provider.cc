@@ -278,9 +278,12 @@ struct FakeProvider::Impl {
       FakeReply reply = current ? current(request) : default_reply(request);
       // Text only: a script's reply never gains tool calls it did not ask for.
       if (reply.content.empty()) reply.content = default_text(request);
-      const bool keep_going = co_await answer(stream, request, reply, message.keep_alive());
+      // While draining, no connection takes another request after its answer: a restart cuts
+      // nothing mid-answer.
+      const bool keep_going =
+          co_await answer(stream, request, reply, message.keep_alive() && !owner.draining_);
       --owner.in_flight_;
-      if (!keep_going) co_return;
+      if (!keep_going || owner.draining_) co_return;
     }
   }
 
@@ -447,6 +450,18 @@ FakeProvider::FakeProvider(Script script, std::uint16_t port, std::string addres
 FakeProvider::~FakeProvider() {
   impl_->context.stop();
   for (auto& thread : impl_->threads) thread.join();
+}
+
+void FakeProvider::drain(std::chrono::milliseconds limit) {
+  draining_ = true;
+  asio::post(impl_->context, [impl = impl_.get()] {
+    boost::system::error_code ignored;
+    impl->acceptor.close(ignored);
+  });
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (in_flight_ > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 std::string FakeProvider::base_url() const {

@@ -171,6 +171,10 @@ class FakeProvider {
   std::string base_url() const;
   void set_script(Script script);
 
+  // Stops accepting connections, closes each connection after its answer, and waits (at most
+  // `limit`) for the answers in progress to finish, as a provider restarting gracefully does.
+  void drain(std::chrono::milliseconds limit);
+
   std::size_t connections_accepted() const { return connections_; }
   std::size_t requests_received() const { return requests_; }
   std::size_t requests_in_flight() const { return in_flight_; }
@@ -186,6 +190,7 @@ class FakeProvider {
   std::atomic<std::size_t> requests_{0};
   std::atomic<std::size_t> in_flight_{0};
   std::atomic<std::size_t> completed_{0};
+  std::atomic<bool> draining_{false};
   friend struct Impl;
 };
 

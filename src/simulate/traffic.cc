@@ -224,7 +224,7 @@ struct TrafficGenerator::Impl {
     std::string path(url->path());
     while (!path.empty() && path.back() == '/') path.pop_back();
     if (path.size() < 3 || path.compare(path.size() - 3, 3, "/v1") != 0) path += "/v1";
-    target = path + "/chat/completions";
+    target = path + (options.api == TrafficOptions::Api::messages ? "/messages" : "/chat/completions");
     if (options.rate > 0) {
       pace = std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(1 / options.rate));
@@ -336,14 +336,24 @@ struct TrafficGenerator::Impl {
     messages.push_back(json::object{
         {"role", "user"},
         {"content", std::string(kTasks[pick(kTasks.size())]) + " " + std::string(topic)}});
+    const bool messages_api = options.api == TrafficOptions::Api::messages;
     json::object body{{"model", options.model},
-                      {"messages", std::move(messages)},
-                      {"user", user},
                       {"max_tokens", kMaxTokens[pick(kMaxTokens.size())]},
                       {"temperature", kTemperatures[pick(kTemperatures.size())]}};
+    if (messages_api) {
+      // Anthropic's shape: the system prompt apart, the user in metadata.
+      if (!messages.empty() && messages.front().as_object().at("role").as_string() == "system") {
+        body["system"] = messages.front().as_object().at("content");
+        messages.erase(messages.begin());
+      }
+      body["metadata"] = json::object{{"user_id", user}};
+    } else {
+      body["user"] = user;
+    }
+    body["messages"] = std::move(messages);
     if (exchange.streamed) {
       body["stream"] = true;
-      if (chance(0.5)) body["stream_options"] = json::object{{"include_usage", true}};
+      if (!messages_api && chance(0.5)) body["stream_options"] = json::object{{"include_usage", true}};
     }
     auto& request = exchange.request;
     request.method(http::verb::post);
@@ -353,8 +363,12 @@ struct TrafficGenerator::Impl {
     request.set(http::field::user_agent, "cutover-simulate-traffic/0.1");
     request.set(http::field::content_type, "application/json");
     request.set(http::field::accept, exchange.streamed ? "text/event-stream" : "application/json");
-    if (!options.api_key.empty())
+    if (!options.api_key.empty() && messages_api) {
+      request.set("x-api-key", options.api_key);
+      request.set("anthropic-version", "2023-06-01");
+    } else if (!options.api_key.empty()) {
       request.set(http::field::authorization, "Bearer " + options.api_key);
+    }
     request.set("x-user-id", user);
     request.body() = json::serialize(body);
     request.prepare_payload();
@@ -427,8 +441,10 @@ struct TrafficGenerator::Impl {
         boost::system::error_code parse_ec;
         auto value = json::parse(body, parse_ec);
         const auto* object = parse_ec ? nullptr : value.if_object();
-        if (object == nullptr || object->contains("error") || !object->contains("choices")) {
-          outcome = failure("invalid_body", "not a chat completion: " + body.substr(0, 300));
+        const char* answer_field =
+            options.api == TrafficOptions::Api::messages ? "content" : "choices";
+        if (object == nullptr || object->contains("error") || !object->contains(answer_field)) {
+          outcome = failure("invalid_body", "not an answer: " + body.substr(0, 300));
         } else {
           outcome.ok = true;
         }
@@ -448,7 +464,8 @@ struct TrafficGenerator::Impl {
         sse.feed(std::string_view(body).substr(consumed), events);
         consumed = body.size();
         for (const auto& event : events) {
-          if (event.data == "[DONE]") {
+          // [DONE] ends an OpenAI stream, message_stop an Anthropic one.
+          if (event.data == "[DONE]" || event.event == "message_stop") {
             saw_done = true;
             continue;
           }
@@ -464,7 +481,7 @@ struct TrafficGenerator::Impl {
       if (!error_event.empty()) {
         outcome = failure("sse_error", error_event);
       } else if (!saw_done) {
-        outcome = failure("stream_truncated", "the stream ended before [DONE]");
+        outcome = failure("stream_truncated", "the stream ended before its end marker");
       } else {
         outcome.ok = true;
       }

@@ -22,7 +22,11 @@ namespace cutover::simulate {
 struct TrafficOptions {
   // The gateway's base URL, with or without the trailing /v1 (http only).
   std::string url = "http://127.0.0.1:8080";
-  std::string api_key;  // sent as "Authorization: Bearer KEY"; no header when empty
+  // Sent as "Authorization: Bearer KEY" (x-api-key for Messages); no header when empty.
+  std::string api_key;
+  // The clients' API: OpenAI's chat completions, or Anthropic's Messages (as the Anthropic SDK).
+  enum class Api { chat, messages };
+  Api api = Api::chat;
   std::string model = "gpt-4o";
   unsigned users = 20;       // requests carry x-user-id and `user` "user-1" .. "user-N"
   unsigned concurrency = 8;  // connections, each with at most one request in flight

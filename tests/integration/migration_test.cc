@@ -46,6 +46,9 @@ struct MigrationOptions {
   std::string shadow;
   std::string extra;  // more keys under the migration
   std::string state_store = ":memory:";
+  // More keys under each provider (indented 4 spaces), such as its dialect.
+  std::string primary_extra;
+  std::string candidate_extra;
 };
 
 class MigrationTest : public ::testing::Test {
@@ -71,7 +74,7 @@ class MigrationTest : public ::testing::Test {
         "    models: {gpt-4: primary-model}\n"
         "    timeouts: {connect: 1s, first_byte: 5s, idle: 5s, total: 10s}\n"
         "    retry: {max_attempts: 1}\n"
-        "    prices: {primary-model: {input: 2.0, output: 8.0}}\n"
+        "    prices: {primary-model: {input: 2.0, output: 8.0}}\n" + options_.primary_extra +
         "  candidate:\n"
         "    base_url: " + candidate_->base_url() + "\n"
         "    api_key_env: CANDIDATE_KEY\n"
@@ -79,7 +82,7 @@ class MigrationTest : public ::testing::Test {
         "    timeouts: {connect: 1s, first_byte: 5s, idle: 5s, total: 10s}\n"
         "    retry: {max_attempts: 1}\n"
         "    breaker: {minimum_calls: 1000, window_size: 1000}\n"
-        "    prices: {candidate-model: {input: 1.0, output: 4.0}}\n"
+        "    prices: {candidate-model: {input: 1.0, output: 4.0}}\n" + options_.candidate_extra +
         "routes:\n  - {models: [gpt-4], provider: primary}\n"
         "migrations:\n"
         "  - name: to-candidate\n"
@@ -111,22 +114,29 @@ class MigrationTest : public ::testing::Test {
     candidate_.reset();
   }
 
-  // Client load from several users, until stop_traffic(); every third request streams.
-  void start_traffic(unsigned threads = 4) {
+  // Client load from several users, until stop_traffic(); every third request streams. With
+  // `anthropic_clients` they speak Anthropic's Messages API, authenticated by x-api-key.
+  void start_traffic(unsigned threads = 4, bool anthropic_clients = false) {
     running_ = true;
     for (unsigned t = 0; t < threads; ++t) {
-      traffic_.emplace_back([this, t] {
+      traffic_.emplace_back([this, t, anthropic_clients] {
         std::optional<TestClient> client;
         for (unsigned i = 0; running_; ++i) {
           try {
             if (!client) client.emplace(server_->port());
             const std::string user = "user-" + std::to_string(t) + "-" + std::to_string(i % 97);
             const bool stream = i % 3 == 0;
-            client->send(http::verb::post, "/v1/chat/completions",
-                         std::string(R"({"model":"gpt-4","stream":)") + (stream ? "true" : "false") +
-                             R"(,"messages":[{"role":"user","content":"hello number )" +
-                             std::to_string(i % 13) + R"("}]})",
-                         {{"authorization", std::string("Bearer ") + kClientKey}, {"x-user-id", user}});
+            const std::string body =
+                std::string(R"({"model":"gpt-4","max_tokens":64,"stream":)") +
+                (stream ? "true" : "false") + R"(,"messages":[{"role":"user","content":"hello number )" +
+                std::to_string(i % 13) + R"("}]})";
+            if (anthropic_clients) {
+              client->send(http::verb::post, "/v1/messages", body,
+                           {{"x-api-key", kClientKey}, {"x-user-id", user}});
+            } else {
+              client->send(http::verb::post, "/v1/chat/completions", body,
+                           {{"authorization", std::string("Bearer ") + kClientKey}, {"x-user-id", user}});
+            }
             auto reply = stream ? client->read_stream() : client->read();
             ++requests_;
             const bool stream_error = stream && reply.body.find("\"error\"") != std::string::npos;
@@ -763,5 +773,78 @@ TEST_F(MigrationTest, UsageIsExportedFromTheStoreForReconciliation) {
   server_.reset();
   for (const char* suffix : {"", "-wal", "-shm", ".csv"}) std::filesystem::remove(path.string() + suffix);
 }
+}  // namespace
+}  // namespace cutover::testing
+
+namespace cutover::testing {
+namespace {
+
+// Issue #13: a migration whose sides speak different dialects, here a native Anthropic primary
+// and an OpenAI-compatible candidate, with clients on Anthropic's SDK.
+MigrationOptions across_dialects(MigrationOptions options = {}) {
+  options.primary_extra = "    dialect: anthropic\n";
+  return options;
+}
+
+TEST_F(MigrationTest, ShadowPairsAcrossDialectsAreComparedOnTheNormalizedAnswer) {
+  MigrationOptions options = across_dialects();
+  options.shadow = "    shadow: {sample_rate: 100%, min_pairs: 100000, min_duration: 1h}\n";
+  start(with_delay(std::chrono::milliseconds(5)), with_delay(std::chrono::milliseconds(5)), options);
+  TestClient client(server_->port());
+  for (int i = 0; i < 10; ++i) {
+    const bool stream = i % 2 == 1;
+    client.send(http::verb::post, "/v1/messages",
+                std::string(R"({"model":"gpt-4","max_tokens":50,"stream":)") + (stream ? "true" : "false") +
+                    R"(,"messages":[{"role":"user","content":"compare me please"}]})",
+                {{"x-api-key", kClientKey}});
+    auto reply = stream ? client.read_stream() : client.read();
+    ASSERT_EQ(reply.status, 200u) << reply.body;
+    EXPECT_EQ(reply.header("x-cutover-provider"), "primary");
+    // The client gets its own format from the native provider.
+    EXPECT_NE(reply.body.find(stream ? "event: message_stop" : R"("type":"message")"), std::string::npos)
+        << reply.body;
+  }
+  json::object summary;
+  for (int i = 0; i < 100; ++i) {
+    summary = json::parse(admin(http::verb::get, "/admin/v1/migrations/to-candidate/shadow").body).as_object();
+    if (summary.at("compared").to_number<int>() == 10) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(summary.at("compared").to_number<int>(), 10);
+  // One Anthropic message, one chat completion, the same text: the comparison sees them equal.
+  EXPECT_EQ(summary.at("exact_match_rate").to_number<double>(), 1.0);
+  EXPECT_GT(summary.at("candidate").at("completion_tokens").to_number<std::int64_t>(), 0);
+  EXPECT_GT(summary.at("primary").at("completion_tokens").to_number<std::int64_t>(), 0);
+
+  for (const auto& request : primary_->recorded_requests()) {
+    EXPECT_EQ(request.target, "/v1/messages");
+    EXPECT_EQ(request.header("x-api-key"), kProviderKey);
+    EXPECT_EQ(request.json.at("model"), "primary-model");
+  }
+  const auto shadows = candidate_->recorded_requests();
+  ASSERT_EQ(shadows.size(), 10u);
+  for (const auto& request : shadows) {
+    EXPECT_EQ(request.target, "/v1/chat/completions");
+    EXPECT_EQ(request.header("authorization"), std::string("Bearer ") + kCandidateKey);
+    EXPECT_EQ(request.header("x-api-key"), "");
+    EXPECT_EQ(request.json.at("model"), "candidate-model");
+    EXPECT_EQ(request.json.at("max_tokens"), 50);
+  }
+}
+
+TEST_F(MigrationTest, AnthropicClientsMoveAcrossDialectsToPromotedStickily) {
+  start(with_delay(std::chrono::milliseconds(10)), with_delay(std::chrono::milliseconds(10)),
+        across_dialects());
+  start_traffic(4, /*anthropic_clients=*/true);
+  EXPECT_TRUE(wait_for(migration::Phase::promoted, std::chrono::seconds(60)))
+      << "phase " << status().at("phase");
+  stop_traffic();
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  EXPECT_GT(served_by_candidate_.load(), 0u);
+  for (const auto& request : candidate_->recorded_requests()) {
+    ASSERT_EQ(request.target, "/v1/chat/completions");
+  }
+}
+
 }  // namespace
 }  // namespace cutover::testing
