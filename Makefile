@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects bench bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects bench bench-dialects bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -48,6 +48,10 @@ demo-dialects: build
 
 bench: build
 	bash bench/run.sh
+
+# CPU per request, throughput and streaming TTFB of each client/provider dialect path (issue #13).
+bench-dialects: build
+	bash bench/dialects.sh
 
 bench-resilience: build
 	bash bench/resilience.sh
