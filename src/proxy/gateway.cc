@@ -300,6 +300,22 @@ struct Gateway::RequestContext {
   const std::string* decode_problem = nullptr;
 };
 
+struct Gateway::RequestOutcome {
+  AccessRecord record;
+  std::string error_name;
+  std::string attempts_log;
+  const providers::Usage* served_usage = nullptr;
+  const config::Provider* served_provider = nullptr;
+  // A migrated route: which side the sticky assignment chose, and what the candidate did.
+  std::shared_ptr<migration::MigrationRuntime> migration;
+  bool candidate_arm = false;
+  unsigned candidate_attempts = 0;
+  unsigned candidate_failures = 0;
+  std::shared_ptr<migration::ShadowPairState> shadow_pair;
+  unsigned retries_made = 0;
+  bool budget_refused = false;
+};
+
 struct Gateway::ShadowLaunch {
   std::shared_ptr<migration::ShadowPairState> pair;
   std::string body;  // already rewritten for the candidate, in its dialect
@@ -757,107 +773,25 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   const auto kind = api::canonical_kind(protocol);
   const auto& config = *snapshot->config;
 
-  AccessRecord record;
+  // Filled along the way and handed, once, to the observers.
+  RequestOutcome outcome;
+  auto& record = outcome.record;
   record.request_id = request.request_id;
   record.method = request.message.method_string();
   record.route = path_of(request.message.target());
   record.client_key = client_name;
-  std::string error_name;
-  std::string attempts_log;
-  const providers::Usage* served_usage = nullptr;
-  const config::Provider* served_provider = nullptr;
-  // A migrated route: which side the sticky assignment chose, and what the candidate did.
-  std::shared_ptr<migration::MigrationRuntime> migration;
-  bool candidate_arm = false;
-  unsigned candidate_attempts = 0;
-  unsigned candidate_failures = 0;
-  std::shared_ptr<migration::ShadowPairState> shadow_pair;
-  unsigned retries_made = 0;
-  bool budget_refused = false;
-  auto finish = [&] {
-    record.status = responder.status();
-    record.error = error_name;
-    record.latency_ms = milliseconds_since(request.received_at);
-    accounting::Cost cost;
-    if (served_provider != nullptr && served_usage != nullptr && served_usage->present) {
-      cost = accounting::cost_of(*served_provider, record.provider_model, *served_usage);
-      if (cost.priced) record.cost = cost.amount;
-    }
-    const unsigned status = responder.status();
-    // Passed-through 4xx are the client's own mistakes; everything else that failed counts.
-    const bool client_error = status >= 500 || status == 429 || (status < 400 && !error_name.empty());
-    if (migration) {
-      const bool client_left = responder.client_gone() || error_name == "client_disconnected";
-      if (!client_left) {
-        migration::RequestSample sample;
-        sample.candidate_arm = candidate_arm;
-        sample.fell_back = candidate_arm && served_provider != nullptr &&
-                           served_provider->name != migration->settings().candidate;
-        sample.counted_as_error = client_error || sample.fell_back;
-        sample.latency_ms = record.latency_ms;
-        sample.ttft_ms = record.time_to_first_token_ms;
-        if (record.stream && record.completion_tokens > 1 && record.time_to_first_token_ms >= 0) {
-          sample.tpot_ms = (record.latency_ms - record.time_to_first_token_ms) /
-                           static_cast<double>(record.completion_tokens - 1);
-        }
-        sample.candidate_attempts = candidate_attempts;
-        sample.candidate_attempt_failures = candidate_failures;
-        migration->record(worker_index_, sample);
-      }
-      if (shadow_pair) {
-        migration::SideResult side;
-        side.status = static_cast<int>(client_error ? (status < 400 ? 502 : status) : status);
-        side.error = error_name;
-        side.latency_ms = record.latency_ms;
-        side.ttft_ms = record.time_to_first_token_ms >= 0 ? record.time_to_first_token_ms : record.latency_ms;
-        if (served_usage) side.usage = *served_usage;
-        side.cost = std::max(record.cost, 0.0);
-        side.answer = shadow_pair->primary_builder.take(shadow_pair->json_mode());
-        shadow_pair->primary_done(std::move(side), client_left);
-      }
-    }
-    if (metrics_ != nullptr) {
-      observability::RequestObservation observation;
-      observation.provider = record.provider;
-      observation.model = record.client_model;
-      observation.status = responder.status();
-      observation.latency_seconds = record.latency_ms / 1000;
-      observation.ttft_seconds = record.time_to_first_token_ms >= 0 ? record.time_to_first_token_ms / 1000 : -1;
-      if (served_usage != nullptr && served_usage->present) {
-        observation.prompt_tokens = served_usage->prompt_tokens;
-        observation.completion_tokens = served_usage->completion_tokens;
-        observation.cached_prompt_tokens = served_usage->cached_prompt_tokens;
-      }
-      if (cost.priced) {
-        observation.cost = cost.amount;
-        observation.currency = cost.currency;
-      }
-      observation.retries = retries_made;
-      observation.budget_refused = budget_refused;
-      metrics_->observe(observation);
-    }
-    if (ledger_ != nullptr && served_provider != nullptr) {
-      accounting::UsageEvent event;
-      event.at_unix_ms = unix_ms_now();
-      event.provider = record.provider;
-      event.model = record.client_model;
-      event.provider_model = record.provider_model;
-      event.client_key = record.client_key;
-      event.error = client_error;
-      if (served_usage != nullptr && served_usage->present) {
-        event.prompt_tokens = served_usage->prompt_tokens;
-        event.cached_prompt_tokens = served_usage->cached_prompt_tokens;
-        event.completion_tokens = served_usage->completion_tokens;
-      }
-      if (cost.priced) {
-        event.cost = cost.amount;
-        event.currency = cost.currency;
-      }
-      ledger_->add(worker_index_, event);
-    }
-    if (!attempts_log.empty()) record.attempts_json = attempts_log + "]";
-    access_log_.record(record);
-  };
+  auto& error_name = outcome.error_name;
+  auto& attempts_log = outcome.attempts_log;
+  auto& served_usage = outcome.served_usage;
+  auto& served_provider = outcome.served_provider;
+  auto& migration = outcome.migration;
+  auto& candidate_arm = outcome.candidate_arm;
+  auto& candidate_attempts = outcome.candidate_attempts;
+  auto& candidate_failures = outcome.candidate_failures;
+  auto& shadow_pair = outcome.shadow_pair;
+  auto& retries_made = outcome.retries_made;
+  auto& budget_refused = outcome.budget_refused;
+  auto finish = [&] { observe(outcome, request, responder); };
   auto reject = [&](unsigned status, std::string message, std::string_view type,
                     std::string_view code) -> asio::awaitable<void> {
     error_name = code;
@@ -1141,6 +1075,110 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
   co_await responder.send(std::move(response));
   finish();
+}
+
+// The observers of a finished request, each fed once from its outcome: the migration's sample
+// and shadow pair, metrics, the usage ledger and the access log, all this worker's shards.
+void Gateway::observe(RequestOutcome& outcome, const http::IncomingRequest& request,
+                      const http::Responder& responder) {
+  auto& record = outcome.record;
+  record.status = responder.status();
+  record.error = outcome.error_name;
+  record.latency_ms = milliseconds_since(request.received_at);
+  const auto* usage = outcome.served_usage != nullptr && outcome.served_usage->present
+                          ? outcome.served_usage
+                          : nullptr;
+  accounting::Cost cost;
+  if (outcome.served_provider != nullptr && usage != nullptr) {
+    cost = accounting::cost_of(*outcome.served_provider, record.provider_model, *usage);
+    if (cost.priced) record.cost = cost.amount;
+  }
+  const unsigned status = responder.status();
+  // Passed-through 4xx are the client's own mistakes; everything else that failed counts.
+  const bool client_error =
+      status >= 500 || status == 429 || (status < 400 && !outcome.error_name.empty());
+  if (outcome.migration) observe_migration(outcome, responder, client_error);
+  if (metrics_ != nullptr) {
+    observability::RequestObservation observation;
+    observation.provider = record.provider;
+    observation.model = record.client_model;
+    observation.status = status;
+    observation.latency_seconds = record.latency_ms / 1000;
+    observation.ttft_seconds =
+        record.time_to_first_token_ms >= 0 ? record.time_to_first_token_ms / 1000 : -1;
+    if (usage != nullptr) {
+      observation.prompt_tokens = usage->prompt_tokens;
+      observation.completion_tokens = usage->completion_tokens;
+      observation.cached_prompt_tokens = usage->cached_prompt_tokens;
+    }
+    if (cost.priced) {
+      observation.cost = cost.amount;
+      observation.currency = cost.currency;
+    }
+    observation.retries = outcome.retries_made;
+    observation.budget_refused = outcome.budget_refused;
+    metrics_->observe(observation);
+  }
+  if (ledger_ != nullptr && outcome.served_provider != nullptr) {
+    accounting::UsageEvent event;
+    event.at_unix_ms = unix_ms_now();
+    event.provider = record.provider;
+    event.model = record.client_model;
+    event.provider_model = record.provider_model;
+    event.client_key = record.client_key;
+    event.error = client_error;
+    if (usage != nullptr) {
+      event.prompt_tokens = usage->prompt_tokens;
+      event.cached_prompt_tokens = usage->cached_prompt_tokens;
+      event.completion_tokens = usage->completion_tokens;
+    }
+    if (cost.priced) {
+      event.cost = cost.amount;
+      event.currency = cost.currency;
+    }
+    ledger_->add(worker_index_, event);
+  }
+  if (!outcome.attempts_log.empty()) record.attempts_json = outcome.attempts_log + "]";
+  access_log_.record(record);
+}
+
+// A migrated route's request: its sample for the gates (unless the client left), and the
+// primary's side of its shadow pair.
+void Gateway::observe_migration(RequestOutcome& outcome, const http::Responder& responder,
+                                bool client_error) {
+  const auto& record = outcome.record;
+  auto& migration = *outcome.migration;
+  const bool client_left =
+      responder.client_gone() || outcome.error_name == "client_disconnected";
+  if (!client_left) {
+    migration::RequestSample sample;
+    sample.candidate_arm = outcome.candidate_arm;
+    sample.fell_back = outcome.candidate_arm && outcome.served_provider != nullptr &&
+                       outcome.served_provider->name != migration.settings().candidate;
+    sample.counted_as_error = client_error || sample.fell_back;
+    sample.latency_ms = record.latency_ms;
+    sample.ttft_ms = record.time_to_first_token_ms;
+    if (record.stream && record.completion_tokens > 1 && record.time_to_first_token_ms >= 0) {
+      sample.tpot_ms = (record.latency_ms - record.time_to_first_token_ms) /
+                       static_cast<double>(record.completion_tokens - 1);
+    }
+    sample.candidate_attempts = outcome.candidate_attempts;
+    sample.candidate_attempt_failures = outcome.candidate_failures;
+    migration.record(worker_index_, sample);
+  }
+  if (auto& pair = outcome.shadow_pair) {
+    const unsigned status = responder.status();
+    migration::SideResult side;
+    side.status = static_cast<int>(client_error ? (status < 400 ? 502 : status) : status);
+    side.error = outcome.error_name;
+    side.latency_ms = record.latency_ms;
+    side.ttft_ms =
+        record.time_to_first_token_ms >= 0 ? record.time_to_first_token_ms : record.latency_ms;
+    if (outcome.served_usage) side.usage = *outcome.served_usage;
+    side.cost = std::max(record.cost, 0.0);
+    side.answer = pair->primary_builder.take(pair->json_mode());
+    pair->primary_done(std::move(side), client_left);
+  }
 }
 
 void Gateway::settle_breaker(resilience::CircuitBreaker& breaker,

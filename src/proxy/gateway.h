@@ -59,6 +59,7 @@ class Gateway {
   struct EndpointRuntime;
   struct RequestContext;
   struct AttemptOutcome;
+  struct RequestOutcome;
 
   boost::asio::awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
                                      std::shared_ptr<Snapshot> snapshot,
@@ -109,6 +110,10 @@ class Gateway {
                                                             bool last_option,
                                                             const resilience::RetryPolicy& policy,
                                                             Refusal& refusal);
+  void observe(RequestOutcome& outcome, const http::IncomingRequest& request,
+               const http::Responder& responder);
+  void observe_migration(RequestOutcome& outcome, const http::Responder& responder,
+                         bool client_error);
   static void settle_breaker(resilience::CircuitBreaker& breaker,
                              const resilience::CircuitBreaker::Permit& permit,
                              const AttemptOutcome& outcome, std::chrono::milliseconds elapsed,
