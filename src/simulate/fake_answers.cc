@@ -1,5 +1,7 @@
 #include "simulate/fake_answers.h"
 
+#include "api/anthropic_messages.h"
+
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -221,25 +223,6 @@ std::optional<unsigned> requested_status(std::string_view prompt) {
     }
   }
   return std::nullopt;
-}
-
-std::string_view anthropic_error_type(unsigned status) {
-  switch (status) {
-    case 401:
-      return "authentication_error";
-    case 403:
-      return "permission_error";
-    case 404:
-      return "not_found_error";
-    case 413:
-      return "request_too_large";
-    case 429:
-      return "rate_limit_error";
-    case 529:
-      return "overloaded_error";
-    default:
-      return status >= 500 ? "api_error" : "invalid_request_error";
-  }
 }
 
 // ---- Answer bodies ----
@@ -599,7 +582,7 @@ FakeReply error_reply(Dialect dialect, unsigned status) {
                                   ? "Overloaded"
                                   : "simulated " + std::to_string(status) + ", as the prompt asked";
   if (dialect == Dialect::anthropic) {
-    reply.body = anthropic_error_body(anthropic_error_type(status), message);
+    reply.body = anthropic_error_body(api::anthropic::error_type(status), message);
   } else if (status == 429) {
     reply.body = openai_error_body(message, "rate_limit_error", "rate_limit_exceeded");
   } else {

@@ -466,7 +466,8 @@ TEST(AnthropicProfileTest, MarkerWinsOverTheProfilesOwnAnswer) {
                              R"({"model":"c","max_tokens":9,"system":"[simulate:503]",)"
                              R"("messages":[{"role":"user","content":"hi"}]})");
   EXPECT_EQ(response.status, 503u);
-  EXPECT_EQ(response.json().at("error").at("type"), "api_error");
+  // The gateway's own mapping, which Anthropic's SDK reads as an overload.
+  EXPECT_EQ(response.json().at("error").at("type"), "overloaded_error");
 }
 
 }  // namespace
