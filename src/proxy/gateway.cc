@@ -788,7 +788,6 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   auto& candidate_arm = outcome.candidate_arm;
   auto& candidate_attempts = outcome.candidate_attempts;
   auto& candidate_failures = outcome.candidate_failures;
-  auto& shadow_pair = outcome.shadow_pair;
   auto& retries_made = outcome.retries_made;
   auto& budget_refused = outcome.budget_refused;
   auto finish = [&] { observe(outcome, request, responder); };
@@ -921,42 +920,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
                uniform01() < settings.shadow.sample_rate &&
                migration->shadow_limiter.try_acquire(Clock::now()) ==
                    migration::ShadowLimiter::Refusal::none) {
-      const auto& candidate = *snapshot->providers.at(settings.candidate).config;
-      auto launch = std::make_shared<ShadowLaunch>();
-      // A request the candidate's dialect cannot express is not mirrored (it is no sample).
-      if (!provider_request_body(context, candidate, context.shape.stream, launch->body)) {
-        // A copy outside the request's parse buffer: the shadow outlives this frame.
-        json::object copy(context.body, json::storage_ptr());
-        std::string prompt_json;
-        if (const auto* messages = copy.if_contains("messages")) {
-          prompt_json = json::serialize(*messages);
-        } else if (const auto* prompt = copy.if_contains("prompt")) {
-          prompt_json = json::serialize(*prompt);
-        }
-        launch->pair = std::make_shared<migration::ShadowPairState>(
-            migration, worker_index_, request.request_id, context.shape.model, context.shape.stream,
-            asks_for_json(copy), std::move(prompt_json));
-        if (protocol == api::ClientProtocol::anthropic_messages) {
-          launch->anthropic_version = request.message["anthropic-version"];
-          launch->anthropic_beta = request.message["anthropic-beta"];
-        }
-        launch->kind = kind;
-        launch->stream = context.shape.stream;
-        launch->request_id = request.request_id;
-        launch->client_model = context.shape.model;
-        shadow_pair = launch->pair;
-        context.capture = &shadow_pair->primary_builder;
-        record.shadowed = true;
-        if (shadow_worker_ == nullptr) {
-          asio::co_spawn(executor_, run_shadow(snapshot, std::move(launch)), asio::detached);
-        } else {
-          // The shadow thread uses its own snapshot: its connections belong to its event loop.
-          asio::post(shadow_worker_->executor_, [shadow = shadow_worker_, launch = std::move(launch)]() mutable {
-            asio::co_spawn(shadow->executor_, shadow->run_shadow(shadow->snapshot_, std::move(launch)),
-                           asio::detached);
-          });
-        }
-      }
+      launch_shadow(context, snapshot, outcome);
     }
   }
   // The route's deadline spans every attempt, fallbacks included (as Envoy's route timeout).
@@ -1779,6 +1743,49 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(
   co_await responder.end_stream();
   outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
   co_return outcome;
+}
+
+// Mirrors the request to the migration's candidate: built here, in the candidate's dialect,
+// and run fire-and-forget on the shadow thread (or this worker). A request the candidate's
+// dialect cannot express is not mirrored (it is no sample).
+void Gateway::launch_shadow(RequestContext& context, const std::shared_ptr<Snapshot>& snapshot,
+                            RequestOutcome& outcome) {
+  const auto& request = context.request;
+  const auto& candidate =
+      *snapshot->providers.at(outcome.migration->settings().candidate).config;
+  auto launch = std::make_shared<ShadowLaunch>();
+  if (provider_request_body(context, candidate, context.shape.stream, launch->body)) return;
+  // A copy outside the request's parse buffer: the shadow outlives this frame.
+  json::object copy(context.body, json::storage_ptr());
+  std::string prompt_json;
+  if (const auto* messages = copy.if_contains("messages")) {
+    prompt_json = json::serialize(*messages);
+  } else if (const auto* prompt = copy.if_contains("prompt")) {
+    prompt_json = json::serialize(*prompt);
+  }
+  launch->pair = std::make_shared<migration::ShadowPairState>(
+      outcome.migration, worker_index_, request.request_id, context.shape.model,
+      context.shape.stream, asks_for_json(copy), std::move(prompt_json));
+  if (context.protocol == api::ClientProtocol::anthropic_messages) {
+    launch->anthropic_version = request.message["anthropic-version"];
+    launch->anthropic_beta = request.message["anthropic-beta"];
+  }
+  launch->kind = context.kind;
+  launch->stream = context.shape.stream;
+  launch->request_id = request.request_id;
+  launch->client_model = context.shape.model;
+  outcome.shadow_pair = launch->pair;
+  context.capture = &outcome.shadow_pair->primary_builder;
+  outcome.record.shadowed = true;
+  if (shadow_worker_ == nullptr) {
+    asio::co_spawn(executor_, run_shadow(snapshot, std::move(launch)), asio::detached);
+    return;
+  }
+  // The shadow thread uses its own snapshot: its connections belong to its event loop.
+  asio::post(shadow_worker_->executor_, [shadow = shadow_worker_, launch = std::move(launch)]() mutable {
+    asio::co_spawn(shadow->executor_, shadow->run_shadow(shadow->snapshot_, std::move(launch)),
+                   asio::detached);
+  });
 }
 
 // The candidate's side of a shadow pair: fire-and-forget on this worker, with its own deadline,

@@ -136,6 +136,8 @@ class Gateway {
       RequestContext& context, ProviderRuntime& provider, const boost::json::object& response,
       std::optional<api::AnswerEncoder>& encoder);
   struct ShadowLaunch;
+  void launch_shadow(RequestContext& context, const std::shared_ptr<Snapshot>& snapshot,
+                     RequestOutcome& outcome);
   boost::asio::awaitable<void> run_shadow(std::shared_ptr<Snapshot> snapshot,
                                           std::shared_ptr<ShadowLaunch> launch);
   boost::asio::awaitable<void> list_models(http::IncomingRequest& request,
