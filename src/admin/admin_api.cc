@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "admin/dashboard.h"
+#include "util/sha256.h"
 
 namespace cutover::admin {
 
@@ -142,7 +143,7 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
   const bool bearer =
       authorization.size() > 7 && boost::beast::iequals(authorization.substr(0, 7), "bearer ");
   if (!config->admin || !bearer ||
-      config::sha256_hex(authorization.substr(7)) != config->admin->token_sha256_hex) {
+      util::sha256_hex(authorization.substr(7)) != config->admin->token_sha256_hex) {
     // A timer, not a sleep: the admin thread goes on serving other connections meanwhile.
     boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, backoff_.failed());
     co_await pause.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "config/config.h"
+#include "util/sha256.h"
 
 namespace cutover::cache {
 
@@ -72,7 +72,7 @@ std::string cache_key(const json::object& body, std::string_view kind, bool stre
     }
   }
   write_canonical(kept, text);
-  return config::sha256_hex(text);
+  return util::sha256_hex(text);
 }
 
 ResponseCache::ResponseCache(CacheSettings settings, std::function<Clock::time_point()> now)

@@ -1,6 +1,5 @@
 #include "config/config.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -15,6 +14,7 @@
 #include <sstream>
 
 #include "config/validator.h"
+#include "util/sha256.h"
 
 namespace cutover::config {
 
@@ -36,24 +36,6 @@ EnvironmentLookup process_environment() {
     if (value == nullptr) return std::nullopt;
     return std::string(value);
   };
-}
-
-std::string sha256_hex(std::string_view data) {
-  // Fetched once: with EVP_sha256() OpenSSL 3 looks the implementation up on every digest, under
-  // a lock, and every shadow pair takes three digests.
-  static EVP_MD* const fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, fetched != nullptr ? fetched : EVP_sha256(),
-             nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(length * 2);
-  for (unsigned i = 0; i < length; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
 }
 
 namespace {
@@ -171,7 +153,7 @@ void parse_admin(Validator& v, const YAML::Node& node, Config& config) {
                     " (e.g. from `openssl rand -hex 32`)");
         return;
       }
-      admin.token_sha256_hex = sha256_hex(*token);
+      admin.token_sha256_hex = util::sha256_hex(*token);
     }
   } else {
     auto digest = v.string_at(node["token_sha256"], "admin.token_sha256").value_or("");
@@ -549,7 +531,7 @@ void parse_auth(Validator& v, const YAML::Node& node, Config& config) {
       if (v.resolves_secrets()) {
         auto value = v.read_environment(entry["key_env"], path + ".key_env", *variable);
         if (!value) continue;
-        key.sha256_hex = sha256_hex(*value);
+        key.sha256_hex = util::sha256_hex(*value);
       }
     } else {
       auto digest = v.string_at(entry["sha256"], path + ".sha256").value_or("");

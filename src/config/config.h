@@ -310,6 +310,4 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
 LoadResult load_from_file(const std::string& path, const EnvironmentLookup& environment,
                           Secrets secrets = Secrets::required);
 
-std::string sha256_hex(std::string_view data);
-
 }  // namespace cutover::config

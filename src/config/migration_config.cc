@@ -5,6 +5,7 @@
 
 #include "config/validator.h"
 #include "migration/webhook_notifier.h"
+#include "util/sha256.h"
 
 namespace cutover::config::detail {
 
@@ -304,7 +305,7 @@ std::string fingerprint_of(const Migration& migration, const Provider& candidate
   for (const auto& stage : migration.stages) {
     out << stage.weight << '/' << stage.min_duration.count() << '/' << stage.min_requests << ',';
   }
-  return sha256_hex(out.str()).substr(0, 16);
+  return util::sha256_hex(out.str()).substr(0, 16);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "migration/report.h"
 #include "migration/statistics.h"
 #include "migration/webhook_notifier.h"
+#include "util/clock.h"
 
 namespace cutover::migration {
 
@@ -25,12 +26,6 @@ constexpr std::int64_t kSeriesInterval = 1000;
 constexpr std::int64_t kPairFlushInterval = 1000;
 constexpr std::size_t kPairFlushBatch = 5000;
 constexpr std::size_t kSeriesPoints = 3600;
-
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 json::object transition_json(const store::Transition& t) {
   boost::system::error_code ec;
@@ -57,7 +52,7 @@ struct MigrationEngine::Migration {
   Migration(const config::Migration& settings, std::shared_ptr<MigrationRuntime> runtime,
             store::StateStore& store, asio::io_context& context)
       : runtime(std::move(runtime)),
-        controller(settings, store, unix_ms_now),
+        controller(settings, store, util::unix_ms_now),
         timer(context) {}
 
   std::shared_ptr<MigrationRuntime> runtime;
@@ -359,7 +354,7 @@ void MigrationEngine::tick(Migration& migration) {
       migration.runtime->publish(0, false);
     }
   }
-  const auto now = unix_ms_now();
+  const auto now = util::unix_ms_now();
   if (now - migration.last_point_ms >= kSeriesInterval) {
     migration.last_point_ms = now;
     migration.series.push_back(series_point(migration, window, now));
@@ -503,7 +498,7 @@ AdminReply MigrationEngine::status(const std::string& name) {
         {"stages", std::move(stages)},
         {"generation", record.generation},
         {"stage_started_unix_ms", record.stage_started_unix_ms},
-        {"stage_elapsed_ms", unix_ms_now() - record.stage_started_unix_ms},
+        {"stage_elapsed_ms", util::unix_ms_now() - record.stage_started_unix_ms},
         {"annotations", controller.annotations()},
         {"shadowing", controller.shadowing()},
         {"fingerprint", record.config_fingerprint},

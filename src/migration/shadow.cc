@@ -1,8 +1,7 @@
 #include "migration/shadow.h"
 
-#include <chrono>
-
-#include "config/config.h"
+#include "util/clock.h"
+#include "util/sha256.h"
 
 namespace cutover::migration {
 
@@ -21,12 +20,6 @@ const json::object* first_choice(const json::value& body) {
 std::string string_of(const json::object& object, std::string_view key) {
   const auto* value = object.if_contains(key);
   return value && value->is_string() ? std::string(value->get_string()) : std::string();
-}
-
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace
@@ -140,7 +133,7 @@ void ShadowPairState::finish() {
   auto& candidate = *candidate_;
   store::ShadowPair pair;
   pair.migration = settings.name;
-  pair.at_unix_ms = unix_ms_now();
+  pair.at_unix_ms = util::unix_ms_now();
   pair.request_id = request_id_;
   pair.model = model_;
   pair.streamed = streamed_;
@@ -159,11 +152,10 @@ void ShadowPairState::finish() {
   pair.candidate_cost = candidate.cost;
   pair.primary_finish_reason = primary.answer.finish_reason;
   pair.candidate_finish_reason = candidate.answer.finish_reason;
-  pair.prompt_hash = config::sha256_hex(prompt_json_);
-  pair.primary_output_hash =
-      config::sha256_hex(primary.answer.text + primary.answer.tool_calls_json);
+  pair.prompt_hash = util::sha256_hex(prompt_json_);
+  pair.primary_output_hash = util::sha256_hex(primary.answer.text + primary.answer.tool_calls_json);
   pair.candidate_output_hash =
-      config::sha256_hex(candidate.answer.text + candidate.answer.tool_calls_json);
+      util::sha256_hex(candidate.answer.text + candidate.answer.tool_calls_json);
 
   PairSample sample;
   sample.candidate_failed = candidate.status < 200 || candidate.status >= 300;

@@ -17,6 +17,8 @@
 #include "routing/sticky_assignment.h"
 #include "providers/sse.h"
 #include "resilience/retry_policy.h"
+#include "util/clock.h"
+#include "util/sha256.h"
 
 namespace cutover::proxy {
 
@@ -86,12 +88,6 @@ void append_native_event(const providers::SseEvent& event, json::value& parsed,
     return;
   }
   out += sse_data(event.data);
-}
-
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 double uniform01() {
@@ -439,7 +435,7 @@ const std::string* Gateway::authenticate(const http::IncomingRequest& request,
     if (auto cached = snapshot.accepted_tokens.find(token); cached != snapshot.accepted_tokens.end()) {
       return cached->second;
     }
-    auto found = snapshot.client_names.find(config::sha256_hex(token));
+    auto found = snapshot.client_names.find(util::sha256_hex(token));
     if (found != snapshot.client_names.end()) {
       // Only accepted keys are remembered, so unknown tokens cannot grow the cache.
       if (snapshot.accepted_tokens.size() >= kMaxCachedTokens) snapshot.accepted_tokens.clear();
@@ -1085,7 +1081,7 @@ void Gateway::observe(RequestOutcome& outcome, const http::IncomingRequest& requ
   }
   if (ledger_ != nullptr && outcome.served_provider != nullptr) {
     accounting::UsageEvent event;
-    event.at_unix_ms = unix_ms_now();
+    event.at_unix_ms = util::unix_ms_now();
     event.provider = record.provider;
     event.model = record.client_model;
     event.provider_model = record.provider_model;
@@ -1828,7 +1824,7 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     }
     if (ledger_ != nullptr) {
       accounting::UsageEvent event;
-      event.at_unix_ms = unix_ms_now();
+      event.at_unix_ms = util::unix_ms_now();
       event.provider = settings.candidate;
       event.model = launch->client_model;
       event.provider_model = candidate_model;

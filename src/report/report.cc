@@ -2,7 +2,6 @@
 
 #include <boost/json.hpp>
 #include <algorithm>
-#include <chrono>
 #include <ctime>
 #include <iomanip>
 #include <map>
@@ -12,6 +11,7 @@
 
 #include "migration/report.h"
 #include "store/state_store.h"
+#include "util/clock.h"
 #include "util/table.h"
 
 namespace cutover::report {
@@ -22,12 +22,6 @@ using util::print_table;
 namespace {
 
 constexpr std::int64_t kDayMs = 86'400'000;
-
-std::int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string iso_time(std::int64_t unix_ms) {
   const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
@@ -106,7 +100,7 @@ int report_usage(const UsageOptions& options, std::ostream& out, std::ostream& e
   }
   auto store = store::open_sqlite_store(options.store_path);
   const auto rows = store->usage(options.from_unix_ms.value_or(0),
-                                 options.to_unix_ms.value_or(now_unix_ms() + 60'000));
+                                 options.to_unix_ms.value_or(util::unix_ms_now() + 60'000));
   struct Totals {
     std::int64_t requests = 0, errors = 0, prompt = 0, cached = 0, completion = 0;
     double cost = 0;
@@ -167,7 +161,7 @@ int report_migration(const MigrationReportOptions& options, std::ostream& out, s
   const auto history = store->history(options.migration, 20);
   const auto pairs = store->shadow_pairs(options.migration, 10'000);
   // Live volume: the migration's models over the last day, scaled to a day if younger.
-  const auto now = now_unix_ms();
+  const auto now = util::unix_ms_now();
   std::int64_t requests = 0;
   std::int64_t first_minute = now;
   for (const auto& row : store->usage(now - kDayMs, now + 60'000)) {

@@ -7,17 +7,12 @@
 #include <chrono>
 
 #include "redis_server.h"
+#include "util/clock.h"
 
 namespace cutover::testing {
 namespace {
 
 using store::CommitResult;
-
-std::int64_t unix_ms_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 store::MigrationRecord record(std::int64_t generation, double weight, int stage) {
   store::MigrationRecord r;
@@ -67,12 +62,12 @@ class RedisStateStoreTest : public ::testing::Test {
 TEST_F(RedisStateStoreTest, CommitWritesTheRecordAndItsJournalEntryStampedWithRedisTime) {
   auto store = open("a");
   EXPECT_FALSE(store->load("m"));
-  const auto before = unix_ms_now();
+  const auto before = util::unix_ms_now();
   auto committed =
       store->commit_as(record(1, 0.05, 0), transition(1, 0, 0.05, "created"), 0, std::nullopt);
   ASSERT_EQ(committed.result, CommitResult::committed);
   EXPECT_GE(committed.at_unix_ms, before - 1000);
-  EXPECT_LE(committed.at_unix_ms, unix_ms_now() + 1000);
+  EXPECT_LE(committed.at_unix_ms, util::unix_ms_now() + 1000);
 
   auto loaded = store->load("m");
   ASSERT_TRUE(loaded);

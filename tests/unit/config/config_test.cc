@@ -6,6 +6,8 @@
 #include <fstream>
 #include <set>
 
+#include "util/sha256.h"
+
 namespace cutover::config {
 namespace {
 
@@ -57,7 +59,7 @@ TEST(ConfigTest, ValidFileLoadsWithEveryField) {
   EXPECT_EQ(provider.timeouts.total, std::chrono::minutes(2));
   EXPECT_EQ(provider.max_connections, 32u);
   EXPECT_EQ(config.routes.at("deepseek-chat").provider, "primary");
-  EXPECT_EQ(config.client_keys.front().sha256_hex, sha256_hex("ck"));
+  EXPECT_EQ(config.client_keys.front().sha256_hex, util::sha256_hex("ck"));
 }
 
 }  // namespace
@@ -229,7 +231,7 @@ TEST(ConfigValidationTest, AdminListenerNeedsItsOwnToken) {
                              fake_environment({{"K", "v"}, {"T", "admin-token-0123456789"}}));
   ASSERT_TRUE(ok.errors.empty()) << ok.errors.front();
   EXPECT_EQ(ok.config->admin->listen.port, 9191);
-  EXPECT_EQ(ok.config->admin->token_sha256_hex, sha256_hex("admin-token-0123456789"));
+  EXPECT_EQ(ok.config->admin->token_sha256_hex, util::sha256_hex("admin-token-0123456789"));
 }
 
 TEST(ConfigValidationTest, ShortAdminTokensAreRefused) {
