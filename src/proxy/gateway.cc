@@ -311,6 +311,7 @@ struct Gateway::RequestOutcome {
   bool candidate_arm = false;
   unsigned candidate_attempts = 0;
   unsigned candidate_failures = 0;
+  unsigned candidate_rate_limited = 0;  // of candidate_attempts, answered 429
   std::shared_ptr<migration::ShadowPairState> shadow_pair;
   unsigned retries_made = 0;
   bool budget_refused = false;
@@ -788,6 +789,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   auto& candidate_arm = outcome.candidate_arm;
   auto& candidate_attempts = outcome.candidate_attempts;
   auto& candidate_failures = outcome.candidate_failures;
+  auto& candidate_rate_limited = outcome.candidate_rate_limited;
   auto& shadow_pair = outcome.shadow_pair;
   auto& retries_made = outcome.retries_made;
   auto& budget_refused = outcome.budget_refused;
@@ -1029,6 +1031,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
           outcome.kind != AttemptOutcome::Kind::client_gone) {
         candidate_attempts += 1 + outcome.replays;
         if (outcome.kind == AttemptOutcome::Kind::failed || !outcome.healthy) ++candidate_failures;
+        if (outcome.status == 429) ++candidate_rate_limited;
       }
       log_attempt(provider.config->name, static_cast<long>(endpoint->index),
                   attempt_result(outcome, responder, refusal.last_resort),
@@ -1164,6 +1167,11 @@ void Gateway::observe_migration(RequestOutcome& outcome, const http::Responder& 
     }
     sample.candidate_attempts = outcome.candidate_attempts;
     sample.candidate_attempt_failures = outcome.candidate_failures;
+    sample.candidate_rate_limited = outcome.candidate_rate_limited;
+    if (const auto* usage = outcome.served_usage; usage != nullptr && usage->present) {
+      sample.tokens = static_cast<std::uint64_t>(std::max<std::int64_t>(
+          usage->prompt_tokens + usage->completion_tokens, 0));
+    }
     migration.record(worker_index_, sample);
   }
   if (auto& pair = outcome.shadow_pair) {
