@@ -655,6 +655,45 @@ TEST_F(MigrationTest, ACandidateReportingALargeQuotaWalksToPromoted) {
   EXPECT_TRUE(journaled) << json::serialize(transitions[1]);
 }
 
+// Every `every`-th answer is a 429 asking for a millisecond's wait, so that the endpoint is
+// tried again at once rather than passed over while throttled.
+simulate::Script throttling_every(unsigned every) {
+  auto counter = std::make_shared<std::atomic<unsigned>>(0);
+  return [counter, every](const FakeRequest& request) {
+    auto reply = simulate::default_reply(request);
+    reply.delay = std::chrono::milliseconds(5);
+    if (counter->fetch_add(1) % every == 0) {
+      reply.status = 429;
+      reply.body = R"({"error":{"message":"rate limit reached","type":"rate_limit_error"}})";
+      reply.headers = {{"retry-after-ms", "1"}};
+    }
+    return reply;
+  };
+}
+
+TEST_F(MigrationTest, ACandidateAnsweringMany429sIsRolledBackByTheRateLimitedGate) {
+  // The error gates cannot fail at 100 %: only the 429 share (20 % against 5 %) decides.
+  MigrationOptions options;
+  options.gates =
+      "    gates:\n"
+      "      max_error_rate: 100%\n"
+      "      max_attempt_error_rate: 100%\n"
+      "      max_rate_limited_share: 5%\n"
+      "      confidence: 0.95\n"
+      "      min_latency_samples: 30\n"
+      "      inconclusive_dwells_before_pause: 100\n"
+      "      latency: [{measure: total, quantile: p95, max_ratio: 20}]\n";
+  start(with_delay(std::chrono::milliseconds(5)), throttling_every(5), options);
+  start_traffic();
+  ASSERT_TRUE(wait_for(migration::Phase::rolled_back)) << ctl({"get", "to-candidate"});
+  stop_traffic();
+  // Every throttled request fell back to the primary, and still counted against the candidate.
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  const auto last = history().back();
+  EXPECT_EQ(last.at("trigger"), "gate:rate_limited");
+  EXPECT_EQ(last.at("weight_before").to_number<double>(), 0.2);
+}
+
 TEST_F(MigrationTest, CtlPrintsStatusHistoryAndActs) {
   start(simulate::default_reply, simulate::default_reply);
   const auto listing = ctl({"migrations"});
