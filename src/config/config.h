@@ -152,6 +152,11 @@ struct Gates {
   double max_error_rate = 0.01;
   // The candidate's own attempts, retries included.
   double max_attempt_error_rate = 0.05;
+  // The candidate's attempts the provider answered 429, fallen back or not.
+  double max_rate_limited_share = 0.05;
+  // The most of the candidate's reported quota (per minute) the next stage's projected traffic
+  // may need; a stage that would need more holds at its weight.
+  double max_quota_share = 0.8;
   // Two-sided level of the bounds: 0.99 keeps repeated looks from rolling back by chance.
   double confidence = 0.99;
   std::vector<LatencyGate> latency;

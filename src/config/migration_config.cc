@@ -144,9 +144,9 @@ void parse_stages(Validator& v, const YAML::Node& node, const std::string& path,
 void parse_gates(Validator& v, const YAML::Node& node, const std::string& path, Gates& gates) {
   if (!v.expect_map(node, path)) return;
   v.reject_unknown_keys(node, path,
-                        {"max_error_rate", "max_attempt_error_rate", "confidence", "latency",
-                         "min_latency_samples", "min_agreement", "min_shadow_pairs",
-                         "inconclusive_dwells_before_pause"});
+                        {"max_error_rate", "max_attempt_error_rate", "max_rate_limited_share",
+                         "max_quota_share", "confidence", "latency", "min_latency_samples",
+                         "min_agreement", "min_shadow_pairs", "inconclusive_dwells_before_pause"});
   if (node["max_error_rate"]) {
     gates.max_error_rate = share_at(v, node["max_error_rate"], path + ".max_error_rate")
                                .value_or(gates.max_error_rate);
@@ -155,6 +155,20 @@ void parse_gates(Validator& v, const YAML::Node& node, const std::string& path, 
     gates.max_attempt_error_rate =
         share_at(v, node["max_attempt_error_rate"], path + ".max_attempt_error_rate")
             .value_or(gates.max_attempt_error_rate);
+  }
+  if (node["max_rate_limited_share"]) {
+    gates.max_rate_limited_share =
+        share_at(v, node["max_rate_limited_share"], path + ".max_rate_limited_share")
+            .value_or(gates.max_rate_limited_share);
+  }
+  if (node["max_quota_share"]) {
+    const auto share = share_at(v, node["max_quota_share"], path + ".max_quota_share");
+    if (share && *share <= 0) {
+      v.error(node["max_quota_share"], path + ".max_quota_share",
+              "must be above 0% (it would hold every stage)");
+    } else if (share) {
+      gates.max_quota_share = *share;
+    }
   }
   if (node["confidence"]) {
     gates.confidence = ratio_at(v, node["confidence"], path + ".confidence", 0.5, 0.9999)

@@ -67,6 +67,55 @@ GateResult rate_gate(std::string name, std::uint64_t failures, std::uint64_t tri
   return gate;
 }
 
+std::string describe_capacity(const CapacityJudgement::Dimension& dimension, std::string_view unit) {
+  std::string text = fmt::format("~{:.0f} {}/min", dimension.needed, unit);
+  if (dimension.over) {
+    text += dimension.remaining
+                ? fmt::format(", the candidate reports {:.0f} left (limit {:.0f}/min)",
+                              *dimension.remaining, dimension.limit)
+                : fmt::format(", the candidate reports limit {:.0f}/min", dimension.limit);
+    text += fmt::format(", allowing {:.0f}", dimension.allowed);
+  } else {
+    text += fmt::format(" of its limit {:.0f}/min ({})", dimension.limit, percent(dimension.share));
+  }
+  return text;
+}
+
+// The verdict, a readable line and flat figures (so that ctl and the dashboard list them).
+GateResult capacity_gate(const CapacityJudgement& judgement, double next_weight, double max_share,
+                         double window_minutes) {
+  GateResult gate;
+  gate.name = "capacity";
+  gate.verdict = judgement.verdict;
+  gate.figures = {{"applicable", judgement.applicable},
+                  {"next_weight", next_weight},
+                  {"max_share", max_share},
+                  {"window_minutes", window_minutes}};
+  if (!judgement.applicable) {
+    gate.summary = "not applicable: the candidate reports no rate limits";
+    return gate;
+  }
+  std::vector<std::string> parts;
+  auto add = [&](const char* prefix, const char* unit, const CapacityJudgement::Dimension& d) {
+    if (!d.reported) return;
+    const std::string key(prefix);
+    gate.figures[key + "_needed"] = d.needed;
+    gate.figures[key + "_limit"] = d.limit;
+    gate.figures[key + "_remaining"] = d.remaining ? json::value(*d.remaining) : json::value(nullptr);
+    gate.figures[key + "_allowed"] = d.allowed;
+    gate.figures[key + "_share"] = d.share;
+    // A hold names only what it ran out of.
+    if (judgement.verdict == Verdict::pass || d.over) parts.push_back(describe_capacity(d, unit));
+  };
+  add("requests", "req", judgement.requests);
+  add("tokens", "tokens", judgement.tokens);
+  std::string joined;
+  for (const auto& part : parts) joined += (joined.empty() ? "" : "; ") + part;
+  gate.summary = fmt::format("next stage ({}) needs {}; at most {} of the quota may be used",
+                             percent(next_weight), joined, percent(max_share));
+  return gate;
+}
+
 json::object parse_object(const std::string& text) {
   boost::system::error_code ec;
   auto value = json::parse(text, ec);
@@ -196,6 +245,8 @@ bool Controller::shadowing() const {
 }
 
 std::optional<store::Transition> Controller::start(bool retried) {
+  // The engine gives every (re)started migration a fresh window.
+  window_started_ms_ = now_ms_();
   auto stored = store_.load(settings_.name);
   if (stored && stored->config_fingerprint == settings_.fingerprint) {
     record_ = *stored;
@@ -262,6 +313,7 @@ std::optional<store::Transition> Controller::transition_to(Phase phase, double w
         record_.state, percent(record_.weight)));
     return std::nullopt;
   }
+  window_started_ms_ = now;
   // A shared store stamps its own clock, the same for every replica.
   next.stage_started_unix_ms = committed.at_unix_ms;
   transition.at_unix_ms = committed.at_unix_ms;
@@ -372,9 +424,13 @@ Evaluation Controller::judge(const WindowSnapshot& window) const {
     out.gates.push_back(rate_gate("attempt_error_rate", window.candidate_attempt_failures,
                                   window.candidate_attempts, gates.max_attempt_error_rate,
                                   gates.confidence));
+    out.gates.push_back(rate_gate("rate_limited", window.candidate_rate_limited,
+                                  window.candidate_attempts, gates.max_rate_limited_share,
+                                  gates.confidence));
     change_gates(out);
   }
   judge_latency(window, out);
+  judge_capacity_gate(window, out);
   const bool pairs_expected = phase_ == Phase::shadow || shadowing();
   if (gates.min_agreement && pairs_expected) {
     const auto judged =
@@ -396,6 +452,41 @@ Evaluation Controller::judge(const WindowSnapshot& window) const {
   for (const auto& gate : out.gates) verdicts.push_back(gate.verdict);
   out.overall = combine(verdicts);
   return out;
+}
+
+std::optional<double> Controller::next_weight() const {
+  Phase from = phase_;
+  int stage = record_.stage;
+  if (from == Phase::paused) {
+    from = phase_named(string_field(annotations_, "resume_phase")).value_or(Phase::canary);
+    stage = static_cast<int>(int_field(annotations_, "resume_stage", stage));
+  }
+  const auto& stages = settings_.stages;
+  if (from == Phase::shadow) return stages.front().weight;
+  if (from != Phase::canary) return std::nullopt;
+  const auto next = static_cast<std::size_t>(stage) + 1;
+  return next < stages.size() ? stages[next].weight : 1.0;
+}
+
+void Controller::judge_capacity_gate(const WindowSnapshot& window, Evaluation& out) const {
+  const auto next = next_weight();
+  if (!next || *next <= record_.weight) return;
+  RouteTraffic traffic;
+  traffic.requests = window.primary.requests + window.candidate.requests;
+  traffic.tokens = window.primary.tokens + window.candidate.tokens;
+  traffic.candidate_requests = window.candidate.requests + window.pairs.size();
+  traffic.candidate_tokens = window.candidate.tokens;
+  traffic.minutes = static_cast<double>(std::max<std::int64_t>(now_ms_() - window_started_ms_, 0)) /
+                    60'000.0;
+  const auto& shadow = settings_.shadow;
+  // Mirroring goes on after the next step (until 100 %), and spends the candidate's quota too.
+  const double shadow_rate = shadow.during_canary && *next < 1.0 ? shadow.sample_rate : 0.0;
+  const auto judgement = judge_capacity(project_candidate_load(traffic, *next, shadow_rate),
+                                        current_candidate_load(traffic),
+                                        window.candidate_quota.value_or(CandidateQuota{}),
+                                        settings_.gates.max_quota_share);
+  out.gates.push_back(
+      capacity_gate(judgement, *next, settings_.gates.max_quota_share, traffic.minutes));
 }
 
 std::optional<store::Transition> Controller::breach(const Evaluation& evaluation) {
@@ -454,6 +545,7 @@ bool Controller::adopt(const store::MigrationRecord& record) {
   record_ = record;
   phase_ = phase_named(record_.state).value_or(Phase::paused);
   annotations_ = parse_object(record_.annotations);
+  window_started_ms_ = now_ms_();
   seen_requests_ = seen_errors_ = seen_attempts_ = seen_attempt_failures_ = 0;
   error_change_.reset();
   attempt_error_change_.reset();
@@ -472,6 +564,7 @@ std::optional<store::Transition> Controller::evaluate(const WindowSnapshot& wind
   }
   if (phase_ != Phase::shadow) watch_for_change(window);
   last_ = judge(window);
+  holding_for_capacity_ = false;
   const auto now = now_ms_();
   const auto elapsed = now - record_.stage_started_unix_ms;
 
@@ -507,6 +600,12 @@ std::optional<store::Transition> Controller::evaluate(const WindowSnapshot& wind
   if (enough && last_.overall == Verdict::pass) {
     auto detail = last_.to_json();
     return advance("gates:pass", std::move(detail));
+  }
+  // The candidate is healthy but could not carry the next weight: wait at this one for its quota
+  // (or the route's traffic) to change. Not a lack of data, so no pause for insufficient data.
+  if (enough && last_.overall == Verdict::hold) {
+    holding_for_capacity_ = true;
+    return std::nullopt;
   }
   // Never read "no data" as a pass: hold, and after enough dwells say so by pausing.
   const auto patience = std::max<std::int64_t>(dwell.count(), 1000) *

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "migration/capacity.h"
 #include "migration/statistics.h"
 #include "migration/window.h"
 #include "store/state_store.h"
@@ -31,7 +32,7 @@ std::string_view phase_name(Phase phase);
 std::optional<Phase> phase_named(std::string_view name);
 
 struct GateResult {
-  std::string name;  // "error_rate", "attempt_error_rate", "latency_p95", "agreement", ...
+  std::string name;  // "error_rate", "attempt_error_rate", "rate_limited", "capacity", ...
   Verdict verdict = Verdict::inconclusive;
   std::string summary;  // one readable line: "2/180 = 1.1% (99% bounds 0.2–5.0%) vs max 1%"
   boost::json::object figures;
@@ -102,6 +103,9 @@ class Controller {
   const Evaluation& last_evaluation() const { return last_; }
   const config::Migration& settings() const { return settings_; }
   boost::json::object annotations() const { return annotations_; }
+  // Whether the last evaluation kept a stage that was otherwise ready to advance, because the
+  // candidate's quota could not carry the next weight.
+  bool holding_for_capacity() const { return holding_for_capacity_; }
 
  private:
   Evaluation judge(const WindowSnapshot& window) const;
@@ -109,6 +113,10 @@ class Controller {
   void watch_for_change(const WindowSnapshot& window);
   void change_gates(Evaluation& out) const;
   void judge_latency(const WindowSnapshot& window, Evaluation& out) const;
+  // Whether the candidate's reported quota can carry the next weight (capacity.h).
+  void judge_capacity_gate(const WindowSnapshot& window, Evaluation& out) const;
+  // The weight a passing stage would move to; none where the gates move nothing up.
+  std::optional<double> next_weight() const;
   std::optional<store::Transition> transition_to(Phase phase, double weight, int stage,
                                                  std::string trigger, boost::json::object detail,
                                                  boost::json::object annotations);
@@ -134,6 +142,10 @@ class Controller {
   // abrupt rise, however long the healthy stage before it (statistics.h).
   RateChangeDetector error_change_;
   RateChangeDetector attempt_error_change_;
+  // When the current window began (the engine starts one with every transition and at start):
+  // the span the capacity gate turns the window's counts into rates over.
+  std::int64_t window_started_ms_ = 0;
+  bool holding_for_capacity_ = false;
   // What the current window held at the last evaluation: a transition starts a new one.
   std::uint64_t seen_requests_ = 0, seen_errors_ = 0, seen_attempts_ = 0, seen_attempt_failures_ = 0;
   // A transition the store refuses is tried again at every evaluation, four times a second.

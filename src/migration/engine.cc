@@ -75,6 +75,8 @@ struct MigrationEngine::Migration {
   std::int64_t last_point_ms = 0;
   // (unix ms, lifetime requests) samples over the last hour: the route's live volume.
   std::deque<std::pair<std::int64_t, std::uint64_t>> volume;
+  // The generation whose capacity hold was last announced; -1 for none.
+  std::int64_t capacity_hold_announced = -1;
 };
 
 MigrationEngine::MigrationEngine(std::shared_ptr<const config::Config> config,
@@ -328,9 +330,11 @@ void MigrationEngine::tick(Migration& migration) {
   take_pairs(migration);
   auto window = migration.runtime->collect();
   window.pairs = migration.window_pairs;
+  if (quota_source_) window.candidate_quota = quota_source_(migration.controller.settings().candidate);
   if (!shared_) {
     if (auto transition = migration.controller.evaluate(window))
       after_transition(migration, *transition);
+    announce_capacity_hold(migration);
   } else if (follow(migration)) {
     if (holds_lease()) {
       ++evaluations_;
@@ -340,6 +344,7 @@ void MigrationEngine::tick(Migration& migration) {
       } else if (migration.controller.last_commit() == store::CommitResult::stale_generation) {
         follow(migration);
       }
+      announce_capacity_hold(migration);
     }
   } else if (migration.resumed) {
     // Fail static: judged here only to move this replica's traffic toward the primary.
@@ -424,6 +429,38 @@ void MigrationEngine::after_transition(Migration& migration, const store::Transi
   auto message = transition_json(transition);
   message["migration"] = transition.migration;
   message["text"] = text;
+  migration.webhooks->notify(json::serialize(message));
+}
+
+void MigrationEngine::announce_capacity_hold(Migration& migration) {
+  const auto& controller = migration.controller;
+  const auto& record = controller.record();
+  if (!controller.holding_for_capacity() || migration.capacity_hold_announced == record.generation) {
+    return;
+  }
+  migration.capacity_hold_announced = record.generation;
+  const auto evaluation = controller.last_evaluation().to_json();
+  std::string summary;
+  for (const auto& gate : controller.last_evaluation().gates) {
+    if (gate.name == "capacity") summary = gate.summary;
+  }
+  spdlog::warn("migration {}: holds at {:.1f}% ({}): {}", record.migration, record.weight * 100,
+               record.state, summary);
+  if (!migration.webhooks) return;
+  // Shaped like a transition's message, from and to the same state, so receivers need no new
+  // parser; nothing is journaled, since nothing moved.
+  json::object message{{"migration", record.migration},
+                       {"generation", record.generation},
+                       {"at_unix_ms", util::unix_ms_now()},
+                       {"from", record.state},
+                       {"to", record.state},
+                       {"weight_before", record.weight},
+                       {"weight_after", record.weight},
+                       {"trigger", "gates:capacity_hold"},
+                       {"detail", evaluation},
+                       {"text", fmt::format("cutover: migration *{}* holds at {:.1f}% ({}): {}",
+                                            record.migration, record.weight * 100, record.state,
+                                            summary)}};
   migration.webhooks->notify(json::serialize(message));
 }
 

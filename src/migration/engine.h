@@ -50,6 +50,13 @@ class MigrationEngine {
   MigrationEngine(const MigrationEngine&) = delete;
   MigrationEngine& operator=(const MigrationEngine&) = delete;
 
+  // What a provider's endpoints report of their rate limits, summed (capacity.h); none when the
+  // provider is unknown.
+  using QuotaSource = std::function<std::optional<CandidateQuota>(const std::string& provider)>;
+  // The capacity gate's view of each candidate's quota. Set before start(); without one the
+  // capacity gate is not applicable.
+  void set_quota_source(QuotaSource source) { quota_source_ = std::move(source); }
+
   // Resumes or creates every migration, publishes its weight and starts evaluating.
   void start();
   // Takes a reloaded configuration: migrations are rebuilt from it and resumed from the store
@@ -106,6 +113,8 @@ class MigrationEngine {
   void schedule_lease();
   bool holds_lease() const;
   void after_transition(Migration& migration, const store::Transition& transition);
+  // Logs and posts to the webhooks, once per generation, that a ready stage holds for capacity.
+  void announce_capacity_hold(Migration& migration);
   void flush_pairs();
   boost::json::object series_point(Migration& migration, const WindowSnapshot& window,
                                    std::int64_t now);
@@ -113,6 +122,7 @@ class MigrationEngine {
   auto on_engine(Function function) -> decltype(function());
 
   std::shared_ptr<const config::Config> config_;
+  QuotaSource quota_source_;
   unsigned worker_count_;
   std::unique_ptr<store::StateStore> store_;
   // The same object as store_ in fleet mode, else null.

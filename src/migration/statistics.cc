@@ -20,11 +20,14 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 template <typename Range>
 Verdict combine_range(const Range& verdicts) {
   bool any_inconclusive = std::empty(verdicts);
+  bool any_hold = false;
   for (const Verdict verdict : verdicts) {
     if (verdict == Verdict::fail) return Verdict::fail;
     if (verdict == Verdict::inconclusive) any_inconclusive = true;
+    if (verdict == Verdict::hold) any_hold = true;
   }
-  return any_inconclusive ? Verdict::inconclusive : Verdict::pass;
+  if (any_inconclusive) return Verdict::inconclusive;
+  return any_hold ? Verdict::hold : Verdict::pass;
 }
 
 // Boost.Math reports a failure as an errno and a NaN instead of an exception: the gates run on
@@ -79,6 +82,8 @@ std::string_view verdict_name(Verdict verdict) {
       return "fail";
     case Verdict::inconclusive:
       return "inconclusive";
+    case Verdict::hold:
+      return "hold";
   }
   return "inconclusive";
 }

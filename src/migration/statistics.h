@@ -17,13 +17,16 @@
 
 namespace cutover::migration {
 
-enum class Verdict { pass, fail, inconclusive };
+// `hold`: the candidate is not judged worse, but the migration must not take its next step yet
+// (the capacity gate: the next weight would need more of the candidate's quota than allowed). It
+// keeps the weight without counting towards the pause for insufficient data, and never rolls back.
+enum class Verdict { pass, fail, inconclusive, hold };
 
-// "pass", "fail" or "inconclusive".
+// "pass", "fail", "inconclusive" or "hold".
 std::string_view verdict_name(Verdict verdict);
 
 // Any fail fails; otherwise any inconclusive (or no verdict at all) is inconclusive; otherwise
-// pass. An empty list is inconclusive because no evidence is not a pass.
+// any hold holds; otherwise pass. An empty list is inconclusive because no evidence is not a pass.
 Verdict combine(std::initializer_list<Verdict> verdicts);
 Verdict combine(const std::vector<Verdict>& verdicts);
 

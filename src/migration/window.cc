@@ -13,7 +13,7 @@ void Reservoir::add(double value, std::mt19937_64& random) {
 }
 
 void StatsShard::Arm::clear() {
-  requests = errors = fallbacks = 0;
+  requests = errors = fallbacks = tokens = 0;
   latency.clear();
   ttft.clear();
   tpot.clear();
@@ -24,7 +24,7 @@ void StatsShard::roll_to(std::uint64_t epoch) {
   epoch_ = epoch;
   primary_.clear();
   candidate_.clear();
-  candidate_attempts_ = candidate_attempt_failures_ = 0;
+  candidate_attempts_ = candidate_attempt_failures_ = candidate_rate_limited_ = 0;
 }
 
 void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
@@ -38,6 +38,7 @@ void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
   ++arm.requests;
   if (sample.counted_as_error) ++arm.errors;
   if (sample.fell_back) ++arm.fallbacks;
+  arm.tokens += sample.tokens;
   // Latency of a failed request says little about the side's speed; errors are gated apart.
   if (!sample.counted_as_error) {
     if (sample.latency_ms >= 0) arm.latency.add(sample.latency_ms, random_);
@@ -46,6 +47,7 @@ void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
   }
   candidate_attempts_ += sample.candidate_attempts;
   candidate_attempt_failures_ += sample.candidate_attempt_failures;
+  candidate_rate_limited_ += sample.candidate_rate_limited;
 }
 
 void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch) {
@@ -56,6 +58,7 @@ void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch) {
     to.requests += from.requests;
     to.errors += from.errors;
     to.fallbacks += from.fallbacks;
+    to.tokens += from.tokens;
     from.latency.merge_into(to.latency_ms);
     from.ttft.merge_into(to.ttft_ms);
     from.tpot.merge_into(to.tpot_ms);
@@ -64,6 +67,7 @@ void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch) {
   merge(candidate_, out.candidate);
   out.candidate_attempts += candidate_attempts_;
   out.candidate_attempt_failures += candidate_attempt_failures_;
+  out.candidate_rate_limited += candidate_rate_limited_;
 }
 
 }  // namespace cutover::migration

@@ -8,8 +8,11 @@
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <vector>
+
+#include "migration/capacity.h"
 
 namespace cutover::migration {
 
@@ -25,12 +28,17 @@ struct RequestSample {
   double tpot_ms = -1;  // time per output token after the first
   unsigned candidate_attempts = 0;
   unsigned candidate_attempt_failures = 0;
+  // Candidate attempts the provider answered 429, fallen back or not.
+  unsigned candidate_rate_limited = 0;
+  // Prompt and completion tokens of the answer served, from its usage: the route's token rate.
+  std::uint64_t tokens = 0;
 };
 
 struct ArmWindow {
   std::uint64_t requests = 0;
   std::uint64_t errors = 0;
   std::uint64_t fallbacks = 0;
+  std::uint64_t tokens = 0;
   std::vector<double> latency_ms;
   std::vector<double> ttft_ms;
   std::vector<double> tpot_ms;
@@ -53,9 +61,13 @@ struct WindowSnapshot {
   ArmWindow candidate;
   std::uint64_t candidate_attempts = 0;
   std::uint64_t candidate_attempt_failures = 0;
+  std::uint64_t candidate_rate_limited = 0;
   std::vector<PairSample> pairs;
   // Every live request on the route since start, across windows: the route's volume.
   std::uint64_t lifetime_requests = 0;
+  // What the candidate's endpoints report of their rate limits as the window is taken; none
+  // when nobody supplied it (the capacity gate is then not applicable).
+  std::optional<CandidateQuota> candidate_quota;
 };
 
 // Reservoir sampling (Vitter's algorithm R): every sample of the window is equally likely to
@@ -84,7 +96,7 @@ class StatsShard {
 
  private:
   struct Arm {
-    std::uint64_t requests = 0, errors = 0, fallbacks = 0;
+    std::uint64_t requests = 0, errors = 0, fallbacks = 0, tokens = 0;
     Reservoir latency, ttft, tpot;
     void clear();
   };
@@ -94,6 +106,7 @@ class StatsShard {
   std::uint64_t epoch_ = 0;
   Arm primary_, candidate_;
   std::uint64_t candidate_attempts_ = 0, candidate_attempt_failures_ = 0;
+  std::uint64_t candidate_rate_limited_ = 0;
   std::uint64_t lifetime_requests_ = 0;
   std::mt19937_64 random_{0x5eed};
 };

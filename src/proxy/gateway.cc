@@ -307,6 +307,7 @@ struct Gateway::RequestOutcome {
   bool candidate_arm = false;
   unsigned candidate_attempts = 0;
   unsigned candidate_failures = 0;
+  unsigned candidate_rate_limited = 0;  // of candidate_attempts, answered 429
   std::shared_ptr<migration::ShadowPairState> shadow_pair;
   unsigned retries_made = 0;
   bool budget_refused = false;
@@ -770,23 +771,24 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   const auto& config = *snapshot->config;
 
   // Filled along the way and handed, once, to the observers.
-  RequestOutcome outcome;
-  auto& record = outcome.record;
+  RequestOutcome observed;
+  auto& record = observed.record;
   record.request_id = request.request_id;
   record.method = request.message.method_string();
   record.route = path_of(request.message.target());
   record.client_key = client_name;
-  auto& error_name = outcome.error_name;
-  auto& attempts_log = outcome.attempts_log;
-  auto& served_usage = outcome.served_usage;
-  auto& served_provider = outcome.served_provider;
-  auto& migration = outcome.migration;
-  auto& candidate_arm = outcome.candidate_arm;
-  auto& candidate_attempts = outcome.candidate_attempts;
-  auto& candidate_failures = outcome.candidate_failures;
-  auto& retries_made = outcome.retries_made;
-  auto& budget_refused = outcome.budget_refused;
-  auto finish = [&] { observe(outcome, request, responder); };
+  auto& error_name = observed.error_name;
+  auto& attempts_log = observed.attempts_log;
+  auto& served_usage = observed.served_usage;
+  auto& served_provider = observed.served_provider;
+  auto& migration = observed.migration;
+  auto& candidate_arm = observed.candidate_arm;
+  auto& candidate_attempts = observed.candidate_attempts;
+  auto& candidate_failures = observed.candidate_failures;
+  auto& candidate_rate_limited = observed.candidate_rate_limited;
+  auto& retries_made = observed.retries_made;
+  auto& budget_refused = observed.budget_refused;
+  auto finish = [&] { observe(observed, request, responder); };
   auto reject = [&](unsigned status, std::string message, std::string_view type,
                     std::string_view code) -> asio::awaitable<void> {
     error_name = code;
@@ -916,7 +918,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
                uniform01() < settings.shadow.sample_rate &&
                migration->shadow_limiter.try_acquire(Clock::now()) ==
                    migration::ShadowLimiter::Refusal::none) {
-      launch_shadow(context, snapshot, outcome);
+      launch_shadow(context, snapshot, observed);
     }
   }
   // The route's deadline spans every attempt, fallbacks included (as Envoy's route timeout).
@@ -989,6 +991,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
           outcome.kind != AttemptOutcome::Kind::client_gone) {
         candidate_attempts += 1 + outcome.replays;
         if (outcome.kind == AttemptOutcome::Kind::failed || !outcome.healthy) ++candidate_failures;
+        if (outcome.status == 429) ++candidate_rate_limited;
       }
       log_attempt(provider.config->name, static_cast<long>(endpoint->index),
                   attempt_result(outcome, responder, refusal.last_resort),
@@ -1124,6 +1127,11 @@ void Gateway::observe_migration(RequestOutcome& outcome, const http::Responder& 
     }
     sample.candidate_attempts = outcome.candidate_attempts;
     sample.candidate_attempt_failures = outcome.candidate_failures;
+    sample.candidate_rate_limited = outcome.candidate_rate_limited;
+    if (const auto* usage = outcome.served_usage; usage != nullptr && usage->present) {
+      sample.tokens = static_cast<std::uint64_t>(std::max<std::int64_t>(
+          usage->prompt_tokens + usage->completion_tokens, 0));
+    }
     migration.record(worker_index_, sample);
   }
   if (auto& pair = outcome.shadow_pair) {

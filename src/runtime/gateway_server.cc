@@ -168,6 +168,20 @@ std::shared_ptr<const proxy::HealthRegistry> GatewayServer::health() const {
   return health_;
 }
 
+migration::MigrationEngine::QuotaSource GatewayServer::quota_source() const {
+  return [this](const std::string& provider) -> std::optional<migration::CandidateQuota> {
+    // The registry in force now: a reload replaces it, keeping the quotas of unchanged endpoints.
+    const auto health = this->health();
+    const auto& providers = health->providers();
+    const auto found = providers.find(provider);
+    if (found == providers.end()) return std::nullopt;
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<resilience::QuotaState::Snapshot> endpoints;
+    for (const auto& quota : found->second.quotas) endpoints.push_back(quota->snapshot(now));
+    return migration::sum_endpoint_quotas(endpoints);
+  };
+}
+
 std::shared_ptr<migration::MigrationEngine> GatewayServer::migrations() const {
   std::lock_guard lock(state_mutex_);
   return engine_;
@@ -303,6 +317,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   health_ = proxy::HealthRegistry::build(*config_, nullptr);
   if (!config_->migrations.empty()) {
     engine_ = std::make_shared<migration::MigrationEngine>(config_, count);
+    engine_->set_quota_source(quota_source());
   }
   // Shard `count` of the metrics and the usage ledger is the shadow thread's.
   if (config_->metrics) metrics_ = std::make_unique<observability::MetricsRegistry>(count + 1);
@@ -398,6 +413,7 @@ std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::C
       engine->reload(config);
     } else if (!config->migrations.empty()) {
       engine = std::make_shared<migration::MigrationEngine>(config, worker_count());
+      engine->set_quota_source(quota_source());
       engine->start();
     }
   } catch (const std::exception& e) {

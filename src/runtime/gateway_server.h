@@ -59,6 +59,9 @@ class GatewayServer {
   std::string scrape_metrics() const;
 
  private:
+  // The migration engine's view of the candidates' quotas, read from the health registry.
+  migration::MigrationEngine::QuotaSource quota_source() const;
+
   struct Worker;
   struct ShadowWorker;
   struct AdminServer;

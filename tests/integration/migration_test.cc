@@ -565,6 +565,135 @@ TEST_F(MigrationTest, TransitionsArePostedToWebhooks) {
   EXPECT_EQ(message.at("trigger"), "operator:operator");
 }
 
+// A candidate that answers like default_reply and reports `limit` requests a minute, all of them
+// left: the gateway's quota awareness never passes it over, so only the capacity gate can tell.
+simulate::Script reporting_request_limit(std::int64_t limit) {
+  return [limit](const FakeRequest& request) {
+    auto reply = simulate::default_reply(request);
+    reply.delay = std::chrono::milliseconds(5);
+    reply.headers = {{"x-ratelimit-limit-requests", std::to_string(limit)},
+                     {"x-ratelimit-remaining-requests", std::to_string(limit)},
+                     {"x-ratelimit-reset-requests", "1m0s"}};
+    return reply;
+  };
+}
+
+const json::object* gate_named(const json::object& status, std::string_view name) {
+  for (const auto& gate : status.at("evaluation").at("gates").as_array()) {
+    if (gate.at("gate").as_string() == name) return &gate.as_object();
+  }
+  return nullptr;
+}
+
+TEST_F(MigrationTest, ACandidateReportingASmallQuotaHoldsAtTheStageBeforeItCouldNotCarry) {
+  auto hook = std::make_unique<FakeProvider>([](const FakeRequest&) {
+    FakeReply reply;
+    reply.body = "ok";
+    return reply;
+  });
+  MigrationOptions options;
+  options.extra = "    webhooks: [" + hook->base_url() + "/hooks/migrations]\n";
+  // 10 requests a minute: whatever this machine's pace, half the route's traffic needs more.
+  start(with_delay(std::chrono::milliseconds(5)), reporting_request_limit(10), options);
+  start_traffic();
+  json::object held;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < until) {
+    held = status();
+    if (held.at("evaluation").at("verdict") == "hold") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(held.at("evaluation").at("verdict"), "hold") << ctl({"get", "to-candidate"});
+  // Held well past the stage's dwell: still at 20 %, nothing journaled, no rollback, no pause.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  held = status();
+  stop_traffic();
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  EXPECT_EQ(held.at("phase"), "canary");
+  EXPECT_EQ(held.at("weight").to_number<double>(), 0.2);
+  EXPECT_EQ(history().size(), 1u);
+  const auto* capacity = gate_named(held, "capacity");
+  ASSERT_NE(capacity, nullptr) << json::serialize(held);
+  EXPECT_EQ(capacity->at("verdict"), "hold");
+  const auto& figures = capacity->at("figures").as_object();
+  EXPECT_EQ(figures.at("requests_limit").to_number<double>(), 10.0);
+  EXPECT_EQ(figures.at("next_weight").to_number<double>(), 0.5);
+  EXPECT_GT(figures.at("requests_needed").to_number<double>(), 8.0);
+  const std::string summary(capacity->at("summary").as_string());
+  EXPECT_NE(summary.find("next stage (50.00%) needs ~"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("limit 10/min"), std::string::npos) << summary;
+  const auto shown = ctl({"get", "to-candidate"});
+  EXPECT_NE(shown.find("capacity"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("rate_limited"), std::string::npos) << shown;
+  // The hold is announced once to the webhooks, shaped like a transition that moved nothing.
+  std::vector<FakeRequest> received;
+  for (int i = 0; i < 200 && received.size() < 2; ++i) {
+    received = hook->recorded_requests();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(received.size(), 2u);  // created, then the hold
+  EXPECT_EQ(received[1].json.at("trigger"), "gates:capacity_hold");
+  EXPECT_NE(std::string(received[1].json.at("text").as_string()).find("needs ~"), std::string::npos);
+}
+
+TEST_F(MigrationTest, ACandidateReportingALargeQuotaWalksToPromoted) {
+  start(with_delay(std::chrono::milliseconds(5)), reporting_request_limit(100'000'000));
+  start_traffic();
+  ASSERT_TRUE(wait_for(migration::Phase::promoted)) << ctl({"get", "to-candidate"});
+  stop_traffic();
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  // Each step's journal entry carries the capacity verdict it passed, with its figures.
+  const auto transitions = history();
+  ASSERT_GE(transitions.size(), 2u);
+  bool journaled = false;
+  for (const auto& gate : transitions[1].at("detail").at("gates").as_array()) {
+    if (gate.at("gate") != "capacity") continue;
+    journaled = true;
+    EXPECT_EQ(gate.at("verdict"), "pass");
+    EXPECT_EQ(gate.at("figures").at("requests_limit").to_number<double>(), 1e8);
+  }
+  EXPECT_TRUE(journaled) << json::serialize(transitions[1]);
+}
+
+// Every `every`-th answer is a 429 asking for a millisecond's wait, so that the endpoint is
+// tried again at once rather than passed over while throttled.
+simulate::Script throttling_every(unsigned every) {
+  auto counter = std::make_shared<std::atomic<unsigned>>(0);
+  return [counter, every](const FakeRequest& request) {
+    auto reply = simulate::default_reply(request);
+    reply.delay = std::chrono::milliseconds(5);
+    if (counter->fetch_add(1) % every == 0) {
+      reply.status = 429;
+      reply.body = R"({"error":{"message":"rate limit reached","type":"rate_limit_error"}})";
+      reply.headers = {{"retry-after-ms", "1"}};
+    }
+    return reply;
+  };
+}
+
+TEST_F(MigrationTest, ACandidateAnsweringMany429sIsRolledBackByTheRateLimitedGate) {
+  // The error gates cannot fail at 100 %: only the 429 share (20 % against 5 %) decides.
+  MigrationOptions options;
+  options.gates =
+      "    gates:\n"
+      "      max_error_rate: 100%\n"
+      "      max_attempt_error_rate: 100%\n"
+      "      max_rate_limited_share: 5%\n"
+      "      confidence: 0.95\n"
+      "      min_latency_samples: 30\n"
+      "      inconclusive_dwells_before_pause: 100\n"
+      "      latency: [{measure: total, quantile: p95, max_ratio: 20}]\n";
+  start(with_delay(std::chrono::milliseconds(5)), throttling_every(5), options);
+  start_traffic();
+  ASSERT_TRUE(wait_for(migration::Phase::rolled_back)) << ctl({"get", "to-candidate"});
+  stop_traffic();
+  // Every throttled request fell back to the primary, and still counted against the candidate.
+  EXPECT_EQ(client_errors_.load(), 0u) << last_error();
+  const auto last = history().back();
+  EXPECT_EQ(last.at("trigger"), "gate:rate_limited");
+  EXPECT_EQ(last.at("weight_before").to_number<double>(), 0.2);
+}
+
 TEST_F(MigrationTest, CtlPrintsStatusHistoryAndActs) {
   start(simulate::default_reply, simulate::default_reply);
   const auto listing = ctl({"migrations"});

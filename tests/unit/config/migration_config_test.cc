@@ -106,6 +106,31 @@ TEST(MigrationConfigTest, DefaultsGateLatencyAgainstThePrimary) {
   EXPECT_EQ(m.evaluation_interval, std::chrono::milliseconds(250));
 }
 
+TEST(MigrationConfigTest, QuotaAndRateLimitGatesLoadWithDefaults) {
+  auto single = load_from_string(yaml_with(R"(
+  - {name: n, models: [gpt-4o], primary: openai, candidate: relay, stages: [{weight: 50%}],
+     gates: {max_quota_share: 60%, max_rate_limited_share: 0.02}}
+)"), environment);
+  ASSERT_TRUE(single.errors.empty()) << single.errors.front();
+  const auto& gates = single.config->migrations.at(0).gates;
+  EXPECT_DOUBLE_EQ(gates.max_quota_share, 0.60);
+  EXPECT_DOUBLE_EQ(gates.max_rate_limited_share, 0.02);
+  const Gates defaults;
+  EXPECT_DOUBLE_EQ(defaults.max_quota_share, 0.80);
+  EXPECT_DOUBLE_EQ(defaults.max_rate_limited_share, 0.05);
+}
+
+TEST(MigrationConfigTest, AZeroQuotaShareIsRefused) {
+  auto result = load_from_string(yaml_with(R"(
+  - {name: n, models: [gpt-4o], primary: openai, candidate: relay, stages: [{weight: 50%}],
+     gates: {max_quota_share: 0%, max_rate_limited_share: 150%}}
+)"), environment);
+  std::string all;
+  for (const auto& error : result.errors) all += error + "\n";
+  EXPECT_NE(all.find("max_quota_share: must be above 0%"), std::string::npos) << all;
+  EXPECT_NE(all.find("max_rate_limited_share"), std::string::npos) << all;
+}
+
 TEST(MigrationConfigTest, MistakesAreReportedEachWithWhere) {
   auto result = load_from_string(yaml_with(R"(
   - name: bad

@@ -429,5 +429,140 @@ TEST_F(ControllerTest, AHealthyCandidateNeverTripsTheChangeDetectorAndItNeverHol
   EXPECT_DOUBLE_EQ(c->weight(), 0.25);
 }
 
+CandidateQuota request_quota(double limit) {
+  CandidateQuota quota;
+  quota.requests.limit = limit;
+  return quota;
+}
+
+const GateResult* gate_named(const Evaluation& evaluation, std::string_view name) {
+  for (const auto& gate : evaluation.gates) {
+    if (gate.name == name) return &gate;
+  }
+  return nullptr;
+}
+
+TEST_F(ControllerTest, ACandidateWithASmallQuotaHoldsAReadyStageWithoutPausingOrRollingBack) {
+  auto settings = migration_settings();
+  auto c = controller(settings);
+  // 1,400 requests on the route in the stage's 10 s: 8,400 a minute, 2,100 at the next 25 %.
+  auto w = window(400, 0);
+  w.candidate_quota = request_quota(100);
+  now_ms_ += 10'000;
+  EXPECT_FALSE(c->evaluate(w));
+  EXPECT_EQ(c->phase(), Phase::canary);
+  EXPECT_DOUBLE_EQ(c->weight(), 0.05);
+  EXPECT_TRUE(c->holding_for_capacity());
+  EXPECT_EQ(c->last_evaluation().overall, Verdict::hold);
+  const auto* capacity = gate_named(c->last_evaluation(), "capacity");
+  ASSERT_NE(capacity, nullptr);
+  EXPECT_EQ(capacity->verdict, Verdict::hold);
+  EXPECT_NEAR(capacity->figures.at("requests_needed").as_double(), 2100, 1e-6);
+  EXPECT_DOUBLE_EQ(capacity->figures.at("requests_limit").as_double(), 100);
+  EXPECT_DOUBLE_EQ(capacity->figures.at("requests_allowed").as_double(), 80);
+  EXPECT_DOUBLE_EQ(capacity->figures.at("next_weight").as_double(), 0.25);
+  EXPECT_NE(capacity->summary.find("needs ~2100 req/min"), std::string::npos) << capacity->summary;
+  EXPECT_NE(capacity->summary.find("limit 100/min"), std::string::npos) << capacity->summary;
+  // Long past the patience for missing data: still held, never paused, nothing journaled.
+  now_ms_ += 60'000;
+  EXPECT_FALSE(c->evaluate(w));
+  EXPECT_EQ(c->phase(), Phase::canary);
+  EXPECT_EQ(store_->history("to-relay", 10).size(), 1u);
+  // Once the candidate reports room for it, the stage advances and journals the verdict.
+  w.candidate_quota = request_quota(100'000);
+  ASSERT_TRUE(c->evaluate(w));
+  EXPECT_DOUBLE_EQ(c->weight(), 0.25);
+  EXPECT_FALSE(c->holding_for_capacity());
+  const auto last = store_->history("to-relay", 1).back();
+  EXPECT_EQ(last.trigger, "gates:pass");
+  EXPECT_NE(last.detail.find("\"capacity\""), std::string::npos);
+  EXPECT_NE(last.detail.find("requests_needed"), std::string::npos);
+}
+
+TEST_F(ControllerTest, WithoutQuotaDataTheCapacityGateIsNotApplicable) {
+  auto settings = migration_settings();
+  auto c = controller(settings);
+  now_ms_ += 10'000;
+  ASSERT_TRUE(c->evaluate(window(400, 0)));
+  EXPECT_DOUBLE_EQ(c->weight(), 0.25);
+  const auto* capacity = gate_named(c->last_evaluation(), "capacity");
+  ASSERT_NE(capacity, nullptr);
+  EXPECT_EQ(capacity->verdict, Verdict::pass);
+  EXPECT_FALSE(capacity->figures.at("applicable").as_bool());
+}
+
+TEST_F(ControllerTest, TheLastStageIsJudgedAgainstTheWholeRoute) {
+  auto settings = migration_settings();
+  settings.stages.back().weight = 0.5;
+  auto c = controller(settings);
+  set_weight(*c, 0.5);  // the last stage: the next step is promotion to 100 %
+  auto w = window(400, 0);
+  // 1,400 requests in 10 s, all of them the candidate's once promoted.
+  w.candidate_quota = request_quota(9'000);
+  now_ms_ += 10'000;
+  EXPECT_FALSE(c->evaluate(w));
+  EXPECT_TRUE(c->holding_for_capacity());
+  EXPECT_NEAR(gate_named(c->last_evaluation(), "capacity")->figures.at("requests_needed").as_double(),
+              8400, 1e-6);
+  w.candidate_quota = request_quota(20'000);
+  ASSERT_TRUE(c->evaluate(w));
+  EXPECT_EQ(c->phase(), Phase::promoted);
+}
+
+TEST_F(ControllerTest, TheShadowPhaseCountsTheMirrorThatGoesOnInTheFirstStage) {
+  auto settings = migration_settings();
+  settings.shadow.sample_rate = 1.0;
+  settings.shadow.min_pairs = 60;
+  settings.shadow.min_duration = milliseconds(1'000);
+  auto c = controller(settings);
+  WindowSnapshot w;
+  w.primary.requests = 100;  // 6,000 a minute, all mirrored at 5 % as at 0 %
+  for (int i = 0; i < 80; ++i) {
+    PairSample pair;
+    pair.compared = true;
+    pair.score = 0.95;
+    pair.primary_latency_ms = 100 + i % 7;
+    pair.candidate_latency_ms = 100 + i % 5;
+    w.pairs.push_back(pair);
+  }
+  w.candidate_quota = request_quota(1'000);
+  now_ms_ += 1'000;
+  EXPECT_FALSE(c->evaluate(w));
+  EXPECT_EQ(c->phase(), Phase::shadow);
+  const auto* capacity = gate_named(c->last_evaluation(), "capacity");
+  ASSERT_NE(capacity, nullptr);
+  EXPECT_NEAR(capacity->figures.at("requests_needed").as_double(), 6000, 1e-6);
+  EXPECT_DOUBLE_EQ(capacity->figures.at("next_weight").as_double(), 0.05);
+}
+
+TEST_F(ControllerTest, AConfidentShareOf429sRollsBackAsTheRateLimitedGate) {
+  auto settings = migration_settings();
+  auto c = controller(settings);
+  // 10 % of the candidate's attempts throttled against a 5 % maximum; the attempt error rate
+  // (10 % maximum) alone would not trip.
+  auto w = window(400, 0);
+  w.candidate_attempt_failures = 40;
+  w.candidate_rate_limited = 40;
+  ASSERT_TRUE(c->evaluate(w));
+  EXPECT_EQ(c->phase(), Phase::rolled_back);
+  EXPECT_EQ(store_->history("to-relay", 1).back().trigger, "gate:rate_limited");
+  const auto* rate_limited = gate_named(c->last_evaluation(), "rate_limited");
+  ASSERT_NE(rate_limited, nullptr);
+  EXPECT_EQ(rate_limited->figures.at("failures").as_uint64(), 40u);
+  EXPECT_EQ(rate_limited->figures.at("trials").as_uint64(), 400u);
+}
+
+TEST_F(ControllerTest, AFew429sAreNoBreach) {
+  auto settings = migration_settings();
+  auto c = controller(settings);
+  auto w = window(400, 0);
+  w.candidate_attempt_failures = 4;
+  w.candidate_rate_limited = 4;  // 1 %
+  now_ms_ += 10'000;
+  ASSERT_TRUE(c->evaluate(w));
+  EXPECT_DOUBLE_EQ(c->weight(), 0.25);
+  EXPECT_EQ(gate_named(c->last_evaluation(), "rate_limited")->verdict, Verdict::pass);
+}
+
 }  // namespace
 }  // namespace cutover::migration

@@ -318,10 +318,17 @@ TEST(GateStatistics, CombineFailsOnAnyFailAndPassesOnlyWhenAllPass) {
   EXPECT_EQ(combine({}), Verdict::inconclusive);
 }
 
+TEST(GateStatistics, HoldKeepsThePassOfTheOthersFromAdvancingButYieldsToFailAndMissingData) {
+  EXPECT_EQ(combine({Verdict::pass, Verdict::hold}), Verdict::hold);
+  EXPECT_EQ(combine({Verdict::hold, Verdict::inconclusive}), Verdict::inconclusive);
+  EXPECT_EQ(combine({Verdict::hold, Verdict::fail}), Verdict::fail);
+}
+
 TEST(GateStatistics, VerdictNames) {
   EXPECT_EQ(verdict_name(Verdict::pass), "pass");
   EXPECT_EQ(verdict_name(Verdict::fail), "fail");
   EXPECT_EQ(verdict_name(Verdict::inconclusive), "inconclusive");
+  EXPECT_EQ(verdict_name(Verdict::hold), "hold");
 }
 
 TEST(GateStatistics, WilcoxonMatchesAHandComputedExample) {
