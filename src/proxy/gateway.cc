@@ -1040,6 +1040,22 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   finish();
 }
 
+namespace {
+// The tokens and cost of an answer, as a metrics observation and a usage event both carry them.
+template <typename Sink>
+void copy_tokens_and_cost(const providers::Usage* usage, const accounting::Cost& cost, Sink& sink) {
+  if (usage != nullptr) {
+    sink.prompt_tokens = usage->prompt_tokens;
+    sink.completion_tokens = usage->completion_tokens;
+    sink.cached_prompt_tokens = usage->cached_prompt_tokens;
+  }
+  if (cost.priced) {
+    sink.cost = cost.amount;
+    sink.currency = cost.currency;
+  }
+}
+}  // namespace
+
 // The observers of a finished request, each fed once from its outcome: the migration's sample
 // and shadow pair, metrics, the usage ledger and the access log, all this worker's shards.
 void Gateway::observe(RequestOutcome& outcome, const http::IncomingRequest& request,
@@ -1069,15 +1085,7 @@ void Gateway::observe(RequestOutcome& outcome, const http::IncomingRequest& requ
     observation.latency_seconds = record.latency_ms / 1000;
     observation.ttft_seconds =
         record.time_to_first_token_ms >= 0 ? record.time_to_first_token_ms / 1000 : -1;
-    if (usage != nullptr) {
-      observation.prompt_tokens = usage->prompt_tokens;
-      observation.completion_tokens = usage->completion_tokens;
-      observation.cached_prompt_tokens = usage->cached_prompt_tokens;
-    }
-    if (cost.priced) {
-      observation.cost = cost.amount;
-      observation.currency = cost.currency;
-    }
+    copy_tokens_and_cost(usage, cost, observation);
     observation.retries = outcome.retries_made;
     observation.budget_refused = outcome.budget_refused;
     metrics_->observe(observation);
@@ -1090,15 +1098,7 @@ void Gateway::observe(RequestOutcome& outcome, const http::IncomingRequest& requ
     event.provider_model = record.provider_model;
     event.client_key = record.client_key;
     event.error = client_error;
-    if (usage != nullptr) {
-      event.prompt_tokens = usage->prompt_tokens;
-      event.cached_prompt_tokens = usage->cached_prompt_tokens;
-      event.completion_tokens = usage->completion_tokens;
-    }
-    if (cost.priced) {
-      event.cost = cost.amount;
-      event.currency = cost.currency;
-    }
+    copy_tokens_and_cost(usage, cost, event);
     ledger_->add(worker_index_, event);
   }
   if (!outcome.attempts_log.empty()) record.attempts_json = outcome.attempts_log + "]";
