@@ -44,6 +44,12 @@ std::string anthropic_error_body(unsigned status, std::string_view message, std:
   return error_body(ClientProtocol::anthropic_messages, status, message, type, code, request_id);
 }
 
+ErrorFormatFunction error_format_for(std::string_view target) {
+  const auto path = target.substr(0, target.find('?'));
+  const bool messages = path == "/v1/messages" || path.starts_with("/v1/messages/");
+  return messages ? &anthropic_error_body : nullptr;
+}
+
 std::string error_body_from(ClientProtocol protocol, std::string openai_body, unsigned status,
                             std::string_view request_id) {
   if (protocol == ClientProtocol::anthropic_messages) {

@@ -45,6 +45,12 @@ std::string error_body(ClientProtocol protocol, unsigned status, std::string_vie
 std::string anthropic_error_body(unsigned status, std::string_view message, std::string_view type,
                                  std::string_view code, std::string_view request_id);
 
+// The error format for a request target (its path, query ignored), in the shape of
+// http::ErrorFormatForTarget: Anthropic's for /v1/messages and below, null (OpenAI's) otherwise.
+using ErrorFormatFunction = std::string (*)(unsigned, std::string_view, std::string_view,
+                                            std::string_view, std::string_view);
+ErrorFormatFunction error_format_for(std::string_view target);
+
 // Re-encodes an error body the gateway holds in OpenAI's schema for the client's protocol.
 std::string error_body_from(ClientProtocol protocol, std::string openai_body, unsigned status,
                             std::string_view request_id);

@@ -330,6 +330,11 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
         code = "header_too_large";
       }
       Responder responder(stream, *limits, false, util::new_request_id());
+      // The start line is parsed before any limit on the fields or body can fail (its target
+      // is empty when it was not).
+      if (error_format_for_ != nullptr) {
+        responder.set_error_format(error_format_for_(parser.get().target()));
+      }
       co_await responder.send_error(status, message, "invalid_request_error", code);
       break;
     }

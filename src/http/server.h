@@ -113,6 +113,10 @@ class Responder {
 
 using Handler = std::function<asio::awaitable<void>(IncomingRequest&, Responder&)>;
 
+// The error format for a request target, for errors the server answers itself (a body too
+// large, a request too slow) before any handler knows the protocol; null for OpenAI's schema.
+using ErrorFormatForTarget = ErrorFormat (*)(std::string_view target);
+
 // Accepts connections on one worker and runs a session per connection.
 class Listener {
  public:
@@ -130,6 +134,7 @@ class Listener {
   asio::ip::tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
   std::size_t active_sessions() const { return sessions_.size(); }
   void set_limits(std::shared_ptr<const ServerLimits> limits) { limits_ = std::move(limits); }
+  void set_error_format_for_target(ErrorFormatForTarget chooser) { error_format_for_ = chooser; }
 
  private:
   struct SessionEntry {
@@ -147,6 +152,7 @@ class Listener {
   std::shared_ptr<ConnectionCount> connections_;
   std::list<SessionEntry> sessions_;
   bool draining_ = false;
+  ErrorFormatForTarget error_format_for_ = nullptr;
 };
 
 }  // namespace cutover::http

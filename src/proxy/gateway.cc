@@ -485,8 +485,9 @@ asio::awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Resp
   }
 
   const auto protocol = api::protocol_for_path(path);
-  const bool anthropic_path = path.starts_with("/v1/messages");
-  if (anthropic_path) responder.set_error_format(&api::anthropic_error_body);
+  const auto error_format = api::error_format_for(path);
+  const bool anthropic_path = error_format != nullptr;
+  if (anthropic_path) responder.set_error_format(error_format);
   const bool count_tokens = path == "/v1/messages/count_tokens";
   if (!protocol && !count_tokens && path != "/v1/models") {
     // GET/DELETE /v1/responses/{id}: nothing is stored, so no response can be found again.

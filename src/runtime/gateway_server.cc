@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "admin/admin_api.h"
+#include "api/front_end.h"
 #include "http/server.h"
 #include "proxy/access_log.h"
 #include "proxy/gateway.h"
@@ -95,7 +96,9 @@ struct GatewayServer::Worker {
                  },
                  limits_from(config), std::move(connections)),
         flush_timer(context),
-        watch_timer(context) {}
+        watch_timer(context) {
+    listener.set_error_format_for_target(&api::error_format_for);
+  }
 
   void schedule_flush() {
     flush_timer.expires_after(kAccessLogFlushInterval);

@@ -159,3 +159,24 @@ TEST_F(GatewayTest, CountTokensNeedsANativeAnthropicProvider) {
 
 }  // namespace
 }  // namespace cutover::testing
+
+namespace cutover::testing {
+namespace {
+
+TEST_F(GatewayTest, ABodyTooLargeForMessagesIsRefusedInAnthropicsSchema) {
+  start(reply_with([](simulate::FakeReply&) {}), {.top_extra = "limits: {max_body_bytes: 1024}\n"});
+  const std::string body = messages_body(false, R"(,"metadata":{"user_id":")" +
+                                                    std::string(4096, 'x') + R"("})");
+  auto messages = post_messages(client(), body);
+  EXPECT_EQ(messages.status, 413u) << messages.body;
+  auto error = json::parse(messages.body);
+  EXPECT_EQ(error.at("type"), "error");
+  EXPECT_EQ(error.at("error").at("type"), "request_too_large");
+
+  auto chat = client().post("/v1/chat/completions", body);
+  EXPECT_EQ(chat.status, 413u);
+  EXPECT_EQ(json::parse(chat.body).at("error").at("code"), "request_too_large");
+}
+
+}  // namespace
+}  // namespace cutover::testing

@@ -112,3 +112,18 @@ TEST(FrontEndTest, APlainAnswerIsEncodedForItsClient) {
 
 }  // namespace
 }  // namespace cutover::api
+
+namespace cutover::api {
+namespace {
+
+TEST(FrontEndTest, ServerErrorsOnMessagesPathsUseAnthropicsSchema) {
+  EXPECT_NE(error_format_for("/v1/messages"), nullptr);
+  EXPECT_NE(error_format_for("/v1/messages?beta=true"), nullptr);
+  EXPECT_NE(error_format_for("/v1/messages/count_tokens"), nullptr);
+  EXPECT_EQ(error_format_for("/v1/messagesX"), nullptr);
+  EXPECT_EQ(error_format_for("/v1/chat/completions"), nullptr);
+  EXPECT_EQ(error_format_for(""), nullptr);
+}
+
+}  // namespace
+}  // namespace cutover::api
