@@ -34,12 +34,51 @@ std::optional<std::string> canonical_completion(config::Dialect dialect, json::v
 }
 
 CanonicalStream::CanonicalStream(config::Dialect dialect, ApiKind kind, ResponseIdentity identity,
-                                 bool strip_usage)
+                                 bool strip_usage, bool chunks_wanted)
     : dialect_(dialect),
       kind_(kind),
       identity_(identity),
       strip_usage_(strip_usage),
+      chunks_wanted_(chunks_wanted),
       anthropic_(std::move(identity)) {}
+
+CanonicalStream::EventResult CanonicalStream::read_native(const json::object& data, Usage& usage) {
+  EventResult result;
+  const auto* type = data.if_contains("type");
+  const std::string_view name = type != nullptr && type->is_string() ? type->get_string() : "";
+  if (name == "message_start") {
+    if (const auto* message = data.if_contains("message")) usage = anthropic::usage_of(*message);
+  } else if (name == "message_delta") {
+    // The final output count; newer API versions repeat the input counts here too.
+    const auto counted = anthropic::usage_of(data);
+    const auto* counts = data.if_contains("usage");
+    if (counted.present) {
+      if (counts->get_object().contains("input_tokens")) {
+        usage = counted;
+      } else {
+        usage.present = true;
+        usage.completion_tokens = counted.completion_tokens;
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+      }
+    }
+    const auto* delta = data.if_contains("delta");
+    const auto* stop = delta != nullptr && delta->is_object()
+                           ? delta->get_object().if_contains("stop_reason")
+                           : nullptr;
+    saw_finish_ = saw_finish_ || (stop != nullptr && !stop->is_null());
+  } else if (name == "message_stop") {
+    saw_end_marker_ = result.end_marker = true;
+  } else if (name == "error") {
+    const auto* error = data.if_contains("error");
+    const auto* message = error != nullptr && error->is_object()
+                              ? error->get_object().if_contains("message")
+                              : nullptr;
+    result.provider_error = message != nullptr && message->is_string()
+                                ? std::string(message->get_string())
+                                : "upstream error";
+  }
+  return result;
+}
 
 CanonicalStream::EventResult CanonicalStream::read(
     const SseEvent& event, json::value& parsed, json::storage_ptr storage, Usage& usage,
@@ -76,6 +115,7 @@ CanonicalStream::EventResult CanonicalStream::read(
     result.problem = "a stream event is not a JSON object";
     return result;
   }
+  if (!chunks_wanted_) return read_native(parsed.get_object(), usage);
   decoded_.clear();
   if (auto problem = anthropic_.on_event(parsed.get_object(), decoded_, usage)) {
     result.problem = std::move(problem);

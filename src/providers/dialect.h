@@ -30,8 +30,11 @@ class CanonicalStream {
  public:
   // `strip_usage`: the usage chunk is read for the record but not handed on (the client did
   // not ask for it).
+  // `chunks_wanted` false: the events go to the client as they came and nothing compares them,
+  // so an Anthropic stream is read only for its usage, finish, end marker and errors (no chunk
+  // is built; on_chunk is never called).
   CanonicalStream(config::Dialect dialect, ApiKind kind, ResponseIdentity identity,
-                  bool strip_usage);
+                  bool strip_usage, bool chunks_wanted = true);
 
   struct EventResult {
     std::optional<std::string> problem;         // the event is invalid: the stream is broken
@@ -52,10 +55,13 @@ class CanonicalStream {
   bool saw_finish() const { return saw_finish_; }
 
  private:
+  EventResult read_native(const boost::json::object& data, Usage& usage);
+
   config::Dialect dialect_;
   ApiKind kind_;
   ResponseIdentity identity_;
   bool strip_usage_;
+  bool chunks_wanted_;
   anthropic::StreamDecoder anthropic_;
   std::vector<boost::json::object> decoded_;
   bool saw_end_marker_ = false;

@@ -1539,11 +1539,12 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   auto& request = context.request;
   const bool anthropic_provider = provider.dialect == config::Dialect::anthropic;
   // A native Anthropic client of a native Anthropic provider gets the provider's events as
-  // they came; the canonical chunks are still read, for usage and the shadow comparison.
+  // they came; canonical chunks are built only for a shadow comparison, usage is always read.
   const bool native_events = !encoder && anthropic_provider;
   providers::CanonicalStream reader(provider.dialect, context.kind, identity,
                                     anthropic_provider ? !context.shape.client_requested_usage
-                                                       : ask_usage);
+                                                       : ask_usage,
+                                    !native_events || context.capture != nullptr);
   providers::SseParser parser;
   unsigned char chunk_buffer[4096];
   std::vector<providers::SseEvent> events;

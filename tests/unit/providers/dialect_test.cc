@@ -102,6 +102,31 @@ TEST(DialectTest, AnAnthropicUsageChunkIsReadButNotHandedOnWhenStripped) {
   EXPECT_EQ(usage.completion_tokens, 5);
 }
 
+TEST(DialectTest, AStreamPassedThroughIsReadForUsageAndItsEndWithoutChunks) {
+  CanonicalStream full(config::Dialect::anthropic, ApiKind::chat_completions, identity(), false);
+  CanonicalStream native(config::Dialect::anthropic, ApiKind::chat_completions, identity(), false,
+                         /*chunks_wanted=*/false);
+  Usage full_usage;
+  Usage native_usage;
+  read_all(full, anthropic_stream(), full_usage);
+  auto collected = read_all(native, anthropic_stream(), native_usage);
+  EXPECT_TRUE(collected.chunks.empty());
+  EXPECT_TRUE(native.saw_finish());
+  EXPECT_TRUE(native.saw_end_marker());
+  EXPECT_TRUE(native_usage.present);
+  EXPECT_EQ(native_usage.prompt_tokens, full_usage.prompt_tokens);
+  EXPECT_EQ(native_usage.completion_tokens, full_usage.completion_tokens);
+  EXPECT_EQ(native_usage.total_tokens, full_usage.total_tokens);
+
+  CanonicalStream broken(config::Dialect::anthropic, ApiKind::chat_completions, identity(), false,
+                         false);
+  Usage usage;
+  auto results = read_all(broken, {anthropic_stream()[0],
+      {"error", R"({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}})"}}, usage);
+  EXPECT_EQ(results.results.back().provider_error, "Overloaded");
+  EXPECT_EQ(usage.prompt_tokens, 12);
+}
+
 TEST(DialectTest, AnAnthropicErrorEventIsTheProvidersError) {
   CanonicalStream stream(config::Dialect::anthropic, ApiKind::chat_completions, identity(), false);
   Usage usage;
