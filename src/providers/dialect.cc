@@ -45,7 +45,8 @@ CanonicalStream::CanonicalStream(config::Dialect dialect, ApiKind kind, Response
 CanonicalStream::EventResult CanonicalStream::read_native(const json::object& data, Usage& usage) {
   EventResult result;
   const auto* type = data.if_contains("type");
-  const std::string_view name = type != nullptr && type->is_string() ? type->get_string() : "";
+  std::string_view name;
+  if (type != nullptr && type->is_string()) name = type->get_string();
   if (name == "message_start") {
     if (const auto* message = data.if_contains("message")) usage = anthropic::usage_of(*message);
   } else if (name == "message_delta") {
