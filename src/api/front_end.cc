@@ -58,6 +58,21 @@ std::string error_body_from(ClientProtocol protocol, std::string openai_body, un
   return openai_body;
 }
 
+std::string stream_end_event(ClientProtocol protocol) {
+  if (protocol == ClientProtocol::anthropic_messages) {
+    return "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+  }
+  return sse_data("[DONE]");
+}
+
+std::string stream_error_event(ClientProtocol protocol, unsigned status, std::string_view code,
+                               std::string_view message, std::string_view request_id) {
+  if (protocol == ClientProtocol::anthropic_messages) {
+    return "event: error\ndata: " + anthropic::error_body(status, message, request_id) + "\n\n";
+  }
+  return sse_data(providers::error_body(message, "upstream_error", code, request_id));
+}
+
 std::string sse_data(std::string_view payload) {
   std::string event;
   event.reserve(payload.size() + 8);
@@ -124,7 +139,7 @@ void AnswerEncoder::finish(std::string& out) {
       responses_stream().finish(out);
       return;
     default:
-      out += sse_data("[DONE]");
+      out += stream_end_event(protocol_);
   }
 }
 
@@ -138,7 +153,7 @@ void AnswerEncoder::fail(unsigned status, std::string_view code, std::string_vie
       responses_stream().fail(code, message, out);
       return;
     default:
-      out += sse_data(providers::error_body(message, "upstream_error", code, request_id));
+      out += stream_error_event(protocol_, status, code, message, request_id);
   }
 }
 

@@ -93,6 +93,15 @@ class AnswerEncoder {
   std::unique_ptr<responses::StreamEncoder> responses_stream_;
 };
 
+// The event that ends a stream cleanly in a protocol's own format, for a stream passed through
+// whose provider left it out: [DONE] for the OpenAI protocols, message_stop for Messages.
+std::string stream_end_event(ClientProtocol protocol);
+
+// The event that ends a stream that broke after it began, in a protocol's own format: an error
+// chunk for the OpenAI protocols, an `error` event for Messages.
+std::string stream_error_event(ClientProtocol protocol, unsigned status, std::string_view code,
+                               std::string_view message, std::string_view request_id);
+
 // One SSE event carrying `payload` as its data ("data: PAYLOAD\n\n").
 std::string sse_data(std::string_view payload);
 

@@ -4,17 +4,6 @@ namespace cutover::providers {
 
 namespace json = boost::json;
 
-namespace {
-bool finishes(const json::object& chunk) {
-  const auto* choices = chunk.if_contains("choices");
-  if (choices == nullptr || !choices->is_array()) return false;
-  for (const auto& choice : choices->get_array()) {
-    const auto* reason = choice.is_object() ? choice.get_object().if_contains("finish_reason") : nullptr;
-    if (reason != nullptr && !reason->is_null()) return true;
-  }
-  return false;
-}
-}  // namespace
 
 std::string_view request_path(config::Dialect dialect, ApiKind kind) {
   if (dialect == config::Dialect::anthropic) return anthropic::kMessagesPath;
@@ -123,7 +112,7 @@ CanonicalStream::EventResult CanonicalStream::read(
     return result;
   }
   for (auto& chunk : decoded_) {
-    saw_finish_ = saw_finish_ || finishes(chunk);
+    saw_finish_ = saw_finish_ || chunk_finishes(chunk);
     const auto* choices = chunk.if_contains("choices");
     const bool usage_only = chunk.contains("usage") && choices != nullptr && choices->is_array() &&
                             choices->get_array().empty();

@@ -265,14 +265,18 @@ json::object chunk_delta(const json::object& message) {
 }
 }  // namespace
 
-bool chunk_finishes(const json::value& chunk) {
-  const auto* choices = chunk.is_object() ? chunk.get_object().if_contains("choices") : nullptr;
+bool chunk_finishes(const json::object& chunk) {
+  const auto* choices = chunk.if_contains("choices");
   if (choices == nullptr || !choices->is_array()) return false;
   for (const auto& choice : choices->get_array()) {
     const auto* reason = choice.is_object() ? choice.get_object().if_contains("finish_reason") : nullptr;
     if (reason != nullptr && reason->is_string() && !reason->get_string().empty()) return true;
   }
   return false;
+}
+
+bool chunk_finishes(const json::value& chunk) {
+  return chunk.is_object() && chunk_finishes(chunk.get_object());
 }
 
 std::vector<std::string> stream_chunks_from_response(const json::object& response, ApiKind kind,

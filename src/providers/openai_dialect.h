@@ -73,6 +73,7 @@ std::vector<std::string> stream_chunks_from_response(const boost::json::object& 
 
 // True when a (normalized) stream chunk ends a choice: one of its choices has a finish reason.
 bool chunk_finishes(const boost::json::value& chunk);
+bool chunk_finishes(const boost::json::object& chunk);
 
 // The usage a response reports, whatever the provider called its fields.
 Usage extract_usage(const boost::json::value& usage);

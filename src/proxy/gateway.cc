@@ -448,20 +448,25 @@ const std::string* Gateway::authenticate(const http::IncomingRequest& request,
   return nullptr;
 }
 
+// The access-log line of a request answered without the attempt loop (health, models, errors
+// before routing, count_tokens): no provider, model or usage to tell.
+void Gateway::log_unproxied(const http::IncomingRequest& request, const http::Responder& responder,
+                            std::string_view error) {
+  AccessRecord record;
+  record.request_id = request.request_id;
+  record.method = request.message.method_string();
+  record.route = path_of(request.message.target());
+  record.status = responder.status();
+  record.error = error;
+  record.latency_ms = milliseconds_since(request.received_at);
+  access_log_.record(record);
+}
+
 asio::awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Responder& responder) {
   auto snapshot = snapshot_;
   const auto method = request.message.method();
   const auto path = path_of(request.message.target());
-  auto log_simple = [&](std::string_view error) {
-    AccessRecord record;
-    record.request_id = request.request_id;
-    record.method = request.message.method_string();
-    record.route = path;
-    record.status = responder.status();
-    record.error = error;
-    record.latency_ms = milliseconds_since(request.received_at);
-    access_log_.record(record);
-  };
+  auto log_simple = [&](std::string_view error) { log_unproxied(request, responder, error); };
   auto wrong_method = [&](std::string_view allowed) -> asio::awaitable<void> {
     co_await responder.send_error(405,
                                   "method " + std::string(request.message.method_string()) +
@@ -532,16 +537,7 @@ asio::awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& reque
                                                    http::Responder& responder,
                                                    Snapshot& snapshot) {
   std::string error_name;
-  auto log = [&] {
-    AccessRecord record;
-    record.request_id = request.request_id;
-    record.method = request.message.method_string();
-    record.route = path_of(request.message.target());
-    record.status = responder.status();
-    record.error = error_name;
-    record.latency_ms = milliseconds_since(request.received_at);
-    access_log_.record(record);
-  };
+  auto log = [&] { log_unproxied(request, responder, error_name); };
   auto reject = [&](unsigned status, std::string message, std::string_view code) -> asio::awaitable<void> {
     error_name = code;
     co_await responder.send_error(status, message, "invalid_request_error", code);
@@ -1627,10 +1623,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   if (ended_cleanly && !complete && reader.saw_finish() && (responder.started() || encoder)) {
     // Every event arrived, the last with its finish reason, and the connection ended cleanly:
     // only the end marker is missing, which the SDKs themselves do not require.
-    if (!encoder) {
-      out += anthropic_provider ? std::string("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
-                                : sse_data("[DONE]");
-    }
+    if (!encoder) out += api::stream_end_event(context.protocol);
     complete = true;
   }
   if (!complete && ended_cleanly) stream_problem = "the stream ended before its end marker";
@@ -1658,10 +1651,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   out.clear();
   if (encoder) {
     encoder->fail(502, outcome.code, message, request.request_id, out);
-  } else if (context.protocol == api::ClientProtocol::anthropic_messages) {
-    out = "event: error\ndata: " + api::anthropic::error_body(502, message, request.request_id) + "\n\n";
   } else {
-    out = sse_data(providers::error_body(message, "upstream_error", outcome.code, request.request_id));
+    out = api::stream_error_event(context.protocol, 502, outcome.code, message, request.request_id);
   }
   co_await responder.send_chunk(out);
   co_await responder.end_stream();

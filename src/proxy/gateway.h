@@ -55,6 +55,8 @@ class Gateway {
 
  private:
   struct Snapshot;
+  void log_unproxied(const http::IncomingRequest& request, const http::Responder& responder,
+                     std::string_view error);
   struct ProviderRuntime;
   struct EndpointRuntime;
   struct RequestContext;
