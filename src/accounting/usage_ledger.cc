@@ -10,6 +10,11 @@ namespace cutover::accounting {
 namespace {
 constexpr auto kFlushInterval = std::chrono::seconds(2);
 constexpr std::int64_t kMinuteMs = 60'000;
+
+std::string_view traffic_of(const UsageEvent& event) {
+  if (event.cache_hit) return "cache";
+  return event.shadow ? "shadow" : "live";
+}
 }  // namespace
 
 UsageLedger::UsageLedger(const std::string& path, unsigned workers)
@@ -35,7 +40,7 @@ void UsageLedger::add(unsigned worker, const UsageEvent& event) {
   shard.key.clear();
   fmt::format_to(std::back_inserter(shard.key), "{}\x1f{}\x1f{}\x1f{}\x1f{}\x1f{}", minute,
                  event.provider, event.model, event.provider_model, event.client_key,
-                 event.shadow ? 's' : 'l');
+                 traffic_of(event).front());
   auto found = shard.rows.find(shard.key);
   if (found == shard.rows.end()) {
     store::UsageRow row;
@@ -44,12 +49,18 @@ void UsageLedger::add(unsigned worker, const UsageEvent& event) {
     row.model = event.model;
     row.provider_model = event.provider_model;
     row.client_key = event.client_key;
-    row.traffic = event.shadow ? "shadow" : "live";
+    row.traffic = traffic_of(event);
     found = shard.rows.emplace(shard.key, std::move(row)).first;
   }
   auto& row = found->second;
   ++row.requests;
   row.errors += event.error;
+  if (event.cache_hit) {
+    row.saved_tokens += event.prompt_tokens + event.completion_tokens;
+    row.saved_cost += event.cost;
+    if (row.currency.empty()) row.currency = event.currency;
+    return;
+  }
   row.prompt_tokens += event.prompt_tokens;
   row.cached_prompt_tokens += event.cached_prompt_tokens;
   row.completion_tokens += event.completion_tokens;

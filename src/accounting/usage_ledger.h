@@ -26,6 +26,8 @@ struct UsageEvent {
   std::string_view provider_model;
   std::string_view client_key;
   bool shadow = false;
+  // Served by the response cache: the tokens and cost below are what it saved, not spent.
+  bool cache_hit = false;
   bool error = false;
   std::int64_t prompt_tokens = 0;
   std::int64_t cached_prompt_tokens = 0;

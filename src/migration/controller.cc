@@ -128,6 +128,11 @@ std::int64_t int_field(const json::object& object, std::string_view key, std::in
   return value && value->is_int64() ? value->get_int64() : fallback;
 }
 
+bool bool_field(const json::object& object, std::string_view key) {
+  const auto* value = object.if_contains(key);
+  return value && value->is_bool() && value->get_bool();
+}
+
 std::string string_field(const json::object& object, std::string_view key) {
   const auto* value = object.if_contains(key);
   return value && value->is_string() ? std::string(value->get_string()) : std::string();
@@ -531,6 +536,35 @@ std::optional<store::Transition> Controller::advance(std::string trigger, json::
                        std::move(detail), {});
 }
 
+void Controller::journal_capacity_hold() {
+  auto annotations = annotations_;
+  annotations["capacity_hold"] = true;
+  store::MigrationRecord next = record_;
+  next.generation = record_.generation + 1;
+  next.annotations = json::serialize(annotations);
+  store::Transition transition;
+  transition.migration = settings_.name;
+  transition.generation = next.generation;
+  transition.at_unix_ms = now_ms_();
+  transition.from_state = transition.to_state = record_.state;
+  transition.weight_before = transition.weight_after = record_.weight;
+  transition.trigger = "gates:capacity_hold";
+  transition.detail = json::serialize(last_.to_json());
+  const auto committed = store_.commit_as(next, transition, record_.generation, fence_);
+  last_commit_ = committed.result;
+  if (committed.result != store::CommitResult::committed) {
+    journal_errors_.error(fmt::format("migration {}: cannot journal its capacity hold at {}",
+                                      settings_.name, percent(record_.weight)));
+    return;
+  }
+  // Nothing moved: the stage keeps its clock (a shared store keeps it too, the weight, state
+  // and stage being unchanged) and the window keeps its evidence.
+  transition.at_unix_ms = committed.at_unix_ms;
+  record_ = std::move(next);
+  annotations_ = std::move(annotations);
+  capacity_hold_ = std::move(transition);
+}
+
 const Evaluation& Controller::assess(const WindowSnapshot& window) {
   if (phase_ == Phase::promoted || phase_ == Phase::rolled_back || phase_ == Phase::aborted) {
     return last_;
@@ -605,6 +639,7 @@ std::optional<store::Transition> Controller::evaluate(const WindowSnapshot& wind
   // (or the route's traffic) to change. Not a lack of data, so no pause for insufficient data.
   if (enough && last_.overall == Verdict::hold) {
     holding_for_capacity_ = true;
+    if (!bool_field(annotations_, "capacity_hold")) journal_capacity_hold();
     return std::nullopt;
   }
   // Never read "no data" as a pass: hold, and after enough dwells say so by pausing.

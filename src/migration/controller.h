@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,10 @@ class Controller {
   // Whether the last evaluation kept a stage that was otherwise ready to advance, because the
   // candidate's quota could not carry the next weight.
   bool holding_for_capacity() const { return holding_for_capacity_; }
+  // The journal entry of a capacity hold that the last evaluation committed, once: the engine
+  // announces it. A hold is journaled once per stage, as an entry from a state to itself whose
+  // record keeps the weight, the stage, its clock and the window's evidence.
+  std::optional<store::Transition> take_capacity_hold() { return std::exchange(capacity_hold_, std::nullopt); }
 
  private:
   Evaluation judge(const WindowSnapshot& window) const;
@@ -121,6 +126,7 @@ class Controller {
                                                  std::string trigger, boost::json::object detail,
                                                  boost::json::object annotations);
   std::optional<store::Transition> breach(const Evaluation& evaluation);
+  void journal_capacity_hold();
   std::optional<store::Transition> advance(std::string trigger, boost::json::object detail);
   Phase initial_phase() const;
   double initial_weight() const;
@@ -146,6 +152,7 @@ class Controller {
   // the span the capacity gate turns the window's counts into rates over.
   std::int64_t window_started_ms_ = 0;
   bool holding_for_capacity_ = false;
+  std::optional<store::Transition> capacity_hold_;
   // What the current window held at the last evaluation: a transition starts a new one.
   std::uint64_t seen_requests_ = 0, seen_errors_ = 0, seen_attempts_ = 0, seen_attempt_failures_ = 0;
   // A transition the store refuses is tried again at every evaluation, four times a second.

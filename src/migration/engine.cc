@@ -75,8 +75,6 @@ struct MigrationEngine::Migration {
   std::int64_t last_point_ms = 0;
   // (unix ms, lifetime requests) samples over the last hour: the route's live volume.
   std::deque<std::pair<std::int64_t, std::uint64_t>> volume;
-  // The generation whose capacity hold was last announced; -1 for none.
-  std::int64_t capacity_hold_announced = -1;
 };
 
 MigrationEngine::MigrationEngine(std::shared_ptr<const config::Config> config,
@@ -433,34 +431,21 @@ void MigrationEngine::after_transition(Migration& migration, const store::Transi
 }
 
 void MigrationEngine::announce_capacity_hold(Migration& migration) {
-  const auto& controller = migration.controller;
-  const auto& record = controller.record();
-  if (!controller.holding_for_capacity() || migration.capacity_hold_announced == record.generation) {
-    return;
-  }
-  migration.capacity_hold_announced = record.generation;
-  const auto evaluation = controller.last_evaluation().to_json();
+  auto hold = migration.controller.take_capacity_hold();
+  if (!hold) return;
   std::string summary;
-  for (const auto& gate : controller.last_evaluation().gates) {
+  for (const auto& gate : migration.controller.last_evaluation().gates) {
     if (gate.name == "capacity") summary = gate.summary;
   }
-  spdlog::warn("migration {}: holds at {:.1f}% ({}): {}", record.migration, record.weight * 100,
-               record.state, summary);
+  spdlog::warn("migration {}: holds at {:.1f}% ({}): {}", hold->migration, hold->weight_after * 100,
+               hold->to_state, summary);
   if (!migration.webhooks) return;
-  // Shaped like a transition's message, from and to the same state, so receivers need no new
-  // parser; nothing is journaled, since nothing moved.
-  json::object message{{"migration", record.migration},
-                       {"generation", record.generation},
-                       {"at_unix_ms", util::unix_ms_now()},
-                       {"from", record.state},
-                       {"to", record.state},
-                       {"weight_before", record.weight},
-                       {"weight_after", record.weight},
-                       {"trigger", "gates:capacity_hold"},
-                       {"detail", evaluation},
-                       {"text", fmt::format("cutover: migration *{}* holds at {:.1f}% ({}): {}",
-                                            record.migration, record.weight * 100, record.state,
-                                            summary)}};
+  // Shaped like a transition's message (it is one, from and to the same state), so receivers
+  // need no new parser.
+  auto message = transition_json(*hold);
+  message["migration"] = hold->migration;
+  message["text"] = fmt::format("cutover: migration *{}* holds at {:.1f}% ({}): {}", hold->migration,
+                                hold->weight_after * 100, hold->to_state, summary);
   migration.webhooks->notify(json::serialize(message));
 }
 

@@ -302,6 +302,8 @@ struct Gateway::RequestOutcome {
   std::string attempts_log;
   const providers::Usage* served_usage = nullptr;
   const config::Provider* served_provider = nullptr;
+  // Served by the response cache: the answer, whose tokens and cost the ledger counts as saved.
+  std::shared_ptr<const cache::CachedAnswer> cache_hit;
   // A migrated route: which side the sticky assignment chose, and what the candidate did.
   std::shared_ptr<migration::MigrationRuntime> migration;
   bool candidate_arm = false;
@@ -880,6 +882,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         record.prompt_tokens = hit->prompt_tokens;
         record.completion_tokens = hit->completion_tokens;
         record.time_to_first_token_ms = milliseconds_since(request.received_at);
+        observed.cache_hit = hit;
         co_await serve_cached(responder, *hit);
         if (responder.client_gone()) error_name = "client_disconnected";
         finish();
@@ -1098,8 +1101,28 @@ void Gateway::observe(RequestOutcome& outcome, const http::IncomingRequest& requ
     copy_tokens_and_cost(usage, cost, event);
     ledger_->add(worker_index_, event);
   }
+  if (ledger_ != nullptr && outcome.cache_hit != nullptr) record_cache_saving(outcome, client_error);
   if (!outcome.attempts_log.empty()) record.attempts_json = outcome.attempts_log + "]";
   access_log_.record(record);
+}
+
+// A cache hit in the ledger: what the provider that first answered would have charged again.
+void Gateway::record_cache_saving(const RequestOutcome& outcome, bool client_error) {
+  const auto& record = outcome.record;
+  const auto& answer = *outcome.cache_hit;
+  accounting::UsageEvent event;
+  event.at_unix_ms = util::unix_ms_now();
+  event.cache_hit = true;
+  event.provider = answer.provider;
+  event.model = record.client_model;
+  event.provider_model = answer.provider_model;
+  event.client_key = record.client_key;
+  event.error = client_error;
+  event.prompt_tokens = answer.prompt_tokens;
+  event.completion_tokens = answer.completion_tokens;
+  event.cost = answer.cost;
+  event.currency = answer.currency;
+  ledger_->add(worker_index_, event);
 }
 
 // A migrated route's request: its sample for the gates (unless the client left), and the
@@ -1686,11 +1709,15 @@ cache::CachedAnswer Gateway::cached_answer(std::string body, const RequestContex
   answer.body = std::move(body);
   answer.stream = context.shape.stream;
   answer.provider = provider.name;
+  answer.provider_model = provider_model;
   if (context.usage.present) {
     answer.prompt_tokens = context.usage.prompt_tokens;
     answer.completion_tokens = context.usage.completion_tokens;
     const auto cost = accounting::cost_of(provider, provider_model, context.usage);
-    if (cost.priced) answer.cost = cost.amount;
+    if (cost.priced) {
+      answer.cost = cost.amount;
+      answer.currency = cost.currency;
+    }
   }
   return answer;
 }

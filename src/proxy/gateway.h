@@ -116,6 +116,7 @@ class Gateway {
                const http::Responder& responder);
   void observe_migration(RequestOutcome& outcome, const http::Responder& responder,
                          bool client_error);
+  void record_cache_saving(const RequestOutcome& outcome, bool client_error);
   static void settle_breaker(resilience::CircuitBreaker& breaker,
                              const resilience::CircuitBreaker::Permit& permit,
                              const AttemptOutcome& outcome, std::chrono::milliseconds elapsed,

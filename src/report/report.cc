@@ -102,8 +102,8 @@ int report_usage(const UsageOptions& options, std::ostream& out, std::ostream& e
   const auto rows = store->usage(options.from_unix_ms.value_or(0),
                                  options.to_unix_ms.value_or(util::unix_ms_now() + 60'000));
   struct Totals {
-    std::int64_t requests = 0, errors = 0, prompt = 0, cached = 0, completion = 0;
-    double cost = 0;
+    std::int64_t requests = 0, errors = 0, prompt = 0, cached = 0, completion = 0, saved_tokens = 0;
+    double cost = 0, saved_cost = 0;
     std::string currency;
   };
   std::map<std::vector<std::string>, Totals> groups;
@@ -117,6 +117,8 @@ int report_usage(const UsageOptions& options, std::ostream& out, std::ostream& e
     totals.cached += row.cached_prompt_tokens;
     totals.completion += row.completion_tokens;
     totals.cost += row.cost;
+    totals.saved_tokens += row.saved_tokens;
+    totals.saved_cost += row.saved_cost;
     if (!row.currency.empty()) {
       if (totals.currency.empty()) totals.currency = row.currency;
       if (totals.currency != row.currency) totals.currency = "mixed";
@@ -134,18 +136,21 @@ int report_usage(const UsageOptions& options, std::ostream& out, std::ostream& e
       entry["completion_tokens"] = totals.completion;
       entry["cost"] = totals.cost;
       entry["currency"] = totals.currency;
+      entry["saved_tokens"] = totals.saved_tokens;
+      entry["saved_cost"] = totals.saved_cost;
       list.push_back(std::move(entry));
     }
     out << json::serialize(list) << "\n";
     return 0;
   }
   for (const auto& by : options.by) out << by << ",";
-  out << "requests,errors,prompt_tokens,cached_prompt_tokens,completion_tokens,cost,currency\n";
+  out << "requests,errors,prompt_tokens,cached_prompt_tokens,completion_tokens,cost,currency,saved_tokens,saved_cost\n";
   for (const auto& [key, totals] : groups) {
     for (const auto& value : key) out << csv_field(value) << ",";
     out << totals.requests << "," << totals.errors << "," << totals.prompt << "," << totals.cached
         << "," << totals.completion << "," << std::setprecision(10) << totals.cost << ","
-        << csv_field(totals.currency) << "\n";
+        << csv_field(totals.currency) << "," << totals.saved_tokens << "," << totals.saved_cost
+        << "\n";
   }
   return 0;
 }

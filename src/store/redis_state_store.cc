@@ -15,7 +15,9 @@ namespace json = boost::json;
 namespace {
 
 // KEYS: record, journal, leader. ARGV: expected generation, fence ("replica|term" or ""), the
-// transition as a JSON object without at_unix_ms, then the record's field/value pairs.
+// transition as a JSON object without at_unix_ms, then the record's field/value pairs. The stage
+// clock becomes Redis's time, unless state, stage and weight stay as they were (a journaled
+// capacity hold): then the stage keeps its clock.
 // Returns {1, now_ms} committed, {0, generation} stale, {-1, generation} not the leader.
 constexpr char kCommitScript[] = R"lua(
 local stored = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
@@ -23,7 +25,14 @@ if stored ~= tonumber(ARGV[1]) then return {0, stored} end
 if ARGV[2] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[2] then return {-1, stored} end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local fields = {'stage_started_unix_ms', string.format('%d', now)}
+local given = {}
+for i = 4, #ARGV, 2 do given[ARGV[i]] = ARGV[i + 1] end
+local stage_clock = string.format('%d', now)
+local old = redis.call('HMGET', KEYS[1], 'state', 'stage', 'weight', 'stage_started_unix_ms')
+if old[1] == given['state'] and old[2] == given['stage'] and old[3] == given['weight'] and old[4] then
+  stage_clock = old[4]
+end
+local fields = {'stage_started_unix_ms', stage_clock}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('RPUSH', KEYS[2], '{"at_unix_ms":' .. string.format('%d', now) .. ',' .. string.sub(ARGV[3], 2))

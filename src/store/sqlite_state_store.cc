@@ -91,6 +91,8 @@ CREATE TABLE IF NOT EXISTS usage (
   completion_tokens INTEGER NOT NULL,
   cost REAL NOT NULL,
   currency TEXT NOT NULL,
+  saved_tokens INTEGER NOT NULL DEFAULT 0,
+  saved_cost REAL NOT NULL DEFAULT 0,
   PRIMARY KEY (minute_unix_ms, provider, model, provider_model, client_key, traffic)
 );
 )sql";
@@ -191,6 +193,9 @@ class SqliteStateStore final : public StateStore {
     }
     // Files written before annotations existed; fails harmlessly when the column is there.
     try_execute("ALTER TABLE migrations ADD COLUMN annotations TEXT NOT NULL DEFAULT '{}'");
+    // And before the ledger counted what the response cache saved.
+    try_execute("ALTER TABLE usage ADD COLUMN saved_tokens INTEGER NOT NULL DEFAULT 0");
+    try_execute("ALTER TABLE usage ADD COLUMN saved_cost REAL NOT NULL DEFAULT 0");
   }
   ~SqliteStateStore() override { sqlite3_close(db_); }
 
@@ -432,12 +437,17 @@ class SqliteStateStore final : public StateStore {
   void record_usage_unguarded(const std::vector<UsageRow>& rows) {
     {
       Statement upsert(db_,
-                       "INSERT INTO usage VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+                       "INSERT INTO usage (minute_unix_ms, provider, model, provider_model, client_key, "
+                       "traffic, requests, errors, prompt_tokens, cached_prompt_tokens, "
+                       "completion_tokens, cost, currency, saved_tokens, saved_cost) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
                        "requests = requests + excluded.requests, errors = errors + excluded.errors, "
                        "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
                        "cached_prompt_tokens = cached_prompt_tokens + excluded.cached_prompt_tokens, "
                        "completion_tokens = completion_tokens + excluded.completion_tokens, "
                        "cost = cost + excluded.cost, "
+                       "saved_tokens = saved_tokens + excluded.saved_tokens, "
+                       "saved_cost = saved_cost + excluded.saved_cost, "
                        "currency = CASE WHEN currency = '' THEN excluded.currency ELSE currency END");
       for (const auto& r : rows) {
         upsert.reset();
@@ -445,7 +455,7 @@ class SqliteStateStore final : public StateStore {
             .bind(4, r.provider_model).bind(5, r.client_key).bind(6, r.traffic)
             .bind(7, r.requests).bind(8, r.errors).bind(9, r.prompt_tokens)
             .bind(10, r.cached_prompt_tokens).bind(11, r.completion_tokens).bind(12, r.cost)
-            .bind(13, r.currency);
+            .bind(13, r.currency).bind(14, r.saved_tokens).bind(15, r.saved_cost);
         upsert.run();
       }
     }
@@ -455,7 +465,7 @@ class SqliteStateStore final : public StateStore {
     Statement select(db_,
                      "SELECT minute_unix_ms, provider, model, provider_model, client_key, traffic, "
                      "requests, errors, prompt_tokens, cached_prompt_tokens, completion_tokens, cost, "
-                     "currency FROM usage WHERE minute_unix_ms >= ? AND minute_unix_ms < ? "
+                     "currency, saved_tokens, saved_cost FROM usage WHERE minute_unix_ms >= ? AND minute_unix_ms < ? "
                      "ORDER BY minute_unix_ms, provider, model, client_key, traffic");
     select.bind(1, from_unix_ms).bind(2, to_unix_ms);
     std::vector<UsageRow> out;
@@ -474,6 +484,8 @@ class SqliteStateStore final : public StateStore {
       r.completion_tokens = select.integer(10);
       r.cost = select.real(11);
       r.currency = select.text(12);
+      r.saved_tokens = select.integer(13);
+      r.saved_cost = select.real(14);
       out.push_back(std::move(r));
     }
     return out;

@@ -84,15 +84,17 @@ struct ShadowPair {
   std::string candidate_text;
 };
 
-// Usage per minute and per (provider, model, provider's model, client key, live or shadow),
-// for reconciliation with provider invoices. Rows with the same key and minute add up.
+// Usage per minute and per (provider, model, provider's model, client key, traffic), for
+// reconciliation with provider invoices. Rows with the same key and minute add up. Traffic is
+// "live", "shadow", or "cache": answers the response cache served, whose rows spend nothing and
+// carry, in saved_*, what the provider that first answered would have charged again.
 struct UsageRow {
   std::int64_t minute_unix_ms = 0;  // start of the minute
   std::string provider;
   std::string model;  // client-facing
   std::string provider_model;
   std::string client_key;  // the key's configured name, never the key
-  std::string traffic = "live";  // or "shadow"
+  std::string traffic = "live";  // "shadow", "cache"
   std::int64_t requests = 0;
   std::int64_t errors = 0;
   std::int64_t prompt_tokens = 0;
@@ -100,6 +102,8 @@ struct UsageRow {
   std::int64_t completion_tokens = 0;
   double cost = 0;
   std::string currency;
+  std::int64_t saved_tokens = 0;
+  double saved_cost = 0;
 };
 
 // not_leader: a fenced commit whose lease term is no longer the current leader's.

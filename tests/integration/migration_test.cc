@@ -604,14 +604,21 @@ TEST_F(MigrationTest, ACandidateReportingASmallQuotaHoldsAtTheStageBeforeItCould
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_EQ(held.at("evaluation").at("verdict"), "hold") << ctl({"get", "to-candidate"});
-  // Held well past the stage's dwell: still at 20 %, nothing journaled, no rollback, no pause.
+  // Held well past the stage's dwell: still at 20 %, no rollback, no pause; the hold journaled
+  // once, from canary to canary at the same weight, with the capacity gate's figures.
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   held = status();
   stop_traffic();
   EXPECT_EQ(client_errors_.load(), 0u) << last_error();
   EXPECT_EQ(held.at("phase"), "canary");
   EXPECT_EQ(held.at("weight").to_number<double>(), 0.2);
-  EXPECT_EQ(history().size(), 1u);
+  const auto journal = history();
+  ASSERT_EQ(journal.size(), 2u);
+  EXPECT_EQ(journal[1].at("trigger"), "gates:capacity_hold");
+  EXPECT_EQ(journal[1].at("from"), "canary");
+  EXPECT_EQ(journal[1].at("to"), "canary");
+  EXPECT_EQ(journal[1].at("weight_after").to_number<double>(), 0.2);
+  EXPECT_NE(json::serialize(journal[1].at("detail")).find("requests_needed"), std::string::npos);
   const auto* capacity = gate_named(held, "capacity");
   ASSERT_NE(capacity, nullptr) << json::serialize(held);
   EXPECT_EQ(capacity->at("verdict"), "hold");
@@ -884,7 +891,7 @@ TEST_F(MigrationTest, UsageIsExportedFromTheStoreForReconciliation) {
   std::getline(csv, header);
   std::getline(csv, first);
   std::getline(csv, second);
-  EXPECT_EQ(header, "provider,traffic,requests,errors,prompt_tokens,cached_prompt_tokens,completion_tokens,cost,currency");
+  EXPECT_EQ(header, "provider,traffic,requests,errors,prompt_tokens,cached_prompt_tokens,completion_tokens,cost,currency,saved_tokens,saved_cost");
   EXPECT_EQ(first.rfind("candidate,shadow,7,0,", 0), 0u) << first;
   EXPECT_EQ(second.rfind("primary,live,7,0,", 0), 0u) << second;
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 
 #include "redis_server.h"
 #include "util/clock.h"
@@ -85,6 +86,28 @@ TEST_F(RedisStateStoreTest, CommitWritesTheRecordAndItsJournalEntryStampedWithRe
   EXPECT_EQ(history[0].trigger, "created");
   EXPECT_EQ(history[0].detail, R"({"figures":[1,2]})");
   EXPECT_DOUBLE_EQ(history[0].weight_after, 0.05);
+}
+
+TEST_F(RedisStateStoreTest, AnEntryThatMovesNothingKeepsTheStageClockAndAMoveRestartsIt) {
+  auto store = open("a");
+  const auto first =
+      store->commit_as(record(1, 0.05, 0), transition(1, 0, 0.05, "created"), 0, std::nullopt);
+  ASSERT_EQ(first.result, CommitResult::committed);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // A capacity hold: same state, stage and weight, a new generation and journal entry.
+  const auto hold = store->commit_as(record(2, 0.05, 0), transition(2, 0.05, 0.05, "gates:capacity_hold"),
+                                     1, std::nullopt);
+  ASSERT_EQ(hold.result, CommitResult::committed);
+  EXPECT_GT(hold.at_unix_ms, first.at_unix_ms);
+  EXPECT_EQ(store->load("m")->stage_started_unix_ms, first.at_unix_ms);
+  EXPECT_EQ(store->load("m")->generation, 2);
+  EXPECT_EQ(store->history("m", 10).back().trigger, "gates:capacity_hold");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto advance =
+      store->commit_as(record(3, 0.25, 1), transition(3, 0.05, 0.25, "gates:pass"), 2, std::nullopt);
+  ASSERT_EQ(advance.result, CommitResult::committed);
+  EXPECT_EQ(store->load("m")->stage_started_unix_ms, advance.at_unix_ms);
+  EXPECT_GT(advance.at_unix_ms, first.at_unix_ms);
 }
 
 TEST_F(RedisStateStoreTest, StaleGenerationIsRefusedAndWritesNothing) {

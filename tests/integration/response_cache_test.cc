@@ -2,8 +2,11 @@
 // isolation, streamed replay, bypasses, and the header that says which.
 #include <boost/json.hpp>
 
+#include <filesystem>
+
 #include "admin/ctl.h"
 #include "gateway_fixture.h"
+#include "report/report.h"
 
 namespace cutover::testing {
 namespace {
@@ -137,6 +140,60 @@ TEST_F(CacheTest, OperatorsSeeAndPurgeTheCache) {
   ASSERT_EQ(admin::run_ctl(target, {"cache", "purge"}, purged, error), 0) << error.str();
   EXPECT_NE(purged.str().find("purged 1 entries"), std::string::npos) << purged.str();
   EXPECT_EQ(ask(kDeterministic).header("x-cutover-cache"), "miss");
+}
+
+TEST(CacheLedgerTest, HitsAreInTheUsageLedgerAsWhatTheySavedNotAsSpend) {
+  simulate::FakeProvider provider(simulate::default_reply);
+  const auto state = std::filesystem::temp_directory_path() /
+                     ("cutover-cache-ledger-" + std::to_string(::getpid()) + ".db");
+  std::filesystem::remove(state);
+  GatewayOptions options{"    retry: {max_attempts: 1}\n"
+                         "    prices: {gpt-4.1: {input: 2.0, output: 8.0}}\n"};
+  options.top_extra = "state_store: " + state.string() + "\n";
+  auto yaml = gateway_yaml(provider.base_url(), options);
+  yaml.insert(yaml.find("    provider: primary\n") + 22, "    cache: {ttl: 1m}\n");
+  auto config = load_config(yaml);
+  ASSERT_TRUE(config);
+  {
+    runtime::GatewayServer server(config);
+    server.start();
+    TestClient client(server.port());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_EQ(client.post("/v1/chat/completions", kDeterministic).status, 200u);
+    }
+    server.shutdown(std::chrono::milliseconds(0));
+  }
+  EXPECT_EQ(provider.requests_received(), 1u);
+  report::UsageOptions usage;
+  usage.store_path = state.string();
+  usage.by = {"provider", "traffic"};
+  usage.format = "json";
+  std::ostringstream out, error;
+  ASSERT_EQ(report::report_usage(usage, out, error), 0) << error.str();
+  const auto rows = json::parse(out.str()).as_array();
+  const json::object* live = nullptr;
+  const json::object* cached = nullptr;
+  for (const auto& row : rows) {
+    if (row.at("traffic") == "live") live = &row.as_object();
+    if (row.at("traffic") == "cache") cached = &row.as_object();
+  }
+  ASSERT_NE(live, nullptr) << out.str();
+  ASSERT_NE(cached, nullptr) << out.str();
+  EXPECT_EQ(live->at("requests"), 1);
+  EXPECT_GT(live->at("cost").as_double(), 0);
+  // The two hits: counted under the provider that first answered, spending nothing, saving twice
+  // what the first answer cost.
+  EXPECT_EQ(cached->at("provider"), "primary");
+  EXPECT_EQ(cached->at("requests"), 2);
+  EXPECT_EQ(cached->at("prompt_tokens"), 0);
+  EXPECT_EQ(cached->at("cost").as_double(), 0);
+  const auto first_tokens = live->at("prompt_tokens").as_int64() + live->at("completion_tokens").as_int64();
+  EXPECT_EQ(cached->at("saved_tokens").as_int64(), 2 * first_tokens);
+  EXPECT_NEAR(cached->at("saved_cost").as_double(), 2 * live->at("cost").as_double(), 1e-12);
+  EXPECT_EQ(cached->at("currency"), "USD");
+  std::filesystem::remove(state);
+  std::filesystem::remove(state.string() + "-wal");
+  std::filesystem::remove(state.string() + "-shm");
 }
 
 TEST(CacheDuringCanaryTest, HitsAreNotServedWhileTheCandidateHasAShareIfTheRouteSaysSo) {

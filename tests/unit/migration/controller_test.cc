@@ -463,11 +463,28 @@ TEST_F(ControllerTest, ACandidateWithASmallQuotaHoldsAReadyStageWithoutPausingOr
   EXPECT_DOUBLE_EQ(capacity->figures.at("next_weight").as_double(), 0.25);
   EXPECT_NE(capacity->summary.find("needs ~2100 req/min"), std::string::npos) << capacity->summary;
   EXPECT_NE(capacity->summary.find("limit 100/min"), std::string::npos) << capacity->summary;
-  // Long past the patience for missing data: still held, never paused, nothing journaled.
+  // The hold is journaled once, from the state to itself: weight, stage and its clock kept.
+  const auto stage_started = c->record().stage_started_unix_ms;
+  auto hold = c->take_capacity_hold();
+  ASSERT_TRUE(hold);
+  EXPECT_FALSE(c->take_capacity_hold()) << "announced once";
+  EXPECT_EQ(hold->trigger, "gates:capacity_hold");
+  EXPECT_EQ(hold->from_state, "canary");
+  EXPECT_EQ(hold->to_state, "canary");
+  EXPECT_DOUBLE_EQ(hold->weight_after, 0.05);
+  EXPECT_NE(hold->detail.find("requests_needed"), std::string::npos) << hold->detail;
+  auto journal = store_->history("to-relay", 10);
+  ASSERT_EQ(journal.size(), 2u);
+  EXPECT_EQ(journal.back().trigger, "gates:capacity_hold");
+  EXPECT_EQ(journal.back().generation, journal.front().generation + 1);
+  EXPECT_EQ(store_->load("to-relay")->stage_started_unix_ms, stage_started);
+  // Long past the patience for missing data: still held, never paused, journaled only once.
   now_ms_ += 60'000;
   EXPECT_FALSE(c->evaluate(w));
   EXPECT_EQ(c->phase(), Phase::canary);
-  EXPECT_EQ(store_->history("to-relay", 10).size(), 1u);
+  EXPECT_TRUE(c->holding_for_capacity());
+  EXPECT_FALSE(c->take_capacity_hold());
+  EXPECT_EQ(store_->history("to-relay", 10).size(), 2u);
   // Once the candidate reports room for it, the stage advances and journals the verdict.
   w.candidate_quota = request_quota(100'000);
   ASSERT_TRUE(c->evaluate(w));
