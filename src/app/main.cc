@@ -131,6 +131,7 @@ struct ProfileOverrides {
   std::string distribution;
   std::vector<std::string> models;
   std::string dialect;
+  std::int64_t quota_requests = 0;
 };
 
 int simulate_provider(const std::string& address, std::uint16_t port, const std::string& profile_name,
@@ -152,6 +153,7 @@ int simulate_provider(const std::string& address, std::uint16_t port, const std:
     profile->distribution = simulate::Profile::Distribution::uniform;
   }
   if (!overrides.models.empty()) profile->models = overrides.models;
+  profile->quota_requests = overrides.quota_requests;
   if (!overrides.dialect.empty()) {
     const auto dialect = simulate::dialect_named(overrides.dialect);
     if (!dialect) {
@@ -298,6 +300,11 @@ int main(int argc, char** argv) {
                                "the API served: openai (chat/completions, completions, "
                                "embeddings; the default) or anthropic (messages, "
                                "messages/count_tokens); the other's paths get 404");
+  provider_command->add_option("--quota-requests", overrides.quota_requests,
+                               "requests a minute to report as the quota in x-ratelimit-*-requests "
+                               "headers (remaining falls with each request; the minute starts "
+                               "with the first); beyond it, 429 with Retry-After until the reset")
+      ->check(CLI::PositiveNumber);
   provider_command->footer(
       "Requests declaring tools get a call of the first tool; a tool result is answered \"Tool "
       "said: <its text>\". A prompt containing [simulate:STATUS] (say [simulate:429] or "

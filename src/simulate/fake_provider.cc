@@ -168,6 +168,32 @@ Draw draw_for(const Profile& profile, std::mt19937_64& generator) {
   draw.delay = std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, delay_ms)));
   return draw;
 }
+
+// The minute of a profile's request quota: when it ends, and the requests taken in it.
+struct QuotaMinute {
+  std::optional<std::chrono::steady_clock::time_point> ends;
+  std::int64_t used = 0;
+};
+
+// Counts one request against the quota; returns its rate-limit headers and whether it is over.
+bool take_quota(std::int64_t limit, QuotaMinute& minute,
+                std::vector<std::pair<std::string, std::string>>& headers) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!minute.ends || now >= *minute.ends) {
+    minute.ends = now + std::chrono::minutes(1);
+    minute.used = 0;
+  }
+  ++minute.used;
+  const auto reset_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(*minute.ends - now).count();
+  headers.emplace_back("x-ratelimit-limit-requests", std::to_string(limit));
+  headers.emplace_back("x-ratelimit-remaining-requests",
+                       std::to_string(std::max<std::int64_t>(0, limit - minute.used)));
+  headers.emplace_back("x-ratelimit-reset-requests", std::to_string(reset_ms) + "ms");
+  if (minute.used <= limit) return false;
+  headers.emplace_back("retry-after", std::to_string((reset_ms + 999) / 1000));
+  return true;
+}
 }  // namespace
 
 std::optional<Dialect> dialect_named(std::string_view name) {
@@ -183,21 +209,31 @@ std::string_view dialect_name(Dialect dialect) {
 Script profile_script(Profile profile) {
   auto generator = std::make_shared<std::mt19937_64>(std::random_device{}());
   auto mutex = std::make_shared<std::mutex>();
-  return [profile, generator, mutex](const FakeRequest& request) {
+  auto minute = std::make_shared<QuotaMinute>();
+  return [profile, generator, mutex, minute](const FakeRequest& request) {
     if (auto refused = refusal(profile, request)) return *refused;
     FakeReply reply = default_reply(request);
     reply.quirks = profile.quirks;
     reply.event_interval = profile.event_interval;
     Draw draw;
+    bool over_quota = false;
     {
       std::lock_guard lock(*mutex);
       draw = draw_for(profile, *generator);
+      if (profile.quota_requests > 0) {
+        over_quota = take_quota(profile.quota_requests, *minute, reply.headers);
+      }
     }
     reply.delay = draw.delay;
     // A [simulate:STATUS] marker in the prompt already chose the answer.
     if (reply.status != 200) return reply;
     const bool anthropic = profile.dialect == Dialect::anthropic;
-    if (draw.share < profile.error_rate) {
+    if (over_quota) {
+      reply.status = 429;
+      reply.body = anthropic ? anthropic_error_body("rate_limit_error", "simulated quota exhausted")
+                             : openai_error_body("simulated quota exhausted", "rate_limit_error",
+                                                 "rate_limit_exceeded");
+    } else if (draw.share < profile.error_rate) {
       reply.status = 500;
       reply.body = anthropic
                        ? anthropic_error_body("api_error", "simulated internal error")

@@ -13,6 +13,7 @@
 #include <boost/json.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -153,6 +154,11 @@ struct Profile {
   std::string required_key;
   // The provider's own model names; others get 404 model_not_found. Empty serves any name.
   std::vector<std::string> models;
+  // Requests a minute the provider allows, reported on every answer it serves (refusals aside)
+  // as OpenAI does: x-ratelimit-limit-requests, x-ratelimit-remaining-requests (falling with
+  // each request) and x-ratelimit-reset-requests (to the end of the minute, which starts with
+  // the first request). Requests beyond it get 429 with Retry-After until then. 0: no quota.
+  std::int64_t quota_requests = 0;
 };
 std::optional<Profile> profile_named(std::string_view name);
 std::vector<std::string> profile_names();

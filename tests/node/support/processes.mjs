@@ -84,11 +84,13 @@ export class CutoverProcess {
   }
 }
 
-// Starts `cutover simulate provider` and waits until it accepts connections.
-export async function startSimulator({ profile, apiKeyEnv, environment = {}, dialect }) {
+// Starts `cutover simulate provider` and waits until it accepts connections; `options` are more
+// of its command-line options (say ['--quota-requests', '40']).
+export async function startSimulator({ profile, apiKeyEnv, environment = {}, dialect, options = [] }) {
   const args = ['simulate', 'provider', '--address', '127.0.0.1', '--port', '0', '--profile', profile];
   if (apiKeyEnv) args.push('--api-key-env', apiKeyEnv);
   if (dialect) args.push('--dialect', dialect);
+  args.push(...options);
   return startListening(new CutoverProcess(`simulator '${profile}'`, args, environment));
 }
 

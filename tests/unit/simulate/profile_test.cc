@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <string>
 
 #include "simulate/fake_provider.h"
 
@@ -59,6 +60,43 @@ TEST(SimulatedProfileTest, LognormalLatencyHasALongTailAroundItsMedian) {
   // e^(2.326 σ) ≈ 3.2 for σ = 0.5: far beyond what a uniform ± spread gives.
   EXPECT_GT(p99 / median, 2.5);
   EXPECT_LT(p99 / median, 4.0);
+}
+
+std::string header_of(const FakeReply& reply, const std::string& name) {
+  for (const auto& [key, value] : reply.headers) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+TEST(SimulatedProfileTest, AQuotaIsReportedFallingAndRefusedBeyond) {
+  Profile profile;
+  profile.latency = profile.jitter = std::chrono::milliseconds(0);
+  profile.quota_requests = 2;
+  auto script = profile_script(profile);
+  const auto first = script(chat_for("m"));
+  EXPECT_EQ(first.status, 200u);
+  EXPECT_EQ(header_of(first, "x-ratelimit-limit-requests"), "2");
+  EXPECT_EQ(header_of(first, "x-ratelimit-remaining-requests"), "1");
+  const auto reset = header_of(first, "x-ratelimit-reset-requests");
+  ASSERT_TRUE(reset.ends_with("ms")) << reset;
+  const auto reset_ms = std::stoll(reset);
+  EXPECT_GT(reset_ms, 50'000);
+  EXPECT_LE(reset_ms, 60'000);
+  const auto second = script(chat_for("m"));
+  EXPECT_EQ(second.status, 200u);
+  EXPECT_EQ(header_of(second, "x-ratelimit-remaining-requests"), "0");
+  const auto third = script(chat_for("m"));
+  EXPECT_EQ(third.status, 429u);
+  EXPECT_EQ(header_of(third, "x-ratelimit-remaining-requests"), "0");
+  EXPECT_FALSE(header_of(third, "retry-after").empty());
+  ASSERT_TRUE(third.body);
+  EXPECT_EQ(boost::json::parse(*third.body).at("error").at("type"), "rate_limit_error");
+}
+
+TEST(SimulatedProfileTest, NoQuotaNoRateLimitHeaders) {
+  auto script = profile_script(Profile{});
+  EXPECT_TRUE(header_of(script(chat_for("m")), "x-ratelimit-limit-requests").empty());
 }
 
 }  // namespace
