@@ -110,10 +110,61 @@ std::shared_ptr<const CachedAnswer> ResponseCache::find(const std::string& key) 
   }
   shard.recency.splice(shard.recency.begin(), shard.recency, found->second);
   const auto& answer = found->second->answer;
-  shard.tokens_saved += static_cast<std::uint64_t>(answer->prompt_tokens + answer->completion_tokens);
-  shard.cost_saved += answer->cost;
-  hits_.fetch_add(1, std::memory_order_relaxed);
+  count_hit_locked(shard, *answer);
   return answer;
+}
+
+void ResponseCache::count_hit_locked(Shard& shard, const CachedAnswer& answer) {
+  shard.tokens_saved += static_cast<std::uint64_t>(answer.prompt_tokens + answer.completion_tokens);
+  shard.cost_saved += answer.cost;
+  hits_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void ResponseCache::count_lookup(const std::string& key, const CachedAnswer* answer) {
+  if (!answer) {
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  auto& shard = shard_for(key);
+  std::lock_guard lock(shard.mutex);
+  count_hit_locked(shard, *answer);
+}
+
+void ResponseCache::use_shared(std::shared_ptr<SharedCacheStore> store, std::string scope) {
+  shared_ = std::move(store);
+  shared_scope_ = std::move(scope);
+}
+
+boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> ResponseCache::lookup(std::string key) {
+  if (!shared_) co_return find(key);
+  // Held here so the store outlives the lookup whatever happens to this cache's backend.
+  const auto store = shared_;
+  auto answer = co_await store->find(shared_scope_, key);
+  count_lookup(key, answer.get());
+  co_return answer;
+}
+
+void ResponseCache::keep(std::string key, CachedAnswer answer) {
+  if (!shared_) {
+    store(key, std::move(answer));
+    return;
+  }
+  shared_->store(shared_scope_, std::move(key), std::move(answer), settings_);
+}
+
+boost::asio::awaitable<std::optional<std::size_t>> ResponseCache::purge_all() {
+  const std::size_t here = purge();
+  if (!shared_) co_return here;
+  const auto store = shared_;
+  const auto there = co_await store->purge(shared_scope_);
+  if (!there) co_return std::nullopt;
+  co_return here + *there;
+}
+
+boost::asio::awaitable<std::optional<SharedCacheStore::Usage>> ResponseCache::shared_usage() const {
+  if (!shared_) co_return std::nullopt;
+  const auto store = shared_;
+  co_return co_await store->usage(shared_scope_);
 }
 
 void ResponseCache::store(const std::string& key, CachedAnswer answer) {

@@ -8,8 +8,12 @@
 // as they were sent, replayed as they were. Bounded by entries and bytes (least recently used
 // goes first) and by a time to live. Sharded, a small mutex per shard, never held across I/O;
 // the clock is injectable.
+//
+// In a fleet the answers live in the fleet's Redis instead (use_shared, cache/shared_cache.h), so
+// every replica serves what one kept; hits, misses and savings are still counted per process.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 
 #include <atomic>
@@ -26,19 +30,10 @@
 #include <vector>
 
 #include "cache/cache_settings.h"
+#include "cache/cached_answer.h"
+#include "cache/shared_cache.h"
 
 namespace cutover::cache {
-
-struct CachedAnswer {
-  std::string body;  // the plain JSON body, or the stream's SSE text including [DONE]
-  bool stream = false;
-  std::string provider;  // the one that answered first
-  std::string provider_model;
-  std::int64_t prompt_tokens = 0;
-  std::int64_t completion_tokens = 0;
-  double cost = 0;  // what that answer cost, which each hit saves
-  std::string currency;
-};
 
 // True when the request declares its answer deterministic: temperature 0 or a seed.
 bool declares_deterministic(const boost::json::object& body);
@@ -57,6 +52,26 @@ class ResponseCache {
 
   const CacheSettings& settings() const { return settings_; }
 
+  // Keeps answers in `store`, under `scope` (this cache's name there, e.g. the model), within
+  // this cache's settings, instead of in this process. Call before the cache serves: lookup and
+  // keep read the backend without a lock.
+  void use_shared(std::shared_ptr<SharedCacheStore> store, std::string scope);
+  bool is_shared() const { return shared_ != nullptr; }
+
+  // The gateway's entry points, on any thread; the cache must outlive them. They use the shared
+  // store when there is one, else this process's shards (then they complete at once).
+  // The fresh answer kept under `key`, or null; counts a hit (with what it saved) or a miss.
+  boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> lookup(std::string key);
+  // Keeps a complete answer; one larger than the byte bound is not kept. Fire and forget.
+  void keep(std::string key, CachedAnswer answer);
+  // Drops every entry, here and in the shared store; how many there were, nullopt when the
+  // shared store could not be reached.
+  boost::asio::awaitable<std::optional<std::size_t>> purge_all();
+  // The entries and bytes in the shared store; nullopt without one or when it cannot be reached
+  // (stats() counts this process's shards only).
+  boost::asio::awaitable<std::optional<SharedCacheStore::Usage>> shared_usage() const;
+
+  // This process's shards only, synchronously.
   // The answer stored under `key` and still fresh; counts a hit or a miss.
   std::shared_ptr<const CachedAnswer> find(const std::string& key);
   // Stores a complete answer; one larger than the byte bound is not kept.
@@ -90,6 +105,8 @@ class ResponseCache {
   };
   Shard& shard_for(const std::string& key);
   void erase(Shard& shard, std::list<Entry>::iterator entry);
+  void count_hit_locked(Shard& shard, const CachedAnswer& answer);
+  void count_lookup(const std::string& key, const CachedAnswer* answer);
 
   CacheSettings settings_;
   std::function<Clock::time_point()> now_;
@@ -97,6 +114,8 @@ class ResponseCache {
   std::size_t shard_max_entries_;
   std::size_t shard_max_bytes_;
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, bypasses_{0}, evictions_{0};
+  std::shared_ptr<SharedCacheStore> shared_;
+  std::string shared_scope_;
 };
 
 }  // namespace cutover::cache
