@@ -218,13 +218,29 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
     }
     json::array caches;
     std::size_t purged = 0;
+    bool unreachable = false;
     for (const auto& [model, cache] : health->caches()) {
-      if (purge) purged += cache->purge();
-      caches.push_back(cache_json(model, *cache));
+      if (purge) {
+        const auto dropped = co_await cache->purge_all();
+        if (dropped) purged += *dropped;
+        unreachable = unreachable || !dropped;
+      }
+      auto entry = cache_json(model, *cache);
+      // A fleet's cache: what Redis holds, for every replica; null when it cannot be reached.
+      if (cache->is_shared()) {
+        entry["shared"] = true;
+        const auto usage = co_await cache->shared_usage();
+        entry["entries"] = usage ? json::value(usage->entries) : json::value(nullptr);
+        entry["bytes"] = usage ? json::value(usage->bytes) : json::value(nullptr);
+      }
+      caches.push_back(std::move(entry));
     }
     json::object body;
     body["caches"] = std::move(caches);
-    if (purge) body["purged"] = purged;
+    if (purge) {
+      body["purged"] = purged;
+      if (unreachable) body["error"] = "the fleet's Redis could not be reached: its cache was not purged";
+    }
     co_return co_await reply(200, std::move(body));
   }
   if (parts.size() == 3 && parts[0] == "admin" && parts[1] == "v1" && parts[2] == "quotas" &&

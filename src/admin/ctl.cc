@@ -368,13 +368,15 @@ int run_ctl(const CtlTarget& target, const std::vector<std::string>& words, std:
       print_quotas(out, body.at("quotas").as_array());
     } else if (words[0] == "cache") {
       if (words.size() == 2) out << "purged " << text(body.at("purged")) << " entries\n";
+      if (const auto* error = body.as_object().if_contains("error")) out << text(*error) << "\n";
       std::vector<std::vector<std::string>> rows;
       for (const auto& c : body.at("caches").as_array()) {
-        rows.push_back({text(c.at("model")), text(c.at("entries")), text(c.at("bytes")),
+        const bool shared = c.as_object().contains("shared");
+        rows.push_back({text(c.at("model")), shared ? "redis" : "memory", text(c.at("entries")), text(c.at("bytes")),
                         text(c.at("hits")), text(c.at("misses")), text(c.at("bypasses")),
                         text(c.at("evictions")), text(c.at("tokens_saved")), text(c.at("cost_saved"))});
       }
-      print_table(out, {"MODEL", "ENTRIES", "BYTES", "HITS", "MISSES", "BYPASSES", "EVICTIONS",
+      print_table(out, {"MODEL", "STORE", "ENTRIES", "BYTES", "HITS", "MISSES", "BYPASSES", "EVICTIONS",
                         "TOKENS SAVED", "COST SAVED"},
                   rows);
     } else {

@@ -877,7 +877,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       // Keyed by the client's path: each protocol's answers are stored in its own format.
       cache_key = cache::cache_key(context.body, record.route, context.shape.stream,
                                    cache->settings().shared_across_keys ? "" : client_name);
-      if (auto hit = cache->find(cache_key)) {
+      if (auto hit = co_await cache->lookup(cache_key)) {
         record.provider = "cache";
         record.prompt_tokens = hit->prompt_tokens;
         record.completion_tokens = hit->completion_tokens;
@@ -999,8 +999,8 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       if (outcome.kind != AttemptOutcome::Kind::failed) {
         if (cache && outcome.kind == AttemptOutcome::Kind::delivered && outcome.healthy &&
             responder.status() == 200) {
-          cache->store(cache_key, cached_answer(std::move(cache_body), context, *provider.config,
-                                                record.provider_model));
+          cache->keep(std::move(cache_key), cached_answer(std::move(cache_body), context,
+                                                          *provider.config, record.provider_model));
         }
         if (outcome.kind == AttemptOutcome::Kind::client_gone) error_name = "client_disconnected";
         if (outcome.kind == AttemptOutcome::Kind::delivered && !outcome.healthy) error_name = outcome.code;

@@ -28,8 +28,9 @@ bool same_settings(const cache::CacheSettings& a, const cache::CacheSettings& b)
 }
 }  // namespace
 
-std::shared_ptr<const HealthRegistry> HealthRegistry::build(const config::Config& config,
-                                                            const HealthRegistry* previous) {
+std::shared_ptr<const HealthRegistry> HealthRegistry::build(
+    const config::Config& config, const HealthRegistry* previous,
+    std::shared_ptr<cache::SharedCacheStore> shared) {
   auto registry = std::make_shared<HealthRegistry>();
   for (const auto& provider : config.providers) {
     ProviderHealth health;
@@ -67,11 +68,16 @@ std::shared_ptr<const HealthRegistry> HealthRegistry::build(const config::Config
     if (!route.cache) continue;
     std::shared_ptr<cache::ResponseCache> kept;
     if (previous != nullptr) {
-      if (auto old = previous->cache_for(model); old && same_settings(old->settings(), *route.cache)) {
+      if (auto old = previous->cache_for(model);
+          old && same_settings(old->settings(), *route.cache) && old->is_shared() == (shared != nullptr)) {
         kept = std::move(old);
       }
     }
-    registry->caches_[model] = kept ? kept : std::make_shared<cache::ResponseCache>(*route.cache);
+    if (!kept) {
+      kept = std::make_shared<cache::ResponseCache>(*route.cache);
+      if (shared) kept->use_shared(shared, model);
+    }
+    registry->caches_[model] = std::move(kept);
   }
   return registry;
 }

@@ -27,9 +27,11 @@ struct ProviderHealth {
 class HealthRegistry {
  public:
   // Builds the registry for `config`, taking over state from `previous` where a provider's
-  // settings and endpoint URL are unchanged.
-  static std::shared_ptr<const HealthRegistry> build(const config::Config& config,
-                                                     const HealthRegistry* previous);
+  // settings and endpoint URL are unchanged. With `shared`, the routes' caches keep their
+  // answers in the fleet's Redis.
+  static std::shared_ptr<const HealthRegistry> build(
+      const config::Config& config, const HealthRegistry* previous,
+      std::shared_ptr<cache::SharedCacheStore> shared = nullptr);
 
   const ProviderHealth& provider(const std::string& name) const { return providers_.at(name); }
   // The response cache of a routed model, or null when its route has none. A reload keeps a

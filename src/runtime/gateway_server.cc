@@ -171,6 +171,19 @@ std::shared_ptr<const proxy::HealthRegistry> GatewayServer::health() const {
   return health_;
 }
 
+std::shared_ptr<cache::SharedCacheStore> GatewayServer::shared_cache_for(const config::Config& config) {
+  const bool cached = std::any_of(config.routes.begin(), config.routes.end(),
+                                  [](const auto& route) { return route.second.cache.has_value(); });
+  if (!config.redis || !cached) return nullptr;
+  const auto& redis = *config.redis;
+  auto identity = fmt::format("{}:{}/{} {}", redis.host, redis.port, redis.database, redis.key_prefix);
+  if (!shared_cache_ || identity != shared_cache_redis_) {
+    shared_cache_ = std::make_shared<cache::SharedCacheStore>(redis);
+    shared_cache_redis_ = std::move(identity);
+  }
+  return shared_cache_;
+}
+
 migration::MigrationEngine::QuotaSource GatewayServer::quota_source() const {
   return [this](const std::string& provider) -> std::optional<migration::CandidateQuota> {
     // The registry in force now: a reload replaces it, keeping the quotas of unchanged endpoints.
@@ -317,7 +330,7 @@ GatewayServer::GatewayServer(std::shared_ptr<const config::Config> config)
   if (ec) throw std::runtime_error("listen address '" + config_->listen.address + "' is invalid");
   asio::ip::tcp::endpoint endpoint(address, config_->listen.port);
   const auto tls = build_tls_contexts(*config_);
-  health_ = proxy::HealthRegistry::build(*config_, nullptr);
+  health_ = proxy::HealthRegistry::build(*config_, nullptr, shared_cache_for(*config_));
   if (!config_->migrations.empty()) {
     engine_ = std::make_shared<migration::MigrationEngine>(config_, count);
     engine_->set_quota_source(quota_source());
@@ -409,7 +422,7 @@ std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::C
     return std::string(e.what());
   }
   auto limits = limits_from(*config);
-  auto health = proxy::HealthRegistry::build(*config, health_.get());
+  auto health = proxy::HealthRegistry::build(*config, health_.get(), shared_cache_for(*config));
   auto engine = engine_;
   try {
     if (engine) {

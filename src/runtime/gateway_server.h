@@ -61,6 +61,9 @@ class GatewayServer {
  private:
   // The migration engine's view of the candidates' quotas, read from the health registry.
   migration::MigrationEngine::QuotaSource quota_source() const;
+  // The fleet's response cache store for `config`: none without Redis or a cached route; the
+  // one already open while the Redis it names is the same.
+  std::shared_ptr<cache::SharedCacheStore> shared_cache_for(const config::Config& config);
 
   struct Worker;
   struct ShadowWorker;
@@ -69,6 +72,8 @@ class GatewayServer {
   mutable std::mutex state_mutex_;
   std::shared_ptr<const config::Config> config_;
   std::shared_ptr<const proxy::HealthRegistry> health_;
+  std::shared_ptr<cache::SharedCacheStore> shared_cache_;
+  std::string shared_cache_redis_;  // host, port, database and key prefix it was opened for
   std::shared_ptr<migration::MigrationEngine> engine_;
   std::unique_ptr<observability::MetricsRegistry> metrics_;
   std::unique_ptr<accounting::UsageLedger> ledger_;

@@ -6,6 +6,7 @@
 
 #include "admin/ctl.h"
 #include "gateway_fixture.h"
+#include "redis_server.h"
 #include "report/report.h"
 
 namespace cutover::testing {
@@ -233,6 +234,97 @@ TEST(CacheDuringCanaryTest, HitsAreNotServedWhileTheCandidateHasAShareIfTheRoute
     EXPECT_EQ(reply.header("x-cutover-cache"), "bypass");
   }
   server.shutdown(std::chrono::milliseconds(0));
+}
+
+// Two replicas of one gateway sharing the fleet's Redis: one replica's answer is the other's
+// hit, still per client key; a purge on either empties it for both; without Redis, both serve.
+class FleetCacheTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<runtime::GatewayServer> replica(const std::string& name) {
+    const std::string yaml =
+        "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
+        "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}, {name: other, key_env: OTHER_KEY}]}\n"
+        "admin: {listen: 127.0.0.1:0, token_env: ADMIN_TOKEN}\n"
+        "state_store: {url: \"" + redis_.url() + "\", key_prefix: fleet-cache-test, replica: " + name +
+        ", local_file: \":memory:\", connect_timeout: 200ms, command_timeout: 200ms}\n"
+        "providers:\n"
+        "  primary: {base_url: " + provider_.base_url() +
+        ", api_key_env: PROVIDER_KEY, models: {gpt-4: p}, retry: {max_attempts: 1}}\n"
+        "routes:\n  - {models: [gpt-4], provider: primary, cache: {ttl: 1m}}\n";
+    auto environment = [](const std::string& variable) -> std::optional<std::string> {
+      if (variable == "CLIENT_KEY") return kClientKey;
+      if (variable == "OTHER_KEY") return kOtherKey;
+      if (variable == "ADMIN_TOKEN") return kAdminToken;
+      if (variable == "PROVIDER_KEY") return kProviderKey;
+      return std::nullopt;
+    };
+    auto loaded = config::load_from_string(yaml, environment);
+    EXPECT_TRUE(loaded.errors.empty()) << loaded.errors.front();
+    auto server = std::make_unique<runtime::GatewayServer>(loaded.config);
+    server->start();
+    return server;
+  }
+
+  static std::string ask(runtime::GatewayServer& server, const std::string& key = kClientKey) {
+    auto reply = TestClient(server.port()).post("/v1/chat/completions", kDeterministic, key);
+    EXPECT_EQ(reply.status, 200u) << reply.body;
+    return std::string(reply.header("x-cutover-cache"));
+  }
+
+  // The shared store writes behind the answer: wait until the other replica sees it.
+  static std::string ask_until_hit(runtime::GatewayServer& server, const std::string& key = kClientKey) {
+    std::string seen;
+    for (int i = 0; i < 100 && seen != "hit"; ++i) {
+      seen = ask(server, key);
+      if (seen != "hit") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return seen;
+  }
+
+  RedisServer redis_;
+  simulate::FakeProvider provider_{simulate::default_reply};
+};
+
+TEST_F(FleetCacheTest, OneReplicasAnswerIsAnothersHitButNeverAnotherKeys) {
+  auto first = replica("one");
+  auto second = replica("two");
+  EXPECT_EQ(ask(*first), "miss");
+  ASSERT_EQ(ask_until_hit(*second), "hit");
+  const auto provider_calls = provider_.requests_received();
+  EXPECT_EQ(ask(*first), "hit");
+  EXPECT_EQ(provider_.requests_received(), provider_calls);
+  // Another client key (another tenant) never gets these answers, on either replica.
+  EXPECT_EQ(ask(*second, kOtherKey), "miss");
+  EXPECT_EQ(second->health()->cache_for("gpt-4")->stats().hits, 1u);
+
+  // The admin API of either replica shows the fleet's entries and purges them for both.
+  TestClient admin(first->admin_port());
+  auto shown = json::parse(admin.request(http::verb::get, "/admin/v1/cache", "",
+                                         {{"authorization", std::string("Bearer ") + kAdminToken}})
+                               .body);
+  const auto& cache = shown.at("caches").at(0);
+  EXPECT_EQ(cache.at("shared"), true);
+  EXPECT_EQ(cache.at("entries"), 2) << json::serialize(shown);
+  auto purged = json::parse(admin.request(http::verb::post, "/admin/v1/cache/purge", "",
+                                          {{"authorization", std::string("Bearer ") + kAdminToken}})
+                                .body);
+  EXPECT_EQ(purged.at("purged"), 2) << json::serialize(purged);
+  EXPECT_EQ(ask(*second), "miss");
+}
+
+TEST_F(FleetCacheTest, WithoutRedisEveryRequestIsStillServed) {
+  auto first = replica("one");
+  redis_.stop();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ask(*first), "miss");
+  EXPECT_EQ(provider_.requests_received(), 3u);
+  redis_.start();
+  // Back: the fleet's cache works again once the store reconnects (at most a second later).
+  std::string seen;
+  for (int i = 0; i < 100 && seen != "hit"; ++i) {
+    seen = ask(*first);
+    if (seen != "hit") std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(seen, "hit");
 }
 
 }  // namespace
