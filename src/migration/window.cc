@@ -17,6 +17,9 @@ void StatsShard::Arm::clear() {
   latency.clear();
   ttft.clear();
   tpot.clear();
+  latency_histogram.clear();
+  ttft_histogram.clear();
+  tpot_histogram.clear();
 }
 
 void StatsShard::roll_to(std::uint64_t epoch) {
@@ -41,9 +44,18 @@ void StatsShard::record(const RequestSample& sample, std::uint64_t epoch) {
   arm.tokens += sample.tokens;
   // Latency of a failed request says little about the side's speed; errors are gated apart.
   if (!sample.counted_as_error) {
-    if (sample.latency_ms >= 0) arm.latency.add(sample.latency_ms, random_);
-    if (sample.ttft_ms >= 0) arm.ttft.add(sample.ttft_ms, random_);
-    if (sample.tpot_ms >= 0) arm.tpot.add(sample.tpot_ms, random_);
+    if (sample.latency_ms >= 0) {
+      arm.latency.add(sample.latency_ms, random_);
+      arm.latency_histogram.add(sample.latency_ms);
+    }
+    if (sample.ttft_ms >= 0) {
+      arm.ttft.add(sample.ttft_ms, random_);
+      arm.ttft_histogram.add(sample.ttft_ms);
+    }
+    if (sample.tpot_ms >= 0) {
+      arm.tpot.add(sample.tpot_ms, random_);
+      arm.tpot_histogram.add(sample.tpot_ms);
+    }
   }
   candidate_attempts_ += sample.candidate_attempts;
   candidate_attempt_failures_ += sample.candidate_attempt_failures;
@@ -62,6 +74,9 @@ void StatsShard::merge_into(WindowSnapshot& out, std::uint64_t epoch) {
     from.latency.merge_into(to.latency_ms);
     from.ttft.merge_into(to.ttft_ms);
     from.tpot.merge_into(to.tpot_ms);
+    to.latency_histogram.merge(from.latency_histogram);
+    to.ttft_histogram.merge(from.ttft_histogram);
+    to.tpot_histogram.merge(from.tpot_histogram);
   };
   merge(primary_, out.primary);
   merge(candidate_, out.candidate);

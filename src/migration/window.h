@@ -3,7 +3,9 @@
 // Workers record every migrated request into their own shard (a mutex only the controller ever
 // contends for, once per evaluation), so the request path shares no lock between workers. The
 // controller merges the shards into a WindowSnapshot. Latency samples are kept in bounded
-// reservoirs: a window of millions of requests costs the same memory as one of thousands.
+// reservoirs: a window of millions of requests costs the same memory as one of thousands. The
+// same samples are also counted in log histograms, which other replicas can add to exactly
+// (fleet_window.h); the reservoirs stay what a lone gateway's gates judge.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "migration/capacity.h"
+#include "migration/log_histogram.h"
 
 namespace cutover::migration {
 
@@ -42,6 +45,10 @@ struct ArmWindow {
   std::vector<double> latency_ms;
   std::vector<double> ttft_ms;
   std::vector<double> tpot_ms;
+  // Every sample the vectors above draw from, counted: what a replica shares with its fleet.
+  LogHistogram latency_histogram;
+  LogHistogram ttft_histogram;
+  LogHistogram tpot_histogram;
 };
 
 // One shadow pair's figures, as far as the gates need them.
@@ -98,6 +105,7 @@ class StatsShard {
   struct Arm {
     std::uint64_t requests = 0, errors = 0, fallbacks = 0, tokens = 0;
     Reservoir latency, ttft, tpot;
+    LogHistogram latency_histogram, ttft_histogram, tpot_histogram;
     void clear();
   };
   void roll_to(std::uint64_t epoch);
