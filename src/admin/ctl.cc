@@ -192,6 +192,19 @@ void print_migration(std::ostream& out, const json::object& m, const json::array
           << (shared.at("up").as_bool() ? "up" : "UNREACHABLE (failing static)") << "; replica "
           << text(shared.at("replica")) << ", leader " << (leader.empty() ? "none" : leader)
           << (shared.at("leading").as_bool() ? " (this replica)" : "") << "\n";
+      if (const auto* replicas = shared.if_contains("replicas"); replicas && replicas->is_array()) {
+        out << "Replicas:    ";
+        const char* separator = "";
+        for (const auto& replica : replicas->as_array()) {
+          out << separator << text(replica.at("replica")) << " (seen "
+              << age(replica.at("last_seen_ms_ago").to_number<std::int64_t>()) << " ago)";
+          separator = ", ";
+        }
+        out << "\n";
+      }
+      if (const auto* merged = shared.if_contains("window_replicas"); merged && merged->is_array()) {
+        out << "Gates judge: the traffic of " << merged->as_array().size() << " replica(s)\n";
+      }
     }
   }
   const auto& annotations = m.at("annotations").as_object();

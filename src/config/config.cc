@@ -730,7 +730,8 @@ void parse_state_store(Validator& v, const YAML::Node& node, Config& config) {
     map = &node;
     v.reject_unknown_keys(node, "state_store",
                           {"url", "password_env", "key_prefix", "connect_timeout",
-                           "command_timeout", "lease", "replica", "local_file"});
+                           "command_timeout", "lease", "primary_only_after", "replica",
+                           "local_file"});
     if (!node["url"]) {
       v.error(node, "state_store.url", "missing required key url (a redis:// URL)");
       return;
@@ -785,6 +786,7 @@ void parse_state_store(Validator& v, const YAML::Node& node, Config& config) {
     duration("connect_timeout", redis.connect_timeout);
     duration("command_timeout", redis.command_timeout);
     duration("lease", redis.lease);
+    duration("primary_only_after", redis.primary_only_after);
     if (redis.lease < Milliseconds(1'000)) {
       v.error(node["lease"], "state_store.lease",
               "must be at least 1s (it is renewed every second or so)");

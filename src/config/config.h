@@ -235,6 +235,9 @@ struct RedisStore {
   Milliseconds command_timeout{250};
   // How long a leader's lease lasts without a renewal; it is renewed about every second.
   Milliseconds lease{3'000};
+  // How long a replica that cannot reach Redis keeps routing by the last weight it knew before it
+  // sends every migrated request to the primary.
+  Milliseconds primary_only_after{60'000};
   // Names this replica in the leader key; defaults to "<hostname>:<pid>".
   std::string replica;
   // The URL as written, password removed, for logs and `ctl get`.

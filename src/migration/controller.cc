@@ -494,6 +494,15 @@ void Controller::judge_capacity_gate(const WindowSnapshot& window, Evaluation& o
       capacity_gate(judgement, *next, settings_.gates.max_quota_share, traffic.minutes));
 }
 
+std::optional<store::Transition> Controller::commit_breach(const Evaluation& evaluation) {
+  if (phase_ != Phase::canary && phase_ != Phase::paused && phase_ != Phase::promoted &&
+      phase_ != Phase::rolling_back) {
+    return std::nullopt;
+  }
+  fence_.reset();
+  return breach(evaluation);
+}
+
 std::optional<store::Transition> Controller::breach(const Evaluation& evaluation) {
   json::object detail = evaluation.to_json();
   std::string failed;

@@ -90,6 +90,11 @@ class Controller {
 
   CommandResult apply(const Command& command);
 
+  // Commits, without a fence, the breach that `evaluation` judged while the shared store could
+  // not be reached (fleet mode): a move toward the primary, so any replica may make it. Nothing
+  // when the stored generation moved meanwhile.
+  std::optional<store::Transition> commit_breach(const Evaluation& evaluation);
+
   // Takes a record another replica committed (fleet mode), when its generation differs from the
   // one held. Returns whether anything changed; the engine then publishes the new weight.
   bool adopt(const store::MigrationRecord& record);

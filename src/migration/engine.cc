@@ -8,6 +8,7 @@
 #include <cmath>
 #include <deque>
 
+#include "migration/fleet_window.h"
 #include "migration/report.h"
 #include "migration/statistics.h"
 #include "migration/webhook_notifier.h"
@@ -62,7 +63,13 @@ struct MigrationEngine::Migration {
   // Fleet mode: a breach judged here while the store was unreachable; the candidate's share is
   // held at 0 on this replica until the record's generation moves.
   bool local_breach = false;
+  // What the gates said when they breached it: committed as they said it once Redis answers.
+  std::optional<Evaluation> local_breach_evaluation;
   bool record_missing = false;
+  // Fleet mode: when the record was last read, and whether a long outage has sent every migrated
+  // request to the primary since.
+  std::chrono::steady_clock::time_point last_read{};
+  bool primary_only = false;
   asio::steady_timer timer;
   std::unique_ptr<WebhookNotifier> webhooks;
   std::vector<PairSample> window_pairs;
@@ -75,6 +82,10 @@ struct MigrationEngine::Migration {
   std::int64_t last_point_ms = 0;
   // (unix ms, lifetime requests) samples over the last hour: the route's live volume.
   std::deque<std::pair<std::int64_t, std::uint64_t>> volume;
+  // Fleet mode: the generation the current window began with (a journaled capacity hold, which
+  // moves nothing, keeps the window), and the replicas whose figures the last merge held.
+  std::int64_t window_generation = 0;
+  std::vector<std::string> window_replicas;
 };
 
 MigrationEngine::MigrationEngine(std::shared_ptr<const config::Config> config,
@@ -141,6 +152,8 @@ void MigrationEngine::resume(Migration& migration) {
   try {
     if (auto transition = migration.controller.start()) after_transition(migration, *transition);
     migration.resumed = true;
+    migration.window_generation = migration.controller.record().generation;
+    migration.last_read = std::chrono::steady_clock::now();
     migration.runtime->publish(migration.controller.weight(), migration.controller.shadowing());
   } catch (const store::StoreUnavailable& e) {
     // Never judged on a guess: the primary alone until the shared record can be read.
@@ -180,6 +193,8 @@ void MigrationEngine::renew_lease() {
     term_.reset();
     if (auto leader = shared_->leader()) leader_ = *leader;
   }
+  // Three lease periods without a contribution: the replica is gone (or cut off).
+  if (auto heartbeats = shared_->heartbeats(config_->redis->lease * 3)) heartbeats_ = std::move(*heartbeats);
   store_up_ = shared_->up();
   leading_ = holds_lease();
 }
@@ -210,6 +225,7 @@ bool MigrationEngine::follow(Migration& migration) {
     return false;
   }
   store_up_ = true;
+  migration.last_read = std::chrono::steady_clock::now();
   if (!record) {
     // Redis lost its data (no AOF, a flush): hold the last weight rather than guess. A replica
     // that restarts creates the record afresh, and the others follow it.
@@ -230,14 +246,39 @@ bool MigrationEngine::follow(Migration& migration) {
     return false;
   }
   const auto before = migration.controller.record();
+  if (migration.local_breach && record->generation == before.generation) {
+    // Nothing moved while Redis was away: the breach this replica judged then is the fleet's now.
+    if (auto transition = migration.controller.commit_breach(*migration.local_breach_evaluation)) {
+      spdlog::warn("migration {}: the store answers again; committed the breach judged during the outage",
+                   record->migration);
+      migration.local_breach = false;
+      migration.primary_only = false;
+      after_transition(migration, *transition);
+      return true;
+    }
+  }
+  if (migration.primary_only && !migration.local_breach) {
+    migration.primary_only = false;
+    spdlog::info("migration {}: the store answers again; routing by its record ({} at {:.2f}%)",
+                 record->migration, record->state, record->weight * 100);
+    if (record->generation == before.generation) {
+      migration.runtime->publish(migration.controller.weight(), migration.controller.shadowing());
+    }
+  }
   if (!migration.controller.adopt(*record)) return true;
   migration.local_breach = false;
+  migration.primary_only = false;
   spdlog::info("migration {}: following generation {}: {} at {:.2f}% (was generation {}, {})",
                record->migration, record->generation, record->state, record->weight * 100,
                before.generation, before.state);
   migration.runtime->publish(migration.controller.weight(), migration.controller.shadowing());
-  migration.runtime->next_epoch();
-  migration.window_pairs.clear();
+  const bool moved = before.state != record->state || before.stage != record->stage ||
+                     before.weight != record->weight;
+  if (moved) {
+    migration.runtime->next_epoch();
+    migration.window_pairs.clear();
+    migration.window_generation = record->generation;
+  }
   return true;
 }
 
@@ -334,15 +375,22 @@ void MigrationEngine::tick(Migration& migration) {
       after_transition(migration, *transition);
     announce_capacity_hold(migration);
   } else if (follow(migration)) {
-    if (holds_lease()) {
-      ++evaluations_;
-      const store::Fence fence{config_->redis->replica, *term_};
-      if (auto transition = migration.controller.evaluate(window, fence)) {
-        after_transition(migration, *transition);
-      } else if (migration.controller.last_commit() == store::CommitResult::stale_generation) {
-        follow(migration);
+    // Every replica shares its figures and reads the fleet's, so any replica's `ctl get` and
+    // dashboard show what the leader judges; only the leader commits.
+    if (auto fleet = fleet_window(migration, window)) {
+      window = std::move(*fleet);
+      if (holds_lease()) {
+        ++evaluations_;
+        const store::Fence fence{config_->redis->replica, *term_};
+        if (auto transition = migration.controller.evaluate(window, fence)) {
+          after_transition(migration, *transition);
+        } else if (migration.controller.last_commit() == store::CommitResult::stale_generation) {
+          follow(migration);
+        }
+        announce_capacity_hold(migration);
+      } else {
+        migration.controller.assess(window);
       }
-      announce_capacity_hold(migration);
     }
   } else if (migration.resumed) {
     // Fail static: judged here only to move this replica's traffic toward the primary.
@@ -350,10 +398,21 @@ void MigrationEngine::tick(Migration& migration) {
     if (evaluation.overall == Verdict::fail && !migration.local_breach &&
         migration.controller.weight() > 0) {
       migration.local_breach = true;
+      migration.local_breach_evaluation = evaluation;
       spdlog::warn(
           "migration {}: gates breached while the store is unreachable; this replica "
           "sends the candidate nothing until the shared record moves",
           migration.controller.settings().name);
+      migration.runtime->publish(0, false);
+    }
+    const auto outage = std::chrono::steady_clock::now() - migration.last_read;
+    if (!store_up_ && !migration.primary_only && outage >= config_->redis->primary_only_after) {
+      migration.primary_only = true;
+      spdlog::warn(
+          "migration {}: the store has been unreachable for {} s; this replica sends every "
+          "request to the primary until it answers",
+          migration.controller.settings().name,
+          std::chrono::duration_cast<std::chrono::seconds>(outage).count());
       migration.runtime->publish(0, false);
     }
   }
@@ -407,11 +466,35 @@ json::object MigrationEngine::series_point(Migration& migration, const WindowSna
                       {"candidate", side(window.candidate)}};
 }
 
+std::optional<WindowSnapshot> MigrationEngine::fleet_window(Migration& migration,
+                                                            const WindowSnapshot& local) {
+  const auto& name = migration.controller.settings().name;
+  const auto contribution = json::serialize(contribution_json(local, migration.window_pairs));
+  if (!shared_->publish_window(name, migration.window_generation, contribution)) return std::nullopt;
+  auto contributions = shared_->window(name, migration.window_generation);
+  if (!contributions) return std::nullopt;
+  WindowSnapshot fleet;
+  fleet.candidate_quota = local.candidate_quota;
+  migration.window_replicas.clear();
+  for (const auto& [replica, text] : *contributions) {
+    boost::system::error_code ec;
+    const auto value = json::parse(text, ec);
+    if (ec || !add_contribution(value, fleet)) {
+      spdlog::warn("migration {}: replica {}'s window figures are unreadable; left out", name, replica);
+      continue;
+    }
+    migration.window_replicas.push_back(replica);
+  }
+  expand_histograms(fleet);
+  return fleet;
+}
+
 void MigrationEngine::after_transition(Migration& migration, const store::Transition& transition) {
   // Journaled already: only now does the data path see the new weight.
   migration.runtime->publish(migration.controller.weight(), migration.controller.shadowing());
   migration.runtime->next_epoch();
   migration.window_pairs.clear();
+  migration.window_generation = transition.generation;
   if (!migration.webhooks) return;
   std::string text = fmt::format("cutover: migration *{}* {} → {} (weight {:.1f}% → {:.1f}%), trigger {}",
                                  transition.migration, transition.from_state.empty() ? "new" : transition.from_state,
@@ -509,6 +592,10 @@ AdminReply MigrationEngine::status(const std::string& name) {
                                     {"state", state}});
     }
     const auto& limiter = migration.runtime->shadow_limiter;
+    json::array replicas;
+    for (const auto& heartbeat : heartbeats_) {
+      replicas.push_back(json::object{{"replica", heartbeat.replica}, {"last_seen_ms_ago", heartbeat.age_ms}});
+    }
     json::object body{
         {"name", name},
         {"models", json::value_from(settings.models)},
@@ -529,7 +616,9 @@ AdminReply MigrationEngine::status(const std::string& name) {
                                {"up", store_up_.load()},
                                {"replica", shared_ ? config_->redis->replica : std::string()},
                                {"leading", leading_.load()},
-                               {"leader", leader_}}},
+                               {"leader", leader_},
+                               {"replicas", std::move(replicas)},
+                               {"window_replicas", json::value_from(migration.window_replicas)}}},
         {"evaluation", controller.last_evaluation().to_json()},
         {"shadow", json::object{{"sample_rate", settings.shadow.sample_rate},
                                 {"started", limiter.started()},

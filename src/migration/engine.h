@@ -113,6 +113,9 @@ class MigrationEngine {
   void schedule_lease();
   bool holds_lease() const;
   void after_transition(Migration& migration, const store::Transition& transition);
+  // Fleet mode: writes this replica's window to the store, then reads every replica's and
+  // merges them, the figures the gates judge. Nullopt when the store cannot be reached.
+  std::optional<WindowSnapshot> fleet_window(Migration& migration, const WindowSnapshot& local);
   // Logs and posts to the webhooks, once per generation, that a ready stage holds for capacity.
   void announce_capacity_hold(Migration& migration);
   void flush_pairs();
@@ -130,6 +133,8 @@ class MigrationEngine {
   std::optional<std::int64_t> term_;
   std::chrono::steady_clock::time_point lease_valid_until_{};
   std::string leader_;  // "<replica>|<term>" as last read
+  // The replicas that contributed lately, as of the last lease renewal.
+  std::vector<store::RedisStateStore::Heartbeat> heartbeats_;
   std::atomic<bool> leading_{false};
   std::atomic<std::uint64_t> evaluations_{0};
   std::atomic<bool> store_up_{true};

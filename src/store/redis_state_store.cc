@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <cstdlib>
 
 namespace cutover::store {
@@ -60,6 +61,18 @@ constexpr char kReleaseScript[] = R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 )lua";
+
+// KEYS: window, replicas. ARGV: replica, contribution, window expiry ms.
+constexpr char kWindowScript[] = R"lua(
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%d', now))
+return now
+)lua";
+
+constexpr auto kWindowExpiry = std::chrono::minutes(10);
 
 std::string sha1_hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -137,7 +150,7 @@ RedisStateStore::RedisStateStore(config::RedisStore settings, std::unique_ptr<St
     : settings_(std::move(settings)), local_(std::move(local)) {
   for (auto [script, body] :
        {std::pair{&commit_script_, kCommitScript}, std::pair{&lease_script_, kLeaseScript},
-        std::pair{&release_script_, kReleaseScript}}) {
+        std::pair{&release_script_, kReleaseScript}, std::pair{&window_script_, kWindowScript}}) {
     script->body = body;
     script->sha1 = sha1_hex(script->body);
   }
@@ -361,6 +374,50 @@ std::optional<std::string> RedisStateStore::leader() {
   auto reply = command_locked({"GET", key("leader")});
   if (!reply || reply->type == REDIS_REPLY_ERROR) return std::nullopt;
   return reply_text(reply.get());
+}
+
+std::string RedisStateStore::window_key(std::string_view migration, std::int64_t generation) const {
+  return key(fmt::format("migration:{}:window:{}", migration, generation));
+}
+
+bool RedisStateStore::publish_window(std::string_view migration, std::int64_t generation,
+                                     const std::string& contribution) {
+  std::lock_guard lock(mutex_);
+  auto reply = eval_locked(
+      window_script_, {window_key(migration, generation), key("replicas")},
+      {settings_.replica, contribution,
+       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(kWindowExpiry).count())});
+  return reply && reply->type == REDIS_REPLY_INTEGER;
+}
+
+std::optional<std::vector<std::pair<std::string, std::string>>> RedisStateStore::window(
+    std::string_view migration, std::int64_t generation) {
+  std::lock_guard lock(mutex_);
+  auto reply = command_locked({"HGETALL", window_key(migration, generation)});
+  if (!reply || reply->type != REDIS_REPLY_ARRAY) return std::nullopt;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
+    out.emplace_back(reply_text(reply->element[i]), reply_text(reply->element[i + 1]));
+  }
+  return out;
+}
+
+std::optional<std::vector<RedisStateStore::Heartbeat>> RedisStateStore::heartbeats(
+    std::chrono::milliseconds within) {
+  std::lock_guard lock(mutex_);
+  auto time = command_locked({"TIME"});
+  if (!time || time->type != REDIS_REPLY_ARRAY || time->elements != 2) return std::nullopt;
+  const auto now = to_int64(reply_text(time->element[0])) * 1000 +
+                   to_int64(reply_text(time->element[1])) / 1000;
+  auto reply = command_locked({"HGETALL", key("replicas")});
+  if (!reply || reply->type != REDIS_REPLY_ARRAY) return std::nullopt;
+  std::vector<Heartbeat> out;
+  for (std::size_t i = 0; i + 1 < reply->elements; i += 2) {
+    const auto age = now - to_int64(reply_text(reply->element[i + 1]));
+    if (age <= within.count()) out.push_back({reply_text(reply->element[i]), std::max<std::int64_t>(age, 0)});
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.age_ms < b.age_ms; });
+  return out;
 }
 
 void RedisStateStore::record_shadow_pairs(const std::vector<ShadowPair>& pairs,

@@ -8,6 +8,13 @@
 //                                         generations are 1..N, since only a commit appends
 //   {p}:leader                    STRING  "<replica>|<term>" with a PX expiry: the leader's lease
 //   {p}:term                      STRING  INCR counter: the fencing term of each new lease
+//   {p}:migration:<name>:window:<generation>
+//                                 HASH    replica -> its latest contribution to the window that
+//                                         began with that generation (migration/fleet_window.h);
+//                                         cumulative, so a retried write replaces, never adds;
+//                                         expires 10 minutes after the last write
+//   {p}:replicas                  HASH    replica -> Redis's time of its last contribution: the
+//                                         fleet's heartbeats
 //
 // A commit is one Lua script (EVALSHA, EVAL on NOSCRIPT): it checks the expected generation and,
 // for a fenced commit, that the leader key still holds this replica's term; it stamps the stage
@@ -24,6 +31,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "config/config.h"
@@ -64,6 +73,21 @@ class RedisStateStore : public StateStore {
   // "<replica>|<term>" of the current leader; empty when none; nullopt when unreachable.
   std::optional<std::string> leader();
 
+  // Writes this replica's cumulative contribution to the window that began with `generation`,
+  // and its heartbeat, in one step. False when Redis cannot be reached.
+  bool publish_window(std::string_view migration, std::int64_t generation,
+                      const std::string& contribution);
+  // Every replica's latest contribution to that window (replica, contribution); nullopt when
+  // Redis cannot be reached.
+  std::optional<std::vector<std::pair<std::string, std::string>>> window(std::string_view migration,
+                                                                         std::int64_t generation);
+  struct Heartbeat {
+    std::string replica;
+    std::int64_t age_ms = 0;  // by Redis's clock
+  };
+  // The replicas that contributed in the last `within`, newest first; nullopt when unreachable.
+  std::optional<std::vector<Heartbeat>> heartbeats(std::chrono::milliseconds within);
+
   // Whether the last command reached Redis.
   bool up() const;
   const config::RedisStore& settings() const { return settings_; }
@@ -79,6 +103,7 @@ class RedisStateStore : public StateStore {
     std::string sha1;
   };
 
+  std::string window_key(std::string_view migration, std::int64_t generation) const;
   bool connect_locked();
   void disconnect_locked(const std::string& why);
   // Null when the command did not reach Redis (the connection is then dropped); an error reply
@@ -99,6 +124,7 @@ class RedisStateStore : public StateStore {
   Script commit_script_;
   Script lease_script_;
   Script release_script_;
+  Script window_script_;
 };
 
 // Connects lazily: opening never fails because Redis is down (the store then reports

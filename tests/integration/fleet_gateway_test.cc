@@ -2,6 +2,7 @@
 // their client listeners, in front of fake providers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <memory>
@@ -39,7 +40,8 @@ class FleetGatewayTest : public ::testing::Test {
             0, "127.0.0.1", nullptr, 2)) {}
 
   std::unique_ptr<runtime::GatewayServer> gateway(const std::string& replica,
-                                                  const std::string& stages) {
+                                                  const std::string& stages,
+                                                  const std::string& store_extra = "") {
     const std::string yaml =
         "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
         "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
@@ -53,7 +55,8 @@ class FleetGatewayTest : public ::testing::Test {
         replica +
         "\n"
         "  lease: 3s\n"
-        "  local_file: \":memory:\"\n"
+        "  local_file: \":memory:\"\n" +
+        store_extra +
         "providers:\n"
         "  primary:\n"
         "    base_url: " +
@@ -146,6 +149,49 @@ TEST_F(FleetGatewayTest, AWeightSetThroughOneGatewayRoutesTheOthersTraffic) {
   EXPECT_EQ(status(*second_).at("generation").as_int64(), generation + 1);
 }
 
+// The leader gets no traffic at all: only the figures the other replica shares can move it.
+TEST_F(FleetGatewayTest, TheLeaderJudgesTheWholeFleetsTrafficNotItsOwn) {
+  const std::string ladder =
+      "      - {weight: 50%, min_duration: 50ms, min_requests: 30}\n"
+      "      - {weight: 100%, min_duration: 1h, min_requests: 100000}\n";
+  first_ = gateway("g1", ladder);
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("store").at("leading").as_bool(); }));
+  second_ = gateway("g2", ladder);
+  ASSERT_TRUE(wait_until([&] { return status(*second_).at("routed_weight").as_double() == 0.5; }));
+  int user = 0;
+  ASSERT_TRUE(wait_until([&] {
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(chat(*second_, "user-" + std::to_string(++user)), 200u);
+    return status(*first_).at("weight").as_double() == 1.0;
+  })) << json::serialize(status(*first_));
+  EXPECT_TRUE(status(*first_).at("store").at("leading").as_bool());
+  // Both replicas' heartbeats are visible from either.
+  const auto follower = status(*second_);
+  std::vector<std::string> seen;
+  for (const auto& replica : follower.at("store").at("replicas").as_array()) {
+    seen.emplace_back(replica.at("replica").as_string());
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::string>{"g1", "g2"})) << json::serialize(follower);
+  const auto history = admin(*first_, http::verb::get, "/admin/v1/migrations/to-candidate/history");
+  EXPECT_NE(history.body.find("gates:pass"), std::string::npos) << history.body;
+}
+
+TEST_F(FleetGatewayTest, TheLeaderRollsBackOnABreachOnlyAnotherReplicaSaw) {
+  first_ = gateway("g1", "      - {weight: 50%, min_duration: 1h, min_requests: 30}\n");
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("store").at("leading").as_bool(); }));
+  second_ = gateway("g2", "      - {weight: 50%, min_duration: 1h, min_requests: 30}\n");
+  ASSERT_TRUE(wait_until([&] { return status(*second_).at("routed_weight").as_double() == 0.5; }));
+  candidate_fails_ = true;
+  int user = 0;
+  // Clients of the second replica still get answers (the primary takes over each failed
+  // candidate attempt); the leader, which serves nobody, rolls the fleet back.
+  ASSERT_TRUE(wait_until([&] {
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(chat(*second_, "user-" + std::to_string(++user)), 200u);
+    return status(*first_).at("phase") == "rolled_back";
+  })) << json::serialize(status(*first_));
+  EXPECT_TRUE(wait_until([&] { return status(*second_).at("routed_weight").as_double() == 0.0; }));
+}
+
 TEST_F(FleetGatewayTest, AStaleGenerationOnTheOtherGatewayIsA409) {
   first_ = gateway("g1", kLadder);
   second_ = gateway("g2", kLadder);
@@ -205,6 +251,56 @@ TEST_F(FleetGatewayTest, ABreachWhileRedisIsDownTakesOnlyThisGatewayToThePrimary
   const auto candidate_seen = candidate_->requests_received();
   EXPECT_EQ(chat(*first_, "user-next"), 200u);
   EXPECT_EQ(candidate_->requests_received(), candidate_seen);
+}
+
+TEST_F(FleetGatewayTest, ABreachJudgedDuringAnOutageIsCommittedWhenRedisAnswersAgain) {
+  first_ = gateway("g1", "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n");
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
+  const auto generation = status(*first_).at("generation").as_int64();
+  redis_.freeze();
+  ASSERT_TRUE(wait_until([&] { return !status(*first_).at("store").at("up").as_bool(); }));
+  candidate_fails_ = true;
+  int user = 0;
+  ASSERT_TRUE(wait_until([&] {
+    EXPECT_EQ(chat(*first_, "user-" + std::to_string(++user)), 200u);
+    return status(*first_).at("routed_weight").as_double() == 0.0;
+  }));
+  EXPECT_EQ(status(*first_).at("generation").as_int64(), generation);
+  redis_.thaw();
+  // Redis kept the record, which nothing moved meanwhile: the breach is journaled as judged.
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("phase") == "rolled_back"; }))
+      << json::serialize(status(*first_));
+  const auto after = status(*first_);
+  EXPECT_EQ(after.at("generation").as_int64(), generation + 1);
+  EXPECT_EQ(after.at("routed_weight").as_double(), 0.0);
+  const auto history = json::parse(
+      admin(*first_, http::verb::get, "/admin/v1/migrations/to-candidate/history").body);
+  const auto& last = history.at("transitions").as_array().back();
+  EXPECT_EQ(last.at("generation").as_int64(), generation + 1);
+  EXPECT_EQ(last.at("to"), "rolled_back");
+  EXPECT_NE(std::string(last.at("trigger").as_string()).find("gate:"), std::string::npos)
+      << json::serialize(last);
+}
+
+TEST_F(FleetGatewayTest, ALongOutageSendsEverythingToThePrimaryUntilRedisAnswers) {
+  first_ = gateway("g1", "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n",
+                   "  primary_only_after: 3s\n");
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
+  redis_.freeze();
+  ASSERT_TRUE(wait_until([&] { return !status(*first_).at("store").at("up").as_bool(); }));
+  // Static at first: the last weight holds.
+  const auto candidate_before = candidate_->requests_received();
+  EXPECT_EQ(chat(*first_, "user-1"), 200u);
+  EXPECT_EQ(candidate_->requests_received(), candidate_before + 1);
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 0.0; }));
+  const auto candidate_seen = candidate_->requests_received();
+  EXPECT_EQ(chat(*first_, "user-1"), 200u);
+  EXPECT_EQ(candidate_->requests_received(), candidate_seen);
+  EXPECT_EQ(status(*first_).at("phase"), "canary") << "nothing is committed for an outage";
+  redis_.thaw();
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
+  EXPECT_EQ(chat(*first_, "user-1"), 200u);
+  EXPECT_EQ(candidate_->requests_received(), candidate_seen + 1);
 }
 
 }  // namespace

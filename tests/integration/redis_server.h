@@ -69,6 +69,15 @@ class RedisServer {
     pid_ = -1;
   }
 
+  // Freezes it (SIGSTOP): connections stay open and commands time out, and its data is kept for
+  // thaw(), unlike stop().
+  void freeze() {
+    if (pid_ > 0) kill(pid_, SIGSTOP);
+  }
+  void thaw() {
+    if (pid_ > 0) kill(pid_, SIGCONT);
+  }
+
   std::uint16_t port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
 
