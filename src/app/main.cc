@@ -375,7 +375,7 @@ int main(int argc, char** argv) {
   auto* report_command = app.add_subcommand("report", "figures from the state store, offline");
   report_command->require_subcommand(1);
   std::string report_config;
-  std::string report_store;
+  std::vector<std::string> report_stores;
   std::string report_from, report_to, report_by = "provider,model", report_format;
   std::string report_migration_name;
   auto* usage_command = report_command->add_subcommand(
@@ -384,8 +384,13 @@ int main(int argc, char** argv) {
       report_command->add_subcommand("migration", "a migration's state, history, shadow comparison and projection");
   for (auto* command : {usage_command, migration_report_command}) {
     command->add_option("--config", report_config, "the gateway's configuration (names the state store)");
-    command->add_option("--store", report_store, "the state store file (instead of --config)");
   }
+  usage_command->add_option("--store", report_stores,
+                            "a state store file instead of --config; repeat it with each replica's "
+                            "local_file for a fleet's usage");
+  migration_report_command->add_option("--store", report_stores,
+                                       "the state store file (instead of --config)")
+      ->expected(1);
   usage_command->add_option("--from", report_from, "start: 2026-11-01, 2026-11-01T10:00:00Z or epoch seconds");
   usage_command->add_option("--to", report_to, "end (exclusive), same forms; default now");
   usage_command->add_option("--by", report_by,
@@ -424,20 +429,22 @@ int main(int argc, char** argv) {
       for (const auto& error : result.errors) std::cerr << error << "\n";
       if (!result.config) return 2;
       loaded = result.config;
-      if (report_store.empty()) report_store = loaded->state_store;
+      if (report_stores.empty()) report_stores.push_back(loaded->state_store);
     }
-    if (report_store.empty()) {
+    if (report_stores.empty()) {
       std::cerr << "cutover report: give --config FILE or --store PATH\n";
       return 2;
     }
-    if (!std::filesystem::exists(report_store)) {
-      std::cerr << "cutover report: no state store at " << report_store << "\n";
-      return 1;
+    for (const auto& path : report_stores) {
+      if (!std::filesystem::exists(path)) {
+        std::cerr << "cutover report: no state store at " << path << "\n";
+        return 1;
+      }
     }
     try {
       if (usage_command->parsed()) {
         report::UsageOptions options;
-        options.store_path = report_store;
+        options.store_paths = report_stores;
         for (auto [text, target] : {std::pair{&report_from, &options.from_unix_ms},
                                     std::pair{&report_to, &options.to_unix_ms}}) {
           if (text->empty()) continue;
@@ -456,7 +463,8 @@ int main(int argc, char** argv) {
         return report::report_usage(options, std::cout, std::cerr);
       }
       report::MigrationReportOptions options;
-      options.store_path = report_store;
+      options.store_path = report_stores.front();
+      if (loaded) options.redis = loaded->redis;
       options.migration = report_migration_name;
       if (!report_format.empty()) options.format = report_format;
       if (loaded) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "migration/report.h"
+#include "store/redis_state_store.h"
 #include "store/state_store.h"
 #include "util/clock.h"
 #include "util/table.h"
@@ -98,9 +99,13 @@ int report_usage(const UsageOptions& options, std::ostream& out, std::ostream& e
     error << "cutover report usage: --format must be csv or json\n";
     return 2;
   }
-  auto store = store::open_sqlite_store(options.store_path);
-  const auto rows = store->usage(options.from_unix_ms.value_or(0),
-                                 options.to_unix_ms.value_or(util::unix_ms_now() + 60'000));
+  std::vector<store::UsageRow> rows;
+  for (const auto& path : options.store_paths) {
+    auto store = store::open_sqlite_store(path);
+    auto some = store->usage(options.from_unix_ms.value_or(0),
+                             options.to_unix_ms.value_or(util::unix_ms_now() + 60'000));
+    rows.insert(rows.end(), std::make_move_iterator(some.begin()), std::make_move_iterator(some.end()));
+  }
   struct Totals {
     std::int64_t requests = 0, errors = 0, prompt = 0, cached = 0, completion = 0, saved_tokens = 0;
     double cost = 0, saved_cost = 0;
@@ -156,11 +161,23 @@ int report_usage(const UsageOptions& options, std::ostream& out, std::ostream& e
 }
 
 int report_migration(const MigrationReportOptions& options, std::ostream& out, std::ostream& error) {
-  auto store = store::open_sqlite_store(options.store_path);
-  const auto record = store->load(options.migration);
+  std::unique_ptr<store::StateStore> store;
+  if (options.redis) {
+    store = store::open_redis_store(*options.redis, options.store_path);
+  } else {
+    store = store::open_sqlite_store(options.store_path);
+  }
+  std::optional<store::MigrationRecord> record;
+  try {
+    record = store->load(options.migration);
+  } catch (const store::StoreUnavailable& e) {
+    error << "cutover report migration: cannot read the fleet's Redis at "
+          << options.redis->display_url << ": " << e.what() << "\n";
+    return 1;
+  }
   if (!record) {
     error << "cutover report migration: no migration named '" << options.migration << "' in "
-          << options.store_path << "\n";
+          << (options.redis ? options.redis->display_url : options.store_path) << "\n";
     return 1;
   }
   const auto history = store->history(options.migration, 20);

@@ -11,10 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
+
 namespace cutover::report {
 
 struct UsageOptions {
-  std::string store_path;
+  // One file, or each replica's `local_file` of a fleet: their rows add up.
+  std::vector<std::string> store_paths;
   std::optional<std::int64_t> from_unix_ms;
   std::optional<std::int64_t> to_unix_ms;
   // Any of provider, model, provider_model, key, traffic, minute, hour, day.
@@ -28,7 +31,9 @@ std::optional<std::int64_t> parse_time(const std::string& text);
 int report_usage(const UsageOptions& options, std::ostream& out, std::ostream& error);
 
 struct MigrationReportOptions {
-  std::string store_path;
+  std::string store_path;  // SQLite; in a fleet, this replica's local file (shadow pairs, usage)
+  // A fleet's Redis: the record and journal are read there.
+  std::optional<config::RedisStore> redis;
   std::string migration;
   std::vector<std::string> models;  // the migration's client models, for its live volume
   std::string currency = "USD";

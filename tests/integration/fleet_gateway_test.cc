@@ -6,9 +6,11 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <memory>
+#include <sstream>
 
 #include "config/config.h"
 #include "redis_server.h"
+#include "report/report.h"
 #include "runtime/gateway_server.h"
 #include "simulate/fake_provider.h"
 #include "test_client.h"
@@ -26,11 +28,17 @@ constexpr char kAdmin[] = "fleet-admin-token-0123456789";
 class FleetGatewayTest : public ::testing::Test {
  protected:
   FleetGatewayTest()
-      : primary_(
-            std::make_unique<FakeProvider>(simulate::default_reply, 0, "127.0.0.1", nullptr, 2)),
+      : primary_(std::make_unique<FakeProvider>(
+            [this](const simulate::FakeRequest& request) {
+              auto reply = simulate::default_reply(request);
+              reply.delay = std::chrono::milliseconds(answer_delay_ms_.load());
+              return reply;
+            },
+            0, "127.0.0.1", nullptr, 2)),
         candidate_(std::make_unique<FakeProvider>(
             [this](const simulate::FakeRequest& request) {
               auto reply = simulate::default_reply(request);
+              reply.delay = std::chrono::milliseconds(answer_delay_ms_.load());
               if (candidate_fails_) {
                 reply.status = 500;
                 reply.body = R"({"error":{"message":"candidate down","type":"server_error"}})";
@@ -125,6 +133,9 @@ class FleetGatewayTest : public ::testing::Test {
   }
 
   std::atomic<bool> candidate_fails_{false};
+  // Both sides answer after this long: latency gates that compare them then judge tens of
+  // milliseconds, not the scheduling noise of a loaded machine around one.
+  std::atomic<int> answer_delay_ms_{0};
   RedisServer redis_;
   std::unique_ptr<FakeProvider> primary_;
   std::unique_ptr<FakeProvider> candidate_;
@@ -152,8 +163,11 @@ TEST_F(FleetGatewayTest, AWeightSetThroughOneGatewayRoutesTheOthersTraffic) {
 // The leader gets no traffic at all: only the figures the other replica shares can move it.
 TEST_F(FleetGatewayTest, TheLeaderJudgesTheWholeFleetsTrafficNotItsOwn) {
   const std::string ladder =
-      "      - {weight: 50%, min_duration: 50ms, min_requests: 30}\n"
-      "      - {weight: 100%, min_duration: 1h, min_requests: 100000}\n";
+      "      - {weight: 50%, min_duration: 3s, min_requests: 30}\n"
+      "      - {weight: 100%, min_duration: 1h, min_requests: 100000}\n"
+      // A few hundred requests can show an error rate under 10 %, not under 1 %.
+      "    gates: {max_error_rate: 10%}\n";
+  answer_delay_ms_ = 20;
   first_ = gateway("g1", ladder);
   ASSERT_TRUE(wait_until([&] { return status(*first_).at("store").at("leading").as_bool(); }));
   second_ = gateway("g2", ladder);
@@ -162,7 +176,7 @@ TEST_F(FleetGatewayTest, TheLeaderJudgesTheWholeFleetsTrafficNotItsOwn) {
   ASSERT_TRUE(wait_until([&] {
     for (int i = 0; i < 10; ++i) EXPECT_EQ(chat(*second_, "user-" + std::to_string(++user)), 200u);
     return status(*first_).at("weight").as_double() == 1.0;
-  })) << json::serialize(status(*first_));
+  }, std::chrono::seconds(30))) << json::serialize(status(*first_));
   EXPECT_TRUE(status(*first_).at("store").at("leading").as_bool());
   // Both replicas' heartbeats are visible from either.
   const auto follower = status(*second_);
@@ -190,6 +204,33 @@ TEST_F(FleetGatewayTest, TheLeaderRollsBackOnABreachOnlyAnotherReplicaSaw) {
     return status(*first_).at("phase") == "rolled_back";
   })) << json::serialize(status(*first_));
   EXPECT_TRUE(wait_until([&] { return status(*second_).at("routed_weight").as_double() == 0.0; }));
+}
+
+TEST_F(FleetGatewayTest, TheReportReadsTheFleetsRecordAndJournalFromRedis) {
+  first_ = gateway("g1", kLadder);
+  const auto generation = status(*first_).at("generation").as_int64();
+  ASSERT_EQ(act(*first_, "pause", generation).status, 200u);
+  report::MigrationReportOptions options;
+  options.store_path = ":memory:";
+  options.migration = "to-candidate";
+  options.format = "json";
+  options.redis.emplace();
+  options.redis->host = "127.0.0.1";
+  options.redis->port = redis_.port();
+  options.redis->key_prefix = "fleet-gateway-test";
+  options.redis->replica = "report";
+  options.redis->display_url = redis_.url();
+  std::ostringstream out, error;
+  ASSERT_EQ(report::report_migration(options, out, error), 0) << error.str();
+  const auto report = json::parse(out.str());
+  EXPECT_EQ(report.at("phase"), "paused");
+  EXPECT_EQ(report.at("generation").as_int64(), generation + 1);
+  EXPECT_EQ(report.at("history").as_array().back().at("to"), "paused");
+  // Without Redis the report says so instead of inventing a state.
+  redis_.stop();
+  std::ostringstream none, why;
+  EXPECT_EQ(report::report_migration(options, none, why), 1);
+  EXPECT_NE(why.str().find("cannot read the fleet's Redis"), std::string::npos) << why.str();
 }
 
 TEST_F(FleetGatewayTest, AStaleGenerationOnTheOtherGatewayIsA409) {

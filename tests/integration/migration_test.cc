@@ -847,7 +847,7 @@ TEST_F(MigrationTest, UsageIsExportedFromTheStoreForReconciliation) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   report::UsageOptions export_options;
-  export_options.store_path = path.string();
+  export_options.store_paths = {path.string()};
   export_options.by = {"provider", "model", "key", "traffic"};
   export_options.format = "json";
   std::ostringstream out, error;

@@ -166,7 +166,7 @@ TEST(CacheLedgerTest, HitsAreInTheUsageLedgerAsWhatTheySavedNotAsSpend) {
   }
   EXPECT_EQ(provider.requests_received(), 1u);
   report::UsageOptions usage;
-  usage.store_path = state.string();
+  usage.store_paths = {state.string()};
   usage.by = {"provider", "traffic"};
   usage.format = "json";
   std::ostringstream out, error;
