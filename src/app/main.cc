@@ -319,7 +319,11 @@ int main(int argc, char** argv) {
       "traffic",
       "send client load through a gateway: many users, plain and streamed chat "
       "completions, a progress line on stderr and a JSON summary on stdout");
-  traffic_command->add_option("--url", traffic.url, "the gateway's base URL")
+  std::vector<std::string> traffic_urls{traffic.url};
+  traffic_command
+      ->add_option("--url", traffic_urls,
+                   "the gateway's base URL; repeat it for several gateways (a fleet's replicas): "
+                   "the clients are spread over them")
       ->capture_default_str();
   traffic_command->add_option("--key-env", traffic_key_env,
                               "environment variable holding the client key for the gateway");
@@ -408,6 +412,8 @@ int main(int argc, char** argv) {
   if (serve_command->parsed()) return serve(config_path, check_config);
   if (provider_command->parsed()) return simulate_provider(address, port, profile, threads, key_env, overrides);
   if (traffic_command->parsed()) {
+    traffic.url = traffic_urls.front();
+    traffic.more_urls.assign(traffic_urls.begin() + 1, traffic_urls.end());
     return simulate_traffic(traffic, traffic_key_env, traffic_duration, traffic_quiet,
                             traffic_fail_on_error);
   }

@@ -129,9 +129,13 @@ Outcome transport_failure(const boost::system::error_code& ec, std::string_view 
 }  // namespace
 
 std::optional<std::string> validate(const TrafficOptions& options) {
-  auto url = boost::urls::parse_absolute_uri(options.url);
-  if (!url || url->scheme() != "http" || url->host().empty()) {
-    return "--url '" + options.url + "' must be http://HOST:PORT (https is not supported)";
+  std::vector<std::string> urls{options.url};
+  urls.insert(urls.end(), options.more_urls.begin(), options.more_urls.end());
+  for (const auto& text : urls) {
+    auto url = boost::urls::parse_absolute_uri(text);
+    if (!url || url->scheme() != "http" || url->host().empty()) {
+      return "--url '" + text + "' must be http://HOST:PORT (https is not supported)";
+    }
   }
   if (options.model.empty()) return std::string("--model must not be empty");
   if (options.users == 0) return std::string("--users must be at least 1");
@@ -207,9 +211,27 @@ struct TrafficGenerator::Impl {
   };
 
   struct Client {
-    explicit Client(const asio::any_io_executor& executor) : pause(executor) {}
+    Client(const asio::any_io_executor& executor, std::size_t gateway)
+        : pause(executor), gateway(gateway) {}
     asio::steady_timer pause;  // pacing and reconnect waits; cancelled by stop()
     std::optional<Connection> connection;
+    std::size_t gateway;  // which of the gateways it talks to
+  };
+
+  // One gateway the clients talk to, as its URL names it.
+  struct Gateway {
+    explicit Gateway(const std::string& text, TrafficOptions::Api api) {
+      auto url = boost::urls::parse_absolute_uri(text);
+      host = std::string(url->host());
+      port = url->has_port() ? std::string(url->port()) : std::string("80");
+      host_header = url->has_port() ? host + ":" + port : host;
+      std::string path(url->path());
+      while (!path.empty() && path.back() == '/') path.pop_back();
+      if (path.size() < 3 || path.compare(path.size() - 3, 3, "/v1") != 0) path += "/v1";
+      target = path + (api == TrafficOptions::Api::messages ? "/messages" : "/chat/completions");
+    }
+    std::string host, port, host_header, target;
+    asio::ip::tcp::resolver::results_type endpoints;
   };
 
   Impl(TrafficOptions options_in, ProgressSink sink_in)
@@ -217,14 +239,8 @@ struct TrafficGenerator::Impl {
         sink(std::move(sink_in)),
         random(options.seed != 0 ? options.seed : std::random_device{}()),
         progress_timer(context) {
-    auto url = boost::urls::parse_absolute_uri(options.url);
-    host = std::string(url->host());
-    port = url->has_port() ? std::string(url->port()) : std::string("80");
-    host_header = url->has_port() ? host + ":" + port : host;
-    std::string path(url->path());
-    while (!path.empty() && path.back() == '/') path.pop_back();
-    if (path.size() < 3 || path.compare(path.size() - 3, 3, "/v1") != 0) path += "/v1";
-    target = path + (options.api == TrafficOptions::Api::messages ? "/messages" : "/chat/completions");
+    gateways.emplace_back(options.url, options.api);
+    for (const auto& url : options.more_urls) gateways.emplace_back(url, options.api);
     if (options.rate > 0) {
       pace = std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(1 / options.rate));
@@ -246,19 +262,21 @@ struct TrafficGenerator::Impl {
 
   asio::awaitable<void> start() {
     asio::ip::tcp::resolver resolver(context);
-    auto [ec, results] = co_await resolver.async_resolve(host, port, kTuple);
-    if (ec) {
-      fatal = "cannot resolve " + host + ":" + port + ": " + ec.message();
-      co_return;
+    for (auto& gateway : gateways) {
+      auto [ec, results] = co_await resolver.async_resolve(gateway.host, gateway.port, kTuple);
+      if (ec) {
+        fatal = "cannot resolve " + gateway.host + ":" + gateway.port + ": " + ec.message();
+        co_return;
+      }
+      gateway.endpoints = results;
     }
-    endpoints = results;
     started = Clock::now();
     last_report = started;
     next_slot = started;
     if (options.duration) end = started + *options.duration;
     active = options.concurrency;
     for (unsigned i = 0; i < options.concurrency; ++i) {
-      auto& client = clients.emplace_back(context.get_executor());
+      auto& client = clients.emplace_back(context.get_executor(), i % gateways.size());
       asio::co_spawn(context, serve(client), [this](std::exception_ptr error) {
         if (error) {
           try {
@@ -295,7 +313,7 @@ struct TrafficGenerator::Impl {
         co_await client.pause.async_wait(kTuple);
         if (stopping) break;
       }
-      const auto exchange = next_exchange();
+      const auto exchange = next_exchange(gateways[client.gateway]);
       ++sent;
       auto outcome = co_await send(client, exchange);
       record(outcome, exchange.streamed);
@@ -312,7 +330,7 @@ struct TrafficGenerator::Impl {
     }
   }
 
-  Exchange next_exchange() {
+  Exchange next_exchange(const Gateway& gateway) {
     auto pick = [&](std::size_t n) {
       return std::uniform_int_distribution<std::size_t>(0, n - 1)(random);
     };
@@ -357,9 +375,9 @@ struct TrafficGenerator::Impl {
     }
     auto& request = exchange.request;
     request.method(http::verb::post);
-    request.target(target);
+    request.target(gateway.target);
     request.version(11);
-    request.set(http::field::host, host_header);
+    request.set(http::field::host, gateway.host_header);
     request.set(http::field::user_agent, "cutover-simulate-traffic/0.1");
     request.set(http::field::content_type, "application/json");
     request.set(http::field::accept, exchange.streamed ? "text/event-stream" : "application/json");
@@ -395,7 +413,8 @@ struct TrafficGenerator::Impl {
     if (!client.connection) {
       client.connection.emplace(context.get_executor());
       client.connection->stream.expires_at(deadline);
-      auto [ec, endpoint] = co_await client.connection->stream.async_connect(endpoints, kTuple);
+      auto [ec, endpoint] =
+          co_await client.connection->stream.async_connect(gateways[client.gateway].endpoints, kTuple);
       if (ec) {
         client.connection.reset();
         auto outcome = transport_failure(ec, "connect");
@@ -559,8 +578,7 @@ struct TrafficGenerator::Impl {
   asio::io_context context{1};
   std::mt19937_64 random;
   asio::steady_timer progress_timer;
-  std::string host, port, host_header, target;
-  asio::ip::tcp::resolver::results_type endpoints;
+  std::vector<Gateway> gateways;
   std::list<Client> clients;  // stable addresses for the coroutines that use them
   Clock::duration pace{0};
   Clock::time_point started, last_report, next_slot;

@@ -16,12 +16,16 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cutover::simulate {
 
 struct TrafficOptions {
   // The gateway's base URL, with or without the trailing /v1 (http only).
   std::string url = "http://127.0.0.1:8080";
+  // Further gateways (a fleet's replicas): the clients are spread over `url` and these in turn,
+  // each client keeping to one.
+  std::vector<std::string> more_urls;
   // Sent as "Authorization: Bearer KEY" (x-api-key for Messages); no header when empty.
   std::string api_key;
   // The clients' API: OpenAI's chat completions, or Anthropic's Messages (as the Anthropic SDK).

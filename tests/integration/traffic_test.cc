@@ -51,6 +51,21 @@ TEST_F(TrafficTest, EveryRequestIsAnsweredAndCountedByTheProviderThatServedIt) {
   }
 }
 
+TEST_F(TrafficTest, LoadIsSpreadOverSeveralGateways) {
+  start(simulate::default_reply);
+  // The second "gateway" is the provider itself, which counts what reaches it directly.
+  auto settings = options(40);
+  settings.more_urls = {upstream_->base_url()};
+  auto summary = TrafficGenerator(settings).run();
+  EXPECT_EQ(summary.ok, 40u) << summary.first_error;
+  // Half the clients talk to each: the gateway's answers name the provider, the direct ones don't.
+  EXPECT_GT(summary.by_provider["primary"], 0u);
+  EXPECT_GT(summary.by_provider["unknown"], 0u);
+  EXPECT_EQ(summary.by_provider["primary"] + summary.by_provider["unknown"], 40u);
+  settings.more_urls = {"https://127.0.0.1:1"};
+  EXPECT_TRUE(simulate::validate(settings).has_value());
+}
+
 TEST_F(TrafficTest, RequestsCarryTheUserInHeaderAndBodyOverKeptAliveConnections) {
   start(simulate::default_reply);
   auto settings = options(40);
