@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects bench bench-dialects bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-fleet bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -46,12 +46,22 @@ demo: build
 demo-dialects: build
 	CUTOVER_BINARY=$(BUILD_DIR)/cutover bash scripts/demo.sh --dialects
 
+# The same two runs on three replicas sharing a throwaway redis-server (issue #12); in the first,
+# the leader stops half way and another takes the gates over.
+demo-fleet: build
+	CUTOVER_BINARY=$(BUILD_DIR)/cutover bash scripts/demo.sh --fleet
+
 bench: build
 	bash bench/run.sh
 
 # CPU per request, throughput and streaming TTFB of each client/provider dialect path (issue #13).
 bench-dialects: build
 	bash bench/dialects.sh
+
+# Three replicas sharing one Redis (issue #12): how long a committed change takes to reach every
+# replica, and how long a SIGKILLed leader takes to be replaced; written to bench/out/fleet.md.
+bench-fleet: build
+	CUTOVER_BIN=$(BUILD_DIR)/cutover bash bench/fleet.sh
 
 bench-resilience: build
 	bash bench/resilience.sh
