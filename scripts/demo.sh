@@ -484,7 +484,10 @@ run2_phase=$final_phase
 run2_seconds=$run_seconds
 stop_traffic
 record_run run2
-stop_gateways
+# Run from a terminal, the last run's gateways stay up (see the end) so the dashboard URL printed
+# above can still be opened; in CI, or piped, they stop now.
+keep_up=0
+if [[ -t 0 && -t 1 ]] && ((!fast)); then keep_up=1; else stop_gateways; fi
 
 say "run 1 (healthy candidate): $run1_phase after ${run1_seconds}s, trigger $(cat "$workdir/run1.trigger")"
 cat "$workdir/run1.report"
@@ -512,4 +515,10 @@ if ((fleet)); then
   echo "demo: on three replicas sharing Redis, run 1 promoted (the lease changed hands on the way), run 2 rolled back by its gates ($(cat "$workdir/run2.trigger")), every replica agreed at the end, no client saw an error"
 else
   echo "demo: run 1 promoted, run 2 rolled back by its gates ($(cat "$workdir/run2.trigger")), no client saw an error"
+fi
+if ((keep_up)); then
+  echo
+  echo "demo: the gateway and its dashboard stay up: ${admin_urls[0]}/dashboard#token=$CUTOVER_DEMO_ADMIN_TOKEN"
+  read -r -p "demo: press Enter (or Ctrl-C) to stop them " || true
+  stop_gateways
 fi
