@@ -731,7 +731,7 @@ void parse_state_store(Validator& v, const YAML::Node& node, Config& config) {
     v.reject_unknown_keys(node, "state_store",
                           {"url", "password_env", "key_prefix", "connect_timeout",
                            "command_timeout", "lease", "primary_only_after", "replica",
-                           "local_file"});
+                           "replica_env", "local_file"});
     if (!node["url"]) {
       v.error(node, "state_store.url", "missing required key url (a redis:// URL)");
       return;
@@ -790,6 +790,21 @@ void parse_state_store(Validator& v, const YAML::Node& node, Config& config) {
     if (redis.lease < Milliseconds(1'000)) {
       v.error(node["lease"], "state_store.lease",
               "must be at least 1s (it is renewed every second or so)");
+    }
+    if (node["replica"] && node["replica_env"]) {
+      v.error(node["replica_env"], "state_store.replica_env", "give replica or replica_env, not both");
+    }
+    if (node["replica_env"]) {
+      // A pod's name from the downward API, say: stable across restarts, unlike the pid.
+      if (auto variable = v.string_at(node["replica_env"], "state_store.replica_env")) {
+        if (auto name = v.read_environment(node["replica_env"], "state_store.replica_env", *variable)) {
+          redis.replica = *name;
+          if (redis.replica.empty() || redis.replica.find('|') != std::string::npos) {
+            v.error(node["replica_env"], "state_store.replica_env",
+                    "the variable " + *variable + " must hold a non-empty name without '|'");
+          }
+        }
+      }
     }
     if (node["replica"]) {
       redis.replica = v.string_at(node["replica"], "state_store.replica").value_or(redis.replica);

@@ -167,6 +167,12 @@ def secret_env(document):
     return found
 
 
+def field_env(document):
+    """Variables of a container's `env` entries set from the pod's own fields (downward API)."""
+    pattern = r"-\s+name:\s*(\S+)\s*\n\s+valueFrom:\s*\n\s+fieldRef:\s*\n\s+fieldPath:\s*\S+"
+    return [match.group(1) for match in re.finditer(pattern, document)]
+
+
 def kubernetes_documents():
     """{path: [document text]} for every manifest under deploy/kubernetes/."""
     return {path: yaml_documents(path.read_text(encoding="utf-8"))
@@ -198,6 +204,7 @@ def check_kubernetes(binary):
                  "which no manifest under deploy/kubernetes/ defines")
         else:
             provided.add(variable)
+    provided.update(field_env(deployment))
     for variable in variables:
         if variable not in provided:
             fail(f"{path}: the config reads ${variable} but neither the Secret nor the Deployment's "

@@ -82,6 +82,23 @@ TEST(StateStoreConfigTest, TheMapFormTakesPasswordFromTheEnvironmentAndFleetSett
   EXPECT_EQ(result.config->state_store, "/srv/cutover/local.db");
 }
 
+TEST(StateStoreConfigTest, TheReplicaNameCanComeFromTheEnvironmentAndOutageSettings) {
+  auto result = load("{url: 'redis://127.0.0.1:6379', replica_env: POD_NAME, primary_only_after: 2m}",
+                     {{"KEY", "k"}, {"POD_NAME", "cutover-7d9f-x2k4"}});
+  ASSERT_TRUE(result.config) << all_errors(result);
+  EXPECT_EQ(result.config->redis->replica, "cutover-7d9f-x2k4");
+  EXPECT_EQ(result.config->redis->primary_only_after, std::chrono::minutes(2));
+  EXPECT_EQ(load("{url: 'redis://127.0.0.1:6379'}").config->redis->primary_only_after,
+            std::chrono::seconds(60));
+  auto unset = load("{url: 'redis://127.0.0.1:6379', replica_env: POD_NAME}");
+  EXPECT_FALSE(unset.config);
+  EXPECT_NE(all_errors(unset).find("POD_NAME"), std::string::npos) << all_errors(unset);
+  auto both = load("{url: 'redis://127.0.0.1:6379', replica: a, replica_env: POD_NAME}",
+                   {{"KEY", "k"}, {"POD_NAME", "b"}});
+  EXPECT_FALSE(both.config);
+  EXPECT_NE(all_errors(both).find("not both"), std::string::npos) << all_errors(both);
+}
+
 TEST(StateStoreConfigTest, MalformedRedisUrlsAreConfigurationErrors) {
   for (const char* url :
        {"'redis://'", "'redis://host:port'", "'redis://host:6379/abc'",
