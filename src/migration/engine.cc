@@ -754,8 +754,17 @@ std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
                        "1 when this replica holds the leader's lease (fleet mode)",
                        Type::Gauge,
                        {}};
+    ExtraFamily last_seen{"cutover_fleet_replica_last_seen_seconds",
+                          "Seconds since each replica of the fleet last wrote its window, by Redis's "
+                          "clock (fleet mode; replicas silent for three leases are left out)",
+                          Type::Gauge,
+                          {}};
     store_up.samples.push_back(Sample{{}, store_up_.load() ? 1.0 : 0.0});
     leader.samples.push_back(Sample{{}, (!shared_ || leading_.load()) ? 1.0 : 0.0});
+    for (const auto& heartbeat : heartbeats_) {
+      last_seen.samples.push_back(
+          Sample{{{"replica", heartbeat.replica}}, static_cast<double>(heartbeat.age_ms) / 1000});
+    }
     for (auto& [name, migration] : migrations_) {
       const auto& record = migration->controller.record();
       const auto& limiter = migration->runtime->shadow_limiter;
@@ -780,7 +789,8 @@ std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
     return std::vector<ExtraFamily>{
         std::move(weight),    std::move(phase),       std::move(stage),    std::move(generation),
         std::move(pairs),     std::move(failed),      std::move(dropped),  std::move(in_flight),
-        std::move(score_sum), std::move(score_count), std::move(store_up), std::move(leader)};
+        std::move(score_sum), std::move(score_count), std::move(store_up), std::move(leader),
+        std::move(last_seen)};
   });
 }
 

@@ -186,6 +186,9 @@ TEST_F(FleetGatewayTest, TheLeaderJudgesTheWholeFleetsTrafficNotItsOwn) {
   }
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(seen, (std::vector<std::string>{"g1", "g2"})) << json::serialize(follower);
+  const auto metrics = admin(*first_, http::verb::get, "/metrics").body;
+  EXPECT_NE(metrics.find("cutover_fleet_replica_last_seen_seconds{replica=\"g2\"}"), std::string::npos)
+      << metrics.substr(0, 2000);
   const auto history = admin(*first_, http::verb::get, "/admin/v1/migrations/to-candidate/history");
   EXPECT_NE(history.body.find("gates:pass"), std::string::npos) << history.body;
 }
