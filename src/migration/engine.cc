@@ -615,7 +615,10 @@ AdminReply MigrationEngine::status(const std::string& name) {
         {"store", json::object{{"kind", shared_ ? "redis" : "sqlite"},
                                {"up", store_up_.load()},
                                {"replica", shared_ ? config_->redis->replica : std::string()},
-                               {"leading", leading_.load()},
+                               // The lease as this replica can vouch for it now: a replica
+                               // resumed after a stall past its lease leads no more, whatever
+                               // it last renewed.
+                               {"leading", holds_lease()},
                                {"leader", leader_},
                                {"replicas", std::move(replicas)},
                                {"window_replicas", json::value_from(migration.window_replicas)}}},
@@ -760,7 +763,7 @@ std::vector<observability::ExtraFamily> MigrationEngine::metric_families() {
                           Type::Gauge,
                           {}};
     store_up.samples.push_back(Sample{{}, store_up_.load() ? 1.0 : 0.0});
-    leader.samples.push_back(Sample{{}, (!shared_ || leading_.load()) ? 1.0 : 0.0});
+    leader.samples.push_back(Sample{{}, (!shared_ || holds_lease()) ? 1.0 : 0.0});
     for (const auto& heartbeat : heartbeats_) {
       last_seen.samples.push_back(
           Sample{{{"replica", heartbeat.replica}}, static_cast<double>(heartbeat.age_ms) / 1000});
