@@ -409,7 +409,25 @@ void GatewayServer::start() {
   }
 }
 
+namespace {
+
+// What names the state store: the SQLite file, or the Redis, key prefix and replica of a fleet.
+std::string state_store_identity(const config::Config& config) {
+  if (!config.redis) return config.state_store;
+  const auto& redis = *config.redis;
+  return fmt::format("redis {}:{}/{} {} {} {}", redis.host, redis.port, redis.database,
+                     redis.key_prefix, redis.replica, config.state_store);
+}
+
+}  // namespace
+
 std::optional<std::string> GatewayServer::reload(std::shared_ptr<const config::Config> config) {
+  // The journal a migration is judged and committed against cannot change under it: moving a
+  // gateway to another store (or into or out of a fleet) is a restart.
+  if (state_store_identity(*config) != state_store_identity(*config_)) {
+    return std::string("state_store changed; it changes only on restart (the running gateway keeps ") +
+           (config_->redis ? config_->redis->display_url : config_->state_store) + ")";
+  }
   if (config->listen.address != config_->listen.address ||
       config->listen.port != config_->listen.port || config->workers != config_->workers) {
     spdlog::warn("reload: listen address and workers change only on restart; keeping {}:{}",

@@ -90,6 +90,21 @@ TEST_F(TlsUpstreamTest, HostnameMismatchIsRefused) {
   EXPECT_EQ(upstream_->requests_received(), 0u);
 }
 
+TEST_F(GatewayTest, AReloadThatMovesTheStateStoreIsRefusedAndChangesNothing) {
+  start(simulate::default_reply);
+  GatewayOptions moved;
+  moved.top_extra = "state_store: redis://127.0.0.1:6399/0\n";
+  auto fresh = load_config(gateway_yaml(upstream_->base_url(), moved,
+                                        "{gpt-4: gpt-5-preview, embed: text-embedding-3-small}"));
+  ASSERT_TRUE(fresh);
+  const auto refused = server_->reload(fresh);
+  ASSERT_TRUE(refused);
+  EXPECT_NE(refused->find("state_store changed"), std::string::npos) << *refused;
+  // Nothing of the refused configuration applies: the old model map still does.
+  ASSERT_EQ(client().post("/v1/chat/completions", chat_body()).status, 200u);
+  EXPECT_EQ(upstream_->recorded_requests().back().json.at("model"), "gpt-4.1");
+}
+
 TEST_F(GatewayTest, ReloadAppliesNewModelMapWithoutDroppingConnections) {
   start(simulate::default_reply);
   auto downstream = client();
