@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 #include <algorithm>
+#include <map>
 #include <cstdlib>
 
 namespace cutover::store {
@@ -73,6 +74,89 @@ return now
 )lua";
 
 constexpr auto kWindowExpiry = std::chrono::minutes(10);
+
+// KEYS: the migration's pair list. ARGV: how many to keep, then the pairs, oldest first.
+constexpr char kPairsScript[] = R"lua(
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+return 1
+)lua";
+
+// A shadow pair's figures and hashes as the fleet shares them; the prompt and outputs stay in
+// the replica's local file.
+json::object pair_json(const ShadowPair& p) {
+  return json::object{
+      {"migration", p.migration}, {"at", p.at_unix_ms}, {"request_id", p.request_id},
+      {"model", p.model}, {"streamed", p.streamed}, {"primary_status", p.primary_status},
+      {"candidate_status", p.candidate_status}, {"candidate_error", p.candidate_error},
+      {"primary_latency_ms", p.primary_latency_ms}, {"candidate_latency_ms", p.candidate_latency_ms},
+      {"primary_ttft_ms", p.primary_ttft_ms}, {"candidate_ttft_ms", p.candidate_ttft_ms},
+      {"primary_prompt_tokens", p.primary_prompt_tokens},
+      {"primary_completion_tokens", p.primary_completion_tokens},
+      {"candidate_prompt_tokens", p.candidate_prompt_tokens},
+      {"candidate_completion_tokens", p.candidate_completion_tokens},
+      {"primary_cost", p.primary_cost}, {"candidate_cost", p.candidate_cost},
+      {"primary_finish_reason", p.primary_finish_reason},
+      {"candidate_finish_reason", p.candidate_finish_reason}, {"exact_match", p.exact_match},
+      {"similarity", p.similarity}, {"rouge_l", p.rouge_l}, {"length_ratio", p.length_ratio},
+      {"candidate_json_valid", p.candidate_json_valid}, {"json_equal", p.json_equal},
+      {"tool_calls_equal", p.tool_calls_equal}, {"score", p.score}, {"prompt_hash", p.prompt_hash},
+      {"primary_output_hash", p.primary_output_hash},
+      {"candidate_output_hash", p.candidate_output_hash}};
+}
+
+std::optional<ShadowPair> pair_from_json(const std::string& text) {
+  boost::system::error_code ec;
+  auto value = json::parse(text, ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  const auto& o = value.get_object();
+  auto string = [&](const char* name) {
+    const auto* v = o.if_contains(name);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+  };
+  auto number = [&](const char* name) {
+    const auto* v = o.if_contains(name);
+    return v && v->is_number() ? v->to_number<double>() : 0.0;
+  };
+  auto integer = [&](const char* name) { return static_cast<std::int64_t>(number(name)); };
+  auto flag = [&](const char* name) {
+    const auto* v = o.if_contains(name);
+    return v && v->is_bool() && v->get_bool();
+  };
+  ShadowPair p;
+  p.migration = string("migration");
+  p.at_unix_ms = integer("at");
+  p.request_id = string("request_id");
+  p.model = string("model");
+  p.streamed = flag("streamed");
+  p.primary_status = static_cast<int>(integer("primary_status"));
+  p.candidate_status = static_cast<int>(integer("candidate_status"));
+  p.candidate_error = string("candidate_error");
+  p.primary_latency_ms = number("primary_latency_ms");
+  p.candidate_latency_ms = number("candidate_latency_ms");
+  p.primary_ttft_ms = number("primary_ttft_ms");
+  p.candidate_ttft_ms = number("candidate_ttft_ms");
+  p.primary_prompt_tokens = integer("primary_prompt_tokens");
+  p.primary_completion_tokens = integer("primary_completion_tokens");
+  p.candidate_prompt_tokens = integer("candidate_prompt_tokens");
+  p.candidate_completion_tokens = integer("candidate_completion_tokens");
+  p.primary_cost = number("primary_cost");
+  p.candidate_cost = number("candidate_cost");
+  p.primary_finish_reason = string("primary_finish_reason");
+  p.candidate_finish_reason = string("candidate_finish_reason");
+  p.exact_match = flag("exact_match");
+  p.similarity = number("similarity");
+  p.rouge_l = number("rouge_l");
+  p.length_ratio = number("length_ratio");
+  p.candidate_json_valid = static_cast<int>(integer("candidate_json_valid"));
+  p.json_equal = static_cast<int>(integer("json_equal"));
+  p.tool_calls_equal = static_cast<int>(integer("tool_calls_equal"));
+  p.score = number("score");
+  p.prompt_hash = string("prompt_hash");
+  p.primary_output_hash = string("primary_output_hash");
+  p.candidate_output_hash = string("candidate_output_hash");
+  return p;
+}
 
 std::string sha1_hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -150,7 +234,8 @@ RedisStateStore::RedisStateStore(config::RedisStore settings, std::unique_ptr<St
     : settings_(std::move(settings)), local_(std::move(local)) {
   for (auto [script, body] :
        {std::pair{&commit_script_, kCommitScript}, std::pair{&lease_script_, kLeaseScript},
-        std::pair{&release_script_, kReleaseScript}, std::pair{&window_script_, kWindowScript}}) {
+        std::pair{&release_script_, kReleaseScript}, std::pair{&window_script_, kWindowScript},
+        std::pair{&pairs_script_, kPairsScript}}) {
     script->body = body;
     script->sha1 = sha1_hex(script->body);
   }
@@ -423,11 +508,37 @@ std::optional<std::vector<RedisStateStore::Heartbeat>> RedisStateStore::heartbea
 void RedisStateStore::record_shadow_pairs(const std::vector<ShadowPair>& pairs,
                                           std::size_t retention) {
   local_->record_shadow_pairs(pairs, retention);
+  std::map<std::string, std::vector<std::string>> by_migration;
+  for (const auto& pair : pairs) by_migration[pair.migration].push_back(json::serialize(pair_json(pair)));
+  std::lock_guard lock(mutex_);
+  for (auto& [migration, encoded] : by_migration) {
+    // Lost to the fleet's view (kept in the local file) when Redis cannot be reached.
+    encoded.insert(encoded.begin(), std::to_string(retention));
+    eval_locked(pairs_script_, {pairs_key(migration)}, encoded);
+  }
 }
 
 std::vector<ShadowPair> RedisStateStore::shadow_pairs(std::string_view migration,
                                                       std::size_t limit) {
+  if (limit == 0) return {};
+  {
+    std::lock_guard lock(mutex_);
+    auto reply = command_locked({"LRANGE", pairs_key(migration), "-" + std::to_string(limit), "-1"});
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+      std::vector<ShadowPair> out;
+      out.reserve(reply->elements);
+      for (std::size_t i = 0; i < reply->elements; ++i) {
+        if (auto pair = pair_from_json(reply_text(reply->element[i]))) out.push_back(std::move(*pair));
+      }
+      return out;
+    }
+  }
+  // Redis cannot be reached: this replica's own pairs are better than none.
   return local_->shadow_pairs(migration, limit);
+}
+
+std::string RedisStateStore::pairs_key(std::string_view migration) const {
+  return key(fmt::format("migration:{}:pairs", migration));
 }
 
 void RedisStateStore::record_usage(const std::vector<UsageRow>& rows) {

@@ -15,11 +15,15 @@
 //                                         expires 10 minutes after the last write
 //   {p}:replicas                  HASH    replica -> Redis's time of its last contribution: the
 //                                         fleet's heartbeats
+//   {p}:migration:<name>:pairs    LIST    every replica's shadow pairs (figures and hashes, not the
+//                                         texts), oldest first, trimmed to the migration's
+//                                         shadow.retention: the fleet's shadow report and projection
 //
 // A commit is one Lua script (EVALSHA, EVAL on NOSCRIPT): it checks the expected generation and,
 // for a fenced commit, that the leader key still holds this replica's term; it stamps the stage
-// clock from Redis's TIME and writes the record and the journal entry together. Shadow pairs and
-// usage rows stay in a SQLite file on each replica (`local`).
+// clock from Redis's TIME and writes the record and the journal entry together. Usage rows and the
+// shadow pairs' texts stay in a SQLite file on each replica (`local`); the pairs' figures are
+// shared as well, so any replica's shadow report covers the fleet.
 //
 // Synchronous hiredis, one connection, guarded by a mutex: call it from the engine's thread, never
 // from an event loop. After a failed command the connection is dropped and reopened on the next
@@ -104,6 +108,7 @@ class RedisStateStore : public StateStore {
   };
 
   std::string window_key(std::string_view migration, std::int64_t generation) const;
+  std::string pairs_key(std::string_view migration) const;
   bool connect_locked();
   void disconnect_locked(const std::string& why);
   // Null when the command did not reach Redis (the connection is then dropped); an error reply
@@ -125,6 +130,7 @@ class RedisStateStore : public StateStore {
   Script lease_script_;
   Script release_script_;
   Script window_script_;
+  Script pairs_script_;
 };
 
 // Connects lazily: opening never fails because Redis is down (the store then reports

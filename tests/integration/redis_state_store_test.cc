@@ -110,6 +110,50 @@ TEST_F(RedisStateStoreTest, AnEntryThatMovesNothingKeepsTheStageClockAndAMoveRes
   EXPECT_GT(advance.at_unix_ms, first.at_unix_ms);
 }
 
+store::ShadowPair shadow_pair(std::string request_id, double score) {
+  store::ShadowPair p;
+  p.migration = "m";
+  p.at_unix_ms = 1'700'000'000'000;
+  p.request_id = std::move(request_id);
+  p.model = "gpt-4";
+  p.primary_status = 200;
+  p.candidate_status = 200;
+  p.primary_latency_ms = 120.5;
+  p.candidate_latency_ms = 80.25;
+  p.primary_cost = 0.002;
+  p.candidate_cost = 0.001;
+  p.score = score;
+  p.json_equal = -1;
+  p.prompt_hash = "hash";
+  p.prompt_text = "the prompt, kept on the replica";
+  return p;
+}
+
+TEST_F(RedisStateStoreTest, EveryReplicasShadowPairsAreTheFleetsWithoutTheirTexts) {
+  auto a = open("a");
+  auto b = open("b");
+  a->record_shadow_pairs({shadow_pair("r1", 0.9), shadow_pair("r2", 0.8)}, 3);
+  b->record_shadow_pairs({shadow_pair("r3", 0.7), shadow_pair("r4", 0.6)}, 3);
+  // Any replica reads the fleet's newest pairs, up to the retention.
+  const auto pairs = a->shadow_pairs("m", 10);
+  ASSERT_EQ(pairs.size(), 3u);
+  EXPECT_EQ(pairs[0].request_id, "r2");
+  EXPECT_EQ(pairs[2].request_id, "r4");
+  EXPECT_DOUBLE_EQ(pairs[2].score, 0.6);
+  EXPECT_DOUBLE_EQ(pairs[2].candidate_latency_ms, 80.25);
+  EXPECT_DOUBLE_EQ(pairs[2].primary_cost, 0.002);
+  EXPECT_EQ(pairs[2].json_equal, -1);
+  EXPECT_EQ(pairs[2].prompt_hash, "hash");
+  EXPECT_TRUE(pairs[2].prompt_text.empty()) << "texts stay in the replica's own file";
+  EXPECT_EQ(b->shadow_pairs("m", 2).size(), 2u);
+  // Without Redis, a replica's own pairs (its local file, texts included) are what it has.
+  redis_.stop();
+  const auto own = b->shadow_pairs("m", 10);
+  ASSERT_EQ(own.size(), 2u);
+  EXPECT_EQ(own[0].request_id, "r3");
+  EXPECT_EQ(own[0].prompt_text, "the prompt, kept on the replica");
+}
+
 TEST_F(RedisStateStoreTest, StaleGenerationIsRefusedAndWritesNothing) {
   auto store = open("a");
   ASSERT_EQ(store->commit(record(1, 0.05, 0), transition(1, 0, 0.05, "created"), 0),
