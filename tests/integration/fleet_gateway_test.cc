@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <boost/json.hpp>
 #include <memory>
 #include <sstream>
@@ -123,6 +124,24 @@ class FleetGatewayTest : public ::testing::Test {
         .request(http::verb::post, "/v1/chat/completions", chat_body(),
                  {{"authorization", std::string("Bearer ") + kClient}, {"x-user-id", user}})
         .status;
+  }
+
+  // One gateway at 100 %; Redis goes away (`take_redis_away`), then the candidate fails until
+  // the gates, judged locally, send this gateway's candidate share to 0. Clients still get
+  // answers: the primary takes over each failed candidate attempt. Returns the generation before.
+  std::int64_t breach_while_redis_is_away(const std::function<void()>& take_redis_away) {
+    first_ = gateway("g1", "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n");
+    EXPECT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
+    const auto generation = status(*first_).at("generation").as_int64();
+    take_redis_away();
+    EXPECT_TRUE(wait_until([&] { return !status(*first_).at("store").at("up").as_bool(); }));
+    candidate_fails_ = true;
+    int user = 0;
+    EXPECT_TRUE(wait_until([&] {
+      EXPECT_EQ(chat(*first_, "user-" + std::to_string(++user)), 200u);
+      return status(*first_).at("routed_weight").as_double() == 0.0;
+    }));
+    return generation;
   }
 
   void TearDown() override {
@@ -275,19 +294,7 @@ TEST_F(FleetGatewayTest, AGatewayStartingWithoutRedisServesThePrimaryAndStaysRea
 }
 
 TEST_F(FleetGatewayTest, ABreachWhileRedisIsDownTakesOnlyThisGatewayToThePrimary) {
-  first_ = gateway("g1", "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n");
-  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
-  const auto generation = status(*first_).at("generation").as_int64();
-  redis_.stop();
-  ASSERT_TRUE(wait_until([&] { return !status(*first_).at("store").at("up").as_bool(); }));
-  candidate_fails_ = true;
-  int user = 0;
-  // Clients still get answers (the primary takes over each failed candidate attempt) while the
-  // gates, judged locally, see the candidate fail.
-  ASSERT_TRUE(wait_until([&] {
-    EXPECT_EQ(chat(*first_, "user-" + std::to_string(++user)), 200u);
-    return status(*first_).at("routed_weight").as_double() == 0.0;
-  }));
+  const auto generation = breach_while_redis_is_away([&] { redis_.stop(); });
   // Nothing was committed: the shared record still says what it said.
   const auto after = status(*first_);
   EXPECT_EQ(after.at("generation").as_int64(), generation);
@@ -298,17 +305,7 @@ TEST_F(FleetGatewayTest, ABreachWhileRedisIsDownTakesOnlyThisGatewayToThePrimary
 }
 
 TEST_F(FleetGatewayTest, ABreachJudgedDuringAnOutageIsCommittedWhenRedisAnswersAgain) {
-  first_ = gateway("g1", "      - {weight: 100%, min_duration: 1h, min_requests: 30}\n");
-  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
-  const auto generation = status(*first_).at("generation").as_int64();
-  redis_.freeze();
-  ASSERT_TRUE(wait_until([&] { return !status(*first_).at("store").at("up").as_bool(); }));
-  candidate_fails_ = true;
-  int user = 0;
-  ASSERT_TRUE(wait_until([&] {
-    EXPECT_EQ(chat(*first_, "user-" + std::to_string(++user)), 200u);
-    return status(*first_).at("routed_weight").as_double() == 0.0;
-  }));
+  const auto generation = breach_while_redis_is_away([&] { redis_.freeze(); });
   EXPECT_EQ(status(*first_).at("generation").as_int64(), generation);
   redis_.thaw();
   // Redis kept the record, which nothing moved meanwhile: the breach is journaled as judged.
