@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects bench bench-dialects bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects bench bench-dialects bench-cache bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -52,6 +52,10 @@ bench: build
 # CPU per request, throughput and streaming TTFB of each client/provider dialect path (issue #13).
 bench-dialects: build
 	bash bench/dialects.sh
+
+# CPU per request of the response cache (hits, misses) and of quota bookkeeping (issue #15).
+bench-cache: build
+	bash bench/cache.sh
 
 bench-resilience: build
 	bash bench/resilience.sh
