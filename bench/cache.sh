@@ -28,12 +28,18 @@
 # x-cutover-cache header and the quota route's provider endpoint then reports its quota through
 # the admin API (GET /admin/v1/quotas); a fresh seed on the cached route answers `miss`, and the
 # hit run's body answers `miss` then `hit` while nginx's request count moves by exactly one.
-# Then ROUNDS rounds, each running a, d, b, c in that order (so the a and d runs alternate:
-# a,d,…,a,d,…, each pair back to back): wrk for WARMUP seconds, then DURATION seconds measured.
+# Then rounds, each running a, d, b, c in that order (so the a and d runs alternate: a,d,…,a,d,…,
+# each pair back to back): wrk for WARMUP seconds, then DURATION seconds measured. A round is
+# quiet when, in each of its runs, the gateway had ≥ QUIET_GATEWAY % of its CPU, all other work
+# (normal and niced, as /proc/stat counts it) ≤ QUIET_OTHERS % of that CPU and niced work ≤
+# QUIET_OTHERS % of the load's CPU; on this shared machine other sessions' builds often are not.
+# Rounds go on until ROUNDS were quiet or MAX_ROUNDS ran; the medians come from the quiet rounds
+# when there are at least two (one when ROUNDS is 1), from all rounds otherwise, and the report
+# says which.
 # CPU per request is the gateway's utime+stime (/proc/PID/stat, all its threads) over the
 # measured run divided by the requests wrk completed. Per run it also records req/s, p99, the
 # requests nginx saw (stub_status) and the cache's hits and misses (GET /admin/v1/cache). The
-# table shows the medians over the rounds and the spread (min–max); each ratio is given as the
+# table shows the medians over those rounds and the spread (min–max); each ratio is given as the
 # ratio of the medians and as the spread of the ratios within a round.
 #
 # Targets (issue #15):
@@ -46,14 +52,15 @@
 # in a too and not in the difference.
 #
 # Environment knobs: CUTOVER_BIN (default build/cutover), BENCH_DURATION (s, default 10),
-# BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 1), BENCH_ROUNDS (3),
-# BENCH_GATEWAY_CPU (0), BENCH_LOAD_CPU (1), BENCH_CACHE_TTL (10m), BENCH_CACHE_MAX_ENTRIES
-# (10000, the default; the miss run fills the cache and then evicts one entry per request),
-# BENCH_CACHE_MAX_BYTES (67108864, the default), BENCH_ACCESS_LOG (off, or a path such as
-# /dev/null), BENCH_STRICT (1: exit 1 if a target is missed). A run takes about
-# ROUNDS × 4 × (WARMUP + DURATION) s plus ~10 s (2.5 min with the defaults). It exits 1 if a check
-# fails or any measured request was not a 2xx. The summary is printed and written to
-# bench/out/cache.md.
+# BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 1), BENCH_ROUNDS (quiet
+# rounds wanted, 3), BENCH_MAX_ROUNDS (2 × ROUNDS, at most 60), BENCH_QUIET_GATEWAY (%, 90),
+# BENCH_QUIET_OTHERS (%, 5), BENCH_GATEWAY_CPU (0), BENCH_LOAD_CPU (1), BENCH_CACHE_TTL (10m),
+# BENCH_CACHE_MAX_ENTRIES (10000, the default; the miss run fills the cache and then evicts one
+# entry per request), BENCH_CACHE_MAX_BYTES (67108864, the default), BENCH_ACCESS_LOG (off, or a
+# path such as /dev/null), BENCH_STRICT (1: exit 1 if a target is missed). A round takes about
+# 4 × (WARMUP + DURATION) s, 50 s with the defaults: 2.5 min on a quiet machine, 5 min at most.
+# It exits 1 if a check fails or any measured request was not a 2xx. The summary is printed and
+# written to bench/out/cache.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,6 +71,9 @@ WARMUP="${BENCH_WARMUP:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 WRK_THREADS="${BENCH_THREADS:-1}"
 ROUNDS="${BENCH_ROUNDS:-3}"
+MAX_ROUNDS="${BENCH_MAX_ROUNDS:-$((2 * ROUNDS))}"
+QUIET_GATEWAY="${BENCH_QUIET_GATEWAY:-90}"
+QUIET_OTHERS="${BENCH_QUIET_OTHERS:-5}"
 GATEWAY_CPU="${BENCH_GATEWAY_CPU:-0}"
 LOAD_CPU="${BENCH_LOAD_CPU:-1}"
 CACHE_TTL="${BENCH_CACHE_TTL:-10m}"
@@ -82,7 +92,8 @@ for cpu in "$GATEWAY_CPU" "$LOAD_CPU"; do
   taskset -c "$cpu" true 2>/dev/null || { echo "bench: cannot pin to CPU $cpu (nproc: $(nproc))" >&2; exit 1; }
 done
 [[ "$GATEWAY_CPU" != "$LOAD_CPU" ]] || { echo "bench: the gateway and the load need different CPUs" >&2; exit 1; }
-((ROUNDS >= 1 && ROUNDS <= 60)) || { echo "bench: BENCH_ROUNDS must be 1..60" >&2; exit 1; }
+((ROUNDS >= 1 && MAX_ROUNDS >= ROUNDS && MAX_ROUNDS <= 60)) ||
+  { echo "bench: need 1 ≤ BENCH_ROUNDS ≤ BENCH_MAX_ROUNDS ≤ 60" >&2; exit 1; }
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/cutover-cache.XXXXXX")"
 PIDS=()
@@ -425,12 +436,43 @@ run_case() {
   esac
 }
 
-for r in $(seq "$ROUNDS"); do
-  log "round $r of $ROUNDS: ${WARMUP}s warm-up + ${DURATION}s measured per run, $CONNECTIONS connections, $WRK_THREADS wrk thread(s)"
+# quiet_round R: whether nothing else got in the way in round R: in each of its runs the gateway
+# had ≥ QUIET_GATEWAY % of its CPU, everything else together (normal and niced) ≤ QUIET_OTHERS %
+# of that CPU, and niced work ≤ QUIET_OTHERS % of the load's CPU.
+quiet_round() {
+  local id
+  for id in "${RUN_IDS[@]}"; do
+    ((UTIL[$id,$1] >= QUIET_GATEWAY && OTHER[$id,$1] + NICE0[$id,$1] <= QUIET_OTHERS && \
+      NICE1[$id,$1] <= QUIET_OTHERS)) || return 1
+  done
+}
+
+QUIET_ROUNDS=()
+NOISY_ROUNDS=()
+ROUNDS_RUN=0
+for r in $(seq "$MAX_ROUNDS"); do
+  log "round $r (${#QUIET_ROUNDS[@]} of $ROUNDS quiet rounds so far, $MAX_ROUNDS rounds at most): ${WARMUP}s warm-up + ${DURATION}s measured per run, $CONNECTIONS connections, $WRK_THREADS wrk thread(s)"
   for id in "${RUN_IDS[@]}"; do
     run_case "$id" "$r"
   done
+  ROUNDS_RUN="$r"
+  if quiet_round "$r"; then
+    QUIET_ROUNDS+=("$r")
+  else
+    NOISY_ROUNDS+=("$r")
+    log "round $r was not quiet (other work on the CPUs; see the lines above): another round follows if $MAX_ROUNDS allow"
+  fi
+  ((${#QUIET_ROUNDS[@]} < ROUNDS)) || break
 done
+# The medians come from the quiet rounds when there are at least two of them (or ROUNDS is 1),
+# from every round otherwise.
+if ((${#QUIET_ROUNDS[@]} >= (ROUNDS < 2 ? ROUNDS : 2))); then
+  USED_ROUNDS=("${QUIET_ROUNDS[@]}")
+  USED_WHICH="the ${#QUIET_ROUNDS[@]} quiet round(s) ($(IFS=,; echo "${QUIET_ROUNDS[*]}"))"
+else
+  mapfile -t USED_ROUNDS < <(seq "$ROUNDS_RUN")
+  USED_WHICH="all $ROUNDS_RUN rounds (only ${#QUIET_ROUNDS[@]} quiet)"
+fi
 
 # The hit still comes back after the load (and nothing in the cache's way changed).
 expect_chat cached "$HIT_SEED" hit "c: the hit run's body, after the load"
@@ -453,7 +495,7 @@ ANY_BAD=0
 for id in "${RUN_IDS[@]}"; do
   rps=() cpu=() p99=() util=() other=() nice0=() loadbusy=() nice1=() nginx=()
   bad=0
-  for r in $(seq "$ROUNDS"); do
+  for r in "${USED_ROUNDS[@]}"; do
     rps+=("${RPS[$id,$r]}")
     cpu+=("${CPU_US[$id,$r]}")
     p99+=("${P99[$id,$r]}")
@@ -463,7 +505,11 @@ for id in "${RUN_IDS[@]}"; do
     loadbusy+=("${LOADBUSY[$id,$r]}")
     nice1+=("${NICE1[$id,$r]}")
     nginx+=("${NGINX_N[$id,$r]}")
+  done
+  all_cpu=()
+  for r in $(seq "$ROUNDS_RUN"); do
     bad=$((bad + ${BAD[$id,$r]}))
+    if [[ " ${NOISY_ROUNDS[*]} " == *" $r "* ]]; then all_cpu+=("${CPU_US[$id,$r]}*"); else all_cpu+=("${CPU_US[$id,$r]}"); fi
   done
   M_RPS[$id]="$(awk -v x="$(median "${rps[@]}")" 'BEGIN { printf "%.0f", x }')"
   M_CPU[$id]="$(awk -v x="$(median "${cpu[@]}")" 'BEGIN { printf "%.1f", x }')"
@@ -478,14 +524,14 @@ for id in "${RUN_IDS[@]}"; do
   SPREAD_CPU[$id]="$(awk -v lo="$(printf '%s\n' "${cpu[@]}" | sort -g | head -1)" \
     -v hi="$(printf '%s\n' "${cpu[@]}" | sort -g | tail -1)" -v m="${M_CPU[$id]}" \
     'BEGIN { printf "%.1f", m ? 100 * (hi - lo) / m : 0 }')"
-  ROUND_CPU[$id]="$(IFS=/; echo "${cpu[*]}")"
+  ROUND_CPU[$id]="$(IFS=/; echo "${all_cpu[*]}")"
   ((bad == 0)) || ANY_BAD=1
 done
 
 # Per-round ratios (each run against the a run of its own round) and their spread.
 round_ratios() { # round_ratios NUM DEN -> the ratios NUM/DEN, one per round
   local r
-  for r in $(seq "$ROUNDS"); do ratio "${CPU_US[$1,$r]}" "${CPU_US[$2,$r]}"; echo; done
+  for r in "${USED_ROUNDS[@]}"; do ratio "${CPU_US[$1,$r]}" "${CPU_US[$2,$r]}"; echo; done
 }
 mapfile -t HIT_RATIOS < <(round_ratios a c)
 mapfile -t MISS_RATIOS < <(round_ratios b a)
@@ -509,15 +555,17 @@ settled() { # settled TARGET OP RATIO... -> "all N rounds agree" or "rounds disa
 }
 
 ALL_MET=$((OK_HIT && OK_MISS && OK_QUOTA))
+CONTENDED=0
+((${#QUIET_ROUNDS[@]} >= ROUNDS)) || CONTENDED=1
 {
   echo "## cutover response cache and quota benchmark: $STARTED"
   echo
-  echo "Gateway \`$BIN\` ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) checkout), \`workers: 1\`, access log $ACCESS_LOG, pinned to CPU $GATEWAY_CPU; wrk ($WRK_THREADS thread, $CONNECTIONS connections, closed loop) and nginx $(nginx -v 2>&1 | cut -d/ -f2) (1 worker, a fixed $ANSWER_BYTES-byte \`chat.completion\`) on CPU $LOAD_CPU."
-  echo "Cache: ttl $CACHE_TTL, max_entries $CACHE_MAX_ENTRIES, max_bytes $CACHE_MAX_BYTES, per client key. $ROUNDS rounds of a, d, b, c, each ${WARMUP}s warm-up + ${DURATION}s measured; medians shown, the spread is min–max over the rounds."
+  echo "Gateway \`$BIN\` (built $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC'); this checkout: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)), \`workers: 1\`, access log $ACCESS_LOG, pinned to CPU $GATEWAY_CPU; wrk ($WRK_THREADS thread, $CONNECTIONS connections, closed loop) and nginx $(nginx -v 2>&1 | cut -d/ -f2) (1 worker, a fixed $ANSWER_BYTES-byte \`chat.completion\`) on CPU $LOAD_CPU."
+  echo "Cache: ttl $CACHE_TTL, max_entries $CACHE_MAX_ENTRIES, max_bytes $CACHE_MAX_BYTES, per client key. Rounds of a, d, b, c, each ${WARMUP}s warm-up + ${DURATION}s measured, until $ROUNDS were quiet ($MAX_ROUNDS at most): $ROUNDS_RUN run, quiet: ${QUIET_ROUNDS[*]:-none} (a round is quiet when, in each of its runs, the gateway had ≥ $QUIET_GATEWAY % of CPU $GATEWAY_CPU, all other work ≤ $QUIET_OTHERS % of it and niced work ≤ $QUIET_OTHERS % of CPU $LOAD_CPU). Medians and spreads (min–max) over $USED_WHICH; the per-round column shows every round, * marking those that were not quiet."
   echo "Load average $LOAD_BEFORE before, $LOAD_AFTER after; a compiler or linker ran alongside in $BUSY_SECONDS of ${FINISHED_IN} s; warnings/errors logged: gateway $GATEWAY_PROBLEMS, nginx $NGINX_PROBLEMS."
   echo "CPU shares are medians over the measured runs, from /proc/stat: \"CPU $GATEWAY_CPU others\" is what anything but the gateway used of CPU $GATEWAY_CPU at normal priority (including interrupts and loopback softirq work), \"CPU $LOAD_CPU\" all normal-priority use of CPU $LOAD_CPU (wrk, nginx, anything else); \"niced\" is time taken by niced background processes. The gateway is the bottleneck only where its share of CPU $GATEWAY_CPU nears 100 %."
   echo
-  echo "| run | req/s | CPU µs/req | spread of CPU/req | CPU µs/req per round | p99 ms | requests nginx saw (median) | gateway % of CPU $GATEWAY_CPU | CPU $GATEWAY_CPU others % (niced) | CPU $LOAD_CPU % (niced) | non-2xx + errors |"
+  echo "| run | req/s | CPU µs/req | spread of CPU/req | CPU µs/req per round (* not quiet) | p99 ms | requests nginx saw (median) | gateway % of CPU $GATEWAY_CPU | CPU $GATEWAY_CPU others % (niced) | CPU $LOAD_CPU % (niced) | non-2xx + errors |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for id in "${RUN_IDS[@]}"; do
     printf '| %s | %s | %s | %s %% | %s | %s | %s | %s | %s | %s | %s |\n' "${R_LABEL[$id]}" "${M_RPS[$id]}" \
@@ -531,7 +579,11 @@ ALL_MET=$((OK_HIT && OK_MISS && OK_QUOTA))
   echo "| a miss costs ≤ 5 % more CPU than no cache: b / a ≤ 1.05 | ${M_CPU[b]} / ${M_CPU[a]} µs = $MISS_X × ($(pct_of "$MISS_X")) | $(minmax "${MISS_RATIOS[@]}") ×; $(settled 1.05 le "${MISS_RATIOS[@]}") | $(verdict "$OK_MISS") |"
   echo "| quota bookkeeping ≤ 1 % CPU per request: d / a ≤ 1.01 | ${M_CPU[d]} / ${M_CPU[a]} µs = $QUOTA_X × ($(pct_of "$QUOTA_X")) | $(minmax "${QUOTA_RATIOS[@]}") ×; $(settled 1.01 le "${QUOTA_RATIOS[@]}") | $(verdict "$OK_QUOTA") |"
   echo
-  echo "Noise: the a runs alone (the same requests on the same route) spread by ${SPREAD_CPU[a]} % of their median CPU/req over the $ROUNDS rounds, and the d runs by ${SPREAD_CPU[d]} %. A difference smaller than that, such as the 1 % the quota target allows, is not established by this run however the verdict reads: the a/d runs alternate (a,d back to back in every round) so that slow drifts of the machine hit both alike, and the per-round ratios show how much a single pair can be trusted. Run d's answers also carry the six headers (about 230 bytes more per answer to read), which is part of what it measures."
+  echo "Noise: the a runs alone (the same requests on the same route) spread by ${SPREAD_CPU[a]} % of their median CPU/req over the ${#USED_ROUNDS[@]} rounds used, and the d runs by ${SPREAD_CPU[d]} %. A difference smaller than that, such as the 1 % the quota target allows, is not established by this run however the verdict reads: the a/d runs alternate (a,d back to back in every round) so that slow drifts of the machine hit both alike, and the per-round ratios show how much a single pair can be trusted. Run d's answers also carry the six headers (about 230 bytes more per answer to read), which is part of what it measures."
+  if ((CONTENDED)); then
+    echo
+    echo "**Only ${#QUIET_ROUNDS[@]} of the $ROUNDS quiet rounds asked for came in $ROUNDS_RUN rounds: other work shared the machine, the gateway was not always the bottleneck and waited for requests between wake-ups. CPU per request under such contention is higher and noisier than on a quiet machine; compare runs of one report only.**"
+  fi
   if ((ANY_BAD)); then
     echo
     echo "**Some measured requests were not 2xx or failed (last column); those rows are not valid.**"
