@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-fleet bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-cache bench-fleet bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -62,6 +62,10 @@ bench-dialects: build
 # replica, and how long a SIGKILLed leader takes to be replaced; written to bench/out/fleet.md.
 bench-fleet: build
 	CUTOVER_BIN=$(BUILD_DIR)/cutover bash bench/fleet.sh
+
+# CPU per request of the response cache (hits, misses) and of quota bookkeeping (issue #15).
+bench-cache: build
+	bash bench/cache.sh
 
 bench-resilience: build
 	bash bench/resilience.sh
