@@ -1,6 +1,7 @@
 #include "cache/response_cache.h"
 
 #include <algorithm>
+#include <boost/container/small_vector.hpp>
 
 #include "util/sha256.h"
 
@@ -12,36 +13,66 @@ namespace {
 
 constexpr std::string_view kLeftOut[] = {"stream", "stream_options", "user", "metadata", "store"};
 
-// Boost.JSON keeps an object's keys in the order they came; a key must not depend on it.
-void write_canonical(const json::value& value, std::string& out) {
-  if (value.is_object()) {
-    const auto& object = value.get_object();
-    std::vector<const json::key_value_pair*> members;
-    members.reserve(object.size());
-    for (const auto& member : object) members.push_back(&member);
+// Writes a body with every object's keys sorted (Boost.JSON keeps them in the order they came,
+// and a key must not depend on it). Keys and scalars go through one serializer and a stack
+// buffer, and each object's members through an inline vector: a miss computes a key for every
+// request, so nothing here allocates but the output.
+class CanonicalWriter {
+ public:
+  explicit CanonicalWriter(std::string& out) : out_(out) {}
+
+  // The request body, less the top-level fields that do not change the answer.
+  void write_body(const json::object& body) { write_object(body, true); }
+
+ private:
+  void write(const json::value& value) {
+    if (value.is_object()) {
+      write_object(value.get_object(), false);
+    } else if (value.is_array()) {
+      out_.push_back('[');
+      bool first = true;
+      for (const auto& item : value.get_array()) {
+        if (!first) out_.push_back(',');
+        first = false;
+        write(item);
+      }
+      out_.push_back(']');
+    } else {
+      serializer_.reset(&value);
+      drain();
+    }
+  }
+
+  void write_object(const json::object& object, bool leave_out) {
+    boost::container::small_vector<const json::key_value_pair*, 16> members;
+    for (const auto& member : object) {
+      if (leave_out &&
+          std::find(std::begin(kLeftOut), std::end(kLeftOut), member.key()) != std::end(kLeftOut)) {
+        continue;
+      }
+      members.push_back(&member);
+    }
     std::sort(members.begin(), members.end(),
               [](const auto* a, const auto* b) { return a->key() < b->key(); });
-    out.push_back('{');
+    out_.push_back('{');
     for (std::size_t i = 0; i < members.size(); ++i) {
-      if (i > 0) out.push_back(',');
-      out += json::serialize(json::string(members[i]->key()));
-      out.push_back(':');
-      write_canonical(members[i]->value(), out);
+      if (i > 0) out_.push_back(',');
+      serializer_.reset(members[i]->key());
+      drain();
+      out_.push_back(':');
+      write(members[i]->value());
     }
-    out.push_back('}');
-  } else if (value.is_array()) {
-    out.push_back('[');
-    bool first = true;
-    for (const auto& item : value.get_array()) {
-      if (!first) out.push_back(',');
-      first = false;
-      write_canonical(item, out);
-    }
-    out.push_back(']');
-  } else {
-    out += json::serialize(value);
+    out_.push_back('}');
   }
-}
+
+  void drain() {
+    while (!serializer_.done()) out_.append(serializer_.read(buffer_, sizeof buffer_));
+  }
+
+  std::string& out_;
+  json::serializer serializer_;
+  char buffer_[256];
+};
 
 bool is_zero(const json::value& value) {
   return (value.is_int64() && value.get_int64() == 0) || (value.is_uint64() && value.get_uint64() == 0) ||
@@ -65,13 +96,7 @@ std::string cache_key(const json::object& body, std::string_view kind, bool stre
   text.append(kind).push_back('\n');
   text.append(stream ? "stream" : "plain").push_back('\n');
   text.append(tenant).push_back('\n');
-  json::object kept;
-  for (const auto& member : body) {
-    if (std::find(std::begin(kLeftOut), std::end(kLeftOut), member.key()) == std::end(kLeftOut)) {
-      kept.emplace(member.key(), member.value());
-    }
-  }
-  write_canonical(kept, text);
+  CanonicalWriter(text).write_body(body);
   return util::sha256_hex(text);
 }
 
