@@ -50,14 +50,15 @@ class FleetGatewayTest : public ::testing::Test {
 
   std::unique_ptr<runtime::GatewayServer> gateway(const std::string& replica,
                                                   const std::string& stages,
-                                                  const std::string& store_extra = "") {
+                                                  const std::string& store_extra = "",
+                                                  const std::string& redis_url = "") {
     const std::string yaml =
         "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
         "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
         "admin: {listen: 127.0.0.1:0, token_env: ADMIN_TOKEN}\n"
         "state_store:\n"
         "  url: " +
-        redis_.url() +
+        (redis_url.empty() ? redis_.url() : redis_url) +
         "\n"
         "  key_prefix: fleet-gateway-test\n"
         "  replica: " +
@@ -342,6 +343,44 @@ TEST_F(FleetGatewayTest, ALongOutageSendsEverythingToThePrimaryUntilRedisAnswers
   ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 1.0; }));
   EXPECT_EQ(chat(*first_, "user-1"), 200u);
   EXPECT_EQ(candidate_->requests_received(), candidate_seen + 1);
+}
+
+// Redis killed mid-canary and restarted from its append-only file: the weights hold meanwhile,
+// nothing is promoted, and the fleet picks up the same record and journal afterwards.
+TEST_F(FleetGatewayTest, RedisKilledAndRestartedWithItsDataLeavesTheFleetWhereItWas) {
+  RedisServer durable(true);
+  auto replica = [&](const std::string& name) {
+    return gateway(name, kLadder, "", durable.url());
+  };
+  first_ = replica("g1");
+  second_ = replica("g2");
+  const auto generation = status(*first_).at("generation").as_int64();
+  ASSERT_EQ(act(*second_, "set-weight", generation, ",\"weight\":0.5").status, 200u);
+  ASSERT_TRUE(wait_until([&] { return status(*first_).at("routed_weight").as_double() == 0.5; }));
+  durable.stop();
+  ASSERT_TRUE(wait_until([&] { return !status(*first_).at("store").at("up").as_bool(); }));
+  // Static: the weight holds on both, and nothing moves without the store.
+  EXPECT_EQ(chat(*first_, "user-1"), 200u);
+  EXPECT_EQ(status(*first_).at("routed_weight").as_double(), 0.5);
+  EXPECT_EQ(status(*second_).at("routed_weight").as_double(), 0.5);
+  EXPECT_EQ(act(*first_, "promote", generation + 1).status, 503u);
+  durable.start();
+  ASSERT_TRUE(wait_until([&] {
+    return status(*first_).at("store").at("up").as_bool() && status(*second_).at("store").at("up").as_bool();
+  }));
+  for (auto* server : {first_.get(), second_.get()}) {
+    const auto after = status(*server);
+    EXPECT_EQ(after.at("generation").as_int64(), generation + 1);
+    EXPECT_EQ(after.at("routed_weight").as_double(), 0.5);
+    EXPECT_EQ(after.at("phase"), "canary");
+  }
+  const auto history = json::parse(
+      admin(*second_, http::verb::get, "/admin/v1/migrations/to-candidate/history").body);
+  const auto& transitions = history.at("transitions").as_array();
+  ASSERT_EQ(transitions.size(), static_cast<std::size_t>(generation + 1));
+  for (std::size_t i = 0; i < transitions.size(); ++i) {
+    EXPECT_EQ(transitions[i].at("generation").as_int64(), static_cast<std::int64_t>(i + 1));
+  }
 }
 
 }  // namespace

@@ -19,7 +19,9 @@ namespace cutover::testing {
 
 class RedisServer {
  public:
-  RedisServer() {
+  // `durable`: an append-only file synced on every write, as production runs it (appendonly yes),
+  // so that a SIGKILLed server restarted by start() comes back with everything it acknowledged.
+  explicit RedisServer(bool durable = false) : durable_(durable) {
     directory_ = std::filesystem::temp_directory_path() /
                  ("cutover-redis-" + std::to_string(getpid()) + "-" + std::to_string(++counter()));
     std::filesystem::create_directories(directory_);
@@ -42,8 +44,8 @@ class RedisServer {
     pid_ = fork();
     if (pid_ == 0) {
       execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", dir.c_str(), "--loglevel", "warning",
-             static_cast<char*>(nullptr));
+             "--save", "", "--appendonly", durable_ ? "yes" : "no", "--appendfsync", "always",
+             "--dir", dir.c_str(), "--loglevel", "warning", static_cast<char*>(nullptr));
       _exit(127);
     }
     ASSERT_GT(pid_, 0) << "cannot fork redis-server";
@@ -130,6 +132,7 @@ class RedisServer {
     return value;
   }
 
+  bool durable_ = false;
   std::filesystem::path directory_;
   std::uint16_t port_ = 0;
   pid_t pid_ = -1;
