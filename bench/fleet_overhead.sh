@@ -49,7 +49,11 @@
 # threads: the workers and the engine's thread with its Redis calls) over the measured run divided
 # by the requests wrk completed; also p99, the requests nginx saw and, from /proc/stat, the
 # gateway's share of CPU 0, everything else's share of it and the niced (background) work on both
-# CPUs. A round is quiet when, in both its runs, the gateway had ≥ QUIET_GATEWAY % of CPU 0, all
+# CPUs. Each thread's time on a CPU (/proc/PID/task/TID/schedstat, in ns) splits that CPU: the
+# busiest thread is the worker's event loop (with `workers: 1` it serves every request), all the
+# others together are the engine's thread (its Redis calls in B), the usage writer, the admin
+# API; the report gives both per request and the worker's ratio B/A beside the targets. A round
+# is quiet when, in both its runs, the gateway had ≥ QUIET_GATEWAY % of CPU 0, all
 # other work (normal and niced) ≤ QUIET_OTHERS % of CPU 0 and niced work ≤ QUIET_OTHERS % of
 # CPU 1; on this shared machine other sessions' builds often are not. The medians come from the
 # quiet rounds when there are at least two (one when ROUNDS is 1), from all rounds otherwise, and
@@ -188,6 +192,24 @@ proc_ticks() {
   stat="$(cat "/proc/$1/stat")"
   read -ra fields <<<"${stat##*) }"  # fields[0] is field 3 (state); utime, stime are 14, 15
   echo $((fields[11] + fields[12]))
+}
+
+# thread_ns PID: "TID NANOSECONDS" per thread: the time each has run on a CPU
+# (/proc/PID/task/TID/schedstat, the scheduler's own count, not sampled at the tick).
+thread_ns() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s\n' "${t##*/}" "$(cut -d' ' -f1 "$t/schedstat" 2>/dev/null || echo 0)"
+  done
+}
+
+# thread_split BEFORE AFTER REQUESTS: "WORKER_US OTHERS_US" per request: the busiest thread's
+# (with `workers: 1`, the worker's event loop: it serves every request) and all others' together
+# (the migration engine's thread with its Redis calls, the usage writer, the admin API, ...).
+thread_split() {
+  awk -v n="$3" 'FNR == NR { before[$1] = $2; next }
+    { d = $2 - before[$1]; total += d; if (d > top) top = d }
+    END { printf "%.1f %.1f", n ? top / 1000 / n : 0, n ? (total - top) / 1000 / n : 0 }' "$1" "$2"
 }
 
 # cpu_line CPU: "busy nice total" clock ticks of that CPU from /proc/stat: busy is all but idle,
@@ -445,7 +467,7 @@ stop_gateway() {
 }
 
 declare -A RPS CPU_US P99 NGINX_N UTIL OTHER NICE0 LOADBUSY NICE1 BAD CAND_SHARE WIN_DELTA REQS
-declare -A REDIS_CMDS REDIS_WIN HEARTBEAT PROBLEMS
+declare -A REDIS_CMDS REDIS_WIN HEARTBEAT PROBLEMS WORKER_US OTHERS_US
 pct() { awk -v x="$1" -v t="$2" 'BEGIN { x = t ? 100 * x / t : 0; printf "%.0f", x < 0 ? 0 : x }'; }
 
 # run_case MODE ROUND: one gateway, warm-up, the measured run, the checks around it.
@@ -467,12 +489,14 @@ run_case() {
     cmds0="$(redis_commands)"
   fi
   n0="$(nginx_requests)"
+  thread_ns "$GATEWAY_PID" >"$TMP/threads0-$name"
   g0="$(proc_ticks "$GATEWAY_PID")"
   c0="$(cpu_line "$GATEWAY_CPU")"
   l0="$(cpu_line "$LOAD_CPU")"
   taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency \
     -s "$BENCH/fleet_overhead.lua" "$url" >"$out"
   g1="$(proc_ticks "$GATEWAY_PID")"
+  thread_ns "$GATEWAY_PID" >"$TMP/threads1-$name"
   c1="$(cpu_line "$GATEWAY_CPU")"
   l1="$(cpu_line "$LOAD_CPU")"
   [[ "$mode" == B ]] && cmds1="$(redis_commands)"
@@ -489,6 +513,7 @@ run_case() {
   CPU_US[$mode,$r]="$(awk -v t="$((g1 - g0))" -v hz="$CLK_TCK" -v n="$requests" \
     'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
   NGINX_N[$mode,$r]=$((n1 - n0 - 1))  # less the stub_status query itself
+  read -r WORKER_US[$mode,$r] OTHERS_US[$mode,$r] <<<"$(thread_split "$TMP/threads0-$name" "$TMP/threads1-$name" "$requests")"
   read -r b0 nc0 t0 <<<"$c0"
   read -r b1 nc1 t1 <<<"$c1"
   UTIL[$mode,$r]="$(pct "$((g1 - g0))" "$((t1 - t0))")"
@@ -531,7 +556,7 @@ run_case() {
   fi
   PROBLEMS[$mode,$r]="$({ grep -ciE '\b(warn|warning|error|critical)\b' "$TMP/$name.stderr" || true; })"
   stop_gateway
-  log "round $r, $mode: ${RPS[$mode,$r]} req/s, ${CPU_US[$mode,$r]} µs CPU/req, p99 ${P99[$mode,$r]} µs; nginx saw ${NGINX_N[$mode,$r]} of $requests; window +${WIN_DELTA[$mode,$r]} (candidate ${CAND_SHARE[$mode,$r]} %)$([[ "$mode" == B ]] && echo "; Redis: store up, leading, window key $wkey1 entry +${REDIS_WIN[$mode,$r]} requests, heartbeat ${HEARTBEAT[$mode,$r]} ms old, ${REDIS_CMDS[$mode,$r]} commands during the run"); gateway ${UTIL[$mode,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$mode,$r]} %, niced ${NICE0[$mode,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$mode,$r]} % (niced ${NICE1[$mode,$r]} %), non-2xx+errors ${BAD[$mode,$r]}, warning lines ${PROBLEMS[$mode,$r]}"
+  log "round $r, $mode: ${RPS[$mode,$r]} req/s, ${CPU_US[$mode,$r]} µs CPU/req (worker thread ${WORKER_US[$mode,$r]}, other threads ${OTHERS_US[$mode,$r]}), p99 ${P99[$mode,$r]} µs; nginx saw ${NGINX_N[$mode,$r]} of $requests; window +${WIN_DELTA[$mode,$r]} (candidate ${CAND_SHARE[$mode,$r]} %)$([[ "$mode" == B ]] && echo "; Redis: store up, leading, window key $wkey1 entry +${REDIS_WIN[$mode,$r]} requests, heartbeat ${HEARTBEAT[$mode,$r]} ms old, ${REDIS_CMDS[$mode,$r]} commands during the run"); gateway ${UTIL[$mode,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$mode,$r]} %, niced ${NICE0[$mode,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$mode,$r]} % (niced ${NICE1[$mode,$r]} %), non-2xx+errors ${BAD[$mode,$r]}, warning lines ${PROBLEMS[$mode,$r]}"
 }
 
 MODES=(A B)
@@ -588,13 +613,15 @@ spread_pct() { # spread_pct MEDIAN VALUE... -> (max - min) / median in %
 pct_of() { awk -v x="$1" 'BEGIN { printf "%+.1f %%", 100 * (x - 1) }'; }
 within() { awk -v x="$1" -v t="$TARGET_PCT" 'BEGIN { d = 100 * (x - 1); if (d < 0) d = -d; print (d <= t + 1e-9) ? 1 : 0 }'; }
 
-declare -A M_RPS M_CPU M_P99 M_UTIL M_OTHER M_NICE0 M_LOADBUSY M_NICE1 M_BAD M_SHARE M_CMDS SPREAD_RPS SPREAD_CPU ROUND_RPS ROUND_CPU
+declare -A M_WORKER M_OTHERS SPREAD_WORKER ROUND_WORKER M_RPS M_CPU M_P99 M_UTIL M_OTHER M_NICE0 M_LOADBUSY M_NICE1 M_BAD M_SHARE M_CMDS SPREAD_RPS SPREAD_CPU ROUND_RPS ROUND_CPU
 ANY_BAD=0
 for m in "${MODES[@]}"; do
-  rps=() cpu=() p99=() util=() other=() nice0=() loadbusy=() nice1=() share=() cmds=()
+  worker=() others=() rps=() cpu=() p99=() util=() other=() nice0=() loadbusy=() nice1=() share=() cmds=()
   for r in "${USED_ROUNDS[@]}"; do
     rps+=("${RPS[$m,$r]}")
     cpu+=("${CPU_US[$m,$r]}")
+    worker+=("${WORKER_US[$m,$r]}")
+    others+=("${OTHERS_US[$m,$r]}")
     p99+=("${P99[$m,$r]}")
     util+=("${UTIL[$m,$r]}")
     other+=("${OTHER[$m,$r]}")
@@ -604,7 +631,7 @@ for m in "${MODES[@]}"; do
     share+=("${CAND_SHARE[$m,$r]}")
     [[ "$m" == B ]] && cmds+=("$(awk -v c="${REDIS_CMDS[$m,$r]}" -v d="$DURATION" 'BEGIN { printf "%.1f", c / d }')")
   done
-  all_rps=() all_cpu=()
+  all_rps=() all_cpu=() all_worker=()
   bad=0
   for r in $(seq "$ROUNDS_RUN"); do
     bad=$((bad + ${BAD[$m,$r]}))
@@ -612,9 +639,14 @@ for m in "${MODES[@]}"; do
     [[ " ${NOISY_ROUNDS[*]} " == *" $r "* ]] && mark="*"
     all_rps+=("$(awk -v x="${RPS[$m,$r]}" 'BEGIN { printf "%.0f", x }')$mark")
     all_cpu+=("${CPU_US[$m,$r]}$mark")
+    all_worker+=("${WORKER_US[$m,$r]}$mark")
   done
   M_RPS[$m]="$(awk -v x="$(median "${rps[@]}")" 'BEGIN { printf "%.0f", x }')"
   M_CPU[$m]="$(awk -v x="$(median "${cpu[@]}")" 'BEGIN { printf "%.1f", x }')"
+  M_WORKER[$m]="$(awk -v x="$(median "${worker[@]}")" 'BEGIN { printf "%.1f", x }')"
+  M_OTHERS[$m]="$(awk -v x="$(median "${others[@]}")" 'BEGIN { printf "%.2f", x }')"
+  SPREAD_WORKER[$m]="$(spread_pct "${M_WORKER[$m]}" "${worker[@]}")"
+  ROUND_WORKER[$m]="$(IFS=/; echo "${all_worker[*]}")"
   M_P99[$m]="$(awk -v x="$(median "${p99[@]}")" 'BEGIN { printf "%.2f", x / 1000 }')"
   M_UTIL[$m]="$(median "${util[@]}")"
   M_OTHER[$m]="$(median "${other[@]}")"
@@ -640,6 +672,8 @@ round_ratios() { # round_ratios TABLE -> B/A per used round
 }
 mapfile -t RPS_RATIOS < <(round_ratios RPS)
 mapfile -t CPU_RATIOS < <(round_ratios CPU_US)
+mapfile -t WORKER_RATIOS < <(round_ratios WORKER_US)
+WORKER_X="$(ratio "${M_WORKER[B]}" "${M_WORKER[A]}")"
 RPS_X="$(ratio "${M_RPS[B]}" "${M_RPS[A]}")"
 CPU_X="$(ratio "${M_CPU[B]}" "${M_CPU[A]}")"
 OK_RPS="$(within "$RPS_X")"
@@ -678,10 +712,19 @@ done
       "${M_LOADBUSY[$m]} (${M_NICE1[$m]})" "${M_BAD[$m]}"
   done
   echo
+  echo "The worker thread's and the other threads' time on CPU, per request, from each thread's \`schedstat\` (the busiest thread is the worker's event loop, which serves every request with \`workers: 1\`; the others are the migration engine's thread, with its Redis calls in B, the usage writer, the admin API and the rest):"
+  echo
+  echo "| mode | worker thread µs/req | spread | per round | other threads µs/req |"
+  echo "|---|---:|---:|---:|---:|"
+  for m in "${MODES[@]}"; do
+    printf '| %s | %s | %s %% | %s | %s |\n' "${M_LABEL[$m]}" "${M_WORKER[$m]}" "${SPREAD_WORKER[$m]}" "${ROUND_WORKER[$m]}" "${M_OTHERS[$m]}"
+  done
+  echo
   echo "| target (issue #12) | B / A (ratio of medians) | per round | verdict |"
   echo "|---|---|---|---|"
   echo "| throughput within $TARGET_PCT % | ${M_RPS[B]} / ${M_RPS[A]} req/s = $RPS_X ($(pct_of "$RPS_X")) | $(minmax "${RPS_RATIOS[@]}"); $(agree "${RPS_RATIOS[@]}") | $(verdict "$OK_RPS") |"
   echo "| CPU per request within $TARGET_PCT % | ${M_CPU[B]} / ${M_CPU[A]} µs = $CPU_X ($(pct_of "$CPU_X")) | $(minmax "${CPU_RATIOS[@]}"); $(agree "${CPU_RATIOS[@]}") | $(verdict "$OK_CPU") |"
+  echo "| (not a target: the worker thread alone) | ${M_WORKER[B]} / ${M_WORKER[A]} µs = $WORKER_X ($(pct_of "$WORKER_X")) | $(minmax "${WORKER_RATIOS[@]}"); $(agree "${WORKER_RATIOS[@]}") | - |"
   echo
   echo "Fleet mode was checked in every B run: \`store.kind\` \"redis\", \`store.up\` and \`store.leading\` true before and after the measured run; \`redis-cli --scan --pattern '*window*'\` found the window key, and this replica's entry in it counted at least the requests wrk completed (per round, entry's growth / wrk's requests: $(IFS=' '; echo "${B_WINDOWS[*]}")); the heartbeat was $(IFS=/; echo "${B_HEARTBEATS[*]}") ms old after the run. In every run of both modes the migration stayed in canary at $WEIGHT_PCT %, and its window counted every measured request. The Redis commands (those inside the scripts counted too) are the gateway engine thread's: reading the record, writing the window and heartbeat, reading the windows, renewing the lease; the workers send none."
   echo
