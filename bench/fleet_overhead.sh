@@ -58,7 +58,8 @@
 # CPU 1; on this shared machine other sessions' builds often are not. The medians come from the
 # quiet rounds when there are at least two (one when ROUNDS is 1), from all rounds otherwise, and
 # the report says which. It gives medians and spreads (min–max) per mode and the ratios B/A of
-# the medians, and of each round's own pair.
+# the medians, of each round's own pair, and of each B run against the mean of the A runs before
+# and after it (B always runs second in its round; this takes a steady drift of the load out).
 #
 # Target (issue #12): B within 2 % of A in both, i.e. |B/A − 1| ≤ BENCH_TARGET_PCT % for req/s and
 # for CPU µs per request (ratio of the medians). The report also gives how far the A runs alone
@@ -674,6 +675,27 @@ mapfile -t RPS_RATIOS < <(round_ratios RPS)
 mapfile -t CPU_RATIOS < <(round_ratios CPU_US)
 mapfile -t WORKER_RATIOS < <(round_ratios WORKER_US)
 WORKER_X="$(ratio "${M_WORKER[B]}" "${M_WORKER[A]}")"
+# Each B run against the mean of the A runs before and after it (A of its round and of the next):
+# a load that drifts steadily during the run then weighs on both sides alike, where B, always
+# second in its round, would otherwise meet more or less of it than its A. Rounds used that are
+# not the last one run.
+bracketed_ratios() { # bracketed_ratios TABLE -> B_r / mean(A_r, A_r+1)
+  local -n table="$1"
+  local r
+  for r in "${USED_ROUNDS[@]}"; do
+    ((r < ROUNDS_RUN)) || continue
+    awk -v b="${table[B,$r]}" -v a0="${table[A,$r]}" -v a1="${table[A,$((r + 1))]}" \
+      'BEGIN { printf "%.3f\n", a0 + a1 ? 2 * b / (a0 + a1) : 0 }'
+  done
+}
+bracketed_row() { # bracketed_row LABEL TABLE
+  local values=()
+  mapfile -t values < <(bracketed_ratios "$2")
+  if ((${#values[@]} == 0)); then echo "| $1, B against the mean of the A runs around it | - (needs two rounds) | - | - |"; return; fi
+  local m
+  m="$(awk -v x="$(median "${values[@]}")" 'BEGIN { printf "%.3f", x }')"
+  echo "| $1, B against the mean of the A runs around it | median $m ($(pct_of "$m")) | $(minmax "${values[@]}"); $(agree "${values[@]}") | - |"
+}
 RPS_X="$(ratio "${M_RPS[B]}" "${M_RPS[A]}")"
 CPU_X="$(ratio "${M_CPU[B]}" "${M_CPU[A]}")"
 OK_RPS="$(within "$RPS_X")"
@@ -725,10 +747,13 @@ done
   echo "| throughput within $TARGET_PCT % | ${M_RPS[B]} / ${M_RPS[A]} req/s = $RPS_X ($(pct_of "$RPS_X")) | $(minmax "${RPS_RATIOS[@]}"); $(agree "${RPS_RATIOS[@]}") | $(verdict "$OK_RPS") |"
   echo "| CPU per request within $TARGET_PCT % | ${M_CPU[B]} / ${M_CPU[A]} µs = $CPU_X ($(pct_of "$CPU_X")) | $(minmax "${CPU_RATIOS[@]}"); $(agree "${CPU_RATIOS[@]}") | $(verdict "$OK_CPU") |"
   echo "| (not a target: the worker thread alone) | ${M_WORKER[B]} / ${M_WORKER[A]} µs = $WORKER_X ($(pct_of "$WORKER_X")) | $(minmax "${WORKER_RATIOS[@]}"); $(agree "${WORKER_RATIOS[@]}") | - |"
+  bracketed_row "(not a target) req/s" RPS
+  bracketed_row "(not a target) CPU per request" CPU_US
+  bracketed_row "(not a target) the worker thread" WORKER_US
   echo
   echo "Fleet mode was checked in every B run: \`store.kind\` \"redis\", \`store.up\` and \`store.leading\` true before and after the measured run; \`redis-cli --scan --pattern '*window*'\` found the window key, and this replica's entry in it counted at least the requests wrk completed (per round, entry's growth / wrk's requests: $(IFS=' '; echo "${B_WINDOWS[*]}")); the heartbeat was $(IFS=/; echo "${B_HEARTBEATS[*]}") ms old after the run. In every run of both modes the migration stayed in canary at $WEIGHT_PCT %, and its window counted every measured request. The Redis commands (those inside the scripts counted too) are the gateway engine thread's: reading the record, writing the window and heartbeat, reading the windows, renewing the lease; the workers send none."
   echo
-  echo "Noise: the A runs alone spread by ${SPREAD_RPS[A]} % in req/s and ${SPREAD_CPU[A]} % in CPU/req over the ${#USED_ROUNDS[@]} rounds used (B: ${SPREAD_RPS[B]} %, ${SPREAD_CPU[B]} %). A difference smaller than that spread is not established by this run, whichever way the verdict reads; the per-round ratios (each B run against the A run just before it) show how far a single pair can be trusted."
+  echo "Noise: the A runs alone spread by ${SPREAD_RPS[A]} % in req/s and ${SPREAD_CPU[A]} % in CPU/req over the ${#USED_ROUNDS[@]} rounds used (B: ${SPREAD_RPS[B]} %, ${SPREAD_CPU[B]} %). A difference smaller than that spread is not established by this run, whichever way the verdict reads; the per-round ratios (each B run against the A run just before it) show how far a single pair can be trusted, and the bracketed ones (each B run against the mean of the A runs before and after it) whether a steady drift of the machine's load favoured one side."
   if ((CONTENDED)); then
     echo
     echo "**Only ${#QUIET_ROUNDS[@]} of the $ROUNDS quiet rounds asked for came in $ROUNDS_RUN rounds: other work shared the machine, the gateway did not always have its CPU. CPU per request under such contention is higher and noisier than on a quiet machine; compare runs of one report only.**"
