@@ -207,13 +207,14 @@ thread_ns() {
   done
 }
 
-# thread_split BEFORE AFTER REQUESTS: "WORKER_US OTHERS_US" per request: the busiest thread's
-# (with `workers: 1`, the worker's event loop: it serves every request) and all others' together
-# (the migration engine's thread with its Redis calls, the usage writer, the admin API, ...).
+# thread_split BEFORE AFTER REQUESTS SECONDS: "WORKER_US OTHERS_US OTHERS_MS": per request, the
+# busiest thread's time (with `workers: 1`, the worker's event loop: it serves every request) and
+# all others' together (the migration engine's thread with its Redis calls, the usage writer, the
+# admin API, ...); and the others' in ms per second of the run (what does not scale with requests).
 thread_split() {
-  awk -v n="$3" 'FNR == NR { before[$1] = $2; next }
+  awk -v n="$3" -v sec="$4" 'FNR == NR { before[$1] = $2; next }
     { d = $2 - before[$1]; total += d; if (d > top) top = d }
-    END { printf "%.1f %.1f", n ? top / 1000 / n : 0, n ? (total - top) / 1000 / n : 0 }' "$1" "$2"
+    END { printf "%.1f %.2f %.2f", n ? top / 1000 / n : 0, n ? (total - top) / 1000 / n : 0, sec ? (total - top) / 1e6 / sec : 0 }' "$1" "$2"
 }
 
 # cpu_line CPU: "busy nice total" clock ticks of that CPU from /proc/stat: busy is all but idle,
@@ -471,7 +472,7 @@ stop_gateway() {
 }
 
 declare -A RPS CPU_US P99 NGINX_N UTIL OTHER NICE0 LOADBUSY NICE1 BAD CAND_SHARE WIN_DELTA REQS
-declare -A REDIS_CMDS REDIS_WIN HEARTBEAT PROBLEMS WORKER_US OTHERS_US
+declare -A REDIS_CMDS REDIS_WIN HEARTBEAT PROBLEMS WORKER_US OTHERS_US OTHERS_MS
 pct() { awk -v x="$1" -v t="$2" 'BEGIN { x = t ? 100 * x / t : 0; printf "%.0f", x < 0 ? 0 : x }'; }
 
 # run_case MODE ROUND: one gateway, warm-up, the measured run, the checks around it.
@@ -517,7 +518,8 @@ run_case() {
   CPU_US[$mode,$r]="$(awk -v t="$((g1 - g0))" -v hz="$CLK_TCK" -v n="$requests" \
     'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
   NGINX_N[$mode,$r]=$((n1 - n0 - 1))  # less the stub_status query itself
-  read -r WORKER_US[$mode,$r] OTHERS_US[$mode,$r] <<<"$(thread_split "$TMP/threads0-$name" "$TMP/threads1-$name" "$requests")"
+  read -r WORKER_US[$mode,$r] OTHERS_US[$mode,$r] OTHERS_MS[$mode,$r] <<<"$(thread_split "$TMP/threads0-$name" \
+    "$TMP/threads1-$name" "$requests" "$(awk -v us="$(kv duration_us "$out")" 'BEGIN { print us / 1e6 }')")"
   read -r b0 nc0 t0 <<<"$c0"
   read -r b1 nc1 t1 <<<"$c1"
   UTIL[$mode,$r]="$(pct "$((g1 - g0))" "$((t1 - t0))")"
@@ -560,7 +562,7 @@ run_case() {
   fi
   PROBLEMS[$mode,$r]="$({ grep -ciE '\b(warn|warning|error|critical)\b' "$TMP/$name.stderr" || true; })"
   stop_gateway
-  log "round $r, $mode: ${RPS[$mode,$r]} req/s, ${CPU_US[$mode,$r]} µs CPU/req (worker thread ${WORKER_US[$mode,$r]}, other threads ${OTHERS_US[$mode,$r]}), p99 ${P99[$mode,$r]} µs; nginx saw ${NGINX_N[$mode,$r]} of $requests; window +${WIN_DELTA[$mode,$r]} (candidate ${CAND_SHARE[$mode,$r]} %)$([[ "$mode" == B ]] && echo "; Redis: store up, leading, window key $wkey1 entry +${REDIS_WIN[$mode,$r]} requests, heartbeat ${HEARTBEAT[$mode,$r]} ms old, ${REDIS_CMDS[$mode,$r]} commands during the run"); gateway ${UTIL[$mode,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$mode,$r]} %, niced ${NICE0[$mode,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$mode,$r]} % (niced ${NICE1[$mode,$r]} %), non-2xx+errors ${BAD[$mode,$r]}, warning lines ${PROBLEMS[$mode,$r]}"
+  log "round $r, $mode: ${RPS[$mode,$r]} req/s, ${CPU_US[$mode,$r]} µs CPU/req (worker thread ${WORKER_US[$mode,$r]}, other threads ${OTHERS_US[$mode,$r]}: ${OTHERS_MS[$mode,$r]} ms/s), p99 ${P99[$mode,$r]} µs; nginx saw ${NGINX_N[$mode,$r]} of $requests; window +${WIN_DELTA[$mode,$r]} (candidate ${CAND_SHARE[$mode,$r]} %)$([[ "$mode" == B ]] && echo "; Redis: store up, leading, window key $wkey1 entry +${REDIS_WIN[$mode,$r]} requests, heartbeat ${HEARTBEAT[$mode,$r]} ms old, ${REDIS_CMDS[$mode,$r]} commands during the run"); gateway ${UTIL[$mode,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$mode,$r]} %, niced ${NICE0[$mode,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$mode,$r]} % (niced ${NICE1[$mode,$r]} %), non-2xx+errors ${BAD[$mode,$r]}, warning lines ${PROBLEMS[$mode,$r]}"
 }
 
 MODES=(A B)
@@ -617,15 +619,16 @@ spread_pct() { # spread_pct MEDIAN VALUE... -> (max - min) / median in %
 pct_of() { awk -v x="$1" 'BEGIN { printf "%+.1f %%", 100 * (x - 1) }'; }
 within() { awk -v x="$1" -v t="$TARGET_PCT" 'BEGIN { d = 100 * (x - 1); if (d < 0) d = -d; print (d <= t + 1e-9) ? 1 : 0 }'; }
 
-declare -A M_WORKER M_OTHERS SPREAD_WORKER ROUND_WORKER M_RPS M_CPU M_P99 M_UTIL M_OTHER M_NICE0 M_LOADBUSY M_NICE1 M_BAD M_SHARE M_CMDS SPREAD_RPS SPREAD_CPU ROUND_RPS ROUND_CPU
+declare -A M_WORKER M_OTHERS M_OTHERS_MS SPREAD_WORKER ROUND_WORKER M_RPS M_CPU M_P99 M_UTIL M_OTHER M_NICE0 M_LOADBUSY M_NICE1 M_BAD M_SHARE M_CMDS SPREAD_RPS SPREAD_CPU ROUND_RPS ROUND_CPU
 ANY_BAD=0
 for m in "${MODES[@]}"; do
-  worker=() others=() rps=() cpu=() p99=() util=() other=() nice0=() loadbusy=() nice1=() share=() cmds=()
+  worker=() others=() others_ms=() rps=() cpu=() p99=() util=() other=() nice0=() loadbusy=() nice1=() share=() cmds=()
   for r in "${USED_ROUNDS[@]}"; do
     rps+=("${RPS[$m,$r]}")
     cpu+=("${CPU_US[$m,$r]}")
     worker+=("${WORKER_US[$m,$r]}")
     others+=("${OTHERS_US[$m,$r]}")
+    others_ms+=("${OTHERS_MS[$m,$r]}")
     p99+=("${P99[$m,$r]}")
     util+=("${UTIL[$m,$r]}")
     other+=("${OTHER[$m,$r]}")
@@ -649,6 +652,7 @@ for m in "${MODES[@]}"; do
   M_CPU[$m]="$(awk -v x="$(median "${cpu[@]}")" 'BEGIN { printf "%.1f", x }')"
   M_WORKER[$m]="$(awk -v x="$(median "${worker[@]}")" 'BEGIN { printf "%.1f", x }')"
   M_OTHERS[$m]="$(awk -v x="$(median "${others[@]}")" 'BEGIN { printf "%.2f", x }')"
+  M_OTHERS_MS[$m]="$(awk -v x="$(median "${others_ms[@]}")" 'BEGIN { printf "%.2f", x }')"
   SPREAD_WORKER[$m]="$(spread_pct "${M_WORKER[$m]}" "${worker[@]}")"
   ROUND_WORKER[$m]="$(IFS=/; echo "${all_worker[*]}")"
   M_P99[$m]="$(awk -v x="$(median "${p99[@]}")" 'BEGIN { printf "%.2f", x / 1000 }')"
@@ -775,10 +779,10 @@ done
   echo
   echo "The worker thread's and the other threads' time on CPU, per request, from each thread's \`schedstat\` (the busiest thread is the worker's event loop, which serves every request with \`workers: 1\`; the others are the migration engine's thread, with its Redis calls in B, the usage writer, the admin API and the rest):"
   echo
-  echo "| mode | worker thread µs/req | spread | per round | other threads µs/req |"
-  echo "|---|---:|---:|---:|---:|"
+  echo "| mode | worker thread µs/req | spread | per round | other threads µs/req | other threads ms of CPU per second |"
+  echo "|---|---:|---:|---:|---:|---:|"
   for m in "${MODES[@]}"; do
-    printf '| %s | %s | %s %% | %s | %s |\n' "${M_LABEL[$m]}" "${M_WORKER[$m]}" "${SPREAD_WORKER[$m]}" "${ROUND_WORKER[$m]}" "${M_OTHERS[$m]}"
+    printf '| %s | %s | %s %% | %s | %s | %s |\n' "${M_LABEL[$m]}" "${M_WORKER[$m]}" "${SPREAD_WORKER[$m]}" "${ROUND_WORKER[$m]}" "${M_OTHERS[$m]}" "${M_OTHERS_MS[$m]}"
   done
   echo
   echo "| target (issue #12) | B / A (ratio of medians) | per round | mean of the rounds' ratios (95 % interval) | verdict |"
