@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-cache bench-fleet bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -66,6 +66,12 @@ bench-fleet: build
 # CPU per request of the response cache (hits, misses) and of quota bookkeeping (issue #15).
 bench-cache: build
 	bash bench/cache.sh
+
+# What fleet mode costs the request path (issue #12): CPU per request and throughput of one pinned
+# gateway with its state in a throwaway Redis against SQLite, the same migration in both, runs
+# alternating; written to bench/out/fleet_overhead.md.
+bench-fleet-overhead: build
+	CUTOVER_BIN=$(BUILD_DIR)/cutover bash bench/fleet_overhead.sh
 
 bench-resilience: build
 	bash bench/resilience.sh
