@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -84,6 +84,11 @@ bench-migration: build
 	bash bench/shadow.sh
 	$(BUILD_DIR)/bench_breach_to_zero
 
+# Issue #14: a plain chat answer through the DOM path and through PlainAnswer's scan and splice.
+bench-answer-scan: build
+	cmake --build $(BUILD_DIR) --target bench_answer_scan
+	$(BUILD_DIR)/bench_answer_scan --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
 # The fault matrix's long form (about 20 minutes), written to docs/fault-matrix.md.
 bench-faults: build node-deps
 	bash bench/fault_matrix.sh
@@ -97,8 +102,8 @@ soak: build node-deps
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCUTOVER_FUZZ=ON -DCUTOVER_NODE_TESTS=OFF
-	cmake --build build-fuzz --target fuzz_sse_parser fuzz_response_normalizer fuzz_config_loader
-	for target in sse_parser response_normalizer config_loader; do \
+	cmake --build build-fuzz --target fuzz_sse_parser fuzz_response_normalizer fuzz_config_loader fuzz_answer_scan
+	for target in sse_parser response_normalizer config_loader answer_scan; do \
 		mkdir -p build-fuzz/corpus/$$target && \
 		./build-fuzz/fuzz_$$target -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$target fuzz/corpus/$$target || exit 1; \
 	done

@@ -87,5 +87,32 @@ TEST(RequestBodyTest, EscapedKeysAreRecognised) {
   EXPECT_EQ(json::parse(result.text).as_object().size(), 1u);
 }
 
+TEST(RequestBodyTest, EscapesAndUnicodeOutsideTheModelAreSentAsWritten) {
+  const std::string messages =
+      R"("messages":[{"role":"user","content":"caf\u00e9 \"q\" \/ \ud83d\ude00 日本語 🙂\n"}])";
+  const auto result = rewrite(R"({"model":"gpt-4o",)" + messages + "}", "provider/modèle-🙂", false);
+  ASSERT_TRUE(result.located);
+  EXPECT_EQ(result.text, R"({"model":"provider/modèle-🙂",)" + messages + "}");
+}
+
+TEST(RequestBodyTest, ANonStringModelIsReplacedWhole) {
+  // validate_request() refuses these before a rewrite; RequestBody still splices the whole value.
+  EXPECT_EQ(rewrite(R"({"model":5,"messages":[]})", "b", false).text, R"({"model":"b","messages":[]})");
+  EXPECT_EQ(rewrite(R"({"model":{"a":[1, "}"]} ,"messages":[]})", "b", false).text,
+            R"({"model":"b" ,"messages":[]})");
+}
+
+TEST(RequestBodyTest, NineMebibyteRequestIsSpliced) {
+  std::string content;
+  content.reserve(9u << 20);
+  while (content.size() < (9u << 20)) content += R"(Lorem ipsum \"dolor\" sit amet, caf\u00e9.\n)";
+  const std::string tail = R"(,"messages":[{"role":"user","content":")" + content + R"("}],"seed":1e400})";
+  const auto result = rewrite(R"({"model":"a")" + tail, "provider-model", true);
+  ASSERT_TRUE(result.located);
+  EXPECT_EQ(result.text,
+            R"({"model":"provider-model")" + tail.substr(0, tail.size() - 1) +
+                R"(,"stream_options":{"include_usage":true}})");
+}
+
 }  // namespace
 }  // namespace cutover::providers

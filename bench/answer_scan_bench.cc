@@ -1,0 +1,145 @@
+// Issue #14: a provider's plain chat completion on its way to the client, two ways.
+//
+//   dom:         what Gateway::deliver_plain does today: json::parse into the same 8 KiB
+//                stack-first monotonic buffer, normalize_response(), json::serialize().
+//   scan_splice: providers::PlainAnswer (simdjson on-demand, every byte validated), then
+//                spliced(): the provider's bytes with only `model` replaced.
+//
+// For a 577-byte answer shaped like OpenAI's and a 20 KiB one. Both start from the body as read
+// (a std::string with simdjson's padding reserved, as read_answer would reserve it) and end with
+// the client's body in a std::string. `allocs` counts calls to operator new per answer.
+// Built on demand: `make bench-answer-scan` (or the target bench_answer_scan).
+#include <benchmark/benchmark.h>
+#include <simdjson.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <cstdlib>
+#include <new>
+#include <string>
+
+#include "providers/answer_scan.h"
+#include "providers/openai_dialect.h"
+
+namespace {
+
+std::atomic<std::size_t> allocations{0};
+
+}  // namespace
+
+// Counting replacements; GCC cannot tell that these frees match these news.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void* operator new(std::size_t size) {
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+namespace json = boost::json;
+using namespace cutover::providers;
+
+constexpr std::string_view kClientModel = "gpt-4o";
+
+constexpr std::string_view kHead =
+    R"({"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJK","object":"chat.completion","created":1741569952,)"
+    R"("model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant",)"
+    R"("content":")";
+constexpr std::string_view kTail =
+    R"(","refusal":null,"annotations":[]},"logprobs":null,)"
+    R"("finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,)"
+    R"("total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},)"
+    R"("completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,)"
+    R"("accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},)"
+    R"("system_fingerprint":"fp_fc9f1d7035"})";
+
+// The answer with `size` bytes in all: its content is prose with the escapes a model writes.
+std::string answer_of_size(std::size_t size) {
+  std::string content = "Hi! How can I help?";
+  const std::string_view prose =
+      R"(Here is the \"plan\":\n1. Read the file \/etc\/hosts;\n2. caf\u00e9 au lait. )";
+  if (size > kHead.size() + kTail.size() + content.size()) {
+    content.clear();
+    while (kHead.size() + content.size() + kTail.size() < size) content += prose;
+    content.resize(size - kHead.size() - kTail.size());
+    while (content.back() == '\\') content.back() = ' ';
+  }
+  std::string body;
+  body.reserve(size + simdjson::SIMDJSON_PADDING);
+  body.append(kHead).append(content).append(kTail);
+  return body;
+}
+
+void dom(benchmark::State& state) {
+  const std::string body = answer_of_size(static_cast<std::size_t>(state.range(0)));
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  const auto before = allocations.load();
+  for (auto _ : state) {
+    unsigned char buffer[8192];
+    json::monotonic_resource memory(buffer, sizeof buffer);
+    boost::system::error_code ec;
+    json::value value = json::parse(body, ec, &memory);
+    Usage usage;
+    if (ec || normalize_response(value, ApiKind::chat_completions, identity, usage)) {
+      state.SkipWithError("not normalized");
+      break;
+    }
+    std::string out = json::serialize(value);
+    benchmark::DoNotOptimize(out);
+    benchmark::DoNotOptimize(usage);
+  }
+  state.counters["bytes"] = static_cast<double>(body.size());
+  state.counters["allocs"] = benchmark::Counter(static_cast<double>(allocations.load() - before),
+                                                benchmark::Counter::kAvgIterations);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+
+void scan_splice(benchmark::State& state) {
+  std::string body = answer_of_size(static_cast<std::size_t>(state.range(0)));
+  const auto before = allocations.load();
+  for (auto _ : state) {
+    const PlainAnswer answer(body);
+    auto out = answer.spliced(kClientModel);
+    if (!out) {
+      state.SkipWithError("scan not enough");
+      break;
+    }
+    benchmark::DoNotOptimize(out);
+    benchmark::DoNotOptimize(answer.usage());
+  }
+  state.counters["bytes"] = static_cast<double>(body.size());
+  state.counters["allocs"] = benchmark::Counter(static_cast<double>(allocations.load() - before),
+                                                benchmark::Counter::kAvgIterations);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+
+// The scan alone: what reading usage and finish reasons costs without producing a body.
+void scan_only(benchmark::State& state) {
+  std::string body = answer_of_size(static_cast<std::size_t>(state.range(0)));
+  const auto before = allocations.load();
+  for (auto _ : state) {
+    const PlainAnswer answer(body);
+    benchmark::DoNotOptimize(answer.needs_only_model());
+    benchmark::DoNotOptimize(answer.usage());
+  }
+  state.counters["bytes"] = static_cast<double>(body.size());
+  state.counters["allocs"] = benchmark::Counter(static_cast<double>(allocations.load() - before),
+                                                benchmark::Counter::kAvgIterations);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
+}
+
+BENCHMARK(dom)->Arg(577)->Arg(20 * 1024);
+BENCHMARK(scan_splice)->Arg(577)->Arg(20 * 1024);
+BENCHMARK(scan_only)->Arg(577)->Arg(20 * 1024);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,132 @@
+// Fuzz target: scanning any body never crashes and never takes what Boost.JSON refuses; where the
+// scan reads a completion its usage and finish reasons are the DOM path's, and where it says only
+// the model changes, the spliced body parses to exactly what normalize_response() makes.
+#include <boost/json.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "providers/answer_scan.h"
+#include "providers/openai_dialect.h"
+
+namespace {
+
+namespace json = boost::json;
+using namespace cutover::providers;
+
+// A client's model name that needs escaping.
+constexpr std::string_view kClientModel = "gpt-4o \"mini\"\\/\xc3\xa9";
+
+void check(bool condition) {
+  if (!condition) std::abort();
+}
+
+bool same_usage(const Usage& a, const Usage& b) {
+  return a.present == b.present && a.prompt_tokens == b.prompt_tokens &&
+         a.completion_tokens == b.completion_tokens && a.total_tokens == b.total_tokens &&
+         a.cached_prompt_tokens == b.cached_prompt_tokens &&
+         a.cache_creation_prompt_tokens == b.cache_creation_prompt_tokens;
+}
+
+// Boost.JSON's equality, except that NaN equals NaN: Boost.JSON 1.81 reads 0e2040 as NaN, in
+// the spliced body as in the DOM path's.
+bool same_value(const json::value& a, const json::value& b) {
+  if (a.is_double() && b.is_double()) {
+    return a.get_double() == b.get_double() ||
+           (std::isnan(a.get_double()) && std::isnan(b.get_double()));
+  }
+  if (a.is_object() && b.is_object()) {
+    if (a.get_object().size() != b.get_object().size()) return false;
+    for (const auto& [key, value] : a.get_object()) {
+      const auto* other = b.get_object().if_contains(key);
+      if (other == nullptr || !same_value(value, *other)) return false;
+    }
+    return true;
+  }
+  if (a.is_array() && b.is_array()) {
+    const auto& x = a.get_array();
+    const auto& y = b.get_array();
+    if (x.size() != y.size()) return false;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      if (!same_value(x[i], y[i])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
+
+// Checks one body against the DOM path.
+void check_body(std::string text) {
+  const PlainAnswer answer(text);
+
+  boost::system::error_code ec;
+  const json::value parsed = json::parse(text, ec);
+  if (ec) {
+    check(!answer.is_completion() && !answer.spliced(kClientModel));
+    return;
+  }
+  json::value normalized = parsed;
+  Usage usage;
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  const bool normalizes =
+      !normalize_response(normalized, ApiKind::chat_completions, identity, usage);
+
+  if (answer.is_completion()) {
+    const auto* choices = parsed.is_object() ? parsed.get_object().if_contains("choices") : nullptr;
+    check(choices != nullptr && choices->is_array());
+    check(answer.finish_reasons().size() == choices->get_array().size());
+  }
+  if (answer.is_completion() && normalizes) {
+    check(same_usage(answer.usage(), usage));
+    const auto& choices = normalized.get_object().at("choices").get_array();
+    for (std::size_t i = 0; i < choices.size(); ++i) {
+      const auto& reason = choices[i].get_object().at("finish_reason");
+      const auto scanned = answer.finish_reasons()[i];
+      check(reason.is_null() ? !scanned : scanned && *scanned == reason.get_string());
+    }
+  }
+  const auto spliced = answer.spliced(kClientModel);
+  check(spliced.has_value() == answer.needs_only_model());
+  if (spliced) {
+    check(normalizes);
+    check(same_value(json::parse(*spliced), normalized));
+  }
+}
+
+// A completion that passes with only its model changed, with a hole where the input goes: most
+// random bodies are not completions at all, and the differential check needs ones that are.
+constexpr std::string_view kHoles[][2] = {
+    {R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+     R"("finish_reason":"stop"}],"extra":)",
+     "}"},
+    {R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+     R"("finish_reason":"stop"}],"usage":)",
+     "}"},
+    {R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":"a","x":)",
+     R"(},"finish_reason":"stop"}]})"},
+    {R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":)",
+     "}"},
+    {R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+     R"("finish_reason":"stop"}],)",
+     "}"},
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  check_body(std::string(input));
+  for (const auto& [before, after] : kHoles) {
+    std::string body;
+    body.reserve(before.size() + input.size() + after.size());
+    body.append(before).append(input).append(after);
+    check_body(std::move(body));
+  }
+  return 0;
+}

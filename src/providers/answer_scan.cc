@@ -1,0 +1,538 @@
+#include "providers/answer_scan.h"
+
+#include <simdjson.h>
+
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+
+namespace cutover::providers {
+
+namespace json = boost::json;
+namespace ondemand = simdjson::ondemand;
+
+namespace {
+
+ondemand::parser& thread_parser() {
+  thread_local ondemand::parser parser;
+  return parser;
+}
+
+// A parser keeps the capacity of the largest body it has read, about six bytes per byte (its
+// structural index and string buffer): one 9 MiB answer would hold 50 MiB per thread outside the
+// response memory's accounting. Past this, the capacity is given back after the scan.
+constexpr std::size_t kKeptCapacity = 64 * 1024;
+
+// Boost.JSON's default parse_options::max_depth, which the gateway's json::parse uses: a body
+// nested deeper is refused there (502), so it must not pass here.
+constexpr int kMaxDepth = 32;
+
+std::string_view trim_right(std::string_view text) {
+  const auto end = text.find_last_not_of(" \t\r\n");
+  return end == std::string_view::npos ? std::string_view() : text.substr(0, end + 1);
+}
+
+// Boost.JSON refuses an exponent past INT_MAX (exponent_overflow) where simdjson reads
+// 0e99999999999 as 0 and 1e-99999999999 as 0. Refusing exponents of nine digits and more is
+// stricter by a margin that keeps Boost.JSON's own sum of exponent and digit count far from
+// INT_MAX.
+bool exponent_in_range(std::string_view number) {
+  const auto e = number.find_first_of("eE");
+  if (e == std::string_view::npos) return true;
+  auto digits = number.substr(e + 1);
+  if (!digits.empty() && (digits.front() == '-' || digits.front() == '+')) digits.remove_prefix(1);
+  const auto first = digits.find_first_not_of('0');
+  return first == std::string_view::npos || digits.size() - first < 9;
+}
+
+// Reads a value the scan does not look into as Boost.JSON's parser would, so that what it
+// refuses is refused here too: every key and string unescaped (bad escapes, lone surrogates),
+// every number and literal parsed, nesting no deeper than kMaxDepth. On-demand iteration alone
+// skips over unread values without checking them. `depth` is the value's own depth if it is a
+// container (the top-level object is 1).
+bool valid(ondemand::value& value, int depth) {
+  ondemand::json_type type;
+  if (value.type().get(type)) return false;
+  switch (type) {
+    case ondemand::json_type::object: {
+      if (depth > kMaxDepth) return false;
+      ondemand::object object;
+      if (value.get_object().get(object)) return false;
+      for (auto result : object) {
+        ondemand::field field;
+        std::string_view key;
+        if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
+        if (!valid(field.value(), depth + 1)) return false;
+      }
+      return true;
+    }
+    case ondemand::json_type::array: {
+      if (depth > kMaxDepth) return false;
+      ondemand::array array;
+      if (value.get_array().get(array)) return false;
+      for (auto result : array) {
+        ondemand::value element;
+        if (std::move(result).get(element) || !valid(element, depth + 1)) return false;
+      }
+      return true;
+    }
+    case ondemand::json_type::string: {
+      std::string_view text;
+      return !value.get_string().get(text);
+    }
+    case ondemand::json_type::number: {
+      // simdjson refuses numbers Boost.JSON takes (1e400, integers past 2^64): those answers
+      // take the DOM path, which is safe. The other way round, only exponents differ.
+      const auto token = trim_right(value.raw_json_token());
+      ondemand::number number;
+      return !value.get_number().get(number) && exponent_in_range(token);
+    }
+    case ondemand::json_type::boolean: {
+      bool flag = false;
+      return !value.get_bool().get(flag);
+    }
+    case ondemand::json_type::null: {
+      bool is_null = false;
+      return !value.is_null().get(is_null) && is_null;
+    }
+  }
+  return false;
+}
+
+// A key the scan reads: how often it appeared, and whether its last value passes unchanged.
+struct Seen {
+  int count = 0;
+  bool unchanged = false;
+  bool once_unchanged() const { return count == 1 && unchanged; }
+};
+
+// A parsed number or string as extract_usage counts it (as_count in openai_dialect.cc).
+struct Count {
+  std::optional<std::int64_t> value;
+  bool is_int64 = false;  // an integer Boost.JSON holds as int64: the DOM keeps it as it is
+};
+
+std::optional<std::int64_t> count_of_text(std::string_view text) {
+  // std::stoll is strtoll with its failures thrown: no digits, or out of range. It reads up to
+  // the first NUL, as strtoll does on this copy.
+  const std::string copy(text);
+  char* end = nullptr;
+  errno = 0;
+  const long long parsed = std::strtoll(copy.c_str(), &end, 10);
+  if (end == copy.c_str() || errno == ERANGE) return std::nullopt;
+  return static_cast<std::int64_t>(parsed);
+}
+
+// A number that is not a signed 64-bit integer, read by Boost.JSON as the DOM path reads it:
+// simdjson 3.0.1 misreads some decimals with more than 19 digits (0.99999999999999999999999
+// gives 2e-06), and Boost.JSON 1.81 does not always round the last bit as simdjson does.
+std::optional<std::int64_t> count_of_number(std::string_view token) {
+  unsigned char buffer[256];
+  json::monotonic_resource memory(buffer, sizeof buffer);
+  boost::system::error_code ec;
+  const auto number = json::parse(token, ec, &memory);
+  if (ec) return std::nullopt;
+  if (number.is_int64()) return number.get_int64();
+  if (number.is_uint64()) return static_cast<std::int64_t>(number.get_uint64());
+  // Token counts beyond 2^53 are nonsense; refusing them also keeps the cast defined.
+  if (number.is_double() && std::isfinite(number.get_double()) &&
+      std::fabs(number.get_double()) < 9.0e15) {
+    return static_cast<std::int64_t>(number.get_double());
+  }
+  return std::nullopt;
+}
+
+// Reads a count and validates the value; false on invalid JSON.
+bool read_count(ondemand::value& value, int depth, Count& count) {
+  count = Count{};
+  ondemand::json_type type;
+  if (value.type().get(type)) return false;
+  if (type == ondemand::json_type::number) {
+    ondemand::number_type number_type;
+    if (value.get_number_type().get(number_type)) return false;
+    if (number_type == ondemand::number_type::signed_integer) {
+      std::int64_t integer = 0;
+      if (value.get_int64().get(integer)) return false;
+      count.value = integer;
+      count.is_int64 = true;
+      return true;
+    }
+    const auto token = trim_right(value.raw_json_token());
+    if (!valid(value, depth)) return false;
+    count.value = count_of_number(token);
+    return true;
+  }
+  if (type == ondemand::json_type::string) {
+    std::string_view text;
+    if (value.get_string().get(text)) return false;
+    count.value = count_of_text(text);
+    return true;
+  }
+  return valid(value, depth);
+}
+
+// normalize_finish_reason()'s answer in static storage (it returns its argument for OpenAI's own
+// reasons, and the argument lives in the parser's buffer).
+std::string_view static_finish_reason(std::string_view reason) {
+  static constexpr std::array<std::string_view, 5> kReasons = {"stop", "length", "tool_calls",
+                                                               "content_filter", "function_call"};
+  const auto normalized = normalize_finish_reason(reason);
+  for (auto known : kReasons) {
+    if (normalized == known) return known;
+  }
+  return kReasons[0];
+}
+
+bool is_openai_reason(std::string_view reason) { return normalize_finish_reason(reason) == reason; }
+
+// extract_usage's reading of a usage object, key by key; a repeated key counts with its last
+// value, as in the DOM.
+struct UsageFields {
+  enum Name {
+    prompt_tokens,
+    input_tokens,
+    prompt_token_count,
+    completion_tokens,
+    generated_tokens,
+    output_tokens,
+    candidates_token_count,
+    total_tokens,
+    total_token_count,
+    cache_read_input_tokens,
+    cached_tokens,
+    kCount
+  };
+  static constexpr std::array<std::string_view, kCount> kNames = {
+      "prompt_tokens",           "input_tokens",     "prompt_token_count",
+      "completion_tokens",       "generated_tokens", "output_tokens",
+      "candidates_token_count",  "total_tokens",     "total_token_count",
+      "cache_read_input_tokens", "cached_tokens"};
+
+  std::array<Count, kCount> counts{};
+  std::array<int, kCount> seen{};
+  bool details_object = false;  // the last prompt_tokens_details was an object
+  Count details_cached;
+  Count details_cache_creation;
+  Seen prompt_details;
+  Seen completion_details;
+  bool other_key = false;  // a key normalize_usage drops
+  bool repeated = false;
+
+  std::optional<std::int64_t> first(std::initializer_list<Name> names) const {
+    for (auto name : names) {
+      if (counts[name].value) return counts[name].value;
+    }
+    return std::nullopt;
+  }
+
+  Usage usage() const {
+    Usage usage;
+    auto prompt = first({prompt_tokens, input_tokens, prompt_token_count});
+    auto completion =
+        first({completion_tokens, generated_tokens, output_tokens, candidates_token_count});
+    auto total = first({total_tokens, total_token_count});
+    if (!prompt && !completion && !total) return usage;
+    usage.present = true;
+    usage.prompt_tokens = prompt.value_or(0);
+    usage.completion_tokens = completion.value_or(0);
+    usage.total_tokens = total.value_or(usage.prompt_tokens + usage.completion_tokens);
+    if (details_object) {
+      usage.cached_prompt_tokens = details_cached.value.value_or(0);
+      usage.cache_creation_prompt_tokens = details_cache_creation.value.value_or(0);
+    } else if (auto cached = first({cache_read_input_tokens, cached_tokens})) {
+      usage.cached_prompt_tokens = *cached;
+    }
+    return usage;
+  }
+
+  // normalize_usage() would rebuild the object into exactly what it is.
+  bool unchanged() const {
+    if (other_key || repeated) return false;
+    for (auto name : {prompt_tokens, completion_tokens, total_tokens}) {
+      if (seen[name] != 1 || !counts[name].is_int64) return false;
+    }
+    return (prompt_details.count == 0 || prompt_details.once_unchanged()) &&
+           (completion_details.count == 0 || completion_details.once_unchanged());
+  }
+};
+
+bool read_details(ondemand::value& value, int depth, UsageFields& fields) {
+  fields.details_object = false;
+  fields.details_cached = Count{};
+  fields.details_cache_creation = Count{};
+  ondemand::json_type type;
+  if (value.type().get(type)) return false;
+  if (type != ondemand::json_type::object) return valid(value, depth);
+  if (depth > kMaxDepth) return false;
+  fields.details_object = true;
+  ondemand::object object;
+  if (value.get_object().get(object)) return false;
+  for (auto result : object) {
+    ondemand::field field;
+    std::string_view key;
+    if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
+    bool ok = true;
+    if (key == "cached_tokens") {
+      ok = read_count(field.value(), depth + 1, fields.details_cached);
+    } else if (key == "cache_creation_tokens") {
+      ok = read_count(field.value(), depth + 1, fields.details_cache_creation);
+    } else {
+      ok = valid(field.value(), depth + 1);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// `usage`: fills `fields` when it is an object; `unchanged` when normalize_response() leaves it
+// as it is. False on invalid JSON.
+bool read_usage(ondemand::value& value, UsageFields& fields, bool& unchanged) {
+  constexpr int depth = 2;
+  fields = UsageFields{};
+  unchanged = false;
+  ondemand::json_type type;
+  if (value.type().get(type)) return false;
+  if (type == ondemand::json_type::null) {
+    unchanged = true;
+    return valid(value, depth);
+  }
+  // Anything else that is not an object reports no usage, and the DOM path erases it.
+  if (type != ondemand::json_type::object) return valid(value, depth);
+  ondemand::object object;
+  if (value.get_object().get(object)) return false;
+  for (auto result : object) {
+    ondemand::field field;
+    std::string_view key;
+    if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
+    bool ok = true;
+    if (key == "prompt_tokens_details") {
+      ++fields.prompt_details.count;
+      ok = read_details(field.value(), depth + 1, fields);
+      fields.prompt_details.unchanged = fields.details_object;
+    } else if (key == "completion_tokens_details") {
+      ++fields.completion_details.count;
+      ondemand::json_type detail_type;
+      if (field.value().type().get(detail_type)) return false;
+      fields.completion_details.unchanged = detail_type == ondemand::json_type::object;
+      ok = valid(field.value(), depth + 1);
+    } else {
+      std::size_t i = 0;
+      while (i < UsageFields::kCount && UsageFields::kNames[i] != key) ++i;
+      if (i == UsageFields::kCount) {
+        fields.other_key = true;
+        ok = valid(field.value(), depth + 1);
+      } else {
+        fields.repeated = fields.repeated || fields.seen[i] > 0;
+        ++fields.seen[i];
+        ok = read_count(field.value(), depth + 1, fields.counts[i]);
+        if (i != UsageFields::prompt_tokens && i != UsageFields::completion_tokens &&
+            i != UsageFields::total_tokens) {
+          fields.other_key = true;
+        }
+      }
+    }
+    if (!ok) return false;
+  }
+  unchanged = fields.unchanged() && fields.usage().present;
+  return true;
+}
+
+// A choice's `message`: unchanged when it has `role` a string and `content` a string or null.
+bool read_message(ondemand::value& value, int depth, bool& unchanged) {
+  unchanged = false;
+  ondemand::json_type type;
+  if (value.type().get(type)) return false;
+  if (type != ondemand::json_type::object) return valid(value, depth);
+  if (depth > kMaxDepth) return false;
+  ondemand::object object;
+  if (value.get_object().get(object)) return false;
+  Seen role;
+  Seen content;
+  for (auto result : object) {
+    ondemand::field field;
+    std::string_view key;
+    if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
+    Seen* read = key == "role" ? &role : key == "content" ? &content : nullptr;
+    ondemand::json_type field_type;
+    if (read == nullptr) {
+      if (!valid(field.value(), depth + 1)) return false;
+      continue;
+    }
+    if (field.value().type().get(field_type)) return false;
+    ++read->count;
+    read->unchanged = field_type == ondemand::json_type::string ||
+                      (read == &content && field_type == ondemand::json_type::null);
+    if (!valid(field.value(), depth + 1)) return false;
+  }
+  unchanged = role.once_unchanged() && content.once_unchanged();
+  return true;
+}
+
+// One element of `choices`: records its finish reason; `unchanged` when normalize_choices()
+// leaves it as it is. False on invalid JSON.
+bool read_choice(ondemand::value& value, std::optional<std::string_view>& finish_reason,
+                 bool& unchanged) {
+  constexpr int depth = 3;
+  finish_reason.reset();
+  unchanged = false;
+  ondemand::json_type type;
+  if (value.type().get(type)) return false;
+  if (type != ondemand::json_type::object) return valid(value, depth);
+  ondemand::object object;
+  if (value.get_object().get(object)) return false;
+  Seen index;
+  Seen reason;
+  Seen message;
+  for (auto result : object) {
+    ondemand::field field;
+    std::string_view key;
+    if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
+    auto& element = field.value();
+    if (key == "index") {
+      Count count;
+      if (!read_count(element, depth + 1, count)) return false;
+      ++index.count;
+      index.unchanged = count.is_int64;
+    } else if (key == "finish_reason") {
+      ++reason.count;
+      finish_reason.reset();
+      ondemand::json_type reason_type;
+      if (element.type().get(reason_type)) return false;
+      if (reason_type == ondemand::json_type::string) {
+        std::string_view text;
+        if (element.get_string().get(text)) return false;
+        finish_reason = static_finish_reason(text);
+        reason.unchanged = is_openai_reason(text);
+      } else {
+        reason.unchanged = reason_type == ondemand::json_type::null;
+        if (!valid(element, depth + 1)) return false;
+      }
+    } else if (key == "message") {
+      ++message.count;
+      if (!read_message(element, depth + 1, message.unchanged)) return false;
+    } else if (!valid(element, depth + 1)) {
+      return false;
+    }
+  }
+  unchanged = index.once_unchanged() && reason.once_unchanged() && message.once_unchanged();
+  return true;
+}
+
+}  // namespace
+
+PlainAnswer::PlainAnswer(std::string& text) {
+  text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+  text_ = text;
+  if (!scan()) finish_reasons_.clear();
+  // Nothing reported refers to the parser's buffers, so they may be released now.
+  if (auto& parser = thread_parser(); parser.capacity() > kKeptCapacity) {
+    // A failed allocation leaves the parser empty: the next iterate() allocates again.
+    [[maybe_unused]] const auto error = parser.allocate(kKeptCapacity);
+  }
+}
+
+bool PlainAnswer::scan() {
+  auto& parser = thread_parser();
+  const std::size_t capacity = text_.size() + simdjson::SIMDJSON_PADDING;
+  ondemand::document document;
+  if (parser.iterate(simdjson::padded_string_view(text_.data(), text_.size(), capacity))
+          .get(document)) {
+    return false;
+  }
+  ondemand::object object;
+  if (document.get_object().get(object)) return false;
+  constexpr int depth = 2;
+  Seen id, type, created, model, fingerprint, choices, usage;
+  UsageFields usage_fields;
+  bool choices_array = false;
+  std::string_view model_bytes;
+  for (auto result : object) {
+    ondemand::field field;
+    std::string_view key;
+    if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
+    auto& value = field.value();
+    ondemand::json_type value_type;
+    if (value.type().get(value_type)) return false;
+    const bool is_string = value_type == ondemand::json_type::string;
+    bool ok = true;
+    if (key == "choices") {
+      ++choices.count;
+      choices_array = value_type == ondemand::json_type::array;
+      finish_reasons_.clear();
+      choices.unchanged = choices_array;
+      if (!choices_array) {
+        ok = valid(value, depth);
+      } else {
+        ondemand::array array;
+        if (value.get_array().get(array)) return false;
+        for (auto element_result : array) {
+          ondemand::value element;
+          bool choice_unchanged = false;
+          if (std::move(element_result).get(element)) return false;
+          if (!read_choice(element, finish_reasons_.emplace_back(), choice_unchanged)) {
+            return false;
+          }
+          choices.unchanged = choices.unchanged && choice_unchanged;
+        }
+      }
+    } else if (key == "usage") {
+      ++usage.count;
+      ok = read_usage(value, usage_fields, usage.unchanged);
+    } else if (key == "model") {
+      ++model.count;
+      model.unchanged = is_string;
+      // The raw token runs to the next structural character: trailing whitespace is not its.
+      if (is_string) model_bytes = trim_right(value.raw_json_token());
+      ok = valid(value, depth);
+    } else if (key == "id" || key == "object") {
+      Seen& seen = key == "id" ? id : type;
+      ++seen.count;
+      seen.unchanged = false;
+      std::string_view text;
+      if (is_string) {
+        if (value.get_string().get(text)) return false;
+        seen.unchanged = &seen == &id ? !text.empty() : text == "chat.completion";
+      } else {
+        ok = valid(value, depth);
+      }
+    } else if (key == "created") {
+      ++created.count;
+      Count count;
+      ok = read_count(value, depth, count);
+      created.unchanged = count.is_int64;
+    } else if (key == "system_fingerprint") {
+      ++fingerprint.count;
+      fingerprint.unchanged = true;
+      ok = valid(value, depth);
+    } else {
+      ok = valid(value, depth);
+    }
+    if (!ok) return false;
+  }
+  // Boost.JSON refuses anything after the top-level value; at the end there is no location.
+  if (document.current_location().error() != simdjson::OUT_OF_BOUNDS) return false;
+  if (!choices_array) return false;
+  is_completion_ = true;
+  usage_ = usage_fields.usage();
+  if (model.once_unchanged()) model_ = model_bytes;
+  needs_only_model_ = id.once_unchanged() && type.once_unchanged() && created.once_unchanged() &&
+                      model.once_unchanged() && fingerprint.once_unchanged() &&
+                      choices.once_unchanged() && (usage.count == 0 || usage.once_unchanged());
+  return true;
+}
+
+std::optional<std::string> PlainAnswer::spliced(std::string_view client_model) const {
+  if (!needs_only_model_) return std::nullopt;
+  const auto model = json::serialize(json::string_view(client_model));
+  const auto offset = static_cast<std::size_t>(model_.data() - text_.data());
+  std::string out;
+  out.reserve(text_.size() - model_.size() + model.size());
+  out.append(text_.substr(0, offset));
+  out.append(model);
+  out.append(text_.substr(offset + model_.size()));
+  return out;
+}
+
+}  // namespace cutover::providers

@@ -1,0 +1,86 @@
+// A provider's plain (non-streamed) chat completion, read in place.
+//
+// normalize_response() parses an answer into a DOM, repairs it and serializes it again; for an
+// answer that is already in OpenAI's schema the only change is `model`, set to the name the
+// client used. PlainAnswer reads such an answer with simdjson's on-demand parser instead, without
+// building a tree: the `model` value's byte span, the usage and each choice's finish reason, and
+// whether normalize_response() would change anything else. When it would not, spliced() is the
+// client's answer: the provider's bytes with only `model` replaced.
+#pragma once
+
+#include <boost/container/small_vector.hpp>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "providers/openai_dialect.h"
+
+namespace cutover::providers {
+
+class PlainAnswer {
+ public:
+  // Scans `text` once; never throws. Capacity for simdjson's padding is reserved in place (which
+  // may move the bytes: take views of `text` afterwards); `text` must outlive this object and stay
+  // unchanged. The scan uses this thread's parser, whose buffers are given back after a body past
+  // 64 KiB; what the object reports refers only to `text` and static storage.
+  explicit PlainAnswer(std::string& text);
+
+  // JSON that Boost.JSON's parser (default options, as the gateway parses answers) accepts, whose
+  // top level is an object with a `choices` array. A few bodies Boost.JSON takes are refused too:
+  // numbers simdjson cannot read (1e400, integers past 2^64) and exponents of nine digits or
+  // more. When false nothing else is reported: the caller takes the DOM path, which answers 502
+  // for what it cannot repair.
+  bool is_completion() const { return is_completion_; }
+
+  // True when normalize_response(body, ApiKind::chat_completions, ...) would change nothing but
+  // `model`, so spliced() equals its result once parsed. Conservative: anything unusual is false.
+  // It holds when the body is a completion with, at its top level, each of these keys once:
+  //   `id` a non-empty string, `object` the string "chat.completion", `created` an integer
+  //   that fits int64, `model` a string, `system_fingerprint` (any value), `choices` an array;
+  // every choice an object with `index` an integer (int64), `finish_reason` null or one of stop,
+  // length, tool_calls, content_filter, function_call, and `message` an object with `role` a
+  // string and `content` a string or null (each of these keys once in its object); and `usage`
+  // absent, null, or an object with exactly `prompt_tokens`, `completion_tokens` and
+  // `total_tokens` as integers (int64), optionally `prompt_tokens_details` and
+  // `completion_tokens_details` as objects, and no other key, each once.
+  // Other keys anywhere are passed as they are (a repeated one too: Boost.JSON, like the SDKs'
+  // JSON parsers, keeps the last value of a repeated key).
+  bool needs_only_model() const { return needs_only_model_; }
+
+  // The usage normalize_response() reports for this body (extract_usage's names and rules:
+  // integers, unsigned ones cast, finite doubles below 9e15 truncated, strings read as by
+  // std::stoll; decimals are read by Boost.JSON, as the DOM path reads them; a repeated key
+  // counts with its last value). Not present when there is none.
+  const Usage& usage() const { return usage_; }
+
+  // Each choice's finish reason as normalize_response() leaves it: normalize_finish_reason()'s
+  // answer, or nullopt where it is null, absent or not a string. The views point to static
+  // storage.
+  std::span<const std::optional<std::string_view>> finish_reasons() const {
+    return {finish_reasons_.data(), finish_reasons_.size()};
+  }
+
+  // The top-level `model` value as it is in the body, quotes included; empty unless it is a
+  // string that appears once.
+  std::string_view model_bytes() const { return model_; }
+
+  // The client's answer: the body with `model` set to `client_model` (escaped by Boost.JSON's
+  // serializer, as the DOM path writes it) and every other byte as the provider sent it.
+  // nullopt unless needs_only_model().
+  std::optional<std::string> spliced(std::string_view client_model) const;
+
+ private:
+  // Reads the body; false (and nothing reported) when it is not a completion.
+  bool scan();
+
+  std::string_view text_;
+  std::string_view model_;
+  Usage usage_;
+  boost::container::small_vector<std::optional<std::string_view>, 2> finish_reasons_;
+  bool is_completion_ = false;
+  bool needs_only_model_ = false;
+};
+
+}  // namespace cutover::providers

@@ -1,0 +1,507 @@
+#include "providers/answer_scan.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "providers/openai_dialect.h"
+
+namespace cutover::providers {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::string_view kClientModel = "gpt-4o";
+
+// An answer of OpenAI's as it comes (577 bytes), with refusal, annotations and token details.
+constexpr std::string_view kOpenAiAnswer =
+    R"({"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJK","object":"chat.completion","created":1741569952,)"
+    R"("model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant",)"
+    R"("content":"Hi! How can I help?","refusal":null,"annotations":[]},"logprobs":null,)"
+    R"("finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,)"
+    R"("total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},)"
+    R"("completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,)"
+    R"("accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},)"
+    R"("system_fingerprint":"fp_fc9f1d7035"})";
+
+// What the gateway does today: a DOM, normalize_response(), serialize.
+struct DomPath {
+  bool ok = false;
+  json::value normalized;
+  Usage usage;
+};
+
+DomPath dom_path(std::string_view body) {
+  DomPath result;
+  boost::system::error_code ec;
+  result.normalized = json::parse(body, ec);
+  if (ec) return result;
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  result.ok =
+      !normalize_response(result.normalized, ApiKind::chat_completions, identity, result.usage);
+  return result;
+}
+
+std::vector<std::optional<std::string_view>> finish_reasons(const PlainAnswer& answer) {
+  return {answer.finish_reasons().begin(), answer.finish_reasons().end()};
+}
+
+void expect_same_usage(const Usage& scanned, const Usage& dom, std::string_view body) {
+  EXPECT_EQ(scanned.present, dom.present) << body;
+  EXPECT_EQ(scanned.prompt_tokens, dom.prompt_tokens) << body;
+  EXPECT_EQ(scanned.completion_tokens, dom.completion_tokens) << body;
+  EXPECT_EQ(scanned.total_tokens, dom.total_tokens) << body;
+  EXPECT_EQ(scanned.cached_prompt_tokens, dom.cached_prompt_tokens) << body;
+  EXPECT_EQ(scanned.cache_creation_prompt_tokens, dom.cache_creation_prompt_tokens) << body;
+}
+
+// The scan agrees with the DOM path on a body: same usage and finish reasons, and where it says
+// the model is all that changes, the spliced body parses to the normalized DOM.
+void expect_equivalent(std::string body, bool needs_only_model) {
+  const auto dom = dom_path(body);
+  ASSERT_TRUE(dom.ok) << body;
+  PlainAnswer answer(body);
+  ASSERT_TRUE(answer.is_completion()) << body;
+  EXPECT_EQ(answer.needs_only_model(), needs_only_model) << body;
+  expect_same_usage(answer.usage(), dom.usage, body);
+  const auto& choices = dom.normalized.at("choices").as_array();
+  ASSERT_EQ(answer.finish_reasons().size(), choices.size()) << body;
+  for (std::size_t i = 0; i < choices.size(); ++i) {
+    const auto& reason = choices[i].at("finish_reason");
+    if (reason.is_null()) {
+      EXPECT_FALSE(answer.finish_reasons()[i].has_value()) << body;
+    } else {
+      EXPECT_EQ(answer.finish_reasons()[i], std::string_view(reason.as_string())) << body;
+    }
+  }
+  const auto spliced = answer.spliced(kClientModel);
+  ASSERT_EQ(spliced.has_value(), needs_only_model) << body;
+  if (spliced) {
+    EXPECT_EQ(json::parse(*spliced), dom.normalized) << *spliced;
+  }
+}
+
+TEST(PlainAnswerTest, AgreesWithTheDomPathOnRealLookingAnswers) {
+  struct Case {
+    const char* name;
+    std::string body;
+    bool needs_only_model;
+  } cases[] = {
+      {"openai plain", std::string(kOpenAiAnswer), true},
+      {"cached tokens",
+       R"({"id":"chatcmpl-1","object":"chat.completion","created":1741569952,"model":"gpt-4o",)"
+       R"("choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"logprobs":null,)"
+       R"("finish_reason":"stop"}],"usage":{"prompt_tokens":2006,"completion_tokens":300,)"
+       R"("total_tokens":2306,"prompt_tokens_details":{"cached_tokens":1920,"audio_tokens":0}},)"
+       R"("system_fingerprint":null})",
+       true},
+      {"tool calls",
+       R"({"id":"chatcmpl-2","object":"chat.completion","created":1741569952,"model":"gpt-4o",)"
+       R"("choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[)"
+       R"({"id":"call_a","type":"function","function":{"name":"get_weather",)"
+       R"("arguments":"{\"city\":\"Paris\"}"}}],"refusal":null},"finish_reason":"tool_calls"}],)"
+       R"("usage":{"prompt_tokens":80,"completion_tokens":17,"total_tokens":97},)"
+       R"("system_fingerprint":"fp_1"})",
+       true},
+      {"multiple choices",
+       R"({"id":"chatcmpl-3","object":"chat.completion","created":1,"model":"m","choices":[)"
+       R"({"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"},)"
+       R"({"index":1,"message":{"role":"assistant","content":"b"},"finish_reason":"length"},)"
+       R"({"index":2,"message":{"role":"assistant","content":"c"},"finish_reason":null}],)"
+       R"("usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8},)"
+       R"("system_fingerprint":"fp"})",
+       true},
+      {"usage absent",
+       R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+       R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+       R"("finish_reason":"stop"}]})",
+       true},
+      {"usage null",
+       R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+       R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+       R"("finish_reason":"stop"}],"usage":null})",
+       true},
+      {"relay quirks",
+       R"({"model":"deepseek-v3.2","choices":[{"message":{"content":"hi"},"finish_reason":"eos"}],)"
+       R"("usage":{"prompt_tokens":5,"generated_tokens":7}})",
+       false},
+      {"deepseek usage extras",
+       R"({"id":"x","object":"chat.completion","created":1,"model":"deepseek-chat",)"
+       R"("system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant",)"
+       R"("content":"a"},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":10,)"
+       R"("completion_tokens":2,"total_tokens":12,"prompt_cache_hit_tokens":8,)"
+       R"("prompt_cache_miss_tokens":2}})",
+       false},
+      {"empty choices",
+       R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+       R"("choices":[]})",
+       true},
+  };
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    expect_equivalent(c.body, c.needs_only_model);
+  }
+}
+
+TEST(PlainAnswerTest, SplicesOnlyTheModelKeepingEveryOtherByte) {
+  std::string body =
+      "{\n  \"id\" : \"chatcmpl-1\",\n  \"object\": \"chat.completion\",\n  \"created\": 17,\n"
+      "  \"model\" :  \"gpt-4o-2024-08-06\"  ,\n  \"x-extra\": [1.50, 1e400, "
+      "12345678901234567890123],\n"
+      "  \"choices\": [{\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": \"hi\"},"
+      " \"finish_reason\": \"stop\"}],\n  \"system_fingerprint\": null\n}\n";
+  // 1e400 and a 23-digit integer: the DOM path would rewrite them, but simdjson refuses them.
+  PlainAnswer refused(body);
+  EXPECT_FALSE(refused.is_completion());
+
+  body =
+      "{\n  \"id\" : \"chatcmpl-1\",\n  \"object\": \"chat.completion\",\n  \"created\": 17,\n"
+      "  \"model\" :  \"gpt-4o-2024-08-06\"  ,\n  \"x-extra\": [1.50, 0.10000000000000000001],\n"
+      "  \"choices\": [{\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": \"hi\"},"
+      " \"finish_reason\": \"stop\"}],\n  \"system_fingerprint\": null\n}\n";
+  PlainAnswer answer(body);
+  ASSERT_TRUE(answer.needs_only_model());
+  EXPECT_EQ(answer.model_bytes(), "\"gpt-4o-2024-08-06\"");
+  EXPECT_EQ(
+      *answer.spliced("gpt-4o"),
+      "{\n  \"id\" : \"chatcmpl-1\",\n  \"object\": \"chat.completion\",\n  \"created\": 17,\n"
+      "  \"model\" :  \"gpt-4o\"  ,\n  \"x-extra\": [1.50, 0.10000000000000000001],\n"
+      "  \"choices\": [{\"index\": 0, \"message\": {\"role\": \"assistant\", \"content\": "
+      "\"hi\"}, \"finish_reason\": \"stop\"}],\n  \"system_fingerprint\": null\n}\n");
+}
+
+TEST(PlainAnswerTest, NumbersTheDomPathWouldBreakAreKeptAsWritten) {
+  // Boost.JSON 1.81 reads 0e2040 as NaN and writes it back as `NaN`, which is not JSON.
+  std::string body =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop"}],"x-score":0e2040})";
+  const auto dom = dom_path(body);
+  ASSERT_TRUE(dom.ok);
+  EXPECT_NE(json::serialize(dom.normalized).find("NaN"), std::string::npos);
+  PlainAnswer answer(body);
+  ASSERT_TRUE(answer.needs_only_model());
+  const auto spliced = answer.spliced(kClientModel);
+  EXPECT_NE(spliced->find(R"("x-score":0e2040})"), std::string::npos);
+}
+
+TEST(PlainAnswerTest, ModelTwiceTakesTheDomPath) {
+  // The DOM keeps one `model` (Boost.JSON keeps the last value of a repeated key) and sets it;
+  // the scan does not guess and leaves the answer to the DOM path.
+  std::string body =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"a","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop"}],"model":"b"})";
+  const auto dom = dom_path(body);
+  ASSERT_TRUE(dom.ok);
+  EXPECT_EQ(json::serialize(dom.normalized).find("\"model\""),
+            json::serialize(dom.normalized).rfind("\"model\""));
+  PlainAnswer answer(body);
+  EXPECT_TRUE(answer.is_completion());
+  EXPECT_FALSE(answer.needs_only_model());
+  EXPECT_TRUE(answer.model_bytes().empty());
+  EXPECT_FALSE(answer.spliced(kClientModel));
+}
+
+TEST(PlainAnswerTest, OtherRepeatedKeysCountWithTheirLastValueAsInTheDom) {
+  expect_equivalent(
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,)"
+      R"("total_tokens":2},"usage":{"prompt_tokens":5,"completion_tokens":6,"total_tokens":11}})",
+      false);
+  expect_equivalent(
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop","finish_reason":"max_tokens"}]})",
+      false);
+  // A repeated key the scan does not read is passed as it is: parsed, it is the DOM's answer.
+  expect_equivalent(
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("service_tier":"a","choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop"}],"service_tier":"b"})",
+      true);
+}
+
+TEST(PlainAnswerTest, ModelNamesAreEscapedAsTheDomPathWritesThem) {
+  std::string body =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"gpt\u002d4o\/mini \"q\"",)"
+      R"("system_fingerprint":"f","choices":[{"index":0,"message":{"role":"assistant",)"
+      R"("content":"a"},"finish_reason":"stop"}]})";
+  PlainAnswer answer(body);
+  ASSERT_TRUE(answer.needs_only_model());
+  EXPECT_EQ(answer.model_bytes(), R"("gpt\u002d4o\/mini \"q\"")");
+  const std::string client = "we\"ird\\name/\xc3\xa9\xf0\x9f\x99\x82\x01";
+  const auto spliced = answer.spliced(client);
+  ASSERT_TRUE(spliced);
+  const auto model_start = spliced->find("\"model\":") + 8;
+  EXPECT_EQ(spliced->substr(model_start, spliced->find(",\"system") - model_start),
+            json::serialize(json::string(client)));
+  EXPECT_EQ(json::parse(*spliced).at("model").as_string(), client);
+}
+
+TEST(PlainAnswerTest, EscapedAndUnicodeContentIsPassedAsWritten) {
+  // The DOM path would write \u00e9 as UTF-8 and drop the escaped slash: the scan keeps both.
+  const std::string content = R"("caf\u00e9 \"quoted\" \/ \ud83d\ude00 日本語 🙂\n\t\\")";
+  std::string body =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":)" +
+      content + R"(},"finish_reason":"stop"}]})";
+  expect_equivalent(body, true);
+  PlainAnswer answer(body);
+  EXPECT_NE(answer.spliced(kClientModel)->find(content), std::string::npos);
+}
+
+TEST(PlainAnswerTest, EscapedKeysAreRecognised) {
+  std::string body =
+      R"({"id":"x","ob\u006aect":"chat.completion","created":1,"mod\u0065l":"m",)"
+      R"("system_fingerprint":"f","choices":[{"index":0,"message":{"role":"assistant",)"
+      R"("content":"a"},"finish_reason":"stop"}]})";
+  expect_equivalent(body, true);
+  PlainAnswer answer(body);
+  EXPECT_EQ(answer.model_bytes(), "\"m\"");
+}
+
+TEST(PlainAnswerTest, NumbersWhereStringsAreExpectedTakeTheDomPath) {
+  const std::string head = R"({"id":"x","object":"chat.completion","created":1,)";
+  const std::string choice =
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}])";
+  for (
+      const std::string& body : std::vector<std::string>{
+          head + R"("model":5,"system_fingerprint":"f",)" + choice + "}",
+          R"({"id":5,"object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)" +
+              choice + "}",
+          R"({"id":"x","object":7,"created":1,"model":"m","system_fingerprint":"f",)" + choice +
+              "}",
+          head + R"("model":"m","system_fingerprint":"f","choices":[{"index":0,)"
+                 R"("message":{"role":1,"content":"a"},"finish_reason":"stop"}]})",
+      }) {
+    SCOPED_TRACE(body);
+    expect_equivalent(body, false);
+  }
+  // A number where the DOM path needs text is a 502 there: not "only the model" here either.
+  for (const std::string& body : std::vector<std::string>{
+           head + R"("model":"m","system_fingerprint":"f","choices":[{"index":0,)"
+                  R"("message":{"role":"assistant","content":5},"finish_reason":"stop"}]})",
+           head + R"("model":"m","system_fingerprint":"f","choices":[{"index":0,)"
+                  R"("message":{"role":"assistant","content":"a"},"finish_reason":1}]})",
+       }) {
+    SCOPED_TRACE(body);
+    EXPECT_FALSE(dom_path(body).ok);
+    std::string copy = body;
+    EXPECT_FALSE(PlainAnswer(copy).needs_only_model());
+  }
+}
+
+TEST(PlainAnswerTest, CountsAreReadAsNormalizeResponseReadsThem) {
+  const std::string head =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop"}],"usage":)";
+  for (
+      const char* usage : {
+          R"({"prompt_tokens":"12","completion_tokens":" 7","total_tokens":"+19"})",
+          R"({"prompt_tokens":"12abc","completion_tokens":"abc","total_tokens":"0x10"})",
+          R"({"prompt_tokens":"99999999999999999999","completion_tokens":-3})",
+          R"({"prompt_tokens":12.9,"completion_tokens":-2.5,"total_tokens":1e300})",
+          // simdjson 3.0.1 reads the first as 2e-06; the DOM path's Boost.JSON reads 1.0
+          R"({"prompt_tokens":0.99999999999999999999999,"completion_tokens":7.92233720368547758089,)"
+          R"("total_tokens":4.99999999999999999999})",
+          R"({"prompt_tokens":18446744073709551615,"completion_tokens":9223372036854775807})",
+          R"({"prompt_tokens":true,"completion_tokens":null,"total_tokens":{}})",
+          R"({"input_tokens":4,"output_tokens":5,"cache_read_input_tokens":3})",
+          R"({"prompt_token_count":4,"candidates_token_count":5,"total_token_count":"9"})",
+          R"({"prompt_tokens":"x","input_tokens":8,"completion_tokens":1})",
+          R"({"prompt_tokens":1,"prompt_tokens":"bad","completion_tokens":1,"input_tokens":6})",
+          R"({"prompt_tokens":1,"completion_tokens":1,"total_tokens":2,"cached_tokens":1,)"
+          R"("prompt_tokens_details":{"cached_tokens":"9","cache_creation_tokens":2.5}})",
+          R"({"prompt_tokens":1,"completion_tokens":1,"total_tokens":2,"cached_tokens":1,)"
+          R"("prompt_tokens_details":null})",
+          R"({"prompt_tokens":1,"completion_tokens":1,"total_tokens":2,)"
+          R"("prompt_tokens_details":{"cached_tokens":4},"prompt_tokens_details":[]})",
+          R"({"total_tokens":0})",
+          R"({"cached_tokens":5})",
+          R"({})",
+          R"(5)",
+          R"("12")",
+          R"([1,2,3])",
+      }) {
+    SCOPED_TRACE(usage);
+    expect_equivalent(head + usage + "}", false);
+  }
+}
+
+TEST(PlainAnswerTest, ExactlyOpenAiUsagePassesWithIntegerCounts) {
+  const std::string head =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop"}],"usage":)";
+  expect_equivalent(head + R"({"total_tokens":3,"completion_tokens":2,"prompt_tokens":1,)"
+                           R"("completion_tokens_details":{"reasoning_tokens":1}}})",
+                    true);
+  expect_equivalent(head + R"({"prompt_tokens":1,"completion_tokens":2,"total_tokens":3.0}})",
+                    false);
+  expect_equivalent(head + R"({"prompt_tokens":1,"completion_tokens":2}})", false);
+  for (
+      const char* usage : {
+          R"({"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"prompt_tokens_details":null})",
+          R"({"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"completion_tokens_details":[]})",
+          R"({"prompt_tokens":18446744073709551615,"completion_tokens":2,"total_tokens":3})",
+      }) {
+    SCOPED_TRACE(usage);
+    expect_equivalent(head + usage + "}", false);
+  }
+}
+
+TEST(PlainAnswerTest, WhatNormalizeResponseWouldFillTakesTheDomPath) {
+  const std::string top =
+      R"("id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f")";
+  const std::string choice =
+      R"({"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"})";
+  auto completion = [](std::string_view top_fields, std::string_view one_choice) {
+    return "{" + std::string(top_fields) + R"(,"choices":[)" + std::string(one_choice) + "]}";
+  };
+  expect_equivalent(completion(top, choice), true);
+  const std::vector<std::string> changed_top = {
+      R"("object":"chat.completion","created":1,"model":"m","system_fingerprint":"f")",
+      R"("id":"","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f")",
+      R"("id":"x","object":"chat.completion","model":"m","system_fingerprint":"f")",
+      R"("id":"x","object":"chat.completion","created":"1","model":"m","system_fingerprint":"f")",
+      R"("id":"x","object":"chat.completion","created":1.0,"model":"m","system_fingerprint":"f")",
+      R"("id":"x","created":1,"model":"m","system_fingerprint":"f")",
+      R"("id":"x","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"f")",
+      R"("id":"x","object":"chat.completion","created":1,"model":"m")",
+      R"("id":"x","object":"chat.completion","created":1,"system_fingerprint":"f")",
+  };
+  for (const auto& fields : changed_top) {
+    SCOPED_TRACE(fields);
+    expect_equivalent(completion(fields, choice), false);
+  }
+  const std::vector<std::string> changed_choice = {
+      R"({"message":{"role":"assistant","content":"a"},"finish_reason":"stop"})",
+      R"({"index":"0","message":{"role":"assistant","content":"a"},"finish_reason":"stop"})",
+      R"({"index":0,"message":{"role":"assistant","content":"a"}})",
+      R"({"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"end_turn"})",
+      R"({"index":0,"message":{"content":"a"},"finish_reason":"stop"})",
+      R"({"index":0,"message":{"role":"assistant","tool_calls":[]},"finish_reason":"stop"})",
+  };
+  for (const auto& one_choice : changed_choice) {
+    SCOPED_TRACE(one_choice);
+    expect_equivalent(completion(top, one_choice), false);
+  }
+}
+
+TEST(PlainAnswerTest, FinishReasonsAreNormalizedPerChoice) {
+  std::string body =
+      R"({"choices":[{"message":{"content":"a"},"finish_reason":"max_tokens"},)"
+      R"({"message":{"content":"b"},"finish_reason":"tool_use"},{"message":{"content":"c"}},)"
+      R"({"message":{"content":"d"},"finish_reason":null},)"
+      R"({"message":{"content":"e"},"finish_reason":"content_filter"}]})";
+  expect_equivalent(body, false);
+  PlainAnswer answer(body);
+  using Reason = std::optional<std::string_view>;
+  EXPECT_EQ(finish_reasons(answer), (std::vector<Reason>{"length", "tool_calls", std::nullopt,
+                                                         std::nullopt, "content_filter"}));
+}
+
+TEST(PlainAnswerTest, WhatIsNotACompletionIsLeftToTheDomPath) {
+  for (std::string body : {"[1]", R"({"data":[]})", R"({"choices":{}})", R"("choices")", "",
+                           R"({"choices":[],"choices":5})", R"({"error":{"message":"x"}})"}) {
+    PlainAnswer answer(body);
+    EXPECT_FALSE(answer.is_completion()) << body;
+    EXPECT_FALSE(answer.needs_only_model()) << body;
+    EXPECT_FALSE(answer.usage().present) << body;
+    EXPECT_TRUE(answer.finish_reasons().empty()) << body;
+  }
+}
+
+TEST(PlainAnswerTest, WhatBoostJsonRefusesIsRefused) {
+  const std::string head =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},)"
+      R"("finish_reason":"stop"}],"extra":)";
+  for (const std::string extra : {
+           R"("bad \x escape")",
+           R"("\ud800 lone")",
+           R"("\udc00")",
+           "\"ctl \x01\"",
+           "\"\xc0\x80 overlong\"",
+           "\"\xed\xa0\x80 surrogate\"",
+           "tru",
+           "nul",
+           "01",
+           "1.",
+           "-",
+           "[1,]",
+           R"({"a":1,})",
+           R"({"a" 1})",
+           "[1 2]",
+           "NaN",
+           "'x'",
+           "0e0010040078410413792",
+           "1e-99999999999",
+           "-0.0E+2147483648",
+       }) {
+    std::string body = head + extra + "}";
+    boost::system::error_code ec;
+    json::parse(body, ec);
+    ASSERT_TRUE(ec) << body;
+    PlainAnswer answer(body);
+    EXPECT_FALSE(answer.is_completion()) << body;
+    EXPECT_FALSE(answer.spliced(kClientModel)) << body;
+    EXPECT_TRUE(answer.finish_reasons().empty()) << body;
+  }
+  for (std::string body : {head + "1}}", head + "1} x", head + "1}{}", head + "1"}) {
+    PlainAnswer answer(body);
+    EXPECT_FALSE(answer.is_completion()) << body;
+  }
+}
+
+TEST(PlainAnswerTest, NestingIsLimitedAsBoostJsonLimitsIt) {
+  const std::string head =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a","x":)";
+  // The top-level object, choices, the choice and the message are four levels.
+  auto nested = [&](int levels) {
+    return head + std::string(levels - 4, '[') + std::string(levels - 4, ']') +
+           R"(},"finish_reason":"stop"}]})";
+  };
+  auto nested_objects = [&](int levels) {
+    std::string inner = "1";
+    for (int i = 4; i < levels; ++i) inner = R"({"a":)" + inner + "}";
+    return head + inner + R"(},"finish_reason":"stop"}]})";
+  };
+  expect_equivalent(nested(32), true);
+  expect_equivalent(nested_objects(32), true);
+  for (std::string deep : {nested(33), nested_objects(33)}) {
+    boost::system::error_code ec;
+    json::parse(deep, ec);
+    ASSERT_TRUE(ec);
+    EXPECT_FALSE(PlainAnswer(deep).is_completion()) << deep;
+  }
+}
+
+TEST(PlainAnswerTest, NineMebibyteAnswerIsScannedAndSpliced) {
+  std::string content;
+  content.reserve(9u << 20);
+  while (content.size() < (9u << 20)) content += R"(Lorem ipsum \"dolor\" sit amet, caf\u00e9.\n)";
+  std::string body =
+      R"({"id":"chatcmpl-big","object":"chat.completion","created":1741569952,"model":"m-large",)"
+      R"("choices":[{"index":0,"message":{"role":"assistant","content":")" +
+      content +
+      R"("},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":2359296,)"
+      R"("total_tokens":2359299},"system_fingerprint":"fp"})";
+  expect_equivalent(body, true);
+  PlainAnswer answer(body);
+  const auto spliced = answer.spliced(kClientModel);
+  ASSERT_TRUE(spliced);
+  EXPECT_EQ(spliced->size(), body.size() - std::string_view("\"m-large\"").size() +
+                                 std::string_view("\"gpt-4o\"").size());
+  EXPECT_NE(spliced->find(content), std::string::npos);
+  EXPECT_EQ(answer.usage().completion_tokens, 2359296);
+  EXPECT_EQ(finish_reasons(answer), (std::vector<std::optional<std::string_view>>{"length"}));
+}
+
+}  // namespace
+}  // namespace cutover::providers
