@@ -37,7 +37,8 @@
 # busy each core was. Then idle keep-alive memory (bench/idle_connections.py: N connections, each
 # served one chat completion and then held open, opened in two halves): the average (RSS with all
 # open − RSS before) ÷ N and the marginal cost (RSS with all − RSS with the first half) ÷ N/2, for
-# cutover freshly started (before the load rows) and after them, and for nginx and haproxy after.
+# cutover, nginx and haproxy after the load rows, and for a second cutover started afresh then
+# (a separate process, so that the first one's peak under load is the load's alone).
 #
 # Targets (issue #14), judged against nginx in the same run:
 #   throughput ≥ 0.8 × nginx at c=32 and c=256, plain and sse
@@ -56,7 +57,7 @@
 # BENCH_IDLE (idle connections, 2000), BENCH_IDLE_HOLD (s, 4), BENCH_STRICT (1: exit 1 if a
 # target is missed). haproxy is skipped, and said so, when it is not installed
 # (scripts/install-deps.sh installs it). A default run takes about
-# RUNS × 32 rows × (WARMUP + DURATION) ≈ 20 min; BENCH_QUICK=1 about 2.5 min.
+# RUNS × 32 rows × (WARMUP + DURATION) + 1 min ≈ 20 min; BENCH_QUICK=1 about 3 min.
 # Loopback only; every process it starts is stopped on exit. It exits 1 if a check fails or a
 # measured request was not a 2xx. The summary is printed and written to bench/out/pinned.md.
 set -euo pipefail
