@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-pinned bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -53,6 +53,11 @@ demo-fleet: build
 
 bench: build
 	bash bench/run.sh
+
+# The reference for issue #14: the proxy alone on CPU 0, wrk and a fixed nginx upstream on CPU 1,
+# nginx and haproxy beside cutover in the same run (BENCH_QUICK=1 for a short smoke run).
+bench-pinned: build
+	bash bench/pinned.sh
 
 # CPU per request, throughput and streaming TTFB of each client/provider dialect path (issue #13).
 bench-dialects: build

@@ -7,7 +7,8 @@ response first, so that every connection sits in the server's keep-alive wait (w
 per-connection buffers a served request leaves behind) rather than in "accepted, nothing read yet".
 
 Prints "READY open=N ok=M failed=F" once all connections are open and answered, holds them for
---hold seconds, checks how many the server still keeps open, prints "CLOSED still_open=K" and exits.
+--hold seconds (or until --release-file exists, if that comes first), checks how many the server
+still keeps open, prints "CLOSED still_open=K" and exits.
 Only loopback is allowed.
 """
 
@@ -96,6 +97,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--hold", type=float, default=8.0, help="seconds to hold them open")
+    parser.add_argument("--release-file", help="stop holding as soon as this file exists")
     parser.add_argument("--request", choices=["chat", "healthz", "none"], default="chat")
     parser.add_argument("--key", default=os.environ.get("CUTOVER_CLIENT_KEY", "bench"))
     parser.add_argument("--timeout", type=float, default=30.0, help="limit for opening them all")
@@ -129,7 +131,10 @@ def main() -> int:
 
         end = time.monotonic() + args.hold
         while time.monotonic() < end:
-            select.select([], [], [], min(0.5, max(0.0, end - time.monotonic())))
+            if args.release_file and os.path.exists(args.release_file):
+                break
+            select.select([], [], [], min(0.1 if args.release_file else 0.5,
+                                          max(0.0, end - time.monotonic())))
         alive = sum(still_open(sock) for sock in sockets)
     finally:
         for sock in sockets:
