@@ -75,7 +75,8 @@
 # weight in %, 50), BENCH_INTERVAL (evaluation_interval, 250ms), BENCH_USERS (distinct
 # X-User-Id values, 1000), BENCH_TARGET_PCT (2), BENCH_LIMIT (s; the whole run stops itself after
 # this; default MAX_ROUNDS × 2 × (WARMUP + DURATION + 20) + 60), BENCH_STRICT (1: exit 1 if the
-# target is missed). A run takes about WARMUP + DURATION + 3 s: about 1.5 min with the defaults
+# target is missed), BENCH_COUNT (1: the counted mode of bench/fleet_overhead_counted.bash, which
+# counts instructions and system calls per request instead of timing them). A run takes about WARMUP + DURATION + 3 s: about 1.5 min with the defaults
 # on a quiet machine, 3 min at most. It exits 1 if a check fails or any measured request was not
 # a 2xx. The summary is printed and written to bench/out/fleet_overhead.md.
 set -euo pipefail
@@ -99,6 +100,11 @@ USERS="${BENCH_USERS:-1000}"
 TARGET_PCT="${BENCH_TARGET_PCT:-2}"
 LIMIT="${BENCH_LIMIT:-$((MAX_ROUNDS * 2 * (WARMUP + DURATION + 20) + 60))}"
 STRICT="${BENCH_STRICT:-0}"
+COUNT="${BENCH_COUNT:-0}"
+# What the gateway is started under (valgrind in the counted mode), and how many 0.1 s waits its
+# start may take (valgrind's start is slow).
+LAUNCH_PREFIX=()
+STARTUP_TRIES=100
 OUT_DIR="$BENCH/out"
 REPORT="$OUT_DIR/fleet_overhead.md"
 MIGRATION=fleet-overhead
@@ -161,7 +167,7 @@ PIDS+=("$!")
 # Waits (10 s at most) for "TEXT 127.0.0.1:PORT" in a log file; prints PORT.
 wait_for_port_in_log() {
   local file="$1" pid="$2" text="$3" port=""
-  for _ in $(seq 100); do
+  for _ in $(seq "$STARTUP_TRIES"); do
     port="$(grep -oE "$text 127\.0\.0\.1:[0-9]+" "$file" 2>/dev/null | head -1 | sed 's/.*://' || true)"
     [[ -n "$port" ]] && { echo "$port"; return 0; }
     kill -0 "$pid" 2>/dev/null || break
@@ -433,13 +439,13 @@ same_weight() { awk -v a="$1" -v b="$WEIGHT" 'BEGIN { exit !(a - b < 1e-9 && b -
 start_gateway() {
   local mode="$1" name="$2" st kind up leading phase weight routed rest want=sqlite
   write_config "$mode" "$name"
-  taskset -c "$GATEWAY_CPU" "$BIN" serve -c "$TMP/$name.yaml" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" &
+  taskset -c "$GATEWAY_CPU" "${LAUNCH_PREFIX[@]}" "$BIN" serve -c "$TMP/$name.yaml" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" &
   GATEWAY_PID=$!
   PIDS+=("$GATEWAY_PID")
   GATEWAY_PORT="$(wait_for_port_in_log "$TMP/$name.stderr" "$GATEWAY_PID" 'listening on')"
   ADMIN_PORT="$(wait_for_port_in_log "$TMP/$name.stderr" "$GATEWAY_PID" 'admin API on')"
   [[ "$mode" == B ]] && want=redis
-  for _ in $(seq 100); do
+  for _ in $(seq "$STARTUP_TRIES"); do
     st="$(migration_status 2>/dev/null || true)"
     read -r kind up leading phase weight routed rest <<<"$st"
     if [[ "$kind" == "$want" && "$phase" == canary ]] && same_weight "${weight:-0}" && same_weight "${routed:-0}" &&
@@ -567,6 +573,12 @@ run_case() {
 
 MODES=(A B)
 declare -A M_LABEL=([A]="A: SQLite (\`state_store: FILE.db\`)" [B]="B: fleet (\`state_store: {url: redis://…}\`)")
+
+if [[ "$COUNT" == 1 ]]; then
+  # shellcheck source=bench/fleet_overhead_counted.bash
+  source "$BENCH/fleet_overhead_counted.bash"
+  exit 0
+fi
 
 # quiet_round R: whether nothing else got in the way in round R (see the header).
 quiet_round() {

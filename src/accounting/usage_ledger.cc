@@ -1,4 +1,5 @@
 #include "accounting/usage_ledger.h"
+#include "util/thread_name.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -20,7 +21,10 @@ std::string_view traffic_of(const UsageEvent& event) {
 UsageLedger::UsageLedger(const std::string& path, unsigned workers)
     : store_(store::open_sqlite_store(path)) {
   for (unsigned i = 0; i < std::max(1u, workers); ++i) shards_.push_back(std::make_unique<Shard>());
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    util::name_this_thread("cutover-usage");
+    run();
+  });
 }
 
 UsageLedger::~UsageLedger() {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "util/log_throttle.h"
+#include "util/thread_name.h"
 
 namespace cutover::cache {
 
@@ -399,7 +400,10 @@ class SharedCacheStore::Detached final : public Job {
 
 SharedCacheStore::SharedCacheStore(config::RedisStore settings, std::size_t queue_limit)
     : settings_(std::move(settings)), queue_limit_(std::max<std::size_t>(1, queue_limit)) {
-  thread_ = std::thread([this] { serve(); });
+  thread_ = std::thread([this] {
+    util::name_this_thread("cutover-cache");
+    serve();
+  });
 }
 
 SharedCacheStore::~SharedCacheStore() {

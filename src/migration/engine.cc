@@ -13,6 +13,7 @@
 #include "migration/statistics.h"
 #include "migration/webhook_notifier.h"
 #include "util/clock.h"
+#include "util/thread_name.h"
 
 namespace cutover::migration {
 
@@ -294,6 +295,7 @@ void MigrationEngine::start() {
   for (auto& [name, migration] : migrations_) schedule(*migration);
   schedule_lease();
   thread_ = std::thread([this] {
+    util::name_this_thread("cutover-engine");
     for (;;) {
       try {
         context_.run();

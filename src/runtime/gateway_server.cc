@@ -17,6 +17,7 @@
 #include "proxy/access_log.h"
 #include "proxy/gateway.h"
 #include "upstream/connection_pool.h"
+#include "util/thread_name.h"
 
 namespace cutover::runtime {
 
@@ -389,9 +390,13 @@ void GatewayServer::start() {
   if (engine_) engine_->start();
   if (admin_) {
     admin_->listener.start();
-    admin_->thread = std::thread([context = &admin_->context] { context->run(); });
+    admin_->thread = std::thread([context = &admin_->context] {
+      util::name_this_thread("cutover-admin");
+      context->run();
+    });
   }
   shadow_worker_->thread = std::thread([context = &shadow_worker_->context] {
+    util::name_this_thread("cutover-shadow");
     const auto self = static_cast<id_t>(::gettid());
     errno = 0;
     const int current = ::getpriority(PRIO_PROCESS, self);
@@ -401,11 +406,15 @@ void GatewayServer::start() {
     }
     run_loop(*context, "shadow");
   });
-  for (auto& worker : workers_) {
+  for (std::size_t index = 0; index < workers_.size(); ++index) {
+    auto& worker = workers_[index];
     worker->listener.start();
     worker->schedule_flush();
     worker->schedule_disconnect_watch();
-    worker->thread = std::thread([context = &worker->context] { run_loop(*context, "worker"); });
+    worker->thread = std::thread([context = &worker->context, index] {
+      util::name_this_thread("cutover-w" + std::to_string(index));
+      run_loop(*context, "worker");
+    });
   }
 }
 
