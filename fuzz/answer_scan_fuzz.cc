@@ -1,6 +1,7 @@
 // Fuzz target: scanning any body never crashes and never takes what Boost.JSON refuses; where the
 // scan reads a completion its usage and finish reasons are the DOM path's, and where it says only
-// the model changes, the spliced body parses to exactly what normalize_response() makes.
+// the model changes, the spliced body parses to exactly what normalize_response() makes. The same
+// for a stream event read as a chunk, against normalize_stream_chunk().
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstdint>
@@ -94,6 +95,42 @@ void check_body(std::string text) {
   }
 }
 
+// Checks one stream event, read as a chunk, against the DOM path.
+void check_chunk(std::string text) {
+  const PlainAnswer chunk(text, AnswerShape::chunk);
+  boost::system::error_code ec;
+  const json::value parsed = json::parse(text, ec);
+  if (ec) {
+    check(!chunk.is_completion() && !chunk.needs_only_model());
+    return;
+  }
+  if (!chunk.needs_only_model()) return;
+  json::value normalized = parsed;
+  Usage usage;
+  ChunkOutcome outcome;
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  check(!normalize_stream_chunk(normalized, ApiKind::chat_completions, identity, false, usage,
+                                outcome));
+  check(!outcome.is_error && !outcome.drop);
+  check(same_usage(chunk.usage(), usage));
+  check(chunk.choice_count() == normalized.get_object().at("choices").get_array().size());
+  std::string spliced;
+  chunk.append_spliced(spliced, json::serialize(json::string_view(kClientModel)));
+  check(same_value(json::parse(spliced), normalized));
+}
+
+// A chunk that passes with only its model changed, with a hole where the input goes.
+constexpr std::string_view kChunkHoles[][2] = {
+    {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
+     R"("choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],"extra":)",
+     "}"},
+    {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":)",
+     "}"},
+    {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
+     R"("choices":[{"index":0,"delta":)",
+     R"(,"finish_reason":null}]})"},
+};
+
 // A completion that passes with only its model changed, with a hole where the input goes: most
 // random bodies are not completions at all, and the differential check needs ones that are.
 constexpr std::string_view kHoles[][2] = {
@@ -127,6 +164,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     body.reserve(before.size() + input.size() + after.size());
     body.append(before).append(input).append(after);
     check_body(std::move(body));
+  }
+  check_chunk(std::string(input));
+  for (const auto& [before, after] : kChunkHoles) {
+    std::string body;
+    body.reserve(before.size() + input.size() + after.size());
+    body.append(before).append(input).append(after);
+    check_chunk(std::move(body));
   }
   return 0;
 }

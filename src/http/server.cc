@@ -116,9 +116,34 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
   status_ = header.result_int();
   decorate(header);
   header.chunked(true);
+  // Beast's serializer writes the header's bytes here; they leave with the first chunk.
+  pending_header_.clear();
   bhttp::response_serializer<bhttp::empty_body> serializer{header};
+  serializer.split(true);
+  boost::system::error_code ec;
+  while (!ec && !serializer.is_header_done()) {
+    serializer.next(ec, [&](boost::system::error_code&, const auto& buffers) {
+      const auto size = beast::buffer_bytes(buffers);
+      const auto offset = pending_header_.size();
+      pending_header_.resize(offset + size);
+      asio::buffer_copy(asio::buffer(pending_header_.data() + offset, size), buffers);
+      serializer.consume(size);
+    });
+  }
+  co_return !ec;
+}
+
+template <typename Buffers>
+asio::awaitable<bool> Responder::write_stream_bytes(const Buffers& buffers) {
   stream_->expires_after(limits_.write_timeout);
-  auto [ec, ignored] = co_await bhttp::async_write_header(*stream_, serializer, kTuple);
+  boost::system::error_code ec;
+  if (pending_header_.empty()) {
+    std::tie(ec, std::ignore) = co_await asio::async_write(*stream_, buffers, kTuple);
+  } else {
+    std::tie(ec, std::ignore) = co_await asio::async_write(
+        *stream_, beast::buffers_cat(asio::buffer(pending_header_), buffers), kTuple);
+    pending_header_.clear();
+  }
   if (ec) client_gone_ = true;
   co_return !ec;
 }
@@ -126,21 +151,21 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
 asio::awaitable<bool> Responder::send_chunk(std::string_view data) {
   if (client_gone_ || !started_ || finished_) co_return false;
   if (data.empty()) co_return true;
-  stream_->expires_after(limits_.write_timeout);
-  auto [ec, ignored] =
-      co_await asio::async_write(*stream_, bhttp::make_chunk(asio::buffer(data)), kTuple);
-  if (ec) client_gone_ = true;
-  co_return !ec;
+  co_return co_await write_stream_bytes(bhttp::make_chunk(asio::buffer(data)));
 }
 
-asio::awaitable<bool> Responder::end_stream() {
+asio::awaitable<bool> Responder::end_stream(std::string_view last) {
   stop_watching();
   if (client_gone_ || !started_ || finished_) co_return false;
-  stream_->expires_after(limits_.write_timeout);
-  auto [ec, ignored] = co_await asio::async_write(*stream_, bhttp::make_chunk_last(), kTuple);
-  finished_ = !ec;
-  if (ec) client_gone_ = true;
-  co_return !ec;
+  bool written = false;
+  if (last.empty()) {
+    written = co_await write_stream_bytes(bhttp::make_chunk_last());
+  } else {
+    written = co_await write_stream_bytes(
+        beast::buffers_cat(bhttp::make_chunk(asio::buffer(last)), bhttp::make_chunk_last()));
+  }
+  finished_ = written;
+  co_return written;
 }
 
 Listener::Listener(asio::io_context& context, const asio::ip::tcp::endpoint& endpoint,

@@ -340,7 +340,8 @@ bool read_usage(ondemand::value& value, UsageFields& fields, bool& unchanged) {
 }
 
 // A choice's `message`: unchanged when it has `role` a string and `content` a string or null.
-bool read_message(ondemand::value& value, int depth, bool& unchanged) {
+// A chunk's `delta`: unchanged when its `content`, if there, is a string or null.
+bool read_message(ondemand::value& value, int depth, AnswerShape shape, bool& unchanged) {
   unchanged = false;
   ondemand::json_type type;
   if (value.type().get(type)) return false;
@@ -366,14 +367,16 @@ bool read_message(ondemand::value& value, int depth, bool& unchanged) {
                       (read == &content && field_type == ondemand::json_type::null);
     if (!valid(field.value(), depth + 1)) return false;
   }
-  unchanged = role.once_unchanged() && content.once_unchanged();
+  unchanged = shape == AnswerShape::chunk
+                  ? (role.count <= 1 && (content.count == 0 || content.once_unchanged()))
+                  : (role.once_unchanged() && content.once_unchanged());
   return true;
 }
 
 // One element of `choices`: records its finish reason; `unchanged` when normalize_choices()
 // leaves it as it is. False on invalid JSON.
-bool read_choice(ondemand::value& value, std::optional<std::string_view>& finish_reason,
-                 bool& unchanged) {
+bool read_choice(ondemand::value& value, AnswerShape shape,
+                 std::optional<std::string_view>& finish_reason, bool& unchanged) {
   constexpr int depth = 3;
   finish_reason.reset();
   unchanged = false;
@@ -409,9 +412,9 @@ bool read_choice(ondemand::value& value, std::optional<std::string_view>& finish
         reason.unchanged = reason_type == ondemand::json_type::null;
         if (!valid(element, depth + 1)) return false;
       }
-    } else if (key == "message") {
+    } else if (key == (shape == AnswerShape::chunk ? "delta" : "message")) {
       ++message.count;
-      if (!read_message(element, depth + 1, message.unchanged)) return false;
+      if (!read_message(element, depth + 1, shape, message.unchanged)) return false;
     } else if (!valid(element, depth + 1)) {
       return false;
     }
@@ -422,7 +425,9 @@ bool read_choice(ondemand::value& value, std::optional<std::string_view>& finish
 
 }  // namespace
 
-PlainAnswer::PlainAnswer(std::string& text) {
+static_assert(PlainAnswer::kPadding == simdjson::SIMDJSON_PADDING);
+
+PlainAnswer::PlainAnswer(std::string& text, AnswerShape shape) : shape_(shape) {
   text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
   text_ = text;
   if (!scan()) finish_reasons_.clear();
@@ -444,7 +449,8 @@ bool PlainAnswer::scan() {
   ondemand::object object;
   if (document.get_object().get(object)) return false;
   constexpr int depth = 2;
-  Seen id, type, created, model, fingerprint, choices, usage;
+  Seen id, type, created, model, fingerprint, choices, usage, error;
+  const bool chunk = shape_ == AnswerShape::chunk;
   UsageFields usage_fields;
   bool choices_array = false;
   std::string_view model_bytes;
@@ -471,7 +477,7 @@ bool PlainAnswer::scan() {
           ondemand::value element;
           bool choice_unchanged = false;
           if (std::move(element_result).get(element)) return false;
-          if (!read_choice(element, finish_reasons_.emplace_back(), choice_unchanged)) {
+          if (!read_choice(element, shape_, finish_reasons_.emplace_back(), choice_unchanged)) {
             return false;
           }
           choices.unchanged = choices.unchanged && choice_unchanged;
@@ -493,7 +499,8 @@ bool PlainAnswer::scan() {
       std::string_view text;
       if (is_string) {
         if (value.get_string().get(text)) return false;
-        seen.unchanged = &seen == &id ? !text.empty() : text == "chat.completion";
+        seen.unchanged = &seen == &id ? !text.empty()
+                                      : text == (chunk ? "chat.completion.chunk" : "chat.completion");
       } else {
         ok = valid(value, depth);
       }
@@ -506,6 +513,9 @@ bool PlainAnswer::scan() {
       ++fingerprint.count;
       fingerprint.unchanged = true;
       ok = valid(value, depth);
+    } else if (chunk && key == "error") {
+      ++error.count;
+      ok = valid(value, depth);
     } else {
       ok = valid(value, depth);
     }
@@ -517,22 +527,37 @@ bool PlainAnswer::scan() {
   is_completion_ = true;
   usage_ = usage_fields.usage();
   if (model.once_unchanged()) model_ = model_bytes;
-  needs_only_model_ = id.once_unchanged() && type.once_unchanged() && created.once_unchanged() &&
-                      model.once_unchanged() && fingerprint.once_unchanged() &&
-                      choices.once_unchanged() && (usage.count == 0 || usage.once_unchanged());
+  const bool identity_unchanged = id.once_unchanged() && type.once_unchanged() &&
+                                  created.once_unchanged() && model.once_unchanged() &&
+                                  choices.once_unchanged();
+  if (chunk) {
+    // A chunk's usage is rewritten only when it reports tokens (one that reports none stays as
+    // it is); no system_fingerprint is added to a chunk.
+    const bool usage_unchanged =
+        usage.count == 0 || (usage.count == 1 && (usage.unchanged || !usage_.present));
+    needs_only_model_ =
+        identity_unchanged && fingerprint.count <= 1 && error.count == 0 && usage_unchanged;
+  } else {
+    needs_only_model_ = identity_unchanged && fingerprint.once_unchanged() &&
+                        (usage.count == 0 || usage.once_unchanged());
+  }
   return true;
 }
 
 std::optional<std::string> PlainAnswer::spliced(std::string_view client_model) const {
   if (!needs_only_model_) return std::nullopt;
   const auto model = json::serialize(json::string_view(client_model));
-  const auto offset = static_cast<std::size_t>(model_.data() - text_.data());
   std::string out;
   out.reserve(text_.size() - model_.size() + model.size());
-  out.append(text_.substr(0, offset));
-  out.append(model);
-  out.append(text_.substr(offset + model_.size()));
+  append_spliced(out, model);
   return out;
+}
+
+void PlainAnswer::append_spliced(std::string& out, std::string_view model_json) const {
+  const auto offset = static_cast<std::size_t>(model_.data() - text_.data());
+  out.append(text_.substr(0, offset));
+  out.append(model_json);
+  out.append(text_.substr(offset + model_.size()));
 }
 
 }  // namespace cutover::providers

@@ -19,13 +19,21 @@
 
 namespace cutover::providers {
 
+// What the scanned text is: a plain answer (`chat.completion`) or one event of a stream
+// (`chat.completion.chunk`).
+enum class AnswerShape { completion, chunk };
+
 class PlainAnswer {
  public:
+  // The bytes past the end that the scan reads (simdjson's SIMDJSON_PADDING): a caller that
+  // reserves them beforehand spares the constructor a reallocation.
+  static constexpr std::size_t kPadding = 64;
+
   // Scans `text` once; never throws. Capacity for simdjson's padding is reserved in place (which
   // may move the bytes: take views of `text` afterwards); `text` must outlive this object and stay
   // unchanged. The scan uses this thread's parser, whose buffers are given back after a body past
   // 64 KiB; what the object reports refers only to `text` and static storage.
-  explicit PlainAnswer(std::string& text);
+  explicit PlainAnswer(std::string& text, AnswerShape shape = AnswerShape::completion);
 
   // JSON that Boost.JSON's parser (default options, as the gateway parses answers) accepts, whose
   // top level is an object with a `choices` array. A few bodies Boost.JSON takes are refused too:
@@ -47,7 +55,18 @@ class PlainAnswer {
   // `completion_tokens_details` as objects, and no other key, each once.
   // Other keys anywhere are passed as they are (a repeated one too: Boost.JSON, like the SDKs'
   // JSON parsers, keeps the last value of a repeated key).
+  // For a chunk (AnswerShape::chunk): true when normalize_stream_chunk() would change nothing
+  // but `model`, so that it need not parse the event. The same rules with these differences:
+  // `object` is "chat.completion.chunk"; `system_fingerprint` may be absent; a choice has
+  // `delta` (an object whose `content`, if there, is a string or null; `role` at most once)
+  // instead of `message`; `usage` at most once, and when it reports tokens, in the form above
+  // (one that reports none is left as it is; the caller decides what to do with a usage chunk
+  // the client did not ask for); and there is no top-level `error` (an error event takes the
+  // DOM path).
   bool needs_only_model() const { return needs_only_model_; }
+
+  // How many choices the body has (a usage chunk has none).
+  std::size_t choice_count() const { return finish_reasons_.size(); }
 
   // The usage normalize_response() reports for this body (extract_usage's names and rules:
   // integers, unsigned ones cast, finite doubles below 9e15 truncated, strings read as by
@@ -70,6 +89,9 @@ class PlainAnswer {
   // serializer, as the DOM path writes it) and every other byte as the provider sent it.
   // nullopt unless needs_only_model().
   std::optional<std::string> spliced(std::string_view client_model) const;
+  // The same, appended to `out`, with the model already serialized as JSON (quotes included);
+  // only when needs_only_model().
+  void append_spliced(std::string& out, std::string_view model_json) const;
 
  private:
   // Reads the body; false (and nothing reported) when it is not a completion.
@@ -79,6 +101,7 @@ class PlainAnswer {
   std::string_view model_;
   Usage usage_;
   boost::container::small_vector<std::optional<std::string_view>, 2> finish_reasons_;
+  AnswerShape shape_;
   bool is_completion_ = false;
   bool needs_only_model_ = false;
 };

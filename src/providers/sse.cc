@@ -1,26 +1,56 @@
 #include "providers/sse.h"
 
+#include <cstring>
+
 namespace cutover::providers {
+
+namespace {
+
+// The first CR or LF in [begin, end), or end: memchr for each, as a provider's lines are
+// hundreds of bytes long.
+const char* line_end(const char* begin, const char* end) {
+  const auto size = static_cast<std::size_t>(end - begin);
+  const auto* newline = static_cast<const char*>(std::memchr(begin, '\n', size));
+  const auto before = newline ? static_cast<std::size_t>(newline - begin) : size;
+  const auto* carriage_return = static_cast<const char*>(std::memchr(begin, '\r', before));
+  if (carriage_return) return carriage_return;
+  return newline ? newline : end;
+}
+
+}  // namespace
 
 bool SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
   if (malformed_) return false;
-  for (char c : bytes) {
+  const char* at = bytes.data();
+  const char* const end = at + bytes.size();
+  while (at != end) {
     // A line ends at CRLF, LF or a lone CR; the LF of a CRLF split across reads is skipped here.
     if (previous_was_cr_) {
       previous_was_cr_ = false;
-      if (c == '\n') continue;
+      if (*at == '\n') {
+        ++at;
+        continue;
+      }
     }
-    if (c == '\r' || c == '\n') {
-      previous_was_cr_ = c == '\r';
-      process_line(line_, out);
-      line_.clear();
-      continue;
-    }
-    if (line_.size() >= max_line_bytes_) {
+    const char* const stop = line_end(at, end);
+    const std::string_view piece(at, static_cast<std::size_t>(stop - at));
+    if (line_.size() + piece.size() > max_line_bytes_) {
       malformed_ = true;
       return false;
     }
-    line_.push_back(c);
+    if (stop == end) {
+      line_.append(piece);
+      break;
+    }
+    if (line_.empty()) {
+      process_line(piece, out);
+    } else {
+      line_.append(piece);
+      process_line(line_, out);
+      line_.clear();
+    }
+    previous_was_cr_ = *stop == '\r';
+    at = stop + 1;
   }
   return true;
 }

@@ -9,6 +9,7 @@
 
 #include "accounting/cost.h"
 #include "api/front_end.h"
+#include "providers/answer_scan.h"
 #include "providers/dialect.h"
 #include "migration/shadow.h"
 #include "providers/openai_dialect.h"
@@ -151,8 +152,10 @@ asio::awaitable<std::optional<AnswerReadProblem>> read_answer(
   };
   if (announced && *announced > limit) co_return too_large();
   if (announced) {
-    if (!reservation.grow_to(static_cast<std::size_t>(*announced))) co_return no_memory();
-    body.reserve(static_cast<std::size_t>(*announced));
+    // Room for the scanner's padding too, so reading the answer in place does not copy it.
+    const auto room = static_cast<std::size_t>(*announced) + providers::PlainAnswer::kPadding;
+    if (!reservation.grow_to(room)) co_return no_memory();
+    body.reserve(room);
   }
   bool done = false;
   while (!done) {
@@ -1466,7 +1469,6 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
     RequestContext& context, ProviderRuntime& provider_runtime, upstream::Exchange& exchange,
     const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
     const std::string& api_key) {
-  using Kind = AttemptOutcome::Kind;
   const auto& provider = *provider_runtime.config;
   std::string body;
   ResponseMemory::Reservation reservation(response_memory());
@@ -1479,6 +1481,16 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
     outcome.message = "provider '" + provider.name + "': " + problem->message;
     outcome.answer_too_large = !problem->memory_exhausted;
     co_return outcome;
+  }
+  if (answer_needs_no_tree(context, provider, encoder)) {
+    // Most answers need nothing but the client's model name: read in place, spliced, sent.
+    providers::PlainAnswer answer(body);
+    if (auto spliced = answer.spliced(context.shape.model)) {
+      record_first_byte(context, exchange);
+      if (answer.usage().present) context.usage = answer.usage();
+      record_usage(context);
+      co_return co_await send_plain(context, provider, std::move(*spliced));
+    }
   }
   unsigned char response_buffer[8192];
   json::monotonic_resource response_memory_resource(response_buffer, sizeof response_buffer);
@@ -1512,35 +1524,55 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
   }
   const json::value& canonical = converted.is_object() ? converted : value;
   if (context.capture) context.capture->add_response(canonical);
-  auto& record = context.record;
-  record.time_to_first_token_ms =
-      milliseconds_since(context.request.received_at, exchange.first_byte_at());
-  if (context.usage.present) {
-    record.prompt_tokens = context.usage.prompt_tokens;
-    record.completion_tokens = context.usage.completion_tokens;
-  }
+  record_first_byte(context, exchange);
+  record_usage(context);
   if (context.shape.stream) {
     // The provider answered a streaming request with a plain body: the client asked for a
     // stream, so it gets the answer as one.
     co_return co_await deliver_as_stream(context, provider_runtime, canonical.get_object(), encoder);
   }
+  if (encoder) {
+    co_return co_await send_plain(context, provider, encoder->encode(canonical.get_object()));
+  }
+  // The client's own format: passed on, its model named as the client named it.
+  if (provider.dialect == config::Dialect::anthropic) {
+    value.get_object()["model"] = context.shape.model;
+  }
+  co_return co_await send_plain(context, provider, json::serialize(value));
+}
+
+// An OpenAI chat completion for an OpenAI client, which no shadow compares and no encoder
+// translates: PlainAnswer can tell whether it needs anything but its model, without a DOM.
+bool Gateway::answer_needs_no_tree(const RequestContext& context, const config::Provider& provider,
+                                   const std::optional<api::AnswerEncoder>& encoder) {
+  return provider.dialect == config::Dialect::openai && context.kind == ApiKind::chat_completions &&
+         !encoder && !context.capture && !context.shape.stream;
+}
+
+void Gateway::record_first_byte(RequestContext& context, const upstream::Exchange& exchange) {
+  context.record.time_to_first_token_ms =
+      milliseconds_since(context.request.received_at, exchange.first_byte_at());
+}
+
+void Gateway::record_usage(RequestContext& context) {
+  if (!context.usage.present) return;
+  context.record.prompt_tokens = context.usage.prompt_tokens;
+  context.record.completion_tokens = context.usage.completion_tokens;
+}
+
+asio::awaitable<Gateway::AttemptOutcome> Gateway::send_plain(RequestContext& context,
+                                                             const config::Provider& provider,
+                                                             std::string body) {
   bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
   response.set(bhttp::field::content_type, "application/json");
   response.set("x-cutover-provider", provider.name);
   if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
-  if (encoder) {
-    response.body() = encoder->encode(canonical.get_object());
-  } else {
-    // The client's own format: passed on, its model named as the client named it.
-    if (provider.dialect == config::Dialect::anthropic) {
-      value.get_object()["model"] = context.shape.model;
-    }
-    response.body() = json::serialize(value);
-  }
+  response.body() = std::move(body);
   if (context.cache_sink) *context.cache_sink = response.body();
   co_await context.responder.send(std::move(response));
   AttemptOutcome outcome;
-  outcome.kind = context.responder.client_gone() ? Kind::client_gone : Kind::delivered;
+  outcome.kind = context.responder.client_gone() ? AttemptOutcome::Kind::client_gone
+                                                 : AttemptOutcome::Kind::delivered;
   co_return outcome;
 }
 
@@ -1565,6 +1597,13 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                                        : ask_usage,
                                     !native_events || context.capture != nullptr);
   providers::SseParser parser;
+  // An OpenAI client of an OpenAI provider, whose chunks no shadow compares: most chunks need
+  // only their model renamed, which forward_in_place() does without parsing them into a DOM.
+  const bool chunks_in_place = !anthropic_provider && !encoder && !context.capture &&
+                               context.kind == ApiKind::chat_completions;
+  const std::string model_json =
+      chunks_in_place ? json::serialize(json::string_view(context.shape.model)) : std::string();
+  std::string scratch;
   unsigned char chunk_buffer[4096];
   std::vector<providers::SseEvent> events;
   std::string raw;
@@ -1585,6 +1624,19 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     out.clear();
     co_return sent;
   };
+  // The last piece of a complete stream leaves in the same write as the stream's end (and, for
+  // a short answer, as its header): one write to the client where there were three.
+  auto finish_out = [&]() -> asio::awaitable<void> {
+    if (!out.empty() && !responder.started()) {
+      record.time_to_first_token_ms = milliseconds_since(request.received_at);
+      if (!co_await responder.begin_stream(event_stream_header(provider.name, context.cache_status))) {
+        co_return;
+      }
+    }
+    if (context.cache_sink) context.cache_sink->append(out);
+    co_await responder.end_stream(out);
+    out.clear();
+  };
   while (!done && !stream_problem && !stream_error) {
     raw.clear();
     if (auto error = co_await exchange.read_some(raw, done)) {
@@ -1595,6 +1647,10 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     if (done) parser.finish(events);
     for (auto& event : events) {
       if (stream_problem) break;
+      if (chunks_in_place && forward_in_place(event, reader, ask_usage, model_json, context.usage,
+                                              scratch, out)) {
+        continue;
+      }
       // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
       // next block across release(), which ran a long stream of large events out of memory.
       json::monotonic_resource chunk_memory(chunk_buffer, sizeof chunk_buffer);
@@ -1628,7 +1684,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
       if (native_events) append_native_event(event, parsed, context.shape.model, out);
     }
     events.clear();
-    if (!co_await send_out()) break;
+    const bool complete_and_held = done && !stream_problem && reader.saw_end_marker();
+    if (!complete_and_held && !co_await send_out()) break;
   }
   if (context.usage.present) {
     record.prompt_tokens = context.usage.prompt_tokens;
@@ -1652,8 +1709,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   if (!complete && ended_cleanly) stream_problem = "the stream ended before its end marker";
   if (complete) {
     if (encoder) encoder->finish(out);
-    co_await send_out();
-    co_await responder.end_stream();
+    co_await finish_out();
     outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
     co_return outcome;
   }
@@ -1677,9 +1733,31 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   } else {
     out = api::stream_error_event(context.protocol, 502, outcome.code, message, request.request_id);
   }
-  co_await responder.send_chunk(out);
-  co_await responder.end_stream();
+  co_await responder.end_stream(out);
   co_return outcome;
+}
+
+bool Gateway::forward_in_place(const providers::SseEvent& event, providers::CanonicalStream& reader,
+                               bool strip_usage, std::string_view model_json,
+                               providers::Usage& usage, std::string& scratch, std::string& out) {
+  if (!event.event.empty() || event.data == "[DONE]") return false;
+  scratch.assign(event.data);
+  const providers::PlainAnswer chunk(scratch, providers::AnswerShape::chunk);
+  if (!chunk.needs_only_model()) return false;
+  const bool reports_usage = chunk.usage().present;
+  // A usage chunk the client did not ask for is dropped whole; usage riding on a chunk with
+  // choices must be cut out of it, which the DOM path does.
+  if (reports_usage && strip_usage && chunk.choice_count() > 0) return false;
+  if (reports_usage) usage = chunk.usage();
+  const auto reasons = chunk.finish_reasons();
+  if (std::any_of(reasons.begin(), reasons.end(), [](const auto& reason) { return reason.has_value(); })) {
+    reader.note_finish();
+  }
+  if (reports_usage && strip_usage) return true;
+  out.append("data: ");
+  chunk.append_spliced(out, model_json);
+  out.append("\n\n");
+  return true;
 }
 
 bool Gateway::cache_applies(const http::IncomingRequest& request, const json::object& body,
@@ -1734,8 +1812,7 @@ asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
     co_return;
   }
   if (!co_await responder.begin_stream(event_stream_header(answer.provider, "hit"))) co_return;
-  if (!co_await responder.send_chunk(answer.body)) co_return;
-  co_await responder.end_stream();
+  co_await responder.end_stream(answer.body);
 }
 
 asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(
@@ -1763,8 +1840,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(
   if (!co_await responder.begin_stream(event_stream_header(provider.config->name, context.cache_status))) {
     co_return outcome;
   }
-  if (!co_await responder.send_chunk(events)) co_return outcome;
-  co_await responder.end_stream();
+  co_await responder.end_stream(events);
   outcome.kind = responder.client_gone() ? Kind::client_gone : Kind::delivered;
   co_return outcome;
 }

@@ -22,6 +22,11 @@
 #include "proxy/response_memory.h"
 #include "upstream/connection_pool.h"
 
+namespace cutover::providers {
+struct SseEvent;
+class CanonicalStream;
+}  // namespace cutover::providers
+
 namespace cutover::proxy {
 
 // TLS contexts per provider name, built once per configuration load and shared by workers.
@@ -98,10 +103,23 @@ class Gateway {
       RequestContext& context, ProviderRuntime& provider, upstream::Exchange& exchange,
       const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
       const std::string& api_key);
+  static bool answer_needs_no_tree(const RequestContext& context, const config::Provider& provider,
+                                   const std::optional<api::AnswerEncoder>& encoder);
+  static void record_first_byte(RequestContext& context, const upstream::Exchange& exchange);
+  static void record_usage(RequestContext& context);
+  boost::asio::awaitable<AttemptOutcome> send_plain(RequestContext& context,
+                                                    const config::Provider& provider,
+                                                    std::string body);
   boost::asio::awaitable<AttemptOutcome> deliver_stream(
       RequestContext& context, ProviderRuntime& provider, upstream::Exchange& exchange,
       const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
       bool ask_usage, const std::string& api_key);
+  // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
+  // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
+  // False, with nothing done, for an event the DOM path must read.
+  static bool forward_in_place(const providers::SseEvent& event, providers::CanonicalStream& reader,
+                               bool strip_usage, std::string_view model_json,
+                               providers::Usage& usage, std::string& scratch, std::string& out);
   struct Refusal;
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
                                  Refusal& refusal, bool heed_quotas);

@@ -259,6 +259,9 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   }
   parser_.emplace();
   parser_->body_limit(boost::none);
+  // Beast reads at most the buffer's free capacity at a time (512 bytes at least): room for a
+  // whole answer takes it in one read, where a 4 KiB stream took eight. Kept by the connection.
+  connection_->buffer().reserve(kReadPiece);
   arm(timeouts.first_byte);
   auto [read_error, read] = co_await with_stream(*connection_, [&](auto& stream) {
     return http::async_read_header(stream, connection_->buffer(), *parser_, kTuple);

@@ -503,5 +503,112 @@ TEST(PlainAnswerTest, NineMebibyteAnswerIsScannedAndSpliced) {
   EXPECT_EQ(finish_reasons(answer), (std::vector<std::optional<std::string_view>>{"length"}));
 }
 
+// What the gateway does with a stream event without the scan: a DOM, normalize_stream_chunk()
+// (usage kept: stripping is the caller's decision), serialize.
+struct ChunkDomPath {
+  bool ok = false;
+  json::value normalized;
+  Usage usage;
+};
+
+ChunkDomPath chunk_dom_path(std::string_view event) {
+  ChunkDomPath result;
+  boost::system::error_code ec;
+  result.normalized = json::parse(event, ec);
+  if (ec) return result;
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  ChunkOutcome outcome;
+  result.ok = !normalize_stream_chunk(result.normalized, ApiKind::chat_completions, identity,
+                                      false, result.usage, outcome) &&
+              !outcome.is_error;
+  return result;
+}
+
+void expect_chunk_equivalent(std::string event, bool needs_only_model) {
+  const auto dom = chunk_dom_path(event);
+  PlainAnswer chunk(event, AnswerShape::chunk);
+  EXPECT_EQ(chunk.needs_only_model(), needs_only_model) << event;
+  if (!dom.ok) {
+    EXPECT_FALSE(chunk.needs_only_model()) << event;
+    return;
+  }
+  expect_same_usage(chunk.usage(), dom.usage, event);
+  if (!chunk.needs_only_model()) return;
+  const auto& choices = dom.normalized.at("choices").as_array();
+  EXPECT_EQ(chunk.choice_count(), choices.size()) << event;
+  std::string spliced = "prefix:";
+  chunk.append_spliced(spliced, json::serialize(json::string_view(kClientModel)));
+  ASSERT_EQ(spliced.substr(0, 7), "prefix:");
+  EXPECT_EQ(json::parse(spliced.substr(7)), dom.normalized) << spliced;
+}
+
+constexpr std::string_view kChunkStart =
+    R"({"id":"chatcmpl-C1","object":"chat.completion.chunk","created":1767225600,)"
+    R"("model":"gpt-4.1-2025-04-14","service_tier":"default","system_fingerprint":"fp_b3",)";
+
+TEST(PlainAnswerChunkTest, AgreesWithTheDomPathOnAStreamsEvents) {
+  const std::string start(kChunkStart);
+  // Role, content, finish and usage chunks as OpenAI streams them, and variants.
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"delta":{"role":"assistant","content":"",)"
+                                  R"("refusal":null},"logprobs":null,"finish_reason":null}],"usage":null})",
+                          true);
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"delta":{"content":"Hel\"lo \u00e9"},)"
+                                  R"("logprobs":null,"finish_reason":null}]})",
+                          true);
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"delta":{},"logprobs":null,)"
+                                  R"("finish_reason":"stop"}],"usage":null})",
+                          true);
+  expect_chunk_equivalent(start + R"("choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,)"
+                                  R"("total_tokens":21,"prompt_tokens_details":{"cached_tokens":3}}})",
+                          true);
+  // Usage that reports no tokens is left as it is.
+  expect_chunk_equivalent(start + R"("choices":[],"usage":{}})", true);
+  expect_chunk_equivalent(start + R"("choices":[],"usage":"none"})", true);
+  // Tool call deltas, no system_fingerprint.
+  expect_chunk_equivalent(
+      R"({"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,)"
+      R"("delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":)"
+      R"({"name":"f","arguments":""}}]},"finish_reason":null}]})",
+      true);
+}
+
+TEST(PlainAnswerChunkTest, LeavesToTheDomWhatNormalizationWouldChange) {
+  const std::string start(kChunkStart);
+  // A finish reason of another vocabulary, a missing delta or finish reason or index, an
+  // object of the plain kind, an error event, content that is not text: the DOM path decides.
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"delta":{},"finish_reason":"end_turn"}]})",
+                          false);
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"finish_reason":null}]})", false);
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"delta":{}}]})", false);
+  expect_chunk_equivalent(start + R"("choices":[{"delta":{},"finish_reason":null}]})", false);
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"delta":{"content":7},"finish_reason":null}]})",
+                          false);
+  expect_chunk_equivalent(start + R"("choices":[{"index":0,"delta":"x","finish_reason":null}]})", false);
+  expect_chunk_equivalent(start + R"("error":{"message":"overloaded"},"choices":[]})", false);
+  expect_chunk_equivalent(
+      R"({"id":"c","object":"chat.completion","created":1,"model":"m","choices":[]})", false);
+  expect_chunk_equivalent(R"({"object":"chat.completion.chunk","created":1,"model":"m","choices":[]})",
+                          false);
+  expect_chunk_equivalent(
+      R"({"id":"c","object":"chat.completion.chunk","created":1,"model":"m","model":"n","choices":[]})",
+      false);
+  expect_chunk_equivalent(R"({"id":"c","object":"chat.completion.chunk","created":1,"model":"m"})", false);
+  // Usage under other names is rewritten into OpenAI's.
+  expect_chunk_equivalent(start + R"("choices":[],"usage":{"input_tokens":9,"output_tokens":"12"}})",
+                          false);
+}
+
+TEST(PlainAnswerChunkTest, ReportsFinishReasonsAndChoiceCounts) {
+  std::string event(kChunkStart);
+  event += R"("choices":[{"index":0,"delta":{},"finish_reason":"length"},)"
+           R"({"index":1,"delta":{},"finish_reason":null}]})";
+  PlainAnswer chunk(event, AnswerShape::chunk);
+  ASSERT_TRUE(chunk.needs_only_model());
+  EXPECT_EQ(chunk.choice_count(), 2u);
+  EXPECT_EQ(finish_reasons(chunk),
+            (std::vector<std::optional<std::string_view>>{"length", std::nullopt}));
+  EXPECT_FALSE(chunk.usage().present);
+}
+
 }  // namespace
 }  // namespace cutover::providers

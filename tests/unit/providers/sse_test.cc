@@ -74,3 +74,38 @@ TEST(SseParserTest, FinishAfterACompleteStreamAddsNothing) {
 
 }  // namespace
 }  // namespace cutover::providers
+
+namespace cutover::providers {
+namespace {
+
+TEST(SseParserTest, ALineOfExactlyTheLimitIsKeptAcrossPieces) {
+  SseParser parser(16);
+  std::vector<SseEvent> events;
+  // "data: " and ten bytes: sixteen, the limit, in two pieces.
+  EXPECT_TRUE(parser.feed("data: 01234", events));
+  EXPECT_TRUE(parser.feed("56789\n\n", events));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].data, "0123456789");
+  SseParser strict(16);
+  events.clear();
+  EXPECT_TRUE(strict.feed("data: 01234", events));
+  EXPECT_FALSE(strict.feed("567890\n\n", events));
+  EXPECT_TRUE(events.empty());
+}
+
+TEST(SseParserTest, ManyEventsInOnePieceComeOutInOrder) {
+  SseParser parser;
+  std::vector<SseEvent> events;
+  std::string bytes;
+  for (int i = 0; i < 13; ++i) bytes += "data: {\"n\":" + std::to_string(i) + "}\r\n\r\n";
+  bytes += ": keep-alive\n\nevent: ping\ndata: a\ndata: b\n\n";
+  ASSERT_TRUE(parser.feed(bytes, events));
+  ASSERT_EQ(events.size(), 14u);
+  for (int i = 0; i < 13; ++i) EXPECT_EQ(events[i].data, "{\"n\":" + std::to_string(i) + "}");
+  EXPECT_EQ(events[13].event, "ping");
+  EXPECT_EQ(events[13].data, "a\nb");
+  EXPECT_FALSE(parser.has_partial_event());
+}
+
+}  // namespace
+}  // namespace cutover::providers
