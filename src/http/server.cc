@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include "http/serialize.h"
 #include "providers/openai_dialect.h"
 #include "util/request_id.h"
 
@@ -90,12 +91,33 @@ void Responder::decorate(Message& message) {
 asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> response) {
   stop_watching();
   if (client_gone_ || started_) co_return false;
-  started_ = true;
-  status_ = response.result_int();
   decorate(response);
   response.prepare_payload();
+  co_return co_await write_whole(response, response.body());
+}
+
+asio::awaitable<bool> Responder::send(bhttp::response<bhttp::empty_body> header,
+                                      std::string_view body) {
+  stop_watching();
+  if (client_gone_ || started_) co_return false;
+  decorate(header);
+  header.content_length(body.size());
+  co_return co_await write_whole(header, body);
+}
+
+template <typename Message>
+asio::awaitable<bool> Responder::write_whole(const Message& header, std::string_view body) {
+  started_ = true;
+  status_ = header.result_int();
+  std::string bytes;
+  bytes.reserve(256);
+  if (!append_header(header, bytes)) {
+    client_gone_ = true;
+    co_return false;
+  }
   stream_->expires_after(limits_.write_timeout);
-  auto [ec, ignored] = co_await bhttp::async_write(*stream_, response, kTuple);
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(bytes), asio::buffer(body)};
+  auto [ec, ignored] = co_await asio::async_write(*stream_, buffers, kTuple);
   finished_ = !ec;
   if (ec) client_gone_ = true;
   co_return !ec;
@@ -116,21 +138,9 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
   status_ = header.result_int();
   decorate(header);
   header.chunked(true);
-  // Beast's serializer writes the header's bytes here; they leave with the first chunk.
+  // The header's bytes leave with the first chunk.
   pending_header_.clear();
-  bhttp::response_serializer<bhttp::empty_body> serializer{header};
-  serializer.split(true);
-  boost::system::error_code ec;
-  while (!ec && !serializer.is_header_done()) {
-    serializer.next(ec, [&](boost::system::error_code&, const auto& buffers) {
-      const auto size = beast::buffer_bytes(buffers);
-      const auto offset = pending_header_.size();
-      pending_header_.resize(offset + size);
-      asio::buffer_copy(asio::buffer(pending_header_.data() + offset, size), buffers);
-      serializer.consume(size);
-    });
-  }
-  co_return !ec;
+  co_return append_header(header, pending_header_);
 }
 
 template <typename Buffers>

@@ -68,6 +68,9 @@ class Responder {
   ~Responder();
 
   asio::awaitable<bool> send(bhttp::response<bhttp::string_body> response);
+  // The same with a body that is not copied into the message (a cached answer): `body` must
+  // stay alive and unchanged until the write completes.
+  asio::awaitable<bool> send(bhttp::response<bhttp::empty_body> header, std::string_view body);
   // An error with the request id, in the schema set_error_format() chose (OpenAI's
   // {"error":{message,type,code}} by default).
   void set_error_format(ErrorFormat format) { error_format_ = format; }
@@ -102,6 +105,9 @@ class Responder {
   struct Watch;
   template <typename Message>
   void decorate(Message& message);
+  // Writes a whole response: the header as Beast serializes it, then `body`, in one write.
+  template <typename Message>
+  asio::awaitable<bool> write_whole(const Message& header, std::string_view body);
   // Writes a stream's bytes, the held header first when it has not gone out yet.
   template <typename Buffers>
   asio::awaitable<bool> write_stream_bytes(const Buffers& buffers);

@@ -1803,12 +1803,12 @@ cache::CachedAnswer Gateway::cached_answer(std::string body, const RequestContex
 asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
                                             const cache::CachedAnswer& answer) {
   if (!answer.stream) {
-    bhttp::response<bhttp::string_body> response{bhttp::status::ok, 11};
-    response.set(bhttp::field::content_type, "application/json");
-    response.set("x-cutover-provider", answer.provider);
-    response.set("x-cutover-cache", "hit");
-    response.body() = answer.body;
-    co_await responder.send(std::move(response));
+    bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
+    header.set(bhttp::field::content_type, "application/json");
+    header.set("x-cutover-provider", answer.provider);
+    header.set("x-cutover-cache", "hit");
+    // The cached bytes are written as they are kept: `answer` outlives the write.
+    co_await responder.send(std::move(header), answer.body);
     co_return;
   }
   if (!co_await responder.begin_stream(event_stream_header(answer.provider, "hit"))) co_return;

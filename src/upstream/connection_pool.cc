@@ -1,5 +1,7 @@
 #include "upstream/connection_pool.h"
 
+#include "http/serialize.h"
+
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -249,9 +251,15 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
 asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
     http::request<http::string_body>& request, bool& retry_on_fresh_connection) {
   const auto& timeouts = pool_.target().timeouts;
+  std::string header;
+  header.reserve(512);
+  if (!::cutover::http::append_header(request, header)) {
+    co_return UpstreamError{FailureKind::protocol, "the request's header cannot be written"};
+  }
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(request.body())};
   arm(timeouts.first_byte);
   auto [write_error, written] = co_await with_stream(*connection_, [&](auto& stream) {
-    return http::async_write(stream, request, kTuple);
+    return asio::async_write(stream, buffers, kTuple);
   });
   if (write_error) {
     retry_on_fresh_connection = write_error != beast::error::timeout;
