@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-pinned bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-pinned bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-count bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -93,6 +93,10 @@ bench-migration: build
 bench-answer-scan: build
 	cmake --build $(BUILD_DIR) --target bench_answer_scan
 	$(BUILD_DIR)/bench_answer_scan --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+# The chat path's instructions per request, counted under callgrind (issue #14, on a noisy machine).
+bench-count: build
+	bash bench/count_instructions.sh
 
 # The fault matrix's long form (about 20 minutes), written to docs/fault-matrix.md.
 bench-faults: build node-deps
