@@ -154,23 +154,23 @@ constexpr std::string_view kHoles[][2] = {
      "}"},
 };
 
+// Checks `input` alone and inside each hole.
+template <std::size_t N, typename Check>
+void check_in_holes(std::string_view input, const std::string_view (&holes)[N][2], Check check) {
+  check(std::string(input));
+  for (const auto& [before, after] : holes) {
+    std::string body;
+    body.reserve(before.size() + input.size() + after.size());
+    body.append(before).append(input).append(after);
+    check(std::move(body));
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  check_body(std::string(input));
-  for (const auto& [before, after] : kHoles) {
-    std::string body;
-    body.reserve(before.size() + input.size() + after.size());
-    body.append(before).append(input).append(after);
-    check_body(std::move(body));
-  }
-  check_chunk(std::string(input));
-  for (const auto& [before, after] : kChunkHoles) {
-    std::string body;
-    body.reserve(before.size() + input.size() + after.size());
-    body.append(before).append(input).append(after);
-    check_chunk(std::move(body));
-  }
+  check_in_holes(input, kHoles, check_body);
+  check_in_holes(input, kChunkHoles, check_chunk);
   return 0;
 }

@@ -1,0 +1,77 @@
+#include "proxy/access_log.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace cutover::proxy {
+namespace {
+
+namespace json = boost::json;
+
+std::vector<json::object> lines_of(const std::string& path) {
+  std::ifstream file(path);
+  std::vector<json::object> lines;
+  for (std::string line; std::getline(file, line);) lines.push_back(json::parse(line).as_object());
+  return lines;
+}
+
+class AccessLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char name[] = "/tmp/cutover-access-log-XXXXXX";
+    const int fd = ::mkstemp(name);
+    ASSERT_GE(fd, 0);
+    ::close(fd);
+    path_ = name;
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+  std::string path_;
+};
+
+TEST_F(AccessLogTest, EveryTextFieldIsAJsonStringWhateverItHolds) {
+  // Quotes, backslashes, control characters, a line break that would split the line, UTF-8, and
+  // a value longer than the escaper's piece.
+  const std::string awkward = "a \"quoted\" \\ value\nwith\ttabs \x01 and \xc3\xa9t\xc3\xa9";
+  const std::string long_value(3000, 'x');
+  {
+    AccessLog log(path_);
+    AccessRecord record;
+    record.request_id = "req_1";
+    record.method = "POST";
+    record.route = "/v1/chat/completions";
+    record.client_model = awkward;
+    record.provider = long_value;
+    record.provider_model = "gpt-4.1";
+    record.client_key = "team \"blue\"";
+    record.status = 200;
+    record.prompt_tokens = 3;
+    log.record(record);
+    record.request_id = "req_2";
+    record.client_model = "";
+    log.record(record);
+    log.flush();
+  }
+  const auto lines = lines_of(path_);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].at("request_id").as_string(), "req_1");
+  EXPECT_EQ(lines[0].at("method").as_string(), "POST");
+  EXPECT_EQ(lines[0].at("route").as_string(), "/v1/chat/completions");
+  EXPECT_EQ(lines[0].at("model").as_string(), awkward);
+  EXPECT_EQ(lines[0].at("provider").as_string(), long_value);
+  EXPECT_EQ(lines[0].at("client").as_string(), "team \"blue\"");
+  EXPECT_EQ(lines[0].at("status").as_int64(), 200);
+  EXPECT_EQ(lines[0].at("prompt_tokens").as_int64(), 3);
+  // An empty text field is left out.
+  EXPECT_EQ(lines[1].at("request_id").as_string(), "req_2");
+  EXPECT_FALSE(lines[1].contains("model"));
+}
+
+}  // namespace
+}  // namespace cutover::proxy
