@@ -57,7 +57,9 @@
 # BENCH_QUIET_OTHERS (%, 5), BENCH_GATEWAY_CPU (0), BENCH_LOAD_CPU (1), BENCH_CACHE_TTL (10m),
 # BENCH_CACHE_MAX_ENTRIES (10000, the default; the miss run fills the cache and then evicts one
 # entry per request), BENCH_CACHE_MAX_BYTES (67108864, the default), BENCH_ACCESS_LOG (off, or a
-# path such as /dev/null), BENCH_STRICT (1: exit 1 if a target is missed). A round takes about
+# path such as /dev/null), BENCH_STRICT (1: exit 1 if a target is missed), BENCH_COUNT (1: the
+# counted mode of bench/cache_counted.bash: the gateway under callgrind, each run's worker
+# instructions per request instead of its CPU time; exactly BENCH_ROUNDS rounds). A round takes about
 # 4 × (WARMUP + DURATION) s, 50 s with the defaults: 2.5 min on a quiet machine, 5 min at most.
 # It exits 1 if a check fails or any measured request was not a 2xx. The summary is printed and
 # written to bench/out/cache.md.
@@ -81,8 +83,17 @@ CACHE_MAX_ENTRIES="${BENCH_CACHE_MAX_ENTRIES:-10000}"
 CACHE_MAX_BYTES="${BENCH_CACHE_MAX_BYTES:-67108864}"
 ACCESS_LOG="${BENCH_ACCESS_LOG:-off}"
 STRICT="${BENCH_STRICT:-0}"
+# 1: count instead of timing (see the end of the header): the gateway runs under callgrind.
+COUNT="${BENCH_COUNT:-0}"
 OUT_DIR="$BENCH/out"
 REPORT="$OUT_DIR/cache.md"
+if [[ "$COUNT" == 1 ]]; then
+  MAX_ROUNDS="$ROUNDS"
+  REPORT="$OUT_DIR/cache_counted.md"
+  for tool in valgrind callgrind_control; do
+    command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (run scripts/install-deps.sh)" >&2; exit 1; }
+  done
+fi
 
 for tool in wrk nginx curl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (run scripts/install-deps.sh)" >&2; exit 1; }
@@ -118,7 +129,8 @@ fail() { echo "bench: $*" >&2; exit 1; }
 # Waits (10 s at most) for "TEXT 127.0.0.1:PORT" in a log file; prints PORT.
 wait_for_port_in_log() {
   local file="$1" pid="$2" text="$3" port=""
-  for _ in $(seq 100); do
+  # valgrind's start is slow.
+  for _ in $(seq "$([[ "$COUNT" == 1 ]] && echo 3000 || echo 100)"); do
     port="$(grep -oE "$text 127\.0\.0\.1:[0-9]+" "$file" 2>/dev/null | head -1 | sed 's/.*://' || true)"
     [[ -n "$port" ]] && { echo "$port"; return 0; }
     kill -0 "$pid" 2>/dev/null || break
@@ -337,7 +349,13 @@ routes:
   - models: [quota]
     provider: upstream-quota
 EOF
-taskset -c "$GATEWAY_CPU" "$BIN" serve -c "$TMP/gateway.yaml" >"$TMP/gateway.stdout" 2>"$TMP/gateway.stderr" &
+LAUNCH=()
+if [[ "$COUNT" == 1 ]]; then
+  mkdir -p "$TMP/callgrind"
+  LAUNCH=(valgrind --tool=callgrind --separate-threads=yes --dump-instr=no --compress-strings=no
+    --compress-pos=no "--callgrind-out-file=$TMP/callgrind/out")
+fi
+taskset -c "$GATEWAY_CPU" "${LAUNCH[@]}" "$BIN" serve -c "$TMP/gateway.yaml" >"$TMP/gateway.stdout" 2>"$TMP/gateway.stderr" &
 GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
 GATEWAY_PORT="$(wait_for_port_in_log "$TMP/gateway.stderr" "$GATEWAY_PID" 'listening on')"
@@ -375,7 +393,16 @@ declare -A R_LABEL=([a]="a: proxied, no cache" [b]="b: cache, every request a mi
   [c]="c: cache, every request a hit" [d]="d: proxied, upstream sends rate-limit headers")
 declare -A R_MODEL=([a]=plain [b]=cached [c]=cached [d]=quota)
 declare -A R_SEED=([a]=distinct [b]=distinct [c]=same [d]=distinct)
-declare -A RPS CPU_US P99 NGINX_N HITS MISSES EVICT UTIL OTHER NICE0 LOADBUSY NICE1 BAD
+declare -A RPS CPU_US P99 NGINX_N HITS MISSES EVICT UTIL OTHER NICE0 LOADBUSY NICE1 BAD IR
+
+# worker_instructions: the worker thread's instructions in callgrind's latest dump (one file per
+# thread, named out.DUMP-THREAD; the worker's event loop is the thread that executed the most).
+worker_instructions() {
+  local latest
+  latest="$(find "$TMP/callgrind" -name 'out.*-*' | sed -E 's/.*out\.([0-9]+)-.*/\1/' | sort -n | tail -1)"
+  [[ -n "$latest" ]] || fail "no callgrind dump in $TMP/callgrind"
+  for f in "$TMP/callgrind/out.$latest"-*; do awk '/^(summary|totals):/ { print $2; exit }' "$f"; done | sort -g | tail -1
+}
 
 pct() { awk -v x="$1" -v t="$2" 'BEGIN { x = t ? 100 * x / t : 0; printf "%.0f", x < 0 ? 0 : x }'; }
 
@@ -396,8 +423,10 @@ run_case() {
   g0="$(proc_ticks "$GATEWAY_PID")"
   c0="$(cpu_line "$GATEWAY_CPU")"
   l0="$(cpu_line "$LOAD_CPU")"
+  [[ "$COUNT" == 1 ]] && { callgrind_control -z "$GATEWAY_PID" >/dev/null || fail "callgrind_control -z failed"; }
   taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency \
     -s "$BENCH/cache.lua" "$url" >"$out"
+  [[ "$COUNT" == 1 ]] && { callgrind_control -d "$GATEWAY_PID" >/dev/null || fail "callgrind_control -d failed"; }
   g1="$(proc_ticks "$GATEWAY_PID")"
   c1="$(cpu_line "$GATEWAY_CPU")"
   l1="$(cpu_line "$LOAD_CPU")"
@@ -410,6 +439,7 @@ run_case() {
   CPU_US[$id,$r]="$(awk -v t="$((g1 - g0))" -v hz="$CLK_TCK" -v n="$requests" \
     'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
   NGINX_N[$id,$r]=$((n1 - n0 - 1))  # less the stub_status query itself
+  [[ "$COUNT" == 1 ]] && IR[$id,$r]="$(($(worker_instructions) / requests))"
   read -r h0 m0 e0 _ <<<"$s0"
   read -r h1 m1 e1 entries <<<"$s1"
   HITS[$id,$r]=$((h1 - h0))
@@ -426,7 +456,7 @@ run_case() {
   NICE1[$id,$r]="$(pct "$((nc1 - nc0))" "$((t1 - t0))")"
   BAD[$id,$r]="$(($(kv non2xx "$out") + $(kv connect_errors "$out") + $(kv read_errors "$out") + \
     $(kv write_errors "$out") + $(kv timeouts "$out")))"
-  log "round $r, ${R_LABEL[$id]}: ${RPS[$id,$r]} req/s, ${CPU_US[$id,$r]} µs CPU/req, p99 ${P99[$id,$r]} µs; nginx saw ${NGINX_N[$id,$r]} of $requests; cache hits ${HITS[$id,$r]}, misses ${MISSES[$id,$r]}, evictions ${EVICT[$id,$r]} ($entries entries); gateway ${UTIL[$id,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$id,$r]} %, niced ${NICE0[$id,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$id,$r]} % (niced ${NICE1[$id,$r]} %), non-2xx+errors ${BAD[$id,$r]}"
+  log "round $r, ${R_LABEL[$id]}: $([[ "$COUNT" == 1 ]] && echo "${IR[$id,$r]} worker instructions/req (under callgrind), ")${RPS[$id,$r]} req/s, ${CPU_US[$id,$r]} µs CPU/req, p99 ${P99[$id,$r]} µs; nginx saw ${NGINX_N[$id,$r]} of $requests; cache hits ${HITS[$id,$r]}, misses ${MISSES[$id,$r]}, evictions ${EVICT[$id,$r]} ($entries entries); gateway ${UTIL[$id,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$id,$r]} %, niced ${NICE0[$id,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$id,$r]} % (niced ${NICE1[$id,$r]} %), non-2xx+errors ${BAD[$id,$r]}"
   # A miss run must miss, a hit run hit, and every request but the hits reach nginx.
   case "$id" in
     a | d) ((HITS[$id,$r] == 0 && MISSES[$id,$r] == 0 && NGINX_N[$id,$r] >= requests)) ||
@@ -484,6 +514,12 @@ NGINX_PROBLEMS="$({ grep -ciE '\b(warn|error|crit|alert|emerg)\b' "$TMP/nginx/er
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 BUSY_SECONDS="$(cat "$TMP/busy-seconds" 2>/dev/null || echo 0)"
 FINISHED_IN=$SECONDS
+
+if [[ "$COUNT" == 1 ]]; then
+  # shellcheck source=bench/cache_counted.bash
+  source "$BENCH/cache_counted.bash"
+  exit 0
+fi
 
 # --- summary -----------------------------------------------------------------------------------------
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

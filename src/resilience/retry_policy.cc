@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <ctime>
 
 namespace cutover::resilience {
@@ -33,15 +34,43 @@ Duration backoff_delay(const RetryPolicy& policy, unsigned retry_number,
   return Duration(static_cast<std::int64_t>(ceiling * std::clamp(uniform01(), 0.0, 1.0)));
 }
 
+namespace {
+
+// Reads an unsigned decimal ("6", "1.5") off the front of `text`, as reset durations write their
+// amounts. std::from_chars for double goes through strtod in libstdc++ 12: thousands of
+// instructions a header, on every answer that carries rate-limit headers (counted under
+// callgrind). False when no digit comes first.
+bool read_decimal(std::string_view& text, double& amount) {
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::size_t at = 0;
+  amount = 0;
+  for (; at < text.size() && is_digit(text[at]); ++at) amount = amount * 10 + (text[at] - '0');
+  if (at == 0) return false;
+  if (at < text.size() && text[at] == '.') {
+    // The fraction's digits as one integer over a power of ten: "0.25" is exactly 25 / 100, as
+    // strtod would read it, where adding 0.2 and 0.05 would not be.
+    std::uint64_t fraction = 0;
+    std::uint64_t scale = 1;
+    for (++at; at < text.size() && is_digit(text[at]); ++at) {
+      if (scale >= 1'000'000'000'000'000'000ULL) continue;  // digits past the 19th change nothing
+      fraction = fraction * 10 + static_cast<std::uint64_t>(text[at] - '0');
+      scale *= 10;
+    }
+    amount += static_cast<double>(fraction) / static_cast<double>(scale);
+  }
+  text.remove_prefix(at);
+  return true;
+}
+
+}  // namespace
+
 std::optional<Duration> parse_reset_duration(std::string_view text) {
   if (text.empty()) return std::nullopt;
   double total_ms = 0;
   bool any = false;
   while (!text.empty()) {
     double amount = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), amount);
-    if (ec != std::errc() || amount < 0) return std::nullopt;
-    text.remove_prefix(static_cast<std::size_t>(end - text.data()));
+    if (!read_decimal(text, amount)) return std::nullopt;
     double unit_ms = 0;
     if (text.starts_with("ms")) {
       unit_ms = 1;

@@ -66,6 +66,17 @@ TEST(ProviderDelayTest, RateLimitResetHeaders) {
   EXPECT_EQ(parse_reset_duration("20ms"), 20ms);
   EXPECT_EQ(parse_reset_duration("1h2m"), 3720000ms);
   EXPECT_FALSE(parse_reset_duration("soon"));
+  // The forms OpenAI and relays send, and what is not a duration.
+  EXPECT_EQ(parse_reset_duration("6m0s"), 360000ms);
+  EXPECT_EQ(parse_reset_duration("0.25s"), 250ms);
+  EXPECT_EQ(parse_reset_duration("1s500ms"), 1500ms);
+  EXPECT_EQ(parse_reset_duration("17"), 17000ms);
+  EXPECT_EQ(parse_reset_duration("0s"), 0ms);
+  EXPECT_FALSE(parse_reset_duration("-1s"));
+  EXPECT_FALSE(parse_reset_duration("1x"));
+  EXPECT_FALSE(parse_reset_duration("s"));
+  EXPECT_FALSE(parse_reset_duration("1.5.5s"));
+  EXPECT_FALSE(parse_reset_duration("999999999999h"));
 }
 
 TEST(ProviderDelayTest, GarbageIsIgnored) {
