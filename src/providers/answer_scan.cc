@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "providers/simdjson_parser.h"
+
 namespace cutover::providers {
 
 namespace json = boost::json;
@@ -15,24 +17,9 @@ namespace ondemand = simdjson::ondemand;
 
 namespace {
 
-ondemand::parser& thread_parser() {
-  thread_local ondemand::parser parser;
-  return parser;
-}
-
-// A parser keeps the capacity of the largest body it has read, about six bytes per byte (its
-// structural index and string buffer): one 9 MiB answer would hold 50 MiB per thread outside the
-// response memory's accounting. Past this, the capacity is given back after the scan.
-constexpr std::size_t kKeptCapacity = 64 * 1024;
-
 // Boost.JSON's default parse_options::max_depth, which the gateway's json::parse uses: a body
 // nested deeper is refused there (502), so it must not pass here.
 constexpr int kMaxDepth = 32;
-
-std::string_view trim_right(std::string_view text) {
-  const auto end = text.find_last_not_of(" \t\r\n");
-  return end == std::string_view::npos ? std::string_view() : text.substr(0, end + 1);
-}
 
 // Boost.JSON refuses an exponent past INT_MAX (exponent_overflow) where simdjson reads
 // 0e99999999999 as 0 and 1e-99999999999 as 0. Refusing exponents of nine digits and more is
@@ -432,10 +419,7 @@ PlainAnswer::PlainAnswer(std::string& text, AnswerShape shape) : shape_(shape) {
   text_ = text;
   if (!scan()) finish_reasons_.clear();
   // Nothing reported refers to the parser's buffers, so they may be released now.
-  if (auto& parser = thread_parser(); parser.capacity() > kKeptCapacity) {
-    // A failed allocation leaves the parser empty: the next iterate() allocates again.
-    [[maybe_unused]] const auto error = parser.allocate(kKeptCapacity);
-  }
+  release_large_parser_buffers();
 }
 
 bool PlainAnswer::scan() {

@@ -4,22 +4,14 @@
 
 #include <algorithm>
 
+#include "providers/simdjson_parser.h"
+
 namespace cutover::providers {
 
 namespace json = boost::json;
 namespace ondemand = simdjson::ondemand;
 
 namespace {
-
-ondemand::parser& thread_parser() {
-  thread_local ondemand::parser parser;
-  return parser;
-}
-
-std::string_view trim_right(std::string_view text) {
-  const auto end = text.find_last_not_of(" \t\r\n");
-  return end == std::string_view::npos ? std::string_view() : text.substr(0, end + 1);
-}
 
 // The raw text of one value: objects and arrays whole, scalars without trailing whitespace.
 std::optional<std::string_view> raw_value(ondemand::value& value) {
@@ -63,6 +55,8 @@ RequestBody::RequestBody(std::string& text) {
   text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
   text_ = text;
   locate();
+  // The spans are offsets into `text`: nothing refers to the parser's buffers any more.
+  release_large_parser_buffers();
 }
 
 void RequestBody::locate() {

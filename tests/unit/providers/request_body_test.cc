@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "providers/simdjson_parser.h"
+
 namespace cutover::providers {
 namespace {
 
@@ -112,6 +114,19 @@ TEST(RequestBodyTest, NineMebibyteRequestIsSpliced) {
   EXPECT_EQ(result.text,
             R"({"model":"provider-model")" + tail.substr(0, tail.size() - 1) +
                 R"(,"stream_options":{"include_usage":true}})");
+}
+
+TEST(RequestBodyTest, ALargeBodyLeavesNoLargeParserBehind) {
+  // A 9 MiB request: located and rewritten as any other, after which this thread's parser holds
+  // no more than 64 KiB (it would otherwise keep about six bytes per byte of the largest body).
+  std::string body = R"({"model":"gpt-4o","messages":[{"role":"user","content":")";
+  body.append(9 * 1024 * 1024, 'x');
+  body.append(R"("}]})");
+  const auto result = rewrite(body, "gpt-4o-2024-08-06", false);
+  ASSERT_TRUE(result.located);
+  EXPECT_TRUE(result.text.starts_with(R"({"model":"gpt-4o-2024-08-06","messages":)"));
+  EXPECT_EQ(result.text.size(), body.size() + 11);
+  EXPECT_LE(thread_parser().capacity(), 64u * 1024);
 }
 
 }  // namespace
