@@ -22,13 +22,14 @@ done
 counted_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b ? a / b : 0 }'; }
 HIT_X="$(counted_ratio "${IR_MEDIAN[a]}" "${IR_MEDIAN[c]}")"
 MISS_X="$(counted_ratio "${IR_MEDIAN[b]}" "${IR_MEDIAN[a]}")"
-QUOTA_X="$(counted_ratio "${IR_MEDIAN[d]}" "${IR_MEDIAN[a]}")"
+QUOTA_X="$(counted_ratio "${IR_MEDIAN[d]}" "${IR_MEDIAN[e]}")"
+HEADERS_X="$(counted_ratio "${IR_MEDIAN[d]}" "${IR_MEDIAN[a]}")"
 counted_verdict() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = op == ">=" ? x >= t : x <= t; print ok ? "met" : "**missed**" }'; }
 
 {
   echo "## cutover response cache and quota bookkeeping, counted (issue #15): $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Gateway \`$BIN\` (built $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC'); this checkout: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)) under $(valgrind --version) callgrind, \`workers: 1\`, access log $ACCESS_LOG, on CPU $GATEWAY_CPU; wrk ($CONNECTIONS connections) and nginx (a fixed $ANSWER_BYTES-byte answer) on CPU $LOAD_CPU. $ROUNDS_RUN rounds of a, d, b, c; per run ${WARMUP}s warm-up, then ${DURATION}s counted. Figures: the worker thread's instructions per request (median over the rounds; spread = (max − min) / median)."
+  echo "Gateway \`$BIN\` (built $(date -u -r "$BIN" '+%Y-%m-%d %H:%M UTC'); this checkout: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)) under $(valgrind --version) callgrind, \`workers: 1\`, access log $ACCESS_LOG, on CPU $GATEWAY_CPU; wrk ($CONNECTIONS connections) and nginx (a fixed $ANSWER_BYTES-byte answer) on CPU $LOAD_CPU. $ROUNDS_RUN rounds of a, d, e, b, c; per run ${WARMUP}s warm-up, then ${DURATION}s counted. Figures: the worker thread's instructions per request (median over the rounds; spread = (max − min) / median)."
   echo
   echo "| run | instructions per request | spread | per round | cache hits / misses (last round) | nginx saw (last round) |"
   echo "|---|---:|---:|---:|---:|---:|"
@@ -40,7 +41,8 @@ counted_verdict() { awk -v x="$1" -v op="$2" -v t="$3" 'BEGIN { ok = op == ">=" 
   echo "|---|---|---|"
   echo "| a hit costs at most a fifth of a proxied request: a / c ≥ 5 | ${IR_MEDIAN[a]} / ${IR_MEDIAN[c]} = $HIT_X × | $(counted_verdict "$HIT_X" ">=" 5) |"
   echo "| a miss costs at most 5 % more than no cache: b / a ≤ 1.05 | ${IR_MEDIAN[b]} / ${IR_MEDIAN[a]} = $MISS_X | $(counted_verdict "$MISS_X" "<=" 1.05) |"
-  echo "| quota bookkeeping costs ≤ 1 %: d / a ≤ 1.01 | ${IR_MEDIAN[d]} / ${IR_MEDIAN[a]} = $QUOTA_X | $(counted_verdict "$QUOTA_X" "<=" 1.01) |"
+  echo "| quota bookkeeping costs ≤ 1 %: d / e ≤ 1.01 | ${IR_MEDIAN[d]} / ${IR_MEDIAN[e]} = $QUOTA_X | $(counted_verdict "$QUOTA_X" "<=" 1.01) |"
+  echo "| (no target) the six headers' whole cost, receiving and parsing them included: d / a | ${IR_MEDIAN[d]} / ${IR_MEDIAN[a]} = $HEADERS_X | |"
 } >"$REPORT"
 
 echo

@@ -6,8 +6,9 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <charconv>
+
 #include <boost/json.hpp>
-#include <iterator>
 #include <climits>
 
 namespace cutover::proxy {
@@ -15,10 +16,23 @@ namespace cutover::proxy {
 namespace {
 constexpr std::size_t kFlushBytes = 32 * 1024;
 
-// Appends `text` as a JSON string literal, escaped by Boost.JSON's serializer, to `out`: through a
-// stack buffer, without the two allocations a json::string and its serialized copy cost per
-// field (a dozen a request).
+bool needs_escaping(std::string_view text) {
+  for (const char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\') return true;
+  }
+  return false;
+}
+
+// Appends `text` as a JSON string literal to `out`. Most values (ids, models, routes) need no
+// escaping and are copied as they are; the rest are escaped by Boost.JSON's serializer through a
+// stack buffer, without the two allocations a json::string and its serialized copy cost.
 void append_quoted(std::string& out, std::string_view text) {
+  if (!needs_escaping(text)) {
+    out.push_back('"');
+    out.append(text);
+    out.push_back('"');
+    return;
+  }
   thread_local boost::json::serializer serializer;
   serializer.reset(boost::json::string_view(text.data(), text.size()));
   char piece[512];
@@ -27,7 +41,39 @@ void append_quoted(std::string& out, std::string_view text) {
     out.append(written.data(), written.size());
   }
 }
+
+template <typename Number>
+void append_number(std::string& out, Number value) {
+  char digits[32];
+  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  out.append(digits, end);
+}
+
+// A figure with `decimals` places, as printf's %.*f writes it.
+void append_fixed(std::string& out, double value, int decimals) {
+  char digits[64];
+  const auto [end, ec] =
+      std::to_chars(digits, digits + sizeof digits, value, std::chars_format::fixed, decimals);
+  if (ec != std::errc()) {
+    out.append("null");  // beyond 10^60, which no latency or cost reaches
+    return;
+  }
+  out.append(digits, end);
+}
 }  // namespace
+
+void append_attempt(std::string& attempts, std::string_view provider, long endpoint,
+                    std::string_view result, double ms) {
+  attempts.append(attempts.empty() ? R"([{"provider":)" : R"(,{"provider":)");
+  append_quoted(attempts, provider);
+  attempts.append(R"(,"endpoint":)");
+  append_number(attempts, endpoint);
+  attempts.append(R"(,"result":)");
+  append_quoted(attempts, result);
+  attempts.append(R"(,"ms":)");
+  append_fixed(attempts, ms, 3);
+  attempts.push_back('}');
+}
 
 AccessLog::AccessLog(const std::string& destination) {
   if (destination == "off") return;
@@ -44,19 +90,34 @@ AccessLog::~AccessLog() {
   if (owns_fd_) ::close(fd_);
 }
 
+void AccessLog::append_time(std::chrono::system_clock::time_point now) {
+  const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(now);
+  // The date and time of day change once a second; a busy worker formats them that often.
+  if (seconds != formatted_second_) {
+    formatted_second_ = seconds;
+    formatted_time_ = fmt::format("{:%Y-%m-%dT%H:%M:%S}", seconds);
+  }
+  const auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - seconds).count();
+  buffer_.append(formatted_time_);
+  const char fraction[] = {'.', static_cast<char>('0' + millis / 100),
+                           static_cast<char>('0' + millis / 10 % 10),
+                           static_cast<char>('0' + millis % 10), 'Z'};
+  buffer_.append(fraction, sizeof fraction);
+}
+
 void AccessLog::record(const AccessRecord& r) {
   if (fd_ < 0) return;
-  auto out = std::back_inserter(buffer_);
-  const auto now = std::chrono::system_clock::now();
-  const auto seconds = std::chrono::time_point_cast<std::chrono::seconds>(now);
-  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now - seconds).count();
-  fmt::format_to(out, R"({{"time":"{:%Y-%m-%dT%H:%M:%S}.{:03}Z","request_id":)", seconds, millis);
+  buffer_.append(R"({"time":")");
+  append_time(std::chrono::system_clock::now());
+  buffer_.append(R"(","request_id":)");
   append_quoted(buffer_, r.request_id);
   buffer_.append(R"(,"method":)");
   append_quoted(buffer_, r.method);
   buffer_.append(R"(,"route":)");
   append_quoted(buffer_, r.route);
-  fmt::format_to(out, R"(,"status":{})", r.status);
+  buffer_.append(R"(,"status":)");
+  append_number(buffer_, r.status);
   auto text_field = [&](std::string_view name, std::string_view value) {
     if (value.empty()) return;
     buffer_.append(",\"").append(name).append("\":");
@@ -66,19 +127,28 @@ void AccessLog::record(const AccessRecord& r) {
   text_field("provider", r.provider);
   text_field("provider_model", r.provider_model);
   text_field("client", r.client_key);
-  fmt::format_to(out, R"(,"stream":{},"latency_ms":{:.3f})", r.stream, r.latency_ms);
+  buffer_.append(r.stream ? R"(,"stream":true,"latency_ms":)" : R"(,"stream":false,"latency_ms":)");
+  append_fixed(buffer_, r.latency_ms, 3);
   if (r.time_to_first_token_ms >= 0) {
-    fmt::format_to(out, R"(,"ttft_ms":{:.3f})", r.time_to_first_token_ms);
+    buffer_.append(R"(,"ttft_ms":)");
+    append_fixed(buffer_, r.time_to_first_token_ms, 3);
   }
-  if (r.prompt_tokens >= 0) fmt::format_to(out, R"(,"prompt_tokens":{})", r.prompt_tokens);
+  if (r.prompt_tokens >= 0) {
+    buffer_.append(R"(,"prompt_tokens":)");
+    append_number(buffer_, r.prompt_tokens);
+  }
   if (r.completion_tokens >= 0) {
-    fmt::format_to(out, R"(,"completion_tokens":{})", r.completion_tokens);
+    buffer_.append(R"(,"completion_tokens":)");
+    append_number(buffer_, r.completion_tokens);
   }
   text_field("error", r.error);
-  if (r.cost >= 0) fmt::format_to(out, R"(,"cost":{:.8f})", r.cost);
-  if (!r.migration_arm.empty()) fmt::format_to(out, R"(,"migration_arm":"{}")", r.migration_arm);
-  if (r.shadowed) fmt::format_to(out, R"(,"shadowed":true)");
-  if (!r.attempts_json.empty()) fmt::format_to(out, R"(,"attempts":{})", r.attempts_json);
+  if (r.cost >= 0) {
+    buffer_.append(R"(,"cost":)");
+    append_fixed(buffer_, r.cost, 8);
+  }
+  text_field("migration_arm", r.migration_arm);
+  if (r.shadowed) buffer_.append(R"(,"shadowed":true)");
+  if (!r.attempts_json.empty()) buffer_.append(R"(,"attempts":)").append(r.attempts_json);
   buffer_.append("}\n");
   if (buffer_.size() >= kFlushBytes) flush();
 }

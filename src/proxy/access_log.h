@@ -27,9 +27,18 @@ struct AccessRecord {
   // "candidate" or "primary" for a request on a migrated route, else empty.
   std::string_view migration_arm;
   bool shadowed = false;
-  // A JSON array of every upstream attempt, already serialized; empty when none was made.
-  std::string attempts_json;
+  // A JSON array of every upstream attempt, already serialized (append_attempt()); empty when
+  // none was made.
+  std::string_view attempts_json;
 };
+
+// Adds one upstream attempt to `attempts`, a JSON array being built for AccessRecord::attempts_json:
+// the first call opens it; close_attempts() ends it.
+void append_attempt(std::string& attempts, std::string_view provider, long endpoint,
+                    std::string_view result, double ms);
+inline void close_attempts(std::string& attempts) {
+  if (!attempts.empty()) attempts.push_back(']');
+}
 
 class AccessLog {
  public:
@@ -45,9 +54,13 @@ class AccessLog {
   void flush();
 
  private:
+  void append_time(std::chrono::system_clock::time_point now);
+
   int fd_ = -1;
   bool owns_fd_ = false;
   std::string buffer_;
+  std::chrono::sys_seconds formatted_second_{};
+  std::string formatted_time_;
 };
 
 }  // namespace cutover::proxy

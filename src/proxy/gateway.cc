@@ -207,7 +207,7 @@ std::optional<resilience::Duration> requested_delay(const upstream::Exchange& ex
 
 // The rate-limit figures an answer carries, whatever its status.
 void record_quota(resilience::QuotaState& quota, const upstream::Exchange& exchange) {
-  quota.update(resilience::read_quota_headers(header_lookup(exchange), std::chrono::system_clock::now()),
+  quota.update(resilience::read_quota_headers(exchange.response(), std::chrono::system_clock::now()),
                Clock::now());
 }
 
@@ -940,10 +940,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   bool retries_exhausted = false;
   auto log_attempt = [&](std::string_view provider, long endpoint, std::string_view result,
                          double ms) {
-    if (!access_log_.enabled()) return;
-    attempts_log += attempts_log.empty() ? "[" : ",";
-    attempts_log += fmt::format(R"({{"provider":"{}","endpoint":{},"result":"{}","ms":{:.3f}}})",
-                                provider, endpoint, result, ms);
+    if (access_log_.enabled()) append_attempt(attempts_log, provider, endpoint, result, ms);
   };
 
   for (std::size_t position = 0; position < chain.size(); ++position) {
@@ -1105,7 +1102,8 @@ void Gateway::observe(RequestOutcome& outcome, const http::IncomingRequest& requ
     ledger_->add(worker_index_, event);
   }
   if (ledger_ != nullptr && outcome.cache_hit != nullptr) record_cache_saving(outcome, client_error);
-  if (!outcome.attempts_log.empty()) record.attempts_json = outcome.attempts_log + "]";
+  close_attempts(outcome.attempts_log);
+  record.attempts_json = outcome.attempts_log;
   access_log_.record(record);
 }
 

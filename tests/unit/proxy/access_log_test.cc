@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -71,6 +72,55 @@ TEST_F(AccessLogTest, EveryTextFieldIsAJsonStringWhateverItHolds) {
   // An empty text field is left out.
   EXPECT_EQ(lines[1].at("request_id").as_string(), "req_2");
   EXPECT_FALSE(lines[1].contains("model"));
+}
+
+TEST_F(AccessLogTest, FiguresAndTheTimeAreWrittenAsBefore) {
+  {
+    AccessLog log(path_);
+    AccessRecord record;
+    record.request_id = "req_3";
+    record.method = "POST";
+    record.route = "/v1/chat/completions";
+    record.status = 429;
+    record.stream = true;
+    record.latency_ms = 12.3456;
+    record.time_to_first_token_ms = 0.5;
+    record.prompt_tokens = 0;
+    record.completion_tokens = 1234567890123;
+    record.cost = 0.000123456;
+    record.migration_arm = "candidate";
+    record.shadowed = true;
+    record.attempts_json = R"([{"provider":"a","status":429}])";
+    log.record(record);
+    log.flush();
+  }
+  std::ifstream file(path_);
+  std::string line;
+  ASSERT_TRUE(std::getline(file, line));
+  EXPECT_NE(line.find(R"("status":429,"stream":true,"latency_ms":12.346,"ttft_ms":0.500,)"
+                      R"("prompt_tokens":0,"completion_tokens":1234567890123,"cost":0.00012346,)"
+                      R"("migration_arm":"candidate","shadowed":true,)"
+                      R"("attempts":[{"provider":"a","status":429}]})"),
+            std::string::npos)
+      << line;
+  const auto time = std::string(json::parse(line).at("time").as_string());
+  EXPECT_TRUE(std::regex_match(time, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")))
+      << time;
+}
+
+TEST(AttemptsTest, AJsonArrayOfEveryAttemptWhateverTheNamesHold) {
+  std::string attempts;
+  close_attempts(attempts);
+  EXPECT_EQ(attempts, "") << "no attempt, no array";
+  append_attempt(attempts, "relay \"b\"", 1, "upstream_5xx", 12.34567);
+  append_attempt(attempts, "openai", -1, "ok", 0.0004);
+  close_attempts(attempts);
+  EXPECT_EQ(attempts,
+            R"([{"provider":"relay \"b\"","endpoint":1,"result":"upstream_5xx","ms":12.346},)"
+            R"({"provider":"openai","endpoint":-1,"result":"ok","ms":0.000}])");
+  const auto parsed = json::parse(attempts).as_array();
+  ASSERT_EQ(parsed.size(), 2u);
+  EXPECT_EQ(parsed[0].at("provider").as_string(), "relay \"b\"");
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <map>
+#include <utility>
+#include <vector>
 #include <string>
 
 namespace cutover::resilience {
@@ -13,13 +14,10 @@ using TimePoint = QuotaState::TimePoint;
 const TimePoint kStart = TimePoint{} + std::chrono::hours(1);
 const auto kWallClock = std::chrono::system_clock::from_time_t(1'800'000'000);
 
-QuotaReading read(const std::map<std::string, std::string>& headers) {
-  return read_quota_headers(
-      [&headers](std::string_view name) -> std::string_view {
-        auto found = headers.find(std::string(name));
-        return found == headers.end() ? std::string_view() : std::string_view(found->second);
-      },
-      kWallClock);
+QuotaReading read(const std::vector<std::pair<std::string, std::string>>& headers) {
+  QuotaHeaderReader reader(kWallClock);
+  for (const auto& [name, value] : headers) reader.offer(name, value);
+  return reader.reading();
 }
 
 TEST(QuotaHeadersTest, OpenAiFiguresAndGoDurations) {
@@ -54,6 +52,74 @@ TEST(QuotaHeadersTest, GarbageAndAbsentHeadersReadAsNothing) {
   EXPECT_TRUE(read({}).empty());
   auto reading = read({{"x-ratelimit-remaining-requests", "-3"}, {"x-ratelimit-reset-requests", "soon"}});
   EXPECT_TRUE(reading.empty());
+  EXPECT_TRUE(read({{"x-ratelimit-limit-requests", ""},
+                    {"x-ratelimit-remaining-requests", "12 "},
+                    {"x-ratelimit-limit-tokens", "1e6"},
+                    {"x-ratelimit-remaining-tokens", "1234567890123456789"}})
+                  .empty());
+  EXPECT_EQ(read({{"x-ratelimit-remaining-tokens", "123456789012345678"}}).tokens.remaining,
+            123456789012345678);
+}
+
+TEST(QuotaHeadersTest, CountsOfEveryLengthAndNoDigitsElse) {
+  // Eight digits at a time and one at a time, and every way a byte can fail to be a digit in
+  // either part.
+  std::string digits;
+  std::int64_t expected = 0;
+  for (int length = 1; length <= 18; ++length) {
+    digits += static_cast<char>('0' + (length * 7) % 10);
+    expected = expected * 10 + (length * 7) % 10;
+    EXPECT_EQ(read({{"x-ratelimit-limit-tokens", digits}}).tokens.limit, expected) << digits;
+    for (std::size_t at = 0; at < digits.size(); ++at) {
+      for (const char bad : {'/', ':', ' ', '-', '+', '.', 'a', '\x80', '\0', '\xb9'}) {
+        auto broken = digits;
+        broken[at] = bad;
+        EXPECT_FALSE(read({{"x-ratelimit-limit-tokens", broken}}).tokens.limit) << broken;
+      }
+    }
+  }
+  EXPECT_EQ(read({{"x-ratelimit-limit-tokens", "00000000"}}).tokens.limit, 0);
+  EXPECT_EQ(read({{"x-ratelimit-limit-tokens", "99999999"}}).tokens.limit, 99999999);
+  EXPECT_EQ(read({{"x-ratelimit-limit-tokens", "999999999999999999"}}).tokens.limit,
+            999999999999999999);
+}
+
+TEST(QuotaHeadersTest, NamesMatchWhateverTheirCase) {
+  auto reading = read({{"X-RateLimit-Limit-Requests", "500"},
+                       {"X-RATELIMIT-REMAINING-TOKENS", "7"},
+                       {"Anthropic-RateLimit-Tokens-Limit", "90"}});
+  EXPECT_EQ(reading.requests.limit, 500);
+  EXPECT_EQ(reading.tokens.remaining, 7);
+  // OpenAI's headers said something about tokens: Anthropic's do not fill that dimension.
+  EXPECT_FALSE(reading.tokens.limit);
+}
+
+TEST(QuotaHeadersTest, AnthropicFillsOnlyWhatOpenAiLeftOut) {
+  auto reading = read({{"anthropic-ratelimit-requests-limit", "50"},
+                       {"x-ratelimit-limit-tokens", "30000"},
+                       {"anthropic-ratelimit-tokens-limit", "99"}});
+  EXPECT_EQ(reading.requests.limit, 50);
+  EXPECT_EQ(reading.tokens.limit, 30000);
+}
+
+TEST(QuotaHeadersTest, LookalikeAndOtherFieldsAreIgnored) {
+  auto reading = read({{"content-type", "application/json"},
+                       {"x-ratelimit-limit", "5"},
+                       {"x-ratelimit-limit-images", "5"},
+                       {"x-ratelimit-limitless-requests", "5"},
+                       {"anthropic-ratelimit-input-tokens-limit", "5"},
+                       {"anthropic-ratelimit-requests", "5"},
+                       {"x-ratelimits-limit-requests", "5"}});
+  EXPECT_TRUE(reading.empty());
+}
+
+TEST(QuotaHeadersTest, TheFirstValidValueOfARepeatedFieldCounts) {
+  auto reading = read({{"x-ratelimit-limit-requests", "500"},
+                       {"x-ratelimit-limit-requests", "600"},
+                       {"x-ratelimit-remaining-requests", "soon"},
+                       {"x-ratelimit-remaining-requests", "10"}});
+  EXPECT_EQ(reading.requests.limit, 500);
+  EXPECT_EQ(reading.requests.remaining, 10);
 }
 
 TEST(Rfc3339Test, FractionsAndOffsets) {
