@@ -1,6 +1,8 @@
 #include "cache/response_cache.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <boost/container/small_vector.hpp>
 
 #include "util/sha256.h"
@@ -14,9 +16,11 @@ namespace {
 constexpr std::string_view kLeftOut[] = {"stream", "stream_options", "user", "metadata", "store"};
 
 // Writes a body with every object's keys sorted (Boost.JSON keeps them in the order they came,
-// and a key must not depend on it). Keys and scalars go through one serializer and a stack
-// buffer, and each object's members through an inline vector: a miss computes a key for every
-// request, so nothing here allocates but the output.
+// and a key must not depend on it). Strings that need no escaping, integers, booleans and null
+// are written directly; escaped strings and doubles go through one serializer and a stack
+// buffer, so the bytes are Boost.JSON's in every case. Each object's members go through an
+// inline vector: a miss computes a key for every request, so nothing here allocates but the
+// output.
 class CanonicalWriter {
  public:
   explicit CanonicalWriter(std::string& out) : out_(out) {}
@@ -37,10 +41,40 @@ class CanonicalWriter {
         write(item);
       }
       out_.push_back(']');
+    } else if (value.is_string()) {
+      write_string(value.get_string());
+    } else if (value.is_int64()) {
+      write_number(value.get_int64());
+    } else if (value.is_uint64()) {
+      write_number(value.get_uint64());
+    } else if (value.is_bool()) {
+      out_.append(value.get_bool() ? "true" : "false");
+    } else if (value.is_null()) {
+      out_.append("null");
     } else {
       serializer_.reset(&value);
       drain();
     }
+  }
+
+  void write_string(json::string_view text) {
+    const bool plain = std::none_of(text.begin(), text.end(), [](char c) {
+      return static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\';
+    });
+    if (!plain) {
+      serializer_.reset(text);
+      drain();
+      return;
+    }
+    out_.push_back('"');
+    out_.append(text.data(), text.size());
+    out_.push_back('"');
+  }
+
+  template <typename Integer>
+  void write_number(Integer number) {
+    char digits[24];
+    out_.append(digits, std::to_chars(digits, digits + sizeof digits, number).ptr);
   }
 
   void write_object(const json::object& object, bool leave_out) {
@@ -57,8 +91,7 @@ class CanonicalWriter {
     out_.push_back('{');
     for (std::size_t i = 0; i < members.size(); ++i) {
       if (i > 0) out_.push_back(',');
-      serializer_.reset(members[i]->key());
-      drain();
+      write_string(members[i]->key());
       out_.push_back(':');
       write(members[i]->value());
     }
@@ -113,8 +146,21 @@ ResponseCache::ResponseCache(CacheSettings settings, std::function<Clock::time_p
   shard_max_bytes_ = std::max<std::size_t>(1, settings_.max_bytes / count);
 }
 
-ResponseCache::Shard& ResponseCache::shard_for(const std::string& key) {
-  return *shards_[std::hash<std::string>{}(key) % shards_.size()];
+std::size_t ResponseCache::KeyHash::operator()(std::string_view key) const noexcept {
+  if (key.size() < 16) return std::hash<std::string_view>{}(key);
+  std::uint64_t tail;
+  std::memcpy(&tail, key.data() + key.size() - 8, 8);
+  return static_cast<std::size_t>(tail);
+}
+
+ResponseCache::Shard& ResponseCache::shard_for(std::string_view key) {
+  std::uint64_t head = 0;
+  if (key.size() >= 16) {
+    std::memcpy(&head, key.data(), 8);
+  } else {
+    head = std::hash<std::string_view>{}(key);
+  }
+  return *shards_[head % shards_.size()];
 }
 
 void ResponseCache::erase(Shard& shard, std::list<Entry>::iterator entry) {
@@ -123,7 +169,7 @@ void ResponseCache::erase(Shard& shard, std::list<Entry>::iterator entry) {
   shard.recency.erase(entry);
 }
 
-std::shared_ptr<const CachedAnswer> ResponseCache::find(const std::string& key) {
+std::shared_ptr<const CachedAnswer> ResponseCache::find(std::string_view key) {
   auto& shard = shard_for(key);
   const auto now = now_();
   std::lock_guard lock(shard.mutex);
@@ -145,7 +191,7 @@ void ResponseCache::count_hit_locked(Shard& shard, const CachedAnswer& answer) {
   hits_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void ResponseCache::count_lookup(const std::string& key, const CachedAnswer* answer) {
+void ResponseCache::count_lookup(std::string_view key, const CachedAnswer* answer) {
   if (!answer) {
     misses_.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -160,7 +206,8 @@ void ResponseCache::use_shared(std::shared_ptr<SharedCacheStore> store, std::str
   shared_scope_ = std::move(scope);
 }
 
-boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> ResponseCache::lookup(std::string key) {
+boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> ResponseCache::lookup(
+    const std::string& key) {
   if (!shared_) co_return find(key);
   // Held here so the store outlives the lookup whatever happens to this cache's backend.
   const auto store = shared_;
@@ -171,7 +218,7 @@ boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> ResponseCache::looku
 
 void ResponseCache::keep(std::string key, CachedAnswer answer) {
   if (!shared_) {
-    store(key, std::move(answer));
+    store(std::move(key), std::move(answer));
     return;
   }
   shared_->store(shared_scope_, std::move(key), std::move(answer), settings_);
@@ -192,7 +239,7 @@ boost::asio::awaitable<std::optional<SharedCacheStore::Usage>> ResponseCache::sh
   co_return co_await store->usage(shared_scope_);
 }
 
-void ResponseCache::store(const std::string& key, CachedAnswer answer) {
+void ResponseCache::store(std::string key, CachedAnswer answer) {
   const std::size_t bytes = answer.body.size() + key.size() + sizeof(Entry);
   if (bytes > shard_max_bytes_) return;
   auto& shard = shard_for(key);
@@ -205,8 +252,8 @@ void ResponseCache::store(const std::string& key, CachedAnswer answer) {
     erase(shard, std::prev(shard.recency.end()));
     evictions_.fetch_add(1, std::memory_order_relaxed);
   }
-  shard.recency.push_front(Entry{key, std::move(shared), expires, bytes});
-  shard.index.emplace(key, shard.recency.begin());
+  shard.recency.push_front(Entry{std::move(key), std::move(shared), expires, bytes});
+  shard.index.emplace(shard.recency.front().key, shard.recency.begin());
   shard.bytes += bytes;
 }
 

@@ -61,7 +61,8 @@ class ResponseCache {
   // The gateway's entry points, on any thread; the cache must outlive them. They use the shared
   // store when there is one, else this process's shards (then they complete at once).
   // The fresh answer kept under `key`, or null; counts a hit (with what it saved) or a miss.
-  boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> lookup(std::string key);
+  // `key` must stay alive until the lookup completes (co_await it at once).
+  boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> lookup(const std::string& key);
   // Keeps a complete answer; one larger than the byte bound is not kept. Fire and forget.
   void keep(std::string key, CachedAnswer answer);
   // Drops every entry, here and in the shared store; how many there were, nullopt when the
@@ -73,9 +74,9 @@ class ResponseCache {
 
   // This process's shards only, synchronously.
   // The answer stored under `key` and still fresh; counts a hit or a miss.
-  std::shared_ptr<const CachedAnswer> find(const std::string& key);
+  std::shared_ptr<const CachedAnswer> find(std::string_view key);
   // Stores a complete answer; one larger than the byte bound is not kept.
-  void store(const std::string& key, CachedAnswer answer);
+  void store(std::string key, CachedAnswer answer);
   void count_bypass() { bypasses_.fetch_add(1, std::memory_order_relaxed); }
   // Drops every entry; returns how many there were.
   std::size_t purge();
@@ -95,18 +96,24 @@ class ResponseCache {
     Clock::time_point expires;
     std::size_t bytes = 0;
   };
+  // Keys are SHA-256 digests in hex: eight of their characters hash as well as std::hash's pass
+  // over all 64. The shards take the first eight, each shard's index the last eight.
+  struct KeyHash {
+    std::size_t operator()(std::string_view key) const noexcept;
+  };
   struct Shard {
     mutable std::mutex mutex;
     std::list<Entry> recency;  // most recently used first
-    std::unordered_map<std::string, std::list<Entry>::iterator> index;
+    // Views of the keys their entries hold: one copy of each key.
+    std::unordered_map<std::string_view, std::list<Entry>::iterator, KeyHash> index;
     std::size_t bytes = 0;
     std::uint64_t tokens_saved = 0;
     double cost_saved = 0;
   };
-  Shard& shard_for(const std::string& key);
+  Shard& shard_for(std::string_view key);
   void erase(Shard& shard, std::list<Entry>::iterator entry);
   void count_hit_locked(Shard& shard, const CachedAnswer& answer);
-  void count_lookup(const std::string& key, const CachedAnswer* answer);
+  void count_lookup(std::string_view key, const CachedAnswer* answer);
 
   CacheSettings settings_;
   std::function<Clock::time_point()> now_;
