@@ -111,10 +111,7 @@ asio::awaitable<bool> Responder::write_whole(const Message& header, std::string_
   status_ = header.result_int();
   std::string bytes;
   bytes.reserve(256);
-  if (!append_header(header, bytes)) {
-    client_gone_ = true;
-    co_return false;
-  }
+  append_header(header, bytes);
   stream_->expires_after(limits_.write_timeout);
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(bytes), asio::buffer(body)};
   auto [ec, ignored] = co_await asio::async_write(*stream_, buffers, kTuple);
@@ -140,7 +137,8 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
   header.chunked(true);
   // The header's bytes leave with the first chunk.
   pending_header_.clear();
-  co_return append_header(header, pending_header_);
+  append_header(header, pending_header_);
+  co_return true;
 }
 
 template <typename Buffers>

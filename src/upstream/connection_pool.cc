@@ -253,9 +253,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   const auto& timeouts = pool_.target().timeouts;
   std::string header;
   header.reserve(512);
-  if (!::cutover::http::append_header(request, header)) {
-    co_return UpstreamError{FailureKind::protocol, "the request's header cannot be written"};
-  }
+  ::cutover::http::append_header(request, header);
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(request.body())};
   arm(timeouts.first_byte);
   auto [write_error, written] = co_await with_stream(*connection_, [&](auto& stream) {

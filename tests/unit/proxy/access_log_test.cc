@@ -6,7 +6,9 @@
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <cmath>
 #include <regex>
+#include <utility>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -106,6 +108,19 @@ TEST_F(AccessLogTest, FiguresAndTheTimeAreWrittenAsBefore) {
   const auto time = std::string(json::parse(line).at("time").as_string());
   EXPECT_TRUE(std::regex_match(time, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")))
       << time;
+}
+
+TEST(AttemptsTest, MillisecondsAreRoundedToThreePlaces) {
+  for (const auto& [ms, written] : std::vector<std::pair<double, std::string>>{
+           {0, "0.000"}, {0.0004, "0.000"}, {0.0006, "0.001"}, {0.9996, "1.000"},
+           {1234.5678, "1234.568"}, {86'400'000.25, "86400000.250"}, {1e300, ""}, {-2.5, "-2.500"}}) {
+    std::string attempts;
+    append_attempt(attempts, "p", 0, "ok", ms);
+    close_attempts(attempts);
+    const auto parsed = json::parse(attempts).as_array();
+    EXPECT_NEAR(parsed[0].at("ms").to_number<double>(), ms, std::max(0.0005, std::abs(ms) * 1e-12));
+    if (!written.empty()) EXPECT_NE(attempts.find("\"ms\":" + written + "}"), std::string::npos) << attempts;
+  }
 }
 
 TEST(AttemptsTest, AJsonArrayOfEveryAttemptWhateverTheNamesHold) {
