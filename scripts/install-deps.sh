@@ -11,7 +11,7 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nodejs nginx-light haproxy wrk curl python3 clang libclang-rt-14-dev valgrind linux-perf
   chromium fonts-liberation
-  redis-server libhiredis-dev
+  redis-server libhiredis-dev libmimalloc-dev
 )
 
 missing=()

@@ -3,11 +3,15 @@
 #include <spdlog/spdlog.h>
 
 #include <malloc.h>
+#ifdef CUTOVER_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -25,6 +29,22 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace cutover;
+
+// The allocator this binary was linked with (see CUTOVER_MIMALLOC in CMakeLists.txt), and
+// whether malloc itself is that allocator's: linking mimalloc replaces malloc only when the
+// dynamic linker finds its malloc first.
+std::string allocator_name() {
+#ifdef CUTOVER_WITH_MIMALLOC
+  const int version = mi_version();
+  void* probe = std::malloc(16);
+  const bool replaces_malloc = mi_is_in_heap_region(probe);
+  std::free(probe);
+  return fmt::format("mimalloc {}.{}.{}{}", version / 100, version / 10 % 10, version % 10,
+                     replaces_malloc ? "" : ", linked but not in place of malloc");
+#else
+  return "glibc malloc";
+#endif
+}
 
 void setup_logging() {
   auto logger = spdlog::stderr_color_mt("cutover");
@@ -95,8 +115,8 @@ int serve(const std::string& config_path, bool check_only) {
     return 1;
   }
   server->start();
-  spdlog::info("listening on {}:{} with {} workers", config->listen.address, server->port(),
-               server->worker_count());
+  spdlog::info("listening on {}:{} with {} workers ({})", config->listen.address, server->port(),
+               server->worker_count(), allocator_name());
   if (config->admin) {
     spdlog::info("admin API on {}:{}", config->admin->listen.address, server->admin_port());
   }
@@ -405,7 +425,7 @@ int main(int argc, char** argv) {
   migration_report_command->add_option("--format", report_format, "table (default) or json");
 
   app.add_subcommand("version", "print the version")->callback([] {
-    std::cout << "cutover 0.1.0\n";
+    std::cout << "cutover 0.1.0\n" << "allocator: " << allocator_name() << "\n";
   });
 
   CLI11_PARSE(app, argc, argv);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 
 #include "store/state_store.h"
@@ -80,6 +81,18 @@ migrations:
     candidate: relay
     stages: [{weight: 100%}]
 )";
+}
+
+TEST_F(CliTest, VersionNamesTheAllocatorThatServesMalloc) {
+  const auto finished = run_cutover("version");
+  ASSERT_EQ(finished.exit_status, 0) << finished.output;
+#ifdef CUTOVER_EXPECT_MIMALLOC
+  // Linked and in place of malloc: no ", linked but not in place of malloc" after the version.
+  EXPECT_TRUE(std::regex_search(finished.output, std::regex("allocator: mimalloc [0-9.]+\n")))
+      << finished.output;
+#else
+  EXPECT_NE(finished.output.find("allocator: glibc malloc\n"), std::string::npos) << finished.output;
+#endif
 }
 
 TEST_F(CliTest, ReportsLoadAConfigWhoseSecretsAreNotInTheEnvironment) {
