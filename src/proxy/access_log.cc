@@ -8,6 +8,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 #include <boost/json.hpp>
 #include <climits>
@@ -17,8 +18,24 @@ namespace cutover::proxy {
 namespace {
 constexpr std::size_t kFlushBytes = 32 * 1024;
 
+// Whether `text` holds a byte JSON must escape: a control character, '"' or '\\'. Eight bytes
+// at a time (a byte-by-byte loop was the access log's largest cost after the formatter went):
+// a byte is flagged when it is below 0x20 or equal to either character, with the borrow trick
+// for "below" (x - k sets the high bit of a byte under k, unless the byte's own high bit is set).
 bool needs_escaping(std::string_view text) {
-  for (const char c : text) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
+  auto has_zero_byte = [](std::uint64_t v) { return (v - kOnes) & ~v & kHighs; };
+  std::size_t at = 0;
+  for (; at + 8 <= text.size(); at += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + at, 8);
+    const std::uint64_t control = (word - kOnes * 0x20) & ~word & kHighs;
+    if (control | has_zero_byte(word ^ (kOnes * '"')) | has_zero_byte(word ^ (kOnes * '\\'))) {
+      return true;
+    }
+  }
+  for (; at < text.size(); ++at) {
+    const char c = text[at];
     if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\') return true;
   }
   return false;

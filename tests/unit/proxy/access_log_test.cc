@@ -76,6 +76,35 @@ TEST_F(AccessLogTest, EveryTextFieldIsAJsonStringWhateverItHolds) {
   EXPECT_FALSE(lines[1].contains("model"));
 }
 
+TEST_F(AccessLogTest, EveryAsciiByteAtEveryPlaceOfAWordIsEscapedWhereJsonNeedsIt) {
+  // The escape check reads eight bytes at a time: each byte value goes at each of the positions
+  // of the first word, of the second, and of the tail past the last whole word.
+  std::vector<std::string> values;
+  for (int byte = 0; byte < 0x80; ++byte) {
+    for (const std::size_t at : {0, 3, 7, 8, 12, 15, 16, 18}) {
+      std::string value = "abcdefghijklmnopqrs";
+      value[at] = static_cast<char>(byte);
+      values.push_back(value);
+    }
+  }
+  {
+    AccessLog log(path_);
+    AccessRecord record;
+    record.method = "POST";
+    record.route = "/v1/chat/completions";
+    for (const auto& value : values) {
+      record.request_id = value;
+      log.record(record);
+    }
+    log.flush();
+  }
+  const auto lines = lines_of(path_);
+  ASSERT_EQ(lines.size(), values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(lines[i].at("request_id").as_string(), values[i]) << i;
+  }
+}
+
 TEST_F(AccessLogTest, FiguresAndTheTimeAreWrittenAsBefore) {
   {
     AccessLog log(path_);
@@ -119,7 +148,9 @@ TEST(AttemptsTest, MillisecondsAreRoundedToThreePlaces) {
     close_attempts(attempts);
     const auto parsed = json::parse(attempts).as_array();
     EXPECT_NEAR(parsed[0].at("ms").to_number<double>(), ms, std::max(0.0005, std::abs(ms) * 1e-12));
-    if (!written.empty()) EXPECT_NE(attempts.find("\"ms\":" + written + "}"), std::string::npos) << attempts;
+    if (!written.empty()) {
+      EXPECT_NE(attempts.find("\"ms\":" + written + "}"), std::string::npos) << attempts;
+    }
   }
 }
 
