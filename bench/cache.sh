@@ -267,6 +267,14 @@ STATUS_PORT="$(free_port)"
 mkdir -p "$TMP/nginx"
 NGINX_USER=""
 [[ "$(id -u)" == 0 ]] && NGINX_USER="user root root;"  # workers would otherwise drop to nobody
+# rate_limit_headers LETTER: nginx's add_header lines for the six rate-limit fields, named
+# LETTER-ratelimit-…: "x" gives the names the gateway reads, "z" the control's (same sizes).
+rate_limit_headers() {
+  printf '      add_header %s-ratelimit-%s always;\n' \
+    "$1" "limit-requests 1000000000" "$1" "remaining-requests 999999999" \
+    "$1" "reset-requests 1s" "$1" "limit-tokens 100000000000" \
+    "$1" "remaining-tokens 99999999950" "$1" "reset-tokens 6m0s"
+}
 cat >"$TMP/nginx/nginx.conf" <<EOF
 daemon off;
 worker_processes 1;
@@ -291,24 +299,14 @@ http {
   server {
     listen 127.0.0.1:$QUOTA_PORT;
     location = /v1/chat/completions {
-      add_header x-ratelimit-limit-requests 1000000000 always;
-      add_header x-ratelimit-remaining-requests 999999999 always;
-      add_header x-ratelimit-reset-requests 1s always;
-      add_header x-ratelimit-limit-tokens 100000000000 always;
-      add_header x-ratelimit-remaining-tokens 99999999950 always;
-      add_header x-ratelimit-reset-tokens 6m0s always;
+$(rate_limit_headers x)
       return 200 '$ANSWER';
     }
   }
   server {
     listen 127.0.0.1:$PADDED_PORT;
     location = /v1/chat/completions {
-      add_header z-ratelimit-limit-requests 1000000000 always;
-      add_header z-ratelimit-remaining-requests 999999999 always;
-      add_header z-ratelimit-reset-requests 1s always;
-      add_header z-ratelimit-limit-tokens 100000000000 always;
-      add_header z-ratelimit-remaining-tokens 99999999950 always;
-      add_header z-ratelimit-reset-tokens 6m0s always;
+$(rate_limit_headers z)
       return 200 '$ANSWER';
     }
   }
@@ -327,10 +325,17 @@ ANSWER_BYTES="$(curl -sS --max-time 5 -o "$TMP/direct.json" -w '%{size_download}
   "http://127.0.0.1:$PLAIN_PORT/v1/chat/completions")"
 python3 -c 'import json, sys; a = json.load(open(sys.argv[1])); assert a["usage"]["total_tokens"] > 0' \
   "$TMP/direct.json" || fail "nginx's fixed answer is not the expected JSON"
-QUOTA_HEADERS="$(curl -sS --max-time 5 -D - -o /dev/null -d '{}' "http://127.0.0.1:$QUOTA_PORT/v1/chat/completions" |
-  grep -ciE '^x-ratelimit-(limit|remaining|reset)-(requests|tokens):' || true)"
+# six_headers PORT LETTER: how many of the six LETTER-ratelimit-… fields PORT's answer carries.
+six_headers() {
+  curl -sS --max-time 5 -D - -o /dev/null -d '{}' "http://127.0.0.1:$1/v1/chat/completions" |
+    grep -ciE "^$2-ratelimit-(limit|remaining|reset)-(requests|tokens):" || true
+}
+QUOTA_HEADERS="$(six_headers "$QUOTA_PORT" x)"
 [[ "$QUOTA_HEADERS" == 6 ]] || fail "the quota upstream sent $QUOTA_HEADERS of the 6 rate-limit headers"
-log "nginx $(nginx -v 2>&1 | cut -d/ -f2): pid $NGINX_PID, 1 worker, affinity $(taskset -cp "$NGINX_PID" | awk '{print $NF}'); a $ANSWER_BYTES-byte answer on 127.0.0.1:$PLAIN_PORT, the same with 6 rate-limit headers on :$QUOTA_PORT, stub_status on :$STATUS_PORT"
+PADDED_HEADERS="$(six_headers "$PADDED_PORT" z)"
+[[ "$PADDED_HEADERS" == 6 && "$(six_headers "$PADDED_PORT" x)" == 0 ]] ||
+  fail "the control upstream sent $PADDED_HEADERS of its 6 other headers (and must send no rate-limit header)"
+log "nginx $(nginx -v 2>&1 | cut -d/ -f2): pid $NGINX_PID, 1 worker, affinity $(taskset -cp "$NGINX_PID" | awk '{print $NF}'); a $ANSWER_BYTES-byte answer on 127.0.0.1:$PLAIN_PORT, the same with 6 rate-limit headers on :$QUOTA_PORT and with 6 other headers as long on :$PADDED_PORT, stub_status on :$STATUS_PORT"
 
 # --- the gateway: one worker, on CPU GATEWAY_CPU --------------------------------------------------
 access_log_value="$ACCESS_LOG"
