@@ -77,6 +77,16 @@ TEST(ProviderDelayTest, RateLimitResetHeaders) {
   EXPECT_FALSE(parse_reset_duration("s"));
   EXPECT_FALSE(parse_reset_duration("1.5.5s"));
   EXPECT_FALSE(parse_reset_duration("999999999999h"));
+  // Sums of units, the bound of 10^12 ms, long runs of leading zeros, spaces.
+  EXPECT_EQ(parse_reset_duration("1h2m3s4ms"), 3723004ms);
+  EXPECT_EQ(parse_reset_duration("5m"), 300000ms);
+  EXPECT_EQ(parse_reset_duration("1000000000000ms"), 1000000000000ms);
+  EXPECT_FALSE(parse_reset_duration("1000000000001ms"));
+  EXPECT_FALSE(parse_reset_duration("277777h46m40s1ms"));
+  EXPECT_EQ(parse_reset_duration("00000000000000000002s"), 2000ms);
+  EXPECT_EQ(parse_reset_duration("1.000s"), parse_reset_duration("1s"));
+  EXPECT_FALSE(parse_reset_duration("1s1"));
+  EXPECT_FALSE(parse_reset_duration("12 s"));
 }
 
 TEST(ProviderDelayTest, GarbageIsIgnored) {
