@@ -221,12 +221,13 @@ void QuotaState::update(const QuotaReading& reading, TimePoint now) {
   merge(requests_, reading.requests, now);
   merge(tokens_, reading.tokens, now);
   sent_since_reading_ = 0;
-  reported_ = true;
+  reported_.store(true, std::memory_order_release);
 }
 
 void QuotaState::on_request_sent() {
+  if (!reported_.load(std::memory_order_acquire)) return;
   std::lock_guard lock(mutex_);
-  if (reported_) ++sent_since_reading_;
+  ++sent_since_reading_;
 }
 
 std::optional<QuotaState::TimePoint> QuotaState::out_until(const Dimension& dimension,
@@ -238,6 +239,7 @@ std::optional<QuotaState::TimePoint> QuotaState::out_until(const Dimension& dime
 }
 
 std::optional<QuotaState::TimePoint> QuotaState::exhausted_until(TimePoint now) const {
+  if (!reported_.load(std::memory_order_acquire)) return std::nullopt;
   std::lock_guard lock(mutex_);
   // Requests sent since the reading each take one request; their tokens are not known yet, so
   // the token side is judged on the provider's own figure.
@@ -253,7 +255,7 @@ QuotaState::Snapshot QuotaState::snapshot(TimePoint now) const {
   Snapshot snapshot;
   snapshot.exhausted = exhausted(now);
   std::lock_guard lock(mutex_);
-  snapshot.reported = reported_;
+  snapshot.reported = reported_.load(std::memory_order_relaxed);
   snapshot.request_limit = requests_.limit;
   if (requests_.remaining) snapshot.requests_remaining = *requests_.remaining - sent_since_reading_;
   snapshot.token_limit = tokens_.limit;

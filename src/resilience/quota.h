@@ -9,6 +9,7 @@
 // Thread-safe: one small mutex per endpoint, never held across I/O. Time is an argument.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -97,7 +98,10 @@ class QuotaState {
   Dimension tokens_;
   // Requests sent since the last reading: they use up quota the provider has not reported yet.
   std::int64_t sent_since_reading_ = 0;
-  bool reported_ = false;
+  // Set once, by the first reading, and never cleared: until then the endpoint has nothing to
+  // count or judge, and on_request_sent() and exhausted_until() return without the mutex (an
+  // endpoint that never reports quotas, as many relays do, costs its requests no lock).
+  std::atomic<bool> reported_{false};
 };
 
 }  // namespace cutover::resilience

@@ -157,6 +157,20 @@ TEST(QuotaStateTest, RequestsSentSinceTheReadingUseUpWhatWasLeft) {
   EXPECT_FALSE(quota.exhausted(kStart + 1s)) << "a new reading replaces the estimate";
 }
 
+TEST(QuotaStateTest, AnEndpointThatNeverReportedIsNeverExhaustedAndCountsNothing) {
+  QuotaState quota;
+  for (int i = 0; i < 5; ++i) quota.on_request_sent();
+  EXPECT_FALSE(quota.exhausted(kStart));
+  EXPECT_FALSE(quota.snapshot(kStart).reported);
+  // Requests sent before the first reading are in that reading's figures already.
+  quota.update(read({{"x-ratelimit-remaining-requests", "1"}, {"x-ratelimit-reset-requests", "10s"}}),
+               kStart);
+  EXPECT_TRUE(quota.snapshot(kStart).reported);
+  EXPECT_EQ(quota.snapshot(kStart).requests_remaining, 1);
+  quota.on_request_sent();
+  EXPECT_TRUE(quota.exhausted(kStart));
+}
+
 TEST(QuotaStateTest, SpentTokensCountToo) {
   QuotaState quota;
   quota.update(read({{"x-ratelimit-remaining-requests", "100"}, {"x-ratelimit-reset-requests", "1s"},
