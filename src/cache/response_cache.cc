@@ -5,6 +5,7 @@
 #include <cstring>
 #include <boost/container/small_vector.hpp>
 
+#include "util/json_string.h"
 #include "util/sha256.h"
 
 namespace cutover::cache {
@@ -16,9 +17,9 @@ namespace {
 constexpr std::string_view kLeftOut[] = {"stream", "stream_options", "user", "metadata", "store"};
 
 // Writes a body with every object's keys sorted (Boost.JSON keeps them in the order they came,
-// and a key must not depend on it). Strings that need no escaping, integers, booleans and null
-// are written directly; escaped strings and doubles go through one serializer and a stack
-// buffer, so the bytes are Boost.JSON's in every case. Each object's members go through an
+// and a key must not depend on it). Strings (util/json_string), integers, booleans and null are
+// written directly, doubles through one serializer and a stack buffer: the bytes are Boost.JSON's
+// in every case. Each object's members go through an
 // inline vector: a miss computes a key for every request, so nothing here allocates but the
 // output.
 class CanonicalWriter {
@@ -58,17 +59,7 @@ class CanonicalWriter {
   }
 
   void write_string(json::string_view text) {
-    const bool plain = std::none_of(text.begin(), text.end(), [](char c) {
-      return static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\';
-    });
-    if (!plain) {
-      serializer_.reset(text);
-      drain();
-      return;
-    }
-    out_.push_back('"');
-    out_.append(text.data(), text.size());
-    out_.push_back('"');
+    util::append_json_string(out_, std::string_view(text.data(), text.size()));
   }
 
   template <typename Integer>

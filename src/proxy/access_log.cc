@@ -1,5 +1,7 @@
 #include "proxy/access_log.h"
 
+#include "util/json_string.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -17,48 +19,6 @@ namespace cutover::proxy {
 
 namespace {
 constexpr std::size_t kFlushBytes = 32 * 1024;
-
-// Whether `text` holds a byte JSON must escape: a control character, '"' or '\\'. Eight bytes
-// at a time (a byte-by-byte loop was the access log's largest cost after the formatter went):
-// a byte is flagged when it is below 0x20 or equal to either character, with the borrow trick
-// for "below" (x - k sets the high bit of a byte under k, unless the byte's own high bit is set).
-bool needs_escaping(std::string_view text) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
-  auto has_zero_byte = [](std::uint64_t v) { return (v - kOnes) & ~v & kHighs; };
-  std::size_t at = 0;
-  for (; at + 8 <= text.size(); at += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, text.data() + at, 8);
-    const std::uint64_t control = (word - kOnes * 0x20) & ~word & kHighs;
-    if (control | has_zero_byte(word ^ (kOnes * '"')) | has_zero_byte(word ^ (kOnes * '\\'))) {
-      return true;
-    }
-  }
-  for (; at < text.size(); ++at) {
-    const char c = text[at];
-    if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\') return true;
-  }
-  return false;
-}
-
-// Appends `text` as a JSON string literal to `out`. Most values (ids, models, routes) need no
-// escaping and are copied as they are; the rest are escaped by Boost.JSON's serializer through a
-// stack buffer, without the two allocations a json::string and its serialized copy cost.
-void append_quoted(std::string& out, std::string_view text) {
-  if (!needs_escaping(text)) {
-    out.push_back('"');
-    out.append(text);
-    out.push_back('"');
-    return;
-  }
-  thread_local boost::json::serializer serializer;
-  serializer.reset(boost::json::string_view(text.data(), text.size()));
-  char piece[512];
-  while (!serializer.done()) {
-    const auto written = serializer.read(piece, sizeof piece);
-    out.append(written.data(), written.size());
-  }
-}
 
 template <typename Number>
 void append_number(std::string& out, Number value) {
@@ -99,11 +59,11 @@ void append_fixed(std::string& out, double value, int decimals) {
 void append_attempt(std::string& attempts, std::string_view provider, long endpoint,
                     std::string_view result, double ms) {
   attempts.append(attempts.empty() ? R"([{"provider":)" : R"(,{"provider":)");
-  append_quoted(attempts, provider);
+  util::append_json_string(attempts, provider);
   attempts.append(R"(,"endpoint":)");
   append_number(attempts, endpoint);
   attempts.append(R"(,"result":)");
-  append_quoted(attempts, result);
+  util::append_json_string(attempts, result);
   attempts.append(R"(,"ms":)");
   append_fixed(attempts, ms, 3);
   attempts.push_back('}');
@@ -145,17 +105,17 @@ void AccessLog::record(const AccessRecord& r) {
   buffer_.append(R"({"time":")");
   append_time(std::chrono::system_clock::now());
   buffer_.append(R"(","request_id":)");
-  append_quoted(buffer_, r.request_id);
+  util::append_json_string(buffer_, r.request_id);
   buffer_.append(R"(,"method":)");
-  append_quoted(buffer_, r.method);
+  util::append_json_string(buffer_, r.method);
   buffer_.append(R"(,"route":)");
-  append_quoted(buffer_, r.route);
+  util::append_json_string(buffer_, r.route);
   buffer_.append(R"(,"status":)");
   append_number(buffer_, r.status);
   auto text_field = [&](std::string_view name, std::string_view value) {
     if (value.empty()) return;
     buffer_.append(",\"").append(name).append("\":");
-    append_quoted(buffer_, value);
+    util::append_json_string(buffer_, value);
   };
   text_field("model", r.client_model);
   text_field("provider", r.provider);
