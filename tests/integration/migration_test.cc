@@ -213,6 +213,14 @@ class MigrationTest : public ::testing::Test {
   std::string last_error_;
 };
 
+// The provider delay of tests where a healthy candidate must walk to promoted. The latency gate
+// compares the candidate at 100 % with the primary's p95 from an earlier stage; the provider's own
+// delay has to dominate the gateway's time on a loaded machine (a sanitizer build beside other
+// tests added 24 ms to one side and 54 ms to the other), or an equal candidate reads 1.8x slower.
+constexpr std::chrono::milliseconds kHealthyDelay{25};
+// How long such a walk may take on that machine (it needs 59 candidate samples per stage).
+constexpr std::chrono::seconds kWalkLimit{90};
+
 simulate::Script with_delay(std::chrono::milliseconds delay) {
   return [delay](const FakeRequest& request) {
     auto reply = simulate::default_reply(request);
@@ -236,9 +244,9 @@ simulate::Script failing_every(unsigned every, std::chrono::milliseconds delay) 
 }
 
 TEST_F(MigrationTest, HealthyCandidateWalksEveryStageToPromoted) {
-  start(with_delay(std::chrono::milliseconds(10)), with_delay(std::chrono::milliseconds(10)));
+  start(with_delay(kHealthyDelay), with_delay(kHealthyDelay));
   start_traffic();
-  ASSERT_TRUE(wait_for(migration::Phase::promoted)) << ctl({"get", "to-candidate"});
+  ASSERT_TRUE(wait_for(migration::Phase::promoted, kWalkLimit)) << ctl({"get", "to-candidate"});
   stop_traffic();
   EXPECT_EQ(client_errors_.load(), 0u) << last_error();
   const auto transitions = history();
@@ -567,10 +575,11 @@ TEST_F(MigrationTest, TransitionsArePostedToWebhooks) {
 
 // A candidate that answers like default_reply and reports `limit` requests a minute, all of them
 // left: the gateway's quota awareness never passes it over, so only the capacity gate can tell.
-simulate::Script reporting_request_limit(std::int64_t limit) {
-  return [limit](const FakeRequest& request) {
+simulate::Script reporting_request_limit(std::int64_t limit,
+                                         std::chrono::milliseconds delay = std::chrono::milliseconds(5)) {
+  return [limit, delay](const FakeRequest& request) {
     auto reply = simulate::default_reply(request);
-    reply.delay = std::chrono::milliseconds(5);
+    reply.delay = delay;
     reply.headers = {{"x-ratelimit-limit-requests", std::to_string(limit)},
                      {"x-ratelimit-remaining-requests", std::to_string(limit)},
                      {"x-ratelimit-reset-requests", "1m0s"}};
@@ -644,9 +653,9 @@ TEST_F(MigrationTest, ACandidateReportingASmallQuotaHoldsAtTheStageBeforeItCould
 }
 
 TEST_F(MigrationTest, ACandidateReportingALargeQuotaWalksToPromoted) {
-  start(with_delay(std::chrono::milliseconds(5)), reporting_request_limit(100'000'000));
+  start(with_delay(kHealthyDelay), reporting_request_limit(100'000'000, kHealthyDelay));
   start_traffic();
-  ASSERT_TRUE(wait_for(migration::Phase::promoted)) << ctl({"get", "to-candidate"});
+  ASSERT_TRUE(wait_for(migration::Phase::promoted, kWalkLimit)) << ctl({"get", "to-candidate"});
   stop_traffic();
   EXPECT_EQ(client_errors_.load(), 0u) << last_error();
   // Each step's journal entry carries the capacity verdict it passed, with its figures.
@@ -969,10 +978,9 @@ TEST_F(MigrationTest, ShadowPairsAcrossDialectsAreComparedOnTheNormalizedAnswer)
 }
 
 TEST_F(MigrationTest, AnthropicClientsMoveAcrossDialectsToPromotedStickily) {
-  start(with_delay(std::chrono::milliseconds(10)), with_delay(std::chrono::milliseconds(10)),
-        across_dialects());
+  start(with_delay(kHealthyDelay), with_delay(kHealthyDelay), across_dialects());
   start_traffic(4, /*anthropic_clients=*/true);
-  EXPECT_TRUE(wait_for(migration::Phase::promoted, std::chrono::seconds(60)))
+  EXPECT_TRUE(wait_for(migration::Phase::promoted, kWalkLimit))
       << "phase " << status().at("phase");
   stop_traffic();
   EXPECT_EQ(client_errors_.load(), 0u) << last_error();
