@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-pinned bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-count bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-pinned bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-quota bench-count bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -93,6 +93,11 @@ bench-migration: build
 bench-answer-scan: build
 	cmake --build $(BUILD_DIR) --target bench_answer_scan
 	$(BUILD_DIR)/bench_answer_scan --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+
+# Issue #15: quota bookkeeping per request, natively, against a control answer without it.
+bench-quota: build
+	cmake --build $(BUILD_DIR) --target bench_quota
+	taskset -c 0 $(BUILD_DIR)/bench_quota --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 
 # The chat path's instructions per request, counted under callgrind (issue #14, on a noisy machine).
 bench-count: build

@@ -101,14 +101,28 @@ bool is_name_ignoring_case(std::string_view name, std::string_view lower) {
   return same_at(name.size() - 8);
 }
 
-constexpr std::size_t kShortestQuotaHeader = std::string_view("x-ratelimit-limit-tokens").size();
-constexpr std::size_t kLongestQuotaHeader =
-    std::string_view("anthropic-ratelimit-requests-remaining").size();
+constexpr std::size_t kShortestQuotaHeader = QuotaHeaderReader::kShortestName;
+constexpr std::size_t kLongestQuotaHeader = QuotaHeaderReader::kLongestName;
+constexpr bool every_name_fits_the_filter() {
+  bool shortest = false, longest = false;
+  for (const auto& known : kQuotaHeaderNames) {
+    const auto size = known.name.size();
+    if (size < kShortestQuotaHeader || size > kLongestQuotaHeader || size % 2 ||
+        (known.name[0] != 'x' && known.name[0] != 'a')) {
+      return false;
+    }
+    shortest = shortest || size == kShortestQuotaHeader;
+    longest = longest || size == kLongestQuotaHeader;
+  }
+  return shortest && longest;
+}
+static_assert(every_name_fits_the_filter(), "QuotaHeaderReader::offer() would turn a name away");
 
-// The names by length: each of the eight lengths (all even, 24 to 38) holds at most two, so a
-// field is compared with two names at most.
+// The names by length: each of the eight lengths (all even, 24 to 38) holds at most two, and
+// where it holds two, one character tells them apart, so a field is compared with one name.
 struct NamesOfOneLength {
   const QuotaHeaderName* names[2] = {nullptr, nullptr};
+  std::size_t differs_at = 0;  // the first place where the two names differ
 };
 constexpr std::size_t kLengthSlots = (kLongestQuotaHeader - kShortestQuotaHeader) / 2 + 1;
 constexpr auto kNamesByLength = [] {
@@ -117,8 +131,23 @@ constexpr auto kNamesByLength = [] {
     auto& slot = slots[(known.name.size() - kShortestQuotaHeader) / 2];
     slot.names[slot.names[0] ? 1 : 0] = &known;
   }
+  for (auto& slot : slots) {
+    if (!slot.names[1]) continue;
+    while (slot.names[0]->name[slot.differs_at] == slot.names[1]->name[slot.differs_at]) {
+      ++slot.differs_at;
+    }
+  }
   return slots;
 }();
+
+// The one name of `name`'s length it could be, or null.
+const QuotaHeaderName* candidate_name(std::string_view name) {
+  const auto& slot = kNamesByLength[(name.size() - kShortestQuotaHeader) / 2];
+  if (slot.names[1] && (name[slot.differs_at] | 0x20) == slot.names[1]->name[slot.differs_at]) {
+    return slot.names[1];
+  }
+  return slot.names[0];
+}
 
 // A relay may send Anthropic's headers instead of OpenAI's: they fill what the first left out.
 void fill_missing(QuotaReading::Dimension& into, const QuotaReading::Dimension& from) {
@@ -176,29 +205,21 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
              std::chrono::duration<double>(fraction));
 }
 
-void QuotaHeaderReader::offer(std::string_view name, std::string_view value) {
-  // Turns most fields away before touching their names' characters: every name read starts
-  // with x or a and has an even number of characters from 24 to 38.
-  if (name.size() < kShortestQuotaHeader || name.size() > kLongestQuotaHeader || name.size() % 2) {
-    return;
-  }
-  if (const char first = static_cast<char>(name[0] | 0x20); first != 'x' && first != 'a') return;
-  for (const auto* known : kNamesByLength[(name.size() - kShortestQuotaHeader) / 2].names) {
-    if (!known || !is_name_ignoring_case(name, known->name)) continue;
-    auto& reading = known->anthropic ? anthropic_ : openai_;
-    auto& dimension = known->tokens ? reading.tokens : reading.requests;
-    switch (known->figure) {
-      case QuotaHeaderName::kLimit:
-        if (!dimension.limit) dimension.limit = whole_number(value);
-        break;
-      case QuotaHeaderName::kRemaining:
-        if (!dimension.remaining) dimension.remaining = whole_number(value);
-        break;
-      case QuotaHeaderName::kReset:
-        if (!dimension.reset_in) dimension.reset_in = reset_delay(value, now_);
-        break;
-    }
-    return;
+void QuotaHeaderReader::offer_candidate(std::string_view name, std::string_view value) {
+  const auto* known = candidate_name(name);
+  if (!known || !is_name_ignoring_case(name, known->name)) return;
+  auto& reading = known->anthropic ? anthropic_ : openai_;
+  auto& dimension = known->tokens ? reading.tokens : reading.requests;
+  switch (known->figure) {
+    case QuotaHeaderName::kLimit:
+      if (!dimension.limit) dimension.limit = whole_number(value);
+      break;
+    case QuotaHeaderName::kRemaining:
+      if (!dimension.remaining) dimension.remaining = whole_number(value);
+      break;
+    case QuotaHeaderName::kReset:
+      if (!dimension.reset_in) dimension.reset_in = reset_delay(value, now_);
+      break;
   }
 }
 
@@ -210,40 +231,49 @@ QuotaReading QuotaHeaderReader::reading() const {
 }
 
 void QuotaState::merge(Dimension& into, const QuotaReading::Dimension& reading, TimePoint now) {
-  if (reading.limit) into.limit = reading.limit;
-  if (reading.remaining) into.remaining = reading.remaining;
-  if (reading.reset_in) into.reset_at = now + *reading.reset_in;
+  if (reading.limit) into.limit.store(*reading.limit, std::memory_order_relaxed);
+  if (reading.remaining) into.remaining.store(*reading.remaining, std::memory_order_relaxed);
+  if (reading.reset_in) {
+    const auto at = now + std::chrono::duration_cast<TimePoint::duration>(*reading.reset_in);
+    into.reset_at.store(at.time_since_epoch().count(), std::memory_order_relaxed);
+  }
+}
+
+std::optional<std::int64_t> QuotaState::figure(const std::atomic<std::int64_t>& value) {
+  const auto read = value.load(std::memory_order_relaxed);
+  if (read == kAbsent) return std::nullopt;
+  return read;
 }
 
 void QuotaState::update(const QuotaReading& reading, TimePoint now) {
   if (reading.empty()) return;
-  std::lock_guard lock(mutex_);
   merge(requests_, reading.requests, now);
   merge(tokens_, reading.tokens, now);
-  sent_since_reading_ = 0;
+  sent_since_reading_.store(0, std::memory_order_relaxed);
   reported_.store(true, std::memory_order_release);
 }
 
 void QuotaState::on_request_sent() {
   if (!reported_.load(std::memory_order_acquire)) return;
-  std::lock_guard lock(mutex_);
-  ++sent_since_reading_;
+  sent_since_reading_.fetch_add(1, std::memory_order_relaxed);
 }
 
 std::optional<QuotaState::TimePoint> QuotaState::out_until(const Dimension& dimension,
-                                                           std::int64_t sent,
-                                                           TimePoint now) const {
-  if (!dimension.remaining || !dimension.reset_at || *dimension.reset_at <= now) return std::nullopt;
-  if (*dimension.remaining - sent > 0) return std::nullopt;
-  return dimension.reset_at;
+                                                           std::int64_t sent, TimePoint now) {
+  const auto remaining = figure(dimension.remaining);
+  const auto reset_ticks = figure(dimension.reset_at);
+  if (!remaining || !reset_ticks) return std::nullopt;
+  const TimePoint reset_at{TimePoint::duration(*reset_ticks)};
+  if (reset_at <= now || *remaining - sent > 0) return std::nullopt;
+  return reset_at;
 }
 
 std::optional<QuotaState::TimePoint> QuotaState::exhausted_until(TimePoint now) const {
   if (!reported_.load(std::memory_order_acquire)) return std::nullopt;
-  std::lock_guard lock(mutex_);
   // Requests sent since the reading each take one request; their tokens are not known yet, so
   // the token side is judged on the provider's own figure.
-  const auto requests = out_until(requests_, sent_since_reading_, now);
+  const auto requests =
+      out_until(requests_, sent_since_reading_.load(std::memory_order_relaxed), now);
   const auto tokens = out_until(tokens_, 0, now);
   if (requests && tokens) return std::max(*requests, *tokens);
   return requests ? requests : tokens;
@@ -254,15 +284,19 @@ bool QuotaState::exhausted(TimePoint now) const { return exhausted_until(now).ha
 QuotaState::Snapshot QuotaState::snapshot(TimePoint now) const {
   Snapshot snapshot;
   snapshot.exhausted = exhausted(now);
-  std::lock_guard lock(mutex_);
-  snapshot.reported = reported_.load(std::memory_order_relaxed);
-  snapshot.request_limit = requests_.limit;
-  if (requests_.remaining) snapshot.requests_remaining = *requests_.remaining - sent_since_reading_;
-  snapshot.token_limit = tokens_.limit;
-  snapshot.tokens_remaining = tokens_.remaining;
-  auto left = [now](const std::optional<TimePoint>& at) -> std::optional<std::chrono::milliseconds> {
-    if (!at || *at <= now) return std::nullopt;
-    return std::chrono::duration_cast<std::chrono::milliseconds>(*at - now);
+  snapshot.reported = reported_.load(std::memory_order_acquire);
+  snapshot.request_limit = figure(requests_.limit);
+  if (const auto remaining = figure(requests_.remaining)) {
+    snapshot.requests_remaining = *remaining - sent_since_reading_.load(std::memory_order_relaxed);
+  }
+  snapshot.token_limit = figure(tokens_.limit);
+  snapshot.tokens_remaining = figure(tokens_.remaining);
+  auto left = [now](const std::atomic<std::int64_t>& ticks) -> std::optional<std::chrono::milliseconds> {
+    const auto read = figure(ticks);
+    if (!read) return std::nullopt;
+    const TimePoint at{TimePoint::duration(*read)};
+    if (at <= now) return std::nullopt;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
   };
   snapshot.requests_reset_in = left(requests_.reset_at);
   snapshot.tokens_reset_in = left(tokens_.reset_at);

@@ -6,13 +6,13 @@
 // "6m0s"); Anthropic sends anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset} (resets
 // as RFC 3339 times), and relays copy one of the two. Between two answers the gateway counts
 // what it sent itself, so the estimate of what is left falls with each request in flight.
-// Thread-safe: one small mutex per endpoint, never held across I/O. Time is an argument.
+// Thread-safe without a lock: every figure is its own atomic (see QuotaState). Time is an argument.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <mutex>
+#include <limits>
 #include <optional>
 #include <string_view>
 
@@ -38,11 +38,22 @@ struct QuotaReading {
 class QuotaHeaderReader {
  public:
   explicit QuotaHeaderReader(std::chrono::system_clock::time_point now) : now_(now) {}
-  void offer(std::string_view name, std::string_view value);
+  // Inline, so that the fields turned away cost no call: every name read starts with x or a and
+  // has an even number of characters from 24 to 38.
+  void offer(std::string_view name, std::string_view value) {
+    if (name.size() < kShortestName || name.size() > kLongestName || name.size() % 2) return;
+    if (const char first = static_cast<char>(name[0] | 0x20); first != 'x' && first != 'a') return;
+    offer_candidate(name, value);
+  }
   // OpenAI's figures; Anthropic's fill a dimension for which OpenAI's headers said nothing.
   QuotaReading reading() const;
 
+  static constexpr std::size_t kShortestName = 24;  // x-ratelimit-limit-tokens
+  static constexpr std::size_t kLongestName = 38;   // anthropic-ratelimit-requests-remaining
+
  private:
+  void offer_candidate(std::string_view name, std::string_view value);
+
   std::chrono::system_clock::time_point now_;
   QuotaReading openai_;
   QuotaReading anthropic_;
@@ -59,6 +70,10 @@ QuotaReading read_quota_headers(const Fields& fields, std::chrono::system_clock:
 // Parses an RFC 3339 time ("2026-11-29T22:10:05Z", "…05.250+01:00").
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text);
 
+// Figures are read and written one by one, without a lock, because every worker sends to the
+// same endpoints: a request counted while an answer's figures land may count against the old
+// reading or the new one, and a snapshot may mix two readings' figures. An estimate of what is
+// left tolerates both; a lock per request and endpoint, shared by all workers, it would not need.
 class QuotaState {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
@@ -84,23 +99,25 @@ class QuotaState {
   Snapshot snapshot(TimePoint now) const;
 
  private:
+  // A figure the endpoint has not reported. Counts are never negative and a reset is a steady
+  // clock reading, so no real figure takes this value.
+  static constexpr std::int64_t kAbsent = std::numeric_limits<std::int64_t>::min();
   struct Dimension {
-    std::optional<std::int64_t> limit;
-    std::optional<std::int64_t> remaining;
-    std::optional<TimePoint> reset_at;
+    std::atomic<std::int64_t> limit{kAbsent};
+    std::atomic<std::int64_t> remaining{kAbsent};
+    std::atomic<std::int64_t> reset_at{kAbsent};  // steady clock, in its own ticks
   };
   static void merge(Dimension& into, const QuotaReading::Dimension& reading, TimePoint now);
-  std::optional<TimePoint> out_until(const Dimension& dimension, std::int64_t sent,
-                                     TimePoint now) const;
+  static std::optional<std::int64_t> figure(const std::atomic<std::int64_t>& value);
+  static std::optional<TimePoint> out_until(const Dimension& dimension, std::int64_t sent,
+                                            TimePoint now);
 
-  mutable std::mutex mutex_;
   Dimension requests_;
   Dimension tokens_;
   // Requests sent since the last reading: they use up quota the provider has not reported yet.
-  std::int64_t sent_since_reading_ = 0;
+  std::atomic<std::int64_t> sent_since_reading_{0};
   // Set once, by the first reading, and never cleared: until then the endpoint has nothing to
-  // count or judge, and on_request_sent() and exhausted_until() return without the mutex (an
-  // endpoint that never reports quotas, as many relays do, costs its requests no lock).
+  // count or judge, and on_request_sent() and exhausted_until() return at once.
   std::atomic<bool> reported_{false};
 };
 

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 #include <string>
+#include <thread>
 
 namespace cutover::resilience {
 namespace {
@@ -113,6 +114,29 @@ TEST(QuotaHeadersTest, LookalikeAndOtherFieldsAreIgnored) {
   EXPECT_TRUE(reading.empty());
 }
 
+TEST(QuotaHeadersTest, NamesOfOneLengthAreToldApartAndThenComparedWhole) {
+  // Each pair of names of one length differs first at one character (limit/reset); the other
+  // characters of a field that matches there must match too.
+  auto reading = read({{"x-ratelimit-RESET-requests", "2s"}, {"x-ratelimit-Limit-tokens", "70"}});
+  EXPECT_EQ(reading.requests.reset_in, 2000ms);
+  EXPECT_FALSE(reading.requests.limit);
+  EXPECT_EQ(reading.tokens.limit, 70);
+  EXPECT_FALSE(reading.tokens.reset_in);
+  reading = read({{"anthropic-ratelimit-tokens-rEset", "12"}, {"anthropic-ratelimit-requests-LIMIT", "9"}});
+  EXPECT_EQ(reading.tokens.reset_in, 12000ms);
+  EXPECT_FALSE(reading.tokens.limit);
+  EXPECT_EQ(reading.requests.limit, 9);
+  EXPECT_FALSE(reading.requests.reset_in);
+  EXPECT_TRUE(read({{"x-ratelimit-limit-requestz", "5"},
+                    {"x-ratelimit-rimit-requests", "5"},
+                    {"x-ratelimit-leset-requests", "5"},
+                    {"x-ratelimit-xeset-tokens", "5"},
+                    {"y-ratelimit-reset-tokens", "5"},
+                    {"anthropic-ratelimit-tokenz-limit", "5"},
+                    {"anthropic-ratelimit-requests-lim1t", "5"}})
+                  .empty());
+}
+
 TEST(QuotaHeadersTest, TheFirstValidValueOfARepeatedFieldCounts) {
   auto reading = read({{"x-ratelimit-limit-requests", "500"},
                        {"x-ratelimit-limit-requests", "600"},
@@ -169,6 +193,27 @@ TEST(QuotaStateTest, AnEndpointThatNeverReportedIsNeverExhaustedAndCountsNothing
   EXPECT_EQ(quota.snapshot(kStart).requests_remaining, 1);
   quota.on_request_sent();
   EXPECT_TRUE(quota.exhausted(kStart));
+}
+
+TEST(QuotaStateTest, RequestsSentFromManyThreadsAreEachCounted) {
+  // Every worker counts against the same endpoint without a lock; no request may be lost.
+  QuotaState quota;
+  quota.update(read({{"x-ratelimit-remaining-requests", "100000"}, {"x-ratelimit-reset-requests", "1m"}}),
+               kStart);
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 4; ++w) {
+    workers.emplace_back([&quota] {
+      for (int i = 0; i < 20'000; ++i) {
+        quota.on_request_sent();
+        (void)quota.exhausted_until(kStart);
+      }
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  EXPECT_EQ(quota.snapshot(kStart).requests_remaining, 100000 - 80'000);
+  for (int i = 0; i < 20'000; ++i) quota.on_request_sent();
+  EXPECT_TRUE(quota.exhausted(kStart));
+  EXPECT_EQ(quota.exhausted_until(kStart), kStart + 1min);
 }
 
 TEST(QuotaStateTest, SpentTokensCountToo) {
