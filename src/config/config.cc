@@ -365,13 +365,13 @@ void parse_prices(Validator& v, const YAML::Node& node, const std::string& path,
 void parse_response_limits(Validator& v, const YAML::Node& limits, Config& config) {
   if (limits["max_response_bytes"]) {
     config.max_response_bytes =
-        v.integer_at<std::size_t>(limits["max_response_bytes"], "limits.max_response_bytes",
+        v.byte_size_at(limits["max_response_bytes"], "limits.max_response_bytes",
                                   1024, 1ull << 34)
             .value_or(config.max_response_bytes);
   }
   if (limits["max_buffered_response_bytes"]) {
     config.max_buffered_response_bytes =
-        v.integer_at<std::size_t>(limits["max_buffered_response_bytes"],
+        v.byte_size_at(limits["max_buffered_response_bytes"],
                                   "limits.max_buffered_response_bytes", 1024, 1ull << 36)
             .value_or(config.max_buffered_response_bytes);
   }
@@ -548,7 +548,7 @@ void parse_auth(Validator& v, const YAML::Node& node, Config& config) {
   }
 }
 
-// routes[].cache: {ttl: 5m, max_bytes: 64MiB as a number, max_entries, shared_across_keys,
+// routes[].cache: {ttl: 5m, max_bytes: 64MiB, max_entries, shared_across_keys,
 // during_canary}; `cache: true` takes the defaults.
 std::optional<cache::CacheSettings> parse_cache(Validator& v, const YAML::Node& node,
                                                 const std::string& path) {
@@ -562,7 +562,7 @@ std::optional<cache::CacheSettings> parse_cache(Validator& v, const YAML::Node& 
                         {"ttl", "max_bytes", "max_entries", "shared_across_keys", "during_canary"});
   if (node["ttl"]) settings.ttl = v.duration_at(node["ttl"], path + ".ttl").value_or(settings.ttl);
   if (node["max_bytes"]) {
-    settings.max_bytes = v.integer_at<std::size_t>(node["max_bytes"], path + ".max_bytes", 1024,
+    settings.max_bytes = v.byte_size_at(node["max_bytes"], path + ".max_bytes", 1024,
                                                    1ull << 36)
                              .value_or(settings.max_bytes);
   }
@@ -858,7 +858,7 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
                              "max_client_connections"});
       parse_response_limits(v, limits, *config);
       if (limits["max_body_bytes"]) {
-        config->max_body_bytes = v.integer_at<std::size_t>(limits["max_body_bytes"],
+        config->max_body_bytes = v.byte_size_at(limits["max_body_bytes"],
                                                            "limits.max_body_bytes", 1024,
                                                            1ull << 32)
                                      .value_or(config->max_body_bytes);

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -96,6 +97,40 @@ class Validator {
       return std::nullopt;
     }
     return value;
+  }
+
+  // Sizes in bytes: a whole number, or one with a unit, binary ("64Ki", "64KiB", "256Mi",
+  // "256MiB", "1Gi", "1GiB") or decimal ("64k", "64kB", "256M", "256MB", "1G", "1GB"), as
+  // Kubernetes and SI write them. "K" and "KB", which tools read as either, are refused.
+  std::optional<std::size_t> byte_size_at(const YAML::Node& node, const std::string& path,
+                                          std::size_t minimum, std::size_t maximum) {
+    const auto& text = node.IsScalar() ? node.Scalar() : std::string();
+    std::uint64_t amount = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), amount);
+    const auto factor = byte_unit(std::string_view(end, text.data() + text.size() - end));
+    if (!node.IsScalar() || ec != std::errc() || end == text.data() || !factor) {
+      error(node, path, "'" + text + "' is not a size such as 67108864, 64MiB or 64MB");
+      return std::nullopt;
+    }
+    if (amount > maximum / *factor || amount * *factor < minimum) {
+      error(node, path,
+            "must be between " + std::to_string(minimum) + " and " + std::to_string(maximum) +
+                " bytes");
+      return std::nullopt;
+    }
+    return static_cast<std::size_t>(amount * *factor);
+  }
+
+  static std::optional<std::uint64_t> byte_unit(std::string_view unit) {
+    if (unit.empty() || unit == "B") return 1;
+    constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
+        {"Ki", 1ull << 10}, {"KiB", 1ull << 10}, {"Mi", 1ull << 20}, {"MiB", 1ull << 20},
+        {"Gi", 1ull << 30}, {"GiB", 1ull << 30}, {"k", 1000},        {"kB", 1000},
+        {"M", 1'000'000},   {"MB", 1'000'000},   {"G", 1'000'000'000}, {"GB", 1'000'000'000}};
+    for (const auto& [name, factor] : kUnits) {
+      if (unit == name) return factor;
+    }
+    return std::nullopt;
   }
 
   std::optional<bool> bool_at(const YAML::Node& node, const std::string& path) {

@@ -338,6 +338,44 @@ routes:
   EXPECT_TRUE(any_contains(errors, "unknown provider 'ghost'"));
 }
 
+TEST(ConfigValidationTest, SizesTakeBinaryAndDecimalUnits) {
+  auto result = load_from_string(R"(
+auth: {allow_unauthenticated: true}
+limits: {max_body_bytes: 20MiB, max_response_bytes: 5MB, max_buffered_response_bytes: 1Gi}
+providers:
+  p: {base_url: "http://a/v1", api_key_env: K, models: {m: pm, n: pn, o: po}}
+routes:
+  - {models: [m], provider: p, cache: {max_bytes: 256MiB}}
+  - {models: [n], provider: p, cache: {max_bytes: 65536}}
+  - {models: [o], provider: p, cache: {max_bytes: 64kB}}
+)", fake_environment({{"K", "v"}}));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front();
+  EXPECT_EQ(result.config->max_body_bytes, 20u << 20);
+  EXPECT_EQ(result.config->max_response_bytes, 5'000'000u);
+  EXPECT_EQ(result.config->max_buffered_response_bytes, 1u << 30);
+  EXPECT_EQ(result.config->routes.at("m").cache->max_bytes, 256u << 20);
+  EXPECT_EQ(result.config->routes.at("n").cache->max_bytes, 65536u);
+  EXPECT_EQ(result.config->routes.at("o").cache->max_bytes, 64'000u);
+
+  auto errors = errors_of(R"(
+auth: {allow_unauthenticated: true}
+limits: {max_body_bytes: 64 MiB, max_response_bytes: 1KiB}
+providers:
+  p: {base_url: "http://a/v1", api_key_env: K, models: {m: pm, n: pn, o: po, q: pq}}
+routes:
+  - {models: [m], provider: p, cache: {max_bytes: 256mb}}
+  - {models: [n], provider: p, cache: {max_bytes: MiB}}
+  - {models: [q], provider: p, cache: {max_bytes: 64KB}}
+  - {models: [o], provider: p, cache: {max_bytes: 100000Gi}}
+)");
+  EXPECT_TRUE(any_contains(errors, "limits.max_body_bytes: '64 MiB' is not a size")) << errors.size();
+  EXPECT_TRUE(any_contains(errors, "'256mb' is not a size such as 67108864, 64MiB or 64MB"));
+  EXPECT_TRUE(any_contains(errors, "'MiB' is not a size"));
+  EXPECT_TRUE(any_contains(errors, "'64KB' is not a size")) << "1000 or 1024: refused, not guessed";
+  EXPECT_TRUE(any_contains(errors, "max_bytes: must be between 1024 and 68719476736 bytes"));
+  EXPECT_FALSE(any_contains(errors, "max_response_bytes")) << "1KiB is the smallest allowed";
+}
+
 }  // namespace
 }  // namespace cutover::config
 
