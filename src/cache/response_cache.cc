@@ -212,7 +212,7 @@ void ResponseCache::keep(std::string key, CachedAnswer answer) {
     store(std::move(key), std::move(answer));
     return;
   }
-  shared_->store(shared_scope_, std::move(key), std::move(answer), settings_);
+  shared_->store(shared_scope_, std::move(key), std::move(answer), settings_, shared_evictions_);
 }
 
 boost::asio::awaitable<std::optional<std::size_t>> ResponseCache::purge_all() {
@@ -265,7 +265,8 @@ ResponseCache::Stats ResponseCache::stats() const {
   stats.hits = hits_.load(std::memory_order_relaxed);
   stats.misses = misses_.load(std::memory_order_relaxed);
   stats.bypasses = bypasses_.load(std::memory_order_relaxed);
-  stats.evictions = evictions_.load(std::memory_order_relaxed);
+  stats.evictions = evictions_.load(std::memory_order_relaxed) +
+                    shared_evictions_->load(std::memory_order_relaxed);
   for (const auto& shard : shards_) {
     std::lock_guard lock(shard->mutex);
     stats.entries += shard->index.size();

@@ -123,6 +123,10 @@ class ResponseCache {
   std::size_t shard_max_entries_;
   std::size_t shard_max_bytes_;
   std::atomic<std::uint64_t> hits_{0}, misses_{0}, bypasses_{0}, evictions_{0};
+  // Entries this replica's answers evicted from the shared store: counted when Redis answers,
+  // on the store's thread, maybe after this cache is gone.
+  std::shared_ptr<std::atomic<std::uint64_t>> shared_evictions_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   std::shared_ptr<SharedCacheStore> shared_;
   std::string shared_scope_;
 };

@@ -484,7 +484,8 @@ boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> SharedCacheStore::fi
 }
 
 void SharedCacheStore::store(std::string scope, std::string key, CachedAnswer answer,
-                             const CacheSettings& bounds) {
+                             const CacheSettings& bounds,
+                             std::shared_ptr<std::atomic<std::uint64_t>> evictions) {
   const std::size_t bytes = bytes_of(key, answer);
   if (bytes > bounds.max_bytes) return;
   // A zero PEXPIRE would delete the entry as it is written.
@@ -492,18 +493,22 @@ void SharedCacheStore::store(std::string scope, std::string key, CachedAnswer an
   const auto max_entries = std::max<std::size_t>(1, bounds.max_entries);
   auto work = [keys = ScopeKeys(scope_key(scope)), key = std::move(key), answer = std::move(answer),
                ttl = std::to_string(ttl_ms), max_entries = std::to_string(max_entries),
-               max_bytes = std::to_string(bounds.max_bytes),
-               bytes = std::to_string(bytes)](Connection& connection) {
+               max_bytes = std::to_string(bounds.max_bytes), bytes = std::to_string(bytes),
+               evictions = std::move(evictions)](Connection& connection) {
     const std::string entry = keys.entry_prefix + key;
     const std::string prompt_tokens = std::to_string(answer.prompt_tokens);
     const std::string completion_tokens = std::to_string(answer.completion_tokens);
     const std::string cost = fmt::format("{}", answer.cost);
-    connection.eval(
+    auto reply = connection.eval(
         store_script(), {keys.recency, keys.expiry, keys.sizes, keys.bytes, entry},
         {keys.entry_prefix, key, ttl, max_entries, max_bytes, bytes, "body", answer.body, "stream",
          answer.stream ? "1" : "0", "provider", answer.provider, "provider_model",
          answer.provider_model, "prompt_tokens", prompt_tokens, "completion_tokens",
          completion_tokens, "cost", cost, "currency", answer.currency});
+    // The script answers how many entries it evicted (-1: the answer can never fit).
+    if (evictions && reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0) {
+      evictions->fetch_add(static_cast<std::uint64_t>(reply->integer), std::memory_order_relaxed);
+    }
   };
   enqueue(std::make_unique<Detached>(std::move(work)));
 }

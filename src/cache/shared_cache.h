@@ -73,8 +73,10 @@ class SharedCacheStore {
                                                                    std::string key);
   // Keeps `answer` under `key` in `scope` within `bounds` (its ttl, max_entries, max_bytes),
   // evicting the least recently used. Fire and forget: dropped when the queue is full or Redis
-  // cannot be reached. Any thread.
-  void store(std::string scope, std::string key, CachedAnswer answer, const CacheSettings& bounds);
+  // cannot be reached. Any thread. The entries the store evicted to make room are added to
+  // `evictions` when Redis has answered, if given (shared: the caller may be gone by then).
+  void store(std::string scope, std::string key, CachedAnswer answer, const CacheSettings& bounds,
+             std::shared_ptr<std::atomic<std::uint64_t>> evictions = nullptr);
   // Drops every entry of `scope`; how many live ones there were, nullopt when Redis could not be
   // reached (nothing was dropped then).
   boost::asio::awaitable<std::optional<std::size_t>> purge(std::string scope);

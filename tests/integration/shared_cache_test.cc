@@ -331,6 +331,37 @@ TEST_F(SharedResponseCacheTest, AnAnswerKeptOnOneReplicaIsAHitOnAnotherWithItsSa
   EXPECT_EQ(first->stats().entries, 0u) << "nothing is kept in the process";
 }
 
+TEST_F(SharedResponseCacheTest, EvictionsInRedisAreCountedByTheReplicaWhoseAnswerCausedThem) {
+  std::shared_ptr<SharedCacheStore> first_store = open();
+  std::shared_ptr<SharedCacheStore> second_store = open();
+  auto first = std::make_unique<cache::ResponseCache>(bounds(60s, 2));
+  first->use_shared(first_store, "model-a");
+  auto second = std::make_unique<cache::ResponseCache>(bounds(60s, 2));
+  second->use_shared(second_store, "model-a");
+
+  first->keep("k1", answer("a"));
+  tick();
+  first->keep("k2", answer("b"));
+  settle(*first_store, "model-a");
+  EXPECT_EQ(first->stats().evictions, 0u) << "two entries fit";
+  tick();
+  second->keep("k3", answer("c"));
+  settle(*second_store, "model-a");
+  EXPECT_EQ(second->stats().evictions, 1u);
+  EXPECT_EQ(first->stats().evictions, 0u);
+  tick();
+  second->keep("k4", answer("d"));
+  tick();
+  second->keep("k5", answer("e"));
+  EXPECT_EQ(settle(*second_store, "model-a").entries, 2u);
+  EXPECT_EQ(second->stats().evictions, 3u);
+  EXPECT_EQ(second->stats().entries, 0u) << "nothing is kept in the process";
+  // Counted when Redis answers, even if the cache that stored is gone by then.
+  second->keep("k6", answer("f"));
+  second.reset();
+  settle(*second_store, "model-a");
+}
+
 TEST_F(SharedResponseCacheTest, PurgeAllAndUsageReachTheSharedStore) {
   std::shared_ptr<SharedCacheStore> store = open();
   auto cache = replica(store);
