@@ -1,5 +1,6 @@
 #include "resilience/quota.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <charconv>
@@ -83,26 +84,28 @@ constexpr QuotaHeaderName kQuotaHeaderNames[] = {
     {"anthropic-ratelimit-tokens-remaining", true, true, QuotaHeaderName::kRemaining},
     {"anthropic-ratelimit-tokens-reset", true, true, QuotaHeaderName::kReset},
 };
-// Whether `name` is `lower` (a lower-case name of letters and dashes, as long as `name`, at
-// least eight characters) in any case, eight bytes at a time, the last eight overlapping the
-// word before: setting bit 5 folds A-Z onto a-z and leaves a-z and '-' as they are; the only
-// other byte it would fold onto one of those is a control character, which no header name holds.
+// Whether `name` is `lower` (a lower-case name of letters and dashes, as long as `name`, 24 to
+// 38 characters as every name read is) in any case. Five eight-byte words cover any such length
+// (the last two overlap the others when the name is shorter), compared without a branch:
+// setting bit 5 folds A-Z onto a-z and leaves a-z and '-' as they are; the only other byte it
+// would fold onto one of those is a control character, which no header name holds.
 bool is_name_ignoring_case(std::string_view name, std::string_view lower) {
   constexpr std::uint64_t kFold = 0x2020202020202020ULL;
-  auto same_at = [&](std::size_t at) {
+  auto differs_at = [&](std::size_t at) {
     std::uint64_t word, expected;
     std::memcpy(&word, name.data() + at, 8);
     std::memcpy(&expected, lower.data() + at, 8);
-    return (word | kFold) == expected;
+    return (word | kFold) ^ expected;
   };
-  for (std::size_t at = 0; at + 8 < name.size(); at += 8) {
-    if (!same_at(at)) return false;
-  }
-  return same_at(name.size() - 8);
+  const std::size_t last = name.size() - 8;
+  return (differs_at(0) | differs_at(8) | differs_at(16) |
+          differs_at(std::min<std::size_t>(24, last)) | differs_at(last)) == 0;
 }
 
 constexpr std::size_t kShortestQuotaHeader = QuotaHeaderReader::kShortestName;
 constexpr std::size_t kLongestQuotaHeader = QuotaHeaderReader::kLongestName;
+static_assert(QuotaHeaderReader::kShortestName >= 24, "is_name_ignoring_case reads 24 bytes");
+static_assert(QuotaHeaderReader::kLongestName <= 40, "is_name_ignoring_case reads 32 + 8 bytes");
 constexpr bool every_name_fits_the_filter() {
   bool shortest = false, longest = false;
   for (const auto& known : kQuotaHeaderNames) {
