@@ -286,6 +286,13 @@ std::string GatewayServer::scrape_metrics() const {
                              prometheus::MetricType::Counter, {}};
   ExtraFamily cache_entries{"cutover_cache_entries", "Answers held by each model's response cache",
                             prometheus::MetricType::Gauge, {}};
+  ExtraFamily cache_bytes{"cutover_cache_bytes",
+                          "Bytes of the answers and keys each model's response cache holds",
+                          prometheus::MetricType::Gauge, {}};
+  ExtraFamily cache_evictions{"cutover_cache_evictions_total",
+                              "Answers evicted to stay within max_entries and max_bytes (in a "
+                              "fleet: those this replica's answers evicted from Redis)",
+                              prometheus::MetricType::Counter, {}};
   ExtraFamily cache_saved_tokens{"cutover_cache_saved_tokens_total",
                                  "Tokens that cache hits did not send to a provider",
                                  prometheus::MetricType::Counter, {}};
@@ -301,6 +308,9 @@ std::string GatewayServer::scrape_metrics() const {
           Sample{{{"model", model}, {"result", result}}, static_cast<double>(count)});
     }
     cache_entries.samples.push_back(Sample{{{"model", model}}, static_cast<double>(stats.entries)});
+    cache_bytes.samples.push_back(Sample{{{"model", model}}, static_cast<double>(stats.bytes)});
+    cache_evictions.samples.push_back(
+        Sample{{{"model", model}}, static_cast<double>(stats.evictions)});
     cache_saved_tokens.samples.push_back(
         Sample{{{"model", model}}, static_cast<double>(stats.tokens_saved)});
     cache_saved_cost.samples.push_back(Sample{{{"model", model}}, stats.cost_saved});
@@ -309,6 +319,7 @@ std::string GatewayServer::scrape_metrics() const {
                                  std::move(budget_requests),  std::move(budget_retries),
                                  std::move(connections_open), std::move(connections_refused),
                                  std::move(cache_requests),   std::move(cache_entries),
+                                 std::move(cache_bytes),      std::move(cache_evictions),
                                  std::move(cache_saved_tokens), std::move(cache_saved_cost),
                                  std::move(quota_remaining),  std::move(quota_exhausted)};
   if (auto engine = migrations()) {

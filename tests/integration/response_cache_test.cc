@@ -143,6 +143,32 @@ TEST_F(CacheTest, OperatorsSeeAndPurgeTheCache) {
   EXPECT_EQ(ask(kDeterministic).header("x-cutover-cache"), "miss");
 }
 
+TEST_F(CacheTest, MetricsCountResultsEntriesBytesAndEvictions) {
+  // 101 different answers into a cache of 100: the first is evicted.
+  for (int i = 0; i <= 100; ++i) {
+    const auto body = R"({"model":"gpt-4","temperature":0,"messages":[{"role":"user","content":"question )" +
+                      std::to_string(i) + R"("}]})";
+    ASSERT_EQ(ask(body).header("x-cutover-cache"), "miss");
+  }
+  ask(kDeterministic);
+  ask(kDeterministic);
+  const auto stats = server_->health()->cache_for("gpt-4")->stats();
+  ASSERT_EQ(stats.evictions, 2u);
+  ASSERT_GT(stats.bytes, 0u);
+  TestClient admin(server_->admin_port());
+  const auto metrics =
+      admin.request(http::verb::get, "/metrics", "", {{"authorization", std::string("Bearer ") + kAdminToken}})
+          .body;
+  for (const std::string& expected : std::vector<std::string>{
+           R"(cutover_cache_requests_total{model="gpt-4",result="miss"} 102)",
+        R"(cutover_cache_requests_total{model="gpt-4",result="hit"} 1)",
+        R"(cutover_cache_entries{model="gpt-4"} 100)",
+        R"(cutover_cache_evictions_total{model="gpt-4"} 2)",
+        "cutover_cache_bytes{model=\"gpt-4\"} " + std::to_string(stats.bytes)}) {
+    EXPECT_NE(metrics.find(expected), std::string::npos) << expected << "\n" << metrics.substr(0, 3000);
+  }
+}
+
 TEST(CacheLedgerTest, HitsAreInTheUsageLedgerAsWhatTheySavedNotAsSpend) {
   simulate::FakeProvider provider(simulate::default_reply);
   const auto state = std::filesystem::temp_directory_path() /
