@@ -365,14 +365,13 @@ void parse_prices(Validator& v, const YAML::Node& node, const std::string& path,
 void parse_response_limits(Validator& v, const YAML::Node& limits, Config& config) {
   if (limits["max_response_bytes"]) {
     config.max_response_bytes =
-        v.byte_size_at(limits["max_response_bytes"], "limits.max_response_bytes",
-                                  1024, 1ull << 34)
+        v.byte_size_at(limits["max_response_bytes"], "limits.max_response_bytes", 1024, 1ull << 34)
             .value_or(config.max_response_bytes);
   }
   if (limits["max_buffered_response_bytes"]) {
     config.max_buffered_response_bytes =
-        v.byte_size_at(limits["max_buffered_response_bytes"],
-                                  "limits.max_buffered_response_bytes", 1024, 1ull << 36)
+        v.byte_size_at(limits["max_buffered_response_bytes"], "limits.max_buffered_response_bytes",
+                       1024, 1ull << 36)
             .value_or(config.max_buffered_response_bytes);
   }
   if (config.max_buffered_response_bytes < config.max_response_bytes) {
@@ -562,8 +561,7 @@ std::optional<cache::CacheSettings> parse_cache(Validator& v, const YAML::Node& 
                         {"ttl", "max_bytes", "max_entries", "shared_across_keys", "during_canary"});
   if (node["ttl"]) settings.ttl = v.duration_at(node["ttl"], path + ".ttl").value_or(settings.ttl);
   if (node["max_bytes"]) {
-    settings.max_bytes = v.byte_size_at(node["max_bytes"], path + ".max_bytes", 1024,
-                                                   1ull << 36)
+    settings.max_bytes = v.byte_size_at(node["max_bytes"], path + ".max_bytes", 1024, 1ull << 36)
                              .value_or(settings.max_bytes);
   }
   if (node["max_entries"]) {
@@ -858,10 +856,9 @@ LoadResult load_from_string(const std::string& yaml, const EnvironmentLookup& en
                              "max_client_connections"});
       parse_response_limits(v, limits, *config);
       if (limits["max_body_bytes"]) {
-        config->max_body_bytes = v.byte_size_at(limits["max_body_bytes"],
-                                                           "limits.max_body_bytes", 1024,
-                                                           1ull << 32)
-                                     .value_or(config->max_body_bytes);
+        config->max_body_bytes =
+            v.byte_size_at(limits["max_body_bytes"], "limits.max_body_bytes", 1024, 1ull << 32)
+                .value_or(config->max_body_bytes);
       }
       if (limits["request_timeout"]) {
         config->request_timeout = v.duration_at(limits["request_timeout"], "limits.request_timeout")

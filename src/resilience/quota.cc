@@ -294,7 +294,8 @@ QuotaState::Snapshot QuotaState::snapshot(TimePoint now) const {
   }
   snapshot.token_limit = figure(tokens_.limit);
   snapshot.tokens_remaining = figure(tokens_.remaining);
-  auto left = [now](const std::atomic<std::int64_t>& ticks) -> std::optional<std::chrono::milliseconds> {
+  auto left =
+      [now](const std::atomic<std::int64_t>& ticks) -> std::optional<std::chrono::milliseconds> {
     const auto read = figure(ticks);
     if (!read) return std::nullopt;
     const TimePoint at{TimePoint::duration(*read)};

@@ -575,8 +575,8 @@ TEST_F(MigrationTest, TransitionsArePostedToWebhooks) {
 
 // A candidate that answers like default_reply and reports `limit` requests a minute, all of them
 // left: the gateway's quota awareness never passes it over, so only the capacity gate can tell.
-simulate::Script reporting_request_limit(std::int64_t limit,
-                                         std::chrono::milliseconds delay = std::chrono::milliseconds(5)) {
+simulate::Script reporting_request_limit(
+    std::int64_t limit, std::chrono::milliseconds delay = std::chrono::milliseconds(5)) {
   return [limit, delay](const FakeRequest& request) {
     auto reply = simulate::default_reply(request);
     reply.delay = delay;

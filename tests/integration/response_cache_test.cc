@@ -146,8 +146,9 @@ TEST_F(CacheTest, OperatorsSeeAndPurgeTheCache) {
 TEST_F(CacheTest, MetricsCountResultsEntriesBytesAndEvictions) {
   // 101 different answers into a cache of 100: the first is evicted.
   for (int i = 0; i <= 100; ++i) {
-    const auto body = R"({"model":"gpt-4","temperature":0,"messages":[{"role":"user","content":"question )" +
-                      std::to_string(i) + R"("}]})";
+    const auto body =
+        R"({"model":"gpt-4","temperature":0,"messages":[{"role":"user","content":"question )" +
+        std::to_string(i) + R"("}]})";
     ASSERT_EQ(ask(body).header("x-cutover-cache"), "miss");
   }
   ask(kDeterministic);
@@ -155,17 +156,18 @@ TEST_F(CacheTest, MetricsCountResultsEntriesBytesAndEvictions) {
   const auto stats = server_->health()->cache_for("gpt-4")->stats();
   ASSERT_EQ(stats.evictions, 2u);
   ASSERT_GT(stats.bytes, 0u);
+  const std::string token = std::string("Bearer ") + kAdminToken;
   TestClient admin(server_->admin_port());
   const auto metrics =
-      admin.request(http::verb::get, "/metrics", "", {{"authorization", std::string("Bearer ") + kAdminToken}})
-          .body;
+      admin.request(http::verb::get, "/metrics", "", {{"authorization", token}}).body;
   for (const std::string& expected : std::vector<std::string>{
            R"(cutover_cache_requests_total{model="gpt-4",result="miss"} 102)",
-        R"(cutover_cache_requests_total{model="gpt-4",result="hit"} 1)",
-        R"(cutover_cache_entries{model="gpt-4"} 100)",
-        R"(cutover_cache_evictions_total{model="gpt-4"} 2)",
-        "cutover_cache_bytes{model=\"gpt-4\"} " + std::to_string(stats.bytes)}) {
-    EXPECT_NE(metrics.find(expected), std::string::npos) << expected << "\n" << metrics.substr(0, 3000);
+           R"(cutover_cache_requests_total{model="gpt-4",result="hit"} 1)",
+           R"(cutover_cache_entries{model="gpt-4"} 100)",
+           R"(cutover_cache_evictions_total{model="gpt-4"} 2)",
+           "cutover_cache_bytes{model=\"gpt-4\"} " + std::to_string(stats.bytes)}) {
+    EXPECT_NE(metrics.find(expected), std::string::npos) << expected << "\n"
+                                                         << metrics.substr(0, 3000);
   }
 }
 

@@ -368,7 +368,8 @@ routes:
   - {models: [q], provider: p, cache: {max_bytes: 64KB}}
   - {models: [o], provider: p, cache: {max_bytes: 100000Gi}}
 )");
-  EXPECT_TRUE(any_contains(errors, "limits.max_body_bytes: '64 MiB' is not a size")) << errors.size();
+  EXPECT_TRUE(any_contains(errors, "limits.max_body_bytes: '64 MiB' is not a size"))
+      << errors.size();
   EXPECT_TRUE(any_contains(errors, "'256mb' is not a size such as 67108864, 64MiB or 64MB"));
   EXPECT_TRUE(any_contains(errors, "'MiB' is not a size"));
   EXPECT_TRUE(any_contains(errors, "'64KB' is not a size")) << "1000 or 1024: refused, not guessed";

@@ -122,7 +122,8 @@ TEST(QuotaHeadersTest, NamesOfOneLengthAreToldApartAndThenComparedWhole) {
   EXPECT_FALSE(reading.requests.limit);
   EXPECT_EQ(reading.tokens.limit, 70);
   EXPECT_FALSE(reading.tokens.reset_in);
-  reading = read({{"anthropic-ratelimit-tokens-rEset", "12"}, {"anthropic-ratelimit-requests-LIMIT", "9"}});
+  reading = read(
+      {{"anthropic-ratelimit-tokens-rEset", "12"}, {"anthropic-ratelimit-requests-LIMIT", "9"}});
   EXPECT_EQ(reading.tokens.reset_in, 12000ms);
   EXPECT_FALSE(reading.tokens.limit);
   EXPECT_EQ(reading.requests.limit, 9);
@@ -198,8 +199,9 @@ TEST(QuotaStateTest, AnEndpointThatNeverReportedIsNeverExhaustedAndCountsNothing
 TEST(QuotaStateTest, RequestsSentFromManyThreadsAreEachCounted) {
   // Every worker counts against the same endpoint without a lock; no request may be lost.
   QuotaState quota;
-  quota.update(read({{"x-ratelimit-remaining-requests", "100000"}, {"x-ratelimit-reset-requests", "1m"}}),
-               kStart);
+  quota.update(
+      read({{"x-ratelimit-remaining-requests", "100000"}, {"x-ratelimit-reset-requests", "1m"}}),
+      kStart);
   std::vector<std::thread> workers;
   for (int w = 0; w < 4; ++w) {
     workers.emplace_back([&quota] {
