@@ -19,9 +19,8 @@ constexpr std::string_view kLeftOut[] = {"stream", "stream_options", "user", "me
 // Writes a body with every object's keys sorted (Boost.JSON keeps them in the order they came,
 // and a key must not depend on it). Strings (util/json_string), integers, booleans and null are
 // written directly, doubles through one serializer and a stack buffer: the bytes are Boost.JSON's
-// in every case. Each object's members go through an
-// inline vector: a miss computes a key for every request, so nothing here allocates but the
-// output.
+// in every case. Each object's members go through an inline vector: a miss computes a key for
+// every request, so nothing here allocates but the output.
 class CanonicalWriter {
  public:
   explicit CanonicalWriter(std::string& out) : out_(out) {}

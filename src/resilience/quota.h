@@ -6,7 +6,7 @@
 // "6m0s"); Anthropic sends anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset} (resets
 // as RFC 3339 times), and relays copy one of the two. Between two answers the gateway counts
 // what it sent itself, so the estimate of what is left falls with each request in flight.
-// Thread-safe without a lock: every figure is its own atomic (see QuotaState). Time is an argument.
+// Thread-safe without a lock: each figure is its own atomic (see QuotaState). Time is an argument.
 #pragma once
 
 #include <atomic>
@@ -73,7 +73,7 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
 // Figures are read and written one by one, without a lock, because every worker sends to the
 // same endpoints: a request counted while an answer's figures land may count against the old
 // reading or the new one, and a snapshot may mix two readings' figures. An estimate of what is
-// left tolerates both; a lock per request and endpoint, shared by all workers, it would not need.
+// left tolerates both, so it needs no lock that every worker's requests would share.
 class QuotaState {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
