@@ -10,10 +10,7 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstring>
-
-#include <boost/json.hpp>
-#include <climits>
+#include <cstdint>
 
 namespace cutover::proxy {
 
@@ -34,8 +31,9 @@ void append_number(std::string& out, Number value) {
 void append_fixed(std::string& out, double value, int decimals) {
   static constexpr std::uint64_t kScale[] = {1, 10, 100, 1'000, 10'000, 100'000, 1'000'000,
                                              10'000'000, 100'000'000};
-  const double scaled = value * static_cast<double>(kScale[decimals]);
-  if (decimals < 0 || decimals > 8 || !(scaled >= 0 && scaled < 1e15)) {
+  const bool scalable = decimals >= 0 && decimals <= 8;
+  const double scaled = scalable ? value * static_cast<double>(kScale[decimals]) : 0;
+  if (!scalable || !(scaled >= 0 && scaled < 1e15)) {
     char digits[352];  // the largest double has 309 digits before the point
     const auto [end, ec] =
         std::to_chars(digits, digits + sizeof digits, value, std::chars_format::fixed, decimals);
