@@ -403,6 +403,10 @@ void parse_provider(Validator& v, const std::string& name, const YAML::Node& nod
     provider.anthropic_version =
         v.string_at(node["anthropic_version"], path + ".anthropic_version")
             .value_or(provider.anthropic_version);
+    if (!Validator::fits_a_header(provider.anthropic_version)) {
+      v.error(node["anthropic_version"], path + ".anthropic_version",
+              std::string("the version ") + Validator::kNotAHeaderValue);
+    }
   }
   if (node["default_max_tokens"]) {
     provider.default_max_tokens =

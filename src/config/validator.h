@@ -182,14 +182,35 @@ class Validator {
       error(node, path, "key file '" + full.string() + "' is empty");
       return std::nullopt;
     }
+    if (!fits_a_header(content)) {
+      error(node, path, "key file '" + full.string() + "' " + kNotAHeaderValue);
+      return std::nullopt;
+    }
     return content;
   }
+
+  // A key or version goes out as a header field's value: a control character (a line break
+  // above all) would end the field early or start another, so it is refused here rather than
+  // sent. The message never quotes the value, which may be a key.
+  static bool fits_a_header(std::string_view value) {
+    for (const char c : value) {
+      const auto byte = static_cast<unsigned char>(c);
+      if ((byte < 0x20 && c != '\t') || byte == 0x7f) return false;
+    }
+    return true;
+  }
+  static constexpr const char* kNotAHeaderValue =
+      "holds a control character (a line break?), which cannot be sent in an HTTP header";
 
   std::optional<std::string> read_environment(const YAML::Node& node, const std::string& path,
                                               const std::string& variable) {
     auto value = environment_(variable);
     if (!value || value->empty()) {
       error(node, path, "environment variable " + variable + " is not set");
+      return std::nullopt;
+    }
+    if (!fits_a_header(*value)) {
+      error(node, path, "environment variable " + variable + " " + kNotAHeaderValue);
       return std::nullopt;
     }
     return value;

@@ -8,27 +8,32 @@
 
 #include <boost/beast/http.hpp>
 #include <string>
+#include <string_view>
 
 namespace cutover::http {
 
 namespace detail {
 inline void append_version(unsigned version, std::string& out) {
-  out.append("HTTP/");
-  out.push_back(static_cast<char>('0' + version / 10 % 10));
-  out.push_back('.');
-  out.push_back(static_cast<char>('0' + version % 10));
+  const char bytes[] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + version / 10 % 10), '.',
+                        static_cast<char>('0' + version % 10)};
+  out.append(bytes, sizeof bytes);
+}
+
+inline void append_bytes(std::string& out, std::string_view bytes) {
+  out.append(bytes.data(), bytes.size());
 }
 }  // namespace detail
 
-// Appends `message`'s start line and fields, with the blank line that ends them, to `out`.
+// Appends `message`'s start line and fields to `out`, each line ended by CRLF, without the blank
+// line that ends a header (so that a writer may add fields of its own).
 template <bool isRequest, class Body, class Fields>
-void append_header(const boost::beast::http::message<isRequest, Body, Fields>& message,
-                   std::string& out) {
+void append_start_and_fields(const boost::beast::http::message<isRequest, Body, Fields>& message,
+                             std::string& out) {
   if constexpr (isRequest) {
-    const auto method = message.method_string();
-    const auto target = message.target();
-    out.append(method.data(), method.size()).push_back(' ');
-    out.append(target.data(), target.size()).push_back(' ');
+    detail::append_bytes(out, message.method_string());
+    out.push_back(' ');
+    detail::append_bytes(out, message.target());
+    out.push_back(' ');
     detail::append_version(message.version(), out);
   } else {
     detail::append_version(message.version(), out);
@@ -39,16 +44,23 @@ void append_header(const boost::beast::http::message<isRequest, Body, Fields>& m
     out.append(code, sizeof code);
     auto reason = message.reason();
     if (reason.empty()) reason = boost::beast::http::obsolete_reason(message.result());
-    out.append(reason.data(), reason.size());
+    detail::append_bytes(out, reason);
   }
-  out.append("\r\n");
+  out.append("\r\n", 2);
   for (const auto& field : message) {
-    const auto name = field.name_string();
-    const auto value = field.value();
-    out.append(name.data(), name.size()).append(": ");
-    out.append(value.data(), value.size()).append("\r\n");
+    detail::append_bytes(out, field.name_string());
+    out.append(": ", 2);
+    detail::append_bytes(out, field.value());
+    out.append("\r\n", 2);
   }
-  out.append("\r\n");
+}
+
+// Appends `message`'s start line and fields, with the blank line that ends them, to `out`.
+template <bool isRequest, class Body, class Fields>
+void append_header(const boost::beast::http::message<isRequest, Body, Fields>& message,
+                   std::string& out) {
+  append_start_and_fields(message, out);
+  out.append("\r\n", 2);
 }
 
 }  // namespace cutover::http

@@ -3,6 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <charconv>
+
+#include "http/fields.h"
 #include "http/serialize.h"
 #include "providers/openai_dialect.h"
 #include "util/request_id.h"
@@ -22,7 +25,7 @@ constexpr std::size_t kRefusalLingerBytes = 64 * 1024;
 // second, then sends anyway). HTTP/1.0 clients do not know the interim answer.
 bool expects_continue(const bhttp::request<bhttp::string_body>& message) {
   return message.version() >= 11 &&
-         beast::iequals(message[bhttp::field::expect], "100-continue");
+         beast::iequals(field_value(message, bhttp::field::expect), "100-continue");
 }
 }  // namespace
 
@@ -88,32 +91,95 @@ void Responder::decorate(Message& message) {
   message.keep_alive(keep_alive_);
 }
 
+namespace {
+// A field that decorate() or the framing sets, and so would replace rather than repeat.
+template <typename Fields>
+bool has_decorated_field(const Fields& fields) {
+  for (const auto& field : fields) {
+    switch (field.name()) {
+      case bhttp::field::server:
+      case bhttp::field::connection:
+      case bhttp::field::content_length:
+      case bhttp::field::transfer_encoding:
+        return true;
+      case bhttp::field::unknown:
+        if (beast::iequals(field.name_string(), "x-request-id")) return true;
+        break;
+      default:
+        break;
+    }
+  }
+  return false;
+}
+
+// The statuses whose responses have no body and so no Content-Length from prepare_payload().
+bool bodiless(unsigned status) { return status / 100 == 1 || status == 204 || status == 304; }
+
+void append_content_length(std::size_t length, std::string& out) {
+  constexpr std::string_view kName = "Content-Length: ";
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, length).ptr;
+  out.append(kName.data(), kName.size()).append(digits, end).append("\r\n\r\n", 4);
+}
+}  // namespace
+
+template <typename Message>
+void Responder::append_response_header(Message& message, std::optional<std::size_t> content_length,
+                                       std::string& out) {
+  if (message.version() != 11 || has_decorated_field(message)) {
+    decorate(message);
+    if (content_length) {
+      message.content_length(*content_length);
+    } else {
+      message.chunked(true);
+    }
+    append_header(message, out);
+    return;
+  }
+  constexpr std::string_view kServerAndId = "Server: cutover\r\nx-request-id: ";
+  constexpr std::string_view kClose = "Connection: close\r\n";
+  constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n\r\n";
+  append_start_and_fields(message, out);
+  out.append(kServerAndId.data(), kServerAndId.size()).append(request_id_).append("\r\n", 2);
+  if (!keep_alive_) out.append(kClose.data(), kClose.size());
+  if (content_length) {
+    append_content_length(*content_length, out);
+  } else {
+    out.append(kChunked.data(), kChunked.size());
+  }
+}
+
 asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> response) {
   stop_watching();
   if (client_gone_ || started_) co_return false;
-  decorate(response);
-  response.prepare_payload();
-  co_return co_await write_whole(response, response.body());
+  std::string bytes;
+  bytes.reserve(256);
+  if (bodiless(response.result_int())) {
+    decorate(response);
+    response.prepare_payload();
+    append_header(response, bytes);
+  } else {
+    append_response_header(response, response.body().size(), bytes);
+  }
+  co_return co_await write_whole(response.result_int(), bytes, response.body());
 }
 
 asio::awaitable<bool> Responder::send(bhttp::response<bhttp::empty_body> header,
                                       std::string_view body) {
   stop_watching();
   if (client_gone_ || started_) co_return false;
-  decorate(header);
-  header.content_length(body.size());
-  co_return co_await write_whole(header, body);
-}
-
-template <typename Message>
-asio::awaitable<bool> Responder::write_whole(const Message& header, std::string_view body) {
-  started_ = true;
-  status_ = header.result_int();
   std::string bytes;
   bytes.reserve(256);
-  append_header(header, bytes);
+  append_response_header(header, body.size(), bytes);
+  co_return co_await write_whole(header.result_int(), bytes, body);
+}
+
+asio::awaitable<bool> Responder::write_whole(unsigned status, const std::string& header,
+                                             std::string_view body) {
+  started_ = true;
+  status_ = status;
   stream_->expires_after(limits_.write_timeout);
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(bytes), asio::buffer(body)};
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(body)};
   auto [ec, ignored] = co_await asio::async_write(*stream_, buffers, kTuple);
   finished_ = !ec;
   if (ec) client_gone_ = true;
@@ -133,11 +199,9 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
   if (client_gone_ || started_) co_return false;
   started_ = true;
   status_ = header.result_int();
-  decorate(header);
-  header.chunked(true);
   // The header's bytes leave with the first chunk.
   pending_header_.clear();
-  append_header(header, pending_header_);
+  append_response_header(header, std::nullopt, pending_header_);
   co_return true;
 }
 
@@ -373,7 +437,7 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     }
 
     auto& message = parser.get();
-    IncomingRequest request{message, util::accept_or_new_request_id(message["x-request-id"]),
+    IncomingRequest request{message, util::accept_or_new_request_id(field_value(message, "x-request-id")),
                             std::chrono::steady_clock::now()};
     Responder responder(stream, *limits, message.keep_alive() && !draining_,
                         request.request_id);

@@ -9,6 +9,7 @@
 
 #include "accounting/cost.h"
 #include "api/front_end.h"
+#include "http/fields.h"
 #include "providers/answer_scan.h"
 #include "providers/dialect.h"
 #include "migration/shadow.h"
@@ -100,7 +101,7 @@ std::string_view sticky_source(const config::StickyKey& key, const http::Incomin
                                const json::object& body, const std::string& client_name) {
   switch (key.source) {
     case config::StickyKey::Source::header:
-      return request.message[key.header];
+      return http::field_value(request.message, key.header);
     case config::StickyKey::Source::user_field:
       if (const auto* user = body.if_contains("user"); user && user->is_string()) {
         return user->get_string();
@@ -431,10 +432,10 @@ const std::string* Gateway::authenticate(const http::IncomingRequest& request,
                                          const Snapshot& snapshot) const {
   static const std::string kAnonymous = "anonymous";
   std::string_view token;
-  const auto authorization = request.message[bhttp::field::authorization];
+  const auto authorization = http::field_value(request.message, bhttp::field::authorization);
   if (authorization.size() > 7 && boost::beast::iequals(authorization.substr(0, 7), "bearer ")) {
     token = authorization.substr(7);
-  } else if (auto api_key = request.message["x-api-key"]; !api_key.empty()) {
+  } else if (auto api_key = http::field_value(request.message, "x-api-key"); !api_key.empty()) {
     token = api_key;
   }
   if (!token.empty()) {
@@ -582,18 +583,15 @@ asio::awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& reque
                               "circuit_open");
   }
   const providers::RequestBody original(request.message.body());
-  bhttp::request<bhttp::string_body> upstream_request{
-      bhttp::verb::post,
-      endpoint->config->address.base_path + std::string(providers::anthropic::kCountTokensPath), 11};
+  upstream::Request upstream_request(endpoint->config->address.base_path,
+                                     providers::anthropic::kCountTokensPath,
+                                     endpoint->config->address.host);
   upstream_request.body() = original.rewrite(parsed.get_object(),
                                              provider.config->models.at(client_model), false, false);
-  upstream_request.set(bhttp::field::host, endpoint->config->address.host);
-  upstream_request.set(bhttp::field::content_type, "application/json");
-  upstream_request.set("x-request-id", request.request_id);
+  upstream_request.add_field("Content-Type", "application/json");
+  upstream_request.add_field("x-request-id", request.request_id);
   set_provider_headers(upstream_request, *provider.config, endpoint->config->api_key,
-                       request.message["anthropic-version"], request.message["anthropic-beta"]);
-  upstream_request.keep_alive(true);
-  upstream_request.prepare_payload();
+                       http::field_value(request.message, "anthropic-version"), http::field_value(request.message, "anthropic-beta"));
   upstream::Exchange exchange(*endpoint->pool, Clock::now() + provider.config->timeouts.total);
   std::string body;
   auto error = co_await exchange.start(upstream_request, [] { return false; });
@@ -1295,19 +1293,20 @@ std::optional<std::string> Gateway::provider_request_body(const RequestContext& 
   return std::nullopt;
 }
 
-void Gateway::set_provider_headers(bhttp::request<bhttp::string_body>& upstream_request,
+void Gateway::set_provider_headers(upstream::Request& upstream_request,
                                    const config::Provider& provider, const std::string& api_key,
                                    std::string_view anthropic_version,
                                    std::string_view anthropic_beta) {
-  upstream_request.set(bhttp::field::user_agent, kUserAgent);
+  upstream_request.add_field("User-Agent", kUserAgent);
   if (provider.dialect == config::Dialect::anthropic) {
-    if (!api_key.empty()) upstream_request.set("x-api-key", api_key);
-    upstream_request.set("anthropic-version",
-                         anthropic_version.empty() ? provider.anthropic_version : anthropic_version);
-    if (!anthropic_beta.empty()) upstream_request.set("anthropic-beta", anthropic_beta);
+    if (!api_key.empty()) upstream_request.add_field("x-api-key", api_key);
+    upstream_request.add_field("anthropic-version", anthropic_version.empty()
+                                                        ? provider.anthropic_version
+                                                        : anthropic_version);
+    if (!anthropic_beta.empty()) upstream_request.add_field("anthropic-beta", anthropic_beta);
     return;
   }
-  if (!api_key.empty()) upstream_request.set(bhttp::field::authorization, "Bearer " + api_key);
+  if (!api_key.empty()) upstream_request.add_field("Authorization", "Bearer ", api_key);
 }
 
 asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
@@ -1324,9 +1323,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   const bool ask_usage = shape.stream && provider.stream_usage && !shape.client_requested_usage;
   if (context.capture) *context.capture = migration::AnswerBuilder();
   if (context.cache_sink) context.cache_sink->clear();
-  bhttp::request<bhttp::string_body> upstream_request{
-      bhttp::verb::post,
-      address.base_path + std::string(providers::request_path(provider.dialect, kind)), 11};
+  upstream::Request upstream_request(address.base_path,
+                                     providers::request_path(provider.dialect, kind), address.host);
   if (auto problem = provider_request_body(context, provider, ask_usage, upstream_request.body())) {
     AttemptOutcome outcome;
     outcome.untranslatable = true;
@@ -1340,16 +1338,13 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
                                          "unsupported_parameter", request.request_id);
     co_return outcome;
   }
-  upstream_request.set(bhttp::field::host, address.host);
-  upstream_request.set(bhttp::field::content_type, "application/json");
-  upstream_request.set(bhttp::field::accept, shape.stream ? "text/event-stream" : "application/json");
-  upstream_request.set("x-request-id", request.request_id);
+  upstream_request.add_field("Content-Type", "application/json");
+  upstream_request.add_field("Accept", shape.stream ? "text/event-stream" : "application/json");
+  upstream_request.add_field("x-request-id", request.request_id);
   const bool anthropic_client = context.protocol == api::ClientProtocol::anthropic_messages;
   set_provider_headers(upstream_request, provider, api_key,
-                       anthropic_client ? request.message["anthropic-version"] : "",
-                       anthropic_client ? request.message["anthropic-beta"] : "");
-  upstream_request.keep_alive(true);
-  upstream_request.prepare_payload();
+                       anthropic_client ? http::field_value(request.message, "anthropic-version") : "",
+                       anthropic_client ? http::field_value(request.message, "anthropic-beta") : "");
 
   upstream::Exchange exchange(*endpoint.pool,
                               std::min(context.deadline, Clock::now() + provider.timeouts.total));
@@ -1761,12 +1756,12 @@ bool Gateway::forward_in_place(const providers::SseEvent& event, providers::Cano
 bool Gateway::cache_applies(const http::IncomingRequest& request, const json::object& body,
                             const cache::ResponseCache& cache, const Snapshot& snapshot,
                             const std::string& model) {
-  const auto control = request.message[bhttp::field::cache_control];
+  const auto control = http::field_value(request.message, bhttp::field::cache_control);
   if (control.find("no-cache") != std::string_view::npos ||
       control.find("no-store") != std::string_view::npos) {
     return false;
   }
-  const auto choice = request.message["x-cutover-cache"];
+  const auto choice = http::field_value(request.message, "x-cutover-cache");
   if (boost::beast::iequals(choice, "bypass")) return false;
   if (!boost::beast::iequals(choice, "use") && !cache::declares_deterministic(body)) return false;
   if (!cache.settings().during_canary && snapshot.migrations) {
@@ -1865,8 +1860,8 @@ void Gateway::launch_shadow(RequestContext& context, const std::shared_ptr<Snaps
       outcome.migration, worker_index_, request.request_id, context.shape.model,
       context.shape.stream, asks_for_json(copy), std::move(prompt_json));
   if (context.protocol == api::ClientProtocol::anthropic_messages) {
-    launch->anthropic_version = request.message["anthropic-version"];
-    launch->anthropic_beta = request.message["anthropic-beta"];
+    launch->anthropic_version = http::field_value(request.message, "anthropic-version");
+    launch->anthropic_beta = http::field_value(request.message, "anthropic-beta");
   }
   launch->kind = context.kind;
   launch->stream = context.shape.stream;
@@ -1958,20 +1953,16 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     co_return;
   }
   const auto& address = endpoint->config->address;
-  bhttp::request<bhttp::string_body> upstream_request{
-      bhttp::verb::post,
-      address.base_path + std::string(providers::request_path(candidate_config.dialect, launch->kind)),
-      11};
-  upstream_request.set(bhttp::field::host, address.host);
-  upstream_request.set(bhttp::field::content_type, "application/json");
-  upstream_request.set(bhttp::field::accept, launch->stream ? "text/event-stream" : "application/json");
-  upstream_request.set("x-request-id", launch->request_id);
-  upstream_request.set("x-cutover-shadow", "1");
+  upstream::Request upstream_request(
+      address.base_path, providers::request_path(candidate_config.dialect, launch->kind),
+      address.host);
+  upstream_request.add_field("Content-Type", "application/json");
+  upstream_request.add_field("Accept", launch->stream ? "text/event-stream" : "application/json");
+  upstream_request.add_field("x-request-id", launch->request_id);
+  upstream_request.add_field("x-cutover-shadow", "1");
   set_provider_headers(upstream_request, candidate_config, endpoint->config->api_key,
                        launch->anthropic_version, launch->anthropic_beta);
-  upstream_request.keep_alive(true);
   upstream_request.body() = std::move(launch->body);
-  upstream_request.prepare_payload();
 
   upstream::Exchange exchange(*endpoint->pool, started + settings.shadow.timeout);
   shadows_in_flight_.emplace(&exchange, true);

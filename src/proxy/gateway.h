@@ -88,10 +88,10 @@ class Gateway {
                                                           bool ask_usage, std::string& body);
   // Authentication and version headers in the provider's dialect; an Anthropic client's own
   // anthropic-version and anthropic-beta go to an Anthropic provider.
-  static void set_provider_headers(
-      boost::beast::http::request<boost::beast::http::string_body>& upstream_request,
-      const config::Provider& provider, const std::string& api_key,
-      std::string_view anthropic_version, std::string_view anthropic_beta);
+  static void set_provider_headers(upstream::Request& upstream_request,
+                                   const config::Provider& provider, const std::string& api_key,
+                                   std::string_view anthropic_version,
+                                   std::string_view anthropic_beta);
   static AttemptOutcome transport_failure(const http::Responder& responder,
                                           const upstream::UpstreamError& error);
   static AttemptOutcome invalid_response(std::string message);

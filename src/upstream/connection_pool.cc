@@ -1,7 +1,5 @@
 #include "upstream/connection_pool.h"
 
-#include "http/serialize.h"
-
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -225,7 +223,7 @@ UpstreamError Exchange::classify(const boost::system::error_code& ec, bool befor
 }
 
 asio::awaitable<std::optional<UpstreamError>> Exchange::start(
-    http::request<http::string_body>& request, const std::function<bool()>& may_replay) {
+    const Request& request, const std::function<bool()>& may_replay) {
   for (int attempt = 0;; ++attempt) {
     auto acquired = co_await pool_.acquire(deadline_);
     if (auto* error = std::get_if<UpstreamError>(&acquired)) co_return *error;
@@ -249,12 +247,11 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
 }
 
 asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
-    http::request<http::string_body>& request, bool& retry_on_fresh_connection) {
+    const Request& request, bool& retry_on_fresh_connection) {
   const auto& timeouts = pool_.target().timeouts;
-  std::string header;
-  header.reserve(512);
-  ::cutover::http::append_header(request, header);
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(request.body())};
+  const HeaderEnd header_end(request.body().size());
+  const std::array<asio::const_buffer, 3> buffers{
+      asio::buffer(request.fields()), header_end.buffer(), asio::buffer(request.body())};
   arm(timeouts.first_byte);
   auto [write_error, written] = co_await with_stream(*connection_, [&](auto& stream) {
     return asio::async_write(stream, buffers, kTuple);

@@ -18,6 +18,7 @@
 #include <variant>
 
 #include "config/config.h"
+#include "upstream/request.h"
 
 namespace cutover::upstream {
 
@@ -130,7 +131,7 @@ class Exchange {
   // fails before any byte of an answer (the provider closed it as we reused it), the request
   // is sent once more on a fresh connection if `may_replay` allows it: the provider may have
   // received it, so the caller counts the replay as a retry (see replays()).
-  asio::awaitable<std::optional<UpstreamError>> start(http::request<http::string_body>& request,
+  asio::awaitable<std::optional<UpstreamError>> start(const Request& request,
                                                       const std::function<bool()>& may_replay);
   unsigned replays() const { return replays_; }
 
@@ -154,7 +155,7 @@ class Exchange {
 
  private:
   asio::awaitable<std::optional<UpstreamError>> send_and_read_header(
-      http::request<http::string_body>& request, bool& retry_on_fresh_connection);
+      const Request& request, bool& retry_on_fresh_connection);
   UpstreamError classify(const boost::system::error_code& ec, bool before_response,
                          FailureKind timeout_kind) const;
   void arm(std::chrono::milliseconds phase_timeout);

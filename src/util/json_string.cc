@@ -12,17 +12,20 @@ namespace cutover::util {
 bool needs_json_escaping(std::string_view text) {
   constexpr std::uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
   auto has_zero_byte = [](std::uint64_t v) { return (v - kOnes) & ~v & kHighs; };
-  std::size_t at = 0;
-  for (; at + 8 <= text.size(); at += 8) {
+  auto flagged = [&](std::size_t at) {
     std::uint64_t word;
     std::memcpy(&word, text.data() + at, 8);
     const std::uint64_t control = (word - kOnes * 0x20) & ~word & kHighs;
-    if (control | has_zero_byte(word ^ (kOnes * '"')) | has_zero_byte(word ^ (kOnes * '\\'))) {
-      return true;
+    return (control | has_zero_byte(word ^ (kOnes * '"')) | has_zero_byte(word ^ (kOnes * '\\'))) != 0;
+  };
+  if (text.size() >= 8) {
+    for (std::size_t at = 0; at + 8 <= text.size(); at += 8) {
+      if (flagged(at)) return true;
     }
+    // The last bytes as one word overlapping the one before, rather than one at a time.
+    return flagged(text.size() - 8);
   }
-  for (; at < text.size(); ++at) {
-    const char c = text[at];
+  for (const char c : text) {
     if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\') return true;
   }
   return false;

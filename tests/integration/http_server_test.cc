@@ -2,6 +2,9 @@
 // the limit on open connections.
 #include <poll.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "gateway_fixture.h"
 
 namespace cutover::testing {
@@ -25,6 +28,100 @@ std::string header_expecting_continue(std::size_t content_length) {
          "Authorization: Bearer client-secret\r\nContent-Type: application/json\r\n"
          "Expect: 100-continue\r\nContent-Length: " +
          std::to_string(content_length) + "\r\n\r\n";
+}
+
+// The header's lines after the status line, as sent.
+std::vector<std::string> header_lines(const std::string& answer) {
+  std::vector<std::string> lines;
+  const auto end = answer.find("\r\n\r\n");
+  std::size_t at = answer.find("\r\n") + 2;
+  while (at < end) {
+    const auto next = answer.find("\r\n", at);
+    lines.push_back(answer.substr(at, next - at));
+    at = next + 2;
+  }
+  return lines;
+}
+
+std::size_t lines_starting(const std::vector<std::string>& lines, std::string_view prefix) {
+  return std::count_if(lines.begin(), lines.end(), [&](const std::string& line) {
+    return line.size() >= prefix.size() && beast::iequals(line.substr(0, prefix.size()), prefix);
+  });
+}
+
+TEST_F(GatewayTest, ProviderRequestsCarryTheGatewaysFieldsOnceEachInOrder) {
+  start(simulate::default_reply);
+  auto downstream = client();
+  const auto reply = downstream.request(
+      http::verb::post, "/v1/chat/completions", chat_body(),
+      {{"authorization", "Bearer client-secret"}, {"x-request-id", "trace-7"},
+       {"anthropic-version", "2023-06-01"}, {"x-api-key", "client-secret"}});
+  ASSERT_EQ(reply.status, 200u) << reply.body;
+  const auto requests = upstream_->recorded_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  std::vector<std::string> names;
+  for (const auto& [name, value] : requests[0].headers) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"Host", "Content-Type", "Accept", "x-request-id",
+                                             "User-Agent", "Authorization", "Content-Length"}));
+  EXPECT_EQ(requests[0].header("content-length"), std::to_string(requests[0].body.size()));
+  EXPECT_EQ(requests[0].header("authorization"), std::string("Bearer ") + kProviderKey);
+  EXPECT_EQ(requests[0].header("x-request-id"), "trace-7");
+  EXPECT_EQ(requests[0].header("accept"), "application/json");
+}
+
+TEST_F(GatewayTest, AnswersCarryServerIdAndFramingOnceEach) {
+  start(simulate::default_reply);
+  const auto body = chat_body();
+  const std::string head =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer client-secret\r\nContent-Type: application/json\r\n"
+      "x-request-id: trace-9\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+
+  auto kept = client();
+  kept.write_raw(head + "\r\n" + body);
+  const auto kept_reply = kept.read();
+  ASSERT_EQ(kept_reply.status, 200u) << kept_reply.body;
+  EXPECT_EQ(kept_reply.header("server"), "cutover");
+  EXPECT_EQ(kept_reply.header("x-request-id"), "trace-9");
+  EXPECT_EQ(kept_reply.header("content-length"), std::to_string(kept_reply.body.size()));
+  EXPECT_EQ(kept_reply.headers.count(http::field::connection), 0u) << "HTTP/1.1 keeps alive";
+
+  auto closing = client();
+  closing.write_raw(head + "Connection: close\r\n\r\n" + body);
+  const auto answer = closing.read_until_close();
+  ASSERT_EQ(answer.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << answer;
+  const auto lines = header_lines(answer);
+  EXPECT_EQ(lines_starting(lines, "Server: cutover"), 1u) << answer;
+  EXPECT_EQ(lines_starting(lines, "x-request-id: trace-9"), 1u) << answer;
+  EXPECT_EQ(lines_starting(lines, "Connection: close"), 1u) << answer;
+  EXPECT_EQ(lines_starting(lines, "Content-Length: "), 1u) << answer;
+  EXPECT_EQ(lines_starting(lines, "Transfer-Encoding"), 0u) << answer;
+  const auto length_line = std::find_if(lines.begin(), lines.end(), [](const auto& line) {
+    return line.rfind("Content-Length: ", 0) == 0;
+  });
+  ASSERT_NE(length_line, lines.end()) << answer;
+  const auto length = std::stoul(length_line->substr(16));
+  EXPECT_EQ(answer.size() - (answer.find("\r\n\r\n") + 4), length);
+}
+
+TEST_F(GatewayTest, StreamedAnswersAreChunkedWithoutALength) {
+  start(simulate::default_reply);
+  auto downstream = client();
+  const auto body = chat_body(true);
+  downstream.write_raw(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Authorization: Bearer client-secret\r\nContent-Type: application/json\r\n"
+      "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  const auto answer = downstream.read_until_close();
+  ASSERT_EQ(answer.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << answer;
+  const auto lines = header_lines(answer);
+  EXPECT_EQ(lines_starting(lines, "Transfer-Encoding: chunked"), 1u) << answer;
+  EXPECT_EQ(lines_starting(lines, "Content-Length"), 0u) << answer;
+  EXPECT_EQ(lines_starting(lines, "Server: cutover"), 1u) << answer;
+  EXPECT_EQ(lines_starting(lines, "x-request-id: req_"), 1u) << answer;
+  EXPECT_EQ(lines_starting(lines, "Connection: close"), 1u) << answer;
+  EXPECT_NE(answer.find("data: [DONE]"), std::string::npos) << answer;
+  EXPECT_EQ(answer.substr(answer.size() - 5), "0\r\n\r\n");
 }
 
 TEST_F(GatewayTest, ExpectContinueIsAnsweredBeforeTheBodyIsSent) {

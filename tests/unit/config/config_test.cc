@@ -218,6 +218,47 @@ routes: [{models: [m], provider: p}]
   EXPECT_EQ(result.config->providers[0].endpoints[0].api_key_source, "file:key.txt");
 }
 
+TEST(ConfigValidationTest, KeysAndVersionsThatCannotBeHeaderValuesAreRefused) {
+  const auto directory = std::filesystem::temp_directory_path() / "cutover-config-test";
+  std::filesystem::create_directories(directory);
+  {
+    std::ofstream(directory / "two-lines.txt") << "sk-first-line\nX-Injected: 1\n";
+  }
+  const std::string secret = "sk-env\r\nX-Injected: 1";
+  auto result = load_from_string(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p: {base_url: "http://h/v1", api_key_file: two-lines.txt, models: {m: pm}}
+  q: {base_url: "http://h/v1", api_key_env: KEY, models: {n: qn}}
+  a: {base_url: "http://h/v1", dialect: anthropic, no_api_key: true, models: {o: ao},
+      anthropic_version: "2023-06-01\nX-Injected: 1"}
+routes: [{models: [m], provider: p}, {models: [n], provider: q}, {models: [o], provider: a}]
+)",
+                                 fake_environment({{"KEY", secret}}), "test.yaml",
+                                 directory.string());
+  EXPECT_FALSE(result.config);
+  EXPECT_TRUE(any_contains(result.errors, "two-lines.txt' holds a control character"));
+  EXPECT_TRUE(any_contains(result.errors, "variable KEY holds a control character"));
+  EXPECT_TRUE(any_contains(result.errors, "anthropic_version"));
+  for (const auto& error : result.errors) {
+    EXPECT_EQ(error.find("sk-"), std::string::npos) << "a key quoted in: " << error;
+  }
+
+  // A trailing line break in a key file is trimmed, and a tab is a header value's own.
+  {
+    std::ofstream(directory / "tabbed.txt") << "sk-with\ttab\r\n";
+  }
+  auto tabbed = load_from_string(R"(
+auth: {allow_unauthenticated: true}
+providers:
+  p: {base_url: "http://h/v1", api_key_file: tabbed.txt, models: {m: pm}}
+routes: [{models: [m], provider: p}]
+)",
+                                 fake_environment({}), "test.yaml", directory.string());
+  ASSERT_TRUE(tabbed.errors.empty()) << tabbed.errors.front();
+  EXPECT_EQ(tabbed.config->providers[0].endpoints[0].api_key, "sk-with\ttab");
+}
+
 TEST(ConfigValidationTest, AdminListenerNeedsItsOwnToken) {
   const auto tail = std::string(kMinimalTail);
   auto same = load_from_string("auth: {client_keys: [{name: a, key_env: K}]}\n"

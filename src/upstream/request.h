@@ -1,0 +1,51 @@
+// A request to a provider, held as the bytes it leaves as. Beast's fields allocate each field,
+// keep it in a tree for lookups, and are walked again to be written: about 4,000 instructions a
+// request in the profiles (bench/RESULTS.md) for a header that the gateway writes once and
+// never reads back. Here each field is appended to one string, in the order given; the header is
+// what Beast writes for the same POST with the same fields, which a unit test checks.
+#pragma once
+
+#include <boost/asio/buffer.hpp>
+#include <array>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace cutover::upstream {
+
+class Request {
+ public:
+  // "POST <base_path><path> HTTP/1.1" with a Host field.
+  Request(std::string_view base_path, std::string_view path, std::string_view host);
+
+  // Appends a field. A value is cut at its first CR or LF: the rest would be a field (or a
+  // request) of its own, and a value can come from configuration or from a client's header.
+  void add_field(std::string_view name, std::string_view value);
+  // The same with the value written as `prefix` then `value` ("Bearer " and a key).
+  void add_field(std::string_view name, std::string_view prefix, std::string_view value);
+
+  std::string& body() { return body_; }
+  const std::string& body() const { return body_; }
+
+  // The start line and the fields, without the Content-Length and the blank line (see HeaderEnd).
+  const std::string& fields() const { return fields_; }
+
+ private:
+  std::string fields_;
+  std::string body_;
+};
+
+// The Content-Length field and the blank line that end a request's header, written when it is
+// sent so that the body may be set after the fields.
+class HeaderEnd {
+ public:
+  explicit HeaderEnd(std::size_t content_length);
+  boost::asio::const_buffer buffer() const { return {bytes_.data(), size_}; }
+  std::string_view view() const { return {bytes_.data(), size_}; }
+
+ private:
+  std::array<char, 48> bytes_{};
+  std::size_t size_ = 0;
+};
+
+}  // namespace cutover::upstream
