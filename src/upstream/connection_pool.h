@@ -164,6 +164,8 @@ class Exchange {
   Clock::time_point deadline_;
   std::unique_ptr<Connection> connection_;
   std::optional<http::response_parser<http::buffer_body>> parser_;
+  // Where a body of unknown length lands before it is appended (see read_some).
+  std::unique_ptr<char[]> scratch_;
   bool aborted_ = false;
   bool complete_ = false;
   unsigned replays_ = 0;

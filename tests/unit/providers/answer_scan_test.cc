@@ -261,6 +261,21 @@ TEST(PlainAnswerTest, EscapedKeysAreRecognised) {
   expect_equivalent(body, true);
   PlainAnswer answer(body);
   EXPECT_EQ(answer.model_bytes(), "\"m\"");
+
+  // Keys the scan matches on their raw bytes, written with escapes, in every object it reads.
+  std::string nested =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+      R"("ch\u006fices":[{"ind\u0065x":0,"m\u0065ssage":{"r\u006fle":"assistant",)"
+      R"("c\u006fntent":"a"},"finish\u005freason":"length"}],)"
+      R"("us\u0061ge":{"pr\u006fmpt_tokens":7,"completion_t\u006fkens":3,"total_tokens":10,)"
+      R"("prompt_tokens_details":{"c\u0061ched_tokens":2}}})";
+  expect_equivalent(nested, true);
+  PlainAnswer escaped(nested);
+  ASSERT_TRUE(escaped.is_completion());
+  EXPECT_EQ(finish_reasons(escaped), (std::vector<std::optional<std::string_view>>{"length"}));
+  EXPECT_EQ(escaped.usage().prompt_tokens, 7);
+  EXPECT_EQ(escaped.usage().completion_tokens, 3);
+  EXPECT_EQ(escaped.usage().cached_prompt_tokens, 2);
 }
 
 TEST(PlainAnswerTest, NumbersWhereStringsAreExpectedTakeTheDomPath) {
