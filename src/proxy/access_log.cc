@@ -24,33 +24,39 @@ void append_number(std::string& out, Number value) {
   out.append(digits, end);
 }
 
-// A figure with `decimals` places (at most 8), as printf's %.*f writes it: scaled to a whole
+// A figure with `Decimals` places (at most 8), as printf's %.*f writes it: scaled to a whole
 // number and written as digits, where std::to_chars's fixed precision took about 1,000
-// instructions a figure. Negative or huge figures, which no latency or cost is, take to_chars;
+// instructions a figure. The places are a constant, so the scale's divisions are
+// multiplications. Negative or huge figures, which no latency or cost is, take to_chars;
 // not-a-number is written as null.
-void append_fixed(std::string& out, double value, int decimals) {
-  static constexpr std::uint64_t kScale[] = {1, 10, 100, 1'000, 10'000, 100'000, 1'000'000,
-                                             10'000'000, 100'000'000};
-  const bool scalable = decimals >= 0 && decimals <= 8;
-  const double scaled = scalable ? value * static_cast<double>(kScale[decimals]) : 0;
-  if (!scalable || !(scaled >= 0 && scaled < 1e15)) {
+template <int Decimals>
+void append_fixed(std::string& out, double value) {
+  static_assert(Decimals >= 0 && Decimals <= 8);
+  constexpr std::uint64_t kScale = [] {
+    std::uint64_t scale = 1;
+    for (int i = 0; i < Decimals; ++i) scale *= 10;
+    return scale;
+  }();
+  const double scaled = value * static_cast<double>(kScale);
+  if (!(scaled >= 0 && scaled < 1e15)) {
     char digits[352];  // the largest double has 309 digits before the point
     const auto [end, ec] =
-        std::to_chars(digits, digits + sizeof digits, value, std::chars_format::fixed, decimals);
+        std::to_chars(digits, digits + sizeof digits, value, std::chars_format::fixed, Decimals);
     out.append(ec == std::errc() ? std::string_view(digits, end - digits) : "null");
     return;
   }
   const auto units = static_cast<std::uint64_t>(std::llround(scaled));
-  append_number(out, units / kScale[decimals]);
-  if (decimals == 0) return;
-  char fraction[9];
-  auto rest = units % kScale[decimals];
-  for (int i = decimals; i > 0; --i) {
-    fraction[i] = static_cast<char>('0' + rest % 10);
-    rest /= 10;
+  append_number(out, units / kScale);
+  if constexpr (Decimals > 0) {
+    char fraction[Decimals + 1];
+    auto rest = units % kScale;
+    for (int i = Decimals; i > 0; --i) {
+      fraction[i] = static_cast<char>('0' + rest % 10);
+      rest /= 10;
+    }
+    fraction[0] = '.';
+    out.append(fraction, sizeof fraction);
   }
-  fraction[0] = '.';
-  out.append(fraction, static_cast<std::size_t>(decimals) + 1);
 }
 }  // namespace
 
@@ -63,7 +69,7 @@ void append_attempt(std::string& attempts, std::string_view provider, long endpo
   attempts.append(R"(,"result":)");
   util::append_json_string(attempts, result);
   attempts.append(R"(,"ms":)");
-  append_fixed(attempts, ms, 3);
+  append_fixed<3>(attempts, ms);
   attempts.push_back('}');
 }
 
@@ -120,10 +126,10 @@ void AccessLog::record(const AccessRecord& r) {
   text_field("provider_model", r.provider_model);
   text_field("client", r.client_key);
   buffer_.append(r.stream ? R"(,"stream":true,"latency_ms":)" : R"(,"stream":false,"latency_ms":)");
-  append_fixed(buffer_, r.latency_ms, 3);
+  append_fixed<3>(buffer_, r.latency_ms);
   if (r.time_to_first_token_ms >= 0) {
     buffer_.append(R"(,"ttft_ms":)");
-    append_fixed(buffer_, r.time_to_first_token_ms, 3);
+    append_fixed<3>(buffer_, r.time_to_first_token_ms);
   }
   if (r.prompt_tokens >= 0) {
     buffer_.append(R"(,"prompt_tokens":)");
@@ -136,7 +142,7 @@ void AccessLog::record(const AccessRecord& r) {
   text_field("error", r.error);
   if (r.cost >= 0) {
     buffer_.append(R"(,"cost":)");
-    append_fixed(buffer_, r.cost, 8);
+    append_fixed<8>(buffer_, r.cost);
   }
   text_field("migration_arm", r.migration_arm);
   if (r.shadowed) buffer_.append(R"(,"shadowed":true)");
