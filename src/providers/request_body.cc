@@ -54,12 +54,17 @@ std::optional<std::string> owned_stream_options(const json::object& parsed, bool
 RequestBody::RequestBody(std::string& text) {
   text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
   text_ = text;
+}
+
+void RequestBody::locate_once() const {
+  if (location_tried_) return;
+  location_tried_ = true;
   locate();
   // The spans are offsets into `text`: nothing refers to the parser's buffers any more.
   release_large_parser_buffers();
 }
 
-void RequestBody::locate() {
+void RequestBody::locate() const {
   const auto closing = trim_right(text_);
   if (closing.empty() || closing.back() != '}') return;
   closing_brace_ = closing.size() - 1;
@@ -92,6 +97,7 @@ std::string RequestBody::rewrite(const json::object& parsed, std::string_view pr
                                  bool ask_stream_usage, bool client_requested_usage) const {
   const auto model = json::serialize(json::string(provider_model));
   const auto options = owned_stream_options(parsed, ask_stream_usage, client_requested_usage);
+  locate_once();
   if (!located_) {
     json::object copy = parsed;
     copy["model"] = provider_model;
