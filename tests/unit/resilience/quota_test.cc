@@ -83,6 +83,18 @@ TEST(QuotaHeadersTest, CountsOfEveryLengthAndNoDigitsElse) {
   EXPECT_EQ(read({{"x-ratelimit-limit-tokens", "99999999"}}).tokens.limit, 99999999);
   EXPECT_EQ(read({{"x-ratelimit-limit-tokens", "999999999999999999"}}).tokens.limit,
             999999999999999999);
+  // Nine to sixteen digits: two words that overlap, each digit counted once.
+  for (const auto& [text, value] : std::vector<std::pair<std::string, std::int64_t>>{
+           {"100000000", 100'000'000},
+           {"999999999", 999'999'999},
+           {"1000000000", 1'000'000'000},
+           {"99999999950", 99'999'999'950},
+           {"100000000000", 100'000'000'000},
+           {"1234567890123456", 1'234'567'890'123'456},
+           {"0000000000000001", 1},
+           {"1000000000000000", 1'000'000'000'000'000}}) {
+    EXPECT_EQ(read({{"x-ratelimit-limit-tokens", text}}).tokens.limit, value) << text;
+  }
 }
 
 TEST(QuotaHeadersTest, NamesMatchWhateverTheirCase) {
