@@ -583,9 +583,8 @@ asio::awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& reque
                               "circuit_open");
   }
   const providers::RequestBody original(request.message.body());
-  upstream::Request upstream_request(endpoint->config->address.base_path,
-                                     providers::anthropic::kCountTokensPath,
-                                     endpoint->config->address.host);
+  upstream::Request upstream_request(endpoint->config->address,
+                                     providers::anthropic::kCountTokensPath);
   upstream_request.body() = original.rewrite(parsed.get_object(),
                                              provider.config->models.at(client_model), false, false);
   upstream_request.add_field("Content-Type", "application/json");
@@ -1323,8 +1322,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   const bool ask_usage = shape.stream && provider.stream_usage && !shape.client_requested_usage;
   if (context.capture) *context.capture = migration::AnswerBuilder();
   if (context.cache_sink) context.cache_sink->clear();
-  upstream::Request upstream_request(address.base_path,
-                                     providers::request_path(provider.dialect, kind), address.host);
+  upstream::Request upstream_request(address, providers::request_path(provider.dialect, kind));
   if (auto problem = provider_request_body(context, provider, ask_usage, upstream_request.body())) {
     AttemptOutcome outcome;
     outcome.untranslatable = true;
@@ -1953,9 +1951,8 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     co_return;
   }
   const auto& address = endpoint->config->address;
-  upstream::Request upstream_request(
-      address.base_path, providers::request_path(candidate_config.dialect, launch->kind),
-      address.host);
+  upstream::Request upstream_request(address,
+                                     providers::request_path(candidate_config.dialect, launch->kind));
   upstream_request.add_field("Content-Type", "application/json");
   upstream_request.add_field("Accept", launch->stream ? "text/event-stream" : "application/json");
   upstream_request.add_field("x-request-id", launch->request_id);

@@ -53,11 +53,19 @@ void append_all(std::string& out, std::initializer_list<std::string_view> pieces
 
 }  // namespace
 
-Request::Request(std::string_view base_path, std::string_view path, std::string_view host) {
+Request::Request(const config::Endpoint& address, std::string_view path) {
   constexpr std::string_view kMethod = "POST ";
   constexpr std::string_view kVersionAndHost = " HTTP/1.1\r\nHost: ";
+  const std::string_view host = up_to_line_break(address.host);
+  const bool ipv6 = host.find(':') != std::string_view::npos;
+  char port[8] = {':'};
+  std::string_view port_text;
+  if (address.port != (address.tls ? 443 : 80)) {
+    port_text = std::string_view(port, std::to_chars(port + 1, port + sizeof port, address.port).ptr);
+  }
   fields_.reserve(320);
-  append_all(fields_, {kMethod, base_path, path, kVersionAndHost, up_to_line_break(host), "\r\n"});
+  append_all(fields_, {kMethod, address.base_path, path, kVersionAndHost, ipv6 ? "[" : "", host,
+                       ipv6 ? "]" : "", port_text, "\r\n"});
 }
 
 void Request::add_field(std::string_view name, std::string_view value) {

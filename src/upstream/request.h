@@ -11,12 +11,15 @@
 #include <string>
 #include <string_view>
 
+#include "config/config.h"
+
 namespace cutover::upstream {
 
 class Request {
  public:
-  // "POST <base_path><path> HTTP/1.1" with a Host field.
-  Request(std::string_view base_path, std::string_view path, std::string_view host);
+  // "POST <address's base path><path> HTTP/1.1" with the Host field for `address`: its host
+  // (an IPv6 address in brackets), with the port unless it is the scheme's default.
+  Request(const config::Endpoint& address, std::string_view path);
 
   // Appends a field. A value is cut at its first CR or LF: the rest would be a field (or a
   // request) of its own, and a value can come from configuration or from a client's header.

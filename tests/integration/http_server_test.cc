@@ -3,6 +3,8 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <initializer_list>
+#include <string_view>
 #include <vector>
 
 #include "gateway_fixture.h"
@@ -49,6 +51,26 @@ std::size_t lines_starting(const std::vector<std::string>& lines, std::string_vi
   });
 }
 
+// Writes a chat request by hand, with `extra` fields and Connection: close; returns the whole
+// answer.
+std::string answer_to_closing_request(TestClient& client, const std::string& body,
+                                      const std::string& extra = "") {
+  client.write_raw("POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Authorization: Bearer client-secret\r\nContent-Type: application/json\r\n" +
+                   extra + "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
+                   "\r\n\r\n" + body);
+  return client.read_until_close();
+}
+
+// Expects exactly one header line of `answer` to start with each of `once`, and none with any
+// of `never`.
+void expect_header_lines(const std::string& answer, std::initializer_list<std::string_view> once,
+                         std::initializer_list<std::string_view> never) {
+  const auto lines = header_lines(answer);
+  for (const auto prefix : once) EXPECT_EQ(lines_starting(lines, prefix), 1u) << prefix << answer;
+  for (const auto prefix : never) EXPECT_EQ(lines_starting(lines, prefix), 0u) << prefix << answer;
+}
+
 TEST_F(GatewayTest, ProviderRequestsCarryTheGatewaysFieldsOnceEachInOrder) {
   start(simulate::default_reply);
   auto downstream = client();
@@ -67,19 +89,17 @@ TEST_F(GatewayTest, ProviderRequestsCarryTheGatewaysFieldsOnceEachInOrder) {
   EXPECT_EQ(requests[0].header("authorization"), std::string("Bearer ") + kProviderKey);
   EXPECT_EQ(requests[0].header("x-request-id"), "trace-7");
   EXPECT_EQ(requests[0].header("accept"), "application/json");
+  EXPECT_EQ(requests[0].header("host"), "127.0.0.1:" + std::to_string(upstream_->port()))
+      << "a provider on a port of its own is named with it";
 }
 
 TEST_F(GatewayTest, AnswersCarryServerIdAndFramingOnceEach) {
   start(simulate::default_reply);
   const auto body = chat_body();
-  const std::string head =
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Authorization: Bearer client-secret\r\nContent-Type: application/json\r\n"
-      "x-request-id: trace-9\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-
   auto kept = client();
-  kept.write_raw(head + "\r\n" + body);
-  const auto kept_reply = kept.read();
+  const auto kept_reply = kept.request(http::verb::post, "/v1/chat/completions", body,
+                                       {{"authorization", "Bearer client-secret"},
+                                        {"x-request-id", "trace-9"}});
   ASSERT_EQ(kept_reply.status, 200u) << kept_reply.body;
   EXPECT_EQ(kept_reply.header("server"), "cutover");
   EXPECT_EQ(kept_reply.header("x-request-id"), "trace-9");
@@ -87,15 +107,13 @@ TEST_F(GatewayTest, AnswersCarryServerIdAndFramingOnceEach) {
   EXPECT_EQ(kept_reply.headers.count(http::field::connection), 0u) << "HTTP/1.1 keeps alive";
 
   auto closing = client();
-  closing.write_raw(head + "Connection: close\r\n\r\n" + body);
-  const auto answer = closing.read_until_close();
+  const auto answer = answer_to_closing_request(closing, body, "x-request-id: trace-9\r\n");
   ASSERT_EQ(answer.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << answer;
+  expect_header_lines(answer,
+                      {"Server: cutover", "x-request-id: trace-9", "Connection: close",
+                       "Content-Length: "},
+                      {"Transfer-Encoding"});
   const auto lines = header_lines(answer);
-  EXPECT_EQ(lines_starting(lines, "Server: cutover"), 1u) << answer;
-  EXPECT_EQ(lines_starting(lines, "x-request-id: trace-9"), 1u) << answer;
-  EXPECT_EQ(lines_starting(lines, "Connection: close"), 1u) << answer;
-  EXPECT_EQ(lines_starting(lines, "Content-Length: "), 1u) << answer;
-  EXPECT_EQ(lines_starting(lines, "Transfer-Encoding"), 0u) << answer;
   const auto length_line = std::find_if(lines.begin(), lines.end(), [](const auto& line) {
     return line.rfind("Content-Length: ", 0) == 0;
   });
@@ -107,19 +125,12 @@ TEST_F(GatewayTest, AnswersCarryServerIdAndFramingOnceEach) {
 TEST_F(GatewayTest, StreamedAnswersAreChunkedWithoutALength) {
   start(simulate::default_reply);
   auto downstream = client();
-  const auto body = chat_body(true);
-  downstream.write_raw(
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Authorization: Bearer client-secret\r\nContent-Type: application/json\r\n"
-      "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-  const auto answer = downstream.read_until_close();
+  const auto answer = answer_to_closing_request(downstream, chat_body(true));
   ASSERT_EQ(answer.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << answer;
-  const auto lines = header_lines(answer);
-  EXPECT_EQ(lines_starting(lines, "Transfer-Encoding: chunked"), 1u) << answer;
-  EXPECT_EQ(lines_starting(lines, "Content-Length"), 0u) << answer;
-  EXPECT_EQ(lines_starting(lines, "Server: cutover"), 1u) << answer;
-  EXPECT_EQ(lines_starting(lines, "x-request-id: req_"), 1u) << answer;
-  EXPECT_EQ(lines_starting(lines, "Connection: close"), 1u) << answer;
+  expect_header_lines(answer,
+                      {"Transfer-Encoding: chunked", "Server: cutover", "x-request-id: req_",
+                       "Connection: close"},
+                      {"Content-Length"});
   EXPECT_NE(answer.find("data: [DONE]"), std::string::npos) << answer;
   EXPECT_EQ(answer.substr(answer.size() - 5), "0\r\n\r\n");
 }
