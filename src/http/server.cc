@@ -437,7 +437,8 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     }
 
     auto& message = parser.get();
-    IncomingRequest request{message, util::accept_or_new_request_id(field_value(message, "x-request-id")),
+    IncomingRequest request{message,
+                            util::accept_or_new_request_id(field_value(message, "x-request-id")),
                             std::chrono::steady_clock::now()};
     Responder responder(stream, *limits, message.keep_alive() && !draining_,
                         request.request_id);

@@ -590,7 +590,8 @@ asio::awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& reque
   upstream_request.add_field("Content-Type", "application/json");
   upstream_request.add_field("x-request-id", request.request_id);
   set_provider_headers(upstream_request, *provider.config, endpoint->config->api_key,
-                       http::field_value(request.message, "anthropic-version"), http::field_value(request.message, "anthropic-beta"));
+                       http::field_value(request.message, "anthropic-version"),
+                       http::field_value(request.message, "anthropic-beta"));
   upstream::Exchange exchange(*endpoint->pool, Clock::now() + provider.config->timeouts.total);
   std::string body;
   auto error = co_await exchange.start(upstream_request, [] { return false; });
@@ -1341,8 +1342,10 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   upstream_request.add_field("x-request-id", request.request_id);
   const bool anthropic_client = context.protocol == api::ClientProtocol::anthropic_messages;
   set_provider_headers(upstream_request, provider, api_key,
-                       anthropic_client ? http::field_value(request.message, "anthropic-version") : "",
-                       anthropic_client ? http::field_value(request.message, "anthropic-beta") : "");
+                       anthropic_client ? http::field_value(request.message, "anthropic-version")
+                                        : "",
+                       anthropic_client ? http::field_value(request.message, "anthropic-beta")
+                                        : "");
 
   upstream::Exchange exchange(*endpoint.pool,
                               std::min(context.deadline, Clock::now() + provider.timeouts.total));
@@ -1951,8 +1954,8 @@ asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     co_return;
   }
   const auto& address = endpoint->config->address;
-  upstream::Request upstream_request(address,
-                                     providers::request_path(candidate_config.dialect, launch->kind));
+  upstream::Request upstream_request(
+      address, providers::request_path(candidate_config.dialect, launch->kind));
   upstream_request.add_field("Content-Type", "application/json");
   upstream_request.add_field("Accept", launch->stream ? "text/event-stream" : "application/json");
   upstream_request.add_field("x-request-id", launch->request_id);

@@ -61,7 +61,8 @@ Request::Request(const config::Endpoint& address, std::string_view path) {
   char port[8] = {':'};
   std::string_view port_text;
   if (address.port != (address.tls ? 443 : 80)) {
-    port_text = std::string_view(port, std::to_chars(port + 1, port + sizeof port, address.port).ptr);
+    const char* end = std::to_chars(port + 1, port + sizeof port, address.port).ptr;
+    port_text = std::string_view(port, static_cast<std::size_t>(end - port));
   }
   fields_.reserve(320);
   append_all(fields_, {kMethod, address.base_path, path, kVersionAndHost, ipv6 ? "[" : "", host,

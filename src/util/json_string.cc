@@ -16,7 +16,9 @@ bool needs_json_escaping(std::string_view text) {
     std::uint64_t word;
     std::memcpy(&word, text.data() + at, 8);
     const std::uint64_t control = (word - kOnes * 0x20) & ~word & kHighs;
-    return (control | has_zero_byte(word ^ (kOnes * '"')) | has_zero_byte(word ^ (kOnes * '\\'))) != 0;
+    const std::uint64_t quote = has_zero_byte(word ^ (kOnes * '"'));
+    const std::uint64_t backslash = has_zero_byte(word ^ (kOnes * '\\'));
+    return (control | quote | backslash) != 0;
   };
   if (text.size() >= 8) {
     for (std::size_t at = 0; at + 8 <= text.size(); at += 8) {
