@@ -46,6 +46,8 @@ void append_all(std::string& out, std::initializer_list<std::string_view> pieces
   out.resize(old_size + total);
   char* at = out.data() + old_size;
   for (const auto piece : pieces) {
+    // An empty view may have no data at all, which memcpy must not be given even for 0 bytes.
+    if (piece.empty()) continue;
     std::memcpy(at, piece.data(), piece.size());
     at += piece.size();
   }
