@@ -6,7 +6,11 @@
 // gateway sends.
 #pragma once
 
+#include <boost/asio/buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
+#include <charconv>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -62,5 +66,28 @@ void append_header(const boost::beast::http::message<isRequest, Body, Fields>& m
   append_start_and_fields(message, out);
   out.append("\r\n", 2);
 }
+
+// The Content-Length field and the blank line that end a header whose body has
+// `content_length` bytes, in a buffer of its own: a provider request sends it as one piece of a
+// gather write after its fields, an answer appends it to its header's bytes.
+class HeaderEnd {
+ public:
+  explicit HeaderEnd(std::size_t content_length) {
+    constexpr std::string_view kName = "Content-Length: ";
+    char* out = bytes_.data();
+    std::memcpy(out, kName.data(), kName.size());
+    out += kName.size();
+    out = std::to_chars(out, bytes_.data() + bytes_.size(), content_length).ptr;
+    std::memcpy(out, "\r\n\r\n", 4);
+    size_ = static_cast<std::size_t>(out + 4 - bytes_.data());
+  }
+  boost::asio::const_buffer buffer() const { return {bytes_.data(), size_}; }
+  std::string_view view() const { return {bytes_.data(), size_}; }
+
+ private:
+  // The name, twenty digits for the largest size_t and two line ends.
+  std::array<char, 48> bytes_{};
+  std::size_t size_ = 0;
+};
 
 }  // namespace cutover::http

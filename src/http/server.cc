@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
-#include <charconv>
 
 #include "http/fields.h"
 #include "http/serialize.h"
@@ -115,12 +114,6 @@ bool has_decorated_field(const Fields& fields) {
 // The statuses whose responses have no body and so no Content-Length from prepare_payload().
 bool bodiless(unsigned status) { return status / 100 == 1 || status == 204 || status == 304; }
 
-void append_content_length(std::size_t length, std::string& out) {
-  constexpr std::string_view kName = "Content-Length: ";
-  char digits[24];
-  const auto end = std::to_chars(digits, digits + sizeof digits, length).ptr;
-  out.append(kName.data(), kName.size()).append(digits, end).append("\r\n\r\n", 4);
-}
 }  // namespace
 
 template <typename Message>
@@ -143,7 +136,7 @@ void Responder::append_response_header(Message& message, std::optional<std::size
   out.append(kServerAndId.data(), kServerAndId.size()).append(request_id_).append("\r\n", 2);
   if (!keep_alive_) out.append(kClose.data(), kClose.size());
   if (content_length) {
-    append_content_length(*content_length, out);
+    out.append(HeaderEnd(*content_length).view());
   } else {
     out.append(kChunked.data(), kChunked.size());
   }

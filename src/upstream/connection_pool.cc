@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "http/serialize.h"
 
 namespace cutover::upstream {
 
@@ -249,7 +250,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
 asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
     const Request& request, bool& retry_on_fresh_connection) {
   const auto& timeouts = pool_.target().timeouts;
-  const HeaderEnd header_end(request.body().size());
+  const cutover::http::HeaderEnd header_end(request.body().size());
   const std::array<asio::const_buffer, 3> buffers{
       asio::buffer(request.fields()), header_end.buffer(), asio::buffer(request.body())};
   arm(timeouts.first_byte);

@@ -5,8 +5,6 @@
 // what Beast writes for the same POST with the same fields, which a unit test checks.
 #pragma once
 
-#include <boost/asio/buffer.hpp>
-#include <array>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -30,25 +28,13 @@ class Request {
   std::string& body() { return body_; }
   const std::string& body() const { return body_; }
 
-  // The start line and the fields, without the Content-Length and the blank line (see HeaderEnd).
+  // The start line and the fields, without the Content-Length and the blank line
+  // (http::HeaderEnd).
   const std::string& fields() const { return fields_; }
 
  private:
   std::string fields_;
   std::string body_;
-};
-
-// The Content-Length field and the blank line that end a request's header, written when it is
-// sent so that the body may be set after the fields.
-class HeaderEnd {
- public:
-  explicit HeaderEnd(std::size_t content_length);
-  boost::asio::const_buffer buffer() const { return {bytes_.data(), size_}; }
-  std::string_view view() const { return {bytes_.data(), size_}; }
-
- private:
-  std::array<char, 48> bytes_{};
-  std::size_t size_ = 0;
 };
 
 }  // namespace cutover::upstream

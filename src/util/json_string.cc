@@ -4,28 +4,18 @@
 #include <cstdint>
 #include <cstring>
 
+#include "util/byte_words.h"
+
 namespace cutover::util {
 
 // Eight bytes at a time (a byte-by-byte loop was the access log's largest cost after its
-// formatter went): a byte is flagged when it is below 0x20, '"' or '\\', with the borrow trick for
-// "below" (x - k sets the high bit of a byte under k, unless the byte's own high bit is set).
+// formatter went): a byte is flagged when it is below 0x20, '"' or '\\'.
 bool needs_json_escaping(std::string_view text) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101ULL, kHighs = 0x8080808080808080ULL;
-  auto has_zero_byte = [](std::uint64_t v) { return (v - kOnes) & ~v & kHighs; };
-  auto flagged = [&](std::size_t at) {
-    std::uint64_t word;
-    std::memcpy(&word, text.data() + at, 8);
-    const std::uint64_t control = (word - kOnes * 0x20) & ~word & kHighs;
-    const std::uint64_t quote = has_zero_byte(word ^ (kOnes * '"'));
-    const std::uint64_t backslash = has_zero_byte(word ^ (kOnes * '\\'));
-    return (control | quote | backslash) != 0;
-  };
   if (text.size() >= 8) {
-    for (std::size_t at = 0; at + 8 <= text.size(); at += 8) {
-      if (flagged(at)) return true;
-    }
-    // The last bytes as one word overlapping the one before, rather than one at a time.
-    return flagged(text.size() - 8);
+    return any_word_of(text, [](std::uint64_t word) {
+      return (word_has_byte_below(word, 0x20) | word_has_byte(word, '"') |
+              word_has_byte(word, '\\')) != 0;
+    });
   }
   for (const char c : text) {
     if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\') return true;

@@ -75,5 +75,12 @@ TEST(AppendHeaderTest, ResponsesAreWrittenAsBeastWritesThem) {
   EXPECT_EQ(our_header(odd), beast_header(odd));
 }
 
+TEST(HeaderEndTest, CarriesTheLengthAndEndsTheHeader) {
+  EXPECT_EQ(HeaderEnd(0).view(), "Content-Length: 0\r\n\r\n");
+  EXPECT_EQ(HeaderEnd(9 * 1024 * 1024).view(), "Content-Length: 9437184\r\n\r\n");
+  EXPECT_EQ(HeaderEnd(SIZE_MAX).view(), "Content-Length: 18446744073709551615\r\n\r\n");
+  EXPECT_EQ(HeaderEnd(577).buffer().size(), HeaderEnd(577).view().size());
+}
+
 }  // namespace
 }  // namespace cutover::http
