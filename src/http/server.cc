@@ -37,17 +37,17 @@ bool ConnectionCount::try_open(std::size_t limit) {
 
 // Shared between the responder and the watch's completion handler, which may outlive it.
 struct Responder::Watch {
-  std::shared_ptr<beast::tcp_stream> stream;
+  std::shared_ptr<ClientConnection> client;
   std::function<void()> on_gone;
   bool* gone_flag = nullptr;
   bool active = true;
 
   static void arm(const std::shared_ptr<Watch>& watch) {
-    watch->stream->socket().async_wait(
+    watch->client->stream.socket().async_wait(
         asio::ip::tcp::socket::wait_read, [watch](boost::system::error_code ec) {
           if (!watch->active || ec) return;
           char byte;
-          const auto received = ::recv(watch->stream->socket().native_handle(), &byte, 1,
+          const auto received = ::recv(watch->client->stream.socket().native_handle(), &byte, 1,
                                        MSG_PEEK | MSG_DONTWAIT);
           // Readable with data is a pipelined request, not a disconnect: stop watching then.
           if (received > 0) return;
@@ -60,9 +60,9 @@ struct Responder::Watch {
   }
 };
 
-Responder::Responder(std::shared_ptr<beast::tcp_stream> stream, const ServerLimits& limits,
+Responder::Responder(std::shared_ptr<ClientConnection> client, const ServerLimits& limits,
                      bool keep_alive, std::string request_id)
-    : stream_(std::move(stream)),
+    : client_(std::move(client)),
       limits_(limits),
       keep_alive_(keep_alive),
       request_id_(std::move(request_id)) {}
@@ -71,7 +71,7 @@ Responder::~Responder() { stop_watching(); }
 
 void Responder::watch_for_disconnect(std::function<void()> on_gone) {
   stop_watching();
-  watch_ = std::make_shared<Watch>(Watch{stream_, std::move(on_gone), &client_gone_});
+  watch_ = std::make_shared<Watch>(Watch{client_, std::move(on_gone), &client_gone_});
   Watch::arm(watch_);
 }
 
@@ -79,7 +79,7 @@ void Responder::stop_watching() {
   if (!watch_) return;
   watch_->active = false;
   boost::system::error_code ignored;
-  stream_->socket().cancel(ignored);
+  client_->stream.socket().cancel(ignored);
   watch_.reset();
 }
 
@@ -171,9 +171,10 @@ asio::awaitable<bool> Responder::write_whole(unsigned status, const std::string&
                                              std::string_view body) {
   started_ = true;
   status_ = status;
-  stream_->expires_after(limits_.write_timeout);
+  client_->deadline.expires_after(limits_.write_timeout);
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(body)};
-  auto [ec, ignored] = co_await asio::async_write(*stream_, buffers, kTuple);
+  auto [write_error, ignored] = co_await asio::async_write(client_->stream, buffers, kTuple);
+  const auto ec = client_->deadline.settle(write_error);
   finished_ = !ec;
   if (ec) client_gone_ = true;
   co_return !ec;
@@ -200,15 +201,16 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
 
 template <typename Buffers>
 asio::awaitable<bool> Responder::write_stream_bytes(const Buffers& buffers) {
-  stream_->expires_after(limits_.write_timeout);
+  client_->deadline.expires_after(limits_.write_timeout);
   boost::system::error_code ec;
   if (pending_header_.empty()) {
-    std::tie(ec, std::ignore) = co_await asio::async_write(*stream_, buffers, kTuple);
+    std::tie(ec, std::ignore) = co_await asio::async_write(client_->stream, buffers, kTuple);
   } else {
     std::tie(ec, std::ignore) = co_await asio::async_write(
-        *stream_, beast::buffers_cat(asio::buffer(pending_header_), buffers), kTuple);
+        client_->stream, beast::buffers_cat(asio::buffer(pending_header_), buffers), kTuple);
     pending_header_.clear();
   }
+  ec = client_->deadline.settle(ec);
   if (ec) client_gone_ = true;
   co_return !ec;
 }
@@ -257,7 +259,7 @@ void Listener::drain() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   for (auto& entry : sessions_) {
-    if (!entry.busy) entry.stream->socket().cancel(ignored);
+    if (!entry.busy) entry.client->stream.socket().cancel(ignored);
   }
 }
 
@@ -265,7 +267,7 @@ void Listener::close_all() {
   draining_ = true;
   boost::system::error_code ignored;
   acceptor_.close(ignored);
-  for (auto& entry : sessions_) entry.stream->socket().close(ignored);
+  for (auto& entry : sessions_) entry.client->stream.socket().close(ignored);
 }
 
 asio::awaitable<void> Listener::accept_loop() {
@@ -298,9 +300,10 @@ asio::awaitable<void> Listener::accept_loop() {
 }
 
 asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket socket, std::size_t limit) {
-  auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+  auto client = std::make_shared<ClientConnection>(std::move(socket));
+  auto& stream = client->stream;
   const auto limits = limits_;
-  Responder responder(stream, *limits, false, util::new_request_id());
+  Responder responder(client, *limits, false, util::new_request_id());
   bhttp::response<bhttp::string_body> response{bhttp::status::service_unavailable, 11};
   response.set(bhttp::field::content_type, "application/json");
   response.set(bhttp::field::retry_after, "1");
@@ -310,20 +313,21 @@ asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket socket, std::size_t
       "server_error", "too_many_connections", responder.request_id());
   co_await responder.send(std::move(response));
   boost::system::error_code ignored;
-  stream->socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-  stream->expires_after(kRefusalLinger);
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  stream.expires_after(kRefusalLinger);
   beast::flat_buffer discarded;
   for (std::size_t total = 0; total < kRefusalLingerBytes;) {
-    auto [ec, n] = co_await stream->async_read_some(discarded.prepare(4096), kTuple);
+    auto [ec, n] = co_await stream.async_read_some(discarded.prepare(4096), kTuple);
     if (ec) break;
     total += n;
   }
-  stream->close();
+  stream.close();
 }
 
 asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
-  auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
-  sessions_.push_back(SessionEntry{stream, false});
+  auto client = std::make_shared<ClientConnection>(std::move(socket));
+  auto& stream = client->stream;
+  sessions_.push_back(SessionEntry{client, false});
   auto entry = std::prev(sessions_.end());
   struct Unregister {
     std::list<SessionEntry>& sessions;
@@ -346,8 +350,9 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     // Wait for the first byte of the next request under the keep-alive timeout; an idle client
     // that goes away is closed quietly.
     if (buffer.size() == 0) {
-      stream->expires_after(limits->keep_alive_timeout);
-      auto [ec, n] = co_await stream->async_read_some(buffer.prepare(kInitialReadBytes), kTuple);
+      client->deadline.expires_after(limits->keep_alive_timeout);
+      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kInitialReadBytes), kTuple);
+      client->deadline.settle(ec);
       if (ec) break;
       buffer.commit(n);
     }
@@ -364,33 +369,32 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     buffer.consume(used);
     if (read_error == bhttp::error::need_more) read_error = {};
     if (!read_error && !parser.is_done()) {
-      // The deadline cancels the read instead of closing the socket (as the stream's own
-      // timeout would), so a slow or half-sent request still gets its 408.
-      stream->expires_never();
+      // The deadline cancels the read instead of closing the socket (as the connection's
+      // deadline would), so a slow or half-sent request still gets its 408.
       request_timed_out = false;
       const auto generation = ++read_generation;
       request_timer.expires_after(limits->request_timeout);
-      request_timer.async_wait([&, generation, stream](boost::system::error_code ec) {
+      request_timer.async_wait([&, generation, client](boost::system::error_code ec) {
         // An expiry racing with the read's completion must not cancel a later operation.
         if (ec || generation != read_generation) return;
         request_timed_out = true;
         boost::system::error_code ignored;
-        stream->socket().cancel(ignored);
+        client->stream.socket().cancel(ignored);
       });
       if (!parser.is_header_done()) {
         auto [header_error, header_bytes] =
-            co_await bhttp::async_read_header(*stream, buffer, parser, kTuple);
+            co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
         read_error = header_error;
       }
       // Only now, with the header accepted: a Content-Length past the body limit has already
       // failed the header with body_limit, so the client gets its 413 instead of a 100.
       if (!read_error && !parser.is_done() && expects_continue(parser.get())) {
         bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, 11};
-        auto [write_error, written] = co_await bhttp::async_write(*stream, go_on, kTuple);
+        auto [write_error, written] = co_await bhttp::async_write(stream, go_on, kTuple);
         read_error = write_error;
       }
       if (!read_error && !parser.is_done()) {
-        auto [body_error, body_bytes] = co_await bhttp::async_read(*stream, buffer, parser, kTuple);
+        auto [body_error, body_bytes] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
         read_error = body_error;
       }
       ++read_generation;
@@ -419,7 +423,7 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
         message = "request header exceeds " + std::to_string(limits->max_header_bytes) + " bytes";
         code = "header_too_large";
       }
-      Responder responder(stream, *limits, false, util::new_request_id());
+      Responder responder(client, *limits, false, util::new_request_id());
       // The start line is parsed before any limit on the fields or body can fail (its target
       // is empty when it was not).
       if (error_format_for_ != nullptr) {
@@ -433,7 +437,7 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     IncomingRequest request{message,
                             util::accept_or_new_request_id(field_value(message, "x-request-id")),
                             std::chrono::steady_clock::now()};
-    Responder responder(stream, *limits, message.keep_alive() && !draining_,
+    Responder responder(client, *limits, message.keep_alive() && !draining_,
                         request.request_id);
     try {
       co_await handler_(request, responder);
@@ -452,8 +456,8 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     if (buffer.capacity() > kRetainedBufferBytes && buffer.size() == 0) buffer.shrink_to_fit();
   }
   boost::system::error_code ignored;
-  stream->socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-  stream->close();
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  stream.close();
 }
 
 }  // namespace cutover::http

@@ -16,6 +16,8 @@
 #include <optional>
 #include <string>
 
+#include "util/socket_deadline.h"
+
 namespace cutover::http {
 
 namespace asio = boost::asio;
@@ -48,6 +50,15 @@ class ConnectionCount {
   std::atomic<std::uint64_t> refused_{0};
 };
 
+// A client's connection: its stream, and the deadline on its reads and writes (Beast's own
+// per-operation timeouts are not used on it, see util/socket_deadline.h).
+struct ClientConnection {
+  explicit ClientConnection(asio::ip::tcp::socket socket)
+      : stream(std::move(socket)), deadline(stream.socket()) {}
+  beast::tcp_stream stream;
+  util::SocketDeadline deadline;
+};
+
 struct IncomingRequest {
   bhttp::request<bhttp::string_body>& message;
   std::string request_id;
@@ -64,7 +75,7 @@ using ErrorFormat = std::string (*)(unsigned status, std::string_view message,
 
 class Responder {
  public:
-  Responder(std::shared_ptr<beast::tcp_stream> stream, const ServerLimits& limits,
+  Responder(std::shared_ptr<ClientConnection> client, const ServerLimits& limits,
             bool keep_alive, std::string request_id);
   ~Responder();
 
@@ -122,7 +133,7 @@ class Responder {
   template <typename Buffers>
   asio::awaitable<bool> write_stream_bytes(const Buffers& buffers);
 
-  std::shared_ptr<beast::tcp_stream> stream_;
+  std::shared_ptr<ClientConnection> client_;
   const ServerLimits& limits_;
   bool keep_alive_;
   std::string request_id_;
@@ -163,7 +174,7 @@ class Listener {
 
  private:
   struct SessionEntry {
-    std::shared_ptr<beast::tcp_stream> stream;
+    std::shared_ptr<ClientConnection> client;
     bool busy = false;
   };
   asio::awaitable<void> accept_loop();

@@ -414,6 +414,10 @@ void Gateway::apply(std::shared_ptr<const config::Config> config, const TlsConte
 void Gateway::abort_all() {
   for (auto& [exchange, ignored] : in_flight_) exchange->abort();
   for (auto& [exchange, ignored] : shadows_in_flight_) exchange->abort();
+  if (!snapshot_) return;
+  for (auto& [name, provider] : snapshot_->providers) {
+    for (auto& endpoint : provider.endpoints) endpoint.pool->close_idle();
+  }
 }
 
 void Gateway::watch_slow_requests(std::chrono::milliseconds after) {

@@ -61,10 +61,17 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const std::optional<std::st
   return context;
 }
 
-Connection::Connection(asio::any_io_executor executor, asio::ssl::context* tls)
-    : stream_(std::in_place_type<PlainStream>, executor) {
-  if (tls != nullptr) stream_.emplace<TlsStream>(executor, *tls);
+std::variant<Connection::PlainStream, Connection::TlsStream> Connection::make_stream(
+    asio::any_io_executor executor, asio::ssl::context* tls) {
+  if (tls != nullptr) {
+    return std::variant<PlainStream, TlsStream>(std::in_place_type<TlsStream>, executor, *tls);
+  }
+  return std::variant<PlainStream, TlsStream>(std::in_place_type<PlainStream>, executor);
 }
+
+// The deadline watches the socket of the stream as built: the variant is never re-emplaced.
+Connection::Connection(asio::any_io_executor executor, asio::ssl::context* tls)
+    : stream_(make_stream(executor, tls)), deadline_(tcp().socket()) {}
 
 beast::tcp_stream& Connection::tcp() {
   if (auto* plain = std::get_if<PlainStream>(&stream_)) return *plain;
@@ -89,11 +96,15 @@ ConnectionPool::ConnectionPool(asio::any_io_executor executor, PoolTarget target
       max_connections_(std::max<std::size_t>(1, max_connections)),
       resolver_(executor) {}
 
-ConnectionPool::~ConnectionPool() {
+ConnectionPool::~ConnectionPool() { close_idle(); }
+
+void ConnectionPool::close_idle() {
   for (auto& connection : idle_) {
     boost::system::error_code ignored;
     connection->tcp().socket().close(ignored);
+    --open_;
   }
+  idle_.clear();
 }
 
 asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::acquire(
@@ -174,6 +185,8 @@ asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> Connectio
       co_return fail(FailureKind::connect, "TLS handshake failed: " + handshake_error.message());
     }
   }
+  // The exchange's operations run under its deadline, not the stream's.
+  tcp.expires_never();
   co_return Acquired{std::move(connection), false};
 }
 
@@ -201,7 +214,7 @@ Exchange::~Exchange() {
 }
 
 void Exchange::arm(std::chrono::milliseconds phase_timeout) {
-  connection_->tcp().expires_at(std::min(deadline_, Clock::now() + phase_timeout));
+  connection_->deadline().expires_at(std::min(deadline_, Clock::now() + phase_timeout));
 }
 
 UpstreamError Exchange::classify(const boost::system::error_code& ec, bool before_response,
@@ -254,9 +267,10 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   const std::array<asio::const_buffer, 3> buffers{
       asio::buffer(request.fields()), header_end.buffer(), asio::buffer(request.body())};
   arm(timeouts.first_byte);
-  auto [write_error, written] = co_await with_stream(*connection_, [&](auto& stream) {
+  auto [write_result, written] = co_await with_stream(*connection_, [&](auto& stream) {
     return asio::async_write(stream, buffers, kTuple);
   });
+  const auto write_error = connection_->deadline().settle(write_result);
   if (write_error) {
     retry_on_fresh_connection = write_error != beast::error::timeout;
     co_return classify(write_error, true, FailureKind::first_byte_timeout);
@@ -267,9 +281,10 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   // whole answer takes it in one read, where a 4 KiB stream took eight. Kept by the connection.
   connection_->buffer().reserve(kReadPiece);
   arm(timeouts.first_byte);
-  auto [read_error, read] = co_await with_stream(*connection_, [&](auto& stream) {
+  auto [read_result, read] = co_await with_stream(*connection_, [&](auto& stream) {
     return http::async_read_header(stream, connection_->buffer(), *parser_, kTuple);
   });
+  const auto read_error = connection_->deadline().settle(read_result);
   if (read_error) {
     retry_on_fresh_connection =
         read_error != beast::error::timeout && connection_->buffer().size() == 0 && read == 0;
@@ -320,7 +335,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& o
     auto [read_error, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
       return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
     });
-    ec = read_error;
+    ec = connection_->deadline().settle(read_error);
   }
   const std::size_t came = piece - body.size;
   if (remaining) {

@@ -19,6 +19,7 @@
 
 #include "config/config.h"
 #include "upstream/request.h"
+#include "util/socket_deadline.h"
 
 namespace cutover::upstream {
 
@@ -70,11 +71,19 @@ class Connection {
   // True when the peer has not closed an idle connection (a cheap non-blocking peek).
   bool looks_alive();
 
+  // The deadline on an exchange's reads and writes. Connecting and the TLS handshake use the
+  // stream's own timeout instead: they happen once per connection.
+  util::SocketDeadline& deadline() { return deadline_; }
+
   Clock::time_point idle_since;
 
  private:
+  static std::variant<PlainStream, TlsStream> make_stream(asio::any_io_executor executor,
+                                                         asio::ssl::context* tls);
+
   std::variant<PlainStream, TlsStream> stream_;
   beast::flat_buffer buffer_;
+  util::SocketDeadline deadline_;
 };
 
 // What a pool connects to: one endpoint of a provider, with the provider's timeouts.
@@ -101,6 +110,9 @@ class ConnectionPool {
 
   // Returns a connection after an exchange; one that is not reusable is closed.
   void release(std::unique_ptr<Connection> connection, bool reusable);
+  // Closes the idle connections (shutdown): their deadlines' timers stop waiting, so the
+  // worker's event loop can run out of work.
+  void close_idle();
 
   const PoolTarget& target() const { return target_; }
 

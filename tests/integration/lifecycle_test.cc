@@ -171,5 +171,29 @@ TEST_F(GatewayTest, DrainDeadlineClosesWhatIsLeft) {
   EXPECT_EQ(reply.body.find("[DONE]"), std::string::npos);
 }
 
+// The deadlines on provider and client connections keep a timer waiting past the operation
+// they timed (see util/socket_deadline.h); with hour-long timeouts, a shutdown that left those
+// waits behind would not return for an hour.
+TEST_F(GatewayTest, ShutdownReturnsWhileIdleConnectionsHaveHourLongTimeouts) {
+  upstream_ = std::make_unique<simulate::FakeProvider>(simulate::default_reply);
+  auto yaml = gateway_yaml(upstream_->base_url(), GatewayOptions{
+      .provider_extra = "", .top_extra = "limits: {keep_alive_timeout: 1h}\n"});
+  const std::string short_timeouts = "{connect: 1s, first_byte: 2s, idle: 1s, total: 10s}";
+  yaml.replace(yaml.find(short_timeouts), short_timeouts.size(),
+               "{connect: 1h, first_byte: 1h, idle: 1h, total: 2h}");
+  auto config = load_config(yaml);
+  ASSERT_TRUE(config);
+  server_ = std::make_unique<runtime::GatewayServer>(config);
+  server_->start();
+  auto downstream = client();
+  ASSERT_EQ(downstream.post("/v1/chat/completions", chat_body()).status, 200u);
+  downstream.send(http::verb::post, "/v1/chat/completions", chat_body(true),
+                  {{"authorization", "Bearer client-secret"}});
+  EXPECT_EQ(data_events(downstream.read_stream().body).back(), "[DONE]");
+  // The client's connection is still open and idle; the provider's is idle in the pool.
+  auto shutdown = std::async(std::launch::async, [this] { server_->shutdown(std::chrono::seconds(0)); });
+  EXPECT_EQ(shutdown.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+}
+
 }  // namespace
 }  // namespace cutover::testing
