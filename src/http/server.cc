@@ -142,9 +142,15 @@ void Responder::append_response_header(Message& message, std::optional<std::size
   }
 }
 
+namespace {
+asio::awaitable<bool> nothing_written() { co_return false; }
+}  // namespace
+
+// The senders are not coroutines themselves: they prepare the header and hand it, with what owns
+// the body, to write_whole's frame, so a response costs one coroutine frame rather than two.
 asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> response) {
   stop_watching();
-  if (client_gone_ || started_) co_return false;
+  if (client_gone_ || started_) return nothing_written();
   std::string bytes;
   bytes.reserve(256);
   if (bodiless(response.result_int())) {
@@ -154,21 +160,23 @@ asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> respon
   } else {
     append_response_header(response, response.body().size(), bytes);
   }
-  co_return co_await write_whole(response.result_int(), bytes, response.body());
+  return write_whole(response.result_int(), std::move(bytes), std::move(response.body()), {});
 }
 
 asio::awaitable<bool> Responder::send(bhttp::response<bhttp::empty_body> header,
                                       std::string_view body) {
   stop_watching();
-  if (client_gone_ || started_) co_return false;
+  if (client_gone_ || started_) return nothing_written();
   std::string bytes;
   bytes.reserve(256);
   append_response_header(header, body.size(), bytes);
-  co_return co_await write_whole(header.result_int(), bytes, body);
+  return write_whole(header.result_int(), std::move(bytes), {}, body);
 }
 
-asio::awaitable<bool> Responder::write_whole(unsigned status, const std::string& header,
-                                             std::string_view body) {
+asio::awaitable<bool> Responder::write_whole(unsigned status, std::string header,
+                                             std::string owned_body,
+                                             std::string_view borrowed_body) {
+  const std::string_view body = owned_body.empty() ? borrowed_body : owned_body;
   started_ = true;
   status_ = status;
   client_->deadline.expires_after(limits_.write_timeout);

@@ -126,9 +126,10 @@ class Responder {
   template <typename Message>
   void append_response_header(Message& message, std::optional<std::size_t> content_length,
                               std::string& out);
-  // Writes a whole response, `header` then `body`, in one write.
-  asio::awaitable<bool> write_whole(unsigned status, const std::string& header,
-                                    std::string_view body);
+  // Writes a whole response, `header` then the body, in one write. The body is `owned_body`
+  // when it is not empty, else `borrowed_body`, which the caller keeps alive.
+  asio::awaitable<bool> write_whole(unsigned status, std::string header, std::string owned_body,
+                                    std::string_view borrowed_body);
   // Writes a stream's bytes, the held header first when it has not gone out yet.
   template <typename Buffers>
   asio::awaitable<bool> write_stream_bytes(const Buffers& buffers);

@@ -160,9 +160,10 @@ asio::awaitable<std::optional<AnswerReadProblem>> read_answer(
   }
   bool done = false;
   while (!done) {
-    if (auto error = co_await exchange.read_some(body, done)) {
-      co_return AnswerReadProblem{std::move(error), false, {}};
-    }
+    bool read_more = false;
+    auto error = exchange.read_buffered(body, done, read_more);
+    if (!error && read_more) error = co_await exchange.read_some(body, done);
+    if (error) co_return AnswerReadProblem{std::move(error), false, {}};
     if (body.size() > limit) co_return too_large();
     if (!reservation.grow_to(body.capacity())) co_return no_memory();
   }
@@ -726,19 +727,16 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
   return nullptr;
 }
 
-asio::awaitable<Gateway::EndpointRuntime*> Gateway::acquire_endpoint(
-    ProviderRuntime& provider, RequestContext& context, bool last_option,
-    const resilience::RetryPolicy& policy, Refusal& refusal) {
+asio::awaitable<Gateway::EndpointRuntime*> Gateway::last_resort_endpoint(
+    ProviderRuntime& provider, RequestContext& context, const resilience::RetryPolicy& policy,
+    Refusal& refusal) {
   // Each pick describes its own refusal afresh; the time waited adds up across them.
   std::chrono::milliseconds waited{0};
   for (unsigned waits = 0;; ++waits) {
-    auto* endpoint = pick_endpoint(provider, context, refusal, true);
-    refusal.waited = waited;
-    if (endpoint != nullptr || !last_option) co_return endpoint;
     // A reported quota steers between alternatives; with none left the provider decides, as
     // it would without the gateway (a 429 then throttles as usual).
     if (refusal.quota_exhausted) {
-      endpoint = pick_endpoint(provider, context, refusal, false);
+      auto* endpoint = pick_endpoint(provider, context, refusal, false);
       refusal.waited = waited;
       if (endpoint != nullptr) co_return endpoint;
     }
@@ -752,6 +750,9 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::acquire_endpoint(
       waited += std::chrono::duration_cast<std::chrono::milliseconds>(refusal.retry_at - now);
       asio::steady_timer pause(executor_, refusal.retry_at);
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      auto* endpoint = pick_endpoint(provider, context, refusal, true);
+      refusal.waited = waited;
+      if (endpoint != nullptr) co_return endpoint;
       continue;
     }
     for (auto& candidate : provider.endpoints) {
@@ -965,7 +966,10 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         break;
       }
       Refusal refusal;
-      auto* endpoint = co_await acquire_endpoint(provider, context, last_option, policy, refusal);
+      auto* endpoint = pick_endpoint(provider, context, refusal, true);
+      if (endpoint == nullptr && last_option) {
+        endpoint = co_await last_resort_endpoint(provider, context, policy, refusal);
+      }
       if (refusal.waited.count() > 0) {
         log_attempt(provider.config->name, -1, "waited_for_throttle",
                     static_cast<double>(refusal.waited.count()));

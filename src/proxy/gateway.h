@@ -123,13 +123,13 @@ class Gateway {
   struct Refusal;
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
                                  Refusal& refusal, bool heed_quotas);
-  // pick_endpoint, and for a request's last option: waits out a short throttle inside the
-  // deadline, then lets the request through an open breaker as a last resort.
-  boost::asio::awaitable<EndpointRuntime*> acquire_endpoint(ProviderRuntime& provider,
-                                                            RequestContext& context,
-                                                            bool last_option,
-                                                            const resilience::RetryPolicy& policy,
-                                                            Refusal& refusal);
+  // For a request's last option, after pick_endpoint found nothing (as `refusal` says): an
+  // endpoint past its reported quota, else a short throttle waited out inside the deadline, else
+  // the request let through an open breaker as a last resort. A coroutine of its own so that the
+  // usual request, whose first pick succeeds, spends no coroutine frame on it.
+  boost::asio::awaitable<EndpointRuntime*> last_resort_endpoint(
+      ProviderRuntime& provider, RequestContext& context, const resilience::RetryPolicy& policy,
+      Refusal& refusal);
   void observe(RequestOutcome& outcome, const http::IncomingRequest& request,
                const http::Responder& responder);
   void observe_migration(RequestOutcome& outcome, const http::Responder& responder,

@@ -110,19 +110,7 @@ void ConnectionPool::close_idle() {
 asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::acquire(
     Clock::time_point deadline) {
   for (;;) {
-    while (!idle_.empty()) {
-      auto connection = std::move(idle_.back());
-      idle_.pop_back();
-      const auto idle_for = Clock::now() - connection->idle_since;
-      // Recently used connections skip the peek (a system call per request); the rare one the
-      // provider closed meanwhile is caught by Exchange's retry on a fresh connection.
-      if (idle_for < kMaxIdle && (idle_for < kTrustIdle || connection->looks_alive())) {
-        co_return Acquired{std::move(connection), true};
-      }
-      boost::system::error_code ignored;
-      connection->tcp().socket().close(ignored);
-      --open_;
-    }
+    if (auto idle = take_idle()) co_return std::move(*idle);
     if (open_ < max_connections_) co_return co_await connect(deadline);
 
     if (Clock::now() >= deadline) {
@@ -135,6 +123,23 @@ asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> Connectio
     co_await wakeup.async_wait(kTuple);
     std::erase(waiters_, &wakeup);
   }
+}
+
+std::optional<ConnectionPool::Acquired> ConnectionPool::take_idle() {
+  while (!idle_.empty()) {
+    auto connection = std::move(idle_.back());
+    idle_.pop_back();
+    const auto idle_for = Clock::now() - connection->idle_since;
+    // Recently used connections skip the peek (a system call per request); the rare one the
+    // provider closed meanwhile is caught by Exchange's retry on a fresh connection.
+    if (idle_for < kMaxIdle && (idle_for < kTrustIdle || connection->looks_alive())) {
+      return Acquired{std::move(connection), true};
+    }
+    boost::system::error_code ignored;
+    connection->tcp().socket().close(ignored);
+    --open_;
+  }
+  return std::nullopt;
 }
 
 void ConnectionPool::wake_one_waiter() {
@@ -239,7 +244,12 @@ UpstreamError Exchange::classify(const boost::system::error_code& ec, bool befor
 asio::awaitable<std::optional<UpstreamError>> Exchange::start(
     const Request& request, const std::function<bool()>& may_replay) {
   for (int attempt = 0;; ++attempt) {
-    auto acquired = co_await pool_.acquire(deadline_);
+    std::variant<ConnectionPool::Acquired, UpstreamError> acquired;
+    if (auto idle = pool_.take_idle()) {
+      acquired = std::move(*idle);
+    } else {
+      acquired = co_await pool_.acquire(deadline_);
+    }
     if (auto* error = std::get_if<UpstreamError>(&acquired)) co_return *error;
     auto& lease = std::get<ConnectionPool::Acquired>(acquired);
     connection_ = std::move(lease.connection);
@@ -295,61 +305,87 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   co_return std::nullopt;
 }
 
-asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& out, bool& done) {
-  done = false;
-  if (complete_ || parser_->is_done()) {
-    complete_ = true;
-    done = true;
-    co_return std::nullopt;
-  }
-  // A body of known length is written straight into `out`, grown by what is left (growing a
-  // string zero-fills it: a 16 KiB fill for a 500-byte answer showed up in profiles). A chunked
-  // stream's pieces are of unknown size: grown by a whole piece, `out` would be zero-filled 4 KiB
-  // for every event a provider sends on its own. They land in the exchange's scratch buffer,
-  // which is never filled, and only the bytes that came are appended.
-  std::size_t piece = parser_->chunked() ? kStreamPiece : kReadPiece;
+// A body of known length is written straight into `out`, grown by what is left (growing a
+// string zero-fills it: a 16 KiB fill for a 500-byte answer showed up in profiles). A chunked
+// stream's pieces are of unknown size: grown by a whole piece, `out` would be zero-filled 4 KiB
+// for every event a provider sends on its own. They land in the exchange's scratch buffer,
+// which is never filled, and only the bytes that came are appended.
+Exchange::Landing Exchange::land(std::string& out) {
   const auto remaining = parser_->content_length_remaining();
-  const auto old_size = out.size();
-  char* landing = nullptr;
+  Landing landing{out.size(), parser_->chunked() ? kStreamPiece : kReadPiece, nullptr,
+                  remaining.has_value()};
   if (remaining) {
-    piece = std::clamp<std::size_t>(static_cast<std::size_t>(*remaining), 1, kReadPiece);
-    out.resize(old_size + piece);
-    landing = out.data() + old_size;
+    landing.piece = std::clamp<std::size_t>(static_cast<std::size_t>(*remaining), 1, kReadPiece);
+    out.resize(landing.old_size + landing.piece);
+    landing.at = out.data() + landing.old_size;
   } else {
     if (!scratch_) scratch_ = std::make_unique_for_overwrite<char[]>(kReadPiece);
-    landing = scratch_.get();
+    landing.at = scratch_.get();
   }
   auto& body = parser_->get().body();
-  body.data = landing;
-  body.size = piece;
-  boost::system::error_code ec;
-  // A small body usually arrives with its header: parsing the buffered bytes in place spares an
-  // asynchronous read that would complete at once through the scheduler.
-  if (connection_->buffer().size() > 0) {
-    const auto used = parser_->put(connection_->buffer().data(), ec);
-    connection_->buffer().consume(used);
-    if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
-  }
-  if (!ec && body.size == piece && !parser_->is_done()) {
-    arm(pool_.target().timeouts.idle);
-    auto [read_error, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
-      return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
-    });
-    ec = connection_->deadline().settle(read_error);
-  }
-  const std::size_t came = piece - body.size;
-  if (remaining) {
-    out.resize(old_size + came);
+  body.data = landing.at;
+  body.size = landing.piece;
+  return landing;
+}
+
+std::size_t Exchange::keep_landed(const Landing& landing, std::string& out) {
+  const std::size_t came = landing.piece - parser_->get().body().size;
+  if (landing.in_out) {
+    out.resize(landing.old_size + came);
   } else {
-    out.append(landing, came);
+    out.append(landing.at, came);
   }
+  return came;
+}
+
+std::optional<UpstreamError> Exchange::end_piece(boost::system::error_code ec, bool& done) {
   if (ec == http::error::need_buffer) ec = {};
-  if (ec) co_return classify(ec, false, FailureKind::idle_timeout);
+  if (ec) return classify(ec, false, FailureKind::idle_timeout);
   if (parser_->is_done()) {
     complete_ = true;
     done = true;
   }
-  co_return std::nullopt;
+  return std::nullopt;
+}
+
+std::optional<UpstreamError> Exchange::read_buffered(std::string& out, bool& done,
+                                                     bool& read_more) {
+  done = false;
+  read_more = false;
+  if (complete_ || parser_->is_done()) {
+    complete_ = true;
+    done = true;
+    return std::nullopt;
+  }
+  if (connection_->buffer().size() == 0) {
+    read_more = true;
+    return std::nullopt;
+  }
+  const auto landing = land(out);
+  boost::system::error_code ec;
+  const auto used = parser_->put(connection_->buffer().data(), ec);
+  connection_->buffer().consume(used);
+  if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
+  const auto came = keep_landed(landing, out);
+  if (!ec && came == 0 && !parser_->is_done()) {
+    read_more = true;
+    return std::nullopt;
+  }
+  return end_piece(ec, done);
+}
+
+asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& out, bool& done) {
+  bool read_more = false;
+  if (auto error = read_buffered(out, done, read_more)) co_return error;
+  if (!read_more) co_return std::nullopt;
+  const auto landing = land(out);
+  arm(pool_.target().timeouts.idle);
+  auto [read_error, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
+    return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
+  });
+  const auto ec = connection_->deadline().settle(read_error);
+  keep_landed(landing, out);
+  co_return end_piece(ec, done);
 }
 
 asio::awaitable<std::optional<UpstreamError>> Exchange::read_all(std::string& out,

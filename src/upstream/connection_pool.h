@@ -14,6 +14,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -107,6 +108,9 @@ class ConnectionPool {
   // An idle connection when one is alive, else a new one once a slot is free. Fails with
   // connect, connect_timeout, pool_exhausted or total_timeout.
   asio::awaitable<std::variant<Acquired, UpstreamError>> acquire(Clock::time_point deadline);
+  // An idle connection that is alive, without waiting: what acquire() gives most requests,
+  // without the coroutine frame.
+  std::optional<Acquired> take_idle();
 
   // Returns a connection after an exchange; one that is not reusable is closed.
   void release(std::unique_ptr<Connection> connection, bool reusable);
@@ -157,6 +161,11 @@ class Exchange {
 
   // Appends the next piece of the body to `out`; sets `done` after the last one.
   asio::awaitable<std::optional<UpstreamError>> read_some(std::string& out, bool& done);
+  // The same from what the connection has already read, without waiting: a small body usually
+  // arrives with its header, and parsing it in place spares a read that would complete at once
+  // through the scheduler, and the coroutine frame. Sets `read_more` instead when no byte of the
+  // body is buffered; read_some() then reads.
+  std::optional<UpstreamError> read_buffered(std::string& out, bool& done, bool& read_more);
   // Reads the rest of the body into `out`, refusing more than `limit` bytes.
   asio::awaitable<std::optional<UpstreamError>> read_all(std::string& out, std::size_t limit);
 
@@ -171,6 +180,17 @@ class Exchange {
   UpstreamError classify(const boost::system::error_code& ec, bool before_response,
                          FailureKind timeout_kind) const;
   void arm(std::chrono::milliseconds phase_timeout);
+  // Where the next piece of the body lands: in `out` (grown by it) or in the scratch buffer.
+  struct Landing {
+    std::size_t old_size;
+    std::size_t piece;
+    char* at;
+    bool in_out;
+  };
+  Landing land(std::string& out);
+  // Keeps the bytes that came in `out`; returns how many.
+  std::size_t keep_landed(const Landing& landing, std::string& out);
+  std::optional<UpstreamError> end_piece(boost::system::error_code ec, bool& done);
 
   ConnectionPool& pool_;
   Clock::time_point deadline_;
