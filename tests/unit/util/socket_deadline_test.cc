@@ -25,10 +25,18 @@ struct SocketPair {
     acceptor.accept(server);
   }
 
-  // Starts a read on the client; `result` is set when it completes.
-  void read(std::optional<boost::system::error_code>& result) {
+  // Starts a read on the client.
+  void start_read() {
     client.async_read_some(asio::buffer(&byte_, 1),
-                           [&result](boost::system::error_code ec, std::size_t) { result = ec; });
+                           [this](boost::system::error_code ec, std::size_t) { read_result = ec; });
+  }
+
+  // Runs the loop until the read completes (ten seconds at most); its error.
+  boost::system::error_code finish_read() {
+    while (!read_result && io.run_one_for(10s) > 0) {
+    }
+    EXPECT_TRUE(read_result.has_value()) << "the read never completed";
+    return read_result.value_or(asio::error::timed_out);
   }
 
   // Writes a byte from the server after `delay`.
@@ -39,18 +47,16 @@ struct SocketPair {
     });
   }
 
+  std::optional<boost::system::error_code> read_result;
   char byte_ = 0;
 };
 
 TEST(SocketDeadlineTest, AnOperationPastItsDeadlineFailsWithTimeoutAndTheSocketCloses) {
   SocketPair pair;
   SocketDeadline deadline(pair.client);
-  std::optional<boost::system::error_code> result;
   deadline.expires_after(20ms);
-  pair.read(result);
-  pair.io.run_for(10s);
-  ASSERT_TRUE(result.has_value());
-  EXPECT_EQ(deadline.settle(*result), boost::beast::error::timeout);
+  pair.start_read();
+  EXPECT_EQ(deadline.settle(pair.finish_read()), boost::beast::error::timeout);
   EXPECT_TRUE(deadline.expired());
   EXPECT_FALSE(pair.client.is_open());
 }
@@ -58,16 +64,13 @@ TEST(SocketDeadlineTest, AnOperationPastItsDeadlineFailsWithTimeoutAndTheSocketC
 TEST(SocketDeadlineTest, ALaterDeadlineIsWaitedForRatherThanTheOneTheTimerWasArmedFor) {
   SocketPair pair;
   SocketDeadline deadline(pair.client);
-  std::optional<boost::system::error_code> result;
   // Armed for 20 ms, then moved to 5 s before it fires: the first expiry must wait again.
   deadline.expires_after(20ms);
   deadline.expires_after(5s);
-  pair.read(result);
+  pair.start_read();
   pair.write_after(150ms);
-  while (!result && pair.io.run_one_for(10s) > 0) {
-  }
-  ASSERT_TRUE(result.has_value());
-  EXPECT_FALSE(deadline.settle(*result)) << result->message();
+  const auto ec = deadline.settle(pair.finish_read());
+  EXPECT_FALSE(ec) << ec.message();
   EXPECT_FALSE(deadline.expired());
   EXPECT_TRUE(pair.client.is_open());
 }
@@ -75,14 +78,10 @@ TEST(SocketDeadlineTest, ALaterDeadlineIsWaitedForRatherThanTheOneTheTimerWasArm
 TEST(SocketDeadlineTest, ASettledOperationsDeadlineNoLongerClosesTheSocket) {
   SocketPair pair;
   SocketDeadline deadline(pair.client);
-  std::optional<boost::system::error_code> result;
   deadline.expires_after(20ms);
-  pair.read(result);
+  pair.start_read();
   pair.write_after(0ms);
-  while (!result && pair.io.run_one_for(10s) > 0) {
-  }
-  ASSERT_TRUE(result.has_value());
-  EXPECT_FALSE(deadline.settle(*result));
+  EXPECT_FALSE(deadline.settle(pair.finish_read()));
   // The timer still waits for 20 ms; when it fires no operation is timed.
   asio::steady_timer past_the_deadline(pair.io, 100ms);
   bool waited = false;
@@ -97,14 +96,10 @@ TEST(SocketDeadlineTest, ASettledOperationsDeadlineNoLongerClosesTheSocket) {
 TEST(SocketDeadlineTest, AnErrorTheDeadlineDidNotCauseIsPassedOn) {
   SocketPair pair;
   SocketDeadline deadline(pair.client);
-  std::optional<boost::system::error_code> result;
   deadline.expires_after(5s);
-  pair.read(result);
+  pair.start_read();
   pair.server.close();
-  while (!result && pair.io.run_one_for(10s) > 0) {
-  }
-  ASSERT_TRUE(result.has_value());
-  EXPECT_EQ(deadline.settle(*result), asio::error::eof);
+  EXPECT_EQ(deadline.settle(pair.finish_read()), asio::error::eof);
   EXPECT_FALSE(deadline.expired());
 }
 
