@@ -162,7 +162,7 @@ asio::awaitable<std::optional<AnswerReadProblem>> read_answer(
   while (!done) {
     bool read_more = false;
     auto error = exchange.read_buffered(body, done, read_more);
-    if (!error && read_more) error = co_await exchange.read_some(body, done);
+    if (!error && read_more) error = co_await exchange.read_from_socket(body, done);
     if (error) co_return AnswerReadProblem{std::move(error), false, {}};
     if (body.size() > limit) co_return too_large();
     if (!reservation.grow_to(body.capacity())) co_return no_memory();
@@ -1641,7 +1641,10 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   };
   while (!done && !stream_problem && !stream_error) {
     raw.clear();
-    if (auto error = co_await exchange.read_some(raw, done)) {
+    bool read_more = false;
+    auto error = exchange.read_buffered(raw, done, read_more);
+    if (!error && read_more) error = co_await exchange.read_from_socket(raw, done);
+    if (error) {
       stream_error = error;
       break;
     }

@@ -378,6 +378,12 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& o
   bool read_more = false;
   if (auto error = read_buffered(out, done, read_more)) co_return error;
   if (!read_more) co_return std::nullopt;
+  co_return co_await read_from_socket(out, done);
+}
+
+asio::awaitable<std::optional<UpstreamError>> Exchange::read_from_socket(std::string& out,
+                                                                         bool& done) {
+  done = false;
   const auto landing = land(out);
   arm(pool_.target().timeouts.idle);
   auto [read_error, ignored] = co_await with_stream(*connection_, [&](auto& stream) {

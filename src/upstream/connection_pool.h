@@ -159,13 +159,16 @@ class Exchange {
     return std::nullopt;
   }
 
-  // Appends the next piece of the body to `out`; sets `done` after the last one.
+  // Appends the next piece of the body to `out`; sets `done` after the last one. It is
+  // read_buffered() and, when that asks for more, read_from_socket().
   asio::awaitable<std::optional<UpstreamError>> read_some(std::string& out, bool& done);
   // The same from what the connection has already read, without waiting: a small body usually
   // arrives with its header, and parsing it in place spares a read that would complete at once
   // through the scheduler, and the coroutine frame. Sets `read_more` instead when no byte of the
-  // body is buffered; read_some() then reads.
+  // body is buffered; read_from_socket() then reads.
   std::optional<UpstreamError> read_buffered(std::string& out, bool& done, bool& read_more);
+  // Waits for the next piece from the provider's socket (read_buffered() found none usable).
+  asio::awaitable<std::optional<UpstreamError>> read_from_socket(std::string& out, bool& done);
   // Reads the rest of the body into `out`, refusing more than `limit` bytes.
   asio::awaitable<std::optional<UpstreamError>> read_all(std::string& out, std::size_t limit);
 
