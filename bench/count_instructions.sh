@@ -16,7 +16,9 @@
 # requests. Instructions are not time: cache misses and the kernel's work are not in them.
 #
 # Knobs: BENCH_DURATION (s, 5), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_MODES
-# ("plain sse"). Everything listens on 127.0.0.1, on free ports, and is stopped at the end.
+# ("plain sse"), BENCH_KEEP (a folder: the worker thread's callgrind file is copied there as
+# MODE-N.callgrind, N the binary's place in the list, for `callgrind_annotate --inclusive=yes`).
+# Everything listens on 127.0.0.1, on free ports, and is stopped at the end.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -134,6 +136,15 @@ count() {
   grep -qE '(^| )non2xx=0( |$)' "$dir/wrk" || { cat "$dir/wrk" >&2; fail "$binary ($mode): a measured request was not a 2xx"; }
   top="$(for f in "$dir"/out.*; do awk '/^(summary|totals):/ { print $2; exit }' "$f"; done | sort -g | tail -1)"
   [[ -n "$top" ]] || fail "$binary ($mode): no callgrind dump in $dir"
+  if [[ -n "${BENCH_KEEP:-}" ]]; then
+    mkdir -p "$BENCH_KEEP"
+    for f in "$dir"/out.*; do
+      if awk '/^(summary|totals):/ { print $2; exit }' "$f" | grep -qx "$top"; then
+        cp "$f" "$BENCH_KEEP/$mode-$index.callgrind"
+        break
+      fi
+    done
+  fi
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   echo "$requests $((top / requests))"
@@ -141,7 +152,9 @@ count() {
 
 echo "| binary | mode | requests counted | worker instructions per request |"
 echo "|---|---|---:|---:|"
+index=0
 for binary in "${BINARIES[@]}"; do
+  index=$((index + 1))
   for mode in $MODES; do
     log "$binary, $mode: ${WARMUP}s warm-up, ${DURATION}s counted, $CONNECTIONS connections"
     read -r requests per_request <<<"$(count "$binary" "$mode")"
