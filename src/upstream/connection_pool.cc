@@ -262,6 +262,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
     // caller's retry budget pays for it.
     if (lease.reused && retry_on_fresh_connection && attempt == 0 && !aborted_ &&
         (!may_replay || may_replay())) {
+      parser_.reset();  // it fills the head of the connection that goes now
       pool_.release(std::move(connection_), false);
       ++replays_;
       continue;
@@ -285,7 +286,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
     retry_on_fresh_connection = write_error != beast::error::timeout;
     co_return classify(write_error, true, FailureKind::first_byte_timeout);
   }
-  parser_.emplace();
+  parser_.emplace(connection_->head());
   parser_->body_limit(boost::none);
   // Beast reads at most the buffer's free capacity at a time (512 bytes at least): room for a
   // whole answer takes it in one read, where a 4 KiB stream took eight. Kept by the connection.
@@ -322,14 +323,12 @@ Exchange::Landing Exchange::land(std::string& out) {
     if (!scratch_) scratch_ = std::make_unique_for_overwrite<char[]>(kReadPiece);
     landing.at = scratch_.get();
   }
-  auto& body = parser_->get().body();
-  body.data = landing.at;
-  body.size = landing.piece;
+  parser_->set_body_buffer(landing.at, landing.piece);
   return landing;
 }
 
 std::size_t Exchange::keep_landed(const Landing& landing, std::string& out) {
-  const std::size_t came = landing.piece - parser_->get().body().size;
+  const std::size_t came = landing.piece - parser_->body_room();
   if (landing.in_out) {
     out.resize(landing.old_size + came);
   } else {

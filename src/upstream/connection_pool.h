@@ -20,6 +20,7 @@
 
 #include "config/config.h"
 #include "upstream/request.h"
+#include "upstream/response_head.h"
 #include "util/socket_deadline.h"
 
 namespace cutover::upstream {
@@ -75,6 +76,8 @@ class Connection {
   // The deadline on an exchange's reads and writes. Connecting and the TLS handshake use the
   // stream's own timeout instead: they happen once per connection.
   util::SocketDeadline& deadline() { return deadline_; }
+  // Where each answer's header is kept: its buffers are reused from answer to answer.
+  ResponseHead& head() { return head_; }
 
   Clock::time_point idle_since;
 
@@ -85,6 +88,7 @@ class Connection {
   std::variant<PlainStream, TlsStream> stream_;
   beast::flat_buffer buffer_;
   util::SocketDeadline deadline_;
+  ResponseHead head_;
 };
 
 // What a pool connects to: one endpoint of a provider, with the provider's timeouts.
@@ -151,8 +155,8 @@ class Exchange {
                                                       const std::function<bool()>& may_replay);
   unsigned replays() const { return replays_; }
 
-  const http::response_header<>& response() const { return parser_->get(); }
-  unsigned status() const { return parser_->get().result_int(); }
+  const ResponseHead& response() const { return parser_->head(); }
+  unsigned status() const { return parser_->head().result_int(); }
   // The body's announced length, when the provider gave one.
   std::optional<std::uint64_t> content_length() const {
     if (auto length = parser_->content_length()) return *length;
@@ -198,7 +202,7 @@ class Exchange {
   ConnectionPool& pool_;
   Clock::time_point deadline_;
   std::unique_ptr<Connection> connection_;
-  std::optional<http::response_parser<http::buffer_body>> parser_;
+  std::optional<ResponseParser> parser_;
   // Where a body of unknown length lands before it is appended (see read_some).
   std::unique_ptr<char[]> scratch_;
   bool aborted_ = false;
