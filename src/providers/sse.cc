@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "providers/answer_scan.h"
+
 namespace cutover::providers {
 
 namespace {
@@ -82,7 +84,13 @@ void SseParser::process_line(std::string_view line, std::vector<SseEvent>& out) 
     if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
   }
   if (field == "data") {
-    if (has_data_) current_.data.push_back('\n');
+    if (has_data_) {
+      current_.data.push_back('\n');
+    } else {
+      // Room for the in-place scan's padding too (PlainAnswer), which would otherwise copy the
+      // event's data to grow it: most events are one line.
+      current_.data.reserve(value.size() + PlainAnswer::kPadding);
+    }
     current_.data.append(value);
     has_data_ = true;
   } else if (field == "event") {

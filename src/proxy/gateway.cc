@@ -1605,9 +1605,9 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                context.kind == ApiKind::chat_completions;
   const std::string model_json =
       chunks_in_place ? json::serialize(json::string_view(context.shape.model)) : std::string();
-  std::string scratch;
   unsigned char chunk_buffer[4096];
   std::vector<providers::SseEvent> events;
+  events.reserve(16);  // a read usually completes a handful of events
   std::string raw;
   std::string out;
   bool done = false;
@@ -1652,8 +1652,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     if (done) parser.finish(events);
     for (auto& event : events) {
       if (stream_problem) break;
-      if (chunks_in_place && forward_in_place(event, reader, ask_usage, model_json, context.usage,
-                                              scratch, out)) {
+      if (chunks_in_place &&
+          forward_in_place(event, reader, ask_usage, model_json, context.usage, out)) {
         continue;
       }
       // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
@@ -1742,12 +1742,11 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   co_return outcome;
 }
 
-bool Gateway::forward_in_place(const providers::SseEvent& event, providers::CanonicalStream& reader,
+bool Gateway::forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
                                bool strip_usage, std::string_view model_json,
-                               providers::Usage& usage, std::string& scratch, std::string& out) {
+                               providers::Usage& usage, std::string& out) {
   if (!event.event.empty() || event.data == "[DONE]") return false;
-  scratch.assign(event.data);
-  const providers::PlainAnswer chunk(scratch, providers::AnswerShape::chunk);
+  const providers::PlainAnswer chunk(event.data, providers::AnswerShape::chunk);
   if (!chunk.needs_only_model()) return false;
   const bool reports_usage = chunk.usage().present;
   // A usage chunk the client did not ask for is dropped whole; usage riding on a chunk with

@@ -116,10 +116,11 @@ class Gateway {
       bool ask_usage, const std::string& api_key);
   // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
   // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
-  // False, with nothing done, for an event the DOM path must read.
-  static bool forward_in_place(const providers::SseEvent& event, providers::CanonicalStream& reader,
+  // False, with nothing done, for an event the DOM path must read. The event's data gets room
+  // for the scan's padding (its bytes stay as they are).
+  static bool forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
                                bool strip_usage, std::string_view model_json,
-                               providers::Usage& usage, std::string& scratch, std::string& out);
+                               providers::Usage& usage, std::string& out);
   struct Refusal;
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
                                  Refusal& refusal, bool heed_quotas);

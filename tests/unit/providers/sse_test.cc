@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "providers/answer_scan.h"
+
 namespace cutover::providers {
 namespace {
 
@@ -105,6 +107,22 @@ TEST(SseParserTest, ManyEventsInOnePieceComeOutInOrder) {
   EXPECT_EQ(events[13].event, "ping");
   EXPECT_EQ(events[13].data, "a\nb");
   EXPECT_FALSE(parser.has_partial_event());
+}
+
+// The gateway scans an OpenAI chunk in place (PlainAnswer), which needs simdjson's padding past
+// the bytes: a one-line event comes with that room, so the scan neither copies nor grows it.
+TEST(SseParserTest, AOneLineEventHasRoomForTheInPlaceScan) {
+  SseParser parser;
+  std::vector<SseEvent> events;
+  const std::string chunk(300, 'x');
+  ASSERT_TRUE(parser.feed("data: " + chunk + "\n\n", events));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].data, chunk);
+  EXPECT_GE(events[0].data.capacity(), chunk.size() + PlainAnswer::kPadding);
+  const char* const before = events[0].data.data();
+  const PlainAnswer scanned(events[0].data, AnswerShape::chunk);
+  EXPECT_EQ(events[0].data.data(), before);
+  EXPECT_EQ(events[0].data, chunk);
 }
 
 }  // namespace
