@@ -63,7 +63,9 @@
 # entry per request), BENCH_CACHE_MAX_BYTES (67108864, the default), BENCH_ACCESS_LOG (off, or a
 # path such as /dev/null), BENCH_STRICT (1: exit 1 if a target is missed), BENCH_COUNT (1: the
 # counted mode of bench/cache_counted.bash: the gateway under callgrind, each run's worker
-# instructions per request instead of its CPU time; exactly BENCH_ROUNDS rounds). A round takes about
+# instructions per request instead of its CPU time; exactly BENCH_ROUNDS rounds), BENCH_KEEP (with
+# BENCH_COUNT=1, a folder: each run's worker-thread callgrind file is copied there as
+# RUN-ROUND.callgrind, for `callgrind_annotate --inclusive=yes`). A round takes about
 # 5 × (WARMUP + DURATION) s, 60 s with the defaults: 3 min on a quiet machine, 6 min at most.
 # It exits 1 if a check fails or any measured request was not a 2xx. The summary is printed and
 # written to bench/out/cache.md.
@@ -436,6 +438,21 @@ worker_instructions() {
   for f in "$TMP/callgrind/out.$latest"-*; do awk '/^(summary|totals):/ { print $2; exit }' "$f"; done | sort -g | tail -1
 }
 
+# keep_worker_file RUN ROUND: copies the latest dump's worker-thread file into BENCH_KEEP.
+keep_worker_file() {
+  local latest top f
+  [[ -n "${BENCH_KEEP:-}" ]] || return 0
+  mkdir -p "$BENCH_KEEP"
+  latest="$(find "$TMP/callgrind" -name 'out.*-*' | sed -E 's/.*out\.([0-9]+)-.*/\1/' | sort -n | tail -1)"
+  top="$(worker_instructions)"
+  for f in "$TMP/callgrind/out.$latest"-*; do
+    if awk '/^(summary|totals):/ { print $2; exit }' "$f" | grep -qx "$top"; then
+      cp "$f" "$BENCH_KEEP/$1-$2.callgrind"
+      return 0
+    fi
+  done
+}
+
 pct() { awk -v x="$1" -v t="$2" 'BEGIN { x = t ? 100 * x / t : 0; printf "%.0f", x < 0 ? 0 : x }'; }
 
 # run_case RUN ROUND
@@ -471,7 +488,7 @@ run_case() {
   CPU_US[$id,$r]="$(awk -v t="$((g1 - g0))" -v hz="$CLK_TCK" -v n="$requests" \
     'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
   NGINX_N[$id,$r]=$((n1 - n0 - 1))  # less the stub_status query itself
-  [[ "$COUNT" == 1 ]] && IR[$id,$r]="$(($(worker_instructions) / requests))"
+  [[ "$COUNT" == 1 ]] && IR[$id,$r]="$(($(worker_instructions) / requests))" && keep_worker_file "$id" "$r"
   read -r h0 m0 e0 _ <<<"$s0"
   read -r h1 m1 e1 entries <<<"$s1"
   HITS[$id,$r]=$((h1 - h0))
