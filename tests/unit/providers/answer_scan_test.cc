@@ -278,6 +278,29 @@ TEST(PlainAnswerTest, EscapedKeysAreRecognised) {
   EXPECT_EQ(escaped.usage().cached_prompt_tokens, 2);
 }
 
+// A key is read from the document's bytes up to its closing quote unless it holds an escape:
+// an escaped quote or backslash must not end it early, and a key after it must still be found.
+TEST(PlainAnswerTest, KeysWithEscapedQuotesAndBackslashesAreReadWhole) {
+  std::string body =
+      R"({"id":"x","object":"chat.completion","created":1,"say \"model\"":"not it",)"
+      R"("back\\":1,"model":"m","system_fingerprint":"f","choices":[{"index":0,)"
+      R"("message":{"role":"assistant","content":"a","note\"s":2},"finish_reason":"stop"}],)"
+      R"("usage":{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}})";
+  expect_equivalent(body, true);
+  PlainAnswer answer(body);
+  ASSERT_TRUE(answer.is_completion());
+  EXPECT_EQ(answer.model_bytes(), "\"m\"");
+  EXPECT_EQ(answer.usage().prompt_tokens, 4);
+
+  // The same model key twice, once escaped: the DOM keeps the last, so the scan must see both.
+  std::string twice =
+      R"({"id":"x","object":"chat.completion","created":1,"model":"m","mod\u0065l":"n",)"
+      R"("system_fingerprint":"f","choices":[{"index":0,"message":{"role":"assistant",)"
+      R"("content":"a"},"finish_reason":"stop"}]})";
+  expect_equivalent(twice, false);
+  EXPECT_EQ(PlainAnswer(twice).model_bytes(), "");
+}
+
 TEST(PlainAnswerTest, NumbersWhereStringsAreExpectedTakeTheDomPath) {
   const std::string head = R"({"id":"x","object":"chat.completion","created":1,)";
   const std::string choice =
