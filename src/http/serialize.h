@@ -9,7 +9,9 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <array>
+#include <cassert>
 #include <charconv>
+#include <initializer_list>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -26,7 +28,53 @@ inline void append_version(unsigned version, std::string& out) {
 inline void append_bytes(std::string& out, std::string_view bytes) {
   out.append(bytes.data(), bytes.size());
 }
+
+// A status line without its line break.
+inline void append_status(unsigned version, unsigned status, std::string_view reason,
+                          std::string& out) {
+  append_version(version, out);
+  const char code[] = {' ', static_cast<char>('0' + status / 100 % 10),
+                       static_cast<char>('0' + status / 10 % 10), static_cast<char>('0' + status % 10),
+                       ' '};
+  out.append(code, sizeof code);
+  append_bytes(out, reason);
+}
+
+inline void append_field(std::string_view name, std::string_view value, std::string& out) {
+  append_bytes(out, name);
+  out.append(": ", 2);
+  append_bytes(out, value);
+  out.append("\r\n", 2);
+}
 }  // namespace detail
+
+// The fields of a response the gateway writes itself, as name and value views that the caller
+// keeps alive until the header is written: no field set, whose every field costs an allocation
+// and a tree insertion. At most kCapacity fields.
+class HeaderFieldList {
+ public:
+  static constexpr std::size_t kCapacity = 8;
+  struct Field {
+    std::string_view name;
+    std::string_view value;
+  };
+  HeaderFieldList() = default;
+  HeaderFieldList(std::initializer_list<Field> fields) {
+    for (const auto& field : fields) add(field.name, field.value);
+  }
+  // Beyond the capacity a field is a programming error, refused loudly in tests (assert).
+  void add(std::string_view name, std::string_view value) {
+    assert(size_ < kCapacity);
+    if (size_ < kCapacity) fields_[size_++] = Field{name, value};
+  }
+  const Field* begin() const { return fields_.data(); }
+  const Field* end() const { return fields_.data() + size_; }
+  std::size_t size() const { return size_; }
+
+ private:
+  std::array<Field, kCapacity> fields_{};
+  std::size_t size_ = 0;
+};
 
 // Appends `message`'s start line and fields to `out`, each line ended by CRLF, without the blank
 // line that ends a header (so that a writer may add fields of its own).
@@ -40,23 +88,12 @@ void append_start_and_fields(const boost::beast::http::message<isRequest, Body, 
     out.push_back(' ');
     detail::append_version(message.version(), out);
   } else {
-    detail::append_version(message.version(), out);
-    const unsigned status = message.result_int();
-    const char code[] = {' ', static_cast<char>('0' + status / 100 % 10),
-                         static_cast<char>('0' + status / 10 % 10),
-                         static_cast<char>('0' + status % 10), ' '};
-    out.append(code, sizeof code);
     auto reason = message.reason();
     if (reason.empty()) reason = boost::beast::http::obsolete_reason(message.result());
-    detail::append_bytes(out, reason);
+    detail::append_status(message.version(), message.result_int(), reason, out);
   }
   out.append("\r\n", 2);
-  for (const auto& field : message) {
-    detail::append_bytes(out, field.name_string());
-    out.append(": ", 2);
-    detail::append_bytes(out, field.value());
-    out.append("\r\n", 2);
-  }
+  for (const auto& field : message) detail::append_field(field.name_string(), field.value(), out);
 }
 
 // Appends `message`'s start line and fields, with the blank line that ends them, to `out`.

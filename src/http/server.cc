@@ -129,10 +129,24 @@ void Responder::append_response_header(Message& message, std::optional<std::size
     append_header(message, out);
     return;
   }
+  append_start_and_fields(message, out);
+  append_decoration_and_framing(content_length, out);
+}
+
+void Responder::append_response_header(unsigned status, const HeaderFieldList& fields,
+                                       std::optional<std::size_t> content_length,
+                                       std::string& out) const {
+  detail::append_status(11, status, bhttp::obsolete_reason(static_cast<bhttp::status>(status)), out);
+  out.append("\r\n", 2);
+  for (const auto& field : fields) detail::append_field(field.name, field.value, out);
+  append_decoration_and_framing(content_length, out);
+}
+
+void Responder::append_decoration_and_framing(std::optional<std::size_t> content_length,
+                                              std::string& out) const {
   constexpr std::string_view kServerAndId = "Server: cutover\r\nx-request-id: ";
   constexpr std::string_view kClose = "Connection: close\r\n";
   constexpr std::string_view kChunked = "Transfer-Encoding: chunked\r\n\r\n";
-  append_start_and_fields(message, out);
   out.append(kServerAndId.data(), kServerAndId.size()).append(request_id_).append("\r\n", 2);
   if (!keep_alive_) out.append(kClose.data(), kClose.size());
   if (content_length) {
@@ -173,6 +187,16 @@ asio::awaitable<bool> Responder::send(bhttp::response<bhttp::empty_body> header,
   return write_whole(header.result_int(), std::move(bytes), {}, body);
 }
 
+asio::awaitable<bool> Responder::send(unsigned status, const HeaderFieldList& fields,
+                                      std::string_view body) {
+  stop_watching();
+  if (client_gone_ || started_) return nothing_written();
+  std::string bytes;
+  bytes.reserve(256);
+  append_response_header(status, fields, body.size(), bytes);
+  return write_whole(status, std::move(bytes), {}, body);
+}
+
 asio::awaitable<bool> Responder::write_whole(unsigned status, std::string header,
                                              std::string owned_body,
                                              std::string_view borrowed_body) {
@@ -205,6 +229,15 @@ asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body>
   pending_header_.clear();
   append_response_header(header, std::nullopt, pending_header_);
   co_return true;
+}
+
+bool Responder::start_stream(const HeaderFieldList& fields) {
+  if (client_gone_ || started_) return false;
+  started_ = true;
+  status_ = 200;
+  pending_header_.clear();
+  append_response_header(200, fields, std::nullopt, pending_header_);
+  return true;
 }
 
 template <typename Buffers>

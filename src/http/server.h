@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "http/serialize.h"
 #include "util/socket_deadline.h"
 
 namespace cutover::http {
@@ -95,6 +96,14 @@ class Responder {
   // end_stream() right after. end_stream(last) sends `last` as the final chunk in the same
   // write as the stream's end.
   asio::awaitable<bool> begin_stream(bhttp::response<bhttp::empty_body> header);
+  // The same with the header given as a status and fields, written as bytes (no field set):
+  // Server, x-request-id and the framing are added as for a message. The views must stay alive
+  // until the call returns; send's `body` until the write completes. start_stream does what
+  // begin_stream does without a coroutine (it never waits); false when the client is gone.
+  // Keep `fields` in a named variable across a co_await: GCC 12 miscompiles a temporary that
+  // holds an array inside a co_await expression.
+  asio::awaitable<bool> send(unsigned status, const HeaderFieldList& fields, std::string_view body);
+  bool start_stream(const HeaderFieldList& fields);
   asio::awaitable<bool> send_chunk(std::string_view data);
   asio::awaitable<bool> end_stream(std::string_view last = {});
 
@@ -126,6 +135,13 @@ class Responder {
   template <typename Message>
   void append_response_header(Message& message, std::optional<std::size_t> content_length,
                               std::string& out);
+  // A 200-class HTTP/1.1 header from a status and fields; see send(status, fields, body).
+  void append_response_header(unsigned status, const HeaderFieldList& fields,
+                              std::optional<std::size_t> content_length, std::string& out) const;
+  // What every header the gateway writes ends with: Server, x-request-id, Connection: close
+  // unless kept alive, then Content-Length or chunked and the blank line.
+  void append_decoration_and_framing(std::optional<std::size_t> content_length,
+                                     std::string& out) const;
   // Writes a whole response, `header` then the body, in one write. The body is `owned_body`
   // when it is not empty, else `borrowed_body`, which the caller keeps alive.
   asio::awaitable<bool> write_whole(unsigned status, std::string header, std::string owned_body,

@@ -215,14 +215,21 @@ void record_quota(resilience::QuotaState& quota, const upstream::Exchange& excha
 
 // The header of an event stream the gateway sends, with the provider that served it and, on a
 // route with a cache, what the cache did.
-bhttp::response<bhttp::empty_body> event_stream_header(std::string_view provider,
-                                                       std::string_view cache_status) {
-  bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
-  header.set(bhttp::field::content_type, "text/event-stream");
-  header.set(bhttp::field::cache_control, "no-cache");
-  header.set("x-cutover-provider", provider);
-  if (!cache_status.empty()) header.set("x-cutover-cache", cache_status);
-  return header;
+http::HeaderFieldList event_stream_header(std::string_view provider,
+                                          std::string_view cache_status) {
+  http::HeaderFieldList fields{{"Content-Type", "text/event-stream"},
+                               {"Cache-Control", "no-cache"},
+                               {"x-cutover-provider", provider}};
+  if (!cache_status.empty()) fields.add("x-cutover-cache", cache_status);
+  return fields;
+}
+
+// The header of a plain JSON answer the gateway sends whole.
+http::HeaderFieldList json_answer_header(std::string_view provider, std::string_view cache_status) {
+  http::HeaderFieldList fields{{"Content-Type", "application/json"},
+                               {"x-cutover-provider", provider}};
+  if (!cache_status.empty()) fields.add("x-cutover-cache", cache_status);
+  return fields;
 }
 
 AttemptFailure failure_of(upstream::FailureKind kind) {
@@ -1565,11 +1572,8 @@ void Gateway::record_usage(RequestContext& context) {
 asio::awaitable<Gateway::AttemptOutcome> Gateway::send_plain(RequestContext& context,
                                                              const config::Provider& provider,
                                                              std::string body) {
-  bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
-  header.set(bhttp::field::content_type, "application/json");
-  header.set("x-cutover-provider", provider.name);
-  if (!context.cache_status.empty()) header.set("x-cutover-cache", context.cache_status);
-  co_await context.responder.send(std::move(header), body);
+  const auto header = json_answer_header(provider.name, context.cache_status);
+  co_await context.responder.send(200, header, body);
   // Written: a route with a cache keeps the body itself, without a copy.
   if (context.cache_sink) *context.cache_sink = std::move(body);
   AttemptOutcome outcome;
@@ -1617,7 +1621,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     if (out.empty()) co_return true;
     if (!responder.started()) {
       record.time_to_first_token_ms = milliseconds_since(request.received_at);
-      if (!co_await responder.begin_stream(event_stream_header(provider.name, context.cache_status))) {
+      if (!responder.start_stream(event_stream_header(provider.name, context.cache_status))) {
         co_return false;
       }
     }
@@ -1631,7 +1635,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   auto finish_out = [&]() -> asio::awaitable<void> {
     if (!out.empty() && !responder.started()) {
       record.time_to_first_token_ms = milliseconds_since(request.received_at);
-      if (!co_await responder.begin_stream(event_stream_header(provider.name, context.cache_status))) {
+      if (!responder.start_stream(event_stream_header(provider.name, context.cache_status))) {
         co_return;
       }
     }
@@ -1807,15 +1811,12 @@ cache::CachedAnswer Gateway::cached_answer(std::string body, const RequestContex
 asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
                                             const cache::CachedAnswer& answer) {
   if (!answer.stream) {
-    bhttp::response<bhttp::empty_body> header{bhttp::status::ok, 11};
-    header.set(bhttp::field::content_type, "application/json");
-    header.set("x-cutover-provider", answer.provider);
-    header.set("x-cutover-cache", "hit");
     // The cached bytes are written as they are kept: `answer` outlives the write.
-    co_await responder.send(std::move(header), answer.body);
+    const auto header = json_answer_header(answer.provider, "hit");
+    co_await responder.send(200, header, answer.body);
     co_return;
   }
-  if (!co_await responder.begin_stream(event_stream_header(answer.provider, "hit"))) co_return;
+  if (!responder.start_stream(event_stream_header(answer.provider, "hit"))) co_return;
   co_await responder.end_stream(answer.body);
 }
 
@@ -1841,7 +1842,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(
   if (context.cache_sink) *context.cache_sink = events;
   AttemptOutcome outcome;
   outcome.kind = Kind::client_gone;
-  if (!co_await responder.begin_stream(event_stream_header(provider.config->name, context.cache_status))) {
+  if (!responder.start_stream(event_stream_header(provider.config->name, context.cache_status))) {
     co_return outcome;
   }
   co_await responder.end_stream(events);
