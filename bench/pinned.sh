@@ -54,7 +54,7 @@
 # BENCH_CONNECTIONS ("1 32 256", the connection counts of the main rows),
 # BENCH_TRANSLATED_CONNECTIONS (32), BENCH_TRANSLATED (1; 0 skips the other paths),
 # BENCH_TARGETS ("direct nginx haproxy cutover"), BENCH_PROXY_CPU (0), BENCH_LOAD_CPU (1),
-# BENCH_IDLE (idle connections, 2000), BENCH_IDLE_HOLD (s, 4), BENCH_STRICT (1: exit 1 if a
+# BENCH_IDLE (idle connections, 2000; 0 skips the idle test and its target), BENCH_IDLE_HOLD (s, 4), BENCH_STRICT (1: exit 1 if a
 # target is missed). haproxy is skipped, and said so, when it is not installed
 # (scripts/install-deps.sh installs it). A default run takes about
 # RUNS × 32 rows × (WARMUP + DURATION) + 1 min ≈ 20 min; BENCH_QUICK=1 about 3 min.
@@ -633,11 +633,12 @@ if has_target cutover; then
   log "cutover: access log lines of the last row with usage $FEATURE_LOG, with cost $FEATURE_COST; cutover_requests_total $FEATURE_METRICS; VmHWM $HWM_LOAD KiB"
 fi
 for t in cutover nginx haproxy; do
+  ((IDLE_COUNT > 0)) || break
   has_target "$t" || continue
   idle_round "$t" "$t"
 done
 # A second cutover, started now with the same configuration, for the idle test of a fresh process.
-if has_target cutover; then
+if has_target cutover && ((IDLE_COUNT > 0)); then
   start_cutover cutover-fresh
   idle_round cutover-fresh cutover-fresh
   stop "${PID[cutover-fresh]}"
@@ -744,14 +745,18 @@ if has_target cutover; then
   done
   ((HWM_LOAD > RSS_LOAD_MAX)) && RSS_LOAD_MAX="$HWM_LOAD"
   judge "cutover RSS ≤ 64 MiB under load (VmHWM after the load rows)" "$(mib "$RSS_LOAD_MAX") MiB" "$(le "$RSS_LOAD_MAX" 65536)"
-  IDLE_WORST="$(maxof "${IDLE_MARGINAL[cutover-fresh]}" "${IDLE_MARGINAL[cutover]}")"
-  idle_ok="$(le "$IDLE_WORST" 8)"
-  [[ "${IDLE_OPEN[cutover-fresh]}" == "$IDLE_COUNT" && "${IDLE_OPEN[cutover]}" == "$IDLE_COUNT" ]] || idle_ok=0
-  others=""
-  for t in nginx haproxy; do
-    [[ -n "${IDLE_MARGINAL[$t]:-}" ]] && others+="; $t ${IDLE_MARGINAL[$t]}"
-  done
-  judge "cutover ≤ 8 KiB per idle keep-alive connection (marginal, the worse of fresh and after the load)" "$IDLE_WORST KiB (fresh ${IDLE_MARGINAL[cutover-fresh]}, after the load ${IDLE_MARGINAL[cutover]}$others; averages over all $IDLE_COUNT: fresh ${IDLE_AVG[cutover-fresh]}, after the load ${IDLE_AVG[cutover]})" "$idle_ok"
+  if ((IDLE_COUNT == 0)); then
+    TARGET_LINES+=("| cutover ≤ 8 KiB per idle keep-alive connection | not measured (BENCH_IDLE=0) | — |")
+  else
+    IDLE_WORST="$(maxof "${IDLE_MARGINAL[cutover-fresh]}" "${IDLE_MARGINAL[cutover]}")"
+    idle_ok="$(le "$IDLE_WORST" 8)"
+    [[ "${IDLE_OPEN[cutover-fresh]}" == "$IDLE_COUNT" && "${IDLE_OPEN[cutover]}" == "$IDLE_COUNT" ]] || idle_ok=0
+    others=""
+    for t in nginx haproxy; do
+      [[ -n "${IDLE_MARGINAL[$t]:-}" ]] && others+="; $t ${IDLE_MARGINAL[$t]}"
+    done
+    judge "cutover ≤ 8 KiB per idle keep-alive connection (marginal, the worse of fresh and after the load)" "$IDLE_WORST KiB (fresh ${IDLE_MARGINAL[cutover-fresh]}, after the load ${IDLE_MARGINAL[cutover]}$others; averages over all $IDLE_COUNT: fresh ${IDLE_AVG[cutover-fresh]}, after the load ${IDLE_AVG[cutover]})" "$idle_ok"
+  fi
 fi
 
 declare -A T_LABEL=([direct]="direct (upstream)" [nginx]="nginx" [haproxy]="haproxy" [cutover]="cutover")
