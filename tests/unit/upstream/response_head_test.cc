@@ -21,6 +21,12 @@ std::pair<std::size_t, boost::beast::error_code> put(ResponseParser& parser, std
   return {used, ec};
 }
 
+// Feeds `bytes` that must parse without error.
+void put_cleanly(ResponseParser& parser, std::string_view bytes) {
+  auto [used, ec] = put(parser, bytes);
+  EXPECT_FALSE(ec) << ec.message();
+}
+
 // Reads the whole body of a parser whose header is done, `piece` bytes of room at a time.
 std::string read_body(ResponseParser& parser, std::string_view rest, std::size_t piece) {
   std::string body;
@@ -69,10 +75,9 @@ TEST(ResponseHeadTest, KeepsTheStatusAndTheFieldsInOrderAsSpelled) {
 TEST(ResponseHeadTest, LooksNamesUpWithoutCaseAndGivesTheFirstOfRepeatedFields) {
   ResponseHead head;
   ResponseParser parser(head);
-  auto [used, ec] = put(parser,
-                        "HTTP/1.1 200 OK\r\nx-request-id: first\r\nX-Request-ID: second\r\n"
-                        "content-type: text/event-stream\r\nContent-Length: 0\r\n\r\n");
-  ASSERT_FALSE(ec) << ec.message();
+  put_cleanly(parser,
+              "HTTP/1.1 200 OK\r\nx-request-id: first\r\nX-Request-ID: second\r\n"
+              "content-type: text/event-stream\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(head["X-REQUEST-ID"], "first");
   EXPECT_EQ(head[bhttp::field::content_type], "text/event-stream");
   EXPECT_EQ(head["retry-after"], "");
@@ -84,15 +89,13 @@ TEST(ResponseHeadTest, ANewParserStartsTheReusedHeadAfresh) {
   ResponseHead head;
   {
     ResponseParser first(head);
-    auto [used, ec] = put(first, "HTTP/1.1 500 Oops\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n");
-    ASSERT_FALSE(ec) << ec.message();
+    put_cleanly(first, "HTTP/1.1 500 Oops\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n");
     ASSERT_EQ(head["retry-after"], "3");
   }
   ResponseParser second(head);
   EXPECT_EQ(head.size(), 0u);
   EXPECT_EQ(head.result_int(), 0u);
-  auto [used, ec] = put(second, "HTTP/1.0 201 Created\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n");
-  ASSERT_FALSE(ec) << ec.message();
+  put_cleanly(second, "HTTP/1.0 201 Created\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n");
   EXPECT_EQ(head.result_int(), 201u);
   EXPECT_EQ(head.version(), 10);
   EXPECT_EQ(head["retry-after"], "");
@@ -106,8 +109,7 @@ TEST(ResponseHeadTest, ABodyOfKnownLengthFillsTheBuffersItIsGiven) {
   const std::string body = "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\"}";
   const std::string header =
       "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
-  auto [used, ec] = put(parser, header);
-  ASSERT_FALSE(ec) << ec.message();
+  put_cleanly(parser, header);
   ASSERT_TRUE(parser.is_header_done());
   // No buffer yet: the parser asks for one rather than dropping bytes.
   auto [none, need] = put(parser, body);
@@ -120,8 +122,7 @@ TEST(ResponseHeadTest, ABodyOfKnownLengthFillsTheBuffersItIsGiven) {
 TEST(ResponseHeadTest, AChunkedBodyArrivesWithoutItsChunkFraming) {
   ResponseHead head;
   ResponseParser parser(head);
-  auto [used, ec] = put(parser, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-  ASSERT_FALSE(ec) << ec.message();
+  put_cleanly(parser, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
   ASSERT_TRUE(parser.chunked());
   const std::string chunks =
       "e\r\ndata: {\"a\":1}\n\r\n6\r\n\ndata:\r\n9\r\n [DONE]\n\n\r\n0\r\n\r\n";
