@@ -177,16 +177,6 @@ asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> respon
   return write_whole(response.result_int(), std::move(bytes), std::move(response.body()), {});
 }
 
-asio::awaitable<bool> Responder::send(bhttp::response<bhttp::empty_body> header,
-                                      std::string_view body) {
-  stop_watching();
-  if (client_gone_ || started_) return nothing_written();
-  std::string bytes;
-  bytes.reserve(256);
-  append_response_header(header, body.size(), bytes);
-  return write_whole(header.result_int(), std::move(bytes), {}, body);
-}
-
 asio::awaitable<bool> Responder::send(unsigned status, const HeaderFieldList& fields,
                                       std::string_view body) {
   stop_watching();
@@ -219,16 +209,6 @@ asio::awaitable<bool> Responder::send_error(unsigned status, std::string_view me
   response.body() = error_format_ ? error_format_(status, message, type, code, request_id_)
                                   : providers::error_body(message, type, code, request_id_);
   co_return co_await send(std::move(response));
-}
-
-asio::awaitable<bool> Responder::begin_stream(bhttp::response<bhttp::empty_body> header) {
-  if (client_gone_ || started_) co_return false;
-  started_ = true;
-  status_ = header.result_int();
-  // The header's bytes leave with the first chunk.
-  pending_header_.clear();
-  append_response_header(header, std::nullopt, pending_header_);
-  co_return true;
 }
 
 bool Responder::start_stream(const HeaderFieldList& fields) {

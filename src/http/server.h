@@ -81,28 +81,24 @@ class Responder {
   ~Responder();
 
   asio::awaitable<bool> send(bhttp::response<bhttp::string_body> response);
-  // The same with a body that is not copied into the message (a cached answer): `body` must
-  // stay alive and unchanged until the write completes.
-  asio::awaitable<bool> send(bhttp::response<bhttp::empty_body> header, std::string_view body);
+  // The gateway's own answers (a plain answer, a cached one): the header as a status and
+  // fields, written as bytes without a field set, with Server, x-request-id and the framing
+  // added as for a message. The views must stay alive until the call returns, `body` until the
+  // write completes (it is not copied). Keep `fields` in a named variable across a co_await:
+  // GCC 12 miscompiles a temporary that holds an array inside a co_await expression.
+  asio::awaitable<bool> send(unsigned status, const HeaderFieldList& fields, std::string_view body);
   // An error with the request id, in the schema set_error_format() chose (OpenAI's
   // {"error":{message,type,code}} by default).
   void set_error_format(ErrorFormat format) { error_format_ = format; }
   asio::awaitable<bool> send_error(unsigned status, std::string_view message,
                                    std::string_view type, std::string_view code);
 
-  // Starts a chunked response with the given header; then send_chunk() per piece, end_stream().
-  // The header is held and goes out in one write with the first chunk (or with the end of an
-  // empty stream), so a stream costs the client one wake-up less; call send_chunk() or
+  // Starts a chunked 200 response with the given fields (written as send's are); then
+  // send_chunk() per piece, end_stream(). False when the client is gone or a response has
+  // begun. The header is held and goes out in one write with the first chunk (or with the end
+  // of an empty stream), so a stream costs the client one wake-up less; call send_chunk() or
   // end_stream() right after. end_stream(last) sends `last` as the final chunk in the same
   // write as the stream's end.
-  asio::awaitable<bool> begin_stream(bhttp::response<bhttp::empty_body> header);
-  // The same with the header given as a status and fields, written as bytes (no field set):
-  // Server, x-request-id and the framing are added as for a message. The views must stay alive
-  // until the call returns; send's `body` until the write completes. start_stream does what
-  // begin_stream does without a coroutine (it never waits); false when the client is gone.
-  // Keep `fields` in a named variable across a co_await: GCC 12 miscompiles a temporary that
-  // holds an array inside a co_await expression.
-  asio::awaitable<bool> send(unsigned status, const HeaderFieldList& fields, std::string_view body);
   bool start_stream(const HeaderFieldList& fields);
   asio::awaitable<bool> send_chunk(std::string_view data);
   asio::awaitable<bool> end_stream(std::string_view last = {});
