@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace cutover::proxy {
@@ -54,11 +55,21 @@ class AccessLog {
   void flush();
 
  private:
-  void append_time(std::chrono::system_clock::time_point now);
+  // The date and time of day, formatted again only when the second changes.
+  std::string_view time_of_day(std::chrono::sys_seconds second);
+  // Makes room for `most` more bytes of pending lines: flushes, or grows for a line longer than
+  // the buffer. Returns where the next line is written.
+  char* room_for(std::size_t most);
 
   int fd_ = -1;
   bool owns_fd_ = false;
-  std::string buffer_;
+  // Pending lines, written through a cursor rather than appended to a string: the ~35 appends
+  // of a line each checked a string's capacity (about a third of the log's instructions), and a
+  // string cannot grow without zero-filling what it grows by.
+  std::unique_ptr<char[]> pending_;
+  std::size_t pending_size_ = 0;
+  std::size_t pending_capacity_ = 0;
+  std::string escaped_;  // a value that needs JSON escaping, escaped
   std::chrono::sys_seconds formatted_second_{};
   std::string formatted_time_;
 };

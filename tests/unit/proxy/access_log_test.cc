@@ -139,6 +139,37 @@ TEST_F(AccessLogTest, FiguresAndTheTimeAreWrittenAsBefore) {
       << time;
 }
 
+// Lines are written into a buffer of their own: one longer than the buffer makes it grow, and
+// lines that fill it are flushed whole, in order.
+TEST_F(AccessLogTest, LinesLongerThanTheBufferAndLinesAcrossFlushesAreWrittenWhole) {
+  const std::string escaped_error(50 * 1024, '\x01');  // six bytes each once escaped
+  std::string attempts = "[";
+  for (int i = 0; i < 2000; ++i) attempts += std::string(i ? "," : "") + R"({"provider":"p","ms":1.000})";
+  attempts += "]";
+  {
+    AccessLog log(path_);
+    AccessRecord record;
+    record.method = "POST";
+    record.route = "/v1/chat/completions";
+    record.status = 200;
+    for (int i = 0; i < 3000; ++i) {
+      const std::string id = "req_" + std::to_string(i);
+      record.request_id = id;
+      record.error = i == 1500 ? std::string_view(escaped_error) : std::string_view();
+      record.attempts_json = i == 1501 ? std::string_view(attempts) : std::string_view();
+      log.record(record);
+    }
+  }
+  const auto lines = lines_of(path_);
+  ASSERT_EQ(lines.size(), 3000u);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    ASSERT_EQ(lines[i].at("request_id").as_string(), "req_" + std::to_string(i)) << i;
+  }
+  EXPECT_EQ(lines[1500].at("error").as_string(), escaped_error);
+  EXPECT_EQ(lines[1501].at("attempts").as_array().size(), 2000u);
+  EXPECT_FALSE(lines[1502].contains("attempts"));
+}
+
 TEST(AttemptsTest, MillisecondsAreRoundedToThreePlaces) {
   for (const auto& [ms, written] : std::vector<std::pair<double, std::string>>{
            {0, "0.000"}, {0.0004, "0.000"}, {0.0006, "0.001"}, {0.9996, "1.000"},
