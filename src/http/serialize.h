@@ -11,8 +11,8 @@
 #include <array>
 #include <cassert>
 #include <charconv>
-#include <initializer_list>
 #include <cstring>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 

@@ -369,13 +369,15 @@ struct Gateway::AttemptOutcome {
     std::vector<std::pair<std::string, std::string>> headers;
     std::optional<resilience::Duration> provider_delay;
   };
-  Detail& detail() {
-    if (!detail_) detail_ = std::make_unique<Detail>();
-    return *detail_;
-  }
+  // To read: an outcome without a failure reads as an empty detail, and reading allocates none.
   const Detail& detail() const {
     static const Detail kNone;
     return detail_ ? *detail_ : kNone;
+  }
+  // To fill in (or take from): allocated on first use.
+  Detail& writable_detail() {
+    if (!detail_) detail_ = std::make_unique<Detail>();
+    return *detail_;
   }
   std::unique_ptr<Detail> detail_;
   // The gateway's own limit (connection pool) refused: says nothing about the provider.
@@ -1282,7 +1284,7 @@ bhttp::response<bhttp::string_body> Gateway::final_answer(
   } else if (last_failure->status != 0) {
     for (const auto& [name, value] : last_failure->detail().headers) response.set(name, value);
     response.result(last_failure->status);
-    response.body() = std::move(last_failure->detail().body);
+    response.body() = std::move(last_failure->writable_detail().body);
     error_name = "upstream_status";
     should_retry = should_retry || last_failure->status == 429;
   } else {
@@ -1358,12 +1360,13 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
     outcome.untranslatable = true;
     outcome.failure = AttemptFailure::invalid_response;
     outcome.status = 400;
-    outcome.detail().code = "unsupported_by_provider";
-    outcome.detail().message = "provider '" + provider.name + "' (" +
-                      (provider.dialect == config::Dialect::anthropic ? "Anthropic" : "OpenAI") +
-                      " dialect) cannot take this request: " + *problem;
-    outcome.detail().body = providers::error_body(outcome.detail().message, "invalid_request_error",
-                                         "unsupported_parameter", request.request_id);
+    auto& detail = outcome.writable_detail();
+    detail.code = "unsupported_by_provider";
+    detail.message = "provider '" + provider.name + "' (" +
+                     (provider.dialect == config::Dialect::anthropic ? "Anthropic" : "OpenAI") +
+                     " dialect) cannot take this request: " + *problem;
+    detail.body = providers::error_body(detail.message, "invalid_request_error",
+                                        "unsupported_parameter", request.request_id);
     co_return outcome;
   }
   upstream_request.add_field("Content-Type", "application/json");
@@ -1437,16 +1440,16 @@ Gateway::AttemptOutcome Gateway::transport_failure(const http::Responder& respon
   }
   outcome.failure = failure_of(error.kind);
   outcome.gateway_limit = error.kind == upstream::FailureKind::pool_exhausted;
-  outcome.detail().code = upstream::failure_name(error.kind);
-  outcome.detail().message = error.message;
+  outcome.writable_detail().code = upstream::failure_name(error.kind);
+  outcome.writable_detail().message = error.message;
   return outcome;
 }
 
 Gateway::AttemptOutcome Gateway::invalid_response(std::string message) {
   AttemptOutcome outcome;
   outcome.failure = AttemptFailure::invalid_response;
-  outcome.detail().code = "invalid_upstream_response";
-  outcome.detail().message = std::move(message);
+  outcome.writable_detail().code = "invalid_upstream_response";
+  outcome.writable_detail().message = std::move(message);
   return outcome;
 }
 
@@ -1463,25 +1466,26 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::refused_answer(RequestContext&
   }
   AttemptOutcome outcome;
   outcome.status = upstream_status;
+  auto& detail = outcome.writable_detail();
   for (const auto& field : exchange.response()) {
     if (is_forwarded_response_header(field.name_string())) {
-      outcome.detail().headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      detail.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     }
   }
-  outcome.detail().body = providers::normalize_error_body(body, upstream_status, api_key,
-                                                 context.request.request_id);
+  detail.body = providers::normalize_error_body(body, upstream_status, api_key,
+                                                context.request.request_id);
   if (upstream_status == 429 || upstream_status >= 500) {
     outcome.failure = upstream_status == 429 ? AttemptFailure::rate_limited : AttemptFailure::server_error;
-    outcome.detail().code = std::to_string(upstream_status);
-    outcome.detail().provider_delay = requested_delay(exchange);
+    detail.code = std::to_string(upstream_status);
+    detail.provider_delay = requested_delay(exchange);
     co_return outcome;
   }
   bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(upstream_status), 11};
-  for (const auto& [name, value] : outcome.detail().headers) response.set(name, value);
+  for (const auto& [name, value] : detail.headers) response.set(name, value);
   response.set(bhttp::field::content_type, "application/json");
   response.set("x-cutover-provider", provider.name);
   if (!context.cache_status.empty()) response.set("x-cutover-cache", context.cache_status);
-  response.body() = api::error_body_from(context.protocol, std::move(outcome.detail().body),
+  response.body() = api::error_body_from(context.protocol, std::move(detail.body),
                                          upstream_status, context.request.request_id);
   co_await context.responder.send(std::move(response));
   outcome.kind = AttemptOutcome::Kind::passed_through;
@@ -1500,8 +1504,9 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
     AttemptOutcome outcome;
     outcome.failure = AttemptFailure::invalid_response;
     outcome.gateway_limit = problem->memory_exhausted;
-    outcome.detail().code = problem->memory_exhausted ? "response_memory_exhausted" : "response_too_large";
-    outcome.detail().message = "provider '" + provider.name + "': " + problem->message;
+    auto& detail = outcome.writable_detail();
+    detail.code = problem->memory_exhausted ? "response_memory_exhausted" : "response_too_large";
+    detail.message = "provider '" + provider.name + "': " + problem->message;
     outcome.answer_too_large = !problem->memory_exhausted;
     co_return outcome;
   }
@@ -1747,8 +1752,8 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                    : "provider '" + provider.name + "' sent an invalid stream: " + *stream_problem;
   outcome.kind = Kind::delivered;
   outcome.healthy = false;
-  outcome.detail().code = stream_error ? std::string(upstream::failure_name(stream_error->kind))
-                              : "invalid_upstream_response";
+  outcome.writable_detail().code =
+      stream_error ? std::string(upstream::failure_name(stream_error->kind)) : "invalid_upstream_response";
   exchange.abort();
   out.clear();
   if (encoder) {
