@@ -43,11 +43,11 @@ struct Responder::Watch {
   bool active = true;
 
   static void arm(const std::shared_ptr<Watch>& watch) {
-    watch->client->stream.socket().async_wait(
+    watch->client->socket.async_wait(
         asio::ip::tcp::socket::wait_read, [watch](boost::system::error_code ec) {
           if (!watch->active || ec) return;
           char byte;
-          const auto received = ::recv(watch->client->stream.socket().native_handle(), &byte, 1,
+          const auto received = ::recv(watch->client->socket.native_handle(), &byte, 1,
                                        MSG_PEEK | MSG_DONTWAIT);
           // Readable with data is a pipelined request, not a disconnect: stop watching then.
           if (received > 0) return;
@@ -79,7 +79,7 @@ void Responder::stop_watching() {
   if (!watch_) return;
   watch_->active = false;
   boost::system::error_code ignored;
-  client_->stream.socket().cancel(ignored);
+  client_->socket.cancel(ignored);
   watch_.reset();
 }
 
@@ -195,7 +195,7 @@ asio::awaitable<bool> Responder::write_whole(unsigned status, std::string header
   status_ = status;
   client_->deadline.expires_after(limits_.write_timeout);
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(body)};
-  auto [write_error, ignored] = co_await asio::async_write(client_->stream, buffers, kTuple);
+  auto [write_error, ignored] = co_await asio::async_write(client_->socket, buffers, kTuple);
   const auto ec = client_->deadline.settle(write_error);
   finished_ = !ec;
   if (ec) client_gone_ = true;
@@ -225,10 +225,10 @@ asio::awaitable<bool> Responder::write_stream_bytes(const Buffers& buffers) {
   client_->deadline.expires_after(limits_.write_timeout);
   boost::system::error_code ec;
   if (pending_header_.empty()) {
-    std::tie(ec, std::ignore) = co_await asio::async_write(client_->stream, buffers, kTuple);
+    std::tie(ec, std::ignore) = co_await asio::async_write(client_->socket, buffers, kTuple);
   } else {
     std::tie(ec, std::ignore) = co_await asio::async_write(
-        client_->stream, beast::buffers_cat(asio::buffer(pending_header_), buffers), kTuple);
+        client_->socket, beast::buffers_cat(asio::buffer(pending_header_), buffers), kTuple);
     pending_header_.clear();
   }
   ec = client_->deadline.settle(ec);
@@ -280,7 +280,7 @@ void Listener::drain() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   for (auto& entry : sessions_) {
-    if (!entry.busy) entry.client->stream.socket().cancel(ignored);
+    if (!entry.busy) entry.client->socket.cancel(ignored);
   }
 }
 
@@ -288,7 +288,7 @@ void Listener::close_all() {
   draining_ = true;
   boost::system::error_code ignored;
   acceptor_.close(ignored);
-  for (auto& entry : sessions_) entry.client->stream.socket().close(ignored);
+  for (auto& entry : sessions_) entry.client->socket.close(ignored);
 }
 
 asio::awaitable<void> Listener::accept_loop() {
@@ -320,9 +320,9 @@ asio::awaitable<void> Listener::accept_loop() {
   }
 }
 
-asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket socket, std::size_t limit) {
-  auto client = std::make_shared<ClientConnection>(std::move(socket));
-  auto& stream = client->stream;
+asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket accepted, std::size_t limit) {
+  auto client = std::make_shared<ClientConnection>(std::move(accepted));
+  auto& socket = client->socket;
   const auto limits = limits_;
   Responder responder(client, *limits, false, util::new_request_id());
   bhttp::response<bhttp::string_body> response{bhttp::status::service_unavailable, 11};
@@ -334,20 +334,21 @@ asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket socket, std::size_t
       "server_error", "too_many_connections", responder.request_id());
   co_await responder.send(std::move(response));
   boost::system::error_code ignored;
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-  stream.expires_after(kRefusalLinger);
+  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  client->deadline.expires_after(kRefusalLinger);
   beast::flat_buffer discarded;
   for (std::size_t total = 0; total < kRefusalLingerBytes;) {
-    auto [ec, n] = co_await stream.async_read_some(discarded.prepare(4096), kTuple);
+    auto [ec, n] = co_await socket.async_read_some(discarded.prepare(4096), kTuple);
     if (ec) break;
     total += n;
   }
-  stream.close();
+  client->deadline.settle({});
+  socket.close(ignored);
 }
 
-asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
-  auto client = std::make_shared<ClientConnection>(std::move(socket));
-  auto& stream = client->stream;
+asio::awaitable<void> Listener::session(asio::ip::tcp::socket accepted) {
+  auto client = std::make_shared<ClientConnection>(std::move(accepted));
+  auto& socket = client->socket;
   sessions_.push_back(SessionEntry{client, false});
   auto entry = std::prev(sessions_.end());
   struct Unregister {
@@ -372,7 +373,7 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     // that goes away is closed quietly.
     if (buffer.size() == 0) {
       client->deadline.expires_after(limits->keep_alive_timeout);
-      auto [ec, n] = co_await stream.async_read_some(buffer.prepare(kInitialReadBytes), kTuple);
+      auto [ec, n] = co_await socket.async_read_some(buffer.prepare(kInitialReadBytes), kTuple);
       client->deadline.settle(ec);
       if (ec) break;
       buffer.commit(n);
@@ -400,22 +401,22 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
         if (ec || generation != read_generation) return;
         request_timed_out = true;
         boost::system::error_code ignored;
-        client->stream.socket().cancel(ignored);
+        client->socket.cancel(ignored);
       });
       if (!parser.is_header_done()) {
         auto [header_error, header_bytes] =
-            co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+            co_await bhttp::async_read_header(socket, buffer, parser, kTuple);
         read_error = header_error;
       }
       // Only now, with the header accepted: a Content-Length past the body limit has already
       // failed the header with body_limit, so the client gets its 413 instead of a 100.
       if (!read_error && !parser.is_done() && expects_continue(parser.get())) {
         bhttp::response<bhttp::empty_body> go_on{bhttp::status::continue_, 11};
-        auto [write_error, written] = co_await bhttp::async_write(stream, go_on, kTuple);
+        auto [write_error, written] = co_await bhttp::async_write(socket, go_on, kTuple);
         read_error = write_error;
       }
       if (!read_error && !parser.is_done()) {
-        auto [body_error, body_bytes] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+        auto [body_error, body_bytes] = co_await bhttp::async_read(socket, buffer, parser, kTuple);
         read_error = body_error;
       }
       ++read_generation;
@@ -477,8 +478,8 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket socket) {
     if (buffer.capacity() > kRetainedBufferBytes && buffer.size() == 0) buffer.shrink_to_fit();
   }
   boost::system::error_code ignored;
-  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-  stream.close();
+  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  socket.close(ignored);
 }
 
 }  // namespace cutover::http

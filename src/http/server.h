@@ -51,12 +51,14 @@ class ConnectionCount {
   std::atomic<std::uint64_t> refused_{0};
 };
 
-// A client's connection: its stream, and the deadline on its reads and writes (Beast's own
-// per-operation timeouts are not used on it, see util/socket_deadline.h).
+// A client's connection: its socket, and the deadline on its reads and writes. Reads and writes
+// go to the socket itself: beast::tcp_stream's layer over every operation (its own timeout, a
+// rate policy, two work guards on a type-erased executor) bought nothing here, where the deadline
+// is kept apart (util/socket_deadline.h).
 struct ClientConnection {
-  explicit ClientConnection(asio::ip::tcp::socket socket)
-      : stream(std::move(socket)), deadline(stream.socket()) {}
-  beast::tcp_stream stream;
+  explicit ClientConnection(asio::ip::tcp::socket socket_)
+      : socket(std::move(socket_)), deadline(socket) {}
+  asio::ip::tcp::socket socket;
   util::SocketDeadline deadline;
 };
 

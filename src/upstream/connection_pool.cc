@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "http/serialize.h"
 
@@ -17,9 +18,21 @@ constexpr auto kTrustIdle = std::chrono::milliseconds(500);
 constexpr std::size_t kReadPiece = 16 * 1024;
 constexpr std::size_t kStreamPiece = 4 * 1024;
 
+// Calls `function` with what an exchange reads and writes: the TLS stream, or a plain
+// connection's socket itself. beast::tcp_stream's layer over every operation (its own timeout, a
+// rate policy, two work guards on a type-erased executor) buys nothing on the exchange, whose
+// deadline util::SocketDeadline keeps; connecting and the handshake still use the stream's timeout.
 template <typename Function>
 auto with_stream(Connection& connection, Function&& function) {
-  return std::visit(std::forward<Function>(function), connection.stream());
+  return std::visit(
+      [&function](auto& stream) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(stream)>, Connection::PlainStream>) {
+          return function(stream.socket());
+        } else {
+          return function(stream);
+        }
+      },
+      connection.stream());
 }
 }  // namespace
 

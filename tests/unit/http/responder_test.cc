@@ -30,7 +30,7 @@ std::string bytes_written(bool keep_alive,
       [&]() -> asio::awaitable<void> {
         co_await respond(*responder);
         responder.reset();
-        connection->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send);
+        connection->socket.shutdown(asio::ip::tcp::socket::shutdown_send);
         done = true;
       },
       asio::detached);
