@@ -209,8 +209,8 @@ std::optional<resilience::Duration> requested_delay(const upstream::Exchange& ex
 
 // The rate-limit figures an answer carries, whatever its status.
 void record_quota(resilience::QuotaState& quota, const upstream::Exchange& exchange) {
-  quota.update(resilience::read_quota_headers(exchange.response(), std::chrono::system_clock::now()),
-               Clock::now());
+  quota.update(resilience::read_quota_headers(exchange.response(), util::coarse_system_now()),
+               util::coarse_steady_now());
 }
 
 // The header of an event stream the gateway sends, with the provider that served it and, on a
@@ -686,11 +686,10 @@ asio::awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Respond
 
 Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
                                                  RequestContext& context, Refusal& refusal,
-                                                 bool heed_quotas) {
+                                                 bool heed_quotas, Clock::time_point now) {
   // Least outstanding requests per unit of weight, endpoints this request has not tried first,
   // and a rotating start so equal endpoints share the load. An endpoint that reported its quota
   // spent until a reset still ahead is passed over while `heed_quotas`.
-  const auto now = Clock::now();
   auto quota_spent = [&](const EndpointRuntime& endpoint) {
     if (!heed_quotas) return false;
     const auto until = endpoint.quota->exhausted_until(now);
@@ -758,12 +757,12 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::last_resort_endpoint(
   for (unsigned waits = 0;; ++waits) {
     // A reported quota steers between alternatives; with none left the provider decides, as
     // it would without the gateway (a 429 then throttles as usual).
+    const auto now = Clock::now();
     if (refusal.quota_exhausted) {
-      auto* endpoint = pick_endpoint(provider, context, refusal, false);
+      auto* endpoint = pick_endpoint(provider, context, refusal, false, now);
       refusal.waited = waited;
       if (endpoint != nullptr) co_return endpoint;
     }
-    const auto now = Clock::now();
     if (refusal.throttled) {
       // The provider asked for a pause and nobody else can serve the request: honour a short
       // pause inside the deadline (as the official SDKs would), then send.
@@ -773,7 +772,7 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::last_resort_endpoint(
       waited += std::chrono::duration_cast<std::chrono::milliseconds>(refusal.retry_at - now);
       asio::steady_timer pause(executor_, refusal.retry_at);
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-      auto* endpoint = pick_endpoint(provider, context, refusal, true);
+      auto* endpoint = pick_endpoint(provider, context, refusal, true, Clock::now());
       refusal.waited = waited;
       if (endpoint != nullptr) co_return endpoint;
       continue;
@@ -950,9 +949,13 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       launch_shadow(context, snapshot, observed);
     }
   }
-  // The route's deadline spans every attempt, fallbacks included (as Envoy's route timeout).
-  const auto started = Clock::now();
-  context.deadline = started + snapshot->providers.at(route->second.provider).config->timeouts.total;
+  // The route's deadline spans every attempt, fallbacks included (as Envoy's route timeout),
+  // from the request's arrival.
+  context.deadline = request.received_at +
+                     snapshot->providers.at(route->second.provider).config->timeouts.total;
+  // The time for the retry budgets, breakers and deadline checks between attempts: read after
+  // each attempt (its latency needs that read anyway) and after a pause.
+  auto now = request.received_at;
 
   std::optional<AttemptOutcome> last_failure;
   // Set when the last thing that happened was a provider refusing (throttled, open): the
@@ -973,23 +976,23 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
     const bool last_option = position + 1 == chain.size();
     auto& provider = snapshot->providers.at(std::string(chain[position]));
     const auto& policy = route->second.retry ? *route->second.retry : provider.config->retry;
-    provider.budget->record_request(Clock::now());
+    provider.budget->record_request(now);
     record.provider = provider.config->name;
     record.provider_model = provider.config->models.at(context.shape.model);
     served_provider = provider.config;
     context.budget = provider.budget.get();
     retries_exhausted = false;
-    auto first_attempt_at = Clock::now();
+    auto first_attempt_at = now;
     const bool is_candidate = migration && provider.config->name == migration->settings().candidate;
     for (unsigned attempt_number = 0; attempt_number < policy.max_attempts; ++attempt_number) {
-      if (attempt_number > 0 && !provider.budget->try_acquire_retry(Clock::now())) {
+      if (attempt_number > 0 && !provider.budget->try_acquire_retry(now)) {
         budget_refused = true;
         refusals.push_back("provider '" + provider.config->name + "': retry budget spent");
         log_attempt(provider.config->name, -1, "retry_budget_exhausted", 0);
         break;
       }
       Refusal refusal;
-      auto* endpoint = pick_endpoint(provider, context, refusal, true);
+      auto* endpoint = pick_endpoint(provider, context, refusal, true, now);
       if (endpoint == nullptr && last_option) {
         endpoint = co_await last_resort_endpoint(provider, context, policy, refusal);
       }
@@ -1013,7 +1016,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       outcome.replays = context.replays;
       attempts += outcome.replays;
       retries_made += outcome.replays;
-      const auto now = Clock::now();
+      now = Clock::now();
       const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - attempt_started);
       settle_breaker(*endpoint->breaker, permit, outcome, elapsed, now);
       if (is_candidate && !outcome.gateway_limit && !outcome.untranslatable &&
@@ -1051,10 +1054,13 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
         if (*last_failure->detail().provider_delay > policy.max_retry_after) break;
         delay = std::max(delay, *last_failure->detail().provider_delay);
       }
-      if (Clock::now() + delay >= context.deadline) break;  // never sleep past the deadline
+      if (now + delay >= context.deadline) break;  // never sleep past the deadline
       if (delay.count() > 0) {
         asio::steady_timer pause(executor_, delay);
         co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        // Precisely: the pause ended at a throttle's end, which the coarse clock may not have
+        // reached yet.
+        now = Clock::now();
       }
     }
   }
@@ -1379,9 +1385,10 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
                        anthropic_client ? http::field_value(request.message, "anthropic-beta")
                                         : "");
 
+  const auto sent_at = util::coarse_steady_now();
   upstream::Exchange exchange(*endpoint.pool,
-                              std::min(context.deadline, Clock::now() + provider.timeouts.total));
-  in_flight_.emplace(&exchange, InFlight{&responder, Clock::now()});
+                              std::min(context.deadline, sent_at + provider.timeouts.total));
+  in_flight_.emplace(&exchange, InFlight{&responder, sent_at});
   ++endpoint.outstanding;
   struct Cleanup {
     http::Responder& responder;
@@ -1412,7 +1419,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& contex
   providers::ResponseIdentity identity;
   identity.id = (kind == ApiKind::chat_completions ? "chatcmpl-" : "cmpl-") + request.request_id;
   identity.created = std::chrono::duration_cast<std::chrono::seconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
+                         util::coarse_system_now().time_since_epoch())
                          .count();
   identity.client_model = shape.model;
   std::optional<api::AnswerEncoder> encoder;

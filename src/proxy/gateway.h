@@ -122,8 +122,10 @@ class Gateway {
                                bool strip_usage, std::string_view model_json,
                                providers::Usage& usage, std::string& out);
   struct Refusal;
+  // `now`: the request's latest reading of the steady clock.
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,
-                                 Refusal& refusal, bool heed_quotas);
+                                 Refusal& refusal, bool heed_quotas,
+                                 std::chrono::steady_clock::time_point now);
   // For a request's last option, after pick_endpoint found nothing (as `refusal` says): an
   // endpoint past its reported quota, else a short throttle waited out inside the deadline, else
   // the request let through an open breaker as a last resort. A coroutine of its own so that the

@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "http/serialize.h"
+#include "util/clock.h"
 
 namespace cutover::upstream {
 
@@ -142,7 +143,7 @@ std::optional<ConnectionPool::Acquired> ConnectionPool::take_idle() {
   while (!idle_.empty()) {
     auto connection = std::move(idle_.back());
     idle_.pop_back();
-    const auto idle_for = Clock::now() - connection->idle_since;
+    const auto idle_for = util::coarse_steady_now() - connection->idle_since;
     // Recently used connections skip the peek (a system call per request); the rare one the
     // provider closed meanwhile is caught by Exchange's retry on a fresh connection.
     if (idle_for < kMaxIdle && (idle_for < kTrustIdle || connection->looks_alive())) {
@@ -212,7 +213,7 @@ void ConnectionPool::release(std::unique_ptr<Connection> connection, bool reusab
   if (!connection) return;
   if (reusable && connection->tcp().socket().is_open()) {
     connection->tcp().expires_never();
-    connection->idle_since = Clock::now();
+    connection->idle_since = util::coarse_steady_now();
     idle_.push_back(std::move(connection));
   } else {
     boost::system::error_code ignored;
@@ -232,7 +233,7 @@ Exchange::~Exchange() {
 }
 
 void Exchange::arm(std::chrono::milliseconds phase_timeout) {
-  connection_->deadline().expires_at(std::min(deadline_, Clock::now() + phase_timeout));
+  connection_->deadline().expires_at(std::min(deadline_, util::coarse_steady_now() + phase_timeout));
 }
 
 UpstreamError Exchange::classify(const boost::system::error_code& ec, bool before_response,

@@ -79,6 +79,7 @@ class Connection {
   // Where each answer's header is kept: its buffers are reused from answer to answer.
   ResponseHead& head() { return head_; }
 
+  // When it went idle, by the coarse clock (util/clock.h): ages here are half a second or more.
   Clock::time_point idle_since;
 
  private:

@@ -20,6 +20,8 @@
 #include <chrono>
 #include <memory>
 
+#include "util/clock.h"
+
 namespace cutover::util {
 
 class SocketDeadline {
@@ -34,7 +36,8 @@ class SocketDeadline {
 
   // The operation about to start must complete by `deadline`, or the socket is closed.
   void expires_at(Clock::time_point deadline);
-  void expires_after(Clock::duration timeout) { expires_at(Clock::now() + timeout); }
+  // From the coarse clock: a timeout is seconds long, and the read is on every operation.
+  void expires_after(Clock::duration timeout) { expires_at(coarse_steady_now() + timeout); }
 
   // Ends the operation's deadline. Returns `ec`, or beast::error::timeout when the operation
   // failed because the deadline closed the socket.

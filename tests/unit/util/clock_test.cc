@@ -29,5 +29,35 @@ TEST(UnixMsNowTest, DoesNotGoBackwardsBetweenCloseReads) {
   EXPECT_LE(first, second + 1000) << "only a step of the system clock may move it back";
 }
 
+// The coarse clocks are the precise ones as of the kernel's last tick: never ahead of a precise
+// read taken after them, and behind one taken before them by at most a tick (a second of slack
+// here for a descheduled machine; a wrong clock id or unit is off by far more).
+TEST(CoarseClockTest, SteadyIsOnTheSteadyClocksTimelineAtMostATickBehind) {
+  for (int i = 0; i < 1000; ++i) {
+    const auto before = std::chrono::steady_clock::now();
+    const auto coarse = coarse_steady_now();
+    const auto after = std::chrono::steady_clock::now();
+    ASSERT_LE(coarse, after);
+    ASSERT_GE(coarse, before - std::chrono::seconds(1));
+  }
+}
+
+TEST(CoarseClockTest, SteadyNeverGoesBackwards) {
+  auto last = coarse_steady_now();
+  for (int i = 0; i < 100000; ++i) {
+    const auto now = coarse_steady_now();
+    ASSERT_GE(now, last);
+    last = now;
+  }
+}
+
+TEST(CoarseClockTest, SystemIsTheSystemClockAtMostATickBehind) {
+  const auto before = std::chrono::system_clock::now();
+  const auto coarse = coarse_system_now();
+  const auto after = std::chrono::system_clock::now();
+  EXPECT_LE(coarse, after + std::chrono::seconds(1)) << "only a step of the system clock";
+  EXPECT_GE(coarse, before - std::chrono::seconds(1));
+}
+
 }  // namespace
 }  // namespace cutover::util
