@@ -127,4 +127,30 @@ class HeaderEnd {
   std::size_t size_ = 0;
 };
 
+// The size line that opens a chunk of `size` bytes ("1f\r\n"), in a buffer of its own, for a
+// gather write of the line, the data and kChunkEnd: Beast's make_chunk() is a concatenated
+// buffer view whose iteration in the write cost about 2,700 instructions a streamed answer in
+// the profiles. Beast writes the size the same way, in lowercase hex without extensions.
+class ChunkHead {
+ public:
+  explicit ChunkHead(std::size_t size) {
+    char* out = std::to_chars(bytes_.data(), bytes_.data() + bytes_.size(), size, 16).ptr;
+    std::memcpy(out, "\r\n", 2);
+    size_ = static_cast<std::size_t>(out + 2 - bytes_.data());
+  }
+  boost::asio::const_buffer buffer() const { return {bytes_.data(), size_}; }
+
+ private:
+  // Sixteen hex digits for the largest size_t and the line end.
+  std::array<char, 24> bytes_{};
+  std::size_t size_ = 0;
+};
+
+// What follows a chunk's data.
+inline constexpr std::string_view kChunkEnd = "\r\n";
+// The chunk that ends a chunked body, without trailers.
+inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
+// A chunk's end and the last chunk, for a final chunk that goes in the same write as the end.
+inline constexpr std::string_view kChunkEndAndLastChunk = "\r\n0\r\n\r\n";
+
 }  // namespace cutover::http

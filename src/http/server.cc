@@ -1,6 +1,7 @@
 #include "http/server.h"
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <sys/socket.h>
 
 
@@ -220,15 +221,17 @@ bool Responder::start_stream(const HeaderFieldList& fields) {
   return true;
 }
 
-template <typename Buffers>
-asio::awaitable<bool> Responder::write_stream_bytes(const Buffers& buffers) {
+template <std::size_t N>
+asio::awaitable<bool> Responder::write_stream_bytes(const std::array<asio::const_buffer, N>& buffers) {
   client_->deadline.expires_after(limits_.write_timeout);
   boost::system::error_code ec;
   if (pending_header_.empty()) {
     std::tie(ec, std::ignore) = co_await asio::async_write(client_->socket, buffers, kTuple);
   } else {
-    std::tie(ec, std::ignore) = co_await asio::async_write(
-        client_->socket, beast::buffers_cat(asio::buffer(pending_header_), buffers), kTuple);
+    std::array<asio::const_buffer, N + 1> with_header;
+    with_header[0] = asio::buffer(pending_header_);
+    std::copy(buffers.begin(), buffers.end(), with_header.begin() + 1);
+    std::tie(ec, std::ignore) = co_await asio::async_write(client_->socket, with_header, kTuple);
     pending_header_.clear();
   }
   ec = client_->deadline.settle(ec);
@@ -239,7 +242,10 @@ asio::awaitable<bool> Responder::write_stream_bytes(const Buffers& buffers) {
 asio::awaitable<bool> Responder::send_chunk(std::string_view data) {
   if (client_gone_ || !started_ || finished_) co_return false;
   if (data.empty()) co_return true;
-  co_return co_await write_stream_bytes(bhttp::make_chunk(asio::buffer(data)));
+  const ChunkHead head(data.size());
+  const std::array<asio::const_buffer, 3> chunk{head.buffer(), asio::buffer(data),
+                                                asio::buffer(kChunkEnd)};
+  co_return co_await write_stream_bytes(chunk);
 }
 
 asio::awaitable<bool> Responder::end_stream(std::string_view last) {
@@ -247,10 +253,13 @@ asio::awaitable<bool> Responder::end_stream(std::string_view last) {
   if (client_gone_ || !started_ || finished_) co_return false;
   bool written = false;
   if (last.empty()) {
-    written = co_await write_stream_bytes(bhttp::make_chunk_last());
+    const std::array<asio::const_buffer, 1> end{asio::buffer(kLastChunk)};
+    written = co_await write_stream_bytes(end);
   } else {
-    written = co_await write_stream_bytes(
-        beast::buffers_cat(bhttp::make_chunk(asio::buffer(last)), bhttp::make_chunk_last()));
+    const ChunkHead head(last.size());
+    const std::array<asio::const_buffer, 3> chunk_and_end{head.buffer(), asio::buffer(last),
+                                                          asio::buffer(kChunkEndAndLastChunk)};
+    written = co_await write_stream_bytes(chunk_and_end);
   }
   finished_ = written;
   co_return written;

@@ -8,6 +8,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -145,8 +146,8 @@ class Responder {
   asio::awaitable<bool> write_whole(unsigned status, std::string header, std::string owned_body,
                                     std::string_view borrowed_body);
   // Writes a stream's bytes, the held header first when it has not gone out yet.
-  template <typename Buffers>
-  asio::awaitable<bool> write_stream_bytes(const Buffers& buffers);
+  template <std::size_t N>
+  asio::awaitable<bool> write_stream_bytes(const std::array<asio::const_buffer, N>& buffers);
 
   std::shared_ptr<ClientConnection> client_;
   const ServerLimits& limits_;

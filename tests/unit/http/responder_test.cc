@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "http/server.h"
 
@@ -95,6 +96,37 @@ TEST(ResponderTest, AStreamIsItsFieldsDecoratedAsBeastWritesThemThenItsChunks) {
   ASSERT_GE(written.size(), header.size());
   EXPECT_EQ(written.substr(0, header.size()), header);
   EXPECT_EQ(written.substr(header.size()), "a\r\ndata: {}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n");
+}
+
+TEST(ResponderTest, ChunksOfEverySizeAreFramedAsBeastFramesThem) {
+  const std::vector<std::string> pieces{std::string(1, 'a'), std::string(16, 'b'),
+                                        std::string(255, 'c'), std::string(4096, 'd'),
+                                        std::string(70000, 'e')};
+  for (const bool with_last : {false, true}) {
+    const auto written = bytes_written(true, [&](Responder& responder) -> asio::awaitable<void> {
+      EXPECT_TRUE(responder.start_stream({{"Content-Type", "text/event-stream"}}));
+      for (const auto& piece : pieces) EXPECT_TRUE(co_await responder.send_chunk(piece));
+      EXPECT_TRUE(co_await responder.end_stream(with_last ? "data: [DONE]\n\n" : ""));
+    });
+    std::string chunks;
+    for (const auto& piece : pieces) {
+      chunks += beast::buffers_to_string(bhttp::make_chunk(asio::buffer(piece)));
+    }
+    if (with_last) chunks += beast::buffers_to_string(bhttp::make_chunk(asio::buffer(std::string_view("data: [DONE]\n\n"))));
+    chunks += beast::buffers_to_string(bhttp::make_chunk_last());
+    const auto body = written.find("\r\n\r\n");
+    ASSERT_NE(body, std::string::npos);
+    EXPECT_EQ(written.substr(body + 4), chunks) << (with_last ? "ended with a last chunk" : "ended bare");
+  }
+}
+
+TEST(ResponderTest, AnEmptyStreamIsItsHeaderAndTheLastChunkInOneWrite) {
+  const auto written = bytes_written(true, [](Responder& responder) -> asio::awaitable<void> {
+    EXPECT_TRUE(responder.start_stream({{"Content-Type", "text/event-stream"}}));
+    EXPECT_TRUE(co_await responder.end_stream());
+  });
+  ASSERT_GE(written.size(), 5u);
+  EXPECT_EQ(written.substr(written.size() - 9), "\r\n\r\n0\r\n\r\n");
 }
 
 }  // namespace

@@ -82,5 +82,25 @@ TEST(HeaderEndTest, CarriesTheLengthAndEndsTheHeader) {
   EXPECT_EQ(HeaderEnd(577).buffer().size(), HeaderEnd(577).view().size());
 }
 
+std::string text(boost::asio::const_buffer buffer) {
+  return {static_cast<const char*>(buffer.data()), buffer.size()};
+}
+
+TEST(ChunkHeadTest, FramesAChunkAsBeastsMakeChunkDoes) {
+  for (const std::size_t size : {1u, 9u, 10u, 15u, 16u, 255u, 256u, 4096u, 70000u, 1u << 24}) {
+    const std::string data(size, 'x');
+    const ChunkHead head(size);
+    EXPECT_EQ(text(head.buffer()) + data + std::string(kChunkEnd),
+              boost::beast::buffers_to_string(bhttp::make_chunk(boost::asio::buffer(data))))
+        << size;
+  }
+  EXPECT_EQ(text(ChunkHead(0x1f).buffer()), "1f\r\n");
+}
+
+TEST(ChunkHeadTest, TheLastChunkIsBeastsWithoutTrailers) {
+  EXPECT_EQ(std::string(kLastChunk), boost::beast::buffers_to_string(bhttp::make_chunk_last()));
+  EXPECT_EQ(std::string(kChunkEndAndLastChunk), std::string(kChunkEnd) + std::string(kLastChunk));
+}
+
 }  // namespace
 }  // namespace cutover::http
