@@ -109,11 +109,10 @@ AdminApi::AdminApi(std::function<std::shared_ptr<const config::Config>()> config
       metrics_(std::move(metrics)),
       backoff_(backoff) {}
 
-boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
-                                              http::Responder& responder) {
+Awaitable<void> AdminApi::handle(http::IncomingRequest& request, http::Responder& responder) {
   const auto target = std::string_view(request.message.target());
   const auto path = target.substr(0, target.find('?'));
-  auto reply = [&](unsigned status, json::value body) -> boost::asio::awaitable<void> {
+  auto reply = [&](unsigned status, json::value body) -> Awaitable<void> {
     bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(status), 11};
     response.set(bhttp::field::content_type, "application/json");
     response.body() = json::serialize(body);
@@ -145,8 +144,8 @@ boost::asio::awaitable<void> AdminApi::handle(http::IncomingRequest& request,
   if (!config->admin || !bearer ||
       util::sha256_hex(authorization.substr(7)) != config->admin->token_sha256_hex) {
     // A timer, not a sleep: the admin thread goes on serving other connections meanwhile.
-    boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor, backoff_.failed());
-    co_await pause.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    SteadyTimer pause(co_await boost::asio::this_coro::executor, backoff_.failed());
+    co_await pause.async_wait(boost::asio::as_tuple(use_awaitable));
     const std::string message =
         "the admin API needs 'Authorization: Bearer <admin token>'; client keys are not accepted";
     co_await responder.send_error(401, message, "authentication_error", "invalid_admin_token");

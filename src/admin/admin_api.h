@@ -26,7 +26,7 @@ class AdminApi {
            std::function<std::string()> metrics,
            AuthenticationBackoff::Settings backoff = {});
 
-  boost::asio::awaitable<void> handle(http::IncomingRequest& request, http::Responder& responder);
+  Awaitable<void> handle(http::IncomingRequest& request, http::Responder& responder);
 
  private:
   std::function<std::shared_ptr<const config::Config>()> config_;

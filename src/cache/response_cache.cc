@@ -196,8 +196,7 @@ void ResponseCache::use_shared(std::shared_ptr<SharedCacheStore> store, std::str
   shared_scope_ = std::move(scope);
 }
 
-boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> ResponseCache::lookup(
-    const std::string& key) {
+Awaitable<std::shared_ptr<const CachedAnswer>> ResponseCache::lookup(const std::string& key) {
   if (!shared_) co_return find(key);
   // Held here so the store outlives the lookup whatever happens to this cache's backend.
   const auto store = shared_;
@@ -214,7 +213,7 @@ void ResponseCache::keep(std::string key, CachedAnswer answer) {
   shared_->store(shared_scope_, std::move(key), std::move(answer), settings_, shared_evictions_);
 }
 
-boost::asio::awaitable<std::optional<std::size_t>> ResponseCache::purge_all() {
+Awaitable<std::optional<std::size_t>> ResponseCache::purge_all() {
   const std::size_t here = purge();
   if (!shared_) co_return here;
   const auto store = shared_;
@@ -223,7 +222,7 @@ boost::asio::awaitable<std::optional<std::size_t>> ResponseCache::purge_all() {
   co_return here + *there;
 }
 
-boost::asio::awaitable<std::optional<SharedCacheStore::Usage>> ResponseCache::shared_usage() const {
+Awaitable<std::optional<SharedCacheStore::Usage>> ResponseCache::shared_usage() const {
   if (!shared_) co_return std::nullopt;
   const auto store = shared_;
   co_return co_await store->usage(shared_scope_);

@@ -62,15 +62,15 @@ class ResponseCache {
   // store when there is one, else this process's shards (then they complete at once).
   // The fresh answer kept under `key`, or null; counts a hit (with what it saved) or a miss.
   // `key` must stay alive until the lookup completes (co_await it at once).
-  boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> lookup(const std::string& key);
+  Awaitable<std::shared_ptr<const CachedAnswer>> lookup(const std::string& key);
   // Keeps a complete answer; one larger than the byte bound is not kept. Fire and forget.
   void keep(std::string key, CachedAnswer answer);
   // Drops every entry, here and in the shared store; how many there were, nullopt when the
   // shared store could not be reached.
-  boost::asio::awaitable<std::optional<std::size_t>> purge_all();
+  Awaitable<std::optional<std::size_t>> purge_all();
   // The entries and bytes in the shared store; nullopt without one or when it cannot be reached
   // (stats() counts this process's shards only).
-  boost::asio::awaitable<std::optional<SharedCacheStore::Usage>> shared_usage() const;
+  Awaitable<std::optional<SharedCacheStore::Usage>> shared_usage() const;
 
   // This process's shards only, synchronously.
   // The answer stored under `key` and still fresh; counts a hit or a miss.

@@ -462,17 +462,17 @@ void SharedCacheStore::serve() {
 }
 
 template <typename Result, typename Work>
-boost::asio::awaitable<Result> SharedCacheStore::submit(Work work, Result unreachable) {
+Awaitable<Result> SharedCacheStore::submit(Work work, Result unreachable) {
   auto initiate = [this](auto handler, Work work, Result unreachable) {
     using Pending = Awaited<Result, Work, decltype(handler)>;
     enqueue(std::make_unique<Pending>(std::move(work), std::move(unreachable), std::move(handler)));
   };
-  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(Result)>(
-      std::move(initiate), boost::asio::use_awaitable, std::move(work), std::move(unreachable));
+  return boost::asio::async_initiate<const boost::asio::use_awaitable_t<Executor>&, void(Result)>(
+      std::move(initiate), use_awaitable, std::move(work), std::move(unreachable));
 }
 
-boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> SharedCacheStore::find(
-    std::string scope, std::string key) {
+Awaitable<std::shared_ptr<const CachedAnswer>> SharedCacheStore::find(std::string scope,
+                                                                      std::string key) {
   auto work = [keys = ScopeKeys(scope_key(scope)), key = std::move(key)](Connection& connection) {
     const std::string entry = keys.entry_prefix + key;
     auto reply =
@@ -513,7 +513,7 @@ void SharedCacheStore::store(std::string scope, std::string key, CachedAnswer an
   enqueue(std::make_unique<Detached>(std::move(work)));
 }
 
-boost::asio::awaitable<std::optional<std::size_t>> SharedCacheStore::purge(std::string scope) {
+Awaitable<std::optional<std::size_t>> SharedCacheStore::purge(std::string scope) {
   auto work = [keys = ScopeKeys(scope_key(scope))](Connection& connection) {
     auto reply = connection.eval(
         purge_script(), {keys.recency, keys.expiry, keys.sizes, keys.bytes}, {keys.entry_prefix});
@@ -526,8 +526,7 @@ boost::asio::awaitable<std::optional<std::size_t>> SharedCacheStore::purge(std::
   return submit<std::optional<std::size_t>>(std::move(work), std::nullopt);
 }
 
-boost::asio::awaitable<std::optional<SharedCacheStore::Usage>> SharedCacheStore::usage(
-    std::string scope) {
+Awaitable<std::optional<SharedCacheStore::Usage>> SharedCacheStore::usage(std::string scope) {
   auto work = [keys = ScopeKeys(scope_key(scope))](Connection& connection) {
     auto reply = connection.eval(
         usage_script(), {keys.recency, keys.expiry, keys.sizes, keys.bytes}, {keys.entry_prefix});

@@ -43,6 +43,7 @@
 #include "cache/cache_settings.h"
 #include "cache/cached_answer.h"
 #include "config/config.h"
+#include "util/executor.h"
 
 namespace cutover::cache {
 
@@ -69,8 +70,7 @@ class SharedCacheStore {
   // The answer kept under `key` in `scope` and still fresh, marked as just used; null on a miss,
   // when the queue is full, or when Redis cannot be reached. Any thread; resumes on the awaiting
   // coroutine's executor.
-  boost::asio::awaitable<std::shared_ptr<const CachedAnswer>> find(std::string scope,
-                                                                   std::string key);
+  Awaitable<std::shared_ptr<const CachedAnswer>> find(std::string scope, std::string key);
   // Keeps `answer` under `key` in `scope` within `bounds` (its ttl, max_entries, max_bytes),
   // evicting the least recently used. Fire and forget: dropped when the queue is full or Redis
   // cannot be reached. Any thread. The entries the store evicted to make room are added to
@@ -79,9 +79,9 @@ class SharedCacheStore {
              std::shared_ptr<std::atomic<std::uint64_t>> evictions = nullptr);
   // Drops every entry of `scope`; how many live ones there were, nullopt when Redis could not be
   // reached (nothing was dropped then).
-  boost::asio::awaitable<std::optional<std::size_t>> purge(std::string scope);
+  Awaitable<std::optional<std::size_t>> purge(std::string scope);
   // The live entries of `scope` and their bytes; nullopt when Redis could not be reached.
-  boost::asio::awaitable<std::optional<Usage>> usage(std::string scope);
+  Awaitable<std::optional<Usage>> usage(std::string scope);
 
   // Whether the last command reached Redis.
   bool up() const { return up_.load(std::memory_order_relaxed); }
@@ -95,7 +95,7 @@ class SharedCacheStore {
   class Detached;
   class Connection;
   template <typename Result, typename Work>
-  boost::asio::awaitable<Result> submit(Work work, Result unreachable);
+  Awaitable<Result> submit(Work work, Result unreachable);
   void enqueue(std::unique_ptr<Job> job);
   void serve();
   std::string scope_key(const std::string& scope) const;

@@ -13,7 +13,7 @@
 namespace cutover::http {
 
 namespace {
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kTuple = asio::as_tuple(use_awaitable);
 constexpr std::size_t kInitialReadBytes = 1536;
 constexpr std::size_t kRetainedBufferBytes = 16 * 1024;
 // A refused connection's request is read and dropped for this long after the 503, so that
@@ -44,20 +44,19 @@ struct Responder::Watch {
   bool active = true;
 
   static void arm(const std::shared_ptr<Watch>& watch) {
-    watch->client->socket.async_wait(
-        asio::ip::tcp::socket::wait_read, [watch](boost::system::error_code ec) {
-          if (!watch->active || ec) return;
-          char byte;
-          const auto received = ::recv(watch->client->socket.native_handle(), &byte, 1,
-                                       MSG_PEEK | MSG_DONTWAIT);
-          // Readable with data is a pipelined request, not a disconnect: stop watching then.
-          if (received > 0) return;
-          // Nothing to read: a stale readiness edge from the request itself; wait again.
-          if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return arm(watch);
-          *watch->gone_flag = true;
-          watch->active = false;
-          if (watch->on_gone) watch->on_gone();
-        });
+    watch->client->socket.async_wait(TcpSocket::wait_read, [watch](boost::system::error_code ec) {
+      if (!watch->active || ec) return;
+      char byte;
+      const auto received =
+          ::recv(watch->client->socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      // Readable with data is a pipelined request, not a disconnect: stop watching then.
+      if (received > 0) return;
+      // Nothing to read: a stale readiness edge from the request itself; wait again.
+      if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return arm(watch);
+      *watch->gone_flag = true;
+      watch->active = false;
+      if (watch->on_gone) watch->on_gone();
+    });
   }
 };
 
@@ -158,12 +157,12 @@ void Responder::append_decoration_and_framing(std::optional<std::size_t> content
 }
 
 namespace {
-asio::awaitable<bool> nothing_written() { co_return false; }
+Awaitable<bool> nothing_written() { co_return false; }
 }  // namespace
 
 // The senders are not coroutines themselves: they prepare the header and hand it, with what owns
 // the body, to write_whole's frame, so a response costs one coroutine frame rather than two.
-asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> response) {
+Awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> response) {
   stop_watching();
   if (client_gone_ || started_) return nothing_written();
   std::string bytes;
@@ -178,8 +177,8 @@ asio::awaitable<bool> Responder::send(bhttp::response<bhttp::string_body> respon
   return write_whole(response.result_int(), std::move(bytes), std::move(response.body()), {});
 }
 
-asio::awaitable<bool> Responder::send(unsigned status, const HeaderFieldList& fields,
-                                      std::string_view body) {
+Awaitable<bool> Responder::send(unsigned status, const HeaderFieldList& fields,
+                                std::string_view body) {
   stop_watching();
   if (client_gone_ || started_) return nothing_written();
   std::string bytes;
@@ -188,9 +187,8 @@ asio::awaitable<bool> Responder::send(unsigned status, const HeaderFieldList& fi
   return write_whole(status, std::move(bytes), {}, body);
 }
 
-asio::awaitable<bool> Responder::write_whole(unsigned status, std::string header,
-                                             std::string owned_body,
-                                             std::string_view borrowed_body) {
+Awaitable<bool> Responder::write_whole(unsigned status, std::string header, std::string owned_body,
+                                       std::string_view borrowed_body) {
   const std::string_view body = owned_body.empty() ? borrowed_body : owned_body;
   started_ = true;
   status_ = status;
@@ -203,8 +201,8 @@ asio::awaitable<bool> Responder::write_whole(unsigned status, std::string header
   co_return !ec;
 }
 
-asio::awaitable<bool> Responder::send_error(unsigned status, std::string_view message,
-                                            std::string_view type, std::string_view code) {
+Awaitable<bool> Responder::send_error(unsigned status, std::string_view message,
+                                      std::string_view type, std::string_view code) {
   bhttp::response<bhttp::string_body> response{static_cast<bhttp::status>(status), 11};
   response.set(bhttp::field::content_type, "application/json");
   response.body() = error_format_ ? error_format_(status, message, type, code, request_id_)
@@ -222,7 +220,7 @@ bool Responder::start_stream(const HeaderFieldList& fields) {
 }
 
 template <std::size_t N>
-asio::awaitable<bool> Responder::write_stream_bytes(const std::array<asio::const_buffer, N>& buffers) {
+Awaitable<bool> Responder::write_stream_bytes(const std::array<asio::const_buffer, N>& buffers) {
   client_->deadline.expires_after(limits_.write_timeout);
   boost::system::error_code ec;
   if (pending_header_.empty()) {
@@ -239,7 +237,7 @@ asio::awaitable<bool> Responder::write_stream_bytes(const std::array<asio::const
   co_return !ec;
 }
 
-asio::awaitable<bool> Responder::send_chunk(std::string_view data) {
+Awaitable<bool> Responder::send_chunk(std::string_view data) {
   if (client_gone_ || !started_ || finished_) co_return false;
   if (data.empty()) co_return true;
   const ChunkHead head(data.size());
@@ -248,7 +246,7 @@ asio::awaitable<bool> Responder::send_chunk(std::string_view data) {
   co_return co_await write_stream_bytes(chunk);
 }
 
-asio::awaitable<bool> Responder::end_stream(std::string_view last) {
+Awaitable<bool> Responder::end_stream(std::string_view last) {
   stop_watching();
   if (client_gone_ || !started_ || finished_) co_return false;
   bool written = false;
@@ -300,14 +298,14 @@ void Listener::close_all() {
   for (auto& entry : sessions_) entry.client->socket.close(ignored);
 }
 
-asio::awaitable<void> Listener::accept_loop() {
+Awaitable<void> Listener::accept_loop() {
   while (!draining_) {
     auto [ec, socket] = co_await acceptor_.async_accept(kTuple);
     if (ec) {
       if (ec == asio::error::operation_aborted || draining_) break;
       // Out of descriptors and similar: back off briefly instead of spinning.
       spdlog::warn("accept failed: {}", ec.message());
-      asio::steady_timer pause(context_, std::chrono::milliseconds(50));
+      SteadyTimer pause(context_, std::chrono::milliseconds(50));
       co_await pause.async_wait(kTuple);
       continue;
     }
@@ -329,7 +327,7 @@ asio::awaitable<void> Listener::accept_loop() {
   }
 }
 
-asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket accepted, std::size_t limit) {
+Awaitable<void> Listener::refuse(TcpSocket accepted, std::size_t limit) {
   auto client = std::make_shared<ClientConnection>(std::move(accepted));
   auto& socket = client->socket;
   const auto limits = limits_;
@@ -343,7 +341,7 @@ asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket accepted, std::size
       "server_error", "too_many_connections", responder.request_id());
   co_await responder.send(std::move(response));
   boost::system::error_code ignored;
-  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  socket.shutdown(TcpSocket::shutdown_send, ignored);
   client->deadline.expires_after(kRefusalLinger);
   beast::flat_buffer discarded;
   for (std::size_t total = 0; total < kRefusalLingerBytes;) {
@@ -355,7 +353,7 @@ asio::awaitable<void> Listener::refuse(asio::ip::tcp::socket accepted, std::size
   socket.close(ignored);
 }
 
-asio::awaitable<void> Listener::session(asio::ip::tcp::socket accepted) {
+Awaitable<void> Listener::session(TcpSocket accepted) {
   auto client = std::make_shared<ClientConnection>(std::move(accepted));
   auto& socket = client->socket;
   sessions_.push_back(SessionEntry{client, false});
@@ -371,7 +369,7 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket accepted) {
   } unregister{sessions_, entry, connections_.get()};
 
   beast::flat_buffer buffer;
-  asio::steady_timer request_timer(context_);
+  SteadyTimer request_timer(context_);
   std::uint64_t read_generation = 0;
   bool request_timed_out = false;
   for (;;) {
@@ -487,7 +485,7 @@ asio::awaitable<void> Listener::session(asio::ip::tcp::socket accepted) {
     if (buffer.capacity() > kRetainedBufferBytes && buffer.size() == 0) buffer.shrink_to_fit();
   }
   boost::system::error_code ignored;
-  socket.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  socket.shutdown(TcpSocket::shutdown_send, ignored);
   socket.close(ignored);
 }
 

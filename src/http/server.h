@@ -53,13 +53,12 @@ class ConnectionCount {
 };
 
 // A client's connection: its socket, and the deadline on its reads and writes. Reads and writes
-// go to the socket itself: beast::tcp_stream's layer over every operation (its own timeout, a
+// go to the socket itself: Beast's tcp_stream's layer over every operation (its own timeout, a
 // rate policy, two work guards on a type-erased executor) bought nothing here, where the deadline
 // is kept apart (util/socket_deadline.h).
 struct ClientConnection {
-  explicit ClientConnection(asio::ip::tcp::socket socket_)
-      : socket(std::move(socket_)), deadline(socket) {}
-  asio::ip::tcp::socket socket;
+  explicit ClientConnection(TcpSocket socket_) : socket(std::move(socket_)), deadline(socket) {}
+  TcpSocket socket;
   util::SocketDeadline deadline;
 };
 
@@ -83,18 +82,18 @@ class Responder {
             bool keep_alive, std::string request_id);
   ~Responder();
 
-  asio::awaitable<bool> send(bhttp::response<bhttp::string_body> response);
+  Awaitable<bool> send(bhttp::response<bhttp::string_body> response);
   // The gateway's own answers (a plain answer, a cached one): the header as a status and
   // fields, written as bytes without a field set, with Server, x-request-id and the framing
   // added as for a message. The views must stay alive until the call returns, `body` until the
   // write completes (it is not copied). Keep `fields` in a named variable across a co_await:
   // GCC 12 miscompiles a temporary that holds an array inside a co_await expression.
-  asio::awaitable<bool> send(unsigned status, const HeaderFieldList& fields, std::string_view body);
+  Awaitable<bool> send(unsigned status, const HeaderFieldList& fields, std::string_view body);
   // An error with the request id, in the schema set_error_format() chose (OpenAI's
   // {"error":{message,type,code}} by default).
   void set_error_format(ErrorFormat format) { error_format_ = format; }
-  asio::awaitable<bool> send_error(unsigned status, std::string_view message,
-                                   std::string_view type, std::string_view code);
+  Awaitable<bool> send_error(unsigned status, std::string_view message, std::string_view type,
+                             std::string_view code);
 
   // Starts a chunked 200 response with the given fields (written as send's are); then
   // send_chunk() per piece, end_stream(). False when the client is gone or a response has
@@ -103,8 +102,8 @@ class Responder {
   // end_stream() right after. end_stream(last) sends `last` as the final chunk in the same
   // write as the stream's end.
   bool start_stream(const HeaderFieldList& fields);
-  asio::awaitable<bool> send_chunk(std::string_view data);
-  asio::awaitable<bool> end_stream(std::string_view last = {});
+  Awaitable<bool> send_chunk(std::string_view data);
+  Awaitable<bool> end_stream(std::string_view last = {});
 
   // Calls `on_gone` once if the client closes its connection before the response is finished,
   // so the handler can cancel upstream work it no longer needs. Cancels the socket's pending
@@ -143,11 +142,11 @@ class Responder {
                                      std::string& out) const;
   // Writes a whole response, `header` then the body, in one write. The body is `owned_body`
   // when it is not empty, else `borrowed_body`, which the caller keeps alive.
-  asio::awaitable<bool> write_whole(unsigned status, std::string header, std::string owned_body,
-                                    std::string_view borrowed_body);
+  Awaitable<bool> write_whole(unsigned status, std::string header, std::string owned_body,
+                              std::string_view borrowed_body);
   // Writes a stream's bytes, the held header first when it has not gone out yet.
   template <std::size_t N>
-  asio::awaitable<bool> write_stream_bytes(const std::array<asio::const_buffer, N>& buffers);
+  Awaitable<bool> write_stream_bytes(const std::array<asio::const_buffer, N>& buffers);
 
   std::shared_ptr<ClientConnection> client_;
   const ServerLimits& limits_;
@@ -163,7 +162,7 @@ class Responder {
   std::string pending_header_;
 };
 
-using Handler = std::function<asio::awaitable<void>(IncomingRequest&, Responder&)>;
+using Handler = std::function<Awaitable<void>(IncomingRequest&, Responder&)>;
 
 // The error format for a request target, for errors the server answers itself (a body too
 // large, a request too slow) before any handler knows the protocol; null for OpenAI's schema.
@@ -193,12 +192,12 @@ class Listener {
     std::shared_ptr<ClientConnection> client;
     bool busy = false;
   };
-  asio::awaitable<void> accept_loop();
-  asio::awaitable<void> session(asio::ip::tcp::socket socket);
-  asio::awaitable<void> refuse(asio::ip::tcp::socket socket, std::size_t limit);
+  Awaitable<void> accept_loop();
+  Awaitable<void> session(TcpSocket socket);
+  Awaitable<void> refuse(TcpSocket socket, std::size_t limit);
 
   asio::io_context& context_;
-  asio::ip::tcp::acceptor acceptor_;
+  TcpAcceptor acceptor_;
   Handler handler_;
   std::shared_ptr<const ServerLimits> limits_;
   std::shared_ptr<ConnectionCount> connections_;

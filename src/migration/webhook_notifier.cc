@@ -163,7 +163,7 @@ struct Target {
 // Everything the delivery coroutines use; each holds a shared_ptr to it, so the notifier may go
 // away while they unwind.
 struct WebhookNotifier::State : std::enable_shared_from_this<State> {
-  State(asio::any_io_executor executor, milliseconds backoff_base)
+  State(Executor executor, milliseconds backoff_base)
       : strand(asio::make_strand(std::move(executor))),
         base_backoff(std::max(backoff_base, milliseconds(0))),
         random(std::random_device{}()) {}
@@ -174,7 +174,7 @@ struct WebhookNotifier::State : std::enable_shared_from_this<State> {
                                          const http::request<http::string_body>& request);
   milliseconds backoff_delay(unsigned failures);
 
-  asio::strand<asio::any_io_executor> strand;
+  asio::strand<Executor> strand;
   const milliseconds base_backoff;
   std::shared_ptr<asio::ssl::context> tls;  // only when a target is https
   std::vector<std::unique_ptr<Target>> targets;
@@ -265,7 +265,8 @@ asio::awaitable<AttemptResult> WebhookNotifier::State::attempt(
   if (resolve_error == asio::error::operation_aborted) co_return retryable("resolving timed out");
   if (resolve_error) co_return retryable("cannot resolve the host: " + resolve_error.message());
 
-  t.connection = std::make_unique<upstream::Connection>(strand, endpoint.tls ? tls.get() : nullptr);
+  t.connection = std::make_unique<upstream::Connection>(strand.get_inner_executor(),
+                                                        endpoint.tls ? tls.get() : nullptr);
   // The connection never outlives the attempt.
   struct Closer {
     Target& t;
@@ -345,7 +346,7 @@ std::optional<std::string> validate_webhook_url(std::string_view url) {
   return std::nullopt;
 }
 
-WebhookNotifier::WebhookNotifier(asio::any_io_executor executor, std::vector<WebhookTarget> targets,
+WebhookNotifier::WebhookNotifier(Executor executor, std::vector<WebhookTarget> targets,
                                  milliseconds base_backoff, std::optional<std::string> ca_file)
     : state_(std::make_shared<State>(std::move(executor), base_backoff)) {
   for (std::size_t i = 0; i < targets.size(); ++i) {

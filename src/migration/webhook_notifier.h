@@ -9,7 +9,6 @@
 // and its extra headers may carry secrets.
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -18,6 +17,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "util/executor.h"
 
 namespace cutover::migration {
 
@@ -49,7 +50,7 @@ class WebhookNotifier {
   // backoff before retry n is uniform in [0, min(base_backoff * 2^(n-1), 30 * base_backoff)].
   // https targets verify the peer against the system store, or `ca_file` when given. Throws
   // std::invalid_argument for an invalid URL or header (configuration is checked at startup).
-  WebhookNotifier(boost::asio::any_io_executor executor, std::vector<WebhookTarget> targets,
+  WebhookNotifier(Executor executor, std::vector<WebhookTarget> targets,
                   std::chrono::milliseconds base_backoff = std::chrono::milliseconds(500),
                   std::optional<std::string> ca_file = std::nullopt);
   // Calls stop(). Delivery coroutines still pending keep their own state alive and end as soon

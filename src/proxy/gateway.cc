@@ -137,9 +137,10 @@ struct AnswerReadProblem {
 
 // Reads a whole plain answer, holding its bytes in the process's response memory: one answer
 // over `limit`, or one that would take the process past the total, stops here.
-asio::awaitable<std::optional<AnswerReadProblem>> read_answer(
-    upstream::Exchange& exchange, std::string& body, ResponseMemory::Reservation& reservation,
-    std::size_t limit) {
+Awaitable<std::optional<AnswerReadProblem>> read_answer(upstream::Exchange& exchange,
+                                                        std::string& body,
+                                                        ResponseMemory::Reservation& reservation,
+                                                        std::size_t limit) {
   const auto announced = exchange.content_length();
   auto too_large = [&] {
     return AnswerReadProblem{std::nullopt, false,
@@ -392,7 +393,7 @@ struct Gateway::AttemptOutcome {
   bool untranslatable = false;
 };
 
-Gateway::Gateway(asio::any_io_executor executor, unsigned worker_index, unsigned worker_count,
+Gateway::Gateway(Executor executor, unsigned worker_index, unsigned worker_count,
                  AccessLog& access_log, observability::WorkerMetrics* metrics)
     : executor_(std::move(executor)),
       worker_index_(worker_index),
@@ -496,12 +497,12 @@ void Gateway::log_unproxied(const http::IncomingRequest& request, const http::Re
   access_log_.record(record);
 }
 
-asio::awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Responder& responder) {
+Awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Responder& responder) {
   auto snapshot = snapshot_;
   const auto method = request.message.method();
   const auto path = path_of(request.message.target());
   auto log_simple = [&](std::string_view error) { log_unproxied(request, responder, error); };
-  auto wrong_method = [&](std::string_view allowed) -> asio::awaitable<void> {
+  auto wrong_method = [&](std::string_view allowed) -> Awaitable<void> {
     co_await responder.send_error(405,
                                   "method " + std::string(request.message.method_string()) +
                                       " is not allowed on " + std::string(path) + "; use " +
@@ -567,12 +568,12 @@ asio::awaitable<void> Gateway::handle(http::IncomingRequest& request, http::Resp
   co_await proxy(request, responder, std::move(snapshot), *protocol, *client_name);
 }
 
-asio::awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& request,
-                                                   http::Responder& responder,
-                                                   Snapshot& snapshot) {
+Awaitable<void> Gateway::forward_count_tokens(http::IncomingRequest& request,
+                                              http::Responder& responder, Snapshot& snapshot) {
   std::string error_name;
   auto log = [&] { log_unproxied(request, responder, error_name); };
-  auto reject = [&](unsigned status, std::string message, std::string_view code) -> asio::awaitable<void> {
+  auto reject = [&](unsigned status, std::string message,
+                    std::string_view code) -> Awaitable<void> {
     error_name = code;
     co_await responder.send_error(status, message, "invalid_request_error", code);
     log();
@@ -671,8 +672,8 @@ bool Gateway::route_needs_translation(const Snapshot& snapshot, const json::obje
   return false;
 }
 
-asio::awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Responder& responder,
-                                           const Snapshot& snapshot) {
+Awaitable<void> Gateway::list_models(http::IncomingRequest&, http::Responder& responder,
+                                     const Snapshot& snapshot) {
   json::array data;
   for (const auto& [model, route] : snapshot.config->routes) {
     data.push_back(json::object{
@@ -749,7 +750,7 @@ Gateway::EndpointRuntime* Gateway::pick_endpoint(ProviderRuntime& provider,
   return nullptr;
 }
 
-asio::awaitable<Gateway::EndpointRuntime*> Gateway::last_resort_endpoint(
+Awaitable<Gateway::EndpointRuntime*> Gateway::last_resort_endpoint(
     ProviderRuntime& provider, RequestContext& context, const resilience::RetryPolicy& policy,
     Refusal& refusal) {
   // Each pick describes its own refusal afresh; the time waited adds up across them.
@@ -770,8 +771,8 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::last_resort_endpoint(
                                 refusal.retry_at < context.deadline;
       if (!short_enough || waits >= policy.max_attempts) co_return nullptr;
       waited += std::chrono::duration_cast<std::chrono::milliseconds>(refusal.retry_at - now);
-      asio::steady_timer pause(executor_, refusal.retry_at);
-      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      SteadyTimer pause(executor_, refusal.retry_at);
+      co_await pause.async_wait(asio::as_tuple(use_awaitable));
       auto* endpoint = pick_endpoint(provider, context, refusal, true, Clock::now());
       refusal.waited = waited;
       if (endpoint != nullptr) co_return endpoint;
@@ -790,10 +791,9 @@ asio::awaitable<Gateway::EndpointRuntime*> Gateway::last_resort_endpoint(
 }
 
 // `client_name` lives in `snapshot`, which this frame keeps alive.
-asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& responder,
-                                     std::shared_ptr<Snapshot> snapshot,
-                                     api::ClientProtocol protocol,
-                                     const std::string& client_name) {
+Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& responder,
+                               std::shared_ptr<Snapshot> snapshot, api::ClientProtocol protocol,
+                               const std::string& client_name) {
   const auto kind = api::canonical_kind(protocol);
   const auto& config = *snapshot->config;
 
@@ -817,7 +817,7 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
   auto& budget_refused = observed.budget_refused;
   auto finish = [&] { observe(observed, request, responder); };
   auto reject = [&](unsigned status, std::string message, std::string_view type,
-                    std::string_view code) -> asio::awaitable<void> {
+                    std::string_view code) -> Awaitable<void> {
     error_name = code;
     co_await responder.send_error(status, message, type, code);
     finish();
@@ -1056,8 +1056,8 @@ asio::awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Respo
       }
       if (now + delay >= context.deadline) break;  // never sleep past the deadline
       if (delay.count() > 0) {
-        asio::steady_timer pause(executor_, delay);
-        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        SteadyTimer pause(executor_, delay);
+        co_await pause.async_wait(asio::as_tuple(use_awaitable));
         // Precisely: the pause ended at a throttle's end, which the coarse clock may not have
         // reached yet.
         now = Clock::now();
@@ -1346,9 +1346,9 @@ void Gateway::set_provider_headers(upstream::Request& upstream_request,
   if (!api_key.empty()) upstream_request.add_field("Authorization", "Bearer ", api_key);
 }
 
-asio::awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
-                                                          ProviderRuntime& provider_runtime,
-                                                          EndpointRuntime& endpoint) {
+Awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
+                                                    ProviderRuntime& provider_runtime,
+                                                    EndpointRuntime& endpoint) {
   const auto& provider = *provider_runtime.config;
   const auto& address = endpoint.config->address;
   const auto& api_key = endpoint.config->api_key;
@@ -1462,10 +1462,10 @@ Gateway::AttemptOutcome Gateway::invalid_response(std::string message) {
 
 // A status other than 2xx: 429 and 5xx are failures the loop may retry or fail over; any other
 // 4xx is about the request itself and passed to the client as it is, never retried.
-asio::awaitable<Gateway::AttemptOutcome> Gateway::refused_answer(RequestContext& context,
-                                                                 const config::Provider& provider,
-                                                                 upstream::Exchange& exchange,
-                                                                 const std::string& api_key) {
+Awaitable<Gateway::AttemptOutcome> Gateway::refused_answer(RequestContext& context,
+                                                           const config::Provider& provider,
+                                                           upstream::Exchange& exchange,
+                                                           const std::string& api_key) {
   const unsigned upstream_status = exchange.status();
   std::string body;
   if (auto error = co_await exchange.read_all(body, kMaxErrorBodyBytes)) {
@@ -1499,7 +1499,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::refused_answer(RequestContext&
   co_return outcome;
 }
 
-asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
+Awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
     RequestContext& context, ProviderRuntime& provider_runtime, upstream::Exchange& exchange,
     const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
     const std::string& api_key) {
@@ -1595,9 +1595,9 @@ void Gateway::record_usage(RequestContext& context) {
   context.record.completion_tokens = context.usage.completion_tokens;
 }
 
-asio::awaitable<Gateway::AttemptOutcome> Gateway::send_plain(RequestContext& context,
-                                                             const config::Provider& provider,
-                                                             std::string body) {
+Awaitable<Gateway::AttemptOutcome> Gateway::send_plain(RequestContext& context,
+                                                       const config::Provider& provider,
+                                                       std::string body) {
   const auto header = json_answer_header(provider.name, context.cache_status);
   co_await context.responder.send(200, header, body);
   // Written: a route with a cache keeps the body itself, without a copy.
@@ -1611,7 +1611,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::send_plain(RequestContext& con
 // Streaming: forward event by event. The client's header waits for the first event that has
 // something to send, so a provider that fails before producing anything can still be retried
 // or failed over.
-asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
+Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     RequestContext& context, ProviderRuntime& provider_runtime, upstream::Exchange& exchange,
     const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
     bool ask_usage, const std::string& api_key) {
@@ -1643,7 +1643,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   bool done = false;
   std::optional<std::string> stream_problem;
   std::optional<upstream::UpstreamError> stream_error;
-  auto send_out = [&]() -> asio::awaitable<bool> {
+  auto send_out = [&]() -> Awaitable<bool> {
     if (out.empty()) co_return true;
     if (!responder.started()) {
       record.time_to_first_token_ms = milliseconds_since(request.received_at);
@@ -1658,7 +1658,7 @@ asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   };
   // The last piece of a complete stream leaves in the same write as the stream's end (and, for
   // a short answer, as its header): one write to the client where there were three.
-  auto finish_out = [&]() -> asio::awaitable<void> {
+  auto finish_out = [&]() -> Awaitable<void> {
     if (!out.empty() && !responder.started()) {
       record.time_to_first_token_ms = milliseconds_since(request.received_at);
       if (!responder.start_stream(event_stream_header(provider.name, context.cache_status))) {
@@ -1834,8 +1834,8 @@ cache::CachedAnswer Gateway::cached_answer(std::string body, const RequestContex
   return answer;
 }
 
-asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
-                                            const cache::CachedAnswer& answer) {
+Awaitable<void> Gateway::serve_cached(http::Responder& responder,
+                                      const cache::CachedAnswer& answer) {
   if (!answer.stream) {
     // The cached bytes are written as they are kept: `answer` outlives the write.
     const auto header = json_answer_header(answer.provider, "hit");
@@ -1846,7 +1846,7 @@ asio::awaitable<void> Gateway::serve_cached(http::Responder& responder,
   co_await responder.end_stream(answer.body);
 }
 
-asio::awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(
+Awaitable<Gateway::AttemptOutcome> Gateway::deliver_as_stream(
     RequestContext& context, ProviderRuntime& provider, const json::object& response,
     std::optional<api::AnswerEncoder>& encoder) {
   using Kind = AttemptOutcome::Kind;
@@ -1921,8 +1921,8 @@ void Gateway::launch_shadow(RequestContext& context, const std::shared_ptr<Snaps
 
 // The candidate's side of a shadow pair: fire-and-forget on this worker, with its own deadline,
 // never tied to the client (a client that leaves must not bias the sample towards fast answers).
-asio::awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
-                                          std::shared_ptr<ShadowLaunch> launch) {
+Awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
+                                    std::shared_ptr<ShadowLaunch> launch) {
   auto& pair = *launch->pair;
   const auto& settings = pair.runtime().settings();
   migration::SideResult side;

@@ -35,8 +35,8 @@ using TlsContexts = std::map<std::string, std::shared_ptr<boost::asio::ssl::cont
 class Gateway {
  public:
   // `metrics` may be null (metrics off).
-  Gateway(boost::asio::any_io_executor executor, unsigned worker_index, unsigned worker_count,
-          AccessLog& access_log, observability::WorkerMetrics* metrics = nullptr);
+  Gateway(Executor executor, unsigned worker_index, unsigned worker_count, AccessLog& access_log,
+          observability::WorkerMetrics* metrics = nullptr);
 
   // Installs a configuration; call on this worker's thread.
   void apply(std::shared_ptr<const config::Config> config, const TlsContexts& tls,
@@ -56,7 +56,7 @@ class Gateway {
   // milliseconds, and arming a socket watch for every request cost about 8 % of throughput.
   void watch_slow_requests(std::chrono::milliseconds after);
 
-  boost::asio::awaitable<void> handle(http::IncomingRequest& request, http::Responder& responder);
+  Awaitable<void> handle(http::IncomingRequest& request, http::Responder& responder);
 
  private:
   struct Snapshot;
@@ -68,19 +68,17 @@ class Gateway {
   struct AttemptOutcome;
   struct RequestOutcome;
 
-  boost::asio::awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
-                                     std::shared_ptr<Snapshot> snapshot,
-                                     api::ClientProtocol protocol, const std::string& client_name);
+  Awaitable<void> proxy(http::IncomingRequest& request, http::Responder& responder,
+                        std::shared_ptr<Snapshot> snapshot, api::ClientProtocol protocol,
+                        const std::string& client_name);
   // Whether a Messages request may meet a provider that does not speak Messages natively (its
   // route's provider, fallbacks or migration candidate), so it must be decoded.
   static bool route_needs_translation(const Snapshot& snapshot, const boost::json::object& request);
   // POST /v1/messages/count_tokens: a native Anthropic provider counts; nothing else can.
-  boost::asio::awaitable<void> forward_count_tokens(http::IncomingRequest& request,
-                                                    http::Responder& responder,
-                                                    Snapshot& snapshot);
-  boost::asio::awaitable<AttemptOutcome> attempt(RequestContext& context,
-                                                 ProviderRuntime& provider,
-                                                 EndpointRuntime& endpoint);
+  Awaitable<void> forward_count_tokens(http::IncomingRequest& request, http::Responder& responder,
+                                       Snapshot& snapshot);
+  Awaitable<AttemptOutcome> attempt(RequestContext& context, ProviderRuntime& provider,
+                                    EndpointRuntime& endpoint);
   // The request's body in the provider's dialect; a message naming what the dialect cannot
   // express otherwise.
   static std::optional<std::string> provider_request_body(const RequestContext& context,
@@ -95,25 +93,26 @@ class Gateway {
   static AttemptOutcome transport_failure(const http::Responder& responder,
                                           const upstream::UpstreamError& error);
   static AttemptOutcome invalid_response(std::string message);
-  boost::asio::awaitable<AttemptOutcome> refused_answer(RequestContext& context,
-                                                        const config::Provider& provider,
-                                                        upstream::Exchange& exchange,
-                                                        const std::string& api_key);
-  boost::asio::awaitable<AttemptOutcome> deliver_plain(
-      RequestContext& context, ProviderRuntime& provider, upstream::Exchange& exchange,
-      const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
-      const std::string& api_key);
+  Awaitable<AttemptOutcome> refused_answer(RequestContext& context,
+                                           const config::Provider& provider,
+                                           upstream::Exchange& exchange,
+                                           const std::string& api_key);
+  Awaitable<AttemptOutcome> deliver_plain(RequestContext& context, ProviderRuntime& provider,
+                                          upstream::Exchange& exchange,
+                                          const providers::ResponseIdentity& identity,
+                                          std::optional<api::AnswerEncoder>& encoder,
+                                          const std::string& api_key);
   static bool answer_needs_no_tree(const RequestContext& context, const config::Provider& provider,
                                    const std::optional<api::AnswerEncoder>& encoder);
   static void record_first_byte(RequestContext& context, const upstream::Exchange& exchange);
   static void record_usage(RequestContext& context);
-  boost::asio::awaitable<AttemptOutcome> send_plain(RequestContext& context,
-                                                    const config::Provider& provider,
-                                                    std::string body);
-  boost::asio::awaitable<AttemptOutcome> deliver_stream(
-      RequestContext& context, ProviderRuntime& provider, upstream::Exchange& exchange,
-      const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
-      bool ask_usage, const std::string& api_key);
+  Awaitable<AttemptOutcome> send_plain(RequestContext& context, const config::Provider& provider,
+                                       std::string body);
+  Awaitable<AttemptOutcome> deliver_stream(RequestContext& context, ProviderRuntime& provider,
+                                           upstream::Exchange& exchange,
+                                           const providers::ResponseIdentity& identity,
+                                           std::optional<api::AnswerEncoder>& encoder,
+                                           bool ask_usage, const std::string& api_key);
   // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
   // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
   // False, with nothing done, for an event the DOM path must read. The event's data gets room
@@ -130,9 +129,10 @@ class Gateway {
   // endpoint past its reported quota, else a short throttle waited out inside the deadline, else
   // the request let through an open breaker as a last resort. A coroutine of its own so that the
   // usual request, whose first pick succeeds, spends no coroutine frame on it.
-  boost::asio::awaitable<EndpointRuntime*> last_resort_endpoint(
-      ProviderRuntime& provider, RequestContext& context, const resilience::RetryPolicy& policy,
-      Refusal& refusal);
+  Awaitable<EndpointRuntime*> last_resort_endpoint(ProviderRuntime& provider,
+                                                   RequestContext& context,
+                                                   const resilience::RetryPolicy& policy,
+                                                   Refusal& refusal);
   void observe(RequestOutcome& outcome, const http::IncomingRequest& request,
                const http::Responder& responder);
   void observe_migration(RequestOutcome& outcome, const http::Responder& responder,
@@ -154,22 +154,21 @@ class Gateway {
   static cache::CachedAnswer cached_answer(std::string body, const RequestContext& context,
                                            const config::Provider& provider,
                                            std::string_view provider_model);
-  boost::asio::awaitable<void> serve_cached(http::Responder& responder,
-                                            const cache::CachedAnswer& answer);
-  boost::asio::awaitable<AttemptOutcome> deliver_as_stream(
-      RequestContext& context, ProviderRuntime& provider, const boost::json::object& response,
-      std::optional<api::AnswerEncoder>& encoder);
+  Awaitable<void> serve_cached(http::Responder& responder, const cache::CachedAnswer& answer);
+  Awaitable<AttemptOutcome> deliver_as_stream(RequestContext& context, ProviderRuntime& provider,
+                                              const boost::json::object& response,
+                                              std::optional<api::AnswerEncoder>& encoder);
   struct ShadowLaunch;
   void launch_shadow(RequestContext& context, const std::shared_ptr<Snapshot>& snapshot,
                      RequestOutcome& outcome);
-  boost::asio::awaitable<void> run_shadow(std::shared_ptr<Snapshot> snapshot,
-                                          std::shared_ptr<ShadowLaunch> launch);
-  boost::asio::awaitable<void> list_models(http::IncomingRequest& request,
-                                           http::Responder& responder, const Snapshot& snapshot);
+  Awaitable<void> run_shadow(std::shared_ptr<Snapshot> snapshot,
+                             std::shared_ptr<ShadowLaunch> launch);
+  Awaitable<void> list_models(http::IncomingRequest& request, http::Responder& responder,
+                              const Snapshot& snapshot);
   const std::string* authenticate(const http::IncomingRequest& request,
                                   const Snapshot& snapshot) const;
 
-  boost::asio::any_io_executor executor_;
+  Executor executor_;
   unsigned worker_index_;
   unsigned worker_count_;
   AccessLog& access_log_;

@@ -11,7 +11,7 @@
 namespace cutover::upstream {
 
 namespace {
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kTuple = asio::as_tuple(use_awaitable);
 // An idle pooled connection older than this is closed rather than reused; providers and their
 // load balancers commonly drop idle connections after about a minute.
 constexpr auto kMaxIdle = std::chrono::seconds(50);
@@ -20,7 +20,7 @@ constexpr std::size_t kReadPiece = 16 * 1024;
 constexpr std::size_t kStreamPiece = 4 * 1024;
 
 // Calls `function` with what an exchange reads and writes: the TLS stream, or a plain
-// connection's socket itself. beast::tcp_stream's layer over every operation (its own timeout, a
+// connection's socket itself. Beast's tcp_stream's layer over every operation (its own timeout, a
 // rate policy, two work guards on a type-erased executor) buys nothing on the exchange, whose
 // deadline util::SocketDeadline keeps; connecting and the handshake still use the stream's timeout.
 template <typename Function>
@@ -76,7 +76,7 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const std::optional<std::st
 }
 
 std::variant<Connection::PlainStream, Connection::TlsStream> Connection::make_stream(
-    asio::any_io_executor executor, asio::ssl::context* tls) {
+    Executor executor, asio::ssl::context* tls) {
   if (tls != nullptr) {
     return std::variant<PlainStream, TlsStream>(std::in_place_type<TlsStream>, executor, *tls);
   }
@@ -84,10 +84,10 @@ std::variant<Connection::PlainStream, Connection::TlsStream> Connection::make_st
 }
 
 // The deadline watches the socket of the stream as built: the variant is never re-emplaced.
-Connection::Connection(asio::any_io_executor executor, asio::ssl::context* tls)
+Connection::Connection(Executor executor, asio::ssl::context* tls)
     : stream_(make_stream(executor, tls)), deadline_(tcp().socket()) {}
 
-beast::tcp_stream& Connection::tcp() {
+TcpStream& Connection::tcp() {
   if (auto* plain = std::get_if<PlainStream>(&stream_)) return *plain;
   return std::get<TlsStream>(stream_).next_layer();
 }
@@ -101,9 +101,8 @@ bool Connection::looks_alive() {
   return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-ConnectionPool::ConnectionPool(asio::any_io_executor executor, PoolTarget target,
-                               std::shared_ptr<asio::ssl::context> tls,
-                               std::size_t max_connections)
+ConnectionPool::ConnectionPool(Executor executor, PoolTarget target,
+                               std::shared_ptr<asio::ssl::context> tls, std::size_t max_connections)
     : executor_(executor),
       target_(std::move(target)),
       tls_(std::move(tls)),
@@ -121,7 +120,7 @@ void ConnectionPool::close_idle() {
   idle_.clear();
 }
 
-asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::acquire(
+Awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::acquire(
     Clock::time_point deadline) {
   for (;;) {
     if (auto idle = take_idle()) co_return std::move(*idle);
@@ -132,7 +131,7 @@ asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> Connectio
                               "all " + std::to_string(max_connections_) + " connections to '" +
                                   target_.provider_name + "' stayed busy until the deadline"};
     }
-    asio::steady_timer wakeup(executor_, deadline);
+    SteadyTimer wakeup(executor_, deadline);
     waiters_.push_back(&wakeup);
     co_await wakeup.async_wait(kTuple);
     std::erase(waiters_, &wakeup);
@@ -163,7 +162,7 @@ void ConnectionPool::wake_one_waiter() {
   waiter->cancel();
 }
 
-asio::awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::connect(
+Awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool::connect(
     Clock::time_point deadline) {
   ++open_;
   auto connection = std::make_unique<Connection>(executor_, target_.address.tls ? tls_.get()
@@ -217,7 +216,7 @@ void ConnectionPool::release(std::unique_ptr<Connection> connection, bool reusab
     idle_.push_back(std::move(connection));
   } else {
     boost::system::error_code ignored;
-    connection->tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    connection->tcp().socket().shutdown(TcpSocket::shutdown_both, ignored);
     connection->tcp().socket().close(ignored);
     --open_;
   }
@@ -255,8 +254,8 @@ UpstreamError Exchange::classify(const boost::system::error_code& ec, bool befor
           before_response};
 }
 
-asio::awaitable<std::optional<UpstreamError>> Exchange::start(
-    const Request& request, const std::function<bool()>& may_replay) {
+Awaitable<std::optional<UpstreamError>> Exchange::start(const Request& request,
+                                                        const std::function<bool()>& may_replay) {
   for (int attempt = 0;; ++attempt) {
     std::variant<ConnectionPool::Acquired, UpstreamError> acquired;
     if (auto idle = pool_.take_idle()) {
@@ -285,7 +284,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::start(
   }
 }
 
-asio::awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
+Awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
     const Request& request, bool& retry_on_fresh_connection) {
   const auto& timeouts = pool_.target().timeouts;
   const cutover::http::HeaderEnd header_end(request.body().size());
@@ -387,15 +386,14 @@ std::optional<UpstreamError> Exchange::read_buffered(std::string& out, bool& don
   return end_piece(ec, done);
 }
 
-asio::awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& out, bool& done) {
+Awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& out, bool& done) {
   bool read_more = false;
   if (auto error = read_buffered(out, done, read_more)) co_return error;
   if (!read_more) co_return std::nullopt;
   co_return co_await read_from_socket(out, done);
 }
 
-asio::awaitable<std::optional<UpstreamError>> Exchange::read_from_socket(std::string& out,
-                                                                         bool& done) {
+Awaitable<std::optional<UpstreamError>> Exchange::read_from_socket(std::string& out, bool& done) {
   done = false;
   const auto landing = land(out);
   arm(pool_.target().timeouts.idle);
@@ -407,8 +405,7 @@ asio::awaitable<std::optional<UpstreamError>> Exchange::read_from_socket(std::st
   co_return end_piece(ec, done);
 }
 
-asio::awaitable<std::optional<UpstreamError>> Exchange::read_all(std::string& out,
-                                                                  std::size_t limit) {
+Awaitable<std::optional<UpstreamError>> Exchange::read_all(std::string& out, std::size_t limit) {
   bool done = false;
   while (!done) {
     if (auto error = co_await read_some(out, done)) co_return error;

@@ -59,12 +59,12 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const std::optional<std::st
 
 class Connection {
  public:
-  using PlainStream = beast::tcp_stream;
-  using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+  using PlainStream = TcpStream;
+  using TlsStream = beast::ssl_stream<TcpStream>;
 
-  Connection(asio::any_io_executor executor, asio::ssl::context* tls);
+  Connection(Executor executor, asio::ssl::context* tls);
 
-  beast::tcp_stream& tcp();
+  TcpStream& tcp();
   bool tls() const { return std::holds_alternative<TlsStream>(stream_); }
   std::variant<PlainStream, TlsStream>& stream() { return stream_; }
   // Bytes read past the end of the last response stay here for the next one.
@@ -83,8 +83,8 @@ class Connection {
   Clock::time_point idle_since;
 
  private:
-  static std::variant<PlainStream, TlsStream> make_stream(asio::any_io_executor executor,
-                                                         asio::ssl::context* tls);
+  static std::variant<PlainStream, TlsStream> make_stream(Executor executor,
+                                                          asio::ssl::context* tls);
 
   std::variant<PlainStream, TlsStream> stream_;
   beast::flat_buffer buffer_;
@@ -102,8 +102,8 @@ struct PoolTarget {
 // Keep-alive connections to one provider endpoint, owned by one worker.
 class ConnectionPool {
  public:
-  ConnectionPool(asio::any_io_executor executor, PoolTarget target,
-                 std::shared_ptr<asio::ssl::context> tls, std::size_t max_connections);
+  ConnectionPool(Executor executor, PoolTarget target, std::shared_ptr<asio::ssl::context> tls,
+                 std::size_t max_connections);
   ~ConnectionPool();
 
   struct Acquired {
@@ -112,7 +112,7 @@ class ConnectionPool {
   };
   // An idle connection when one is alive, else a new one once a slot is free. Fails with
   // connect, connect_timeout, pool_exhausted or total_timeout.
-  asio::awaitable<std::variant<Acquired, UpstreamError>> acquire(Clock::time_point deadline);
+  Awaitable<std::variant<Acquired, UpstreamError>> acquire(Clock::time_point deadline);
   // An idle connection that is alive, without waiting: what acquire() gives most requests,
   // without the coroutine frame.
   std::optional<Acquired> take_idle();
@@ -126,17 +126,17 @@ class ConnectionPool {
   const PoolTarget& target() const { return target_; }
 
  private:
-  asio::awaitable<std::variant<Acquired, UpstreamError>> connect(Clock::time_point deadline);
+  Awaitable<std::variant<Acquired, UpstreamError>> connect(Clock::time_point deadline);
   void wake_one_waiter();
 
-  asio::any_io_executor executor_;
+  Executor executor_;
   PoolTarget target_;
   std::shared_ptr<asio::ssl::context> tls_;
   std::size_t max_connections_;
   std::size_t open_ = 0;
   std::deque<std::unique_ptr<Connection>> idle_;
-  std::deque<asio::steady_timer*> waiters_;
-  asio::ip::tcp::resolver resolver_;
+  std::deque<SteadyTimer*> waiters_;
+  TcpResolver resolver_;
 };
 
 // One HTTP request/response over a pooled connection. Reads the response header, then the body
@@ -152,8 +152,8 @@ class Exchange {
   // fails before any byte of an answer (the provider closed it as we reused it), the request
   // is sent once more on a fresh connection if `may_replay` allows it: the provider may have
   // received it, so the caller counts the replay as a retry (see replays()).
-  asio::awaitable<std::optional<UpstreamError>> start(const Request& request,
-                                                      const std::function<bool()>& may_replay);
+  Awaitable<std::optional<UpstreamError>> start(const Request& request,
+                                                const std::function<bool()>& may_replay);
   unsigned replays() const { return replays_; }
 
   const ResponseHead& response() const { return parser_->head(); }
@@ -166,16 +166,16 @@ class Exchange {
 
   // Appends the next piece of the body to `out`; sets `done` after the last one. It is
   // read_buffered() and, when that asks for more, read_from_socket().
-  asio::awaitable<std::optional<UpstreamError>> read_some(std::string& out, bool& done);
+  Awaitable<std::optional<UpstreamError>> read_some(std::string& out, bool& done);
   // The same from what the connection has already read, without waiting: a small body usually
   // arrives with its header, and parsing it in place spares a read that would complete at once
   // through the scheduler, and the coroutine frame. Sets `read_more` instead when no byte of the
   // body is buffered; read_from_socket() then reads.
   std::optional<UpstreamError> read_buffered(std::string& out, bool& done, bool& read_more);
   // Waits for the next piece from the provider's socket (read_buffered() found none usable).
-  asio::awaitable<std::optional<UpstreamError>> read_from_socket(std::string& out, bool& done);
+  Awaitable<std::optional<UpstreamError>> read_from_socket(std::string& out, bool& done);
   // Reads the rest of the body into `out`, refusing more than `limit` bytes.
-  asio::awaitable<std::optional<UpstreamError>> read_all(std::string& out, std::size_t limit);
+  Awaitable<std::optional<UpstreamError>> read_all(std::string& out, std::size_t limit);
 
   // Aborts the exchange now (client gone, shutdown): pending operations complete with
   // `cancelled` and the connection is closed rather than pooled.
@@ -183,8 +183,8 @@ class Exchange {
   std::chrono::steady_clock::time_point first_byte_at() const { return first_byte_at_; }
 
  private:
-  asio::awaitable<std::optional<UpstreamError>> send_and_read_header(
-      const Request& request, bool& retry_on_fresh_connection);
+  Awaitable<std::optional<UpstreamError>> send_and_read_header(const Request& request,
+                                                               bool& retry_on_fresh_connection);
   UpstreamError classify(const boost::system::error_code& ec, bool before_response,
                          FailureKind timeout_kind) const;
   void arm(std::chrono::milliseconds phase_timeout);

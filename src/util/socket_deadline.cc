@@ -7,11 +7,10 @@ namespace cutover::util {
 namespace asio = boost::asio;
 
 struct SocketDeadline::State {
-  explicit State(asio::ip::tcp::socket& watched)
-      : socket(&watched), timer(watched.get_executor()) {}
+  explicit State(TcpSocket& watched) : socket(&watched), timer(watched.get_executor()) {}
 
-  asio::ip::tcp::socket* socket;  // null once the owner is gone
-  asio::steady_timer timer;
+  TcpSocket* socket;  // null once the owner is gone
+  SteadyTimer timer;
   Clock::time_point deadline = Clock::time_point::max();   // max: no operation is timed
   Clock::time_point armed_for = Clock::time_point::max();  // max: the timer is not waiting
   std::uint64_t wait = 0;  // the wait in flight; a superseded wait's completion is ignored
@@ -42,8 +41,7 @@ struct SocketDeadline::State {
   }
 };
 
-SocketDeadline::SocketDeadline(asio::ip::tcp::socket& socket)
-    : state_(std::make_shared<State>(socket)) {}
+SocketDeadline::SocketDeadline(TcpSocket& socket) : state_(std::make_shared<State>(socket)) {}
 
 SocketDeadline::~SocketDeadline() {
   state_->socket = nullptr;

@@ -21,6 +21,7 @@
 #include <memory>
 
 #include "util/clock.h"
+#include "util/executor.h"
 
 namespace cutover::util {
 
@@ -29,7 +30,7 @@ class SocketDeadline {
   using Clock = std::chrono::steady_clock;
 
   // `socket` must outlive this object.
-  explicit SocketDeadline(boost::asio::ip::tcp::socket& socket);
+  explicit SocketDeadline(TcpSocket& socket);
   ~SocketDeadline();
   SocketDeadline(const SocketDeadline&) = delete;
   SocketDeadline& operator=(const SocketDeadline&) = delete;

@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 
 // Runs one operation on a local event loop to its end; fails the test if it never completes.
 template <typename T>
-T await(boost::asio::awaitable<T> operation) {
+T await(Awaitable<T> operation) {
   boost::asio::io_context context;
   std::optional<T> result;
   boost::asio::co_spawn(context, std::move(operation), [&](std::exception_ptr error, T value) {

@@ -17,10 +17,10 @@ using namespace std::chrono_literals;
 
 // What a Responder on one end of a loopback connection writes, as the other end reads it.
 std::string bytes_written(bool keep_alive,
-                          const std::function<asio::awaitable<void>(Responder&)>& respond) {
+                          const std::function<Awaitable<void>(Responder&)>& respond) {
   asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-  asio::ip::tcp::socket reader(io);
+  TcpAcceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  TcpSocket reader(io);
   reader.connect(acceptor.local_endpoint());
   auto connection = std::make_shared<ClientConnection>(acceptor.accept());
   ServerLimits limits;
@@ -28,10 +28,10 @@ std::string bytes_written(bool keep_alive,
   bool done = false;
   asio::co_spawn(
       io,
-      [&]() -> asio::awaitable<void> {
+      [&]() -> Awaitable<void> {
         co_await respond(*responder);
         responder.reset();
-        connection->socket.shutdown(asio::ip::tcp::socket::shutdown_send);
+        connection->socket.shutdown(TcpSocket::shutdown_send);
         done = true;
       },
       asio::detached);
@@ -67,7 +67,7 @@ bhttp::response<bhttp::empty_body> decorated(bool keep_alive) {
 TEST(ResponderTest, AnAnswerIsItsFieldsDecoratedAsBeastWritesThemThenTheBody) {
   for (const bool keep_alive : {true, false}) {
     const std::string body = R"({"id":"chatcmpl-1"})";
-    const auto written = bytes_written(keep_alive, [&](Responder& responder) -> asio::awaitable<void> {
+    const auto written = bytes_written(keep_alive, [&](Responder& responder) -> Awaitable<void> {
       // Named: GCC 12 cannot keep a braced temporary with an array across a co_await.
       const HeaderFieldList fields{{"Content-Type", "application/json"},
                                    {"x-cutover-provider", "openai"},
@@ -82,7 +82,7 @@ TEST(ResponderTest, AnAnswerIsItsFieldsDecoratedAsBeastWritesThemThenTheBody) {
 }
 
 TEST(ResponderTest, AStreamIsItsFieldsDecoratedAsBeastWritesThemThenItsChunks) {
-  const auto written = bytes_written(true, [](Responder& responder) -> asio::awaitable<void> {
+  const auto written = bytes_written(true, [](Responder& responder) -> Awaitable<void> {
     EXPECT_TRUE(responder.start_stream({{"Content-Type", "application/json"},
                                         {"x-cutover-provider", "openai"},
                                         {"x-cutover-cache", "hit"}}));
@@ -103,7 +103,7 @@ TEST(ResponderTest, ChunksOfEverySizeAreFramedAsBeastFramesThem) {
                                         std::string(255, 'c'), std::string(4096, 'd'),
                                         std::string(70000, 'e')};
   for (const bool with_last : {false, true}) {
-    const auto written = bytes_written(true, [&](Responder& responder) -> asio::awaitable<void> {
+    const auto written = bytes_written(true, [&](Responder& responder) -> Awaitable<void> {
       EXPECT_TRUE(responder.start_stream({{"Content-Type", "text/event-stream"}}));
       for (const auto& piece : pieces) EXPECT_TRUE(co_await responder.send_chunk(piece));
       EXPECT_TRUE(co_await responder.end_stream(with_last ? "data: [DONE]\n\n" : ""));
@@ -121,7 +121,7 @@ TEST(ResponderTest, ChunksOfEverySizeAreFramedAsBeastFramesThem) {
 }
 
 TEST(ResponderTest, AnEmptyStreamIsItsHeaderAndTheLastChunkInOneWrite) {
-  const auto written = bytes_written(true, [](Responder& responder) -> asio::awaitable<void> {
+  const auto written = bytes_written(true, [](Responder& responder) -> Awaitable<void> {
     EXPECT_TRUE(responder.start_stream({{"Content-Type", "text/event-stream"}}));
     EXPECT_TRUE(co_await responder.end_stream());
   });

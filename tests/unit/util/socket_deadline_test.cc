@@ -16,11 +16,11 @@ using namespace std::chrono_literals;
 // A connected pair of loopback sockets on one event loop.
 struct SocketPair {
   asio::io_context io;
-  asio::ip::tcp::socket client{io};
-  asio::ip::tcp::socket server{io};
+  TcpSocket client{io};
+  TcpSocket server{io};
 
   SocketPair() {
-    asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+    TcpAcceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
     client.connect(acceptor.local_endpoint());
     acceptor.accept(server);
   }
@@ -41,7 +41,7 @@ struct SocketPair {
 
   // Writes a byte from the server after `delay`.
   void write_after(std::chrono::milliseconds delay) {
-    auto timer = std::make_shared<asio::steady_timer>(io, delay);
+    auto timer = std::make_shared<SteadyTimer>(io, delay);
     timer->async_wait([this, timer](boost::system::error_code) {
       asio::write(server, asio::buffer("x", 1));
     });
@@ -83,7 +83,7 @@ TEST(SocketDeadlineTest, ASettledOperationsDeadlineNoLongerClosesTheSocket) {
   pair.write_after(0ms);
   EXPECT_FALSE(deadline.settle(pair.finish_read()));
   // The timer still waits for 20 ms; when it fires no operation is timed.
-  asio::steady_timer past_the_deadline(pair.io, 100ms);
+  SteadyTimer past_the_deadline(pair.io, 100ms);
   bool waited = false;
   past_the_deadline.async_wait([&](boost::system::error_code) { waited = true; });
   while (!waited && pair.io.run_one_for(10s) > 0) {
