@@ -65,7 +65,9 @@
 # counted mode of bench/cache_counted.bash: the gateway under callgrind, each run's worker
 # instructions per request instead of its CPU time; exactly BENCH_ROUNDS rounds), BENCH_KEEP (with
 # BENCH_COUNT=1, a folder: each run's worker-thread callgrind file is copied there as
-# RUN-ROUND.callgrind, for `callgrind_annotate --inclusive=yes`). A round takes about
+# RUN-ROUND.callgrind, for `callgrind_annotate --inclusive=yes`), BENCH_PERF (without
+# BENCH_COUNT, a folder: `perf record -e cpu-clock -g` of the gateway during each measured run, as
+# RUN-ROUND.perf, for `perf report -i`; the profiler takes some of the load's CPU). A round takes about
 # 5 × (WARMUP + DURATION) s, 60 s with the defaults: 3 min on a quiet machine, 6 min at most.
 # It exits 1 if a check fails or any measured request was not a 2xx. The summary is printed and
 # written to bench/out/cache.md.
@@ -104,6 +106,9 @@ fi
 for tool in wrk nginx curl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (run scripts/install-deps.sh)" >&2; exit 1; }
 done
+if [[ -n "${BENCH_PERF:-}" ]]; then
+  command -v perf >/dev/null || { echo "bench: BENCH_PERF needs 'perf' (Debian's linux-perf)" >&2; exit 1; }
+fi
 [[ -x "$BIN" ]] || { echo "bench: $BIN not found; build first (make build)" >&2; exit 1; }
 for cpu in "$GATEWAY_CPU" "$LOAD_CPU"; do
   taskset -c "$cpu" true 2>/dev/null || { echo "bench: cannot pin to CPU $cpu (nproc: $(nproc))" >&2; exit 1; }
@@ -473,8 +478,16 @@ run_case() {
   c0="$(cpu_line "$GATEWAY_CPU")"
   l0="$(cpu_line "$LOAD_CPU")"
   [[ "$COUNT" == 1 ]] && { callgrind_control -z "$GATEWAY_PID" >/dev/null || fail "callgrind_control -z failed"; }
+  local profiler=""
+  if [[ -n "${BENCH_PERF:-}" && "$COUNT" != 1 ]]; then
+    mkdir -p "$BENCH_PERF"
+    perf record -e cpu-clock -F 4000 -g -p "$GATEWAY_PID" -o "$BENCH_PERF/$id-$r.perf" \
+      -- sleep "$DURATION" >/dev/null 2>&1 &
+    profiler=$!
+  fi
   taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency \
     -s "$BENCH/cache.lua" "$url" >"$out"
+  [[ -n "$profiler" ]] && { wait "$profiler" || fail "perf record failed"; }
   [[ "$COUNT" == 1 ]] && { callgrind_control -d "$GATEWAY_PID" >/dev/null || fail "callgrind_control -d failed"; }
   g1="$(proc_ticks "$GATEWAY_PID")"
   c1="$(cpu_line "$GATEWAY_CPU")"
