@@ -636,6 +636,20 @@ TEST(PlainAnswerChunkTest, LeavesToTheDomWhatNormalizationWouldChange) {
                           false);
 }
 
+TEST(PlainAnswerChunkTest, ARepeatedUsageCountsWithItsLastValueNullOrNot) {
+  const std::string start(kChunkStart);
+  const std::string figures = R"({"prompt_tokens":9,"completion_tokens":12,"total_tokens":21})";
+  // The null shortcut must forget figures read before it, and figures after it must count.
+  expect_chunk_equivalent(start + R"("choices":[],"usage":)" + figures + R"(,"usage":null})", false);
+  expect_chunk_equivalent(start + R"("choices":[],"usage":null,"usage":)" + figures + "}", false);
+  const auto chunk = [](std::string text) {
+    return PlainAnswer(text, AnswerShape::chunk).usage().present;
+  };
+  EXPECT_FALSE(chunk(start + R"("choices":[],"usage":)" + figures + R"(,"usage":null})"));
+  EXPECT_TRUE(chunk(start + R"("choices":[],"usage":null,"usage":)" + figures + "}"));
+  EXPECT_FALSE(chunk(start + R"("choices":[],"usage":null})"));
+}
+
 TEST(PlainAnswerChunkTest, ReportsFinishReasonsAndChoiceCounts) {
   std::string event(kChunkStart);
   event += R"("choices":[{"index":0,"delta":{},"finish_reason":"length"},)"
