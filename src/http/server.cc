@@ -23,7 +23,7 @@ constexpr std::size_t kRefusalLingerBytes = 64 * 1024;
 
 // A client that sends `Expect: 100-continue` waits for a 100 before the body (curl waits a
 // second, then sends anyway). HTTP/1.0 clients do not know the interim answer.
-bool expects_continue(const bhttp::request<bhttp::string_body>& message) {
+bool expects_continue(const RequestMessage& message) {
   return message.version() >= 11 &&
          beast::iequals(field_value(message, bhttp::field::expect), "100-continue");
 }
@@ -387,7 +387,8 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
     }
     entry->busy = true;
 
-    bhttp::request_parser<bhttp::string_body> parser;
+    RequestMessage message;
+    RequestParser parser(message);
     parser.body_limit(limits->max_body_bytes);
     parser.header_limit(static_cast<std::uint32_t>(limits->max_header_bytes));
     parser.eager(true);
@@ -462,11 +463,10 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
       break;
     }
 
-    auto& message = parser.get();
     IncomingRequest request{message,
                             util::accept_or_new_request_id(field_value(message, "x-request-id")),
                             std::chrono::steady_clock::now()};
-    Responder responder(client, *limits, message.keep_alive() && !draining_,
+    Responder responder(client, *limits, parser.keep_alive() && !draining_,
                         request.request_id);
     try {
       co_await handler_(request, responder);

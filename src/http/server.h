@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "http/request_message.h"
 #include "http/serialize.h"
 #include "util/socket_deadline.h"
 
@@ -63,7 +64,7 @@ struct ClientConnection {
 };
 
 struct IncomingRequest {
-  bhttp::request<bhttp::string_body>& message;
+  RequestMessage& message;
   std::string request_id;
   std::chrono::steady_clock::time_point received_at;
 };
