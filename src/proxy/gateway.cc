@@ -1680,6 +1680,9 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     }
     if (!parser.feed(raw, events)) stream_problem = "an event line exceeds the size limit";
     if (done) parser.finish(events);
+    // Room for what this read forwards, made once: the events' bytes and a longer model name in
+    // each (grown event by event, the string was reallocated about eight times a stream).
+    out.reserve(out.size() + raw.size() + events.size() * model_json.size());
     for (auto& event : events) {
       if (stream_problem) break;
       if (chunks_in_place &&
