@@ -6,6 +6,7 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
+#include <cstddef>
 #include <string_view>
 
 namespace cutover::http {
@@ -30,5 +31,26 @@ std::string_view field_value(const Fields& fields, std::string_view name) {
   }
   return {};
 }
+
+// Iterates a field list that keeps its fields as spans over one buffer, by index, through its
+// field(index), which makes each field's views on the fly (http::RequestMessage,
+// upstream::ResponseHead).
+template <class List, class Field>
+class FieldIterator {
+ public:
+  using value_type = Field;
+  using difference_type = std::ptrdiff_t;
+  FieldIterator(const List& list, std::size_t index) : list_(&list), index_(index) {}
+  Field operator*() const { return list_->field(index_); }
+  FieldIterator& operator++() {
+    ++index_;
+    return *this;
+  }
+  bool operator==(const FieldIterator& other) const { return index_ == other.index_; }
+
+ private:
+  const List* list_;
+  std::size_t index_;
+};
 
 }  // namespace cutover::http

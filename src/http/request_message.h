@@ -19,6 +19,8 @@
 #include <string>
 #include <string_view>
 
+#include "http/fields.h"
+
 namespace cutover::http {
 
 class RequestMessage {
@@ -39,22 +41,7 @@ class RequestMessage {
     std::string_view value_;
   };
 
-  class Iterator {
-   public:
-    using value_type = Field;
-    using difference_type = std::ptrdiff_t;
-    Iterator(const RequestMessage& message, std::size_t index) : message_(&message), index_(index) {}
-    Field operator*() const { return message_->field(index_); }
-    Iterator& operator++() {
-      ++index_;
-      return *this;
-    }
-    bool operator==(const Iterator& other) const { return index_ == other.index_; }
-
-   private:
-    const RequestMessage* message_;
-    std::size_t index_;
-  };
+  using Iterator = FieldIterator<RequestMessage, Field>;
 
   boost::beast::http::verb method() const { return method_; }
   std::string_view method_string() const { return view(method_text_); }

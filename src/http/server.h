@@ -58,7 +58,7 @@ class ConnectionCount {
 // rate policy, two work guards on a type-erased executor) bought nothing here, where the deadline
 // is kept apart (util/socket_deadline.h).
 struct ClientConnection {
-  explicit ClientConnection(TcpSocket socket_) : socket(std::move(socket_)), deadline(socket) {}
+  explicit ClientConnection(TcpSocket accepted) : socket(std::move(accepted)), deadline(socket) {}
   TcpSocket socket;
   util::SocketDeadline deadline;
 };

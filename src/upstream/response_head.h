@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include "http/fields.h"
+
 namespace cutover::upstream {
 
 class ResponseHead {
@@ -32,22 +34,7 @@ class ResponseHead {
     std::string_view value_;
   };
 
-  class Iterator {
-   public:
-    using value_type = Field;
-    using difference_type = std::ptrdiff_t;
-    Iterator(const ResponseHead& head, std::size_t index) : head_(&head), index_(index) {}
-    Field operator*() const { return head_->field(index_); }
-    Iterator& operator++() {
-      ++index_;
-      return *this;
-    }
-    bool operator==(const Iterator& other) const { return index_ == other.index_; }
-
-   private:
-    const ResponseHead* head_;
-    std::size_t index_;
-  };
+  using Iterator = cutover::http::FieldIterator<ResponseHead, Field>;
 
   unsigned result_int() const { return status_; }
   int version() const { return version_; }
