@@ -114,10 +114,11 @@ soak: build node-deps
 # libFuzzer runs of every fuzz target, FUZZ_SECONDS each (clang); the corpora replay in
 # `make test` too.
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(patsubst fuzz/%_fuzz.cc,%,$(wildcard fuzz/*_fuzz.cc))
 fuzz: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCUTOVER_FUZZ=ON -DCUTOVER_NODE_TESTS=OFF
-	cmake --build build-fuzz --target fuzz_sse_parser fuzz_response_normalizer fuzz_config_loader fuzz_answer_scan
-	for target in sse_parser response_normalizer config_loader answer_scan; do \
+	cmake --build build-fuzz --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	for target in $(FUZZ_TARGETS); do \
 		mkdir -p build-fuzz/corpus/$$target && \
 		./build-fuzz/fuzz_$$target -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/$$target fuzz/corpus/$$target || exit 1; \
 	done

@@ -1,7 +1,9 @@
 // Fuzz target: scanning any body never crashes and never takes what Boost.JSON refuses; where the
 // scan reads a completion its usage and finish reasons are the DOM path's, and where it says only
 // the model changes, the spliced body parses to exactly what normalize_response() makes. The same
-// for a stream event read as a chunk, against normalize_stream_chunk().
+// for a stream event read as a chunk, against normalize_stream_chunk(), and for a chunk read
+// after another through a ChunkMemo, against the same chunk scanned alone.
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstdint>
@@ -131,6 +133,39 @@ constexpr std::string_view kChunkHoles[][2] = {
      R"(,"finish_reason":null}]})"},
 };
 
+// Chunks whose verdict a ChunkMemo keeps, with a hole inside (and in place of) a free string: the
+// memo is first given the chunk with "a" in the hole, then the input's.
+constexpr std::string_view kMemoHoles[][2] = {
+    {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
+     R"("choices":[{"index":0,"delta":{"content":")",
+     R"("},"finish_reason":null}],"usage":null})"},
+    {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
+     R"("choices":[{"index":0,"delta":{"content":)",
+     R"(},"finish_reason":null}],"usage":null})"},
+    {R"({"p":")",
+     R"(","id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
+};
+
+// The memo's verdict for the input's chunk is the one the chunk gets alone.
+void check_memo(std::string_view input) {
+  for (const auto& [before, after] : kMemoHoles) {
+    const bool quoted = before.back() == '"';
+    ChunkMemo memo;
+    std::string kept = std::string(before) + (quoted ? "a" : "\"a\"") + std::string(after);
+    check(PlainAnswer(kept, memo).needs_only_model());
+    std::string event = std::string(before) + std::string(input) + std::string(after);
+    std::string alone = event;
+    const PlainAnswer memoized(event, memo);
+    const PlainAnswer fresh(alone, AnswerShape::chunk);
+    check(memoized.is_completion() == fresh.is_completion());
+    check(memoized.needs_only_model() == fresh.needs_only_model());
+    check(same_usage(memoized.usage(), fresh.usage()));
+    check(std::equal(memoized.finish_reasons().begin(), memoized.finish_reasons().end(),
+                     fresh.finish_reasons().begin(), fresh.finish_reasons().end()));
+    check(memoized.spliced(kClientModel) == fresh.spliced(kClientModel));
+  }
+}
+
 // A completion that passes with only its model changed, with a hole where the input goes: most
 // random bodies are not completions at all, and the differential check needs ones that are.
 constexpr std::string_view kHoles[][2] = {
@@ -172,5 +207,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   check_in_holes(input, kHoles, check_body);
   check_in_holes(input, kChunkHoles, check_chunk);
+  check_memo(input);
   return 0;
 }

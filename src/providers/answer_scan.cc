@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "providers/simdjson_parser.h"
 
@@ -33,6 +34,33 @@ bool exponent_in_range(std::string_view number) {
   const auto first = digits.find_first_not_of('0');
   return first == std::string_view::npos || digits.size() - first < 9;
 }
+
+// Where valid() notes the string values it reads while a chunk's scan may be kept in a
+// ChunkMemo: their values are what the memo lets vary. A pointer on the thread, like the parser
+// the scan uses, rather than a parameter of every reading function; null when nothing is noted.
+struct FreeStringNotes {
+  const char* text = nullptr;
+  boost::container::small_vector<std::size_t, ChunkMemo::kMaxFreeStrings> starts;
+  bool too_many = false;
+
+  void note(const char* opening_quote) {
+    if (starts.size() == ChunkMemo::kMaxFreeStrings) {
+      too_many = true;
+    } else {
+      starts.push_back(static_cast<std::size_t>(opening_quote - text));
+    }
+  }
+};
+thread_local FreeStringNotes* free_string_notes = nullptr;
+
+// Sets free_string_notes for one scan, and clears it however the scan ends.
+class NotingFreeStrings {
+ public:
+  explicit NotingFreeStrings(FreeStringNotes* notes) { free_string_notes = notes; }
+  ~NotingFreeStrings() { free_string_notes = nullptr; }
+  NotingFreeStrings(const NotingFreeStrings&) = delete;
+  NotingFreeStrings& operator=(const NotingFreeStrings&) = delete;
+};
 
 // Reads a value the scan does not look into as Boost.JSON's parser would, so that what it
 // refuses is refused here too: every key and string unescaped (bad escapes, lone surrogates),
@@ -66,6 +94,7 @@ bool valid(ondemand::value& value, int depth) {
       return true;
     }
     case ondemand::json_type::string: {
+      if (free_string_notes != nullptr) free_string_notes->note(value.raw_json_token().data());
       std::string_view text;
       return !value.get_string().get(text);
     }
@@ -410,6 +439,73 @@ bool read_choice(ondemand::value& value, AnswerShape shape,
   return true;
 }
 
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The code unit of the \u escape at `at` (its backslash), or -1 when it is none.
+int escaped_unit(std::string_view text, std::size_t at) {
+  if (text.size() - at < 6 || text[at] != '\\' || text[at + 1] != 'u') return -1;
+  int unit = 0;
+  for (std::size_t i = at + 2; i < at + 6; ++i) {
+    const int digit = hex_digit(text[i]);
+    if (digit < 0) return -1;
+    unit = unit * 16 + digit;
+  }
+  return unit;
+}
+
+// Where the JSON string token whose opening quote is at `begin` ends (just past its closing
+// quote), when it is one that Boost.JSON and simdjson both take: valid UTF-8, no control
+// character, known escapes, a surrogate escape only in a well-formed pair. npos otherwise; a
+// string this refuses is left to the full scan, which decides.
+std::size_t string_token_end(std::string_view text, std::size_t begin) {
+  if (begin >= text.size() || text[begin] != '"') return std::string_view::npos;
+  std::size_t at = begin + 1;
+  while (at < text.size()) {
+    const auto c = static_cast<unsigned char>(text[at]);
+    if (c == '"') {
+      const auto inside = text.substr(begin + 1, at - begin - 1);
+      if (!simdjson::validate_utf8(inside.data(), inside.size())) return std::string_view::npos;
+      return at + 1;
+    }
+    if (c < 0x20) return std::string_view::npos;
+    if (c != '\\') {
+      ++at;
+      continue;
+    }
+    if (at + 1 == text.size()) return std::string_view::npos;
+    switch (text[at + 1]) {
+      case '"':
+      case '\\':
+      case '/':
+      case 'b':
+      case 'f':
+      case 'n':
+      case 'r':
+      case 't':
+        at += 2;
+        continue;
+      case 'u':
+        break;
+      default:
+        return std::string_view::npos;
+    }
+    const int unit = escaped_unit(text, at);
+    if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF)) return std::string_view::npos;
+    at += 6;
+    if (unit >= 0xD800 && unit <= 0xDBFF) {
+      const int low = escaped_unit(text, at);
+      if (low < 0xDC00 || low > 0xDFFF) return std::string_view::npos;
+      at += 6;
+    }
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 static_assert(PlainAnswer::kPadding == simdjson::SIMDJSON_PADDING);
@@ -417,9 +513,25 @@ static_assert(PlainAnswer::kPadding == simdjson::SIMDJSON_PADDING);
 PlainAnswer::PlainAnswer(std::string& text, AnswerShape shape) : shape_(shape) {
   text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
   text_ = text;
-  if (!scan()) finish_reasons_.clear();
+  if (!scan()) verdict_.finish_reasons.clear();
   // Nothing reported refers to the parser's buffers, so they may be released now.
   release_large_parser_buffers();
+}
+
+PlainAnswer::PlainAnswer(std::string& text, ChunkMemo& memo) : shape_(AnswerShape::chunk) {
+  text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
+  text_ = text;
+  if (memo.reuse(text_, *this)) return;
+  FreeStringNotes notes;
+  notes.text = text_.data();
+  const bool may_keep = text_.size() <= ChunkMemo::kMaxBytes;
+  {
+    const NotingFreeStrings noting(may_keep ? &notes : nullptr);
+    if (!scan()) verdict_.finish_reasons.clear();
+  }
+  release_large_parser_buffers();
+  if (may_keep && !notes.too_many && verdict_.needs_only_model)
+    memo.keep(text_, *this, notes.starts);
 }
 
 bool PlainAnswer::scan() {
@@ -452,7 +564,7 @@ bool PlainAnswer::scan() {
     if (key == "choices") {
       ++choices.count;
       choices_array = value_type == ondemand::json_type::array;
-      finish_reasons_.clear();
+      verdict_.finish_reasons.clear();
       choices.unchanged = choices_array;
       if (!choices_array) {
         ok = valid(value, depth);
@@ -463,7 +575,8 @@ bool PlainAnswer::scan() {
           ondemand::value element;
           bool choice_unchanged = false;
           if (std::move(element_result).get(element)) return false;
-          if (!read_choice(element, shape_, finish_reasons_.emplace_back(), choice_unchanged)) {
+          if (!read_choice(element, shape_, verdict_.finish_reasons.emplace_back(),
+                           choice_unchanged)) {
             return false;
           }
           choices.unchanged = choices.unchanged && choice_unchanged;
@@ -484,8 +597,14 @@ bool PlainAnswer::scan() {
       ++model.count;
       model.unchanged = is_string;
       // The raw token runs to the next structural character: trailing whitespace is not its.
-      if (is_string) model_bytes = trim_right(value.raw_json_token());
-      ok = valid(value, depth);
+      // Read here, not by valid(): the model's bytes are no free string of a ChunkMemo.
+      if (is_string) {
+        model_bytes = trim_right(value.raw_json_token());
+        std::string_view text;
+        ok = !value.get_string().get(text);
+      } else {
+        ok = valid(value, depth);
+      }
     } else if (key == "id" || key == "object") {
       Seen& seen = key == "id" ? id : type;
       ++seen.count;
@@ -518,8 +637,8 @@ bool PlainAnswer::scan() {
   // Boost.JSON refuses anything after the top-level value; at the end there is no location.
   if (document.current_location().error() != simdjson::OUT_OF_BOUNDS) return false;
   if (!choices_array) return false;
-  is_completion_ = true;
-  usage_ = usage_fields ? usage_fields->usage() : Usage{};
+  verdict_.is_completion = true;
+  verdict_.usage = usage_fields ? usage_fields->usage() : Usage{};
   if (model.once_unchanged()) model_ = model_bytes;
   const bool identity_unchanged = id.once_unchanged() && type.once_unchanged() &&
                                   created.once_unchanged() && model.once_unchanged() &&
@@ -528,18 +647,18 @@ bool PlainAnswer::scan() {
     // A chunk's usage is rewritten only when it reports tokens (one that reports none stays as
     // it is); no system_fingerprint is added to a chunk.
     const bool usage_unchanged =
-        usage.count == 0 || (usage.count == 1 && (usage.unchanged || !usage_.present));
-    needs_only_model_ =
+        usage.count == 0 || (usage.count == 1 && (usage.unchanged || !verdict_.usage.present));
+    verdict_.needs_only_model =
         identity_unchanged && fingerprint.count <= 1 && error.count == 0 && usage_unchanged;
   } else {
-    needs_only_model_ = identity_unchanged && fingerprint.once_unchanged() &&
-                        (usage.count == 0 || usage.once_unchanged());
+    verdict_.needs_only_model = identity_unchanged && fingerprint.once_unchanged() &&
+                                (usage.count == 0 || usage.once_unchanged());
   }
   return true;
 }
 
 std::optional<std::string> PlainAnswer::spliced(std::string_view client_model) const {
-  if (!needs_only_model_) return std::nullopt;
+  if (!verdict_.needs_only_model) return std::nullopt;
   const auto model = json::serialize(json::string_view(client_model));
   std::string out;
   out.reserve(text_.size() - model_.size() + model.size());
@@ -552,6 +671,63 @@ void PlainAnswer::append_spliced(std::string& out, std::string_view model_json) 
   out.append(text_.substr(0, offset));
   out.append(model_json);
   out.append(text_.substr(offset + model_.size()));
+}
+
+bool ChunkMemo::reuse(std::string_view text, PlainAnswer& answer) {
+  if (!kept_) return false;
+  std::size_t at = 0;
+  std::size_t fixed_at = 0;
+  const char* model = nullptr;
+  for (std::size_t run = 0; run < fixed_sizes_.size(); ++run) {
+    if (run > 0) {
+      at = string_token_end(text, at);
+      if (at == std::string_view::npos) return false;
+    }
+    const std::size_t size = fixed_sizes_[run];
+    if (text.size() - at < size ||
+        std::memcmp(text.data() + at, fixed_bytes_.data() + fixed_at, size) != 0) {
+      return false;
+    }
+    if (run == model_run_) model = text.data() + at + model_offset_;
+    at += size;
+    fixed_at += size;
+  }
+  if (at != text.size()) return false;
+  answer.verdict_ = verdict_;
+  answer.model_ = std::string_view(model, model_size_);
+  ++reuses_;
+  return true;
+}
+
+void ChunkMemo::keep(std::string_view text, const PlainAnswer& answer,
+                     std::span<const std::size_t> free_strings) {
+  kept_ = false;
+  fixed_bytes_.clear();
+  fixed_sizes_.clear();
+  const auto model_begin = static_cast<std::size_t>(answer.model_.data() - text.data());
+  const auto model_end = model_begin + answer.model_.size();
+  bool model_found = false;
+  std::size_t at = 0;
+  auto add_run = [&](std::size_t end) {
+    if (!model_found && model_begin >= at && model_end <= end) {
+      model_found = true;
+      model_run_ = fixed_sizes_.size();
+      model_offset_ = model_begin - at;
+    }
+    fixed_bytes_.append(text.substr(at, end - at));
+    fixed_sizes_.push_back(end - at);
+  };
+  for (const auto start : free_strings) {
+    if (start < at) return;
+    add_run(start);
+    at = string_token_end(text, start);
+    if (at == std::string_view::npos) return;
+  }
+  add_run(text.size());
+  if (!model_found || answer.model_.empty()) return;
+  model_size_ = answer.model_.size();
+  verdict_ = answer.verdict_;
+  kept_ = true;
 }
 
 }  // namespace cutover::providers

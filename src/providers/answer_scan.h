@@ -23,6 +23,8 @@ namespace cutover::providers {
 // (`chat.completion.chunk`).
 enum class AnswerShape { completion, chunk };
 
+class ChunkMemo;
+
 class PlainAnswer {
  public:
   // The bytes past the end that the scan reads (simdjson's SIMDJSON_PADDING): a caller that
@@ -34,13 +36,17 @@ class PlainAnswer {
   // unchanged. The scan uses this thread's parser, whose buffers are given back after a body past
   // 64 KiB; what the object reports refers only to `text` and static storage.
   explicit PlainAnswer(std::string& text, AnswerShape shape = AnswerShape::completion);
+  // A stream's chunk, scanned as above unless `memo` holds a chunk it equals but for strings
+  // whose value no verdict depends on (see ChunkMemo); `memo` keeps this chunk's when it needs
+  // only its model changed.
+  PlainAnswer(std::string& text, ChunkMemo& memo);
 
   // JSON that Boost.JSON's parser (default options, as the gateway parses answers) accepts, whose
   // top level is an object with a `choices` array. A few bodies Boost.JSON takes are refused too:
   // numbers simdjson cannot read (1e400, integers past 2^64) and exponents of nine digits or
   // more. When false nothing else is reported: the caller takes the DOM path, which answers 502
   // for what it cannot repair.
-  bool is_completion() const { return is_completion_; }
+  bool is_completion() const { return verdict_.is_completion; }
 
   // True when normalize_response(body, ApiKind::chat_completions, ...) would change nothing but
   // `model`, so spliced() equals its result once parsed. Conservative: anything unusual is false.
@@ -63,22 +69,22 @@ class PlainAnswer {
   // (one that reports none is left as it is; the caller decides what to do with a usage chunk
   // the client did not ask for); and there is no top-level `error` (an error event takes the
   // DOM path).
-  bool needs_only_model() const { return needs_only_model_; }
+  bool needs_only_model() const { return verdict_.needs_only_model; }
 
   // How many choices the body has (a usage chunk has none).
-  std::size_t choice_count() const { return finish_reasons_.size(); }
+  std::size_t choice_count() const { return verdict_.finish_reasons.size(); }
 
   // The usage normalize_response() reports for this body (extract_usage's names and rules:
   // integers, unsigned ones cast, finite doubles below 9e15 truncated, strings read as by
   // std::stoll; decimals are read by Boost.JSON, as the DOM path reads them; a repeated key
   // counts with its last value). Not present when there is none.
-  const Usage& usage() const { return usage_; }
+  const Usage& usage() const { return verdict_.usage; }
 
   // Each choice's finish reason as normalize_response() leaves it: normalize_finish_reason()'s
   // answer, or nullopt where it is null, absent or not a string. The views point to static
   // storage.
   std::span<const std::optional<std::string_view>> finish_reasons() const {
-    return {finish_reasons_.data(), finish_reasons_.size()};
+    return {verdict_.finish_reasons.data(), verdict_.finish_reasons.size()};
   }
 
   // The top-level `model` value as it is in the body, quotes included; empty unless it is a
@@ -94,16 +100,62 @@ class PlainAnswer {
   void append_spliced(std::string& out, std::string_view model_json) const;
 
  private:
+  friend class ChunkMemo;
+
+  // What the scan found, but for where the model's bytes are.
+  struct Verdict {
+    Usage usage;
+    boost::container::small_vector<std::optional<std::string_view>, 2> finish_reasons;
+    bool is_completion = false;
+    bool needs_only_model = false;
+  };
+
   // Reads the body; false (and nothing reported) when it is not a completion.
   bool scan();
 
   std::string_view text_;
   std::string_view model_;
-  Usage usage_;
-  boost::container::small_vector<std::optional<std::string_view>, 2> finish_reasons_;
+  Verdict verdict_;
   AnswerShape shape_;
-  bool is_completion_ = false;
-  bool needs_only_model_ = false;
+};
+
+// A stream's chunks usually differ from the one before only inside strings whose value the scan
+// does not read: each delta's `content`, a tool call's arguments, a relay's padding. The memo
+// keeps the last chunk that needed only its model changed as its bytes outside such strings
+// (their "free" strings) and its verdict. A chunk with exactly those bytes around free strings
+// that are themselves valid JSON strings parses to the same structure with the same values
+// everywhere a verdict looks, so it takes the kept verdict without being parsed again: about 80
+// instructions against 1,000 for a content chunk.
+class ChunkMemo {
+ public:
+  // Only chunks this long or shorter, with this many free strings or fewer, are kept: a copy of
+  // an ordinary chunk's bytes, not of a large tool call.
+  static constexpr std::size_t kMaxBytes = 4096;
+  static constexpr std::size_t kMaxFreeStrings = 8;
+
+  // How many chunks took the kept verdict.
+  std::size_t reuses() const { return reuses_; }
+
+ private:
+  friend class PlainAnswer;
+
+  // Gives `answer` the kept verdict when `text` matches; false otherwise.
+  bool reuse(std::string_view text, PlainAnswer& answer);
+  // Keeps `answer`'s verdict and the bytes of `text` outside the free strings beginning at
+  // `free_strings` (offsets of their opening quotes, ascending); keeps nothing if that cannot be
+  // done.
+  void keep(std::string_view text, const PlainAnswer& answer,
+            std::span<const std::size_t> free_strings);
+
+  std::string fixed_bytes_;  // the bytes outside the free strings, in order
+  // The size of each run of fixed bytes: one more than there are free strings.
+  boost::container::small_vector<std::size_t, kMaxFreeStrings + 1> fixed_sizes_;
+  std::size_t model_run_ = 0;     // the run of fixed bytes the model's value lies in
+  std::size_t model_offset_ = 0;  // and where in it
+  std::size_t model_size_ = 0;
+  PlainAnswer::Verdict verdict_;
+  bool kept_ = false;
+  std::size_t reuses_ = 0;
 };
 
 }  // namespace cutover::providers

@@ -1635,6 +1635,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                context.kind == ApiKind::chat_completions;
   const std::string model_json =
       chunks_in_place ? json::serialize(json::string_view(context.shape.model)) : std::string();
+  providers::ChunkMemo chunk_memo;
   unsigned char chunk_buffer[4096];
   std::vector<providers::SseEvent> events;
   events.reserve(16);  // a read usually completes a handful of events
@@ -1686,7 +1687,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     for (auto& event : events) {
       if (stream_problem) break;
       if (chunks_in_place &&
-          forward_in_place(event, reader, ask_usage, model_json, context.usage, out)) {
+          forward_in_place(event, reader, chunk_memo, ask_usage, model_json, context.usage, out)) {
         continue;
       }
       // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
@@ -1776,10 +1777,11 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
 }
 
 bool Gateway::forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
-                               bool strip_usage, std::string_view model_json,
-                               providers::Usage& usage, std::string& out) {
+                               providers::ChunkMemo& memo, bool strip_usage,
+                               std::string_view model_json, providers::Usage& usage,
+                               std::string& out) {
   if (!event.event.empty() || event.data == "[DONE]") return false;
-  const providers::PlainAnswer chunk(event.data, providers::AnswerShape::chunk);
+  const providers::PlainAnswer chunk(event.data, memo);
   if (!chunk.needs_only_model()) return false;
   const bool reports_usage = chunk.usage().present;
   // A usage chunk the client did not ask for is dropped whole; usage riding on a chunk with

@@ -25,6 +25,7 @@
 namespace cutover::providers {
 struct SseEvent;
 class CanonicalStream;
+class ChunkMemo;
 }  // namespace cutover::providers
 
 namespace cutover::proxy {
@@ -116,10 +117,12 @@ class Gateway {
   // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
   // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
   // False, with nothing done, for an event the DOM path must read. The event's data gets room
-  // for the scan's padding (its bytes stay as they are).
+  // for the scan's padding (its bytes stay as they are). `memo` carries the stream's last
+  // scanned chunk to the next event.
   static bool forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
-                               bool strip_usage, std::string_view model_json,
-                               providers::Usage& usage, std::string& out);
+                               providers::ChunkMemo& memo, bool strip_usage,
+                               std::string_view model_json, providers::Usage& usage,
+                               std::string& out);
   struct Refusal;
   // `now`: the request's latest reading of the steady clock.
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,

@@ -662,5 +662,119 @@ TEST(PlainAnswerChunkTest, ReportsFinishReasonsAndChoiceCounts) {
   EXPECT_FALSE(chunk.usage().present);
 }
 
+// Scans `event` with `memo` and on its own, and expects the same verdicts and the same client
+// bytes from both.
+void expect_memo_agrees(ChunkMemo& memo, std::string event) {
+  std::string alone = event;
+  const PlainAnswer fresh(alone, AnswerShape::chunk);
+  const PlainAnswer memoized(event, memo);
+  EXPECT_EQ(memoized.is_completion(), fresh.is_completion()) << event;
+  EXPECT_EQ(memoized.needs_only_model(), fresh.needs_only_model()) << event;
+  expect_same_usage(memoized.usage(), fresh.usage(), event);
+  EXPECT_EQ(finish_reasons(memoized), finish_reasons(fresh)) << event;
+  EXPECT_EQ(memoized.model_bytes(), fresh.model_bytes()) << event;
+  EXPECT_EQ(memoized.spliced(kClientModel), fresh.spliced(kClientModel)) << event;
+}
+
+std::string content_chunk(std::string_view content_json) {
+  return std::string(kChunkStart) + R"("choices":[{"index":0,"delta":{"content":)" +
+         std::string(content_json) + R"(},"logprobs":null,"finish_reason":null}],"usage":null})";
+}
+
+TEST(ChunkMemoTest, ContentChunksTakeTheKeptVerdict) {
+  ChunkMemo memo;
+  const std::string start(kChunkStart);
+  expect_memo_agrees(
+      memo, start + R"("choices":[{"index":0,"delta":{"role":"assistant","content":"",)"
+                    R"("refusal":null},"logprobs":null,"finish_reason":null}],"usage":null})");
+  EXPECT_EQ(memo.reuses(), 0u);
+  expect_memo_agrees(memo, content_chunk(R"("Hello")"));
+  EXPECT_EQ(memo.reuses(), 0u);  // its role key is gone: another shape, scanned and kept
+  const std::vector<std::string_view> contents = {
+      R"("")",
+      R"(" world, and a longer piece of text than before")",
+      R"("esc\"aped\\ \/ \b\f\n\r\t")",
+      R"("caf\u00e9 \u4e2d \ud83d\ude00")",
+      "\"raw utf-8: caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80\"",
+      R"("'single' {braces} [brackets] ,:")",
+  };
+  for (const auto content : contents) expect_memo_agrees(memo, content_chunk(content));
+  EXPECT_EQ(memo.reuses(), contents.size());
+  expect_memo_agrees(memo, start + R"("choices":[{"index":0,"delta":{},"logprobs":null,)"
+                                   R"("finish_reason":"stop"}],"usage":null})");
+  expect_memo_agrees(memo, start + R"("choices":[],"usage":{"prompt_tokens":9,)"
+                                   R"("completion_tokens":12,"total_tokens":21}})");
+  EXPECT_EQ(memo.reuses(), contents.size());
+}
+
+TEST(ChunkMemoTest, FreeStringsBeforeTheModelMoveItsBytes) {
+  // A relay's padding of varying length ahead of `model`: the model's bytes are found where they
+  // moved to, and the tool call's arguments vary too.
+  const auto chunk = [](std::string_view pad, std::string_view arguments) {
+    return R"({"obfuscation":")" + std::string(pad) +
+           R"(","id":"c","object":"chat.completion.chunk","created":1,"model":"m-1",)"
+           R"("choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":")" +
+           std::string(arguments) + R"("}}]},"finish_reason":null}]})";
+  };
+  ChunkMemo memo;
+  expect_memo_agrees(memo, chunk("x", "{"));
+  expect_memo_agrees(memo, chunk("xyzxyzxyz", R"(\"city\")"));
+  expect_memo_agrees(memo, chunk("", ":"));
+  EXPECT_EQ(memo.reuses(), 2u);
+}
+
+TEST(ChunkMemoTest, ChangesOutsideFreeStringsAreScannedAgain) {
+  ChunkMemo memo;
+  expect_memo_agrees(memo, content_chunk(R"("a")"));
+  std::string other_model = content_chunk(R"("b")");
+  other_model.replace(other_model.find("gpt-4.1"), 7, "gpt-4.2");
+  const std::vector<std::string> changed = {
+      other_model,
+      content_chunk("7"),
+      content_chunk("null"),
+      // A quote inside the content ends the string early: what follows is not the kept bytes.
+      content_chunk(R"("a","role":"b")"),
+      content_chunk(R"("a"},"logprobs":null,"finish_reason":"length"}],"x":{"y":"")"),
+      content_chunk(R"("a" )"),
+      content_chunk(R"("a")") + " x",
+  };
+  for (const auto& event : changed) {
+    const auto before = memo.reuses();
+    expect_memo_agrees(memo, event);
+    EXPECT_EQ(memo.reuses(), before) << event;
+  }
+}
+
+TEST(ChunkMemoTest, StringsEitherParserMightRefuseAreScannedAgain) {
+  const std::vector<std::string> refused = {
+      R"("lone high \ud83d")", R"("lone low \ude00")",   R"("high then other \ud83d\u0041")",
+      R"("bad escape \x")",    R"("short \u12")",        R"("not hex \u12g4")",
+      "\"control \x01 char\"", "\"tab \t raw\"",         "\"bad utf-8 \xc3\x28\"",
+      "\"overlong \xc0\xaf\"", "\"cut utf-8 \xe4\xb8\"", R"("backslash at the end \")",
+  };
+  for (const auto& content : refused) {
+    ChunkMemo memo;
+    expect_memo_agrees(memo, content_chunk(R"("kept")"));
+    expect_memo_agrees(memo, content_chunk(content));
+    EXPECT_EQ(memo.reuses(), 0u) << content;
+  }
+}
+
+TEST(ChunkMemoTest, ChunksItCannotKeepLeaveItAsItWas) {
+  ChunkMemo memo;
+  expect_memo_agrees(memo, content_chunk(R"("a")"));
+  // Nine free strings are more than it keeps; a chunk the DOM path must read is not kept.
+  std::string many = std::string(kChunkStart) +
+                     R"("choices":[{"index":0,"delta":{"content":"a"},)"
+                     R"("finish_reason":null}],"x":["1","2","3","4","5","6","7","8"]})";
+  expect_memo_agrees(memo, many);
+  expect_memo_agrees(memo, many);
+  expect_memo_agrees(memo, std::string(kChunkStart) + R"("choices":[{"index":0,"delta":{},)"
+                                                      R"("finish_reason":"end_turn"}]})");
+  EXPECT_EQ(memo.reuses(), 0u);
+  expect_memo_agrees(memo, content_chunk(R"("b")"));
+  EXPECT_EQ(memo.reuses(), 1u);
+}
+
 }  // namespace
 }  // namespace cutover::providers
