@@ -2,9 +2,6 @@
 
 #include <boost/beast/core/string.hpp>
 
-#include <algorithm>
-#include <cstring>
-
 #include "http/fields.h"
 
 namespace cutover::http {
@@ -12,9 +9,6 @@ namespace cutover::http {
 namespace bhttp = boost::beast::http;
 
 namespace {
-// The start line and a handful of fields, in one allocation for most requests.
-constexpr std::size_t kInitialText = 512;
-
 std::string_view std_view(boost::beast::string_view text) { return {text.data(), text.size()}; }
 }  // namespace
 
@@ -31,34 +25,17 @@ std::string_view RequestMessage::operator[](std::string_view name) const {
   return field_value(*this, name);
 }
 
-RequestMessage::Span RequestMessage::keep(std::string_view text) {
-  if (text_capacity_ - text_size_ < text.size()) grow(text.size());
-  // basic_parser's header limit (the server's max_header_bytes) bounds the text far below 4 GiB.
-  const Span span{static_cast<std::uint32_t>(text_size_), static_cast<std::uint32_t>(text.size())};
-  if (!text.empty()) std::memcpy(text_.get() + text_size_, text.data(), text.size());
-  text_size_ += text.size();
-  return span;
-}
-
-void RequestMessage::grow(std::size_t more) {
-  const std::size_t capacity = std::max({kInitialText, 2 * text_capacity_, text_size_ + more});
-  auto grown = std::make_unique_for_overwrite<char[]>(capacity);
-  if (text_size_ > 0) std::memcpy(grown.get(), text_.get(), text_size_);
-  text_ = std::move(grown);
-  text_capacity_ = capacity;
-}
-
 void RequestMessage::set_start(bhttp::verb method, std::string_view method_text,
                                std::string_view target, unsigned version) {
   method_ = method;
-  method_text_ = keep(method_text);
-  target_text_ = keep(target);
+  method_text_ = text_.keep(method_text);
+  target_text_ = text_.keep(target);
   version_ = version;
 }
 
 void RequestMessage::add(bhttp::field code, std::string_view name, std::string_view value) {
-  const Span name_span = keep(name);
-  fields_.push_back(FieldSpans{code, name_span, keep(value)});
+  const Span name_span = text_.keep(name);
+  fields_.push_back(FieldSpans{code, name_span, text_.keep(value)});
 }
 
 void RequestParser::on_request_impl(bhttp::verb method, string_view method_text,

@@ -13,13 +13,12 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <boost/container/small_vector.hpp>
-
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <string_view>
 
 #include "http/fields.h"
+#include "http/piece_buffer.h"
 
 namespace cutover::http {
 
@@ -66,28 +65,19 @@ class RequestMessage {
   void add(boost::beast::http::field code, std::string_view name, std::string_view value);
 
  private:
-  struct Span {
-    std::uint32_t at = 0;
-    std::uint32_t size = 0;
-  };
+  using Span = PieceBuffer::Span;
   struct FieldSpans {
     boost::beast::http::field code;
     Span name;
     Span value;
   };
-  Span keep(std::string_view text);
-  void grow(std::size_t more);
-  std::string_view view(Span span) const { return {text_.get() + span.at, span.size}; }
+  std::string_view view(Span span) const { return text_.view(span); }
 
   boost::beast::http::verb method_ = boost::beast::http::verb::unknown;
   Span method_text_;
   Span target_text_;
   unsigned version_ = 11;
-  // The start line's and the fields' bytes, copied with one memcpy each: std::string's appends
-  // checked and grew the string piece by piece, about 80 instructions each.
-  std::unique_ptr<char[]> text_;
-  std::size_t text_size_ = 0;
-  std::size_t text_capacity_ = 0;
+  PieceBuffer text_;  // the start line's and the fields' bytes
   boost::container::small_vector<FieldSpans, 8> fields_;
   std::string body_;
 };

@@ -11,16 +11,15 @@ namespace cutover::upstream {
 namespace http = boost::beast::http;
 
 ResponseHead::Field ResponseHead::field(std::size_t index) const {
-  const Span& span = spans_[index];
-  return Field(std::string_view(text_.data() + span.name_at, span.name_size),
-               std::string_view(text_.data() + span.value_at, span.value_size));
+  const Spans& spans = spans_[index];
+  return Field(text_.view(spans.name), text_.view(spans.value));
 }
 
 std::string_view ResponseHead::operator[](std::string_view name) const {
-  for (const Span& span : spans_) {
-    const std::string_view candidate(text_.data() + span.name_at, span.name_size);
-    if (boost::beast::iequals(candidate, name)) {
-      return std::string_view(text_.data() + span.value_at, span.value_size);
+  for (const Spans& spans : spans_) {
+    const auto candidate = text_.view(spans.name);
+    if (candidate.size() == name.size() && boost::beast::iequals(candidate, name)) {
+      return text_.view(spans.value);
     }
   }
   return {};
@@ -39,13 +38,8 @@ void ResponseHead::clear() {
 }
 
 void ResponseHead::add(std::string_view name, std::string_view value) {
-  // Beast's header limit (8 KiB by default) bounds the text long before 32-bit offsets would.
-  const auto name_at = static_cast<std::uint32_t>(text_.size());
-  text_.append(name);
-  const auto value_at = static_cast<std::uint32_t>(text_.size());
-  text_.append(value);
-  spans_.push_back(Span{name_at, static_cast<std::uint32_t>(name.size()), value_at,
-                        static_cast<std::uint32_t>(value.size())});
+  const auto name_span = text_.keep(name);
+  spans_.push_back(Spans{name_span, text_.keep(value)});
 }
 
 ResponseParser::ResponseParser(ResponseHead& head) : head_(head) { head_.clear(); }

@@ -11,12 +11,12 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/container/small_vector.hpp>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "http/fields.h"
+#include "http/piece_buffer.h"
 
 namespace cutover::upstream {
 
@@ -56,16 +56,14 @@ class ResponseHead {
   void add(std::string_view name, std::string_view value);
 
  private:
-  struct Span {
-    std::uint32_t name_at;
-    std::uint32_t name_size;
-    std::uint32_t value_at;
-    std::uint32_t value_size;
+  struct Spans {
+    cutover::http::PieceBuffer::Span name;
+    cutover::http::PieceBuffer::Span value;
   };
   unsigned status_ = 0;
   int version_ = 11;
-  std::string text_;
-  boost::container::small_vector<Span, 16> spans_;
+  cutover::http::PieceBuffer text_;  // the fields' bytes
+  boost::container::small_vector<Spans, 16> spans_;
 };
 
 // Parses one response into a ResponseHead and its body into the caller's buffer, the way Beast's
