@@ -133,8 +133,9 @@ constexpr std::string_view kChunkHoles[][2] = {
      R"(,"finish_reason":null}]})"},
 };
 
-// Chunks whose verdict a ChunkMemo keeps, with a hole inside (and in place of) a free string: the
-// memo is first given the chunk with "a" in the hole, then the input's.
+// Chunks whose verdict a ChunkMemo keeps, with a hole inside (and in place of) a slot: a free
+// string, the id, `created`. The memo is first given the chunk with "a" (or 1) in the hole, then
+// the input's.
 constexpr std::string_view kMemoHoles[][2] = {
     {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
      R"("choices":[{"index":0,"delta":{"content":")",
@@ -144,14 +145,21 @@ constexpr std::string_view kMemoHoles[][2] = {
      R"(},"finish_reason":null}],"usage":null})"},
     {R"({"p":")",
      R"(","id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
+    {R"({"id":)", R"(,"object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
+    {R"({"id":"x","object":"chat.completion.chunk","created":)", R"(,"model":"m","choices":[]})"},
 };
 
 // The memo's verdict for the input's chunk is the one the chunk gets alone.
 void check_memo(std::string_view input) {
   for (const auto& [before, after] : kMemoHoles) {
     const bool quoted = before.back() == '"';
+    const bool created = before.ends_with("\"created\":");
     ChunkMemo memo;
-    std::string kept = std::string(before) + (quoted ? "a" : "\"a\"") + std::string(after);
+    std::string kept = std::string(before) +
+                       (quoted    ? "a"
+                        : created ? "1"
+                                  : "\"a\"") +
+                       std::string(after);
     check(PlainAnswer(kept, memo).needs_only_model());
     std::string event = std::string(before) + std::string(input) + std::string(after);
     std::string alone = event;

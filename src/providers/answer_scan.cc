@@ -35,31 +35,37 @@ bool exponent_in_range(std::string_view number) {
   return first == std::string_view::npos || digits.size() - first < 9;
 }
 
-// Where valid() notes the string values it reads while a chunk's scan may be kept in a
-// ChunkMemo: their values are what the memo lets vary. A pointer on the thread, like the parser
-// the scan uses, rather than a parameter of every reading function; null when nothing is noted.
-struct FreeStringNotes {
+// Where the scan notes the values a ChunkMemo may let vary (a ChunkMemo's slots), while a
+// chunk's scan may be kept: valid() notes every string it reads, scan() the `id` and `created`.
+// A pointer on the thread, like the parser the scan uses, rather than a parameter of every
+// reading function; null when nothing is noted.
+struct SlotNotes {
   const char* text = nullptr;
-  boost::container::small_vector<std::size_t, ChunkMemo::kMaxFreeStrings> starts;
+  boost::container::small_vector<std::pair<ChunkMemo::SlotKind, std::size_t>, ChunkMemo::kMaxSlots>
+      slots;
   bool too_many = false;
 
-  void note(const char* opening_quote) {
-    if (starts.size() == ChunkMemo::kMaxFreeStrings) {
+  void note(ChunkMemo::SlotKind kind, const char* value) {
+    if (slots.size() == ChunkMemo::kMaxSlots) {
       too_many = true;
     } else {
-      starts.push_back(static_cast<std::size_t>(opening_quote - text));
+      slots.emplace_back(kind, static_cast<std::size_t>(value - text));
     }
   }
 };
-thread_local FreeStringNotes* free_string_notes = nullptr;
+thread_local SlotNotes* slot_notes = nullptr;
 
-// Sets free_string_notes for one scan, and clears it however the scan ends.
-class NotingFreeStrings {
+void note_slot(ChunkMemo::SlotKind kind, ondemand::value& value) {
+  if (slot_notes != nullptr) slot_notes->note(kind, value.raw_json_token().data());
+}
+
+// Sets slot_notes for one scan, and clears it however the scan ends.
+class NotingSlots {
  public:
-  explicit NotingFreeStrings(FreeStringNotes* notes) { free_string_notes = notes; }
-  ~NotingFreeStrings() { free_string_notes = nullptr; }
-  NotingFreeStrings(const NotingFreeStrings&) = delete;
-  NotingFreeStrings& operator=(const NotingFreeStrings&) = delete;
+  explicit NotingSlots(SlotNotes* notes) { slot_notes = notes; }
+  ~NotingSlots() { slot_notes = nullptr; }
+  NotingSlots(const NotingSlots&) = delete;
+  NotingSlots& operator=(const NotingSlots&) = delete;
 };
 
 // Reads a value the scan does not look into as Boost.JSON's parser would, so that what it
@@ -94,7 +100,7 @@ bool valid(ondemand::value& value, int depth) {
       return true;
     }
     case ondemand::json_type::string: {
-      if (free_string_notes != nullptr) free_string_notes->note(value.raw_json_token().data());
+      note_slot(ChunkMemo::SlotKind::any_string, value);
       std::string_view text;
       return !value.get_string().get(text);
     }
@@ -521,6 +527,37 @@ std::size_t string_token_end(std::string_view text, std::size_t begin) {
   return std::string_view::npos;
 }
 
+// Where the JSON integer token at `begin` ends, when it is one that fits int64 (a sign, then a
+// lone 0 or at most 18 digits: fewer than int64's 19, which spares a range check); npos
+// otherwise. What follows the digits is the template's to match: a fraction or an exponent there
+// does not.
+std::size_t integer_token_end(std::string_view text, std::size_t begin) {
+  std::size_t at = begin;
+  if (at < text.size() && text[at] == '-') ++at;
+  const std::size_t digits_begin = at;
+  while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+  const std::size_t digits = at - digits_begin;
+  if (digits == 0 || digits > 18 || (digits > 1 && text[digits_begin] == '0')) {
+    return std::string_view::npos;
+  }
+  return at;
+}
+
+// Where a slot's value beginning at `begin` ends, when it is of the slot's kind; npos otherwise.
+std::size_t slot_end(ChunkMemo::SlotKind kind, std::string_view text, std::size_t begin) {
+  switch (kind) {
+    case ChunkMemo::SlotKind::any_string:
+      return string_token_end(text, begin);
+    case ChunkMemo::SlotKind::non_empty_string: {
+      const std::size_t end = string_token_end(text, begin);
+      return end != std::string_view::npos && end - begin > 2 ? end : std::string_view::npos;
+    }
+    case ChunkMemo::SlotKind::integer:
+      return integer_token_end(text, begin);
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 static_assert(PlainAnswer::kPadding == simdjson::SIMDJSON_PADDING);
@@ -537,16 +574,17 @@ PlainAnswer::PlainAnswer(std::string& text, ChunkMemo& memo) : shape_(AnswerShap
   text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
   text_ = text;
   if (memo.reuse(text_, *this)) return;
-  FreeStringNotes notes;
+  SlotNotes notes;
   notes.text = text_.data();
   const bool may_keep = text_.size() <= ChunkMemo::kMaxBytes;
   {
-    const NotingFreeStrings noting(may_keep ? &notes : nullptr);
+    const NotingSlots noting(may_keep ? &notes : nullptr);
     if (!scan()) verdict_.finish_reasons.clear();
   }
   release_large_parser_buffers();
-  if (may_keep && !notes.too_many && verdict_.needs_only_model)
-    memo.keep(text_, *this, notes.starts);
+  if (may_keep && !notes.too_many && verdict_.needs_only_model && !verdict_.usage.present) {
+    memo.keep(text_, *this, notes.slots);
+  }
 }
 
 bool PlainAnswer::scan() {
@@ -612,7 +650,7 @@ bool PlainAnswer::scan() {
       ++model.count;
       model.unchanged = is_string;
       // The raw token runs to the next structural character: trailing whitespace is not its.
-      // Read here, not by valid(): the model's bytes are no free string of a ChunkMemo.
+      // Read here, not by valid(): the model's bytes are no slot of a ChunkMemo.
       if (is_string) {
         model_bytes = trim_right(value.raw_json_token());
         std::string_view text;
@@ -626,6 +664,7 @@ bool PlainAnswer::scan() {
       seen.unchanged = false;
       std::string_view text;
       if (is_string) {
+        if (&seen == &id) note_slot(ChunkMemo::SlotKind::non_empty_string, value);
         if (value.get_string().get(text)) return false;
         seen.unchanged = &seen == &id ? !text.empty()
                                       : text == (chunk ? "chat.completion.chunk" : "chat.completion");
@@ -635,8 +674,12 @@ bool PlainAnswer::scan() {
     } else if (key == "created") {
       ++created.count;
       Count count;
+      const char* token = value.raw_json_token().data();
       ok = read_count(value, depth, count);
       created.unchanged = count.is_int64;
+      if (count.is_int64 && slot_notes != nullptr) {
+        slot_notes->note(ChunkMemo::SlotKind::integer, token);
+      }
     } else if (key == "system_fingerprint") {
       ++fingerprint.count;
       fingerprint.unchanged = true;
@@ -689,60 +732,101 @@ void PlainAnswer::append_spliced(std::string& out, std::string_view model_json) 
 }
 
 bool ChunkMemo::reuse(std::string_view text, PlainAnswer& answer) {
-  if (!kept_) return false;
-  std::size_t at = 0;
-  std::size_t fixed_at = 0;
-  const char* model = nullptr;
-  for (std::size_t run = 0; run < fixed_sizes_.size(); ++run) {
-    if (run > 0) {
-      at = string_token_end(text, at);
-      if (at == std::string_view::npos) return false;
-    }
-    const std::size_t size = fixed_sizes_[run];
+  for (std::size_t tried = 0; tried < kept_; ++tried) {
+    // The template that matched last first: a stream's content chunks follow one another.
+    const std::size_t index = tried == 0 ? last_match_ : (tried <= last_match_ ? tried - 1 : tried);
+    Template& kept = templates_[index];
+    const std::size_t model = match(kept, text);
+    if (model == std::string_view::npos) continue;
+    answer.verdict_ = kept.verdict;
+    answer.model_ = text.substr(model, kept.model_size);
+    kept.last_used = ++uses_;
+    last_match_ = index;
+    ++reuses_;
+    return true;
+  }
+  return false;
+}
+
+std::size_t ChunkMemo::match(const Template& kept, std::string_view text) {
+  constexpr auto npos = std::string_view::npos;
+  // The bytes after the last slot first: they tell most other shapes apart (the finish chunk's
+  // reason, the role chunk's refusal) before any slot is read.
+  const std::size_t tail_begin = kept.slots.empty() ? 0 : kept.slots.back().end;
+  const std::size_t tail_size = kept.text.size() - tail_begin;
+  if (text.size() < tail_size || std::memcmp(text.data() + text.size() - tail_size,
+                                             kept.text.data() + tail_begin, tail_size) != 0) {
+    return npos;
+  }
+  std::size_t at = 0;       // in `text`
+  std::size_t kept_at = 0;  // in kept.text
+  std::size_t model = npos;
+  // The kept bytes up to `kept_end` must follow in `text`.
+  const auto fixed = [&](std::size_t kept_end) {
+    const std::size_t size = kept_end - kept_at;
     if (text.size() - at < size ||
-        std::memcmp(text.data() + at, fixed_bytes_.data() + fixed_at, size) != 0) {
+        std::memcmp(text.data() + at, kept.text.data() + kept_at, size) != 0) {
       return false;
     }
-    if (run == model_run_) model = text.data() + at + model_offset_;
+    if (kept.model_begin >= kept_at && kept.model_begin < kept_end) {
+      model = at + (kept.model_begin - kept_at);
+    }
     at += size;
-    fixed_at += size;
+    kept_at = kept_end;
+    return true;
+  };
+  for (const Slot& slot : kept.slots) {
+    if (!fixed(slot.begin)) return npos;
+    const std::size_t kept_size = slot.end - slot.begin;
+    // A string that begins with the kept value's bytes, closing quote included, is that value
+    // (a string ends at its first unescaped quote): no need to read it again. An integer's end
+    // is not known that way.
+    if (slot.kind != SlotKind::integer && text.size() - at >= kept_size &&
+        std::memcmp(text.data() + at, kept.text.data() + slot.begin, kept_size) == 0) {
+      at += kept_size;
+    } else {
+      at = slot_end(slot.kind, text, at);
+      if (at == npos) return npos;
+    }
+    kept_at = slot.end;
   }
-  if (at != text.size()) return false;
-  answer.verdict_ = verdict_;
-  answer.model_ = std::string_view(model, model_size_);
-  ++reuses_;
-  return true;
+  if (!fixed(kept.text.size()) || at != text.size()) return npos;
+  return model;
 }
 
 void ChunkMemo::keep(std::string_view text, const PlainAnswer& answer,
-                     std::span<const std::size_t> free_strings) {
-  kept_ = false;
-  fixed_bytes_.clear();
-  fixed_sizes_.clear();
+                     std::span<const std::pair<SlotKind, std::size_t>> slots) {
   const auto model_begin = static_cast<std::size_t>(answer.model_.data() - text.data());
   const auto model_end = model_begin + answer.model_.size();
-  bool model_found = false;
+  if (answer.model_.empty()) return;
+  boost::container::small_vector<Slot, kMaxSlots> found;
   std::size_t at = 0;
-  auto add_run = [&](std::size_t end) {
-    if (!model_found && model_begin >= at && model_end <= end) {
-      model_found = true;
-      model_run_ = fixed_sizes_.size();
-      model_offset_ = model_begin - at;
-    }
-    fixed_bytes_.append(text.substr(at, end - at));
-    fixed_sizes_.push_back(end - at);
-  };
-  for (const auto start : free_strings) {
-    if (start < at) return;
-    add_run(start);
-    at = string_token_end(text, start);
-    if (at == std::string_view::npos) return;
+  for (const auto& [kind, begin] : slots) {
+    if (begin < at) return;
+    const std::size_t end = slot_end(kind, text, begin);
+    if (end == std::string_view::npos) return;
+    // The model's bytes must lie outside every slot, between two of them.
+    if (model_begin < end && begin < model_end) return;
+    found.push_back(Slot{kind, static_cast<std::uint32_t>(begin), static_cast<std::uint32_t>(end)});
+    at = end;
   }
-  add_run(text.size());
-  if (!model_found || answer.model_.empty()) return;
-  model_size_ = answer.model_.size();
-  verdict_ = answer.verdict_;
-  kept_ = true;
+  std::size_t index = kept_;
+  if (kept_ < kTemplates) {
+    ++kept_;
+  } else {
+    index = 0;
+    for (std::size_t i = 1; i < kTemplates; ++i) {
+      if (templates_[i].last_used < templates_[index].last_used) index = i;
+    }
+  }
+  Template& kept = templates_[index];
+  kept.text.assign(text);
+  kept.slots = found;
+  kept.model_begin = model_begin;
+  kept.model_size = answer.model_.size();
+  kept.verdict = answer.verdict_;
+  kept.last_used = ++uses_;
+  last_match_ = index;
 }
 
 }  // namespace cutover::providers

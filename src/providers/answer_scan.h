@@ -8,12 +8,15 @@
 // client's answer: the provider's bytes with only `model` replaced.
 #pragma once
 
+#include <array>
 #include <boost/container/small_vector.hpp>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "providers/openai_dialect.h"
 
@@ -119,42 +122,64 @@ class PlainAnswer {
   AnswerShape shape_;
 };
 
-// A stream's chunks usually differ from the one before only inside strings whose value the scan
-// does not read: each delta's `content`, a tool call's arguments, a relay's padding. The memo
-// keeps the last chunk that needed only its model changed as its bytes outside such strings
-// (their "free" strings) and its verdict. A chunk with exactly those bytes around free strings
-// that are themselves valid JSON strings parses to the same structure with the same values
-// everywhere a verdict looks, so it takes the kept verdict without being parsed again: about 80
-// instructions against 1,000 for a content chunk.
+// A stream's chunks usually differ from one another only inside values no verdict depends on:
+// each delta's `content`, a tool call's arguments, a relay's padding, and from stream to stream
+// the `id` (any non-empty string passes) and `created` (any integer that fits int64). Chunks of
+// one shape (the role chunk, content chunks, the finish chunk) repeat on every stream of a
+// provider. The memo keeps a few such chunks that needed only their model changed, each as a
+// template: its bytes outside those values ("slots") and its verdict. A chunk with exactly a
+// template's bytes around slot values of the slots' kinds (a valid JSON string, a non-empty one,
+// an integer) parses to the same structure with the same values everywhere a verdict looks, so
+// it takes the template's verdict without being parsed again.
+//
+// A chunk that reports usage is not kept: it comes once a stream and its figures differ from
+// stream to stream. One memo serves a provider on one worker (not thread-safe); a stream's
+// chunks are matched against it one at a time.
 class ChunkMemo {
  public:
-  // Only chunks this long or shorter, with this many free strings or fewer, are kept: a copy of
-  // an ordinary chunk's bytes, not of a large tool call.
+  // Only chunks this long or shorter, with this many slots or fewer, are kept: copies of
+  // ordinary chunks, not of large tool calls.
   static constexpr std::size_t kMaxBytes = 4096;
-  static constexpr std::size_t kMaxFreeStrings = 8;
+  static constexpr std::size_t kMaxSlots = 8;
+  // Templates kept; the least recently matched one makes room for a new one.
+  static constexpr std::size_t kTemplates = 4;
 
-  // How many chunks took the kept verdict.
+  enum class SlotKind : std::uint8_t { any_string, non_empty_string, integer };
+  struct Slot {
+    SlotKind kind;
+    std::uint32_t begin;  // the value's first byte in the kept text
+    std::uint32_t end;    // past its last
+  };
+
+  // How many chunks took a kept verdict.
   std::size_t reuses() const { return reuses_; }
 
  private:
   friend class PlainAnswer;
 
-  // Gives `answer` the kept verdict when `text` matches; false otherwise.
-  bool reuse(std::string_view text, PlainAnswer& answer);
-  // Keeps `answer`'s verdict and the bytes of `text` outside the free strings beginning at
-  // `free_strings` (offsets of their opening quotes, ascending); keeps nothing if that cannot be
-  // done.
-  void keep(std::string_view text, const PlainAnswer& answer,
-            std::span<const std::size_t> free_strings);
+  struct Template {
+    std::string text;  // the chunk as it was kept
+    boost::container::small_vector<Slot, kMaxSlots> slots;
+    std::size_t model_begin = 0;  // the model's value in `text`: in the bytes outside the slots
+    std::size_t model_size = 0;
+    PlainAnswer::Verdict verdict;
+    std::size_t last_used = 0;
+  };
 
-  std::string fixed_bytes_;  // the bytes outside the free strings, in order
-  // The size of each run of fixed bytes: one more than there are free strings.
-  boost::container::small_vector<std::size_t, kMaxFreeStrings + 1> fixed_sizes_;
-  std::size_t model_run_ = 0;     // the run of fixed bytes the model's value lies in
-  std::size_t model_offset_ = 0;  // and where in it
-  std::size_t model_size_ = 0;
-  PlainAnswer::Verdict verdict_;
-  bool kept_ = false;
+  // Gives `answer` a kept verdict when `text` matches a template; false otherwise.
+  bool reuse(std::string_view text, PlainAnswer& answer);
+  // Where the model's value begins in `text` when `text` matches `kept`; npos otherwise.
+  static std::size_t match(const Template& kept, std::string_view text);
+  // Keeps `answer`'s chunk, whose values at `slots` (value starts, ascending, with their kinds;
+  // ends are found here) may vary, in place of the least recently matched template; keeps
+  // nothing if a slot's value is not of its kind.
+  void keep(std::string_view text, const PlainAnswer& answer,
+            std::span<const std::pair<SlotKind, std::size_t>> slots);
+
+  std::array<Template, kTemplates> templates_;
+  std::size_t kept_ = 0;        // templates in use, from the front
+  std::size_t last_match_ = 0;  // the template tried first
+  std::size_t uses_ = 0;        // matches and keeps so far: the recency clock
   std::size_t reuses_ = 0;
 };
 

@@ -263,6 +263,8 @@ struct Gateway::ProviderRuntime {
   std::vector<EndpointRuntime> endpoints;
   std::shared_ptr<resilience::RetryBudget> budget;
   std::size_t rotation = 0;
+  // The shapes of this provider's stream chunks on this worker (forward_in_place()).
+  providers::ChunkMemo chunk_memo;
 };
 
 struct Gateway::Snapshot {
@@ -1635,7 +1637,6 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                context.kind == ApiKind::chat_completions;
   const std::string model_json =
       chunks_in_place ? json::serialize(json::string_view(context.shape.model)) : std::string();
-  providers::ChunkMemo chunk_memo;
   unsigned char chunk_buffer[4096];
   std::vector<providers::SseEvent> events;
   events.reserve(16);  // a read usually completes a handful of events
@@ -1686,8 +1687,8 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     out.reserve(out.size() + raw.size() + events.size() * model_json.size());
     for (auto& event : events) {
       if (stream_problem) break;
-      if (chunks_in_place &&
-          forward_in_place(event, reader, chunk_memo, ask_usage, model_json, context.usage, out)) {
+      if (chunks_in_place && forward_in_place(event, reader, provider_runtime.chunk_memo, ask_usage,
+                                              model_json, context.usage, out)) {
         continue;
       }
       // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its

@@ -117,8 +117,8 @@ class Gateway {
   // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
   // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
   // False, with nothing done, for an event the DOM path must read. The event's data gets room
-  // for the scan's padding (its bytes stay as they are). `memo` carries the stream's last
-  // scanned chunk to the next event.
+  // for the scan's padding (its bytes stay as they are). `memo` holds the provider's chunk
+  // shapes on this worker.
   static bool forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
                                providers::ChunkMemo& memo, bool strip_usage,
                                std::string_view model_json, providers::Usage& usage,

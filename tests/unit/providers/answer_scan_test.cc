@@ -776,5 +776,101 @@ TEST(ChunkMemoTest, ChunksItCannotKeepLeaveItAsItWas) {
   EXPECT_EQ(memo.reuses(), 1u);
 }
 
+// A chunk as OpenAI streams it, with the parts that change from stream to stream as arguments.
+std::string stream_chunk(std::string_view id_json, std::string_view created_json,
+                         std::string_view delta_json, std::string_view finish_json = "null") {
+  return R"({"id":)" + std::string(id_json) + R"(,"object":"chat.completion.chunk","created":)" +
+         std::string(created_json) +
+         R"(,"model":"gpt-4.1-2025-04-14","system_fingerprint":"fp_b3","choices":[{"index":0,)"
+         R"("delta":)" +
+         std::string(delta_json) + R"(,"logprobs":null,"finish_reason":)" +
+         std::string(finish_json) + R"(}],"usage":null})";
+}
+
+std::string usage_chunk(std::string_view id_json, int completion_tokens) {
+  return R"({"id":)" + std::string(id_json) +
+         R"(,"object":"chat.completion.chunk","created":1767225600,"model":"gpt-4.1-2025-04-14",)"
+         R"("choices":[],"usage":{"prompt_tokens":9,"completion_tokens":)" +
+         std::to_string(completion_tokens) + R"(,"total_tokens":)" +
+         std::to_string(9 + completion_tokens) + "}}";
+}
+
+TEST(ChunkMemoTest, TheNextStreamsChunksTakeTheKeptVerdicts) {
+  ChunkMemo memo;
+  const auto stream = [&](std::string_view id, std::string_view created, int tokens) {
+    expect_memo_agrees(memo, stream_chunk(id, created, R"({"role":"assistant","content":""})"));
+    expect_memo_agrees(memo, stream_chunk(id, created, R"({"content":"Hi"})"));
+    expect_memo_agrees(memo, stream_chunk(id, created, R"({"content":" there"})"));
+    expect_memo_agrees(memo, stream_chunk(id, created, "{}", R"("stop")"));
+    expect_memo_agrees(memo, usage_chunk(id, tokens));
+  };
+  stream(R"("chatcmpl-A1")", "1767225600", 2);
+  EXPECT_EQ(memo.reuses(), 1u);  // the second content chunk
+  // Another id (longer), another second: the role, content and finish chunks match; a usage
+  // chunk is never kept, even one with the same figures.
+  stream(R"("chatcmpl-B22")", "1767225601", 2);
+  EXPECT_EQ(memo.reuses(), 5u);
+  expect_memo_agrees(memo, usage_chunk(R"("chatcmpl-B22")", 2));
+  EXPECT_EQ(memo.reuses(), 5u);
+}
+
+TEST(ChunkMemoTest, IdAndCreatedVaryOnlyWithinTheirKinds) {
+  const std::string content = R"({"content":"x"})";
+  // Values the scan takes as the kept chunk's: a non-empty id, an integer that fits int64.
+  const std::vector<std::pair<std::string_view, std::string_view>> taken = {
+      {R"("c-2")", "1767225601"},
+      {R"("\u0063")", "0"},
+      {R"("c")", "-0"},
+      {R"("c")", "-1767225600"},
+      {R"("c")", "999999999999999999"},
+  };
+  for (const auto& [id, created] : taken) {
+    ChunkMemo memo;
+    expect_memo_agrees(memo, stream_chunk(R"("c-1")", "1767225600", content));
+    expect_memo_agrees(memo, stream_chunk(id, created, content));
+    EXPECT_EQ(memo.reuses(), 1u) << id << " " << created;
+  }
+  // Values it reads again: an empty id, an id or created of another type, numbers that are not
+  // plain integers, integers past 18 digits, JSON that is not.
+  const std::vector<std::pair<std::string_view, std::string_view>> scanned = {
+      {R"("")", "1767225600"},
+      {"7", "1767225600"},
+      {R"("c")", R"("1767225600")"},
+      {R"("c")", "1.5"},
+      {R"("c")", "1e3"},
+      {R"("c")", "1767225600.0"},
+      {R"("c")", "0123"},
+      {R"("c")", "-"},
+      {R"("c")", "9223372036854775807"},
+      {R"("c")", "9223372036854775808"},
+      {R"("c")", "+1"},
+      {R"("c")", "null"},
+      {R"("c")", " 1"},
+  };
+  for (const auto& [id, created] : scanned) {
+    ChunkMemo memo;
+    expect_memo_agrees(memo, stream_chunk(R"("c-1")", "1767225600", content));
+    expect_memo_agrees(memo, stream_chunk(id, created, content));
+    EXPECT_EQ(memo.reuses(), 0u) << id << " " << created;
+  }
+}
+
+TEST(ChunkMemoTest, TheLeastRecentlyMatchedShapeMakesRoom) {
+  ChunkMemo memo;
+  // Five shapes: deltas with another key each.
+  const auto shape = [](int n) {
+    return stream_chunk(R"("c")", "1", R"({"content":"x","k)" + std::to_string(n) + R"(":1})");
+  };
+  for (int n = 0; n < 4; ++n) expect_memo_agrees(memo, shape(n));
+  for (int n = 1; n < 4; ++n) expect_memo_agrees(memo, shape(n));  // shape 0 is now the oldest
+  EXPECT_EQ(memo.reuses(), 3u);
+  expect_memo_agrees(memo, shape(4));  // kept in shape 0's place
+  EXPECT_EQ(memo.reuses(), 3u);
+  for (int n = 1; n < 5; ++n) expect_memo_agrees(memo, shape(n));
+  EXPECT_EQ(memo.reuses(), 7u);
+  expect_memo_agrees(memo, shape(0));
+  EXPECT_EQ(memo.reuses(), 7u);
+}
+
 }  // namespace
 }  // namespace cutover::providers
