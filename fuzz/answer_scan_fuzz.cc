@@ -2,7 +2,7 @@
 // scan reads a completion its usage and finish reasons are the DOM path's, and where it says only
 // the model changes, the spliced body parses to exactly what normalize_response() makes. The same
 // for a stream event read as a chunk, against normalize_stream_chunk(), and for a chunk read
-// after another through a ChunkMemo, against the same chunk scanned alone.
+// after another through a ShapeMemo, against the same chunk scanned alone.
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cmath>
@@ -133,38 +133,68 @@ constexpr std::string_view kChunkHoles[][2] = {
      R"(,"finish_reason":null}]})"},
 };
 
-// Chunks whose verdict a ChunkMemo keeps, with a hole inside (and in place of) a slot: a free
-// string, the id, `created`. The memo is first given the chunk with "a" (or 1) in the hole, then
-// the input's.
-constexpr std::string_view kMemoHoles[][2] = {
-    {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
+// Answers whose verdict a ShapeMemo keeps, with a hole inside (or in place of) a slot: a free
+// string, the id, `created`, a usage count, an integer. The memo is first given the answer with
+// the filler in the hole, then the input's.
+struct MemoHole {
+  AnswerShape shape;
+  std::string_view before;
+  std::string_view filler;
+  std::string_view after;
+};
+constexpr MemoHole kMemoHoles[] = {
+    {AnswerShape::chunk,
+     R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
      R"("choices":[{"index":0,"delta":{"content":")",
-     R"("},"finish_reason":null}],"usage":null})"},
-    {R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
+     "a", R"("},"finish_reason":null}],"usage":null})"},
+    {AnswerShape::chunk,
+     R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
      R"("choices":[{"index":0,"delta":{"content":)",
-     R"(},"finish_reason":null}],"usage":null})"},
-    {R"({"p":")",
+     R"("a")", R"(},"finish_reason":null}],"usage":null})"},
+    {AnswerShape::chunk, R"({"p":")", "a",
      R"(","id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
-    {R"({"id":)", R"(,"object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
-    {R"({"id":"x","object":"chat.completion.chunk","created":)", R"(,"model":"m","choices":[]})"},
+    {AnswerShape::chunk, R"({"id":)", R"("a")",
+     R"(,"object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
+    {AnswerShape::chunk, R"({"id":"x","object":"chat.completion.chunk","created":)", "1",
+     R"(,"model":"m","choices":[]})"},
+    {AnswerShape::chunk,
+     R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],)"
+     R"("usage":{"prompt_tokens":)",
+     "1", R"(,"completion_tokens":2,"total_tokens":3}})"},
+    {AnswerShape::completion,
+     R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":")",
+     "a", R"("},"finish_reason":"stop"}]})"},
+    {AnswerShape::completion,
+     R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}],)"
+     R"("usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,)"
+     R"("prompt_tokens_details":{"cached_tokens":)",
+     "0", R"(,"audio_tokens":0}}})"},
+    {AnswerShape::completion,
+     R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}],)"
+     R"("usage":{"prompt_tokens":1,"completion_tokens":)",
+     "2", R"(,"total_tokens":3,"completion_tokens_details":{"reasoning_tokens":7}}})"},
+    {AnswerShape::completion,
+     R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
+     R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}],)"
+     R"("usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,)"
+     R"("completion_tokens_details":{"reasoning_tokens":)",
+     "7", R"(}}})"},
 };
 
-// The memo's verdict for the input's chunk is the one the chunk gets alone.
+// The memo's verdict for the input's answer is the one the answer gets alone.
 void check_memo(std::string_view input) {
-  for (const auto& [before, after] : kMemoHoles) {
-    const bool quoted = before.back() == '"';
-    const bool created = before.ends_with("\"created\":");
-    ChunkMemo memo;
-    std::string kept = std::string(before) +
-                       (quoted    ? "a"
-                        : created ? "1"
-                                  : "\"a\"") +
-                       std::string(after);
+  for (const auto& hole : kMemoHoles) {
+    ShapeMemo memo(hole.shape);
+    std::string kept =
+        std::string(hole.before) + std::string(hole.filler) + std::string(hole.after);
     check(PlainAnswer(kept, memo).needs_only_model());
-    std::string event = std::string(before) + std::string(input) + std::string(after);
-    std::string alone = event;
-    const PlainAnswer memoized(event, memo);
-    const PlainAnswer fresh(alone, AnswerShape::chunk);
+    std::string answer = std::string(hole.before) + std::string(input) + std::string(hole.after);
+    std::string alone = answer;
+    const PlainAnswer memoized(answer, memo);
+    const PlainAnswer fresh(alone, hole.shape);
     check(memoized.is_completion() == fresh.is_completion());
     check(memoized.needs_only_model() == fresh.needs_only_model());
     check(same_usage(memoized.usage(), fresh.usage()));

@@ -35,18 +35,137 @@ bool exponent_in_range(std::string_view number) {
   return first == std::string_view::npos || digits.size() - first < 9;
 }
 
-// Where the scan notes the values a ChunkMemo may let vary (a ChunkMemo's slots), while a
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The code unit of the \u escape at `at` (its backslash), or -1 when it is none.
+int escaped_unit(std::string_view text, std::size_t at) {
+  if (text.size() - at < 6 || text[at] != '\\' || text[at + 1] != 'u') return -1;
+  int unit = 0;
+  for (std::size_t i = at + 2; i < at + 6; ++i) {
+    const int digit = hex_digit(text[i]);
+    if (digit < 0) return -1;
+    unit = unit * 16 + digit;
+  }
+  return unit;
+}
+
+// Bytes a JSON string holds as they are, in ASCII: no control character, quote or backslash.
+constexpr std::array<bool, 256> kPlainAscii = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
+
+// Past the plain ASCII bytes from `at` on, eight at a time while eight remain (long content is
+// mostly such bytes): a word has none of the others when no byte is below 0x20, none is a quote
+// or a backslash, and none has its high bit set.
+std::size_t plain_ascii_run_end(std::string_view text, std::size_t at) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101;
+  constexpr std::uint64_t kHighs = 0x8080808080808080;
+  const auto has_zero_byte = [](std::uint64_t word) { return (word - kOnes) & ~word & kHighs; };
+  while (text.size() - at >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + at, 8);
+    const std::uint64_t special = (word & kHighs) | ((word - 0x20 * kOnes) & ~word & kHighs) |
+                                  has_zero_byte(word ^ ('"' * kOnes)) |
+                                  has_zero_byte(word ^ ('\\' * kOnes));
+    if (special != 0) break;
+    at += 8;
+  }
+  return at;
+}
+
+// Where the JSON string token whose opening quote is at `begin` ends (just past its closing
+// quote), when it is one that Boost.JSON and simdjson both take: valid UTF-8, no control
+// character, known escapes, a surrogate escape only in a well-formed pair. npos otherwise; a
+// string this refuses is left to the full scan, which decides. UTF-8 is validated only for a
+// string with bytes past ASCII (most content is ASCII, and the check costs ~80 instructions).
+std::size_t string_token_end(std::string_view text, std::size_t begin) {
+  if (begin >= text.size() || text[begin] != '"') return std::string_view::npos;
+  std::size_t at = begin + 1;
+  bool ascii = true;
+  while (at < text.size()) {
+    at = plain_ascii_run_end(text, at);
+    if (at == text.size()) break;
+    const auto c = static_cast<unsigned char>(text[at]);
+    if (kPlainAscii[c]) {
+      ++at;
+      continue;
+    }
+    if (c >= 0x80) {
+      ascii = false;
+      ++at;
+      continue;
+    }
+    if (c == '"') {
+      const auto inside = text.substr(begin + 1, at - begin - 1);
+      if (!ascii && !simdjson::validate_utf8(inside.data(), inside.size())) {
+        return std::string_view::npos;
+      }
+      return at + 1;
+    }
+    if (c < 0x20 || at + 1 == text.size()) return std::string_view::npos;
+    switch (text[at + 1]) {
+      case '"':
+      case '\\':
+      case '/':
+      case 'b':
+      case 'f':
+      case 'n':
+      case 'r':
+      case 't':
+        at += 2;
+        continue;
+      case 'u':
+        break;
+      default:
+        return std::string_view::npos;
+    }
+    const int unit = escaped_unit(text, at);
+    if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF)) return std::string_view::npos;
+    at += 6;
+    if (unit >= 0xD800 && unit <= 0xDBFF) {
+      const int low = escaped_unit(text, at);
+      if (low < 0xDC00 || low > 0xDFFF) return std::string_view::npos;
+      at += 6;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// Where the JSON integer token at `begin` ends, when it is one that fits int64 (a sign, then a
+// lone 0 or at most 18 digits: fewer than int64's 19, which spares a range check); npos
+// otherwise. What follows the digits is the template's to match: a fraction or an exponent there
+// does not.
+std::size_t integer_token_end(std::string_view text, std::size_t begin) {
+  std::size_t at = begin;
+  if (at < text.size() && text[at] == '-') ++at;
+  const std::size_t digits_begin = at;
+  while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
+  const std::size_t digits = at - digits_begin;
+  if (digits == 0 || digits > 18 || (digits > 1 && text[digits_begin] == '0')) {
+    return std::string_view::npos;
+  }
+  return at;
+}
+
+// Where the scan notes the values a ShapeMemo may let vary (a ShapeMemo's slots), while a
 // chunk's scan may be kept: valid() notes every string it reads, scan() the `id` and `created`.
 // A pointer on the thread, like the parser the scan uses, rather than a parameter of every
 // reading function; null when nothing is noted.
 struct SlotNotes {
   const char* text = nullptr;
-  boost::container::small_vector<std::pair<ChunkMemo::SlotKind, std::size_t>, ChunkMemo::kMaxSlots>
+  boost::container::small_vector<std::pair<ShapeMemo::SlotKind, std::size_t>, ShapeMemo::kMaxSlots>
       slots;
   bool too_many = false;
 
-  void note(ChunkMemo::SlotKind kind, const char* value) {
-    if (slots.size() == ChunkMemo::kMaxSlots) {
+  void note(ShapeMemo::SlotKind kind, const char* value) {
+    if (slots.size() == ShapeMemo::kMaxSlots) {
       too_many = true;
     } else {
       slots.emplace_back(kind, static_cast<std::size_t>(value - text));
@@ -55,7 +174,7 @@ struct SlotNotes {
 };
 thread_local SlotNotes* slot_notes = nullptr;
 
-void note_slot(ChunkMemo::SlotKind kind, ondemand::value& value) {
+void note_slot(ShapeMemo::SlotKind kind, ondemand::value& value) {
   if (slot_notes != nullptr) slot_notes->note(kind, value.raw_json_token().data());
 }
 
@@ -100,7 +219,7 @@ bool valid(ondemand::value& value, int depth) {
       return true;
     }
     case ondemand::json_type::string: {
-      note_slot(ChunkMemo::SlotKind::any_string, value);
+      note_slot(ShapeMemo::SlotKind::any_string, value);
       std::string_view text;
       return !value.get_string().get(text);
     }
@@ -109,7 +228,11 @@ bool valid(ondemand::value& value, int depth) {
       // take the DOM path, which is safe. The other way round, only exponents differ.
       const auto token = trim_right(value.raw_json_token());
       ondemand::number number;
-      return !value.get_number().get(number) && exponent_in_range(token);
+      const bool ok = !value.get_number().get(number) && exponent_in_range(token);
+      if (ok && slot_notes != nullptr && integer_token_end(token, 0) == token.size()) {
+        slot_notes->note(ShapeMemo::SlotKind::integer, token.data());
+      }
+      return ok;
     }
     case ondemand::json_type::boolean: {
       bool flag = false;
@@ -193,6 +316,15 @@ bool read_count(ondemand::value& value, int depth, Count& count) {
     return true;
   }
   return valid(value, depth);
+}
+
+// read_count() of a usage's count, noted as the slot of that count when it is an integer that
+// fits int64 (the only form whose value a slot carries).
+bool read_usage_count(ondemand::value& value, int depth, Count& count, ShapeMemo::SlotKind kind) {
+  const char* token = value.raw_json_token().data();
+  if (!read_count(value, depth, count)) return false;
+  if (count.is_int64 && slot_notes != nullptr) slot_notes->note(kind, token);
+  return true;
 }
 
 // normalize_finish_reason()'s answer in static storage (it returns its argument for OpenAI's own
@@ -291,15 +423,23 @@ bool read_details(ondemand::value& value, int depth, UsageFields& fields) {
   fields.details_object = true;
   ondemand::object object;
   if (value.get_object().get(object)) return false;
+  int cached_seen = 0;
+  int cache_creation_seen = 0;
   for (auto result : object) {
     ondemand::field field;
     std::string_view key;
     if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
     bool ok = true;
     if (key == "cached_tokens") {
-      ok = read_count(field.value(), depth + 1, fields.details_cached);
+      ok = read_usage_count(field.value(), depth + 1, fields.details_cached,
+                            ShapeMemo::SlotKind::cached_tokens);
+      // A repeated count leaves the answer to the DOM path, as a repeated usage key does: a
+      // memo's slot could not tell which of the two counts.
+      fields.repeated = fields.repeated || ++cached_seen > 1;
     } else if (key == "cache_creation_tokens") {
-      ok = read_count(field.value(), depth + 1, fields.details_cache_creation);
+      ok = read_usage_count(field.value(), depth + 1, fields.details_cache_creation,
+                            ShapeMemo::SlotKind::cache_creation_tokens);
+      fields.repeated = fields.repeated || ++cache_creation_seen > 1;
     } else {
       ok = valid(field.value(), depth + 1);
     }
@@ -348,7 +488,16 @@ bool read_usage(ondemand::value& value, UsageFields& fields, bool& unchanged) {
       } else {
         fields.repeated = fields.repeated || fields.seen[i] > 0;
         ++fields.seen[i];
-        ok = read_count(field.value(), depth + 1, fields.counts[i]);
+        ok = i == UsageFields::prompt_tokens
+                 ? read_usage_count(field.value(), depth + 1, fields.counts[i],
+                                    ShapeMemo::SlotKind::prompt_tokens)
+             : i == UsageFields::completion_tokens
+                 ? read_usage_count(field.value(), depth + 1, fields.counts[i],
+                                    ShapeMemo::SlotKind::completion_tokens)
+             : i == UsageFields::total_tokens
+                 ? read_usage_count(field.value(), depth + 1, fields.counts[i],
+                                    ShapeMemo::SlotKind::total_tokens)
+                 : read_count(field.value(), depth + 1, fields.counts[i]);
         if (i != UsageFields::prompt_tokens && i != UsageFields::completion_tokens &&
             i != UsageFields::total_tokens) {
           fields.other_key = true;
@@ -445,117 +594,52 @@ bool read_choice(ondemand::value& value, AnswerShape shape,
   return true;
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// The code unit of the \u escape at `at` (its backslash), or -1 when it is none.
-int escaped_unit(std::string_view text, std::size_t at) {
-  if (text.size() - at < 6 || text[at] != '\\' || text[at + 1] != 'u') return -1;
-  int unit = 0;
-  for (std::size_t i = at + 2; i < at + 6; ++i) {
-    const int digit = hex_digit(text[i]);
-    if (digit < 0) return -1;
-    unit = unit * 16 + digit;
-  }
-  return unit;
-}
-
-// Bytes a JSON string holds as they are, in ASCII: no control character, quote or backslash.
-constexpr std::array<bool, 256> kPlainAscii = [] {
-  std::array<bool, 256> plain{};
-  for (int c = 0x20; c < 0x80; ++c) plain[c] = c != '"' && c != '\\';
-  return plain;
-}();
-
-// Where the JSON string token whose opening quote is at `begin` ends (just past its closing
-// quote), when it is one that Boost.JSON and simdjson both take: valid UTF-8, no control
-// character, known escapes, a surrogate escape only in a well-formed pair. npos otherwise; a
-// string this refuses is left to the full scan, which decides. UTF-8 is validated only for a
-// string with bytes past ASCII (most content is ASCII, and the check costs ~80 instructions).
-std::size_t string_token_end(std::string_view text, std::size_t begin) {
-  if (begin >= text.size() || text[begin] != '"') return std::string_view::npos;
-  std::size_t at = begin + 1;
-  bool ascii = true;
-  while (at < text.size()) {
-    const auto c = static_cast<unsigned char>(text[at]);
-    if (kPlainAscii[c]) {
-      ++at;
-      continue;
-    }
-    if (c >= 0x80) {
-      ascii = false;
-      ++at;
-      continue;
-    }
-    if (c == '"') {
-      const auto inside = text.substr(begin + 1, at - begin - 1);
-      if (!ascii && !simdjson::validate_utf8(inside.data(), inside.size())) {
-        return std::string_view::npos;
-      }
-      return at + 1;
-    }
-    if (c < 0x20 || at + 1 == text.size()) return std::string_view::npos;
-    switch (text[at + 1]) {
-      case '"':
-      case '\\':
-      case '/':
-      case 'b':
-      case 'f':
-      case 'n':
-      case 'r':
-      case 't':
-        at += 2;
-        continue;
-      case 'u':
-        break;
-      default:
-        return std::string_view::npos;
-    }
-    const int unit = escaped_unit(text, at);
-    if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF)) return std::string_view::npos;
-    at += 6;
-    if (unit >= 0xD800 && unit <= 0xDBFF) {
-      const int low = escaped_unit(text, at);
-      if (low < 0xDC00 || low > 0xDFFF) return std::string_view::npos;
-      at += 6;
-    }
-  }
-  return std::string_view::npos;
-}
-
-// Where the JSON integer token at `begin` ends, when it is one that fits int64 (a sign, then a
-// lone 0 or at most 18 digits: fewer than int64's 19, which spares a range check); npos
-// otherwise. What follows the digits is the template's to match: a fraction or an exponent there
-// does not.
-std::size_t integer_token_end(std::string_view text, std::size_t begin) {
-  std::size_t at = begin;
-  if (at < text.size() && text[at] == '-') ++at;
-  const std::size_t digits_begin = at;
-  while (at < text.size() && text[at] >= '0' && text[at] <= '9') ++at;
-  const std::size_t digits = at - digits_begin;
-  if (digits == 0 || digits > 18 || (digits > 1 && text[digits_begin] == '0')) {
-    return std::string_view::npos;
-  }
-  return at;
-}
-
 // Where a slot's value beginning at `begin` ends, when it is of the slot's kind; npos otherwise.
-std::size_t slot_end(ChunkMemo::SlotKind kind, std::string_view text, std::size_t begin) {
+std::size_t slot_end(ShapeMemo::SlotKind kind, std::string_view text, std::size_t begin) {
   switch (kind) {
-    case ChunkMemo::SlotKind::any_string:
+    case ShapeMemo::SlotKind::any_string:
       return string_token_end(text, begin);
-    case ChunkMemo::SlotKind::non_empty_string: {
+    case ShapeMemo::SlotKind::non_empty_string: {
       const std::size_t end = string_token_end(text, begin);
       return end != std::string_view::npos && end - begin > 2 ? end : std::string_view::npos;
     }
-    case ChunkMemo::SlotKind::integer:
+    case ShapeMemo::SlotKind::integer:
+    case ShapeMemo::SlotKind::prompt_tokens:
+    case ShapeMemo::SlotKind::completion_tokens:
+    case ShapeMemo::SlotKind::total_tokens:
+    case ShapeMemo::SlotKind::cached_tokens:
+    case ShapeMemo::SlotKind::cache_creation_tokens:
       return integer_token_end(text, begin);
   }
   return std::string_view::npos;
+}
+
+// Sets the usage's count that a slot of `kind` holds from its value, an integer token of at most
+// 18 digits (slot_end() has checked it).
+void set_count(Usage& usage, ShapeMemo::SlotKind kind, std::string_view token) {
+  const bool negative = token.front() == '-';
+  std::int64_t value = 0;
+  for (const char digit : token.substr(negative ? 1 : 0)) value = value * 10 + (digit - '0');
+  if (negative) value = -value;
+  switch (kind) {
+    case ShapeMemo::SlotKind::prompt_tokens:
+      usage.prompt_tokens = value;
+      break;
+    case ShapeMemo::SlotKind::completion_tokens:
+      usage.completion_tokens = value;
+      break;
+    case ShapeMemo::SlotKind::total_tokens:
+      usage.total_tokens = value;
+      break;
+    case ShapeMemo::SlotKind::cached_tokens:
+      usage.cached_prompt_tokens = value;
+      break;
+    case ShapeMemo::SlotKind::cache_creation_tokens:
+      usage.cache_creation_prompt_tokens = value;
+      break;
+    default:
+      break;
+  }
 }
 
 }  // namespace
@@ -570,21 +654,20 @@ PlainAnswer::PlainAnswer(std::string& text, AnswerShape shape) : shape_(shape) {
   release_large_parser_buffers();
 }
 
-PlainAnswer::PlainAnswer(std::string& text, ChunkMemo& memo) : shape_(AnswerShape::chunk) {
+PlainAnswer::PlainAnswer(std::string& text, ShapeMemo& memo) : shape_(memo.shape()) {
   text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
   text_ = text;
   if (memo.reuse(text_, *this)) return;
   SlotNotes notes;
   notes.text = text_.data();
-  const bool may_keep = text_.size() <= ChunkMemo::kMaxBytes;
+  const bool may_keep = text_.size() <= ShapeMemo::kMaxBytes;
   {
     const NotingSlots noting(may_keep ? &notes : nullptr);
     if (!scan()) verdict_.finish_reasons.clear();
   }
   release_large_parser_buffers();
-  if (may_keep && !notes.too_many && verdict_.needs_only_model && !verdict_.usage.present) {
+  if (may_keep && !notes.too_many && verdict_.needs_only_model)
     memo.keep(text_, *this, notes.slots);
-  }
 }
 
 bool PlainAnswer::scan() {
@@ -650,7 +733,7 @@ bool PlainAnswer::scan() {
       ++model.count;
       model.unchanged = is_string;
       // The raw token runs to the next structural character: trailing whitespace is not its.
-      // Read here, not by valid(): the model's bytes are no slot of a ChunkMemo.
+      // Read here, not by valid(): the model's bytes are no slot of a ShapeMemo.
       if (is_string) {
         model_bytes = trim_right(value.raw_json_token());
         std::string_view text;
@@ -664,7 +747,7 @@ bool PlainAnswer::scan() {
       seen.unchanged = false;
       std::string_view text;
       if (is_string) {
-        if (&seen == &id) note_slot(ChunkMemo::SlotKind::non_empty_string, value);
+        if (&seen == &id) note_slot(ShapeMemo::SlotKind::non_empty_string, value);
         if (value.get_string().get(text)) return false;
         seen.unchanged = &seen == &id ? !text.empty()
                                       : text == (chunk ? "chat.completion.chunk" : "chat.completion");
@@ -678,7 +761,7 @@ bool PlainAnswer::scan() {
       ok = read_count(value, depth, count);
       created.unchanged = count.is_int64;
       if (count.is_int64 && slot_notes != nullptr) {
-        slot_notes->note(ChunkMemo::SlotKind::integer, token);
+        slot_notes->note(ShapeMemo::SlotKind::integer, token);
       }
     } else if (key == "system_fingerprint") {
       ++fingerprint.count;
@@ -731,14 +814,16 @@ void PlainAnswer::append_spliced(std::string& out, std::string_view model_json) 
   out.append(text_.substr(offset + model_.size()));
 }
 
-bool ChunkMemo::reuse(std::string_view text, PlainAnswer& answer) {
+bool ShapeMemo::reuse(std::string_view text, PlainAnswer& answer) {
   for (std::size_t tried = 0; tried < kept_; ++tried) {
     // The template that matched last first: a stream's content chunks follow one another.
     const std::size_t index = tried == 0 ? last_match_ : (tried <= last_match_ ? tried - 1 : tried);
     Template& kept = templates_[index];
-    const std::size_t model = match(kept, text);
+    Usage usage = kept.verdict.usage;
+    const std::size_t model = match(kept, text, usage);
     if (model == std::string_view::npos) continue;
     answer.verdict_ = kept.verdict;
+    answer.verdict_.usage = usage;
     answer.model_ = text.substr(model, kept.model_size);
     kept.last_used = ++uses_;
     last_match_ = index;
@@ -748,7 +833,7 @@ bool ChunkMemo::reuse(std::string_view text, PlainAnswer& answer) {
   return false;
 }
 
-std::size_t ChunkMemo::match(const Template& kept, std::string_view text) {
+std::size_t ShapeMemo::match(const Template& kept, std::string_view text, Usage& usage) {
   constexpr auto npos = std::string_view::npos;
   // The bytes after the last slot first: they tell most other shapes apart (the finish chunk's
   // reason, the role chunk's refusal) before any slot is read.
@@ -781,12 +866,15 @@ std::size_t ChunkMemo::match(const Template& kept, std::string_view text) {
     // A string that begins with the kept value's bytes, closing quote included, is that value
     // (a string ends at its first unescaped quote): no need to read it again. An integer's end
     // is not known that way.
-    if (slot.kind != SlotKind::integer && text.size() - at >= kept_size &&
+    if (slot.kind < SlotKind::integer && text.size() - at >= kept_size &&
         std::memcmp(text.data() + at, kept.text.data() + slot.begin, kept_size) == 0) {
       at += kept_size;
     } else {
+      const std::size_t begin = at;
       at = slot_end(slot.kind, text, at);
       if (at == npos) return npos;
+      if (slot.kind > SlotKind::integer)
+        set_count(usage, slot.kind, text.substr(begin, at - begin));
     }
     kept_at = slot.end;
   }
@@ -794,15 +882,21 @@ std::size_t ChunkMemo::match(const Template& kept, std::string_view text) {
   return model;
 }
 
-void ChunkMemo::keep(std::string_view text, const PlainAnswer& answer,
+void ShapeMemo::keep(std::string_view text, const PlainAnswer& answer,
                      std::span<const std::pair<SlotKind, std::size_t>> slots) {
   const auto model_begin = static_cast<std::size_t>(answer.model_.data() - text.data());
   const auto model_end = model_begin + answer.model_.size();
   if (answer.model_.empty()) return;
   boost::container::small_vector<Slot, kMaxSlots> found;
   std::size_t at = 0;
+  unsigned counts_seen = 0;  // a bit per usage count kind
   for (const auto& [kind, begin] : slots) {
     if (begin < at) return;
+    if (kind > SlotKind::integer) {
+      const unsigned bit = 1u << static_cast<unsigned>(kind);
+      if ((counts_seen & bit) != 0) return;
+      counts_seen |= bit;
+    }
     const std::size_t end = slot_end(kind, text, begin);
     if (end == std::string_view::npos) return;
     // The model's bytes must lie outside every slot, between two of them.

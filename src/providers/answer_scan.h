@@ -26,7 +26,7 @@ namespace cutover::providers {
 // (`chat.completion.chunk`).
 enum class AnswerShape { completion, chunk };
 
-class ChunkMemo;
+class ShapeMemo;
 
 class PlainAnswer {
  public:
@@ -39,10 +39,9 @@ class PlainAnswer {
   // unchanged. The scan uses this thread's parser, whose buffers are given back after a body past
   // 64 KiB; what the object reports refers only to `text` and static storage.
   explicit PlainAnswer(std::string& text, AnswerShape shape = AnswerShape::completion);
-  // A stream's chunk, scanned as above unless `memo` holds a chunk it equals but for strings
-  // whose value no verdict depends on (see ChunkMemo); `memo` keeps this chunk's when it needs
-  // only its model changed.
-  PlainAnswer(std::string& text, ChunkMemo& memo);
+  // An answer of `memo`'s shape, scanned as above unless `memo` holds a template it matches
+  // (see ShapeMemo); `memo` keeps this answer's when it needs only its model changed.
+  PlainAnswer(std::string& text, ShapeMemo& memo);
 
   // JSON that Boost.JSON's parser (default options, as the gateway parses answers) accepts, whose
   // top level is an object with a `choices` array. A few bodies Boost.JSON takes are refused too:
@@ -103,7 +102,7 @@ class PlainAnswer {
   void append_spliced(std::string& out, std::string_view model_json) const;
 
  private:
-  friend class ChunkMemo;
+  friend class ShapeMemo;
 
   // What the scan found, but for where the model's bytes are.
   struct Verdict {
@@ -122,43 +121,57 @@ class PlainAnswer {
   AnswerShape shape_;
 };
 
-// A stream's chunks usually differ from one another only inside values no verdict depends on:
-// each delta's `content`, a tool call's arguments, a relay's padding, and from stream to stream
-// the `id` (any non-empty string passes) and `created` (any integer that fits int64). Chunks of
-// one shape (the role chunk, content chunks, the finish chunk) repeat on every stream of a
-// provider. The memo keeps a few such chunks that needed only their model changed, each as a
-// template: its bytes outside those values ("slots") and its verdict. A chunk with exactly a
-// template's bytes around slot values of the slots' kinds (a valid JSON string, a non-empty one,
-// an integer) parses to the same structure with the same values everywhere a verdict looks, so
-// it takes the template's verdict without being parsed again.
+// A provider's answers of one shape differ from one another mostly inside values no verdict
+// depends on: each message's or delta's `content`, a tool call's arguments, a relay's padding,
+// the `id` (any non-empty string passes), `created` and other integers (any that fits int64),
+// and the usage's token counts (read, but where they stand is all that matters). The memo keeps
+// a few answers of the provider's that needed only their model changed, each as a template: its
+// bytes outside those values ("slots") and its verdict. An answer with exactly a template's
+// bytes around slot values of the slots' kinds (a valid JSON string, a non-empty one, an
+// integer) parses to the same structure with the same values everywhere a verdict looks, but
+// for the usage's counts, which are read from their slots: it takes the template's verdict
+// without being parsed again. A stream's role, content and finish chunks, and most plain
+// answers, repeat their provider's templates.
 //
-// A chunk that reports usage is not kept: it comes once a stream and its figures differ from
-// stream to stream. One memo serves a provider on one worker (not thread-safe); a stream's
-// chunks are matched against it one at a time.
-class ChunkMemo {
+// One memo serves one shape of one provider on one worker (not thread-safe). What it keeps
+// decides only which answers skip the scan: no byte of a kept answer reaches another client.
+class ShapeMemo {
  public:
-  // Only chunks this long or shorter, with this many slots or fewer, are kept: copies of
-  // ordinary chunks, not of large tool calls.
-  static constexpr std::size_t kMaxBytes = 4096;
-  static constexpr std::size_t kMaxSlots = 8;
+  // Only answers this long or shorter, with this many slots or fewer, are kept.
+  static constexpr std::size_t kMaxBytes = 16 * 1024;
+  static constexpr std::size_t kMaxSlots = 24;
   // Templates kept; the least recently matched one makes room for a new one.
   static constexpr std::size_t kTemplates = 4;
 
-  enum class SlotKind : std::uint8_t { any_string, non_empty_string, integer };
+  // What a slot may hold. The last five are integers whose value is the usage's count of that
+  // name (prompt_tokens_details' cached_tokens and cache_creation_tokens for the last two).
+  enum class SlotKind : std::uint8_t {
+    any_string,
+    non_empty_string,
+    integer,
+    prompt_tokens,
+    completion_tokens,
+    total_tokens,
+    cached_tokens,
+    cache_creation_tokens,
+  };
   struct Slot {
     SlotKind kind;
     std::uint32_t begin;  // the value's first byte in the kept text
     std::uint32_t end;    // past its last
   };
 
-  // How many chunks took a kept verdict.
+  explicit ShapeMemo(AnswerShape shape) : shape_(shape) {}
+  AnswerShape shape() const { return shape_; }
+
+  // How many answers took a kept verdict.
   std::size_t reuses() const { return reuses_; }
 
  private:
   friend class PlainAnswer;
 
   struct Template {
-    std::string text;  // the chunk as it was kept
+    std::string text;  // the answer as it was kept
     boost::container::small_vector<Slot, kMaxSlots> slots;
     std::size_t model_begin = 0;  // the model's value in `text`: in the bytes outside the slots
     std::size_t model_size = 0;
@@ -168,14 +181,16 @@ class ChunkMemo {
 
   // Gives `answer` a kept verdict when `text` matches a template; false otherwise.
   bool reuse(std::string_view text, PlainAnswer& answer);
-  // Where the model's value begins in `text` when `text` matches `kept`; npos otherwise.
-  static std::size_t match(const Template& kept, std::string_view text);
-  // Keeps `answer`'s chunk, whose values at `slots` (value starts, ascending, with their kinds;
-  // ends are found here) may vary, in place of the least recently matched template; keeps
-  // nothing if a slot's value is not of its kind.
+  // Where the model's value begins in `text` when `text` matches `kept`, with `usage` set from
+  // the slots that hold its counts; npos otherwise.
+  static std::size_t match(const Template& kept, std::string_view text, Usage& usage);
+  // Keeps `answer`, whose values at `slots` (value starts, ascending, with their kinds; ends are
+  // found here) may vary, in place of the least recently matched template; keeps nothing if a
+  // slot's value is not of its kind or two slots hold the same count.
   void keep(std::string_view text, const PlainAnswer& answer,
             std::span<const std::pair<SlotKind, std::size_t>> slots);
 
+  AnswerShape shape_;
   std::array<Template, kTemplates> templates_;
   std::size_t kept_ = 0;        // templates in use, from the front
   std::size_t last_match_ = 0;  // the template tried first

@@ -263,8 +263,9 @@ struct Gateway::ProviderRuntime {
   std::vector<EndpointRuntime> endpoints;
   std::shared_ptr<resilience::RetryBudget> budget;
   std::size_t rotation = 0;
-  // The shapes of this provider's stream chunks on this worker (forward_in_place()).
-  providers::ChunkMemo chunk_memo;
+  // The shapes of this provider's answers and stream chunks on this worker.
+  providers::ShapeMemo answer_shapes{providers::AnswerShape::completion};
+  providers::ShapeMemo chunk_shapes{providers::AnswerShape::chunk};
 };
 
 struct Gateway::Snapshot {
@@ -1521,7 +1522,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
   }
   if (answer_needs_no_tree(context, provider, encoder)) {
     // Most answers need nothing but the client's model name: read in place, spliced, sent.
-    providers::PlainAnswer answer(body);
+    providers::PlainAnswer answer(body, provider_runtime.answer_shapes);
     if (auto spliced = answer.spliced(context.shape.model)) {
       record_first_byte(context, exchange);
       if (answer.usage().present) context.usage = answer.usage();
@@ -1687,8 +1688,8 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     out.reserve(out.size() + raw.size() + events.size() * model_json.size());
     for (auto& event : events) {
       if (stream_problem) break;
-      if (chunks_in_place && forward_in_place(event, reader, provider_runtime.chunk_memo, ask_usage,
-                                              model_json, context.usage, out)) {
+      if (chunks_in_place && forward_in_place(event, reader, provider_runtime.chunk_shapes,
+                                              ask_usage, model_json, context.usage, out)) {
         continue;
       }
       // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
@@ -1778,7 +1779,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
 }
 
 bool Gateway::forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
-                               providers::ChunkMemo& memo, bool strip_usage,
+                               providers::ShapeMemo& memo, bool strip_usage,
                                std::string_view model_json, providers::Usage& usage,
                                std::string& out) {
   if (!event.event.empty() || event.data == "[DONE]") return false;

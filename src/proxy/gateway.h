@@ -25,7 +25,7 @@
 namespace cutover::providers {
 struct SseEvent;
 class CanonicalStream;
-class ChunkMemo;
+class ShapeMemo;
 }  // namespace cutover::providers
 
 namespace cutover::proxy {
@@ -120,7 +120,7 @@ class Gateway {
   // for the scan's padding (its bytes stay as they are). `memo` holds the provider's chunk
   // shapes on this worker.
   static bool forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
-                               providers::ChunkMemo& memo, bool strip_usage,
+                               providers::ShapeMemo& memo, bool strip_usage,
                                std::string_view model_json, providers::Usage& usage,
                                std::string& out);
   struct Refusal;

@@ -664,9 +664,9 @@ TEST(PlainAnswerChunkTest, ReportsFinishReasonsAndChoiceCounts) {
 
 // Scans `event` with `memo` and on its own, and expects the same verdicts and the same client
 // bytes from both.
-void expect_memo_agrees(ChunkMemo& memo, std::string event) {
+void expect_memo_agrees(ShapeMemo& memo, std::string event) {
   std::string alone = event;
-  const PlainAnswer fresh(alone, AnswerShape::chunk);
+  const PlainAnswer fresh(alone, memo.shape());
   const PlainAnswer memoized(event, memo);
   EXPECT_EQ(memoized.is_completion(), fresh.is_completion()) << event;
   EXPECT_EQ(memoized.needs_only_model(), fresh.needs_only_model()) << event;
@@ -681,8 +681,8 @@ std::string content_chunk(std::string_view content_json) {
          std::string(content_json) + R"(},"logprobs":null,"finish_reason":null}],"usage":null})";
 }
 
-TEST(ChunkMemoTest, ContentChunksTakeTheKeptVerdict) {
-  ChunkMemo memo;
+TEST(ShapeMemoChunkTest, ContentChunksTakeTheKeptVerdict) {
+  ShapeMemo memo(AnswerShape::chunk);
   const std::string start(kChunkStart);
   expect_memo_agrees(
       memo, start + R"("choices":[{"index":0,"delta":{"role":"assistant","content":"",)"
@@ -707,7 +707,7 @@ TEST(ChunkMemoTest, ContentChunksTakeTheKeptVerdict) {
   EXPECT_EQ(memo.reuses(), contents.size());
 }
 
-TEST(ChunkMemoTest, FreeStringsBeforeTheModelMoveItsBytes) {
+TEST(ShapeMemoChunkTest, FreeStringsBeforeTheModelMoveItsBytes) {
   // A relay's padding of varying length ahead of `model`: the model's bytes are found where they
   // moved to, and the tool call's arguments vary too.
   const auto chunk = [](std::string_view pad, std::string_view arguments) {
@@ -716,15 +716,15 @@ TEST(ChunkMemoTest, FreeStringsBeforeTheModelMoveItsBytes) {
            R"("choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":")" +
            std::string(arguments) + R"("}}]},"finish_reason":null}]})";
   };
-  ChunkMemo memo;
+  ShapeMemo memo(AnswerShape::chunk);
   expect_memo_agrees(memo, chunk("x", "{"));
   expect_memo_agrees(memo, chunk("xyzxyzxyz", R"(\"city\")"));
   expect_memo_agrees(memo, chunk("", ":"));
   EXPECT_EQ(memo.reuses(), 2u);
 }
 
-TEST(ChunkMemoTest, ChangesOutsideFreeStringsAreScannedAgain) {
-  ChunkMemo memo;
+TEST(ShapeMemoChunkTest, ChangesOutsideFreeStringsAreScannedAgain) {
+  ShapeMemo memo(AnswerShape::chunk);
   expect_memo_agrees(memo, content_chunk(R"("a")"));
   std::string other_model = content_chunk(R"("b")");
   other_model.replace(other_model.find("gpt-4.1"), 7, "gpt-4.2");
@@ -745,7 +745,7 @@ TEST(ChunkMemoTest, ChangesOutsideFreeStringsAreScannedAgain) {
   }
 }
 
-TEST(ChunkMemoTest, StringsEitherParserMightRefuseAreScannedAgain) {
+TEST(ShapeMemoChunkTest, StringsEitherParserMightRefuseAreScannedAgain) {
   const std::vector<std::string> refused = {
       R"("lone high \ud83d")", R"("lone low \ude00")",   R"("high then other \ud83d\u0041")",
       R"("bad escape \x")",    R"("short \u12")",        R"("not hex \u12g4")",
@@ -753,20 +753,21 @@ TEST(ChunkMemoTest, StringsEitherParserMightRefuseAreScannedAgain) {
       "\"overlong \xc0\xaf\"", "\"cut utf-8 \xe4\xb8\"", R"("backslash at the end \")",
   };
   for (const auto& content : refused) {
-    ChunkMemo memo;
+    ShapeMemo memo(AnswerShape::chunk);
     expect_memo_agrees(memo, content_chunk(R"("kept")"));
     expect_memo_agrees(memo, content_chunk(content));
     EXPECT_EQ(memo.reuses(), 0u) << content;
   }
 }
 
-TEST(ChunkMemoTest, ChunksItCannotKeepLeaveItAsItWas) {
-  ChunkMemo memo;
+TEST(ShapeMemoChunkTest, ChunksItCannotKeepLeaveItAsItWas) {
+  ShapeMemo memo(AnswerShape::chunk);
   expect_memo_agrees(memo, content_chunk(R"("a")"));
-  // Nine free strings are more than it keeps; a chunk the DOM path must read is not kept.
-  std::string many = std::string(kChunkStart) +
-                     R"("choices":[{"index":0,"delta":{"content":"a"},)"
-                     R"("finish_reason":null}],"x":["1","2","3","4","5","6","7","8"]})";
+  // More slots than it keeps; a chunk the DOM path must read is not kept.
+  std::string many = std::string(kChunkStart) + R"("choices":[{"index":0,"delta":{"content":"a"},)"
+                                                R"("finish_reason":null}],"x":[)";
+  for (std::size_t i = 0; i < ShapeMemo::kMaxSlots; ++i) many += i == 0 ? "1" : ",1";
+  many += "]}";
   expect_memo_agrees(memo, many);
   expect_memo_agrees(memo, many);
   expect_memo_agrees(memo, std::string(kChunkStart) + R"("choices":[{"index":0,"delta":{},)"
@@ -795,8 +796,8 @@ std::string usage_chunk(std::string_view id_json, int completion_tokens) {
          std::to_string(9 + completion_tokens) + "}}";
 }
 
-TEST(ChunkMemoTest, TheNextStreamsChunksTakeTheKeptVerdicts) {
-  ChunkMemo memo;
+TEST(ShapeMemoChunkTest, TheNextStreamsChunksTakeTheKeptVerdicts) {
+  ShapeMemo memo(AnswerShape::chunk);
   const auto stream = [&](std::string_view id, std::string_view created, int tokens) {
     expect_memo_agrees(memo, stream_chunk(id, created, R"({"role":"assistant","content":""})"));
     expect_memo_agrees(memo, stream_chunk(id, created, R"({"content":"Hi"})"));
@@ -806,15 +807,15 @@ TEST(ChunkMemoTest, TheNextStreamsChunksTakeTheKeptVerdicts) {
   };
   stream(R"("chatcmpl-A1")", "1767225600", 2);
   EXPECT_EQ(memo.reuses(), 1u);  // the second content chunk
-  // Another id (longer), another second: the role, content and finish chunks match; a usage
-  // chunk is never kept, even one with the same figures.
-  stream(R"("chatcmpl-B22")", "1767225601", 2);
-  EXPECT_EQ(memo.reuses(), 5u);
-  expect_memo_agrees(memo, usage_chunk(R"("chatcmpl-B22")", 2));
-  EXPECT_EQ(memo.reuses(), 5u);
+  // Another id (longer), another second, other figures: every chunk matches, and the usage
+  // chunk's figures are its own (expect_memo_agrees compares them with a scan's).
+  stream(R"("chatcmpl-B22")", "1767225601", 12345);
+  EXPECT_EQ(memo.reuses(), 6u);
+  expect_memo_agrees(memo, usage_chunk(R"("chatcmpl-B22")", -7));
+  EXPECT_EQ(memo.reuses(), 7u);
 }
 
-TEST(ChunkMemoTest, IdAndCreatedVaryOnlyWithinTheirKinds) {
+TEST(ShapeMemoChunkTest, IdAndCreatedVaryOnlyWithinTheirKinds) {
   const std::string content = R"({"content":"x"})";
   // Values the scan takes as the kept chunk's: a non-empty id, an integer that fits int64.
   const std::vector<std::pair<std::string_view, std::string_view>> taken = {
@@ -825,7 +826,7 @@ TEST(ChunkMemoTest, IdAndCreatedVaryOnlyWithinTheirKinds) {
       {R"("c")", "999999999999999999"},
   };
   for (const auto& [id, created] : taken) {
-    ChunkMemo memo;
+    ShapeMemo memo(AnswerShape::chunk);
     expect_memo_agrees(memo, stream_chunk(R"("c-1")", "1767225600", content));
     expect_memo_agrees(memo, stream_chunk(id, created, content));
     EXPECT_EQ(memo.reuses(), 1u) << id << " " << created;
@@ -848,15 +849,15 @@ TEST(ChunkMemoTest, IdAndCreatedVaryOnlyWithinTheirKinds) {
       {R"("c")", " 1"},
   };
   for (const auto& [id, created] : scanned) {
-    ChunkMemo memo;
+    ShapeMemo memo(AnswerShape::chunk);
     expect_memo_agrees(memo, stream_chunk(R"("c-1")", "1767225600", content));
     expect_memo_agrees(memo, stream_chunk(id, created, content));
     EXPECT_EQ(memo.reuses(), 0u) << id << " " << created;
   }
 }
 
-TEST(ChunkMemoTest, TheLeastRecentlyMatchedShapeMakesRoom) {
-  ChunkMemo memo;
+TEST(ShapeMemoChunkTest, TheLeastRecentlyMatchedShapeMakesRoom) {
+  ShapeMemo memo(AnswerShape::chunk);
   // Five shapes: deltas with another key each.
   const auto shape = [](int n) {
     return stream_chunk(R"("c")", "1", R"({"content":"x","k)" + std::to_string(n) + R"(":1})");
@@ -870,6 +871,84 @@ TEST(ChunkMemoTest, TheLeastRecentlyMatchedShapeMakesRoom) {
   EXPECT_EQ(memo.reuses(), 7u);
   expect_memo_agrees(memo, shape(0));
   EXPECT_EQ(memo.reuses(), 7u);
+}
+
+// kOpenAiAnswer with what varies from answer to answer as arguments.
+std::string openai_answer(std::string_view id, std::string_view created, std::string_view content,
+                          int prompt, int completion, int cached, int reasoning) {
+  std::string body(kOpenAiAnswer);
+  const auto replace = [&](std::string_view from, std::string_view to) {
+    const auto at = body.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    body.replace(at, from.size(), to);
+  };
+  replace("chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJK", id);
+  replace("1741569952", created);
+  replace("Hi! How can I help?", content);
+  replace(R"("prompt_tokens":19,"completion_tokens":10,"total_tokens":29)",
+          R"("prompt_tokens":)" + std::to_string(prompt) + R"(,"completion_tokens":)" +
+              std::to_string(completion) + R"(,"total_tokens":)" +
+              std::to_string(prompt + completion));
+  replace(R"("cached_tokens":0)", R"("cached_tokens":)" + std::to_string(cached));
+  replace(R"("reasoning_tokens":0)", R"("reasoning_tokens":)" + std::to_string(reasoning));
+  return body;
+}
+
+TEST(ShapeMemoAnswerTest, AnswersOfOneShapeTakeTheKeptVerdictWithTheirOwnUsage) {
+  ShapeMemo memo(AnswerShape::completion);
+  expect_memo_agrees(memo, openai_answer("chatcmpl-1", "1741569952", "Hi!", 19, 10, 0, 0));
+  EXPECT_EQ(memo.reuses(), 0u);
+  expect_memo_agrees(memo, openai_answer("chatcmpl-22", "1741569999",
+                                         "A longer answer, with \\\"quotes\\\" and caf\\u00e9.",
+                                         1234, 567, 1024, 64));
+  expect_memo_agrees(memo, openai_answer("x", "0", "", 0, 0, 0, 0));
+  expect_memo_agrees(memo,
+                     openai_answer("chatcmpl-3", "1741569952", std::string(5000, 'a'), 7, 8, 3, 1));
+  EXPECT_EQ(memo.reuses(), 3u);
+  // The usage is the answer's own, as a scan reads it.
+  std::string body = openai_answer("chatcmpl-4", "1741569952", "ok", 321, 45, 300, 2);
+  const PlainAnswer answer(body, memo);
+  EXPECT_EQ(memo.reuses(), 4u);
+  EXPECT_TRUE(answer.usage().present);
+  EXPECT_EQ(answer.usage().prompt_tokens, 321);
+  EXPECT_EQ(answer.usage().completion_tokens, 45);
+  EXPECT_EQ(answer.usage().total_tokens, 366);
+  EXPECT_EQ(answer.usage().cached_prompt_tokens, 300);
+}
+
+TEST(ShapeMemoAnswerTest, CountsInAnotherFormAreScannedAgain) {
+  ShapeMemo memo(AnswerShape::completion);
+  const std::string kept = openai_answer("chatcmpl-1", "1741569952", "Hi!", 19, 10, 0, 0);
+  expect_memo_agrees(memo, kept);
+  const auto with = [&](std::string_view from, std::string_view to) {
+    std::string body = kept;
+    body.replace(body.find(from), from.size(), to);
+    return body;
+  };
+  const std::vector<std::string> others = {
+      with(R"("prompt_tokens":19)", R"("prompt_tokens":19.0)"),
+      with(R"("prompt_tokens":19)", R"("prompt_tokens":"19")"),
+      with(R"("prompt_tokens":19)", R"("prompt_tokens":1e1)"),
+      with(R"("total_tokens":29)", R"("total_tokens":1234567890123456789)"),
+      with(R"("cached_tokens":0)", R"("cached_tokens":null)"),
+      with(R"("completion_tokens":10)", R"("completion_tokens":010)"),
+  };
+  for (const auto& body : others) {
+    const auto before = memo.reuses();
+    expect_memo_agrees(memo, body);
+    EXPECT_EQ(memo.reuses(), before) << body;
+  }
+}
+
+TEST(ShapeMemoAnswerTest, ARepeatedCachedCountLeavesTheAnswerToTheDom) {
+  // The DOM counts the last of two; a slot could not tell which, so the scan hands it on.
+  std::string body(kOpenAiAnswer);
+  body.replace(body.find(R"("cached_tokens":0)"), 17, R"("cached_tokens":5,"cached_tokens":7)");
+  expect_equivalent(body, false);
+  ShapeMemo memo(AnswerShape::completion);
+  expect_memo_agrees(memo, body);
+  expect_memo_agrees(memo, body);
+  EXPECT_EQ(memo.reuses(), 0u);
 }
 
 }  // namespace
