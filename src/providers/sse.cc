@@ -87,6 +87,11 @@ void SseParser::process_line(std::string_view line, std::vector<SseEvent>& out) 
     if (has_data_) {
       current_.data.push_back('\n');
     } else {
+      if (spare_ != nullptr && !spare_->empty()) {
+        current_.data = std::move(spare_->back());
+        spare_->pop_back();
+        current_.data.clear();
+      }
       // Room for the in-place scan's padding too (PlainAnswer), which would otherwise copy the
       // event's data to grow it: most events are one line.
       current_.data.reserve(value.size() + PlainAnswer::kPadding);

@@ -33,6 +33,11 @@ class SseParser {
   // True when bytes of an unfinished event are pending (a stream cut mid-event).
   bool has_partial_event() const { return !line_.empty() || has_fields_; }
 
+  // Where an event's data string comes from when `spare` has one: a consumer that gives the
+  // strings of the events it has read back to `spare` spares an allocation an event (the room
+  // stays). `spare` must outlive the parser's use of it.
+  void take_data_strings_from(std::vector<std::string>& spare) { spare_ = &spare; }
+
  private:
   void process_line(std::string_view line, std::vector<SseEvent>& out);
 
@@ -43,6 +48,7 @@ class SseParser {
   bool has_fields_ = false;
   bool has_data_ = false;
   SseEvent current_;
+  std::vector<std::string>* spare_ = nullptr;
 };
 
 }  // namespace cutover::providers

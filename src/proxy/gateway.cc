@@ -1632,6 +1632,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                                        : ask_usage,
                                     !native_events || context.capture != nullptr);
   providers::SseParser parser;
+  parser.take_data_strings_from(spare_event_data_);
   // An OpenAI client of an OpenAI provider, whose chunks no shadow compares: most chunks need
   // only their model renamed, which forward_in_place() does without parsing them into a DOM.
   const bool chunks_in_place = !anthropic_provider && !encoder && !context.capture &&
@@ -1724,7 +1725,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
       if (result.end_marker && !encoder && !anthropic_provider) out += sse_data("[DONE]");
       if (native_events) append_native_event(event, parsed, context.shape.model, out);
     }
-    events.clear();
+    give_back_event_data(events);
     const bool complete_and_held = done && !stream_problem && reader.saw_end_marker();
     if (!complete_and_held && !co_await send_out()) break;
   }
@@ -1776,6 +1777,18 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   }
   co_await responder.end_stream(out);
   co_return outcome;
+}
+
+void Gateway::give_back_event_data(std::vector<providers::SseEvent>& events) {
+  // Bounds on what a worker keeps: a stream's worth of ordinary events.
+  constexpr std::size_t kSpareStrings = 64;
+  constexpr std::size_t kSpareStringBytes = 8 * 1024;
+  for (auto& event : events) {
+    if (spare_event_data_.size() == kSpareStrings) break;
+    if (event.data.capacity() <= kSpareStringBytes)
+      spare_event_data_.push_back(std::move(event.data));
+  }
+  events.clear();
 }
 
 bool Gateway::forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,

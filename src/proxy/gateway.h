@@ -10,12 +10,13 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
+#include "accounting/usage_ledger.h"
 #include "api/front_end.h"
 #include "config/config.h"
 #include "http/server.h"
 #include "migration/runtime.h"
-#include "accounting/usage_ledger.h"
 #include "observability/metrics.h"
 #include "proxy/access_log.h"
 #include "proxy/provider_health.h"
@@ -119,6 +120,8 @@ class Gateway {
   // False, with nothing done, for an event the DOM path must read. The event's data gets room
   // for the scan's padding (its bytes stay as they are). `memo` holds the provider's chunk
   // shapes on this worker.
+  // Clears `events`, keeping their data strings in spare_event_data_ for the next events.
+  void give_back_event_data(std::vector<providers::SseEvent>& events);
   static bool forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
                                providers::ShapeMemo& memo, bool strip_usage,
                                std::string_view model_json, providers::Usage& usage,
@@ -189,6 +192,9 @@ class Gateway {
   std::unordered_map<upstream::Exchange*, InFlight> in_flight_;
   // Shadow exchanges are not tied to a client: only shutdown cancels them.
   std::unordered_map<upstream::Exchange*, bool> shadows_in_flight_;
+  // Streamed events' data strings, read and given back, for the next events to fill
+  // (SseParser::take_data_strings_from): an allocation an event spared.
+  std::vector<std::string> spare_event_data_;
 };
 
 }  // namespace cutover::proxy

@@ -125,5 +125,26 @@ TEST(SseParserTest, AOneLineEventHasRoomForTheInPlaceScan) {
   EXPECT_EQ(events[0].data, chunk);
 }
 
+TEST(SseParserTest, EventsFillTheSpareStringsGivenBack) {
+  std::vector<std::string> spare(2);
+  spare[0].reserve(1000);
+  spare[1].reserve(2000);
+  spare[1] = "left over";
+  const char* first_room = spare[1].data();  // the last one is taken first
+  const char* second_room = spare[0].data();
+  SseParser parser;
+  parser.take_data_strings_from(spare);
+  std::vector<SseEvent> events;
+  ASSERT_TRUE(
+      parser.feed("data: {\"a\":1}\n\ndata: line one\ndata: line two\n\ndata: x\n\n", events));
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].data, "{\"a\":1}");
+  EXPECT_EQ(events[0].data.data(), first_room);
+  EXPECT_EQ(events[1].data, "line one\nline two");
+  EXPECT_EQ(events[1].data.data(), second_room);
+  EXPECT_EQ(events[2].data, "x");  // none left: a string of its own
+  EXPECT_TRUE(spare.empty());
+}
+
 }  // namespace
 }  // namespace cutover::providers
