@@ -1530,6 +1530,15 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain(
       co_return co_await send_plain(context, provider, std::move(*spliced));
     }
   }
+  co_return co_await deliver_plain_tree(context, provider_runtime, exchange, identity, encoder,
+                                        api_key, body);
+}
+
+Awaitable<Gateway::AttemptOutcome> Gateway::deliver_plain_tree(
+    RequestContext& context, ProviderRuntime& provider_runtime, upstream::Exchange& exchange,
+    const providers::ResponseIdentity& identity, std::optional<api::AnswerEncoder>& encoder,
+    const std::string& api_key, std::string& body) {
+  const auto& provider = *provider_runtime.config;
   unsigned char response_buffer[8192];
   json::monotonic_resource response_memory_resource(response_buffer, sizeof response_buffer);
   boost::system::error_code ec;
@@ -1639,7 +1648,6 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                context.kind == ApiKind::chat_completions;
   const std::string model_json =
       chunks_in_place ? json::serialize(json::string_view(context.shape.model)) : std::string();
-  unsigned char chunk_buffer[4096];
   std::vector<providers::SseEvent> events;
   events.reserve(16);  // a read usually completes a handful of events
   std::string raw;
@@ -1673,6 +1681,44 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     co_await responder.end_stream(out);
     out.clear();
   };
+  // One event read into a DOM, its output appended to `out`; a problem ends the stream. A
+  // lambda rather than a part of the coroutine: its 4 KiB of parse memory are on the thread's
+  // stack while it runs, not in the frame of every stream (GCC keeps every local of a
+  // coroutine's body in its frame).
+  auto read_event_tree = [&](const providers::SseEvent& event) {
+    unsigned char chunk_buffer[4096];
+    // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
+    // next block across release(), which ran a long stream of large events out of memory.
+    json::monotonic_resource chunk_memory(chunk_buffer, sizeof chunk_buffer);
+    json::value parsed;
+    auto result = reader.read(event, parsed, &chunk_memory, context.usage, [&](json::value& chunk) {
+      if (context.capture) context.capture->add_chunk(chunk);
+      if (native_events) return;
+      if (encoder) {
+        encoder->on_chunk(chunk.get_object(), out);
+        return;
+      }
+      if (!event.event.empty()) out.append("event: ").append(event.event).append("\n");
+      out += sse_data(json::serialize(chunk));
+    });
+    if (result.problem) {
+      stream_problem = std::move(result.problem);
+      return;
+    }
+    if (result.provider_error) {
+      providers::redact(*result.provider_error, api_key);
+      if (!encoder && !anthropic_provider) {
+        // An OpenAI client of an OpenAI provider got the error object as its own event;
+        // only the key a provider may echo is removed from it.
+        providers::redact(out, api_key);
+        return;
+      }
+      stream_problem = "the provider streamed an error: " + *result.provider_error;
+      return;
+    }
+    if (result.end_marker && !encoder && !anthropic_provider) out += sse_data("[DONE]");
+    if (native_events) append_native_event(event, parsed, context.shape.model, out);
+  };
   while (!done && !stream_problem && !stream_error) {
     raw.clear();
     bool read_more = false;
@@ -1693,37 +1739,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                               ask_usage, model_json, context.usage, out)) {
         continue;
       }
-      // A fresh resource per event: Boost.JSON 1.81's monotonic_resource keeps doubling its
-      // next block across release(), which ran a long stream of large events out of memory.
-      json::monotonic_resource chunk_memory(chunk_buffer, sizeof chunk_buffer);
-      json::value parsed;
-      auto result = reader.read(event, parsed, &chunk_memory, context.usage, [&](json::value& chunk) {
-        if (context.capture) context.capture->add_chunk(chunk);
-        if (native_events) return;
-        if (encoder) {
-          encoder->on_chunk(chunk.get_object(), out);
-          return;
-        }
-        if (!event.event.empty()) out.append("event: ").append(event.event).append("\n");
-        out += sse_data(json::serialize(chunk));
-      });
-      if (result.problem) {
-        stream_problem = std::move(result.problem);
-        break;
-      }
-      if (result.provider_error) {
-        providers::redact(*result.provider_error, api_key);
-        if (!encoder && !anthropic_provider) {
-          // An OpenAI client of an OpenAI provider got the error object as its own event;
-          // only the key a provider may echo is removed from it.
-          providers::redact(out, api_key);
-          continue;
-        }
-        stream_problem = "the provider streamed an error: " + *result.provider_error;
-        break;
-      }
-      if (result.end_marker && !encoder && !anthropic_provider) out += sse_data("[DONE]");
-      if (native_events) append_native_event(event, parsed, context.shape.model, out);
+      read_event_tree(event);
     }
     give_back_event_data(events);
     const bool complete_and_held = done && !stream_problem && reader.saw_end_marker();

@@ -104,6 +104,13 @@ class Gateway {
                                           const providers::ResponseIdentity& identity,
                                           std::optional<api::AnswerEncoder>& encoder,
                                           const std::string& api_key);
+  // deliver_plain()'s answer read into a DOM: a coroutine of its own, so that its 8 KiB of
+  // parse memory are not in the frame of every answer spliced in place.
+  Awaitable<AttemptOutcome> deliver_plain_tree(RequestContext& context, ProviderRuntime& provider,
+                                               upstream::Exchange& exchange,
+                                               const providers::ResponseIdentity& identity,
+                                               std::optional<api::AnswerEncoder>& encoder,
+                                               const std::string& api_key, std::string& body);
   static bool answer_needs_no_tree(const RequestContext& context, const config::Provider& provider,
                                    const std::optional<api::AnswerEncoder>& encoder);
   static void record_first_byte(RequestContext& context, const upstream::Exchange& exchange);
