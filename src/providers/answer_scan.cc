@@ -846,39 +846,43 @@ std::size_t ShapeMemo::match(const Template& kept, std::string_view text, Usage&
   std::size_t at = 0;       // in `text`
   std::size_t kept_at = 0;  // in kept.text
   std::size_t model = npos;
-  // The kept bytes up to `kept_end` must follow in `text`.
-  const auto fixed = [&](std::size_t kept_end) {
+  // The kept bytes [kept_at, kept_end) follow in `text`, the last `value_size` of them a slot's
+  // kept value.
+  const auto follow = [&](std::size_t kept_end, std::size_t value_size) {
     const std::size_t size = kept_end - kept_at;
     if (text.size() - at < size ||
         std::memcmp(text.data() + at, kept.text.data() + kept_at, size) != 0) {
       return false;
     }
-    if (kept.model_begin >= kept_at && kept.model_begin < kept_end) {
+    if (kept.model_begin >= kept_at && kept.model_begin < kept_end - value_size) {
       model = at + (kept.model_begin - kept_at);
     }
     at += size;
     kept_at = kept_end;
     return true;
   };
+  const auto digit_at = [&](std::size_t index) {
+    return index < text.size() && text[index] >= '0' && text[index] <= '9';
+  };
   for (const Slot& slot : kept.slots) {
-    if (!fixed(slot.begin)) return npos;
-    const std::size_t kept_size = slot.end - slot.begin;
-    // A string that begins with the kept value's bytes, closing quote included, is that value
-    // (a string ends at its first unescaped quote): no need to read it again. An integer's end
-    // is not known that way.
-    if (slot.kind < SlotKind::integer && text.size() - at >= kept_size &&
-        std::memcmp(text.data() + at, kept.text.data() + slot.begin, kept_size) == 0) {
-      at += kept_size;
-    } else {
-      const std::size_t begin = at;
-      at = slot_end(slot.kind, text, at);
-      if (at == npos) return npos;
-      if (slot.kind > SlotKind::integer)
-        set_count(usage, slot.kind, text.substr(begin, at - begin));
-    }
+    // Most slots hold what they held (a stream's id and created, a fingerprint): the fixed
+    // bytes and the kept value are compared at once. A string that begins with the kept value's
+    // bytes, closing quote included, is that value (a string ends at its first unescaped quote);
+    // an integer is when no digit follows; a count equal to the kept one is the kept count.
+    const std::size_t value_size = slot.end - slot.begin;
+    const std::size_t at_before = at;
+    const std::size_t kept_before = kept_at;
+    if (follow(slot.end, value_size) && (slot.kind < SlotKind::integer || !digit_at(at))) continue;
+    at = at_before;
+    kept_at = kept_before;
+    if (!follow(slot.begin, 0)) return npos;
+    const std::size_t begin = at;
+    at = slot_end(slot.kind, text, at);
+    if (at == npos) return npos;
+    if (slot.kind > SlotKind::integer) set_count(usage, slot.kind, text.substr(begin, at - begin));
     kept_at = slot.end;
   }
-  if (!fixed(kept.text.size()) || at != text.size()) return npos;
+  if (!follow(kept.text.size(), 0) || at != text.size()) return npos;
   return model;
 }
 
