@@ -666,8 +666,9 @@ PlainAnswer::PlainAnswer(std::string& text, ShapeMemo& memo) : shape_(memo.shape
     if (!scan()) verdict_.finish_reasons.clear();
   }
   release_large_parser_buffers();
-  if (may_keep && !notes.too_many && verdict_.needs_only_model)
+  if (may_keep && !notes.too_many && verdict_.needs_only_model) {
     memo.keep(text_, *this, notes.slots);
+  }
 }
 
 bool PlainAnswer::scan() {
