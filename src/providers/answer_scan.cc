@@ -621,25 +621,13 @@ void set_count(Usage& usage, ShapeMemo::SlotKind kind, std::string_view token) {
   std::int64_t value = 0;
   for (const char digit : token.substr(negative ? 1 : 0)) value = value * 10 + (digit - '0');
   if (negative) value = -value;
-  switch (kind) {
-    case ShapeMemo::SlotKind::prompt_tokens:
-      usage.prompt_tokens = value;
-      break;
-    case ShapeMemo::SlotKind::completion_tokens:
-      usage.completion_tokens = value;
-      break;
-    case ShapeMemo::SlotKind::total_tokens:
-      usage.total_tokens = value;
-      break;
-    case ShapeMemo::SlotKind::cached_tokens:
-      usage.cached_prompt_tokens = value;
-      break;
-    case ShapeMemo::SlotKind::cache_creation_tokens:
-      usage.cache_creation_prompt_tokens = value;
-      break;
-    default:
-      break;
-  }
+  // In SlotKind's order, from prompt_tokens on.
+  static constexpr std::array<std::int64_t Usage::*, 5> kCounts = {
+      &Usage::prompt_tokens, &Usage::completion_tokens, &Usage::total_tokens,
+      &Usage::cached_prompt_tokens, &Usage::cache_creation_prompt_tokens};
+  const auto index =
+      static_cast<std::size_t>(kind) - static_cast<std::size_t>(ShapeMemo::SlotKind::prompt_tokens);
+  if (index < kCounts.size()) usage.*kCounts[index] = value;
 }
 
 }  // namespace
