@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "providers/simdjson_parser.h"
+#include "util/byte_words.h"
 
 namespace cutover::providers {
 
@@ -65,15 +66,12 @@ constexpr std::array<bool, 256> kPlainAscii = [] {
 // mostly such bytes): a word has none of the others when no byte is below 0x20, none is a quote
 // or a backslash, and none has its high bit set.
 std::size_t plain_ascii_run_end(std::string_view text, std::size_t at) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101;
-  constexpr std::uint64_t kHighs = 0x8080808080808080;
-  const auto has_zero_byte = [](std::uint64_t word) { return (word - kOnes) & ~word & kHighs; };
   while (text.size() - at >= 8) {
     std::uint64_t word;
     std::memcpy(&word, text.data() + at, 8);
-    const std::uint64_t special = (word & kHighs) | ((word - 0x20 * kOnes) & ~word & kHighs) |
-                                  has_zero_byte(word ^ ('"' * kOnes)) |
-                                  has_zero_byte(word ^ ('\\' * kOnes));
+    const std::uint64_t special = (word & util::kByteHighs) |
+                                  util::word_has_byte_below(word, 0x20) |
+                                  util::word_has_byte(word, '"') | util::word_has_byte(word, '\\');
     if (special != 0) break;
     at += 8;
   }
