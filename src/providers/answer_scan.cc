@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -316,9 +317,9 @@ bool read_count(ondemand::value& value, int depth, Count& count) {
   return valid(value, depth);
 }
 
-// read_count() of a usage's count, noted as the slot of that count when it is an integer that
-// fits int64 (the only form whose value a slot carries).
-bool read_usage_count(ondemand::value& value, int depth, Count& count, ShapeMemo::SlotKind kind) {
+// read_count(), the value noted as a slot of `kind` when it is an integer that fits int64 (the
+// only form a slot holds).
+bool read_count_noted(ondemand::value& value, int depth, Count& count, ShapeMemo::SlotKind kind) {
   const char* token = value.raw_json_token().data();
   if (!read_count(value, depth, count)) return false;
   if (count.is_int64 && slot_notes != nullptr) slot_notes->note(kind, token);
@@ -429,13 +430,13 @@ bool read_details(ondemand::value& value, int depth, UsageFields& fields) {
     if (std::move(result).get(field) || field.unescaped_key().get(key)) return false;
     bool ok = true;
     if (key == "cached_tokens") {
-      ok = read_usage_count(field.value(), depth + 1, fields.details_cached,
+      ok = read_count_noted(field.value(), depth + 1, fields.details_cached,
                             ShapeMemo::SlotKind::cached_tokens);
       // A repeated count leaves the answer to the DOM path, as a repeated usage key does: a
       // memo's slot could not tell which of the two counts.
       fields.repeated = fields.repeated || ++cached_seen > 1;
     } else if (key == "cache_creation_tokens") {
-      ok = read_usage_count(field.value(), depth + 1, fields.details_cache_creation,
+      ok = read_count_noted(field.value(), depth + 1, fields.details_cache_creation,
                             ShapeMemo::SlotKind::cache_creation_tokens);
       fields.repeated = fields.repeated || ++cache_creation_seen > 1;
     } else {
@@ -486,19 +487,18 @@ bool read_usage(ondemand::value& value, UsageFields& fields, bool& unchanged) {
       } else {
         fields.repeated = fields.repeated || fields.seen[i] > 0;
         ++fields.seen[i];
-        ok = i == UsageFields::prompt_tokens
-                 ? read_usage_count(field.value(), depth + 1, fields.counts[i],
-                                    ShapeMemo::SlotKind::prompt_tokens)
-             : i == UsageFields::completion_tokens
-                 ? read_usage_count(field.value(), depth + 1, fields.counts[i],
-                                    ShapeMemo::SlotKind::completion_tokens)
-             : i == UsageFields::total_tokens
-                 ? read_usage_count(field.value(), depth + 1, fields.counts[i],
-                                    ShapeMemo::SlotKind::total_tokens)
-                 : read_count(field.value(), depth + 1, fields.counts[i]);
-        if (i != UsageFields::prompt_tokens && i != UsageFields::completion_tokens &&
-            i != UsageFields::total_tokens) {
+        // OpenAI's own three counts are a memo's count slots; any other name is rewritten.
+        using Kind = ShapeMemo::SlotKind;
+        const std::optional<Kind> slot =
+            i == UsageFields::prompt_tokens       ? Kind::prompt_tokens
+            : i == UsageFields::completion_tokens ? Kind::completion_tokens
+            : i == UsageFields::total_tokens      ? std::optional<Kind>(Kind::total_tokens)
+                                                  : std::nullopt;
+        if (slot) {
+          ok = read_count_noted(field.value(), depth + 1, fields.counts[i], *slot);
+        } else {
           fields.other_key = true;
+          ok = read_count(field.value(), depth + 1, fields.counts[i]);
         }
       }
     }
@@ -615,10 +615,8 @@ std::size_t slot_end(ShapeMemo::SlotKind kind, std::string_view text, std::size_
 // Sets the usage's count that a slot of `kind` holds from its value, an integer token of at most
 // 18 digits (slot_end() has checked it).
 void set_count(Usage& usage, ShapeMemo::SlotKind kind, std::string_view token) {
-  const bool negative = token.front() == '-';
   std::int64_t value = 0;
-  for (const char digit : token.substr(negative ? 1 : 0)) value = value * 10 + (digit - '0');
-  if (negative) value = -value;
+  std::from_chars(token.data(), token.data() + token.size(), value);
   // In SlotKind's order, from prompt_tokens on.
   static constexpr std::array<std::int64_t Usage::*, 5> kCounts = {
       &Usage::prompt_tokens, &Usage::completion_tokens, &Usage::total_tokens,
@@ -744,12 +742,8 @@ bool PlainAnswer::scan() {
     } else if (key == "created") {
       ++created.count;
       Count count;
-      const char* token = value.raw_json_token().data();
-      ok = read_count(value, depth, count);
+      ok = read_count_noted(value, depth, count, ShapeMemo::SlotKind::integer);
       created.unchanged = count.is_int64;
-      if (count.is_int64 && slot_notes != nullptr) {
-        slot_notes->note(ShapeMemo::SlotKind::integer, token);
-      }
     } else if (key == "system_fingerprint") {
       ++fingerprint.count;
       fingerprint.unchanged = true;

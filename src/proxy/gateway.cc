@@ -1801,8 +1801,9 @@ void Gateway::give_back_event_data(std::vector<providers::SseEvent>& events) {
   constexpr std::size_t kSpareStringBytes = 8 * 1024;
   for (auto& event : events) {
     if (spare_event_data_.size() == kSpareStrings) break;
-    if (event.data.capacity() <= kSpareStringBytes)
+    if (event.data.capacity() <= kSpareStringBytes) {
       spare_event_data_.push_back(std::move(event.data));
+    }
   }
   events.clear();
 }

@@ -122,13 +122,13 @@ class Gateway {
                                            const providers::ResponseIdentity& identity,
                                            std::optional<api::AnswerEncoder>& encoder,
                                            bool ask_usage, const std::string& api_key);
+  // Clears `events`, keeping their data strings in spare_event_data_ for the next events.
+  void give_back_event_data(std::vector<providers::SseEvent>& events);
   // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
   // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
   // False, with nothing done, for an event the DOM path must read. The event's data gets room
   // for the scan's padding (its bytes stay as they are). `memo` holds the provider's chunk
   // shapes on this worker.
-  // Clears `events`, keeping their data strings in spare_event_data_ for the next events.
-  void give_back_event_data(std::vector<providers::SseEvent>& events);
   static bool forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
                                providers::ShapeMemo& memo, bool strip_usage,
                                std::string_view model_json, providers::Usage& usage,

@@ -16,13 +16,7 @@ ResponseHead::Field ResponseHead::field(std::size_t index) const {
 }
 
 std::string_view ResponseHead::operator[](std::string_view name) const {
-  for (const Spans& spans : spans_) {
-    const auto candidate = text_.view(spans.name);
-    if (candidate.size() == name.size() && boost::beast::iequals(candidate, name)) {
-      return text_.view(spans.value);
-    }
-  }
-  return {};
+  return cutover::http::field_value(*this, name);
 }
 
 std::string_view ResponseHead::operator[](http::field name) const {
