@@ -133,6 +133,7 @@ class HeaderEnd {
 // the profiles. Beast writes the size the same way, in lowercase hex without extensions.
 class ChunkHead {
  public:
+  ChunkHead() = default;
   explicit ChunkHead(std::size_t size) {
     char* out = std::to_chars(bytes_.data(), bytes_.data() + bytes_.size(), size, 16).ptr;
     std::memcpy(out, "\r\n", 2);

@@ -1,14 +1,16 @@
 #include "http/server.h"
 
 #include <spdlog/spdlog.h>
-#include <algorithm>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <boost/beast/core/buffers_suffix.hpp>
 
 #include "http/fields.h"
 #include "http/serialize.h"
 #include "providers/openai_dialect.h"
 #include "util/request_id.h"
+#include "util/write_now.h"
 
 namespace cutover::http {
 
@@ -192,13 +194,31 @@ Awaitable<bool> Responder::write_whole(unsigned status, std::string header, std:
   const std::string_view body = owned_body.empty() ? borrowed_body : owned_body;
   started_ = true;
   status_ = status;
-  client_->deadline.expires_after(limits_.write_timeout);
   const std::array<asio::const_buffer, 2> buffers{asio::buffer(header), asio::buffer(body)};
-  auto [write_error, ignored] = co_await asio::async_write(client_->socket, buffers, kTuple);
-  const auto ec = client_->deadline.settle(write_error);
+  boost::system::error_code ec;
+  std::size_t written = 0;
+  if (!write_at_once(buffers, written, ec)) ec = co_await write_rest(buffers, written);
   finished_ = !ec;
   if (ec) client_gone_ = true;
   co_return !ec;
+}
+
+template <typename Buffers>
+bool Responder::write_at_once(const Buffers& buffers, std::size_t& written,
+                              boost::system::error_code& ec) {
+  if (!client_->writes_without_waiting) return false;
+  written = util::write_what_fits(client_->socket, buffers, ec);
+  return ec || written == asio::buffer_size(buffers);
+}
+
+template <typename Buffers>
+Awaitable<boost::system::error_code> Responder::write_rest(const Buffers& buffers,
+                                                           std::size_t written) {
+  beast::buffers_suffix<Buffers> rest(buffers);
+  rest.consume(written);
+  client_->deadline.expires_after(limits_.write_timeout);
+  auto [write_error, ignored] = co_await asio::async_write(client_->socket, rest, kTuple);
+  co_return client_->deadline.settle(write_error);
 }
 
 Awaitable<bool> Responder::send_error(unsigned status, std::string_view message,
@@ -219,48 +239,52 @@ bool Responder::start_stream(const HeaderFieldList& fields) {
   return true;
 }
 
-template <std::size_t N>
-Awaitable<bool> Responder::write_stream_bytes(const std::array<asio::const_buffer, N>& buffers) {
-  client_->deadline.expires_after(limits_.write_timeout);
+bool Responder::send_chunk_at_once(std::string_view data) {
+  if (client_gone_ || !started_ || finished_ || data.empty()) return true;
+  chunk_head_ = ChunkHead(data.size());
+  // The held header, empty once it has gone out with an earlier chunk.
+  chunk_buffers_ = {asio::buffer(pending_header_), chunk_head_.buffer(), asio::buffer(data),
+                    asio::buffer(kChunkEnd)};
+  chunk_written_ = 0;
   boost::system::error_code ec;
-  if (pending_header_.empty()) {
-    std::tie(ec, std::ignore) = co_await asio::async_write(client_->socket, buffers, kTuple);
-  } else {
-    std::array<asio::const_buffer, N + 1> with_header;
-    with_header[0] = asio::buffer(pending_header_);
-    std::copy(buffers.begin(), buffers.end(), with_header.begin() + 1);
-    std::tie(ec, std::ignore) = co_await asio::async_write(client_->socket, with_header, kTuple);
-    pending_header_.clear();
-  }
-  ec = client_->deadline.settle(ec);
+  if (!write_at_once(chunk_buffers_, chunk_written_, ec)) return false;
+  pending_header_.clear();
+  if (ec) client_gone_ = true;
+  return true;
+}
+
+Awaitable<bool> Responder::finish_chunk() {
+  const auto ec = co_await write_rest(chunk_buffers_, chunk_written_);
+  pending_header_.clear();
   if (ec) client_gone_ = true;
   co_return !ec;
 }
 
 Awaitable<bool> Responder::send_chunk(std::string_view data) {
   if (client_gone_ || !started_ || finished_) co_return false;
-  if (data.empty()) co_return true;
-  const ChunkHead head(data.size());
-  const std::array<asio::const_buffer, 3> chunk{head.buffer(), asio::buffer(data),
-                                                asio::buffer(kChunkEnd)};
-  co_return co_await write_stream_bytes(chunk);
+  if (!send_chunk_at_once(data)) co_return co_await finish_chunk();
+  co_return !client_gone_;
 }
 
 Awaitable<bool> Responder::end_stream(std::string_view last) {
   stop_watching();
   if (client_gone_ || !started_ || finished_) co_return false;
-  bool written = false;
-  if (last.empty()) {
-    const std::array<asio::const_buffer, 1> end{asio::buffer(kLastChunk)};
-    written = co_await write_stream_bytes(end);
-  } else {
-    const ChunkHead head(last.size());
-    const std::array<asio::const_buffer, 3> chunk_and_end{head.buffer(), asio::buffer(last),
-                                                          asio::buffer(kChunkEndAndLastChunk)};
-    written = co_await write_stream_bytes(chunk_and_end);
+  // The held header (empty once it has gone out), then the last chunk, if any, and the end.
+  const ChunkHead head(last.size());
+  std::array<asio::const_buffer, 4> buffers{asio::buffer(pending_header_), asio::const_buffer(),
+                                            asio::const_buffer(), asio::buffer(kLastChunk)};
+  if (!last.empty()) {
+    buffers[1] = head.buffer();
+    buffers[2] = asio::buffer(last);
+    buffers[3] = asio::buffer(kChunkEndAndLastChunk);
   }
-  finished_ = written;
-  co_return written;
+  boost::system::error_code ec;
+  std::size_t written = 0;
+  if (!write_at_once(buffers, written, ec)) ec = co_await write_rest(buffers, written);
+  pending_header_.clear();
+  if (ec) client_gone_ = true;
+  finished_ = !ec;
+  co_return finished_;
 }
 
 Listener::Listener(asio::io_context& context, const asio::ip::tcp::endpoint& endpoint,

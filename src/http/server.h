@@ -58,9 +58,16 @@ class ConnectionCount {
 // rate policy, two work guards on a type-erased executor) bought nothing here, where the deadline
 // is kept apart (util/socket_deadline.h).
 struct ClientConnection {
-  explicit ClientConnection(TcpSocket accepted) : socket(std::move(accepted)), deadline(socket) {}
+  explicit ClientConnection(TcpSocket accepted) : socket(std::move(accepted)), deadline(socket) {
+    boost::system::error_code failed;
+    socket.non_blocking(true, failed);
+    writes_without_waiting = !failed;
+  }
   TcpSocket socket;
   util::SocketDeadline deadline;
+  // The socket is non-blocking: a response is written at once and awaited only when the socket
+  // did not take all of it (util/write_now.h).
+  bool writes_without_waiting = false;
 };
 
 struct IncomingRequest {
@@ -97,12 +104,18 @@ class Responder {
                              std::string_view code);
 
   // Starts a chunked 200 response with the given fields (written as send's are); then
-  // send_chunk() per piece, end_stream(). False when the client is gone or a response has
+  // send_chunk_at_once() per piece, end_stream(). False when the client is gone or a response has
   // begun. The header is held and goes out in one write with the first chunk (or with the end
-  // of an empty stream), so a stream costs the client one wake-up less; call send_chunk() or
+  // of an empty stream), so a stream costs the client one wake-up less; call a send_chunk or
   // end_stream() right after. end_stream(last) sends `last` as the final chunk in the same
   // write as the stream's end.
   bool start_stream(const HeaderFieldList& fields);
+  // Sends one chunk, written at once when the socket takes it (nearly always): true then, or
+  // when the client is gone (client_gone() tells). False when part of it is waiting for room:
+  // await finish_chunk() before `data` changes or another chunk is sent.
+  bool send_chunk_at_once(std::string_view data);
+  Awaitable<bool> finish_chunk();
+  // Both of those in one: for a caller that has a frame to spare.
   Awaitable<bool> send_chunk(std::string_view data);
   Awaitable<bool> end_stream(std::string_view last = {});
 
@@ -145,9 +158,12 @@ class Responder {
   // when it is not empty, else `borrowed_body`, which the caller keeps alive.
   Awaitable<bool> write_whole(unsigned status, std::string header, std::string owned_body,
                               std::string_view borrowed_body);
-  // Writes a stream's bytes, the held header first when it has not gone out yet.
-  template <std::size_t N>
-  Awaitable<bool> write_stream_bytes(const std::array<asio::const_buffer, N>& buffers);
+  // Writes what the socket takes now (util/write_now.h); true when that was all of it or the
+  // socket failed (`ec`). Otherwise write_rest() awaits room for the bytes after `written`.
+  template <typename Buffers>
+  bool write_at_once(const Buffers& buffers, std::size_t& written, boost::system::error_code& ec);
+  template <typename Buffers>
+  Awaitable<boost::system::error_code> write_rest(const Buffers& buffers, std::size_t written);
 
   std::shared_ptr<ClientConnection> client_;
   const ServerLimits& limits_;
@@ -161,6 +177,11 @@ class Responder {
   ErrorFormat error_format_ = nullptr;
   // A stream's serialized header until the first write takes it along.
   std::string pending_header_;
+  // The chunk send_chunk_at_once() began, for finish_chunk(): its size line, its buffers (the
+  // data stays the caller's) and how much of them went out.
+  ChunkHead chunk_head_;
+  std::array<asio::const_buffer, 4> chunk_buffers_;
+  std::size_t chunk_written_ = 0;
 };
 
 using Handler = std::function<Awaitable<void>(IncomingRequest&, Responder&)>;

@@ -1655,18 +1655,21 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   bool done = false;
   std::optional<std::string> stream_problem;
   std::optional<upstream::UpstreamError> stream_error;
-  auto send_out = [&]() -> Awaitable<bool> {
-    if (out.empty()) co_return true;
+  // Sends what a read produced when the socket takes it at once; false when the stream cannot
+  // go on (the client is gone) or `out` must wait for room (await finish_chunk() first). Not a
+  // coroutine: most chunks cost no frame and no trip through the scheduler.
+  auto send_out_at_once = [&](bool& waiting) {
+    waiting = false;
+    if (out.empty()) return true;
     if (!responder.started()) {
       record.time_to_first_token_ms = milliseconds_since(request.received_at);
       if (!responder.start_stream(event_stream_header(provider.name, context.cache_status))) {
-        co_return false;
+        return false;
       }
     }
     if (context.cache_sink) context.cache_sink->append(out);
-    const bool sent = co_await responder.send_chunk(out);
-    out.clear();
-    co_return sent;
+    waiting = !responder.send_chunk_at_once(out);
+    return waiting || !responder.client_gone();
   };
   // The last piece of a complete stream leaves in the same write as the stream's end (and, for
   // a short answer, as its header): one write to the client where there were three.
@@ -1743,7 +1746,15 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
     }
     give_back_event_data(events);
     const bool complete_and_held = done && !stream_problem && reader.saw_end_marker();
-    if (!complete_and_held && !co_await send_out()) break;
+    if (complete_and_held) continue;
+    bool waiting = false;
+    if (!send_out_at_once(waiting)) break;
+    // Not `waiting && !co_await ...`: GCC 12 evaluates a co_await in a short circuit anyway.
+    if (waiting) {
+      const bool sent = co_await responder.finish_chunk();
+      if (!sent) break;
+    }
+    out.clear();
   }
   if (context.usage.present) {
     record.prompt_tokens = context.usage.prompt_tokens;

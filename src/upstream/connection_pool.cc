@@ -7,6 +7,7 @@
 
 #include "http/serialize.h"
 #include "util/clock.h"
+#include "util/write_now.h"
 
 namespace cutover::upstream {
 
@@ -188,6 +189,11 @@ Awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool:
   }
   if (connect_error) co_return fail(FailureKind::connect, connect_error.message());
   tcp.socket().set_option(asio::ip::tcp::no_delay(true));
+  if (!connection->tls()) {
+    boost::system::error_code failed;
+    tcp.socket().non_blocking(true, failed);
+    connection->writes_without_waiting = !failed;
+  }
 
   if (auto* tls = std::get_if<Connection::TlsStream>(&connection->stream())) {
     // SNI, then verification that the certificate names this host.
@@ -290,11 +296,19 @@ Awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   const cutover::http::HeaderEnd header_end(request.body().size());
   const std::array<asio::const_buffer, 3> buffers{
       asio::buffer(request.fields()), header_end.buffer(), asio::buffer(request.body())};
-  arm(timeouts.first_byte);
-  auto [write_result, written] = co_await with_stream(*connection_, [&](auto& stream) {
-    return asio::async_write(stream, buffers, kTuple);
-  });
-  const auto write_error = connection_->deadline().settle(write_result);
+  boost::system::error_code write_error;
+  std::size_t written = 0;
+  if (connection_->writes_without_waiting) {
+    written = util::write_what_fits(connection_->tcp().socket(), buffers, write_error);
+  }
+  if (!write_error && written < asio::buffer_size(buffers)) {
+    beast::buffers_suffix<std::array<asio::const_buffer, 3>> rest(buffers);
+    rest.consume(written);
+    arm(timeouts.first_byte);
+    auto [write_result, ignored] = co_await with_stream(
+        *connection_, [&](auto& stream) { return asio::async_write(stream, rest, kTuple); });
+    write_error = connection_->deadline().settle(write_result);
+  }
   if (write_error) {
     retry_on_fresh_connection = write_error != beast::error::timeout;
     co_return classify(write_error, true, FailureKind::first_byte_timeout);

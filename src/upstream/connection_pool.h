@@ -81,6 +81,9 @@ class Connection {
 
   // When it went idle, by the coarse clock (util/clock.h): ages here are half a second or more.
   Clock::time_point idle_since;
+  // A plain connection's socket is non-blocking: a request is written at once and awaited only
+  // when the socket did not take all of it (util/write_now.h). TLS writes are always awaited.
+  bool writes_without_waiting = false;
 
  private:
   static std::variant<PlainStream, TlsStream> make_stream(Executor executor,
