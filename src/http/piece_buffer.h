@@ -30,6 +30,7 @@ class PieceBuffer {
   std::string_view view(Span span) const { return {bytes_.get() + span.at, span.size}; }
   // Forgets every piece and keeps the room.
   void clear() { size_ = 0; }
+  std::size_t capacity() const { return capacity_; }
 
  private:
   void grow(std::size_t more);

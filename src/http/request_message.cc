@@ -33,6 +33,16 @@ void RequestMessage::set_start(bhttp::verb method, std::string_view method_text,
   version_ = version;
 }
 
+void RequestMessage::clear() {
+  method_ = bhttp::verb::unknown;
+  method_text_ = {};
+  target_text_ = {};
+  version_ = 11;
+  text_.clear();
+  fields_.clear();
+  body_.clear();
+}
+
 void RequestMessage::add(bhttp::field code, std::string_view name, std::string_view value) {
   const Span name_span = text_.keep(name);
   fields_.push_back(FieldSpans{code, name_span, text_.keep(value)});

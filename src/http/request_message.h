@@ -59,6 +59,11 @@ class RequestMessage {
   std::string& body() { return body_; }
   const std::string& body() const { return body_; }
 
+  // Forgets the request and keeps the room its bytes took, for the next request.
+  void clear();
+  // The heap bytes it keeps for reuse.
+  std::size_t retained_bytes() const { return text_.capacity() + body_.capacity(); }
+
   // What the parser reports; see RequestParser.
   void set_start(boost::beast::http::verb method, std::string_view method_text,
                  std::string_view target, unsigned version);

@@ -377,6 +377,21 @@ Awaitable<void> Listener::refuse(TcpSocket accepted, std::size_t limit) {
   socket.close(ignored);
 }
 
+std::unique_ptr<RequestMessage> Listener::take_message() {
+  if (spare_messages_.empty()) return std::make_unique<RequestMessage>();
+  auto message = std::move(spare_messages_.back());
+  spare_messages_.pop_back();
+  return message;
+}
+
+void Listener::give_back(std::unique_ptr<RequestMessage> message) {
+  if (spare_messages_.size() >= kMaxSpareMessages || message->retained_bytes() > kMaxSpareBytes) {
+    return;
+  }
+  message->clear();
+  spare_messages_.push_back(std::move(message));
+}
+
 Awaitable<void> Listener::session(TcpSocket accepted) {
   auto client = std::make_shared<ClientConnection>(std::move(accepted));
   auto& socket = client->socket;
@@ -411,7 +426,13 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
     }
     entry->busy = true;
 
-    RequestMessage message;
+    // Given back at the end of each request, however it ends.
+    struct MessageLease {
+      Listener& listener;
+      std::unique_ptr<RequestMessage> message;
+      ~MessageLease() { listener.give_back(std::move(message)); }
+    } lease{*this, take_message()};
+    RequestMessage& message = *lease.message;
     RequestParser parser(message);
     parser.body_limit(limits->max_body_bytes);
     parser.header_limit(static_cast<std::uint32_t>(limits->max_header_bytes));

@@ -5,17 +5,18 @@
 // Everything here runs on the owning worker's io_context thread.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <array>
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "http/request_message.h"
 #include "http/serialize.h"
@@ -218,12 +219,21 @@ class Listener {
   Awaitable<void> session(TcpSocket socket);
   Awaitable<void> refuse(TcpSocket socket, std::size_t limit);
 
+  // Requests are read into messages the worker keeps between requests: a request then
+  // allocates nothing for its header's bytes or its body, and an idle keep-alive connection
+  // holds no message. Bounded: at most kMaxSpareMessages, none keeping over kMaxSpareBytes.
+  static constexpr std::size_t kMaxSpareMessages = 256;
+  static constexpr std::size_t kMaxSpareBytes = 16 * 1024;
+  std::unique_ptr<RequestMessage> take_message();
+  void give_back(std::unique_ptr<RequestMessage> message);
+
   asio::io_context& context_;
   TcpAcceptor acceptor_;
   Handler handler_;
   std::shared_ptr<const ServerLimits> limits_;
   std::shared_ptr<ConnectionCount> connections_;
   std::list<SessionEntry> sessions_;
+  std::vector<std::unique_ptr<RequestMessage>> spare_messages_;
   bool draining_ = false;
   ErrorFormatForTarget error_format_for_ = nullptr;
 };

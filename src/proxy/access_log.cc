@@ -100,6 +100,8 @@ void append_fixed(Out& out, double value) {
 
 void append_attempt(std::string& attempts, std::string_view provider, long endpoint,
                     std::string_view result, double ms) {
+  // Room for an attempt or two at once: appended piece by piece, the string grew three times.
+  if (attempts.empty()) attempts.reserve(160);
   attempts.append(attempts.empty() ? R"([{"provider":)" : R"(,{"provider":)");
   util::append_json_string(attempts, provider);
   attempts.append(R"(,"endpoint":)");

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json.hpp>
 #include <functional>
 #include <random>
@@ -10,15 +11,15 @@
 #include "accounting/cost.h"
 #include "api/front_end.h"
 #include "http/fields.h"
+#include "migration/shadow.h"
 #include "providers/answer_scan.h"
 #include "providers/dialect.h"
-#include "migration/shadow.h"
 #include "providers/openai_dialect.h"
 #include "providers/request_body.h"
-#include "proxy/response_memory.h"
-#include "routing/sticky_assignment.h"
 #include "providers/sse.h"
+#include "proxy/response_memory.h"
 #include "resilience/retry_policy.h"
+#include "routing/sticky_assignment.h"
 #include "util/clock.h"
 #include "util/sha256.h"
 
@@ -290,7 +291,8 @@ struct Gateway::RequestContext {
   const providers::RequestBody& original;
   Clock::time_point deadline;
   providers::Usage usage;
-  std::vector<const EndpointRuntime*> tried;
+  // Inline room for the endpoints of a few attempts: a request's first costs no allocation.
+  boost::container::small_vector<const EndpointRuntime*, 4> tried;
   resilience::CircuitBreaker::Permit permit;
   // Set when a shadow mirrors this request: the served answer is collected for comparison.
   migration::AnswerBuilder* capture = nullptr;
@@ -923,7 +925,7 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
       context.cache_sink = &cache_body;
     }
   }
-  std::vector<std::string_view> chain{route->second.provider};
+  boost::container::small_vector<std::string_view, 4> chain{route->second.provider};
   for (const auto& fallback : route->second.fallback) chain.push_back(fallback);
   if (snapshot->migrations) {
     if (auto found = snapshot->migrations->find(context.shape.model); found != snapshot->migrations->end()) {

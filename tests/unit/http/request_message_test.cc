@@ -148,5 +148,36 @@ TEST(RequestMessageTest, InvalidHttpIsRefused) {
   EXPECT_TRUE(parse(parser, "POST / HTTP/1.1\r\nbad header\r\n\r\n"));
 }
 
+TEST(RequestMessageTest, AClearedMessageKeepsItsRoomAndNothingOfTheLastRequest) {
+  // The worker reads its next request into the message the last one used.
+  RequestMessage message;
+  {
+    RequestParser parser(message);
+    ASSERT_FALSE(parse(parser,
+                       "POST /v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer first\r\n"
+                       "X-Tenant: a\r\nContent-Length: 38\r\n\r\n"
+                       "{\"model\":\"first\",\"messages\":[1,2,3,4]}"));
+  }
+  const auto kept = message.retained_bytes();
+  EXPECT_GT(kept, 0u);
+  message.clear();
+  EXPECT_EQ(message.retained_bytes(), kept);
+  EXPECT_EQ(message.size(), 0u);
+  EXPECT_TRUE(message.body().empty());
+  EXPECT_EQ(message.method(), bhttp::verb::unknown);
+  EXPECT_EQ(message.target(), "");
+
+  RequestParser parser(message);
+  ASSERT_FALSE(parse(parser, "GET /v1/models HTTP/1.0\r\nHost: gw\r\n\r\n"));
+  EXPECT_EQ(message.method(), bhttp::verb::get);
+  EXPECT_EQ(message.target(), "/v1/models");
+  EXPECT_EQ(message.version(), 10u);
+  EXPECT_EQ(message.size(), 1u);
+  EXPECT_EQ(message[bhttp::field::authorization], "");
+  EXPECT_EQ(message["X-Tenant"], "");
+  EXPECT_EQ(message[bhttp::field::host], "gw");
+  EXPECT_TRUE(message.body().empty());
+}
+
 }  // namespace
 }  // namespace cutover::http
