@@ -31,9 +31,8 @@ std::optional<std::string_view> raw_value(ondemand::value& value) {
 }
 
 // `stream_options` as the provider should get it, or nothing when the client's is kept.
-std::optional<std::string> owned_stream_options(const json::object& parsed, bool ask_stream_usage,
+std::optional<std::string> owned_stream_options(const json::value* options, bool ask_stream_usage,
                                                 bool client_requested_usage) {
-  const auto* options = parsed.if_contains("stream_options");
   const bool is_object = options != nullptr && options->is_object();
   if (ask_stream_usage) {
     json::object rewritten = is_object ? options->get_object() : json::object();
@@ -95,11 +94,20 @@ void RequestBody::locate() const {
 
 std::string RequestBody::rewrite(const json::object& parsed, std::string_view provider_model,
                                  bool ask_stream_usage, bool client_requested_usage) const {
+  return rewrite(parsed.if_contains("stream_options"), provider_model, ask_stream_usage,
+                 client_requested_usage);
+}
+
+std::string RequestBody::rewrite(const json::value* stream_options, std::string_view provider_model,
+                                 bool ask_stream_usage, bool client_requested_usage) const {
   const auto model = json::serialize(json::string(provider_model));
-  const auto options = owned_stream_options(parsed, ask_stream_usage, client_requested_usage);
+  const auto options =
+      owned_stream_options(stream_options, ask_stream_usage, client_requested_usage);
   locate_once();
   if (!located_) {
-    json::object copy = parsed;
+    // Rare (a key repeated past kMaxSpans): the DOM is built for it alone.
+    json::value whole = json::parse(text_);
+    auto& copy = whole.as_object();
     copy["model"] = provider_model;
     if (options) copy["stream_options"] = json::parse(*options);
     return json::serialize(copy);
@@ -118,7 +126,9 @@ std::string RequestBody::rewrite(const json::object& parsed, std::string_view pr
   }
   if (options && !options_written) {
     out.append(text_.substr(copied, closing_brace_ - copied));
-    if (!parsed.empty()) out.push_back(',');
+    if (text_.find_first_not_of(" \t\r\n", text_.find('{') + 1) != closing_brace_) {
+      out.push_back(',');
+    }
     out.append(R"("stream_options":)").append(*options);
     copied = closing_brace_;
   }

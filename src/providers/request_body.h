@@ -26,6 +26,10 @@ class RequestBody {
   // `parsed` is the same body as a DOM (read only, for the current `stream_options`).
   std::string rewrite(const boost::json::object& parsed, std::string_view provider_model,
                       bool ask_stream_usage, bool client_requested_usage) const;
+  // The same with only the body's `stream_options` value (nullptr when it has none): a caller
+  // that read the body without a DOM needs one only when the client sent stream_options.
+  std::string rewrite(const boost::json::value* stream_options, std::string_view provider_model,
+                      bool ask_stream_usage, bool client_requested_usage) const;
 
   // False when the owned fields could not be located (then rewrite() serializes the DOM).
   bool located() const {

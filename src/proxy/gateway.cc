@@ -16,6 +16,7 @@
 #include "providers/dialect.h"
 #include "providers/openai_dialect.h"
 #include "providers/request_body.h"
+#include "providers/request_summary.h"
 #include "providers/sse.h"
 #include "proxy/response_memory.h"
 #include "resilience/retry_policy.h"
@@ -286,9 +287,13 @@ struct Gateway::RequestContext {
   AccessRecord& record;
   ApiKind kind;
   providers::RequestShape shape;
-  json::object& body;
+  // The request as providers of the OpenAI dialect get it (built on first use: see
+  // providers/request_summary.h).
+  providers::RequestDom& body;
   // The body as the client sent it, which every provider's request is spliced from.
   const providers::RequestBody& original;
+  // False when the body is known to have no `stream_options`: its rewrite then needs no tree.
+  bool body_has_stream_options = true;
   Clock::time_point deadline;
   providers::Usage usage;
   // Inline room for the endpoints of a few attempts: a request's first costs no allocation.
@@ -307,7 +312,7 @@ struct Gateway::RequestContext {
   // The client's protocol, and its request as sent (the same as body and original for the
   // OpenAI protocols): a provider that speaks the client's format is sent this one.
   api::ClientProtocol protocol = api::ClientProtocol::chat_completions;
-  const json::object* client_body = nullptr;
+  providers::RequestDom* client_body = nullptr;
   const providers::RequestBody* client_original = nullptr;
   // Set when the client's request could not be decoded into the canonical form: only a
   // provider of the client's own format can take it.
@@ -831,13 +836,29 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   // Most request bodies fit in the frame's buffer: parsing them allocates nothing.
   unsigned char parse_buffer[4096];
   json::monotonic_resource parse_memory(parse_buffer, sizeof parse_buffer);
+  // An OpenAI client's request is read without a tree, which is built only if something needs
+  // it (the cache's key, a body field as sticky key, a shadow, another dialect); Messages and
+  // Responses requests are decoded from one.
+  const bool openai_client = protocol != api::ClientProtocol::responses &&
+                             protocol != api::ClientProtocol::anthropic_messages;
+  providers::RequestShape shape;
+  std::optional<providers::RequestSummary> summary;
+  json::value parsed;
   boost::system::error_code parse_error;
-  json::value parsed = json::parse(request.message.body(), parse_error, &parse_memory);
+  bool not_object = false;
+  if (openai_client) {
+    summary = providers::summarize_request(request.message.body(), kind, shape);
+    parse_error = summary->parse_error;
+    not_object = summary->not_object;
+  } else {
+    parsed = json::parse(request.message.body(), parse_error, &parse_memory);
+    not_object = !parse_error && !parsed.is_object();
+  }
   if (parse_error) {
     co_return co_await reject(400, "request body is not valid JSON: " + parse_error.message(),
                               "invalid_request_error", "invalid_json");
   }
-  if (!parsed.is_object()) {
+  if (not_object) {
     co_return co_await reject(400, "request body must be a JSON object", "invalid_request_error",
                               "invalid_json");
   }
@@ -866,23 +887,36 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   }
   // Located after parsing: reserving simdjson's padding may move the body's bytes.
   const providers::RequestBody client_original(request.message.body());
+  std::optional<providers::RequestDom> client_dom;
+  if (openai_client) {
+    client_dom.emplace(std::string_view(request.message.body()), json::storage_ptr(&parse_memory));
+  } else {
+    client_dom.emplace(parsed.get_object());
+  }
   const bool decoded = translated_client && !decode_problem;
   std::optional<providers::RequestBody> canonical_original;
-  if (decoded) canonical_original.emplace(canonical_text);
+  std::optional<providers::RequestDom> canonical_dom;
+  if (decoded) {
+    canonical_original.emplace(canonical_text);
+    canonical_dom.emplace(canonical);
+  }
   RequestContext context{request,
                          responder,
                          record,
                          kind,
-                         {},
-                         decoded ? canonical : parsed.get_object(),
+                         std::move(shape),
+                         decoded ? *canonical_dom : *client_dom,
                          decoded ? *canonical_original : client_original};
   context.protocol = protocol;
-  context.client_body = &parsed.get_object();
+  context.client_body = &*client_dom;
   context.client_original = &client_original;
   context.decode_problem = decode_problem ? &*decode_problem : nullptr;
   // A Messages request the canonical form could not carry is checked as it is: its model,
   // messages and stream flag sit where a chat request has them.
-  if (auto problem = providers::validate_request(context.body, kind, context.shape)) {
+  auto problem = summary ? std::move(summary->problem)
+                         : providers::validate_request(context.body.get(), kind, context.shape);
+  if (summary) context.body_has_stream_options = summary->has_stream_options;
+  if (problem) {
     co_return co_await reject(400, *problem, "invalid_request_error", "invalid_request");
   }
   record.client_model = context.shape.model;
@@ -902,13 +936,13 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   std::string cache_key;
   std::string cache_body;
   if (cache) {
-    if (!cache_applies(request, context.body, *cache, *snapshot, context.shape.model)) {
+    if (!cache_applies(request, context.body.get(), *cache, *snapshot, context.shape.model)) {
       cache->count_bypass();
       context.cache_status = "bypass";
       cache.reset();
     } else {
       // Keyed by the client's path: each protocol's answers are stored in its own format.
-      cache_key = cache::cache_key(context.body, record.route, context.shape.stream,
+      cache_key = cache::cache_key(context.body.get(), record.route, context.shape.stream,
                                    cache->settings().shared_across_keys ? "" : client_name);
       if (auto hit = co_await cache->lookup(cache_key)) {
         record.provider = "cache";
@@ -936,8 +970,9 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
     const auto& settings = migration->settings();
     const double weight = migration->weight();
     if (weight > 0) {
-      auto key = sticky_source(settings.sticky, request, context.body, client_name);
-      if (key.empty()) key = sticky_source(settings.sticky_fallback, request, context.body, client_name);
+      auto key = sticky_source(settings.sticky, request, context.body.get(), client_name);
+      if (key.empty())
+        key = sticky_source(settings.sticky_fallback, request, context.body.get(), client_name);
       candidate_arm = routing::goes_to_candidate(routing::sticky_position(settings.salt, key), weight);
     }
     record.migration_arm = candidate_arm ? "candidate" : "primary";
@@ -1322,15 +1357,18 @@ std::optional<std::string> Gateway::provider_request_body(const RequestContext& 
              " endpoint";
     }
     if (context.protocol == api::ClientProtocol::anthropic_messages) {
-      body = context.client_original->rewrite(*context.client_body, provider_model, false, false);
+      body = context.client_original->rewrite(context.client_body->get(), provider_model, false,
+                                              false);
       return std::nullopt;
     }
     if (context.decode_problem) return *context.decode_problem;
-    return providers::anthropic::to_messages_request(context.body, provider_model,
+    return providers::anthropic::to_messages_request(context.body.get(), provider_model,
                                                      provider.default_max_tokens, body);
   }
   if (context.decode_problem) return *context.decode_problem;
-  body = context.original.rewrite(context.body, provider_model, ask_usage,
+  const json::value* stream_options =
+      context.body_has_stream_options ? context.body.get().if_contains("stream_options") : nullptr;
+  body = context.original.rewrite(stream_options, provider_model, ask_usage,
                                   context.shape.client_requested_usage);
   return std::nullopt;
 }
@@ -1429,7 +1467,7 @@ Awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
   identity.client_model = shape.model;
   std::optional<api::AnswerEncoder> encoder;
   if (!api::passes_through(context.protocol, provider.dialect == config::Dialect::anthropic)) {
-    encoder.emplace(context.protocol, *context.client_body,
+    encoder.emplace(context.protocol, context.client_body->get(),
                     client_answer_id(context.protocol, request.request_id), shape.model,
                     identity.created);
   }
@@ -1938,7 +1976,7 @@ void Gateway::launch_shadow(RequestContext& context, const std::shared_ptr<Snaps
   auto launch = std::make_shared<ShadowLaunch>();
   if (provider_request_body(context, candidate, context.shape.stream, launch->body)) return;
   // A copy outside the request's parse buffer: the shadow outlives this frame.
-  json::object copy(context.body, json::storage_ptr());
+  json::object copy(context.body.get(), json::storage_ptr());
   std::string prompt_json;
   if (const auto* messages = copy.if_contains("messages")) {
     prompt_json = json::serialize(*messages);

@@ -1,0 +1,88 @@
+// Fuzz target: on arbitrary bytes, summarize_request decides exactly what json::parse and
+// validate_request decide of the same body (the error, "not an object", the problem and the
+// shape, for each kind of request), and a body it accepts is spliced by RequestBody into one
+// that parses to the client's tree with only `model` and `stream_options` changed.
+#include <boost/json.hpp>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "providers/openai_dialect.h"
+#include "providers/request_body.h"
+#include "providers/request_summary.h"
+
+namespace {
+
+namespace json = boost::json;
+namespace providers = cutover::providers;
+
+void require(bool condition) {
+  if (!condition) std::abort();
+}
+
+void check_kind(std::string_view body, const json::value& parsed, bool parse_failed,
+                providers::ApiKind kind) {
+  providers::RequestShape summarized_shape;
+  const auto summary = providers::summarize_request(body, kind, summarized_shape);
+  require(summary.parse_error.failed() == parse_failed);
+  if (parse_failed) return;
+  require(summary.not_object == !parsed.is_object());
+  if (summary.not_object) return;
+  providers::RequestShape shape;
+  const auto problem = providers::validate_request(parsed.get_object(), kind, shape);
+  require(summary.problem == problem);
+  require(summary.has_stream_options == parsed.get_object().contains("stream_options"));
+  if (problem) return;
+  require(summarized_shape.model == shape.model);
+  require(summarized_shape.stream == shape.stream);
+  require(summarized_shape.client_requested_usage == shape.client_requested_usage);
+}
+
+// The splice, as the gateway makes it for an accepted body, against the client's tree.
+void check_rewrite(std::string body, const json::object& parsed, bool ask_usage) {
+  const providers::RequestBody original(body);
+  const auto* options = parsed.if_contains("stream_options");
+  const auto rewritten = original.rewrite(options, "provider/model \"x\"", ask_usage, false);
+  boost::system::error_code ec;
+  auto result = json::parse(rewritten, ec);
+  require(!ec && result.is_object());
+  auto& object = result.get_object();
+  require(object.at("model") == "provider/model \"x\"");
+  json::object expected = parsed;
+  expected["model"] = "provider/model \"x\"";
+  if (ask_usage) {
+    require(object.at("stream_options").is_object());
+    require(object.at("stream_options").get_object().at("include_usage") == true);
+    object.erase("stream_options");
+    expected.erase("stream_options");
+  } else if (options != nullptr && options->is_object()) {
+    require(!object.at("stream_options").get_object().contains("include_usage"));
+    object.erase("stream_options");
+    expected.erase("stream_options");
+  }
+  // Spliced bytes hold the client's numbers as sent, so both sides parse the same text. A body
+  // whose keys could not be located is serialized from its tree instead, and a double past 2^53
+  // may not parse back to the same bits (Boost.JSON 1.81 parses doubles imprecisely): the
+  // expected tree takes the same round trip then.
+  if (!original.located()) expected = json::parse(json::serialize(expected)).as_object();
+  require(json::serialize(object) == json::serialize(expected));
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string body(reinterpret_cast<const char*>(data), size);
+  boost::system::error_code parse_error;
+  const auto parsed = json::parse(body, parse_error);
+  for (auto kind : {providers::ApiKind::chat_completions, providers::ApiKind::completions,
+                    providers::ApiKind::embeddings}) {
+    check_kind(body, parsed, parse_error.failed(), kind);
+  }
+  // The gateway splices only bodies with a model (validate_request refuses the others).
+  if (!parse_error && parsed.is_object() && parsed.get_object().contains("model")) {
+    check_rewrite(body, parsed.get_object(), false);
+    check_rewrite(body, parsed.get_object(), true);
+  }
+  return 0;
+}
