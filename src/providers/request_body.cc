@@ -3,8 +3,10 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "providers/simdjson_parser.h"
+#include "util/json_string.h"
 
 namespace cutover::providers {
 
@@ -30,6 +32,62 @@ std::optional<std::string_view> raw_value(ondemand::value& value) {
   return trim_right(raw);
 }
 
+// A client's value written back as JSON. json::serialize writes a double that is not finite as
+// `NaN` or `Infinity`, which no JSON parser takes; Boost.JSON 1.81 parses `1e400` to infinity
+// and `0e400` (zero) to NaN. They are written as a number of the same meaning instead.
+void append_as_sent(std::string& out, const json::value& value);
+
+void append_as_sent(std::string& out, const json::object& object) {
+  out.push_back('{');
+  bool first = true;
+  for (const auto& member : object) {
+    if (!first) out.push_back(',');
+    first = false;
+    util::append_json_string(out, member.key());
+    out.push_back(':');
+    append_as_sent(out, member.value());
+  }
+  out.push_back('}');
+}
+
+void append_as_sent(std::string& out, const json::value& value) {
+  switch (value.kind()) {
+    case json::kind::object:
+      append_as_sent(out, value.get_object());
+      return;
+    case json::kind::array: {
+      out.push_back('[');
+      bool first = true;
+      for (const auto& element : value.get_array()) {
+        if (!first) out.push_back(',');
+        first = false;
+        append_as_sent(out, element);
+      }
+      out.push_back(']');
+      return;
+    }
+    case json::kind::double_: {
+      const double number = value.get_double();
+      if (std::isnan(number)) {
+        out.push_back('0');
+      } else if (std::isinf(number)) {
+        out.append(number > 0 ? "1e400" : "-1e400");
+      } else {
+        out.append(json::serialize(value));
+      }
+      return;
+    }
+    default:
+      out.append(json::serialize(value));
+  }
+}
+
+std::string serialize_as_sent(const json::object& object) {
+  std::string out;
+  append_as_sent(out, object);
+  return out;
+}
+
 // `stream_options` as the provider should get it, or nothing when the client's is kept.
 std::optional<std::string> owned_stream_options(const json::value* options, bool ask_stream_usage,
                                                 bool client_requested_usage) {
@@ -37,13 +95,13 @@ std::optional<std::string> owned_stream_options(const json::value* options, bool
   if (ask_stream_usage) {
     json::object rewritten = is_object ? options->get_object() : json::object();
     rewritten["include_usage"] = true;
-    return json::serialize(rewritten);
+    return serialize_as_sent(rewritten);
   }
   // A usage request only the gateway wanted is not passed on (an earlier attempt's, say).
   if (!client_requested_usage && is_object && options->get_object().contains("include_usage")) {
     json::object rewritten = options->get_object();
     rewritten.erase("include_usage");
-    return json::serialize(rewritten);
+    return serialize_as_sent(rewritten);
   }
   return std::nullopt;
 }
@@ -84,9 +142,9 @@ void RequestBody::locate() const {
     const bool is_model = key == "model";
     if (!is_model && key != "stream_options") continue;
     auto raw = raw_value(field.value());
-    if (!raw || span_count_ == kMaxSpans) return;
-    spans_[span_count_++] =
-        Span{static_cast<std::size_t>(raw->data() - text_.data()), raw->size(), is_model};
+    if (!raw) return;
+    spans_.push_back(
+        Span{static_cast<std::size_t>(raw->data() - text_.data()), raw->size(), is_model});
   }
   // Boost.JSON has already validated the whole body; a walk without error located every field.
   located_ = true;
@@ -105,19 +163,19 @@ std::string RequestBody::rewrite(const json::value* stream_options, std::string_
       owned_stream_options(stream_options, ask_stream_usage, client_requested_usage);
   locate_once();
   if (!located_) {
-    // Rare (a key repeated past kMaxSpans): the DOM is built for it alone.
+    // Not expected (a body simdjson cannot walk although Boost.JSON accepted it): the DOM is
+    // built for it alone.
     json::value whole = json::parse(text_);
     auto& copy = whole.as_object();
     copy["model"] = provider_model;
     if (options) copy["stream_options"] = json::parse(*options);
-    return json::serialize(copy);
+    return serialize_as_sent(copy);
   }
   std::string out;
   out.reserve(text_.size() + model.size() + (options ? options->size() + 20 : 0));
   std::size_t copied = 0;
   bool options_written = false;
-  for (std::size_t i = 0; i < span_count_; ++i) {
-    const auto& span = spans_[i];
+  for (const auto& span : spans_) {
     if (!span.is_model && !options) continue;
     out.append(text_.substr(copied, span.offset - copied));
     out.append(span.is_model ? model : *options);

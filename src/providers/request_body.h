@@ -7,8 +7,8 @@
 // and every rewrite copies the original bytes around new values for those spans.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json.hpp>
-#include <array>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -31,7 +31,8 @@ class RequestBody {
   std::string rewrite(const boost::json::value* stream_options, std::string_view provider_model,
                       bool ask_stream_usage, bool client_requested_usage) const;
 
-  // False when the owned fields could not be located (then rewrite() serializes the DOM).
+  // False when the owned fields could not be located (then rewrite() serializes the DOM): only
+  // for a body simdjson cannot walk although Boost.JSON accepted it.
   bool located() const {
     locate_once();
     return located_;
@@ -43,8 +44,6 @@ class RequestBody {
     std::size_t size = 0;
     bool is_model = false;
   };
-  // A key repeated more often than this is unusual enough to take the DOM path.
-  static constexpr std::size_t kMaxSpans = 8;
 
   // The body is located on its first rewrite, not when it is made: a request answered from
   // the cache, or refused before routing, is never rewritten (about 1,500 instructions a cache
@@ -53,8 +52,10 @@ class RequestBody {
   void locate() const;
 
   std::string_view text_;
-  mutable std::array<Span, kMaxSpans> spans_{};
-  mutable std::size_t span_count_ = 0;
+  // Every occurrence of an owned key, however often a client repeats one (a tree serialized
+  // instead would turn the body's other numbers into doubles: see above). At most one span per
+  // ten bytes of body; room for the usual few inline.
+  mutable boost::container::small_vector<Span, 4> spans_;
   mutable std::size_t closing_brace_ = 0;
   mutable bool located_ = false;
   mutable bool location_tried_ = false;

@@ -78,6 +78,34 @@ TEST(RequestBodyTest, EveryDuplicateOwnedKeyIsRewritten) {
   EXPECT_EQ(result.text, R"({"model":"b","messages":[],"model":"b"})");
 }
 
+TEST(RequestBodyTest, AKeyRepeatedManyTimesIsStillSplicedAndNumbersKeptAsSent) {
+  // Found by fuzz/request_summary_fuzz.cc: past a fixed number of spans the body was serialized
+  // from its tree, where Boost.JSON 1.81 reads `0e400` as NaN and writes it as invalid JSON.
+  std::string body = "{";
+  std::string expected = "{";
+  for (int i = 0; i < 12; ++i) {
+    body += R"("model":"a)" + std::to_string(i) + R"(",)";
+    expected += R"("model":"b",)";
+  }
+  body += R"("seed":0e400,"n":123456789012345678901234567890})";
+  expected += R"("seed":0e400,"n":123456789012345678901234567890})";
+  auto result = rewrite(body, "b", false);
+  EXPECT_TRUE(result.located);
+  EXPECT_EQ(result.text, expected);
+}
+
+TEST(RequestBodyTest, StreamOptionsWithNumbersPastADoubleAreRewrittenAsValidJson) {
+  // Found by fuzz/request_summary_fuzz.cc: Boost.JSON 1.81 reads 0e400 as NaN and 1e400 as
+  // infinity, which its serializer writes as `NaN` and `Infinity`.
+  auto result =
+      rewrite(R"({"model":"a","stream_options":{"x":0e400,"y":[1e400,-1e400]}})", "b", true);
+  EXPECT_EQ(result.text,
+            R"({"model":"b","stream_options":{"x":0,"y":[1e400,-1e400],"include_usage":true}})");
+  boost::system::error_code ec;
+  json::parse(result.text, ec);
+  EXPECT_FALSE(ec) << result.text;
+}
+
 TEST(RequestBodyTest, NestedModelFieldsAreNotTouched) {
   auto result = rewrite(R"({"metadata":{"model":"keep"},"model":"a"})", "b", false);
   EXPECT_EQ(result.text, R"({"metadata":{"model":"keep"},"model":"b"})");
