@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "util/json_string.h"
+
 // How the chat-completions request maps onto a Messages request, and the choices made where the
 // two disagree:
 // - system and developer messages, wherever they stand, are joined with blank lines into the
@@ -811,7 +813,7 @@ std::optional<std::string> to_messages_request(const json::object& chat,
   if (auto problem = translate_stream_and_user(chat, request)) return problem;
   if (auto problem = translate_response_format(chat, request)) return problem;
   if (auto problem = translate_limits(chat, default_max_tokens, request)) return problem;
-  body = json::serialize(request);
+  body = util::serialize_finite(request);
   return std::nullopt;
 }
 

@@ -3,7 +3,6 @@
 #include <simdjson.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "providers/simdjson_parser.h"
 #include "util/json_string.h"
@@ -32,62 +31,6 @@ std::optional<std::string_view> raw_value(ondemand::value& value) {
   return trim_right(raw);
 }
 
-// A client's value written back as JSON. json::serialize writes a double that is not finite as
-// `NaN` or `Infinity`, which no JSON parser takes; Boost.JSON 1.81 parses `1e400` to infinity
-// and `0e400` (zero) to NaN. They are written as a number of the same meaning instead.
-void append_as_sent(std::string& out, const json::value& value);
-
-void append_as_sent(std::string& out, const json::object& object) {
-  out.push_back('{');
-  bool first = true;
-  for (const auto& member : object) {
-    if (!first) out.push_back(',');
-    first = false;
-    util::append_json_string(out, member.key());
-    out.push_back(':');
-    append_as_sent(out, member.value());
-  }
-  out.push_back('}');
-}
-
-void append_as_sent(std::string& out, const json::value& value) {
-  switch (value.kind()) {
-    case json::kind::object:
-      append_as_sent(out, value.get_object());
-      return;
-    case json::kind::array: {
-      out.push_back('[');
-      bool first = true;
-      for (const auto& element : value.get_array()) {
-        if (!first) out.push_back(',');
-        first = false;
-        append_as_sent(out, element);
-      }
-      out.push_back(']');
-      return;
-    }
-    case json::kind::double_: {
-      const double number = value.get_double();
-      if (std::isnan(number)) {
-        out.push_back('0');
-      } else if (std::isinf(number)) {
-        out.append(number > 0 ? "1e400" : "-1e400");
-      } else {
-        out.append(json::serialize(value));
-      }
-      return;
-    }
-    default:
-      out.append(json::serialize(value));
-  }
-}
-
-std::string serialize_as_sent(const json::object& object) {
-  std::string out;
-  append_as_sent(out, object);
-  return out;
-}
-
 // `stream_options` as the provider should get it, or nothing when the client's is kept.
 std::optional<std::string> owned_stream_options(const json::value* options, bool ask_stream_usage,
                                                 bool client_requested_usage) {
@@ -95,13 +38,13 @@ std::optional<std::string> owned_stream_options(const json::value* options, bool
   if (ask_stream_usage) {
     json::object rewritten = is_object ? options->get_object() : json::object();
     rewritten["include_usage"] = true;
-    return serialize_as_sent(rewritten);
+    return util::serialize_finite(rewritten);
   }
   // A usage request only the gateway wanted is not passed on (an earlier attempt's, say).
   if (!client_requested_usage && is_object && options->get_object().contains("include_usage")) {
     json::object rewritten = options->get_object();
     rewritten.erase("include_usage");
-    return serialize_as_sent(rewritten);
+    return util::serialize_finite(rewritten);
   }
   return std::nullopt;
 }
@@ -169,7 +112,7 @@ std::string RequestBody::rewrite(const json::value* stream_options, std::string_
     auto& copy = whole.as_object();
     copy["model"] = provider_model;
     if (options) copy["stream_options"] = json::parse(*options);
-    return serialize_as_sent(copy);
+    return util::serialize_finite(copy);
   }
   std::string out;
   out.reserve(text_.size() + model.size() + (options ? options->size() + 20 : 0));

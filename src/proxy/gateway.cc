@@ -22,6 +22,7 @@
 #include "resilience/retry_policy.h"
 #include "routing/sticky_assignment.h"
 #include "util/clock.h"
+#include "util/json_string.h"
 #include "util/sha256.h"
 
 namespace cutover::proxy {
@@ -883,7 +884,7 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
     if (decode_problem && protocol != api::ClientProtocol::anthropic_messages) {
       co_return co_await reject(400, *decode_problem, "invalid_request_error", "invalid_request");
     }
-    if (!decode_problem) canonical_text = json::serialize(canonical);
+    if (!decode_problem) canonical_text = util::serialize_finite(canonical);
   }
   // Located after parsing: reserving simdjson's padding may move the body's bytes.
   const providers::RequestBody client_original(request.message.body());

@@ -1,6 +1,7 @@
 #include "util/json_string.h"
 
 #include <boost/json.hpp>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -40,6 +41,99 @@ void append_json_string(std::string& out, std::string_view text) {
     const auto written = serializer.read(piece, sizeof piece);
     out.append(written.data(), written.size());
   }
+}
+
+namespace {
+
+void append_finite(std::string& out, const boost::json::value& value);
+
+void append_finite(std::string& out, const boost::json::object& object) {
+  out.push_back('{');
+  bool first = true;
+  for (const auto& member : object) {
+    if (!first) out.push_back(',');
+    first = false;
+    append_json_string(out, member.key());
+    out.push_back(':');
+    append_finite(out, member.value());
+  }
+  out.push_back('}');
+}
+
+void append_finite(std::string& out, const boost::json::value& value) {
+  namespace json = boost::json;
+  switch (value.kind()) {
+    case json::kind::object:
+      append_finite(out, value.get_object());
+      return;
+    case json::kind::array: {
+      out.push_back('[');
+      bool first = true;
+      for (const auto& element : value.get_array()) {
+        if (!first) out.push_back(',');
+        first = false;
+        append_finite(out, element);
+      }
+      out.push_back(']');
+      return;
+    }
+    case json::kind::double_: {
+      const double number = value.get_double();
+      if (std::isnan(number)) {
+        out.push_back('0');
+      } else if (std::isinf(number)) {
+        out.append(number > 0 ? "1e400" : "-1e400");
+      } else {
+        out.append(json::serialize(value));
+      }
+      return;
+    }
+    default:
+      out.append(json::serialize(value));
+  }
+}
+
+// Whether a tree holds a double that is not finite: most requests hold none, and are written by
+// json::serialize in one pass.
+bool has_non_finite(const boost::json::value& value);
+
+bool has_non_finite(const boost::json::object& object) {
+  for (const auto& member : object) {
+    if (has_non_finite(member.value())) return true;
+  }
+  return false;
+}
+
+bool has_non_finite(const boost::json::value& value) {
+  switch (value.kind()) {
+    case boost::json::kind::object:
+      return has_non_finite(value.get_object());
+    case boost::json::kind::array:
+      for (const auto& element : value.get_array()) {
+        if (has_non_finite(element)) return true;
+      }
+      return false;
+    case boost::json::kind::double_:
+      return !std::isfinite(value.get_double());
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::string serialize_finite(const boost::json::value& value) {
+  if (!has_non_finite(value)) return boost::json::serialize(value);
+  std::string out;
+  append_finite(out, value);
+  return out;
+}
+
+std::string serialize_finite(const boost::json::object& object) {
+  if (!has_non_finite(object)) return boost::json::serialize(object);
+  std::string out;
+  append_finite(out, object);
+  return out;
 }
 
 }  // namespace cutover::util

@@ -4,6 +4,7 @@
 // cases.
 #pragma once
 
+#include <boost/json/fwd.hpp>
 #include <string>
 #include <string_view>
 
@@ -14,5 +15,12 @@ bool needs_json_escaping(std::string_view text);
 
 // Appends `text` to `out` as a JSON string literal, quotes included.
 void append_json_string(std::string& out, std::string_view text);
+
+// `value` as JSON text, as json::serialize writes it, except a double that is not finite, which
+// json::serialize writes as `NaN` or `Infinity` (no JSON parser takes them). Boost.JSON 1.81
+// parses `1e400` to infinity and `0e400` (zero) to NaN: they are written as `1e400` and `0`.
+// For a client's values on their way to a provider.
+std::string serialize_finite(const boost::json::value& value);
+std::string serialize_finite(const boost::json::object& object);
 
 }  // namespace cutover::util

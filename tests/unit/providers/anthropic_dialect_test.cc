@@ -48,6 +48,13 @@ TEST(ToMessagesRequestTest, PlainRequestGetsProviderModelAndDefaultMaxTokens) {
       "content":[{"type":"text","text":"Hello"}]}],"max_tokens":4096})"));
 }
 
+TEST(ToMessagesRequestTest, ANumberBoostJsonReadsAsNaNIsSentAsValidJson) {
+  // Boost.JSON 1.81 parses 0e400 (zero) to NaN, which json::serialize writes as `NaN`; translate()
+  // parses the body, so invalid JSON fails this test.
+  auto body = translate(with_hello(R"("temperature":0e400)"));
+  EXPECT_EQ(body.at("temperature"), 0);
+}
+
 TEST(ToMessagesRequestTest, SystemAndDeveloperMessagesJoinTheTopLevelSystem) {
   auto body = translate(R"({"model":"c","messages":[
       {"role":"system","content":"You are terse."},

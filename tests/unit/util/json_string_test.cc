@@ -40,5 +40,25 @@ TEST(JsonStringTest, AppendsWhatBoostJsonSerializes) {
   }
 }
 
+TEST(JsonStringTest, SerializeFiniteWritesWhatJsonSerializeWritesForFiniteTrees) {
+  const auto tree = boost::json::parse(
+      R"({"a":[1,-2,3.5,1e300,"x\"y",null,true,{"b\n":{}}],"c":18446744073709551615})");
+  EXPECT_EQ(serialize_finite(tree), boost::json::serialize(tree));
+  EXPECT_EQ(serialize_finite(tree.as_object()), boost::json::serialize(tree));
+}
+
+TEST(JsonStringTest, SerializeFiniteWritesNumbersPastADoubleAsValidJson) {
+  // Boost.JSON 1.81 parses these to infinity and NaN, which json::serialize writes as
+  // `Infinity` and `NaN`.
+  const auto tree = boost::json::parse(
+      R"({"temperature":1e400,"seed":0e400,"n":[-1e999,2],"k\"ey":{"x":1e400}})");
+  ASSERT_NE(boost::json::serialize(tree).find("Infinity"), std::string::npos);
+  const auto text = serialize_finite(tree.as_object());
+  EXPECT_EQ(text, R"({"temperature":1e400,"seed":0,"n":[-1e400,2],"k\"ey":{"x":1e400}})");
+  boost::system::error_code ec;
+  boost::json::parse(text, ec);
+  EXPECT_FALSE(ec) << text;
+}
+
 }  // namespace
 }  // namespace cutover::util
