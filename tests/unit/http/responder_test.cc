@@ -16,14 +16,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// What a Responder on one end of a loopback connection writes, as the other end reads it.
-std::string bytes_written(bool keep_alive,
-                          const std::function<Awaitable<void>(Responder&)>& respond) {
-  asio::io_context io;
-  TcpAcceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-  TcpSocket reader(io);
-  reader.connect(acceptor.local_endpoint());
-  auto connection = std::make_shared<ClientConnection>(acceptor.accept());
+// Runs `respond` on a Responder over `connection` until it is done, then ends the connection's
+// sending side so that the reader sees the end of what was written.
+void respond_and_close(asio::io_context& io, const std::shared_ptr<ClientConnection>& connection,
+                       bool keep_alive, const std::function<Awaitable<void>(Responder&)>& respond) {
   ServerLimits limits;
   auto responder = std::make_shared<Responder>(connection, limits, keep_alive, "req_1");
   bool done = false;
@@ -39,6 +35,17 @@ std::string bytes_written(bool keep_alive,
   while (!done && io.run_one_for(10s) > 0) {
   }
   EXPECT_TRUE(done) << "the response was never written";
+}
+
+// What a Responder on one end of a loopback connection writes, as the other end reads it.
+std::string bytes_written(bool keep_alive,
+                          const std::function<Awaitable<void>(Responder&)>& respond) {
+  asio::io_context io;
+  TcpAcceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  TcpSocket reader(io);
+  reader.connect(acceptor.local_endpoint());
+  auto connection = std::make_shared<ClientConnection>(acceptor.accept());
+  respond_and_close(io, connection, keep_alive, respond);
   std::string bytes;
   boost::system::error_code ec;
   asio::read(reader, asio::dynamic_buffer(bytes), ec);
@@ -146,21 +153,7 @@ std::string bytes_read_while_written(const std::function<Awaitable<void>(Respond
     boost::system::error_code ec;
     asio::read(reader, asio::dynamic_buffer(bytes), ec);
   });
-  ServerLimits limits;
-  auto responder = std::make_shared<Responder>(connection, limits, true, "req_1");
-  bool done = false;
-  asio::co_spawn(
-      io,
-      [&]() -> Awaitable<void> {
-        co_await respond(*responder);
-        responder.reset();
-        connection->socket.shutdown(TcpSocket::shutdown_send);
-        done = true;
-      },
-      asio::detached);
-  while (!done && io.run_one_for(10s) > 0) {
-  }
-  EXPECT_TRUE(done) << "the response was never written";
+  respond_and_close(io, connection, true, respond);
   reading.join();
   return bytes;
 }
