@@ -101,7 +101,9 @@ std::string RequestBody::rewrite(const json::object& parsed, std::string_view pr
 
 std::string RequestBody::rewrite(const json::value* stream_options, std::string_view provider_model,
                                  bool ask_stream_usage, bool client_requested_usage) const {
-  const auto model = json::serialize(json::string(provider_model));
+  // Written as Boost.JSON writes it, without the json::string that serialize() would need.
+  std::string model;
+  util::append_json_string(model, provider_model);
   const auto options =
       owned_stream_options(stream_options, ask_stream_usage, client_requested_usage);
   locate_once();
