@@ -1,13 +1,16 @@
 // Fuzz target: on arbitrary bytes, summarize_request decides exactly what json::parse and
 // validate_request decide of the same body (the error, "not an object", the problem and the
 // shape, for each kind of request), and a body it accepts is spliced by RequestBody into one
-// that parses to the client's tree with only `model` and `stream_options` changed.
+// that parses to the client's tree with only `model` and `stream_options` changed. The response
+// cache's key written from the body's text is the one written from its tree (or none for a body
+// that is not a JSON object).
 #include <boost/json.hpp>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "cache/response_cache.h"
 #include "providers/openai_dialect.h"
 #include "providers/request_body.h"
 #include "providers/request_summary.h"
@@ -67,6 +70,16 @@ void check_rewrite(std::string body, const json::object& parsed, bool ask_usage)
   require(json::serialize(object) == json::serialize(expected));
 }
 
+void check_cache_key(std::string_view body, const json::value& parsed, bool parse_failed) {
+  const auto from_text = cutover::cache::request_key(body, "/chat/completions", false, "tenant");
+  require(from_text.has_value() == (!parse_failed && parsed.is_object()));
+  if (!from_text) return;
+  const auto from_tree =
+      cutover::cache::request_key(parsed.get_object(), "/chat/completions", false, "tenant");
+  require(from_text->text == from_tree.text);
+  require(from_text->deterministic == from_tree.deterministic);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -77,6 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     providers::ApiKind::embeddings}) {
     check_kind(body, parsed, parse_error.failed(), kind);
   }
+  check_cache_key(body, parsed, parse_error.failed());
   // The gateway splices only bodies with a model (validate_request refuses the others).
   if (!parse_error && parsed.is_object() && parsed.get_object().contains("model")) {
     check_rewrite(body, parsed.get_object(), false);

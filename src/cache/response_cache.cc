@@ -1,127 +1,8 @@
 #include "cache/response_cache.h"
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
-#include <boost/container/small_vector.hpp>
-
-#include "util/json_string.h"
-#include "util/sha256.h"
 
 namespace cutover::cache {
-
-namespace json = boost::json;
-
-namespace {
-
-constexpr std::string_view kLeftOut[] = {"stream", "stream_options", "user", "metadata", "store"};
-
-// Writes a body with every object's keys sorted (Boost.JSON keeps them in the order they came,
-// and a key must not depend on it). Strings (util/json_string), integers, booleans and null are
-// written directly, doubles through one serializer and a stack buffer: the bytes are Boost.JSON's
-// in every case. Each object's members go through an inline vector: a miss computes a key for
-// every request, so nothing here allocates but the output.
-class CanonicalWriter {
- public:
-  explicit CanonicalWriter(std::string& out) : out_(out) {}
-
-  // The request body, less the top-level fields that do not change the answer.
-  void write_body(const json::object& body) { write_object(body, true); }
-
- private:
-  void write(const json::value& value) {
-    if (value.is_object()) {
-      write_object(value.get_object(), false);
-    } else if (value.is_array()) {
-      out_.push_back('[');
-      bool first = true;
-      for (const auto& item : value.get_array()) {
-        if (!first) out_.push_back(',');
-        first = false;
-        write(item);
-      }
-      out_.push_back(']');
-    } else if (value.is_string()) {
-      write_string(value.get_string());
-    } else if (value.is_int64()) {
-      write_number(value.get_int64());
-    } else if (value.is_uint64()) {
-      write_number(value.get_uint64());
-    } else if (value.is_bool()) {
-      out_.append(value.get_bool() ? "true" : "false");
-    } else if (value.is_null()) {
-      out_.append("null");
-    } else {
-      serializer_.reset(&value);
-      drain();
-    }
-  }
-
-  void write_string(json::string_view text) {
-    util::append_json_string(out_, std::string_view(text.data(), text.size()));
-  }
-
-  template <typename Integer>
-  void write_number(Integer number) {
-    char digits[24];
-    out_.append(digits, std::to_chars(digits, digits + sizeof digits, number).ptr);
-  }
-
-  void write_object(const json::object& object, bool leave_out) {
-    boost::container::small_vector<const json::key_value_pair*, 16> members;
-    for (const auto& member : object) {
-      if (leave_out &&
-          std::find(std::begin(kLeftOut), std::end(kLeftOut), member.key()) != std::end(kLeftOut)) {
-        continue;
-      }
-      members.push_back(&member);
-    }
-    std::sort(members.begin(), members.end(),
-              [](const auto* a, const auto* b) { return a->key() < b->key(); });
-    out_.push_back('{');
-    for (std::size_t i = 0; i < members.size(); ++i) {
-      if (i > 0) out_.push_back(',');
-      write_string(members[i]->key());
-      out_.push_back(':');
-      write(members[i]->value());
-    }
-    out_.push_back('}');
-  }
-
-  void drain() {
-    while (!serializer_.done()) out_.append(serializer_.read(buffer_, sizeof buffer_));
-  }
-
-  std::string& out_;
-  json::serializer serializer_;
-  char buffer_[256];
-};
-
-bool is_zero(const json::value& value) {
-  return (value.is_int64() && value.get_int64() == 0) || (value.is_uint64() && value.get_uint64() == 0) ||
-         (value.is_double() && value.get_double() == 0.0);
-}
-
-}  // namespace
-
-bool declares_deterministic(const json::object& body) {
-  if (const auto* temperature = body.if_contains("temperature"); temperature && is_zero(*temperature)) {
-    return true;
-  }
-  const auto* seed = body.if_contains("seed");
-  return seed != nullptr && !seed->is_null();
-}
-
-std::string cache_key(const json::object& body, std::string_view kind, bool stream,
-                      std::string_view tenant) {
-  std::string text;
-  text.reserve(256);
-  text.append(kind).push_back('\n');
-  text.append(stream ? "stream" : "plain").push_back('\n');
-  text.append(tenant).push_back('\n');
-  CanonicalWriter(text).write_body(body);
-  return util::sha256_hex(text);
-}
 
 ResponseCache::ResponseCache(CacheSettings settings, std::function<Clock::time_point()> now)
     : settings_(settings), now_(now ? std::move(now) : [] { return Clock::now(); }) {
@@ -136,30 +17,19 @@ ResponseCache::ResponseCache(CacheSettings settings, std::function<Clock::time_p
   shard_max_bytes_ = std::max<std::size_t>(1, settings_.max_bytes / count);
 }
 
-std::size_t ResponseCache::KeyHash::operator()(std::string_view key) const noexcept {
-  if (key.size() < 16) return std::hash<std::string_view>{}(key);
-  std::uint64_t tail;
-  std::memcpy(&tail, key.data() + key.size() - 8, 8);
-  return static_cast<std::size_t>(tail);
-}
-
-ResponseCache::Shard& ResponseCache::shard_for(std::string_view key) {
-  std::uint64_t head = 0;
-  if (key.size() >= 16) {
-    std::memcpy(&head, key.data(), 8);
-  } else {
-    head = std::hash<std::string_view>{}(key);
-  }
-  return *shards_[head % shards_.size()];
+ResponseCache::Shard& ResponseCache::shard_for(const Hashed& key) {
+  // The hash's high bits: the maps' buckets take the low ones (after their own mixing).
+  return *shards_[(key.hash >> 32) % shards_.size()];
 }
 
 void ResponseCache::erase(Shard& shard, std::list<Entry>::iterator entry) {
   shard.bytes -= entry->bytes;
-  shard.index.erase(entry->key);
+  shard.index.erase(Hashed{entry->key, entry->hash});
   shard.recency.erase(entry);
 }
 
-std::shared_ptr<const CachedAnswer> ResponseCache::find(std::string_view key) {
+std::shared_ptr<const CachedAnswer> ResponseCache::find(std::string_view text) {
+  const auto key = hashed(text);
   auto& shard = shard_for(key);
   const auto now = now_();
   std::lock_guard lock(shard.mutex);
@@ -175,6 +45,31 @@ std::shared_ptr<const CachedAnswer> ResponseCache::find(std::string_view key) {
   return answer;
 }
 
+ResponseCache::KnownText ResponseCache::known_text(std::string_view text, std::string& key) {
+  const auto probe = hashed(text);
+  auto& shard = shard_for(probe);
+  std::lock_guard lock(shard.mutex);
+  const auto found = shard.texts.find(probe);
+  if (found == shard.texts.end()) return {};
+  key.assign(found->second.key);
+  return {true, found->second.deterministic};
+}
+
+void ResponseCache::remember_text(std::string text, std::string_view key, bool deterministic) {
+  const std::size_t bytes = text.size() + key.size();
+  const auto probe = hashed(text);
+  auto& shard = shard_for(probe);
+  std::lock_guard lock(shard.mutex);
+  if (shard.texts.contains(probe)) return;
+  if (shard.texts.size() >= shard_max_entries_ || shard.text_bytes + bytes > shard_max_bytes_ / 8) {
+    shard.texts.clear();
+    shard.text_bytes = 0;
+    if (bytes > shard_max_bytes_ / 8) return;
+  }
+  shard.texts.emplace(std::move(text), TextAlias{std::string(key), deterministic});
+  shard.text_bytes += bytes;
+}
+
 void ResponseCache::count_hit_locked(Shard& shard, const CachedAnswer& answer) {
   shard.tokens_saved += static_cast<std::uint64_t>(answer.prompt_tokens + answer.completion_tokens);
   shard.cost_saved += answer.cost;
@@ -186,7 +81,7 @@ void ResponseCache::count_lookup(std::string_view key, const CachedAnswer* answe
     misses_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  auto& shard = shard_for(key);
+  auto& shard = shard_for(hashed(key));
   std::lock_guard lock(shard.mutex);
   count_hit_locked(shard, *answer);
 }
@@ -200,7 +95,7 @@ Awaitable<std::shared_ptr<const CachedAnswer>> ResponseCache::lookup(const std::
   if (!shared_) co_return find(key);
   // Held here so the store outlives the lookup whatever happens to this cache's backend.
   const auto store = shared_;
-  auto answer = co_await store->find(shared_scope_, key);
+  auto answer = co_await store->find(shared_scope_, shared_key(key));
   count_lookup(key, answer.get());
   co_return answer;
 }
@@ -210,7 +105,7 @@ void ResponseCache::keep(std::string key, CachedAnswer answer) {
     store(std::move(key), std::move(answer));
     return;
   }
-  shared_->store(shared_scope_, std::move(key), std::move(answer), settings_, shared_evictions_);
+  shared_->store(shared_scope_, shared_key(key), std::move(answer), settings_, shared_evictions_);
 }
 
 Awaitable<std::optional<std::size_t>> ResponseCache::purge_all() {
@@ -231,18 +126,21 @@ Awaitable<std::optional<SharedCacheStore::Usage>> ResponseCache::shared_usage() 
 void ResponseCache::store(std::string key, CachedAnswer answer) {
   const std::size_t bytes = answer.body.size() + key.size() + sizeof(Entry);
   if (bytes > shard_max_bytes_) return;
-  auto& shard = shard_for(key);
+  const auto hash = hashed(key).hash;
+  auto& shard = shard_for(Hashed{key, hash});
   const auto expires = now_() + settings_.ttl;
   auto shared = std::make_shared<const CachedAnswer>(std::move(answer));
   std::lock_guard lock(shard.mutex);
-  if (auto found = shard.index.find(key); found != shard.index.end()) erase(shard, found->second);
+  if (auto found = shard.index.find(Hashed{key, hash}); found != shard.index.end()) {
+    erase(shard, found->second);
+  }
   while (!shard.recency.empty() &&
          (shard.index.size() >= shard_max_entries_ || shard.bytes + bytes > shard_max_bytes_)) {
     erase(shard, std::prev(shard.recency.end()));
     evictions_.fetch_add(1, std::memory_order_relaxed);
   }
-  shard.recency.push_front(Entry{std::move(key), std::move(shared), expires, bytes});
-  shard.index.emplace(shard.recency.front().key, shard.recency.begin());
+  shard.recency.push_front(Entry{std::move(key), hash, std::move(shared), expires, bytes});
+  shard.index.emplace(Hashed{shard.recency.front().key, hash}, shard.recency.begin());
   shard.bytes += bytes;
 }
 
@@ -252,6 +150,8 @@ std::size_t ResponseCache::purge() {
     std::lock_guard lock(shard->mutex);
     dropped += shard->index.size();
     shard->index.clear();
+    shard->texts.clear();
+    shard->text_bytes = 0;
     shard->recency.clear();
     shard->bytes = 0;
   }

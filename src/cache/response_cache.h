@@ -38,12 +38,35 @@ namespace cutover::cache {
 // True when the request declares its answer deterministic: temperature 0 or a seed.
 bool declares_deterministic(const boost::json::object& body);
 
-// The key of a request: SHA-256 (hex) over the endpoint kind, whether it streams, the tenant
-// (empty when shared) and the body's fields that can change the answer, serialized with sorted
-// keys. Left out: stream, stream_options, user, metadata, store (they change the form or the
-// bookkeeping of an answer, not the answer).
-std::string cache_key(const boost::json::object& body, std::string_view kind, bool stream,
-                      std::string_view tenant);
+// A request's key and whether the request declares its answer deterministic.
+//
+// The key is the text itself, not a digest of it: the endpoint kind, whether it streams, the
+// tenant (empty when shared), one per line, then the body's fields that can change the answer,
+// serialized with every object's keys sorted. Left out: stream, stream_options, user, metadata,
+// store (they change the form or the bookkeeping of an answer, not the answer). Entries are
+// found by comparing whole keys, so two requests share an answer only when their keys are the
+// same bytes; the shared store names its entries by the key's SHA-256 (shared_key).
+struct RequestKey {
+  std::string text;
+  bool deterministic = false;
+};
+
+// Of a request's tree.
+RequestKey request_key(const boost::json::object& body, std::string_view kind, bool stream,
+                       std::string_view tenant);
+// Of an OpenAI client's body as it came, read without a tree: the key request_key writes of the
+// tree json::parse would make of it (duplicate keys included: the last one counts); nullopt when
+// the body is not a JSON object.
+std::optional<RequestKey> request_key(std::string_view body, std::string_view kind, bool stream,
+                                      std::string_view tenant);
+
+// The name of a key's entry in the shared store: its SHA-256, in hex.
+std::string shared_key(std::string_view key);
+
+// A request's exact text as the cache remembers it: the key's first three lines and the body's
+// bytes as they came (see ResponseCache::known_text).
+std::string request_text(std::string_view body, std::string_view kind, bool stream,
+                         std::string_view tenant);
 
 class ResponseCache {
  public:
@@ -78,6 +101,22 @@ class ResponseCache {
   // Stores a complete answer; one larger than the byte bound is not kept.
   void store(std::string key, CachedAnswer answer);
   void count_bypass() { bypasses_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Requests' exact texts (request_text) and the keys they had, in this process. Writing a key
+  // costs a parse of the body; a client that asks the same question again almost always sends
+  // the same bytes, and then its key is found here instead (the gateway remembers a text when
+  // its key hits, so the second hit of the same bytes is the first without the parse). Each shard
+  // remembers at most as many texts as it holds entries, in at most an eighth of its bytes, and
+  // forgets all of them at once when full: a forgotten text only costs its key's parse again. A key
+  // is the same pure function of the text whenever it is written, so a remembered one is never
+  // stale; the entry it names may be gone (a miss, as it would be).
+  struct KnownText {
+    bool found = false;
+    bool deterministic = false;  // of the text's body, as RequestKey says
+  };
+  // Copies the key remembered for `text` into `key` when there is one.
+  KnownText known_text(std::string_view text, std::string& key);
+  void remember_text(std::string text, std::string_view key, bool deterministic);
   // Drops every entry; returns how many there were.
   std::size_t purge();
 
@@ -92,27 +131,55 @@ class ResponseCache {
  private:
   struct Entry {
     std::string key;
+    std::size_t hash = 0;  // the key's
     std::shared_ptr<const CachedAnswer> answer;
     Clock::time_point expires;
     std::size_t bytes = 0;
   };
-  // Keys are SHA-256 digests in hex: eight of their characters hash as well as std::hash's pass
-  // over all 64. The shards take the first eight, each shard's index the last eight.
+  // Keys and texts are whole requests, so hashing one is not free: it is hashed once (Hashed),
+  // which picks its shard and is what the shard's maps look it up by (the index keeps it; the
+  // texts' map hashes a text again when it stores it or grows).
+  struct Hashed {
+    std::string_view text;
+    std::size_t hash;
+  };
+  static Hashed hashed(std::string_view text) {
+    return {text, std::hash<std::string_view>{}(text)};
+  }
   struct KeyHash {
-    std::size_t operator()(std::string_view key) const noexcept;
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const noexcept { return hashed(key).hash; }
+    std::size_t operator()(const Hashed& key) const noexcept { return key.hash; }
+  };
+  struct KeyEqual {
+    using is_transparent = void;
+    static std::string_view view(std::string_view key) { return key; }
+    static std::string_view view(const Hashed& key) { return key.text; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const noexcept {
+      return view(a) == view(b);
+    }
+  };
+  struct TextAlias {
+    std::string key;
+    bool deterministic = false;
   };
   struct Shard {
     mutable std::mutex mutex;
     std::list<Entry> recency;  // most recently used first
-    // Views of the keys their entries hold: one copy of each key. Open addressing: a miss looks
-    // a key up, inserts it and evicts another, and a node-based map spent an allocation and three
-    // cold cache lines on each (perf of bench/cache.sh's miss run: 1.5 us a miss in the map).
-    boost::unordered_flat_map<std::string_view, std::list<Entry>::iterator, KeyHash> index;
+    // Views of the keys their entries hold, with their hashes: one copy of each key. Open
+    // addressing: a miss looks a key up, inserts it and evicts another, and a node-based map spent
+    // an allocation and three cold cache lines on each (perf of bench/cache.sh's miss run: 1.5 us a
+    // miss in the map).
+    boost::unordered_flat_map<Hashed, std::list<Entry>::iterator, KeyHash, KeyEqual> index;
     std::size_t bytes = 0;
     std::uint64_t tokens_saved = 0;
     double cost_saved = 0;
+    // Texts whose shard this is (by the text's hash, not the key's), and the bytes they hold.
+    boost::unordered_flat_map<std::string, TextAlias, KeyHash, KeyEqual> texts;
+    std::size_t text_bytes = 0;
   };
-  Shard& shard_for(std::string_view key);
+  Shard& shard_for(const Hashed& key);
   void erase(Shard& shard, std::list<Entry>::iterator entry);
   void count_hit_locked(Shard& shard, const CachedAnswer& answer);
   void count_lookup(std::string_view key, const CachedAnswer* answer);

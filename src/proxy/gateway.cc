@@ -936,16 +936,28 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   auto cache = snapshot->health->cache_for(context.shape.model);
   std::string cache_key;
   std::string cache_body;
+  // An OpenAI client's exact text, for the cache to remember with its key once it hits (none
+  // when it did): a miss does not pay for texts that may never come again.
+  std::string cache_text;
+  bool cache_deterministic = false;
   if (cache) {
-    if (!cache_applies(request, context.body.get(), *cache, *snapshot, context.shape.model)) {
+    const auto choice = cache_choice(request, *cache, *snapshot, context.shape.model);
+    std::optional<cache::RequestKey> key;
+    if (choice != CacheChoice::bypass) {
+      const std::string_view tenant = cache->settings().shared_across_keys ? "" : client_name;
+      key = request_key_of(*cache, context, openai_client, tenant, cache_text);
+    }
+    if (!key || (choice != CacheChoice::use && !key->deterministic)) {
       cache->count_bypass();
       context.cache_status = "bypass";
       cache.reset();
     } else {
-      // Keyed by the client's path: each protocol's answers are stored in its own format.
-      cache_key = cache::cache_key(context.body.get(), record.route, context.shape.stream,
-                                   cache->settings().shared_across_keys ? "" : client_name);
+      cache_key = std::move(key->text);
+      cache_deterministic = key->deterministic;
       if (auto hit = co_await cache->lookup(cache_key)) {
+        if (!cache_text.empty()) {
+          cache->remember_text(std::move(cache_text), cache_key, cache_deterministic);
+        }
         record.provider = "cache";
         record.prompt_tokens = hit->prompt_tokens;
         record.completion_tokens = hit->completion_tokens;
@@ -1884,24 +1896,45 @@ bool Gateway::forward_in_place(providers::SseEvent& event, providers::CanonicalS
   return true;
 }
 
-bool Gateway::cache_applies(const http::IncomingRequest& request, const json::object& body,
-                            const cache::ResponseCache& cache, const Snapshot& snapshot,
-                            const std::string& model) {
+std::optional<cache::RequestKey> Gateway::request_key_of(cache::ResponseCache& cache,
+                                                         RequestContext& context,
+                                                         bool openai_client,
+                                                         std::string_view tenant,
+                                                         std::string& text) {
+  // Keyed by the client's path: each protocol's answers are stored in its own format.
+  const std::string_view kind = context.record.route;
+  const bool stream = context.shape.stream;
+  if (!openai_client) return cache::request_key(context.body.get(), kind, stream, tenant);
+  // An OpenAI client's key is written from its body's text, without the tree, unless the cache
+  // remembers the text.
+  const std::string_view body = context.request.message.body();
+  text = cache::request_text(body, kind, stream, tenant);
+  cache::RequestKey key;
+  if (const auto known = cache.known_text(text, key.text); known.found) {
+    key.deterministic = known.deterministic;
+    text.clear();
+    return key;
+  }
+  return cache::request_key(body, kind, stream, tenant);
+}
+
+Gateway::CacheChoice Gateway::cache_choice(const http::IncomingRequest& request,
+                                           const cache::ResponseCache& cache,
+                                           const Snapshot& snapshot, const std::string& model) {
   const auto control = http::field_value(request.message, bhttp::field::cache_control);
   if (control.find("no-cache") != std::string_view::npos ||
       control.find("no-store") != std::string_view::npos) {
-    return false;
+    return CacheChoice::bypass;
   }
   const auto choice = http::field_value(request.message, "x-cutover-cache");
-  if (boost::beast::iequals(choice, "bypass")) return false;
-  if (!boost::beast::iequals(choice, "use") && !cache::declares_deterministic(body)) return false;
+  if (boost::beast::iequals(choice, "bypass")) return CacheChoice::bypass;
   if (!cache.settings().during_canary && snapshot.migrations) {
     if (auto found = snapshot.migrations->find(model); found != snapshot.migrations->end()) {
       const double weight = found->second->weight();
-      if (weight > 0 && weight < 1) return false;
+      if (weight > 0 && weight < 1) return CacheChoice::bypass;
     }
   }
-  return true;
+  return boost::beast::iequals(choice, "use") ? CacheChoice::use : CacheChoice::if_deterministic;
 }
 
 cache::CachedAnswer Gateway::cached_answer(std::string body, const RequestContext& context,

@@ -161,9 +161,19 @@ class Gateway {
       const std::string& request_id, std::optional<AttemptOutcome>& last_failure,
       const std::optional<Refusal>& final_refusal, const std::vector<std::string>& refusals,
       bool retries_exhausted, std::string& error_name);
-  static bool cache_applies(const http::IncomingRequest& request, const boost::json::object& body,
-                            const cache::ResponseCache& cache, const Snapshot& snapshot,
-                            const std::string& model);
+  // What a request's headers and the route's migration let the cache do: nothing, answer any
+  // request (the opt-in header), or one that declares itself deterministic.
+  enum class CacheChoice { bypass, use, if_deterministic };
+  static CacheChoice cache_choice(const http::IncomingRequest& request,
+                                  const cache::ResponseCache& cache, const Snapshot& snapshot,
+                                  const std::string& model);
+  // The request's cache key, or none when its body is not an object; `text` gets an OpenAI
+  // client's exact text when the cache did not know it (to remember once the key is used).
+  static std::optional<cache::RequestKey> request_key_of(cache::ResponseCache& cache,
+                                                         RequestContext& context,
+                                                         bool openai_client,
+                                                         std::string_view tenant,
+                                                         std::string& text);
   static cache::CachedAnswer cached_answer(std::string body, const RequestContext& context,
                                            const config::Provider& provider,
                                            std::string_view provider_model);

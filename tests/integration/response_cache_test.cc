@@ -83,6 +83,28 @@ TEST_F(CacheTest, NonDeterministicRequestsAndNoCacheBypass) {
   EXPECT_EQ(upstream_->requests_received(), 5u);
 }
 
+// The cache remembers a request's exact text with its key: the same bytes hit without a parse,
+// other bytes of the same request hit through the key, and a text kept under the opt-in header
+// is still no deterministic request without it.
+TEST_F(CacheTest, RememberedTextsHitAsTheirKeysDo) {
+  const std::string creative =
+      R"({"model":"gpt-4","temperature":0.7,"messages":[{"role":"user","content":"a poem"}]})";
+  EXPECT_EQ(ask(creative, kClientKey, {{"x-cutover-cache", "use"}}).header("x-cutover-cache"),
+            "miss");
+  EXPECT_EQ(ask(creative, kClientKey, {{"x-cutover-cache", "use"}}).header("x-cutover-cache"),
+            "hit");
+  EXPECT_EQ(ask(creative).header("x-cutover-cache"), "bypass");
+  ASSERT_EQ(ask(kDeterministic).header("x-cutover-cache"), "miss");
+  EXPECT_EQ(ask(kDeterministic).header("x-cutover-cache"), "hit");
+  const std::string reordered =
+      R"({ "messages":[{"content":"what is two and two","role":"user"}],"temperature":0,"model":"gpt-4"})";
+  EXPECT_EQ(ask(reordered).header("x-cutover-cache"), "hit");
+  EXPECT_EQ(ask(reordered).header("x-cutover-cache"), "hit");
+  EXPECT_EQ(ask(kDeterministic, kOtherKey).header("x-cutover-cache"), "miss")
+      << "the tenant is part of the remembered text";
+  EXPECT_EQ(upstream_->requests_received(), 4u);
+}
+
 TEST_F(CacheTest, AStreamedAnswerIsReplayedAsItsEvents) {
   const std::string body =
       R"({"model":"gpt-4","seed":42,"stream":true,"messages":[{"role":"user","content":"count to three"}]})";

@@ -14,8 +14,16 @@ namespace {
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
+// The key written from the tree, after checking that the body's text gives the same one.
 std::string key_of(std::string_view body, bool stream = false, std::string_view tenant = "app") {
-  return cache_key(json::parse(body).as_object(), "/chat/completions", stream, tenant);
+  auto from_tree = request_key(json::parse(body).as_object(), "/chat/completions", stream, tenant);
+  const auto from_text = request_key(body, "/chat/completions", stream, tenant);
+  EXPECT_TRUE(from_text) << body;
+  if (from_text) {
+    EXPECT_EQ(from_text->text, from_tree.text) << body;
+    EXPECT_EQ(from_text->deterministic, from_tree.deterministic) << body;
+  }
+  return from_tree.text;
 }
 
 TEST(CacheKeyTest, WhatChangesTheAnswerChangesTheKey) {
@@ -74,9 +82,65 @@ TEST(CacheKeyTest, TheDigestIsOfBoostJsonsOwnBytesWithSortedKeys) {
       R"({"role":"assistant","content":"","tool_calls":[{"id":"c1","function":)"
       R"({"arguments":"{\"a\":1}","name":"f"}}]}],"parallel_tool_calls":false,"logprobs":true,)"
       R"("stream":true,"user":"u","metadata":{"x":"y"},"store":false,"big":1.5e300,"neg":-0.0})";
-  const auto expected = util::sha256_hex("/chat/completions\nplain\napp\n" +
-                                         json::serialize(sorted(json::parse(body), true)));
+  const auto expected =
+      "/chat/completions\nplain\napp\n" + json::serialize(sorted(json::parse(body), true));
   EXPECT_EQ(key_of(body), expected);
+  // The shared store names an entry by the digest it had before keys were whole texts.
+  EXPECT_EQ(shared_key(key_of(body)), util::sha256_hex(expected));
+}
+
+// The text's key is the tree's, wherever the parser's events differ from a plain walk: keys
+// that come twice (the last one counts, as in a json::object, the left-out fields and the
+// determinism declaration included), nesting, escapes, strings and keys long enough to reach the
+// handler in parts, numbers of every kind.
+TEST(CacheKeyTest, TheTextsKeyIsTheTreesKey) {
+  const std::string long_escaped =
+      "\"" + std::string(3000, 'a') + std::string(6000, '\\') + "n\u00e9\"";
+  const std::string bodies[] = {
+      R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]})",
+      R"({"model":"m","model":"n","temperature":0,"messages":[]})",
+      R"({"temperature":0,"temperature":1,"model":"m"})",
+      R"({"temperature":1,"temperature":0.0,"model":"m"})",
+      R"({"seed":null,"seed":3})",
+      R"({"seed":3,"seed":null})",
+      R"({"temperature":-0.0,"seed":null})",
+      R"({"temperature":"0","seed":null})",
+      R"({"temperature":[0],"stream":true,"stream":false,"user":1,"user":2})",
+      R"({"a":{"z":1,"y":{"x":[{"c":3,"b":2,"a":1},[],{}],"w":null},"y":2},"b":[[[{"k":1,"k":2}]]]})",
+      R"({"stream":{"model":"x"},"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"stream":{"type":"string"}}}}}]})",
+      R"({"n":18446744073709551615,"m":-9223372036854775808,"d":1e-7,"e":1.5e300,"z":0e5,"f":2.50})",
+      R"({"\u00e9t\u00e9":"\ud83d\ude00","tab\tkey":"a\u0000b","\"":"\\"})",
+      R"({"b\u0000":1,"b":2,"a\u007f":3,"\u00ff":4,"~":5})",
+      "{\"k" + std::string(5000, 'x') + "\":" + long_escaped + ",\"" + std::string(9000, '\\') +
+          "\":1,\"model\":" + long_escaped + "}",
+      " { \"model\" : \"m\" ,\n\t\"seed\" : 1 } ",
+      // Already in order (written as they came), or nearly: a left-out field, a duplicate.
+      R"({"a":1,"b":{"c":[{"d":2,"e":null}],"f":{}},"seed":0,"temperature":0})",
+      R"({"a":1,"b":2,"stream":true})",
+      R"({"a":1,"b":{"c":2,"c":3}})",
+      R"({"model":"m","model":"m"})",
+  };
+  for (const auto& body : bodies) {
+    key_of(body);
+    key_of(body, true, "");
+  }
+  EXPECT_TRUE(request_key(bodies[1], "/k", false, "t")->deterministic);
+  EXPECT_FALSE(request_key(bodies[2], "/k", false, "t")->deterministic)
+      << "the last temperature counts";
+  EXPECT_TRUE(request_key(bodies[3], "/k", false, "t")->deterministic);
+  EXPECT_TRUE(request_key(bodies[4], "/k", false, "t")->deterministic);
+  EXPECT_FALSE(request_key(bodies[5], "/k", false, "t")->deterministic) << "the last seed counts";
+  EXPECT_TRUE(request_key(bodies[6], "/k", false, "t")->deterministic);
+  EXPECT_FALSE(request_key(bodies[7], "/k", false, "t")->deterministic);
+  EXPECT_EQ(key_of(R"({"a":1,"a":2})"), key_of(R"({"a":2})"));
+}
+
+TEST(CacheKeyTest, OnlyAJsonObjectHasAKeyFromItsText) {
+  for (const std::string_view body :
+       {"", "[]", "1", "\"m\"", "null", "{", "{} {}", "{\"a\":}", "{\"a\":\"\xff\"}"}) {
+    EXPECT_FALSE(request_key(body, "/k", false, "t")) << body;
+  }
+  EXPECT_TRUE(request_key("{}", "/k", false, "t"));
 }
 
 TEST(CacheKeyTest, DeterministicByDeclaration) {
@@ -102,6 +166,41 @@ CachedAnswer answer(std::string body, std::int64_t tokens = 10, double cost = 0.
   result.prompt_tokens = tokens;
   result.cost = cost;
   return result;
+}
+
+TEST(ResponseCacheTest, RemembersTextsWithTheirKeysWithinItsBounds) {
+  CacheSettings settings;
+  settings.max_entries = 2;
+  settings.max_bytes = 8 * 1024;
+  ResponseCache cache(settings);
+  std::string key;
+  EXPECT_FALSE(cache.known_text("text-a", key).found);
+  cache.remember_text("text-a", "key-a", true);
+  cache.remember_text("text-b", "key-b", false);
+  auto known = cache.known_text("text-a", key);
+  ASSERT_TRUE(known.found);
+  EXPECT_TRUE(known.deterministic);
+  EXPECT_EQ(key, "key-a");
+  known = cache.known_text("text-b", key);
+  ASSERT_TRUE(known.found);
+  EXPECT_FALSE(known.deterministic);
+  EXPECT_EQ(key, "key-b");
+  // Full (two texts for two entries): the next one starts afresh.
+  cache.remember_text("text-c", "key-c", true);
+  EXPECT_FALSE(cache.known_text("text-a", key).found);
+  EXPECT_TRUE(cache.known_text("text-c", key).found);
+  // An eighth of the bytes at most: a larger text is not remembered.
+  cache.remember_text(std::string(1024, 't'), "key-d", true);
+  EXPECT_FALSE(cache.known_text(std::string(1024, 't'), key).found);
+  cache.remember_text("text-e", "key-e", true);
+  ASSERT_TRUE(cache.known_text("text-e", key).found);
+  cache.purge();
+  EXPECT_FALSE(cache.known_text("text-e", key).found);
+}
+
+TEST(CacheKeyTest, ARequestsTextIsItsKeysPrefixAndItsBytes) {
+  EXPECT_EQ(request_text(R"({"b":1, "a":2})", "/chat/completions", true, "app"),
+            "/chat/completions\nstream\napp\n{\"b\":1, \"a\":2}");
 }
 
 TEST(ResponseCacheTest, HitsUntilTheTtlThenMisses) {
