@@ -217,8 +217,7 @@ class EventWriter {
   }
 
   bool on_key(json::string_view last, std::size_t, json::error_code&) {
-    std::string_view key(last.data(), last.size());
-    if (!s_.pieces.empty()) key = s_.pieces.append(key);
+    const auto key = whole(last);
     auto& object = s_.containers.back();
     if (!object.first) out_.push_back(',');
     object.first = false;
@@ -241,8 +240,7 @@ class EventWriter {
   }
 
   bool on_string(json::string_view last, std::size_t, json::error_code&) {
-    std::string_view text(last.data(), last.size());
-    if (!s_.pieces.empty()) text = s_.pieces.append(text);
+    const auto text = whole(last);
     begin_value();
     util::append_json_string(out_, text);
     s_.pieces.clear();
@@ -290,6 +288,12 @@ class EventWriter {
   bool deterministic() const { return deterministic_; }
 
  private:
+  // A key or string: its last part, after the parts that came before it (if any).
+  std::string_view whole(json::string_view last) {
+    const std::string_view text(last.data(), last.size());
+    return s_.pieces.empty() ? text : std::string_view(s_.pieces.append(text));
+  }
+
   // An array's elements are separated as they come; an object's members when it closes.
   void begin_value() {
     if (s_.containers.empty() || s_.containers.back().object) return;
