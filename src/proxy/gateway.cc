@@ -838,8 +838,8 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   unsigned char parse_buffer[4096];
   json::monotonic_resource parse_memory(parse_buffer, sizeof parse_buffer);
   // An OpenAI client's request is read without a tree, which is built only if something needs
-  // it (the cache's key, a body field as sticky key, a shadow, another dialect); Messages and
-  // Responses requests are decoded from one.
+  // it (a body field as sticky key, a shadow, a client's stream_options, another dialect; the
+  // cache's key is written from the text); Messages and Responses requests are decoded from one.
   const bool openai_client = protocol != api::ClientProtocol::responses &&
                              protocol != api::ClientProtocol::anthropic_messages;
   providers::RequestShape shape;
