@@ -944,7 +944,10 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
     const auto choice = cache_choice(request, *cache, *snapshot, context.shape.model);
     std::optional<cache::RequestKey> key;
     if (choice != CacheChoice::bypass) {
-      const std::string_view tenant = cache->settings().shared_across_keys ? "" : client_name;
+      // Both arms views: `"" : client_name` would make a std::string that dies with the line.
+      const std::string_view tenant = cache->settings().shared_across_keys
+                                          ? std::string_view()
+                                          : std::string_view(client_name);
       key = request_key_of(*cache, context, openai_client, tenant, cache_text);
     }
     if (!key || (choice != CacheChoice::use && !key->deterministic)) {
