@@ -57,6 +57,8 @@ ResponseCache::KnownText ResponseCache::known_text(std::string_view text, std::s
 
 void ResponseCache::remember_text(std::string text, std::string_view key, bool deterministic) {
   const std::size_t bytes = text.size() + key.size();
+  // One that could never fit is refused before it makes the shard forget the others.
+  if (bytes > shard_max_bytes_ / 8) return;
   const auto probe = hashed(text);
   auto& shard = shard_for(probe);
   std::lock_guard lock(shard.mutex);
@@ -64,7 +66,6 @@ void ResponseCache::remember_text(std::string text, std::string_view key, bool d
   if (shard.texts.size() >= shard_max_entries_ || shard.text_bytes + bytes > shard_max_bytes_ / 8) {
     shard.texts.clear();
     shard.text_bytes = 0;
-    if (bytes > shard_max_bytes_ / 8) return;
   }
   shard.texts.emplace(std::move(text), TextAlias{std::string(key), deterministic});
   shard.text_bytes += bytes;

@@ -936,12 +936,11 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   auto cache = snapshot->health->cache_for(context.shape.model);
   std::string cache_key;
   std::string cache_body;
-  // An OpenAI client's exact text, for the cache to remember with its key once it hits (none
-  // when it did): a miss does not pay for texts that may never come again.
-  std::string cache_text;
-  bool cache_deterministic = false;
   if (cache) {
     const auto choice = cache_choice(request, *cache, *snapshot, context.shape.model);
+    // An OpenAI client's exact text, for the cache to remember with its key once it hits (none
+    // when it did): a miss does not pay for texts that may never come again.
+    std::string cache_text;
     std::optional<cache::RequestKey> key;
     if (choice != CacheChoice::bypass) {
       // Both arms views: `"" : client_name` would make a std::string that dies with the line.
@@ -956,10 +955,9 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
       cache.reset();
     } else {
       cache_key = std::move(key->text);
-      cache_deterministic = key->deterministic;
       if (auto hit = co_await cache->lookup(cache_key)) {
         if (!cache_text.empty()) {
-          cache->remember_text(std::move(cache_text), cache_key, cache_deterministic);
+          cache->remember_text(std::move(cache_text), cache_key, key->deterministic);
         }
         record.provider = "cache";
         record.prompt_tokens = hit->prompt_tokens;

@@ -192,6 +192,7 @@ TEST(ResponseCacheTest, RemembersTextsWithTheirKeysWithinItsBounds) {
   // An eighth of the bytes at most: a larger text is not remembered.
   cache.remember_text(std::string(1024, 't'), "key-d", true);
   EXPECT_FALSE(cache.known_text(std::string(1024, 't'), key).found);
+  EXPECT_TRUE(cache.known_text("text-c", key).found) << "refused without forgetting the others";
   cache.remember_text("text-e", "key-e", true);
   ASSERT_TRUE(cache.known_text("text-e", key).found);
   cache.purge();
