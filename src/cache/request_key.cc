@@ -5,6 +5,8 @@
 #include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 // basic_parser with a handler of our own needs its member definitions.
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -30,20 +32,26 @@ void write_prefix(std::string& out, std::string_view kind, bool stream, std::str
   out.append(tenant).push_back('\n');
 }
 
-template <typename Integer>
-void write_integer(std::string& out, Integer number) {
+// `Out` is std::string or KeyText: anything with append(const char*, std::size_t).
+template <typename Out, typename Integer>
+void write_integer(Out& out, Integer number) {
   char digits[24];
-  out.append(digits, std::to_chars(digits, digits + sizeof digits, number).ptr);
+  const char* end = std::to_chars(digits, digits + sizeof digits, number).ptr;
+  out.append(digits, static_cast<std::size_t>(end - digits));
 }
 
 // Doubles are written by Boost.JSON's serializer, as json::serialize writes them; made on the
 // first one (most requests have none).
 class DoubleWriter {
  public:
-  void write(std::string& out, const json::value& value) {
+  template <typename Out>
+  void write(Out& out, const json::value& value) {
     if (!serializer_) serializer_.emplace();
     serializer_->reset(&value);
-    while (!serializer_->done()) out.append(serializer_->read(buffer_, sizeof buffer_));
+    while (!serializer_->done()) {
+      const auto piece = serializer_->read(buffer_, sizeof buffer_);
+      out.append(piece.data(), piece.size());
+    }
   }
 
  private:
@@ -122,12 +130,59 @@ bool is_zero(const json::value& value) {
          (value.is_double() && value.get_double() == 0.0);
 }
 
+// The event writer's text: appends that check their room once and are inlined (std::string's
+// push_back and append are calls, about a fifth of the writer's instructions).
+class KeyText {
+ public:
+  std::size_t size() const { return size_; }
+  const char* data() const { return data_.get(); }
+  std::size_t capacity() const { return capacity_; }
+  void clear() { size_ = 0; }
+  // Drops what was written after the first `size` bytes.
+  void truncate(std::size_t size) { size_ = size; }
+  void reserve(std::size_t size) {
+    if (size > capacity_) grow(size - size_);
+  }
+  void push_back(char c) {
+    if (size_ == capacity_) grow(1);
+    data_[size_++] = c;
+  }
+  void append(const char* text, std::size_t size) {
+    if (size > capacity_ - size_) grow(size);
+    std::memcpy(data_.get() + size_, text, size);
+    size_ += size;
+  }
+  void append(std::string_view text) { append(text.data(), text.size()); }
+  void append(const KeyText& other, std::size_t begin, std::size_t size) {
+    append(other.data() + begin, size);
+  }
+  void release() {
+    data_.reset();
+    size_ = capacity_ = 0;
+  }
+
+ private:
+  void grow(std::size_t more) {
+    const std::size_t capacity = std::max({capacity_ * 2, size_ + more, std::size_t(256)});
+    auto data = std::make_unique_for_overwrite<char[]>(capacity);
+    if (size_ > 0) std::memcpy(data.get(), data_.get(), size_);
+    data_ = std::move(data);
+    capacity_ = capacity;
+  }
+
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
 // Room the event writer keeps between requests on its thread: a key costs no allocation but its
 // text. A body far larger than usual does not leave its room behind.
 struct EventScratch {
   // An object's members, written in the order they came, "key":value each.
   struct Member {
-    std::size_t key_begin = 0, key_size = 0;   // the unescaped key, in `keys`
+    // The unescaped key: in the body when it stood there as it is (body_key), else in `keys`.
+    const char* body_key = nullptr;
+    std::size_t key_begin = 0, key_size = 0;
     std::size_t text_begin = 0, text_end = 0;  // the member's text in the output
     bool left_out = false;                     // a top-level field the key leaves out
     bool zero = false;                         // the value is a number equal to zero
@@ -140,12 +195,14 @@ struct EventScratch {
     std::size_t text_begin = 0;  // where its text begins in the output
     std::size_t members_begin = 0;
   };
+  KeyText text;  // the body's part of the key
   std::vector<Member> members;
   std::vector<Container> containers;
   std::vector<std::uint32_t> order;
   std::string keys;
-  std::string pieces;  // a key or string that came in parts
-  std::string sorted;
+  std::string pieces;   // a key or string that came in parts
+  std::string escaped;  // one that needs escaping, escaped
+  KeyText sorted;
 
   void clear() {
     constexpr std::size_t kKeptRoom = 1 << 20;
@@ -154,10 +211,14 @@ struct EventScratch {
     order.clear();
     keys.clear();
     pieces.clear();
+    escaped.clear();
+    text.clear();
     sorted.clear();
-    if (sorted.capacity() > kKeptRoom) std::string().swap(sorted);
+    if (text.capacity() > kKeptRoom) text.release();
+    if (sorted.capacity() > kKeptRoom) sorted.release();
     if (keys.capacity() > kKeptRoom) std::string().swap(keys);
     if (pieces.capacity() > kKeptRoom) std::string().swap(pieces);
+    if (escaped.capacity() > kKeptRoom) std::string().swap(escaped);
     if (members.capacity() > kKeptRoom / sizeof(Member)) std::vector<Member>().swap(members);
   }
 };
@@ -173,7 +234,9 @@ class EventWriter {
   static constexpr std::size_t max_key_size = json::string::max_size();
   static constexpr std::size_t max_string_size = json::string::max_size();
 
-  EventWriter(std::string& out, EventScratch& scratch) : out_(out), s_(scratch) {}
+  // `body` is the text the parser reads, in one piece.
+  EventWriter(std::string_view body, EventScratch& scratch)
+      : body_(body), out_(scratch.text), s_(scratch) {}
 
   bool on_document_begin(json::error_code&) { return true; }
   bool on_document_end(json::error_code&) { return true; }
@@ -216,21 +279,28 @@ class EventWriter {
     return true;
   }
 
-  bool on_key(json::string_view last, std::size_t, json::error_code&) {
-    const auto key = whole(last);
+  bool on_key(json::string_view last, std::size_t total, json::error_code&) {
     auto& object = s_.containers.back();
     if (!object.first) out_.push_back(',');
     object.first = false;
     EventScratch::Member member;
     member.key_begin = s_.keys.size();
+    member.text_begin = out_.size();
+    std::string_view key;
+    if (stands_in_body(last, total)) {
+      key = std::string_view(last.data(), last.size());
+      member.body_key = key.data();
+      write_as_it_stands(key);
+    } else {
+      key = whole(last);
+      s_.keys.append(key);
+      write_escaped(key);
+      s_.pieces.clear();
+    }
     member.key_size = key.size();
     member.left_out = s_.containers.size() == 1 && left_out(key);
-    s_.keys.append(key);
-    member.text_begin = out_.size();
-    util::append_json_string(out_, key);
     out_.push_back(':');
     s_.members.push_back(member);
-    s_.pieces.clear();
     return true;
   }
 
@@ -239,11 +309,14 @@ class EventWriter {
     return true;
   }
 
-  bool on_string(json::string_view last, std::size_t, json::error_code&) {
-    const auto text = whole(last);
+  bool on_string(json::string_view last, std::size_t total, json::error_code&) {
     begin_value();
-    util::append_json_string(out_, text);
-    s_.pieces.clear();
+    if (stands_in_body(last, total)) {
+      write_as_it_stands(std::string_view(last.data(), last.size()));
+    } else {
+      write_escaped(whole(last));
+      s_.pieces.clear();
+    }
     end_value();
     return true;
   }
@@ -272,14 +345,14 @@ class EventWriter {
 
   bool on_bool(bool value, json::error_code&) {
     begin_value();
-    out_.append(value ? "true" : "false");
+    out_.append(value ? std::string_view("true") : std::string_view("false"));
     end_value();
     return true;
   }
 
   bool on_null(json::error_code&) {
     begin_value();
-    out_.append("null");
+    out_.append(std::string_view("null"));
     end_value(false, true);
     return true;
   }
@@ -288,6 +361,26 @@ class EventWriter {
   bool deterministic() const { return deterministic_; }
 
  private:
+  // Whether the parser handed a key or string over in one piece as it stands in the body,
+  // between its quotes: it had no escapes then (the parser copies any string with one), so it
+  // holds nothing JSON escapes (a raw quote, backslash or control character is no JSON), and its
+  // literal, quotes included, is the body's bytes.
+  bool stands_in_body(json::string_view text, std::size_t total) const {
+    if (total != text.size()) return false;
+    const auto at = reinterpret_cast<std::uintptr_t>(text.data());
+    const auto begin = reinterpret_cast<std::uintptr_t>(body_.data());
+    if (at <= begin || at - begin + text.size() >= body_.size()) return false;
+    return text.data()[-1] == '"' && text.data()[text.size()] == '"';
+  }
+
+  void write_as_it_stands(std::string_view text) { out_.append(text.data() - 1, text.size() + 2); }
+
+  void write_escaped(std::string_view text) {
+    s_.escaped.clear();
+    util::append_json_string(s_.escaped, text);
+    out_.append(s_.escaped);
+  }
+
   // A key or string: its last part, after the parts that came before it (if any).
   std::string_view whole(json::string_view last) {
     const std::string_view text(last.data(), last.size());
@@ -311,7 +404,8 @@ class EventWriter {
   }
 
   std::string_view key_of(const EventScratch::Member& member) const {
-    return std::string_view(s_.keys.data() + member.key_begin, member.key_size);
+    return std::string_view(member.body_key ? member.body_key : s_.keys.data() + member.key_begin,
+                            member.key_size);
   }
 
   // Ends an object's text, rewritten with its members sorted and the last of each duplicate key
@@ -328,14 +422,8 @@ class EventWriter {
       drop_members(begin, end);
       return;
     }
-    auto& order = s_.order;
-    order.clear();
-    for (std::size_t i = begin; i < end; ++i) order.push_back(static_cast<std::uint32_t>(i));
-    // Keys first, then the order they came in: a stable order, without stable_sort's buffer.
-    std::sort(order.begin(), order.end(), [this](std::uint32_t a, std::uint32_t b) {
-      const int compared = key_of(s_.members[a]).compare(key_of(s_.members[b]));
-      return compared < 0 || (compared == 0 && a < b);
-    });
+    sort_members(begin, end);
+    const auto& order = s_.order;
     auto& sorted = s_.sorted;
     sorted.clear();
     sorted.push_back('{');
@@ -351,9 +439,31 @@ class EventWriter {
       sorted.append(out_, member.text_begin, member.text_end - member.text_begin);
     }
     sorted.push_back('}');
-    out_.resize(object.text_begin);
-    out_.append(sorted);
+    out_.truncate(object.text_begin);
+    out_.append(sorted, 0, sorted.size());
     drop_members(begin, end);
+  }
+
+  // s_.order: the members' indices by key, and of equal keys in the order they came (a stable
+  // order). Objects are small: an insertion sort up to a few dozen members.
+  void sort_members(std::size_t begin, std::size_t end) {
+    auto& order = s_.order;
+    order.clear();
+    for (std::size_t i = begin; i < end; ++i) order.push_back(static_cast<std::uint32_t>(i));
+    const auto before = [this](std::uint32_t a, std::uint32_t b) {
+      const int compared = key_of(s_.members[a]).compare(key_of(s_.members[b]));
+      return compared < 0 || (compared == 0 && a < b);
+    };
+    if (order.size() > 32) {
+      std::sort(order.begin(), order.end(), before);
+      return;
+    }
+    for (std::size_t i = 1; i < order.size(); ++i) {
+      const auto moving = order[i];
+      std::size_t at = i;
+      for (; at > 0 && before(moving, order[at - 1]); --at) order[at] = order[at - 1];
+      order[at] = moving;
+    }
   }
 
   // Keys strictly increasing (so none twice) and none left out: the text is written already.
@@ -378,7 +488,8 @@ class EventWriter {
     }
   }
 
-  std::string& out_;
+  std::string_view body_;
+  KeyText& out_;
   EventScratch& s_;
   DoubleWriter doubles_;
   bool root_is_object_ = false;
@@ -410,13 +521,15 @@ std::optional<RequestKey> request_key(std::string_view body, std::string_view ki
                                       std::string_view tenant) {
   thread_local EventScratch scratch;
   scratch.clear();
-  RequestKey key;
-  key.text.reserve(kind.size() + tenant.size() + body.size() + 16);
-  write_prefix(key.text, kind, stream, tenant);
-  json::basic_parser<EventWriter> parser(json::parse_options(), key.text, scratch);
+  scratch.text.reserve(body.size() + 16);
+  json::basic_parser<EventWriter> parser(json::parse_options(), body, scratch);
   json::error_code error;
   const auto used = parser.write_some(false, body.data(), body.size(), error);
   if (error || used < body.size() || !parser.handler().root_is_object()) return std::nullopt;
+  RequestKey key;
+  key.text.reserve(kind.size() + tenant.size() + scratch.text.size() + 16);
+  write_prefix(key.text, kind, stream, tenant);
+  key.text.append(scratch.text.data(), scratch.text.size());
   key.deterministic = parser.handler().deterministic();
   return key;
 }

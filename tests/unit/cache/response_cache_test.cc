@@ -119,7 +119,16 @@ TEST(CacheKeyTest, TheTextsKeyIsTheTreesKey) {
       R"({"a":1,"b":2,"stream":true})",
       R"({"a":1,"b":{"c":2,"c":3}})",
       R"({"model":"m","model":"m"})",
+      // Keys and strings copied as they stand in the body beside escaped ones: the same key
+      // both ways, escapes first, last, alone.
+      R"({"\u0061":1,"a":2,"b":"\nab","c":"ab\n","d":"\"","e":"","":""})",
+      R"({"a":1,"\u0061":2,"\u0062":"x","b":"y"})",
   };
+  std::string many_members = "{";
+  for (int i = 40; i > 0; --i)
+    many_members += "\"k" + std::to_string(i % 37) + "\":" + std::to_string(i) + ",";
+  many_members.back() = '}';
+  key_of(many_members);
   for (const auto& body : bodies) {
     key_of(body);
     key_of(body, true, "");
