@@ -295,12 +295,12 @@ class EventWriter {
       key = whole(last);
       s_.keys.append(key);
       write_escaped(key);
-      s_.pieces.clear();
     }
     member.key_size = key.size();
     member.left_out = s_.containers.size() == 1 && left_out(key);
     out_.push_back(':');
     s_.members.push_back(member);
+    s_.pieces.clear();  // last: `key` may be a view of it
     return true;
   }
 

@@ -45,9 +45,38 @@ std::shared_ptr<const CachedAnswer> ResponseCache::find(std::string_view text) {
   return answer;
 }
 
-ResponseCache::KnownText ResponseCache::known_text(std::string_view text, std::string& key) {
-  const auto probe = hashed(text);
-  auto& shard = shard_for(probe);
+std::size_t ResponseCache::text_hash(const RequestText& text) {
+  const std::hash<std::string_view> hash;
+  auto mix = [](std::size_t seed, std::size_t value) {
+    return seed ^ (value + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2));
+  };
+  return mix(mix(hash(text.body), hash(text.kind)), hash(text.tenant)) ^ (text.stream ? 1 : 0);
+}
+
+bool ResponseCache::TextEqual::operator()(const StoredText& stored,
+                                          const TextProbe& probe) const noexcept {
+  const auto& pieces = probe.pieces;
+  const std::string_view mode = pieces.stream ? "stream" : "plain";
+  std::string_view text = stored.text;
+  if (stored.body_size != pieces.body.size() || text.size() != pieces.kind.size() + mode.size() +
+                                                                   pieces.tenant.size() + 3 +
+                                                                   pieces.body.size()) {
+    return false;
+  }
+  // The sizes agree, so each piece is compared where request_text put it.
+  auto next = [&text](std::string_view piece, bool line) {
+    const bool same =
+        text.substr(0, piece.size()) == piece && (!line || text[piece.size()] == '\n');
+    text.remove_prefix(piece.size() + (line ? 1 : 0));
+    return same;
+  };
+  return next(pieces.kind, true) && next(mode, true) && next(pieces.tenant, true) &&
+         next(pieces.body, false);
+}
+
+ResponseCache::KnownText ResponseCache::known_text(const RequestText& text, std::string& key) {
+  const TextProbe probe{text, text_hash(text)};
+  auto& shard = shard_for(Hashed{text.body, probe.hash});
   std::lock_guard lock(shard.mutex);
   const auto found = shard.texts.find(probe);
   if (found == shard.texts.end()) return {};
@@ -55,19 +84,25 @@ ResponseCache::KnownText ResponseCache::known_text(std::string_view text, std::s
   return {true, found->second.deterministic};
 }
 
-void ResponseCache::remember_text(std::string text, std::string_view key, bool deterministic) {
-  const std::size_t bytes = text.size() + key.size();
+void ResponseCache::remember_text(const RequestText& text, std::string_view key,
+                                  bool deterministic) {
+  const std::string_view mode = text.stream ? "stream" : "plain";
+  const std::size_t text_size =
+      text.kind.size() + mode.size() + text.tenant.size() + 3 + text.body.size();
+  const std::size_t bytes = text_size + key.size();
   // One that could never fit is refused before it makes the shard forget the others.
   if (bytes > shard_max_bytes_ / 8) return;
-  const auto probe = hashed(text);
-  auto& shard = shard_for(probe);
+  const TextProbe probe{text, text_hash(text)};
+  auto& shard = shard_for(Hashed{text.body, probe.hash});
   std::lock_guard lock(shard.mutex);
   if (shard.texts.contains(probe)) return;
   if (shard.texts.size() >= shard_max_entries_ || shard.text_bytes + bytes > shard_max_bytes_ / 8) {
     shard.texts.clear();
     shard.text_bytes = 0;
   }
-  shard.texts.emplace(std::move(text), TextAlias{std::string(key), deterministic});
+  shard.texts.emplace(StoredText{request_text(text.body, text.kind, text.stream, text.tenant),
+                                 probe.hash, text.body.size()},
+                      TextAlias{std::string(key), deterministic});
   shard.text_bytes += bytes;
 }
 

@@ -68,6 +68,15 @@ std::string shared_key(std::string_view key);
 std::string request_text(std::string_view body, std::string_view kind, bool stream,
                          std::string_view tenant);
 
+// The same text in the pieces it is made of: the cache looks a text up by its pieces, so a
+// request whose text it does not know costs no copy of its body.
+struct RequestText {
+  std::string_view body;
+  std::string_view kind;
+  bool stream = false;
+  std::string_view tenant;
+};
+
 class ResponseCache {
  public:
   using Clock = std::chrono::steady_clock;
@@ -115,8 +124,8 @@ class ResponseCache {
     bool deterministic = false;  // of the text's body, as RequestKey says
   };
   // Copies the key remembered for `text` into `key` when there is one.
-  KnownText known_text(std::string_view text, std::string& key);
-  void remember_text(std::string text, std::string_view key, bool deterministic);
+  KnownText known_text(const RequestText& text, std::string& key);
+  void remember_text(const RequestText& text, std::string_view key, bool deterministic);
   // Drops every entry; returns how many there were.
   std::size_t purge();
 
@@ -164,6 +173,33 @@ class ResponseCache {
     std::string key;
     bool deterministic = false;
   };
+  // A remembered text (request_text of its pieces) and text_hash of its pieces; a probe is the
+  // pieces of a request's text and the same hash.
+  struct StoredText {
+    std::string text;
+    std::size_t hash;
+    std::size_t body_size;  // where the text's pieces meet is part of what it is
+  };
+  struct TextProbe {
+    const RequestText& pieces;
+    std::size_t hash;
+  };
+  static std::size_t text_hash(const RequestText& text);
+  struct TextHash {
+    using is_transparent = void;
+    std::size_t operator()(const StoredText& text) const noexcept { return text.hash; }
+    std::size_t operator()(const TextProbe& text) const noexcept { return text.hash; }
+  };
+  struct TextEqual {
+    using is_transparent = void;
+    bool operator()(const StoredText& a, const StoredText& b) const noexcept {
+      return a.body_size == b.body_size && a.text == b.text;
+    }
+    bool operator()(const StoredText& a, const TextProbe& b) const noexcept;
+    bool operator()(const TextProbe& a, const StoredText& b) const noexcept {
+      return (*this)(b, a);
+    }
+  };
   struct Shard {
     mutable std::mutex mutex;
     std::list<Entry> recency;  // most recently used first
@@ -176,7 +212,7 @@ class ResponseCache {
     std::uint64_t tokens_saved = 0;
     double cost_saved = 0;
     // Texts whose shard this is (by the text's hash, not the key's), and the bytes they hold.
-    boost::unordered_flat_map<std::string, TextAlias, KeyHash, KeyEqual> texts;
+    boost::unordered_flat_map<StoredText, TextAlias, TextHash, TextEqual> texts;
     std::size_t text_bytes = 0;
   };
   Shard& shard_for(const Hashed& key);

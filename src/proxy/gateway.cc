@@ -938,16 +938,15 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   std::string cache_body;
   if (cache) {
     const auto choice = cache_choice(request, *cache, *snapshot, context.shape.model);
-    // An OpenAI client's exact text, for the cache to remember with its key once it hits (none
-    // when it did): a miss does not pay for texts that may never come again.
-    std::string cache_text;
+    // Whether an OpenAI client's exact text is new to the cache, to be remembered with its key
+    // once it hits: a miss does not pay for texts that may never come again.
+    bool unknown_text = false;
+    // Both arms views: `"" : client_name` would make a std::string that dies with the line.
+    const std::string_view tenant =
+        cache->settings().shared_across_keys ? std::string_view() : std::string_view(client_name);
     std::optional<cache::RequestKey> key;
     if (choice != CacheChoice::bypass) {
-      // Both arms views: `"" : client_name` would make a std::string that dies with the line.
-      const std::string_view tenant = cache->settings().shared_across_keys
-                                          ? std::string_view()
-                                          : std::string_view(client_name);
-      key = request_key_of(*cache, context, openai_client, tenant, cache_text);
+      key = request_key_of(*cache, context, openai_client, tenant, unknown_text);
     }
     if (!key || (choice != CacheChoice::use && !key->deterministic)) {
       cache->count_bypass();
@@ -956,8 +955,8 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
     } else {
       cache_key = std::move(key->text);
       if (auto hit = co_await cache->lookup(cache_key)) {
-        if (!cache_text.empty()) {
-          cache->remember_text(std::move(cache_text), cache_key, key->deterministic);
+        if (unknown_text) {
+          cache->remember_text(cache_text_of(context, tenant), cache_key, key->deterministic);
         }
         record.provider = "cache";
         record.prompt_tokens = hit->prompt_tokens;
@@ -1901,22 +1900,24 @@ std::optional<cache::RequestKey> Gateway::request_key_of(cache::ResponseCache& c
                                                          RequestContext& context,
                                                          bool openai_client,
                                                          std::string_view tenant,
-                                                         std::string& text) {
+                                                         bool& unknown_text) {
   // Keyed by the client's path: each protocol's answers are stored in its own format.
   const std::string_view kind = context.record.route;
   const bool stream = context.shape.stream;
   if (!openai_client) return cache::request_key(context.body.get(), kind, stream, tenant);
   // An OpenAI client's key is written from its body's text, without the tree, unless the cache
   // remembers the text.
-  const std::string_view body = context.request.message.body();
-  text = cache::request_text(body, kind, stream, tenant);
   cache::RequestKey key;
-  if (const auto known = cache.known_text(text, key.text); known.found) {
+  if (const auto known = cache.known_text(cache_text_of(context, tenant), key.text); known.found) {
     key.deterministic = known.deterministic;
-    text.clear();
     return key;
   }
-  return cache::request_key(body, kind, stream, tenant);
+  unknown_text = true;
+  return cache::request_key(context.request.message.body(), kind, stream, tenant);
+}
+
+cache::RequestText Gateway::cache_text_of(const RequestContext& context, std::string_view tenant) {
+  return {context.request.message.body(), context.record.route, context.shape.stream, tenant};
 }
 
 Gateway::CacheChoice Gateway::cache_choice(const http::IncomingRequest& request,

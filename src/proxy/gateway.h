@@ -167,13 +167,15 @@ class Gateway {
   static CacheChoice cache_choice(const http::IncomingRequest& request,
                                   const cache::ResponseCache& cache, const Snapshot& snapshot,
                                   const std::string& model);
-  // The request's cache key, or none when its body is not an object; `text` gets an OpenAI
-  // client's exact text when the cache did not know it (to remember once the key is used).
+  // The request's cache key, or none when its body is not an object; `unknown_text` is set when
+  // the key of an OpenAI client's exact text (cache_text_of) was written, not remembered (to
+  // remember once the key is used).
   static std::optional<cache::RequestKey> request_key_of(cache::ResponseCache& cache,
                                                          RequestContext& context,
                                                          bool openai_client,
                                                          std::string_view tenant,
-                                                         std::string& text);
+                                                         bool& unknown_text);
+  static cache::RequestText cache_text_of(const RequestContext& context, std::string_view tenant);
   static cache::CachedAnswer cached_answer(std::string body, const RequestContext& context,
                                            const config::Provider& provider,
                                            std::string_view provider_model);

@@ -123,6 +123,7 @@ TEST(CacheKeyTest, TheTextsKeyIsTheTreesKey) {
       // both ways, escapes first, last, alone.
       R"({"\u0061":1,"a":2,"b":"\nab","c":"ab\n","d":"\"","e":"","":""})",
       R"({"a":1,"\u0061":2,"\u0062":"x","b":"y"})",
+      R"({"mo\u0064el":"caf\u00e9 \ud83d\ude00","str\u0065am":false,"messages":[{"r\u006fle":"user","content":"\"x\""}]})",
   };
   std::string many_members = "{";
   for (int i = 40; i > 0; --i)
@@ -177,35 +178,59 @@ CachedAnswer answer(std::string body, std::int64_t tokens = 10, double cost = 0.
   return result;
 }
 
+// A request's text in pieces: its body, the chat endpoint, plain, tenant "app".
+RequestText text_of(std::string_view body, std::string_view tenant = "app") {
+  return {body, "/chat/completions", false, tenant};
+}
+
 TEST(ResponseCacheTest, RemembersTextsWithTheirKeysWithinItsBounds) {
   CacheSettings settings;
   settings.max_entries = 2;
   settings.max_bytes = 8 * 1024;
   ResponseCache cache(settings);
   std::string key;
-  EXPECT_FALSE(cache.known_text("text-a", key).found);
-  cache.remember_text("text-a", "key-a", true);
-  cache.remember_text("text-b", "key-b", false);
-  auto known = cache.known_text("text-a", key);
+  EXPECT_FALSE(cache.known_text(text_of("text-a"), key).found);
+  cache.remember_text(text_of("text-a"), "key-a", true);
+  cache.remember_text(text_of("text-b"), "key-b", false);
+  auto known = cache.known_text(text_of("text-a"), key);
   ASSERT_TRUE(known.found);
   EXPECT_TRUE(known.deterministic);
   EXPECT_EQ(key, "key-a");
-  known = cache.known_text("text-b", key);
+  known = cache.known_text(text_of("text-b"), key);
   ASSERT_TRUE(known.found);
   EXPECT_FALSE(known.deterministic);
   EXPECT_EQ(key, "key-b");
   // Full (two texts for two entries): the next one starts afresh.
-  cache.remember_text("text-c", "key-c", true);
-  EXPECT_FALSE(cache.known_text("text-a", key).found);
-  EXPECT_TRUE(cache.known_text("text-c", key).found);
+  cache.remember_text(text_of("text-c"), "key-c", true);
+  EXPECT_FALSE(cache.known_text(text_of("text-a"), key).found);
+  EXPECT_TRUE(cache.known_text(text_of("text-c"), key).found);
   // An eighth of the bytes at most: a larger text is not remembered.
-  cache.remember_text(std::string(1024, 't'), "key-d", true);
-  EXPECT_FALSE(cache.known_text(std::string(1024, 't'), key).found);
-  EXPECT_TRUE(cache.known_text("text-c", key).found) << "refused without forgetting the others";
-  cache.remember_text("text-e", "key-e", true);
-  ASSERT_TRUE(cache.known_text("text-e", key).found);
+  const std::string large(1024, 't');
+  cache.remember_text(text_of(large), "key-d", true);
+  EXPECT_FALSE(cache.known_text(text_of(large), key).found);
+  EXPECT_TRUE(cache.known_text(text_of("text-c"), key).found)
+      << "refused without forgetting the others";
+  cache.remember_text(text_of("text-e"), "key-e", true);
+  ASSERT_TRUE(cache.known_text(text_of("text-e"), key).found);
   cache.purge();
-  EXPECT_FALSE(cache.known_text("text-e", key).found);
+  EXPECT_FALSE(cache.known_text(text_of("text-e"), key).found);
+}
+
+// A text is every one of its pieces: the same body under another endpoint, stream mode or tenant
+// is another text, and so are pieces that would join into the same bytes.
+TEST(ResponseCacheTest, ATextIsKnownByAllOfItsPieces) {
+  ResponseCache cache(CacheSettings{});
+  std::string key;
+  cache.remember_text(text_of("{}"), "key", true);
+  ASSERT_TRUE(cache.known_text(text_of("{}"), key).found);
+  EXPECT_FALSE(cache.known_text(text_of("{}", "other"), key).found);
+  EXPECT_FALSE(cache.known_text(text_of("{} "), key).found);
+  EXPECT_FALSE(cache.known_text({"{}", "/chat/completions", true, "app"}, key).found);
+  EXPECT_FALSE(cache.known_text({"{}", "/completions", false, "app"}, key).found);
+  // "a\nb" as the tenant and "c" as the body, or "a" and "b\nc": the same joined bytes.
+  cache.remember_text({"c", "/k", false, "a\nb"}, "key-1", true);
+  EXPECT_TRUE(cache.known_text({"c", "/k", false, "a\nb"}, key).found);
+  EXPECT_FALSE(cache.known_text({"b\nc", "/k", false, "a"}, key).found);
 }
 
 TEST(CacheKeyTest, ARequestsTextIsItsKeysPrefixAndItsBytes) {
