@@ -211,10 +211,13 @@ std::optional<resilience::Duration> requested_delay(const upstream::Exchange& ex
                                               std::chrono::system_clock::now());
 }
 
-// The rate-limit figures an answer carries, whatever its status.
+// The rate-limit figures an answer carries: a refusal's always, a success's when the endpoint's
+// last reading is old or near a limit (QuotaState::wants_reading).
 void record_quota(resilience::QuotaState& quota, const upstream::Exchange& exchange) {
-  quota.update(resilience::read_quota_headers(exchange.response(), util::coarse_system_now()),
-               util::coarse_steady_now());
+  const auto now = util::coarse_steady_now();
+  const unsigned status = exchange.status();
+  if (status >= 200 && status < 300 && !quota.wants_reading(now)) return;
+  quota.update(resilience::read_quota_headers(exchange.response(), util::coarse_system_now()), now);
 }
 
 // The header of an event stream the gateway sends, with the provider that served it and, on a

@@ -249,11 +249,43 @@ std::optional<std::int64_t> QuotaState::figure(const std::atomic<std::int64_t>& 
 }
 
 void QuotaState::update(const QuotaReading& reading, TimePoint now) {
-  if (reading.empty()) return;
+  if (reading.empty()) {
+    // An endpoint that reports nothing is looked at again after the interval: most never will.
+    if (!reported_.load(std::memory_order_acquire)) {
+      quiet_requests_.store(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
+      quiet_until_.store((now + kQuietInterval).time_since_epoch().count(),
+                         std::memory_order_relaxed);
+    }
+    return;
+  }
   merge(requests_, reading.requests, now);
   merge(tokens_, reading.tokens, now);
   sent_since_reading_.store(0, std::memory_order_relaxed);
+  const auto request_room = room_of(requests_);
+  if (request_room > 0 && room_of(tokens_) > 0) {
+    quiet_requests_.store(request_room, std::memory_order_relaxed);
+    quiet_until_.store((now + kQuietInterval).time_since_epoch().count(),
+                       std::memory_order_relaxed);
+  } else {
+    quiet_until_.store(kAbsent, std::memory_order_relaxed);
+  }
   reported_.store(true, std::memory_order_release);
+}
+
+// What is left beyond a quarter of the limit; unbounded for a dimension with nothing left to
+// report, none for a figure left without its limit.
+std::int64_t QuotaState::room_of(const Dimension& dimension) {
+  const auto remaining = figure(dimension.remaining);
+  if (!remaining) return std::numeric_limits<std::int64_t>::max();
+  const auto limit = figure(dimension.limit);
+  if (!limit || *limit <= 0) return 0;
+  return *remaining - *limit / 4;
+}
+
+bool QuotaState::wants_reading(TimePoint now) const {
+  if (now.time_since_epoch().count() >= quiet_until_.load(std::memory_order_relaxed)) return true;
+  return sent_since_reading_.load(std::memory_order_relaxed) >=
+         quiet_requests_.load(std::memory_order_relaxed);
 }
 
 void QuotaState::on_request_sent() {

@@ -339,6 +339,41 @@ TEST_F(ResilienceTest, AnEndpointThatReportsItsQuotaSpentIsPassedOver) {
   EXPECT_EQ(quota.request_limit, 60);
 }
 
+// An endpoint whose quota falls with every request (as OpenAI's does) is read often enough to be
+// passed over when its last request is spent, not after its first 429, although the gateway
+// does not read every answer while the endpoint has room (QuotaState::wants_reading).
+TEST_F(ResilienceTest, AnEndpointRunningOutIsPassedOverBeforeItRefuses) {
+  simulate::Profile limited;
+  limited.latency = std::chrono::milliseconds(0);
+  limited.jitter = std::chrono::milliseconds(0);
+  limited.quota_requests = 12;
+  auto running_out = std::make_unique<FakeProvider>(simulate::profile_script(limited));
+  auto fresh = std::make_unique<FakeProvider>(simulate::default_reply);
+  start_yaml(
+      "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
+      "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+      "providers:\n"
+      "  candidate:\n"
+      "    endpoints:\n"
+      "      - {base_url: " +
+      running_out->base_url() +
+      ", api_key_env: PROVIDER_KEY}\n"
+      "      - {base_url: " +
+      fresh->base_url() +
+      ", api_key_env: PROVIDER_KEY}\n"
+      "    models: {gpt-4: candidate-model}\n"
+      "routes:\n  - models: [gpt-4]\n    provider: candidate\n");
+  for (int i = 0; i < 40; ++i) ASSERT_EQ(chat().status, 200u) << "request " << i;
+  EXPECT_EQ(running_out->requests_received(), 12u) << "its quota, and not one request more";
+  EXPECT_EQ(fresh->requests_received(), 28u);
+  const auto quota = server_->health()
+                         ->provider("candidate")
+                         .quotas.at(0)
+                         ->snapshot(std::chrono::steady_clock::now());
+  EXPECT_TRUE(quota.exhausted);
+  EXPECT_EQ(quota.requests_remaining, 0);
+}
+
 TEST_F(ResilienceTest, ASpentQuotaOnTheLastOptionLeavesTheDecisionToTheProvider) {
   start(reply_with([](FakeReply& reply) {
           reply.headers = {{"x-ratelimit-remaining-requests", "0"},

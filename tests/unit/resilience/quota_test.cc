@@ -239,6 +239,51 @@ TEST(QuotaStateTest, SpentTokensCountToo) {
   EXPECT_TRUE(quota.snapshot(kStart).exhausted);
 }
 
+TEST(QuotaStateTest, ReadingsPauseOnlyWhileEveryFigureHasRoom) {
+  QuotaState quota;
+  EXPECT_TRUE(quota.wants_reading(kStart)) << "nothing read yet";
+  quota.update(read({{"x-ratelimit-limit-requests", "100"},
+                     {"x-ratelimit-remaining-requests", "90"},
+                     {"x-ratelimit-limit-tokens", "1000"},
+                     {"x-ratelimit-remaining-tokens", "900"},
+                     {"x-ratelimit-reset-requests", "1m"}}),
+               kStart);
+  EXPECT_FALSE(quota.wants_reading(kStart));
+  EXPECT_FALSE(quota.wants_reading(kStart + QuotaState::kQuietInterval - 1ms));
+  EXPECT_TRUE(quota.wants_reading(kStart + QuotaState::kQuietInterval)) << "the reading is old";
+  // 90 left of 100: room for 65 requests before a quarter of the limit is all that is left.
+  for (int i = 0; i < 64; ++i) quota.on_request_sent();
+  EXPECT_FALSE(quota.wants_reading(kStart + 1ms));
+  quota.on_request_sent();
+  EXPECT_TRUE(quota.wants_reading(kStart + 1ms)) << "the requests sent since used the room up";
+
+  quota.update(read({{"x-ratelimit-remaining-requests", "25"}}), kStart);
+  EXPECT_TRUE(quota.wants_reading(kStart)) << "a quarter of the requests left: every answer counts";
+  quota.update(
+      read({{"x-ratelimit-remaining-requests", "80"}, {"x-ratelimit-remaining-tokens", "200"}}),
+      kStart);
+  EXPECT_TRUE(quota.wants_reading(kStart)) << "a fifth of the tokens left";
+  quota.update(read({{"x-ratelimit-remaining-tokens", "900"}}), kStart);
+  EXPECT_FALSE(quota.wants_reading(kStart)) << "figures a reading leaves out stay as they were";
+
+  QuotaState silent;
+  silent.update(read({{"x-request-id", "1"}}), kStart);
+  EXPECT_FALSE(silent.wants_reading(kStart + 1ms)) << "an endpoint that reports nothing";
+  EXPECT_TRUE(silent.wants_reading(kStart + QuotaState::kQuietInterval)) << "is looked at again";
+  silent.update(
+      read({{"x-ratelimit-limit-requests", "10"}, {"x-ratelimit-remaining-requests", "1"}}),
+      kStart);
+  silent.update(read({}), kStart + 1ms);
+  EXPECT_TRUE(silent.wants_reading(kStart + 1ms)) << "once it has reported, near its limit";
+
+  QuotaState without_limits;
+  without_limits.update(read({{"x-ratelimit-remaining-requests", "5000"}}), kStart);
+  EXPECT_TRUE(without_limits.wants_reading(kStart)) << "no limit to measure the room by";
+  QuotaState resets_only;
+  resets_only.update(read({{"x-ratelimit-reset-requests", "1s"}}), kStart);
+  EXPECT_FALSE(resets_only.wants_reading(kStart)) << "nothing reported could run out";
+}
+
 TEST(QuotaStateTest, AReadingWithoutAResetNeverBlocks) {
   QuotaState quota;
   quota.update(read({{"x-ratelimit-remaining-requests", "0"}}), kStart);
