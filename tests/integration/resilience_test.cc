@@ -66,6 +66,24 @@ class ResilienceTest : public ::testing::Test {
     start_yaml(yaml);
   }
 
+  // One provider, `candidate`, with two endpoints in this order and no fallback.
+  void start_with_endpoints(const FakeProvider& first, const FakeProvider& second) {
+    start_yaml(
+        "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
+        "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
+        "providers:\n"
+        "  candidate:\n"
+        "    endpoints:\n"
+        "      - {base_url: " +
+        first.base_url() +
+        ", api_key_env: PROVIDER_KEY}\n"
+        "      - {base_url: " +
+        second.base_url() +
+        ", api_key_env: PROVIDER_KEY}\n"
+        "    models: {gpt-4: candidate-model}\n"
+        "routes:\n  - models: [gpt-4]\n    provider: candidate\n");
+  }
+
   void start_yaml(const std::string& yaml) {
     auto environment = [](const std::string& name) -> std::optional<std::string> {
       if (name == "CLIENT_KEY") return kClientKey;
@@ -318,16 +336,7 @@ TEST_F(ResilienceTest, AnEndpointThatReportsItsQuotaSpentIsPassedOver) {
     return reply;
   });
   auto fresh = std::make_unique<FakeProvider>(simulate::default_reply);
-  start_yaml(
-      "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
-      "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
-      "providers:\n"
-      "  candidate:\n"
-      "    endpoints:\n"
-      "      - {base_url: " + spent->base_url() + ", api_key_env: PROVIDER_KEY}\n"
-      "      - {base_url: " + fresh->base_url() + ", api_key_env: PROVIDER_KEY}\n"
-      "    models: {gpt-4: candidate-model}\n"
-      "routes:\n  - models: [gpt-4]\n    provider: candidate\n");
+  start_with_endpoints(*spent, *fresh);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(chat().status, 200u);
   // Its one answer said "no request left for 30 s": every later request goes to the other
   // endpoint instead of collecting 429s.
@@ -349,20 +358,7 @@ TEST_F(ResilienceTest, AnEndpointRunningOutIsPassedOverBeforeItRefuses) {
   limited.quota_requests = 12;
   auto running_out = std::make_unique<FakeProvider>(simulate::profile_script(limited));
   auto fresh = std::make_unique<FakeProvider>(simulate::default_reply);
-  start_yaml(
-      "listen: 127.0.0.1:0\nworkers: 1\naccess_log: \"off\"\n"
-      "auth: {client_keys: [{name: app, key_env: CLIENT_KEY}]}\n"
-      "providers:\n"
-      "  candidate:\n"
-      "    endpoints:\n"
-      "      - {base_url: " +
-      running_out->base_url() +
-      ", api_key_env: PROVIDER_KEY}\n"
-      "      - {base_url: " +
-      fresh->base_url() +
-      ", api_key_env: PROVIDER_KEY}\n"
-      "    models: {gpt-4: candidate-model}\n"
-      "routes:\n  - models: [gpt-4]\n    provider: candidate\n");
+  start_with_endpoints(*running_out, *fresh);
   for (int i = 0; i < 40; ++i) ASSERT_EQ(chat().status, 200u) << "request " << i;
   EXPECT_EQ(running_out->requests_received(), 12u) << "its quota, and not one request more";
   EXPECT_EQ(fresh->requests_received(), 28u);
