@@ -78,7 +78,8 @@ class QuotaState {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  // An answer's headers; readings without any rate-limit header change nothing.
+  // An answer's headers. A reading without any rate-limit header changes no figure; before the
+  // endpoint's first report it only starts the interval until the next look (wants_reading).
   void update(const QuotaReading& reading, TimePoint now);
   // Whether a successful answer's headers are worth reading. Not within kQuietInterval of a
   // reading that left every reported figure more than a quarter of its limit, while the requests
