@@ -957,7 +957,14 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
       cache.reset();
     } else {
       cache_key = std::move(key->text);
-      if (auto hit = co_await cache->lookup(cache_key)) {
+      // An in-process cache answers at once: no coroutine frame for its lookup.
+      std::shared_ptr<const cache::CachedAnswer> hit;
+      if (cache->is_shared()) {
+        hit = co_await cache->lookup(cache_key);
+      } else {
+        hit = cache->find(cache_key);
+      }
+      if (hit) {
         if (unknown_text) {
           cache->remember_text(cache_text_of(context, tenant), cache_key, key->deterministic);
         }
