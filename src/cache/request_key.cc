@@ -26,9 +26,11 @@ bool left_out(std::string_view key) {
   return std::find(std::begin(kLeftOut), std::end(kLeftOut), key) != std::end(kLeftOut);
 }
 
+std::string_view stream_line(bool stream) { return stream ? "stream" : "plain"; }
+
 void write_prefix(std::string& out, std::string_view kind, bool stream, std::string_view tenant) {
   out.append(kind).push_back('\n');
-  out.append(stream ? "stream" : "plain").push_back('\n');
+  out.append(stream_line(stream)).push_back('\n');
   out.append(tenant).push_back('\n');
 }
 
@@ -539,10 +541,28 @@ std::string shared_key(std::string_view key) { return util::sha256_hex(key); }
 std::string request_text(std::string_view body, std::string_view kind, bool stream,
                          std::string_view tenant) {
   std::string text;
-  text.reserve(kind.size() + tenant.size() + body.size() + 16);
+  text.reserve(request_text_size({body, kind, stream, tenant}));
   write_prefix(text, kind, stream, tenant);
   text.append(body);
   return text;
+}
+
+std::size_t request_text_size(const RequestText& pieces) {
+  return pieces.kind.size() + stream_line(pieces.stream).size() + pieces.tenant.size() + 3 +
+         pieces.body.size();
+}
+
+bool is_request_text(std::string_view text, const RequestText& pieces) {
+  if (text.size() != request_text_size(pieces)) return false;
+  // The sizes agree, so each piece is compared where write_prefix put it.
+  auto next = [&text](std::string_view piece, bool line) {
+    const bool same =
+        text.substr(0, piece.size()) == piece && (!line || text[piece.size()] == '\n');
+    text.remove_prefix(piece.size() + (line ? 1 : 0));
+    return same;
+  };
+  return next(pieces.kind, true) && next(stream_line(pieces.stream), true) &&
+         next(pieces.tenant, true) && next(pieces.body, false);
 }
 
 }  // namespace cutover::cache

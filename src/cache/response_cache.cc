@@ -53,23 +53,7 @@ std::size_t ResponseCache::text_hash(const RequestText& text) {
 
 bool ResponseCache::TextEqual::operator()(const StoredText& stored,
                                           const TextProbe& probe) const noexcept {
-  const auto& pieces = probe.pieces;
-  const std::string_view mode = pieces.stream ? "stream" : "plain";
-  std::string_view text = stored.text;
-  if (stored.body_size != pieces.body.size() || text.size() != pieces.kind.size() + mode.size() +
-                                                                   pieces.tenant.size() + 3 +
-                                                                   pieces.body.size()) {
-    return false;
-  }
-  // The sizes agree, so each piece is compared where request_text put it.
-  auto next = [&text](std::string_view piece, bool line) {
-    const bool same =
-        text.substr(0, piece.size()) == piece && (!line || text[piece.size()] == '\n');
-    text.remove_prefix(piece.size() + (line ? 1 : 0));
-    return same;
-  };
-  return next(pieces.kind, true) && next(mode, true) && next(pieces.tenant, true) &&
-         next(pieces.body, false);
+  return stored.body_size == probe.pieces.body.size() && is_request_text(stored.text, probe.pieces);
 }
 
 ResponseCache::KnownText ResponseCache::known_text(const RequestText& text, std::string& key) {
@@ -84,10 +68,7 @@ ResponseCache::KnownText ResponseCache::known_text(const RequestText& text, std:
 
 void ResponseCache::remember_text(const RequestText& text, std::string_view key,
                                   bool deterministic) {
-  const std::string_view mode = text.stream ? "stream" : "plain";
-  const std::size_t text_size =
-      text.kind.size() + mode.size() + text.tenant.size() + 3 + text.body.size();
-  const std::size_t bytes = text_size + key.size();
+  const std::size_t bytes = request_text_size(text) + key.size();
   // One that could never fit is refused before it makes the shard forget the others.
   if (bytes > shard_max_bytes_ / 8) return;
   const TextProbe probe{text, text_hash(text)};

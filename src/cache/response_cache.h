@@ -76,6 +76,9 @@ struct RequestText {
   bool stream = false;
   std::string_view tenant;
 };
+// The size of request_text of these pieces, and whether `text` is it, without joining them.
+std::size_t request_text_size(const RequestText& pieces);
+bool is_request_text(std::string_view text, const RequestText& pieces);
 
 class ResponseCache {
  public:

@@ -252,9 +252,7 @@ void QuotaState::update(const QuotaReading& reading, TimePoint now) {
   if (reading.empty()) {
     // An endpoint that reports nothing is looked at again after the interval: most never will.
     if (!reported_.load(std::memory_order_acquire)) {
-      quiet_requests_.store(std::numeric_limits<std::int64_t>::max(), std::memory_order_relaxed);
-      quiet_until_.store((now + kQuietInterval).time_since_epoch().count(),
-                         std::memory_order_relaxed);
+      quiet_for(std::numeric_limits<std::int64_t>::max(), now);
     }
     return;
   }
@@ -263,9 +261,7 @@ void QuotaState::update(const QuotaReading& reading, TimePoint now) {
   sent_since_reading_.store(0, std::memory_order_relaxed);
   const auto request_room = room_of(requests_);
   if (request_room > 0 && room_of(tokens_) > 0) {
-    quiet_requests_.store(request_room, std::memory_order_relaxed);
-    quiet_until_.store((now + kQuietInterval).time_since_epoch().count(),
-                       std::memory_order_relaxed);
+    quiet_for(request_room, now);
   } else {
     quiet_until_.store(kAbsent, std::memory_order_relaxed);
   }
@@ -280,6 +276,11 @@ std::int64_t QuotaState::room_of(const Dimension& dimension) {
   const auto limit = figure(dimension.limit);
   if (!limit || *limit <= 0) return 0;
   return *remaining - *limit / 4;
+}
+
+void QuotaState::quiet_for(std::int64_t requests, TimePoint now) {
+  quiet_requests_.store(requests, std::memory_order_relaxed);
+  quiet_until_.store((now + kQuietInterval).time_since_epoch().count(), std::memory_order_relaxed);
 }
 
 bool QuotaState::wants_reading(TimePoint now) const {

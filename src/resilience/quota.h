@@ -135,6 +135,8 @@ class QuotaState {
   // wants_reading()'s terms, set by each reading: until when (steady clock ticks; kAbsent: read
   // every answer) and how many requests sent since the reading leave every figure room.
   static std::int64_t room_of(const Dimension& dimension);
+  // No reading wanted for an interval from `now`, nor until `requests` more are sent.
+  void quiet_for(std::int64_t requests, TimePoint now);
   std::atomic<std::int64_t> quiet_until_{kAbsent};
   std::atomic<std::int64_t> quiet_requests_{0};
 };
