@@ -655,6 +655,11 @@ PlainAnswer::PlainAnswer(std::string& text, ShapeMemo& memo) : shape_(memo.shape
   }
 }
 
+PlainAnswer::PlainAnswer(std::string_view text, ShapeMemo& memo, KeptShapesOnly)
+    : text_(text), shape_(memo.shape()) {
+  memo.reuse(text_, *this);
+}
+
 bool PlainAnswer::scan() {
   auto& parser = thread_parser();
   const std::size_t capacity = text_.size() + simdjson::SIMDJSON_PADDING;

@@ -42,6 +42,11 @@ class PlainAnswer {
   // An answer of `memo`'s shape, scanned as above unless `memo` holds a template it matches
   // (see ShapeMemo); `memo` keeps this answer's when it needs only its model changed.
   PlainAnswer(std::string& text, ShapeMemo& memo);
+  // An answer of `memo`'s shape read from its templates alone: when `text` matches none, nothing
+  // is scanned and is_completion() is false (the caller reads it with the constructor above).
+  // `text` needs no padding, is never changed, and must outlive this object.
+  struct KeptShapesOnly {};
+  PlainAnswer(std::string_view text, ShapeMemo& memo, KeptShapesOnly);
 
   // JSON that Boost.JSON's parser (default options, as the gateway parses answers) accepts, whose
   // top level is an object with a `choices` array. A few bodies Boost.JSON takes are refused too:

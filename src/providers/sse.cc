@@ -57,6 +57,27 @@ bool SseParser::feed(std::string_view bytes, std::vector<SseEvent>& out) {
   return true;
 }
 
+std::optional<std::string_view> SseParser::whole_data_event(std::string_view bytes,
+                                                            std::size_t& size) const {
+  constexpr std::string_view kField = "data:";
+  if (malformed_ || previous_was_cr_ || has_partial_event() || !bytes.starts_with(kField)) {
+    return std::nullopt;
+  }
+  const auto* newline = static_cast<const char*>(std::memchr(bytes.data(), '\n', bytes.size()));
+  if (newline == nullptr) return std::nullopt;
+  const auto line_size = static_cast<std::size_t>(newline - bytes.data());
+  // The blank line that ends the event must be here too; a CR anywhere in the line would end it
+  // early; a line past the limit is feed()'s to refuse.
+  if (line_size + 1 == bytes.size() || newline[1] != '\n' || line_size > max_line_bytes_ ||
+      std::memchr(bytes.data(), '\r', line_size) != nullptr) {
+    return std::nullopt;
+  }
+  auto data = bytes.substr(kField.size(), line_size - kField.size());
+  if (!data.empty() && data.front() == ' ') data.remove_prefix(1);
+  size = line_size + 2;
+  return data;
+}
+
 void SseParser::finish(std::vector<SseEvent>& out) {
   if (malformed_) return;
   if (!line_.empty()) {

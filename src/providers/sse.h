@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,13 @@ class SseParser {
 
   // True when bytes of an unfinished event are pending (a stream cut mid-event).
   bool has_partial_event() const { return !line_.empty() || has_fields_; }
+
+  // The data of the event at the front of `bytes` when it is a whole event of one data line and
+  // nothing else ("data: <text>\n\n", LF line ends) and the parser is between events, so that
+  // feed() would make of those bytes exactly that event; its bytes' count in `size`. nullopt
+  // otherwise (nothing is consumed either way). A caller that handles the event itself feeds
+  // the bytes after it: the view spares the event's copy into a string of its own.
+  std::optional<std::string_view> whole_data_event(std::string_view bytes, std::size_t& size) const;
 
   // Where an event's data string comes from when `spare` has one: a consumer that gives the
   // strings of the events it has read back to `spare` spares an allocation an event (the room

@@ -1794,11 +1794,26 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
       stream_error = error;
       break;
     }
-    if (!parser.feed(raw, events)) stream_problem = "an event line exceeds the size limit";
-    if (done) parser.finish(events);
     // Room for what this read forwards, made once: the events' bytes and a longer model name in
-    // each (grown event by event, the string was reallocated about eight times a stream).
-    out.reserve(out.size() + raw.size() + events.size() * model_json.size());
+    // each (grown event by event, the string was reallocated about eight times a stream); an
+    // event takes more than 32 bytes.
+    out.reserve(out.size() + raw.size() + (raw.size() / 32 + 1) * model_json.size());
+    std::string_view unread = raw;
+    if (chunks_in_place) {
+      // Whole one-line events at the front of the read that match a chunk shape the provider
+      // sent before are forwarded from the read's bytes, without a copy of their own; the
+      // parser takes over at the first that does not.
+      std::size_t event_size = 0;
+      while (const auto data = parser.whole_data_event(unread, event_size)) {
+        if (!forward_kept_chunk(*data, reader, provider_runtime.chunk_shapes, ask_usage, model_json,
+                                context.usage, out)) {
+          break;
+        }
+        unread.remove_prefix(event_size);
+      }
+    }
+    if (!parser.feed(unread, events)) stream_problem = "an event line exceeds the size limit";
+    if (done) parser.finish(events);
     for (auto& event : events) {
       if (stream_problem) break;
       if (chunks_in_place && forward_in_place(event, reader, provider_runtime.chunk_shapes,
@@ -1888,6 +1903,21 @@ bool Gateway::forward_in_place(providers::SseEvent& event, providers::CanonicalS
                                std::string& out) {
   if (!event.event.empty() || event.data == "[DONE]") return false;
   const providers::PlainAnswer chunk(event.data, memo);
+  return forward_chunk(chunk, reader, strip_usage, model_json, usage, out);
+}
+
+bool Gateway::forward_kept_chunk(std::string_view data, providers::CanonicalStream& reader,
+                                 providers::ShapeMemo& memo, bool strip_usage,
+                                 std::string_view model_json, providers::Usage& usage,
+                                 std::string& out) {
+  if (data == "[DONE]") return false;
+  const providers::PlainAnswer chunk(data, memo, providers::PlainAnswer::KeptShapesOnly{});
+  return forward_chunk(chunk, reader, strip_usage, model_json, usage, out);
+}
+
+bool Gateway::forward_chunk(const providers::PlainAnswer& chunk, providers::CanonicalStream& reader,
+                            bool strip_usage, std::string_view model_json, providers::Usage& usage,
+                            std::string& out) {
   if (!chunk.needs_only_model()) return false;
   const bool reports_usage = chunk.usage().present;
   // A usage chunk the client did not ask for is dropped whole; usage riding on a chunk with

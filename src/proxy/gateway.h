@@ -26,6 +26,7 @@
 namespace cutover::providers {
 struct SseEvent;
 class CanonicalStream;
+class PlainAnswer;
 class ShapeMemo;
 }  // namespace cutover::providers
 
@@ -133,6 +134,17 @@ class Gateway {
                                providers::ShapeMemo& memo, bool strip_usage,
                                std::string_view model_json, providers::Usage& usage,
                                std::string& out);
+  // The same for an event's data read as a view of the provider's bytes
+  // (SseParser::whole_data_event), from the provider's kept chunk shapes alone: false, with
+  // nothing done, when the data matches none of them.
+  static bool forward_kept_chunk(std::string_view data, providers::CanonicalStream& reader,
+                                 providers::ShapeMemo& memo, bool strip_usage,
+                                 std::string_view model_json, providers::Usage& usage,
+                                 std::string& out);
+  // What both do with a chunk that was read.
+  static bool forward_chunk(const providers::PlainAnswer& chunk, providers::CanonicalStream& reader,
+                            bool strip_usage, std::string_view model_json, providers::Usage& usage,
+                            std::string& out);
   struct Refusal;
   // `now`: the request's latest reading of the steady clock.
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,

@@ -1,5 +1,8 @@
 // The gateway core over real sockets: routing, credentials, keep-alive, streaming, bad input.
+#include <atomic>
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 
 #include "gateway_fixture.h"
 
@@ -236,6 +239,77 @@ TEST_F(GatewayTest, StreamedRelayQuirksAreNormalized) {
   EXPECT_EQ(ids.size(), 1u) << "one id for the whole stream";
   auto last = json::parse(events[events.size() - 2]);
   EXPECT_EQ(last.at("choices").at(0).at("finish_reason"), "stop");
+}
+
+// A provider's streams after its first are forwarded from the bytes each read brought, chunk by
+// chunk matched against the shapes earlier chunks left (Gateway::forward_kept_chunk): every chunk
+// reaches the client as the provider sent it but for the model's name, the usage is recorded,
+// whether the events came in one body or in pieces, with LF or CRLF line ends.
+TEST_F(GatewayTest, RepeatedStreamsArriveAsTheProviderSentThem) {
+  const auto chunk = [](std::string_view delta, std::string_view finish, std::string_view tail) {
+    return R"({"id":"chatcmpl-R1","object":"chat.completion.chunk","created":1767225600,)"
+           R"("model":"gpt-4.1","system_fingerprint":"fp_1","choices":[{"index":0,"delta":)" +
+           std::string(delta) + R"(,"logprobs":null,"finish_reason":)" + std::string(finish) +
+           "}]," + std::string(tail) + "}";
+  };
+  const std::vector<std::string> sent = {
+      chunk(R"({"role":"assistant","content":""})", "null", R"("usage":null)"),
+      chunk(R"({"content":"Hel"})", "null", R"("usage":null)"),
+      chunk(R"({"content":"lo, \"w\u00f6rld\"\n"})", "null", R"("usage":null)"),
+      chunk(R"({"content":"caf\u00e9 \ud83d\ude00"})", "null", R"("usage":null)"),
+      chunk("{}", R"("stop")", R"("usage":null)"),
+      R"({"id":"chatcmpl-R1","object":"chat.completion.chunk","created":1767225600,)"
+      R"("model":"gpt-4.1","system_fingerprint":"fp_1","choices":[],)"
+      R"("usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}})",
+      "[DONE]"};
+  struct Way {
+    FakeReply::Framing framing;
+    std::string line_end;
+  };
+  const std::vector<Way> ways = {
+      {FakeReply::Framing::content_length, "\n"},  {FakeReply::Framing::chunked, "\n"},
+      {FakeReply::Framing::content_length, "\n"},  {FakeReply::Framing::content_length, "\r\n"},
+      {FakeReply::Framing::close_delimited, "\n"}, {FakeReply::Framing::content_length, "\n"}};
+  std::atomic<std::size_t> way{0};
+  const auto log_path = std::filesystem::temp_directory_path() /
+                        ("cutover-repeated-streams-" + std::to_string(::getpid()) + ".log");
+  std::filesystem::remove(log_path);
+  start(reply_with([&](FakeReply& reply) {
+          reply.events = sent;
+          reply.framing = ways[way].framing;
+          reply.line_end = ways[way].line_end;
+        }),
+        GatewayOptions{.access_log = log_path.string()});
+  std::vector<std::string> expected;
+  for (const auto& event : sent) {
+    std::string renamed = event;
+    if (const auto at = renamed.find(R"("model":"gpt-4.1")"); at != std::string::npos) {
+      renamed.replace(at, 17, R"("model":"gpt-4")");
+    }
+    expected.push_back(renamed);
+  }
+  const std::string body =
+      R"({"model":"gpt-4","stream":true,"stream_options":{"include_usage":true},)"
+      R"("messages":[{"role":"user","content":"hi"}]})";
+  for (std::size_t i = 0; i < ways.size(); ++i) {
+    way = i;
+    auto downstream = client();
+    downstream.send(http::verb::post, "/v1/chat/completions", body,
+                    {{"authorization", "Bearer client-secret"}});
+    const auto reply = downstream.read_stream();
+    ASSERT_EQ(reply.status, 200u) << "stream " << i;
+    EXPECT_EQ(data_events(reply.body), expected) << "stream " << i;
+  }
+  server_->shutdown(std::chrono::milliseconds(100));
+  std::ifstream in(log_path);
+  std::string line;
+  std::size_t lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    EXPECT_NE(line.find(R"("prompt_tokens":11,"completion_tokens":7)"), std::string::npos) << line;
+  }
+  EXPECT_EQ(lines, ways.size());
+  std::filesystem::remove(log_path);
 }
 
 TEST_F(GatewayTest, ClientDisconnectCancelsTheUpstreamStream) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -813,6 +815,47 @@ TEST(ShapeMemoChunkTest, TheNextStreamsChunksTakeTheKeptVerdicts) {
   EXPECT_EQ(memo.reuses(), 6u);
   expect_memo_agrees(memo, usage_chunk(R"("chatcmpl-B22")", -7));
   EXPECT_EQ(memo.reuses(), 7u);
+}
+
+// The gateway reads a stream's chunks as views of the provider's bytes from the kept shapes
+// alone: no padding past them, nothing scanned when none matches, and what matches reported as
+// a scan reports it.
+TEST(ShapeMemoChunkTest, KeptShapesAloneReadAViewOrNothing) {
+  ShapeMemo memo(AnswerShape::chunk);
+  const auto read_alone = [&](const std::string& chunk) {
+    // Exactly the chunk's bytes on the heap: a read past them is AddressSanitizer's to report.
+    const auto bytes = std::make_unique<char[]>(chunk.size());
+    std::memcpy(bytes.get(), chunk.data(), chunk.size());
+    const std::string_view view(bytes.get(), chunk.size());
+    const PlainAnswer kept(view, memo, PlainAnswer::KeptShapesOnly{});
+    std::string copy = chunk;
+    const PlainAnswer fresh(copy, AnswerShape::chunk);
+    if (kept.is_completion()) {
+      EXPECT_EQ(kept.needs_only_model(), fresh.needs_only_model()) << chunk;
+      expect_same_usage(kept.usage(), fresh.usage(), chunk);
+      EXPECT_EQ(finish_reasons(kept), finish_reasons(fresh)) << chunk;
+      EXPECT_EQ(kept.spliced(kClientModel), fresh.spliced(kClientModel)) << chunk;
+      EXPECT_GE(kept.model_bytes().data(), view.data());
+      EXPECT_LE(kept.model_bytes().data() + kept.model_bytes().size(), view.data() + view.size());
+    } else {
+      EXPECT_FALSE(kept.needs_only_model());
+    }
+    return kept.is_completion();
+  };
+  const auto content = stream_chunk(R"("chatcmpl-A1")", "1767225600", R"({"content":"Hi"})");
+  EXPECT_FALSE(read_alone(content));  // nothing kept yet
+  EXPECT_EQ(memo.reuses(), 0u);
+  std::string first = content;
+  const PlainAnswer scanned(first, memo);  // scanned and kept
+  EXPECT_TRUE(
+      read_alone(stream_chunk(R"("chatcmpl-A1")", "1767225600", R"({"content":" there"})")));
+  EXPECT_TRUE(
+      read_alone(stream_chunk(R"("chatcmpl-B2")", "1767225601", R"({"content":"\u00e9"})")));
+  EXPECT_EQ(memo.reuses(), 2u);
+  EXPECT_FALSE(read_alone(stream_chunk(R"("chatcmpl-A1")", "1767225600", "{}", R"("stop")")));
+  EXPECT_FALSE(read_alone(stream_chunk(R"("chatcmpl-A1")", "1767225600", R"({"content":1})")));
+  EXPECT_FALSE(read_alone("[DONE]"));
+  EXPECT_EQ(memo.reuses(), 2u);
 }
 
 TEST(ShapeMemoChunkTest, IdAndCreatedVaryOnlyWithinTheirKinds) {

@@ -146,5 +146,92 @@ TEST(SseParserTest, EventsFillTheSpareStringsGivenBack) {
   EXPECT_TRUE(spare.empty());
 }
 
+// The gateway reads a read's leading one-line data events as views (whole_data_event) and feeds
+// the parser the rest: for every stream and every way it is cut into reads, the events must be
+// the ones feeding it all would make.
+std::vector<SseEvent> read_with_views(std::string_view stream, std::size_t piece,
+                                      std::size_t max_line_bytes, std::size_t& views) {
+  SseParser parser(max_line_bytes);
+  std::vector<SseEvent> events;
+  for (std::size_t at = 0; at < stream.size(); at += piece) {
+    auto unread = stream.substr(at, piece);
+    std::size_t size = 0;
+    while (const auto data = parser.whole_data_event(unread, size)) {
+      EXPECT_LE(size, unread.size());
+      events.push_back(SseEvent{"", std::string(*data)});
+      unread.remove_prefix(size);
+      ++views;
+    }
+    if (!parser.feed(unread, events)) break;
+  }
+  parser.finish(events);
+  return events;
+}
+
+TEST(SseParserTest, WholeDataEventsTakenAsViewsAreTheEventsFeedMakes) {
+  const std::vector<std::string> streams = {
+      "data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n",
+      "data:no space\n\ndata:  two spaces\n\ndata:\n\ndata\n\n",
+      "data: {\"a\":1}\r\n\r\ndata: x\rdata: y\r\rdata: z\n\n",
+      ": comment\n\ndata: after a comment\n\nevent: ping\ndata: named\n\ndata: plain\n\n",
+      "data: one\ndata: two\n\ndata: {\"c\":3}\n\nid: 7\ndata: with id\n\n",
+      "data: a line over the limit of thirty-two bytes\n\ndata: short\n\n",
+      "data: no blank line at the end\n",
+      "data: ends mid-line",
+  };
+  std::size_t views = 0;
+  for (const auto& stream : streams) {
+    for (std::size_t piece : {1u, 2u, 5u, 9u, 17u, 1000u}) {
+      const auto expected = [&] {
+        SseParser parser(32);
+        std::vector<SseEvent> events;
+        for (std::size_t at = 0; at < stream.size(); at += piece) {
+          if (!parser.feed(std::string_view(stream).substr(at, piece), events)) break;
+        }
+        parser.finish(events);
+        return events;
+      }();
+      const auto events = read_with_views(stream, piece, 32, views);
+      ASSERT_EQ(events.size(), expected.size()) << stream << " in pieces of " << piece;
+      for (std::size_t i = 0; i < events.size(); ++i) {
+        EXPECT_EQ(events[i].event, expected[i].event) << stream << " in pieces of " << piece;
+        EXPECT_EQ(events[i].data, expected[i].data) << stream << " in pieces of " << piece;
+      }
+    }
+  }
+  EXPECT_GT(views, 0u);  // the views were taken, not only the parser's path
+}
+
+TEST(SseParserTest, AWholeDataEventIsOnlyTakenBetweenEvents) {
+  std::size_t size = 0;
+  SseParser parser;
+  std::vector<SseEvent> events;
+  const auto data = parser.whole_data_event("data: {\"a\":1}\n\ndata: next", size);
+  ASSERT_TRUE(data.has_value());
+  EXPECT_EQ(*data, "{\"a\":1}");
+  EXPECT_EQ(size, 15u);  // "data: " and the data, two line feeds
+  // Not without its blank line, not with a CR in the line, not a named event.
+  EXPECT_FALSE(parser.whole_data_event("data: x\n", size));
+  EXPECT_FALSE(parser.whole_data_event("data: x\ndata: y\n\n", size));
+  EXPECT_FALSE(parser.whole_data_event("data: x\r\n\r\n", size));
+  EXPECT_FALSE(parser.whole_data_event("event: e\ndata: x\n\n", size));
+  // Not while a line, a field or a CR's LF of an earlier read is pending.
+  ASSERT_TRUE(parser.feed("data: {\"par", events));
+  EXPECT_FALSE(parser.whole_data_event("data: x\n\n", size));
+  ASSERT_TRUE(parser.feed("t\":1}\n", events));
+  EXPECT_FALSE(parser.whole_data_event("data: x\n\n", size));
+  ASSERT_TRUE(parser.feed("\ndata: y\r", events));
+  EXPECT_FALSE(parser.whole_data_event("\ndata: x\n\n", size));
+  ASSERT_TRUE(parser.feed("\r", events));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_FALSE(parser.whole_data_event("data: x\n\n", size));  // the CR's LF may come first
+  ASSERT_TRUE(parser.feed("\n", events));
+  EXPECT_TRUE(parser.whole_data_event("data: x\n\n", size));
+  // Not a line the parser would refuse as too long.
+  SseParser strict(8);
+  EXPECT_FALSE(strict.whole_data_event("data: 123456789\n\n", size));
+  EXPECT_TRUE(strict.whole_data_event("data: 1\n\n", size));
+}
+
 }  // namespace
 }  // namespace cutover::providers
