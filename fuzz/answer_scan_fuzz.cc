@@ -135,72 +135,87 @@ constexpr std::string_view kChunkHoles[][2] = {
 
 // Answers whose verdict a ShapeMemo keeps, with a hole inside (or in place of) a slot: a free
 // string, the id, `created`, a usage count, an integer. The memo is first given the answer with
-// the filler in the hole, then the input's.
+// the filler in the hole, then the input's; or in between the answer with the second filler,
+// which the memo matches and so learns that the hole's slot varies.
 struct MemoHole {
   AnswerShape shape;
   std::string_view before;
   std::string_view filler;
   std::string_view after;
+  std::string_view second_filler;
 };
 constexpr MemoHole kMemoHoles[] = {
     {AnswerShape::chunk,
      R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
      R"("choices":[{"index":0,"delta":{"content":")",
-     "a", R"("},"finish_reason":null}],"usage":null})"},
+     "a", R"("},"finish_reason":null}],"usage":null})", "b"},
     {AnswerShape::chunk,
      R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
      R"("choices":[{"index":0,"delta":{"content":)",
-     R"("a")", R"(},"finish_reason":null}],"usage":null})"},
+     R"("a")", R"(},"finish_reason":null}],"usage":null})", R"("b")"},
     {AnswerShape::chunk, R"({"p":")", "a",
-     R"(","id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
+     R"(","id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[]})", "b"},
     {AnswerShape::chunk, R"({"id":)", R"("a")",
-     R"(,"object":"chat.completion.chunk","created":1,"model":"m","choices":[]})"},
+     R"(,"object":"chat.completion.chunk","created":1,"model":"m","choices":[]})", R"("b")"},
     {AnswerShape::chunk, R"({"id":"x","object":"chat.completion.chunk","created":)", "1",
-     R"(,"model":"m","choices":[]})"},
+     R"(,"model":"m","choices":[]})", "2"},
     {AnswerShape::chunk,
      R"({"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],)"
      R"("usage":{"prompt_tokens":)",
-     "1", R"(,"completion_tokens":2,"total_tokens":3}})"},
+     "1", R"(,"completion_tokens":2,"total_tokens":3}})", "2"},
     {AnswerShape::completion,
      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
      R"("choices":[{"index":0,"message":{"role":"assistant","content":")",
-     "a", R"("},"finish_reason":"stop"}]})"},
+     "a", R"("},"finish_reason":"stop"}]})", "b"},
     {AnswerShape::completion,
      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}],)"
      R"("usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,)"
      R"("prompt_tokens_details":{"cached_tokens":)",
-     "0", R"(,"audio_tokens":0}}})"},
+     "0", R"(,"audio_tokens":0}}})", "1"},
     {AnswerShape::completion,
      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}],)"
      R"("usage":{"prompt_tokens":1,"completion_tokens":)",
-     "2", R"(,"total_tokens":3,"completion_tokens_details":{"reasoning_tokens":7}}})"},
+     "2", R"(,"total_tokens":3,"completion_tokens_details":{"reasoning_tokens":7}}})", "3"},
     {AnswerShape::completion,
      R"({"id":"x","object":"chat.completion","created":1,"model":"m","system_fingerprint":"f",)"
      R"("choices":[{"index":0,"message":{"role":"assistant","content":"a"},"finish_reason":"stop"}],)"
      R"("usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,)"
      R"("completion_tokens_details":{"reasoning_tokens":)",
-     "7", R"(}}})"},
+     "7", R"(}}})", "8"},
 };
 
-// The memo's verdict for the input's answer is the one the answer gets alone.
+// The memo's verdict for the input's answer is the one the answer gets alone: read slot by slot
+// (the memo has only kept the filler's answer), or with the hole's slot known to vary (it has
+// also matched the second filler's).
+void check_memo_hole(const MemoHole& hole, bool learned, std::string_view input) {
+  ShapeMemo memo(hole.shape);
+  const auto with = [&](std::string_view filling) {
+    return std::string(hole.before) + std::string(filling) + std::string(hole.after);
+  };
+  std::string kept = with(hole.filler);
+  check(PlainAnswer(kept, memo).needs_only_model());
+  if (learned) {
+    std::string second = with(hole.second_filler);
+    check(PlainAnswer(second, memo).needs_only_model());
+    check(memo.reuses() == 1);
+  }
+  std::string answer = with(input);
+  std::string alone = answer;
+  const PlainAnswer memoized(answer, memo);
+  const PlainAnswer fresh(alone, hole.shape);
+  check(memoized.is_completion() == fresh.is_completion());
+  check(memoized.needs_only_model() == fresh.needs_only_model());
+  check(same_usage(memoized.usage(), fresh.usage()));
+  check(std::equal(memoized.finish_reasons().begin(), memoized.finish_reasons().end(),
+                   fresh.finish_reasons().begin(), fresh.finish_reasons().end()));
+  check(memoized.spliced(kClientModel) == fresh.spliced(kClientModel));
+}
+
 void check_memo(std::string_view input) {
   for (const auto& hole : kMemoHoles) {
-    ShapeMemo memo(hole.shape);
-    std::string kept =
-        std::string(hole.before) + std::string(hole.filler) + std::string(hole.after);
-    check(PlainAnswer(kept, memo).needs_only_model());
-    std::string answer = std::string(hole.before) + std::string(input) + std::string(hole.after);
-    std::string alone = answer;
-    const PlainAnswer memoized(answer, memo);
-    const PlainAnswer fresh(alone, hole.shape);
-    check(memoized.is_completion() == fresh.is_completion());
-    check(memoized.needs_only_model() == fresh.needs_only_model());
-    check(same_usage(memoized.usage(), fresh.usage()));
-    check(std::equal(memoized.finish_reasons().begin(), memoized.finish_reasons().end(),
-                     fresh.finish_reasons().begin(), fresh.finish_reasons().end()));
-    check(memoized.spliced(kClientModel) == fresh.spliced(kClientModel));
+    for (const bool learned : {false, true}) check_memo_hole(hole, learned, input);
   }
 }
 

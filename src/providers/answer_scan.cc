@@ -805,7 +805,7 @@ bool ShapeMemo::reuse(std::string_view text, PlainAnswer& answer) {
     // The template that matched last first: a stream's content chunks follow one another.
     const std::size_t index = tried == 0 ? last_match_ : (tried <= last_match_ ? tried - 1 : tried);
     Template& kept = templates_[index];
-    Usage usage = kept.verdict.usage;
+    Usage usage;
     const std::size_t model = match(kept, text, usage);
     if (model == std::string_view::npos) continue;
     answer.verdict_ = kept.verdict;
@@ -819,19 +819,78 @@ bool ShapeMemo::reuse(std::string_view text, PlainAnswer& answer) {
   return false;
 }
 
-std::size_t ShapeMemo::match(const Template& kept, std::string_view text, Usage& usage) {
-  constexpr auto npos = std::string_view::npos;
+std::size_t ShapeMemo::match(Template& kept, std::string_view text, Usage& usage) {
   // The bytes after the last slot first: they tell most other shapes apart (the finish chunk's
   // reason, the role chunk's refusal) before any slot is read.
   const std::size_t tail_begin = kept.slots.empty() ? 0 : kept.slots.back().end;
   const std::size_t tail_size = kept.text.size() - tail_begin;
   if (text.size() < tail_size || std::memcmp(text.data() + text.size() - tail_size,
                                              kept.text.data() + tail_begin, tail_size) != 0) {
-    return npos;
+    return std::string_view::npos;
   }
+  bool mispredicted = false;
+  const std::size_t model = match_as_predicted(kept, text, usage, mispredicted);
+  return mispredicted ? match_slot_by_slot(kept, text, usage) : model;
+}
+
+std::size_t ShapeMemo::match_as_predicted(const Template& kept, std::string_view text, Usage& usage,
+                                          bool& mispredicted) {
+  constexpr auto npos = std::string_view::npos;
+  usage = kept.verdict.usage;
+  const std::size_t tail_begin = kept.slots.empty() ? 0 : kept.slots.back().end;
   std::size_t at = 0;       // in `text`
   std::size_t kept_at = 0;  // in kept.text
   std::size_t model = npos;
+  bool run_holds_slots = false;  // whether the bytes from kept_at on take in a slot held
+  // The kept bytes [kept_at, kept_end) follow in `text`: fixed bytes, and the values of slots
+  // that held. A string slot's value compared with its closing quote is that value; after an
+  // integer comes a kept byte that is no digit (a value is followed by `,`, `]` or `}`), and a
+  // count equal to the kept one is the kept count.
+  const auto run_follows = [&](std::size_t kept_end) {
+    const std::size_t size = kept_end - kept_at;
+    if (text.size() - at < size ||
+        std::memcmp(text.data() + at, kept.text.data() + kept_at, size) != 0) {
+      mispredicted = run_holds_slots;
+      return false;
+    }
+    if (kept.model_begin >= kept_at && kept.model_begin < kept_end) {
+      model = at + (kept.model_begin - kept_at);
+    }
+    at += size;
+    kept_at = kept_end;
+    return true;
+  };
+  for (std::size_t index = 0; index < kept.slots.size(); ++index) {
+    const Slot& slot = kept.slots[index];
+    if ((kept.varying & (1u << index)) == 0) {
+      run_holds_slots = true;
+      continue;
+    }
+    if (!run_follows(slot.begin)) return npos;
+    run_holds_slots = false;
+    const std::size_t begin = at;
+    at = slot_end(slot.kind, text, at);
+    if (at == npos) return npos;
+    if (slot.kind > SlotKind::integer) set_count(usage, slot.kind, text.substr(begin, at - begin));
+    kept_at = slot.end;
+  }
+  // Up to the tail, which match() found at the text's end: it must begin right here.
+  if (!run_follows(tail_begin)) return npos;
+  if (text.size() - at != kept.text.size() - tail_begin) {
+    mispredicted = run_holds_slots;
+    return npos;
+  }
+  if (kept.model_begin >= tail_begin) model = at + (kept.model_begin - tail_begin);
+  return model;
+}
+
+std::size_t ShapeMemo::match_slot_by_slot(Template& kept, std::string_view text, Usage& usage) {
+  constexpr auto npos = std::string_view::npos;
+  usage = kept.verdict.usage;
+  std::size_t at = 0;       // in `text`
+  std::size_t kept_at = 0;  // in kept.text
+  std::size_t model = npos;
+  std::uint32_t varying = 0;
   // The kept bytes [kept_at, kept_end) follow in `text`, the last `value_size` of them a slot's
   // kept value.
   const auto follow = [&](std::size_t kept_end, std::size_t value_size) {
@@ -850,11 +909,12 @@ std::size_t ShapeMemo::match(const Template& kept, std::string_view text, Usage&
   const auto digit_at = [&](std::size_t index) {
     return index < text.size() && text[index] >= '0' && text[index] <= '9';
   };
-  for (const Slot& slot : kept.slots) {
-    // Most slots hold what they held (a stream's id and created, a fingerprint): the fixed
-    // bytes and the kept value are compared at once. A string that begins with the kept value's
-    // bytes, closing quote included, is that value (a string ends at its first unescaped quote);
-    // an integer is when no digit follows; a count equal to the kept one is the kept count.
+  for (std::size_t index = 0; index < kept.slots.size(); ++index) {
+    const Slot& slot = kept.slots[index];
+    // The fixed bytes and the kept value at once first: a string that begins with the kept
+    // value's bytes, closing quote included, is that value (a string ends at its first
+    // unescaped quote); an integer is when no digit follows; a count equal to the kept one is
+    // the kept count.
     const std::size_t value_size = slot.end - slot.begin;
     const std::size_t at_before = at;
     const std::size_t kept_before = kept_at;
@@ -867,8 +927,10 @@ std::size_t ShapeMemo::match(const Template& kept, std::string_view text, Usage&
     if (at == npos) return npos;
     if (slot.kind > SlotKind::integer) set_count(usage, slot.kind, text.substr(begin, at - begin));
     kept_at = slot.end;
+    varying |= 1u << index;
   }
   if (!follow(kept.text.size(), 0) || at != text.size()) return npos;
+  kept.varying |= varying;
   return model;
 }
 
@@ -908,6 +970,7 @@ void ShapeMemo::keep(std::string_view text, const PlainAnswer& answer,
   kept.slots = found;
   kept.model_begin = model_begin;
   kept.model_size = answer.model_.size();
+  kept.varying = 0;
   kept.verdict = answer.verdict_;
   kept.last_used = ++uses_;
   last_match_ = index;

@@ -182,13 +182,25 @@ class ShapeMemo {
     std::size_t model_size = 0;
     PlainAnswer::Verdict verdict;
     std::size_t last_used = 0;
+    // A bit per slot whose value differed from the kept one in a match: such a slot is read
+    // where it stands, the others are compared with the fixed bytes around them at once. A
+    // stream's content varies from chunk to chunk, its id and created from stream to stream.
+    std::uint32_t varying = 0;
   };
+  static_assert(kMaxSlots <= 32, "a bit per slot in Template::varying");
 
   // Gives `answer` a kept verdict when `text` matches a template; false otherwise.
   bool reuse(std::string_view text, PlainAnswer& answer);
   // Where the model's value begins in `text` when `text` matches `kept`, with `usage` set from
-  // the slots that hold its counts; npos otherwise.
-  static std::size_t match(const Template& kept, std::string_view text, Usage& usage);
+  // the template's verdict and the slots that hold its counts; npos otherwise.
+  static std::size_t match(Template& kept, std::string_view text, Usage& usage);
+  // match() after the tail was found, with only the varying slots read and the bytes between
+  // them compared at once; `mispredicted` (and npos) when bytes that held a slot differ, as
+  // they do when a slot varies for the first time.
+  static std::size_t match_as_predicted(const Template& kept, std::string_view text, Usage& usage,
+                                        bool& mispredicted);
+  // match() after the tail was found, slot by slot, noting the slots that vary in `kept`.
+  static std::size_t match_slot_by_slot(Template& kept, std::string_view text, Usage& usage);
   // Keeps `answer`, whose values at `slots` (value starts, ascending, with their kinds; ends are
   // found here) may vary, in place of the least recently matched template; keeps nothing if a
   // slot's value is not of its kind or two slots hold the same count.

@@ -858,6 +858,51 @@ TEST(ShapeMemoChunkTest, KeptShapesAloneReadAViewOrNothing) {
   EXPECT_EQ(memo.reuses(), 2u);
 }
 
+// A slot whose value has varied is read where it stands; the others are compared with the bytes
+// around them at once, and when one of those differs after all (a new stream's id, an integer
+// that only begins like the kept one) the chunk is read slot by slot and the slot noted.
+TEST(ShapeMemoChunkTest, SlotsThatHeldAreReadAgainWhenTheyVary) {
+  ShapeMemo memo(AnswerShape::chunk);
+  // `created` last before the content: the bytes compared at once end with an integer.
+  const auto chunk = [](std::string_view id, std::string_view created, std::string_view content) {
+    return R"({"id":)" + std::string(id) +
+           R"(,"object":"chat.completion.chunk","model":"m-1",)"
+           R"("created":)" +
+           std::string(created) + R"(,"choices":[{"index":0,"delta":{"content":)" +
+           std::string(content) + R"(},"finish_reason":null}]})";
+  };
+  expect_memo_agrees(memo, chunk(R"("a")", "17", R"("x")"));  // kept
+  expect_memo_agrees(memo, chunk(R"("a")", "17", R"("y")"));  // the content varies
+  expect_memo_agrees(memo, chunk(R"("a")", "17", R"("zz")"));
+  expect_memo_agrees(memo, chunk(R"("a")", "175", R"("w")"));  // 175 is not 17
+  expect_memo_agrees(memo, chunk(R"("a")", "175", R"("v")"));
+  expect_memo_agrees(memo, chunk(R"("a")", "1", R"("v")"));
+  expect_memo_agrees(memo, chunk(R"("b")", "175", R"("u")"));
+  expect_memo_agrees(memo, chunk(R"("bb")", "9", R"("t")"));
+  expect_memo_agrees(memo, chunk(R"("bb")", "9", R"("")"));
+  EXPECT_EQ(memo.reuses(), 8u);
+  // What is no slot still tells shapes apart.
+  std::string other = chunk(R"("bb")", "9", R"("s")");
+  other.replace(other.find("\"index\":0"), 9, "\"index\":1");
+  expect_memo_agrees(memo, other);
+  expect_memo_agrees(memo, chunk(R"("bb")", "9", "1"));     // not a string: scanned, not kept
+  expect_memo_agrees(memo, chunk(R"("")", "9", R"("s")"));  // an empty id: not kept either
+  EXPECT_EQ(memo.reuses(), 8u);
+
+  // The same with `created` the last slot: the bytes compared at once end where the tail begins.
+  ShapeMemo last(AnswerShape::chunk);
+  const auto created_last = [](std::string_view created) {
+    return R"({"id":"a","object":"chat.completion.chunk","model":"m-1","choices":[],"created":)" +
+           std::string(created) + "}";
+  };
+  expect_memo_agrees(last, created_last("17"));
+  expect_memo_agrees(last, created_last("17"));
+  expect_memo_agrees(last, created_last("175"));
+  expect_memo_agrees(last, created_last("1"));
+  expect_memo_agrees(last, created_last("1"));
+  EXPECT_EQ(last.reuses(), 4u);
+}
+
 TEST(ShapeMemoChunkTest, IdAndCreatedVaryOnlyWithinTheirKinds) {
   const std::string content = R"({"content":"x"})";
   // Values the scan takes as the kept chunk's: a non-empty id, an integer that fits int64.
