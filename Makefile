@@ -4,7 +4,7 @@ ASAN_BUILD_DIR ?= build-asan
 TSAN_BUILD_DIR ?= build-tsan
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-pinned bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-quota bench-count bench-faults soak fuzz format clean
+.PHONY: deps build test test-unit test-asan test-tsan node-deps demo demo-dialects demo-fleet bench bench-pinned bench-dialects bench-cache bench-fleet bench-fleet-overhead bench-resilience bench-accounting bench-migration bench-answer-scan bench-quota bench-count bench-kernel-split bench-faults soak fuzz format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -102,6 +102,10 @@ bench-quota: build
 # The chat path's instructions per request, counted under callgrind (issue #14, on a noisy machine).
 bench-count: build
 	bash bench/count_instructions.sh
+
+# Where the chat path's CPU goes, user space or kernel, for cutover and nginx side by side.
+bench-kernel-split: build
+	bash bench/kernel_split.sh
 
 # The fault matrix's long form (about 20 minutes), written to docs/fault-matrix.md.
 bench-faults: build node-deps

@@ -9,7 +9,7 @@ packages=(
   libssl-dev openssl ca-certificates
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libsqlite3-dev libsimdjson-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  nodejs nginx-light haproxy wrk curl python3 clang libclang-rt-14-dev valgrind linux-perf
+  nodejs nginx-light haproxy wrk curl python3 clang libclang-rt-14-dev valgrind linux-perf iproute2
   chromium fonts-liberation
   redis-server libhiredis-dev libmimalloc-dev
 )

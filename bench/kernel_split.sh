@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Where a proxied request's CPU goes, user space or kernel, for cutover and nginx side by side
+# (issue #14's lead: the two make the same system calls and TCP segments a request, yet their
+# CPU differs). Per target and mode (plain, sse): the proxy on CPU 0 (cutover `workers: 1`
+# with bench/pinned.sh's configuration; nginx as a keep-alive reverse proxy, one worker), the
+# nginx upstream of bench/pinned.py and wrk (1 thread, BENCH_CONNECTIONS connections,
+# bench/pinned.lua) on CPU 1. After BENCH_WARMUP s of load, over BENCH_DURATION s of it:
+#   - the proxy's user and system time a request (utime and stime of /proc/PID/stat, in clock
+#     ticks of 10 ms: a few percent of noise on a few seconds) and its minor page faults,
+#   - TCP segments sent a request on the whole machine (`nstat` TcpOutSegs: loopback only, so
+#     client, proxy and upstream together), and the upstream connections the proxy holds,
+#   - with BENCH_STRACE=1, the proxy's system calls a request (`strace -c -f`, in a separate
+#     window: strace slows the proxy, so its time is not taken then).
+#
+#   bash bench/kernel_split.sh [CUTOVER_BINARY]      (default: build/cutover)
+#
+# Knobs: BENCH_DURATION (s, 4), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_STRACE (0).
+# Everything listens on 127.0.0.1, on free ports, and is stopped at the end.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+BINARY="${1:-$ROOT/build/cutover}"
+DURATION="${BENCH_DURATION:-4}"
+WARMUP="${BENCH_WARMUP:-2}"
+CONNECTIONS="${BENCH_CONNECTIONS:-32}"
+STRACE="${BENCH_STRACE:-0}"
+
+for tool in wrk nginx nstat ss python3 curl taskset; do
+  command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (run scripts/install-deps.sh)" >&2; exit 1; }
+done
+[[ "$STRACE" == 1 ]] && { command -v strace >/dev/null || { echo "bench: BENCH_STRACE=1 needs strace (apt-get install strace)" >&2; exit 1; }; }
+[[ -x "$BINARY" ]] || { echo "bench: $BINARY is not an executable" >&2; exit 1; }
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/cutover-split.XXXXXX")"
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+fail() { echo "bench: $*" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+NGINX_USER=""
+[[ "$(id -u)" == 0 ]] && NGINX_USER="user root root;"
+
+# nginx_conf DIR BODY: a one-worker nginx whose http block is BODY.
+nginx_conf() {
+  mkdir -p "$1"
+  cat >"$1/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+$NGINX_USER
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  client_body_temp_path $1/client_body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+$2
+}
+EOF
+}
+wait_for_http() { # wait_for_http PORT
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
+  fail "nothing answers on 127.0.0.1:$1"
+}
+
+UP_PORT="$(free_port)"
+python3 "$BENCH/pinned.py" upstream --dir "$TMP/answers" --port "$UP_PORT" >/dev/null
+nginx_conf "$TMP/upstream" "  include $TMP/answers/locations.conf;"
+taskset -c 1 nginx -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" -e "$TMP/upstream/error.log" >/dev/null 2>&1 &
+PIDS+=("$!")
+wait_for_http "$UP_PORT"
+
+NGINX_PORT="$(free_port)"
+nginx_conf "$TMP/proxy" "  upstream bench_upstream {
+    server 127.0.0.1:$UP_PORT;
+    keepalive 256;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }"
+taskset -c 0 nginx -p "$TMP/proxy" -c "$TMP/proxy/nginx.conf" -e "$TMP/proxy/error.log" >/dev/null 2>&1 &
+PIDS+=("$!")
+wait_for_http "$NGINX_PORT"
+NGINX_WORKER="$(pgrep -P "$(cat "$TMP/proxy/nginx.pid")" | head -1)"
+[[ -n "$NGINX_WORKER" ]] || fail "no nginx worker process"
+
+export CUTOVER_CLIENT_KEY="bench-$RANDOM$RANDOM"
+cat >"$TMP/cutover.yaml" <<EOF
+listen: 127.0.0.1:0
+workers: 1
+access_log: "$TMP/access.log"
+metrics: true
+auth:
+  client_keys:
+    - name: bench
+      key_env: CUTOVER_CLIENT_KEY
+providers:
+  openai:
+    base_url: http://127.0.0.1:$UP_PORT/v1
+    no_api_key: true
+    models: {gpt-4: gpt-4.1-2025-04-14}
+    max_connections: 256
+    prices: {gpt-4.1-2025-04-14: {input: 2.00, output: 8.00}}
+routes:
+  - models: [gpt-4]
+    provider: openai
+EOF
+taskset -c 0 "$BINARY" serve -c "$TMP/cutover.yaml" >"$TMP/cutover.out" 2>"$TMP/cutover.err" &
+CUTOVER_PID=$!
+PIDS+=("$CUTOVER_PID")
+for _ in $(seq 100); do grep -q "listening on" "$TMP/cutover.err" && break; sleep 0.1; done
+CUTOVER_PORT="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$TMP/cutover.err" | head -1 | sed 's/.*://')"
+[[ -n "$CUTOVER_PORT" ]] || { cat "$TMP/cutover.err" >&2; fail "cutover did not start"; }
+
+cpu_ticks() { awk '{ print $14, $15, $10 }' "/proc/$1/stat"; }
+requests_of() { grep -oE '(^| )requests=[0-9]+' "$1" | head -1 | cut -d= -f2; }
+
+echo "| target | mode | requests | user µs/req | system µs/req | minor page faults/req | TCP segments sent/req | upstream connections | system calls/req (strace) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+tick="$(getconf CLK_TCK)"
+for target in nginx cutover; do
+  if [[ "$target" == nginx ]]; then pid="$NGINX_WORKER" port="$NGINX_PORT"; else pid="$CUTOVER_PID" port="$CUTOVER_PORT"; fi
+  for mode in plain sse; do
+    stream=false accept=""
+    [[ "$mode" == sse ]] && { stream=true; accept=text/event-stream; }
+    export BENCH_BODY="{\"model\":\"gpt-4\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}"
+    export BENCH_KEY_HEADER="Authorization: Bearer $CUTOVER_CLIENT_KEY" BENCH_ACCEPT="$accept"
+    url="http://127.0.0.1:$port/v1/chat/completions"
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/pinned.lua" "$url" >/dev/null
+    nstat -n >/dev/null
+    read -r user_before system_before faults_before < <(cpu_ticks "$pid")
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/pinned.lua" "$url" >"$TMP/wrk"
+    read -r user_after system_after faults_after < <(cpu_ticks "$pid")
+    segments="$(nstat TcpOutSegs | awk '/^TcpOutSegs/ { print $2 }')"
+    requests="$(requests_of "$TMP/wrk")"
+    [[ -n "$requests" && "$requests" -gt 0 ]] || { cat "$TMP/wrk" >&2; fail "$target ($mode): wrk completed no request"; }
+    grep -qE '(^| )non2xx=0( |$)' "$TMP/wrk" || { cat "$TMP/wrk" >&2; fail "$target ($mode): a request was not a 2xx"; }
+    connections="$(ss -tnH state established "( dport = :$UP_PORT )" | wc -l)"
+    calls="-"
+    if [[ "$STRACE" == 1 ]]; then
+      strace -f -c -o "$TMP/strace" -p "$pid" 2>/dev/null &
+      strace_pid=$!
+      sleep 1
+      taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/pinned.lua" "$url" >"$TMP/wrk-strace"
+      kill -INT "$strace_pid" 2>/dev/null || true
+      wait "$strace_pid" 2>/dev/null || true
+      calls="$(awk -v r="$(requests_of "$TMP/wrk-strace")" '$4 ~ /^[0-9]+$/ && $NF != "total" && $4 / r >= 0.05 { printf "%s %.2f, ", $NF, $4 / r }' "$TMP/strace")"
+    fi
+    awk -v r="$requests" -v u=$((user_after - user_before)) -v s=$((system_after - system_before)) -v f=$((faults_after - faults_before)) \
+      -v t="$tick" -v seg="${segments:-0}" -v target="$target" -v mode="$mode" -v conn="$connections" -v calls="$calls" \
+      'BEGIN { printf "| %s | %s | %d | %.2f | %.2f | %.3f | %.2f | %d | %s |\n", target, mode, r, u / t * 1e6 / r, s / t * 1e6 / r, f / r, seg / r, conn, calls }'
+  done
+done
