@@ -23,6 +23,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 DURATION="${BENCH_DURATION:-5}"
 WARMUP="${BENCH_WARMUP:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
@@ -64,51 +66,13 @@ wait_for_log() { # wait_for_log FILE PID TEXT -> the port after "TEXT 127.0.0.1:
 # --- the upstream ---------------------------------------------------------------------------------
 UP_PORT="$(free_port)"
 python3 "$BENCH/pinned.py" upstream --dir "$TMP/answers" --port "$UP_PORT" >/dev/null
-mkdir -p "$TMP/upstream"
-NGINX_USER=""
-[[ "$(id -u)" == 0 ]] && NGINX_USER="user root root;"
-cat >"$TMP/upstream/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-$NGINX_USER
-pid $TMP/upstream/nginx.pid;
-error_log $TMP/upstream/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/upstream/client_body;
-  proxy_temp_path $TMP/upstream/proxy;
-  fastcgi_temp_path $TMP/upstream/fastcgi;
-  uwsgi_temp_path $TMP/upstream/uwsgi;
-  scgi_temp_path $TMP/upstream/scgi;
-  include $TMP/answers/locations.conf;
-}
-EOF
+nginx_conf "$TMP/upstream" "  include $TMP/answers/locations.conf;"
 taskset -c 1 nginx -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" >"$TMP/upstream/stdout" 2>&1 &
 PIDS+=("$!")
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP_PORT/" && break; sleep 0.05; done
 
 export CUTOVER_CLIENT_KEY="bench-$RANDOM$RANDOM"
-cat >"$TMP/cutover.yaml" <<EOF
-listen: 127.0.0.1:0
-workers: 1
-access_log: "$TMP/access.log"
-metrics: true
-auth:
-  client_keys:
-    - name: bench
-      key_env: CUTOVER_CLIENT_KEY
-providers:
-  openai:
-    base_url: http://127.0.0.1:$UP_PORT/v1
-    no_api_key: true
-    models: {gpt-4: gpt-4.1-2025-04-14}
-    max_connections: 256
-    prices: {gpt-4.1-2025-04-14: {input: 2.00, output: 8.00}}
-routes:
-  - models: [gpt-4]
-    provider: openai
-EOF
+chat_cutover_config "$TMP/cutover.yaml" "$UP_PORT" "$TMP/access.log"
 
 # count BINARY MODE -> "REQUESTS INSTRUCTIONS_PER_REQUEST"
 count() {

@@ -20,6 +20,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BINARY="${1:-$ROOT/build/cutover}"
 DURATION="${BENCH_DURATION:-4}"
 WARMUP="${BENCH_WARMUP:-2}"
@@ -43,30 +45,6 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "bench: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-NGINX_USER=""
-[[ "$(id -u)" == 0 ]] && NGINX_USER="user root root;"
-
-# nginx_conf DIR BODY: a one-worker nginx whose http block is BODY.
-nginx_conf() {
-  mkdir -p "$1"
-  cat >"$1/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-$NGINX_USER
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  client_body_temp_path $1/client_body;
-  proxy_temp_path $1/proxy;
-  fastcgi_temp_path $1/fastcgi;
-  uwsgi_temp_path $1/uwsgi;
-  scgi_temp_path $1/scgi;
-$2
-}
-EOF
-}
 wait_for_http() { # wait_for_http PORT
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
   fail "nothing answers on 127.0.0.1:$1"
@@ -80,22 +58,7 @@ PIDS+=("$!")
 wait_for_http "$UP_PORT"
 
 NGINX_PORT="$(free_port)"
-nginx_conf "$TMP/proxy" "  upstream bench_upstream {
-    server 127.0.0.1:$UP_PORT;
-    keepalive 256;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-  }
-  server {
-    listen 127.0.0.1:$NGINX_PORT backlog=4096;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    location / {
-      proxy_pass http://bench_upstream;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-    }
-  }"
+nginx_conf "$TMP/proxy" "$(nginx_proxy_block "$NGINX_PORT" "$UP_PORT")"
 taskset -c 0 nginx -p "$TMP/proxy" -c "$TMP/proxy/nginx.conf" -e "$TMP/proxy/error.log" >/dev/null 2>&1 &
 PIDS+=("$!")
 wait_for_http "$NGINX_PORT"
@@ -103,26 +66,7 @@ NGINX_WORKER="$(pgrep -P "$(cat "$TMP/proxy/nginx.pid")" | head -1)"
 [[ -n "$NGINX_WORKER" ]] || fail "no nginx worker process"
 
 export CUTOVER_CLIENT_KEY="bench-$RANDOM$RANDOM"
-cat >"$TMP/cutover.yaml" <<EOF
-listen: 127.0.0.1:0
-workers: 1
-access_log: "$TMP/access.log"
-metrics: true
-auth:
-  client_keys:
-    - name: bench
-      key_env: CUTOVER_CLIENT_KEY
-providers:
-  openai:
-    base_url: http://127.0.0.1:$UP_PORT/v1
-    no_api_key: true
-    models: {gpt-4: gpt-4.1-2025-04-14}
-    max_connections: 256
-    prices: {gpt-4.1-2025-04-14: {input: 2.00, output: 8.00}}
-routes:
-  - models: [gpt-4]
-    provider: openai
-EOF
+chat_cutover_config "$TMP/cutover.yaml" "$UP_PORT" "$TMP/access.log"
 taskset -c 0 "$BINARY" serve -c "$TMP/cutover.yaml" >"$TMP/cutover.out" 2>"$TMP/cutover.err" &
 CUTOVER_PID=$!
 PIDS+=("$CUTOVER_PID")

@@ -64,6 +64,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
 QUICK="${BENCH_QUICK:-0}"
 if [[ "$QUICK" == 1 ]]; then
@@ -249,32 +251,6 @@ PIDS+=("$!")
 log "proxy under test on CPU $PROXY_CPU; wrk, the upstream and this script on CPU $LOAD_CPU; $(getconf _NPROCESSORS_ONLN) cores; load average $LOAD_BEFORE"
 log "targets: ${TARGETS[*]}; runs $RUNS × (${WARMUP}s warm-up + ${DURATION}s) per row; connections ${CONNS[*]}"
 
-NGINX_USER=""
-[[ "$(id -u)" == 0 ]] && NGINX_USER="user root root;"  # workers would otherwise drop to nobody
-
-# nginx_conf DIR BODY: a one-worker nginx whose http block is BODY.
-nginx_conf() {
-  local dir="$1"
-  mkdir -p "$dir"
-  cat >"$dir/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-$NGINX_USER
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  client_body_temp_path $dir/client_body;
-  proxy_temp_path $dir/proxy;
-  fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi;
-  scgi_temp_path $dir/scgi;
-$2
-}
-EOF
-}
-
 # --- the upstream (CPU LOAD_CPU) ---------------------------------------------------------------
 UP_PORT="$(free_port)"
 python3 "$BENCH/pinned.py" upstream --dir "$TMP/answers" --port "$UP_PORT" >"$TMP/answers.txt"
@@ -293,22 +269,7 @@ PID[direct]=""
 
 if has_target nginx; then
   PORT[nginx]="$(free_port)"
-  nginx_conf "$TMP/nginx" "  upstream bench_upstream {
-    server 127.0.0.1:$UP_PORT;
-    keepalive 256;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-  }
-  server {
-    listen 127.0.0.1:${PORT[nginx]} backlog=4096;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    location / {
-      proxy_pass http://bench_upstream;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-    }
-  }"
+  nginx_conf "$TMP/nginx" "$(nginx_proxy_block "${PORT[nginx]}" "$UP_PORT")"
   taskset -c "$PROXY_CPU" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
     >"$TMP/nginx/stdout" 2>&1 &
   PID[nginx]=$!
