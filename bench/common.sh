@@ -1,6 +1,41 @@
 # Helpers the chat-path benchmarks share (sourced by pinned.sh, count_instructions.sh and
-# kernel_split.sh): the nginx configurations they run and the cutover configuration of the
-# counted chat path. Everything they write listens on 127.0.0.1.
+# kernel_split.sh): free ports and waiting for servers, the nginx configurations they run and
+# the cutover configuration of the counted chat path. Everything they start listens on
+# 127.0.0.1.
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_for_tcp PORT PID LOG: until something accepts on 127.0.0.1:PORT; fails (showing LOG) if
+# it does not within 10 s or process PID exits first.
+wait_for_tcp() {
+  local port="$1" pid="$2"
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: nothing listening on 127.0.0.1:$port; the log of process $pid:" >&2
+  cat "$3" >&2 2>/dev/null || true
+  return 1
+}
+
+# wait_for_log FILE PID TEXT [TENTHS]: prints the port after "TEXT 127.0.0.1:" once FILE has it
+# (cutover logs "listening on 127.0.0.1:PORT" for a listener on port 0); fails, showing FILE, if
+# it does not within TENTHS tenths of a second (100) or process PID exits first.
+wait_for_log() {
+  local port
+  for _ in $(seq "${4:-100}"); do
+    port="$(grep -oE "$3 127\.0\.0\.1:[0-9]+" "$1" 2>/dev/null | head -1 | sed 's/.*://' || true)"
+    [[ -n "$port" ]] && { echo "$port"; return 0; }
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$1" >&2
+  echo "bench: process $2 did not log '$3'" >&2
+  return 1
+}
 
 # nginx_conf DIR BODY: a one-worker nginx (pid, logs and temporary files under DIR) whose http
 # block is BODY. As root its worker stays root: it would otherwise drop to nobody, which cannot

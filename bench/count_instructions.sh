@@ -50,26 +50,15 @@ cleanup() {
 trap cleanup EXIT
 log() { printf '[count %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 fail() { echo "bench: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for_log() { # wait_for_log FILE PID TEXT -> the port after "TEXT 127.0.0.1:"
-  local port
-  for _ in $(seq 1200); do
-    port="$(grep -oE "$3 127\.0\.0\.1:[0-9]+" "$1" 2>/dev/null | head -1 | sed 's/.*://' || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  cat "$1" >&2
-  fail "process $2 did not log '$3'"
-}
 
 # --- the upstream ---------------------------------------------------------------------------------
 UP_PORT="$(free_port)"
 python3 "$BENCH/pinned.py" upstream --dir "$TMP/answers" --port "$UP_PORT" >/dev/null
 nginx_conf "$TMP/upstream" "  include $TMP/answers/locations.conf;"
-taskset -c 1 nginx -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" >"$TMP/upstream/stdout" 2>&1 &
+taskset -c 1 nginx -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" -e "$TMP/upstream/error.log" \
+  >"$TMP/upstream/stdout" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UP_PORT/" && break; sleep 0.05; done
+wait_for_tcp "$UP_PORT" "$!" "$TMP/upstream/error.log"
 
 export CUTOVER_CLIENT_KEY="bench-$RANDOM$RANDOM"
 chat_cutover_config "$TMP/cutover.yaml" "$UP_PORT" "$TMP/access.log"
@@ -84,7 +73,8 @@ count() {
     "$binary" serve -c "$TMP/cutover.yaml" >"$dir/stdout" 2>"$dir/stderr" &
   pid=$!
   PIDS+=("$pid")
-  port="$(wait_for_log "$dir/stderr" "$pid" 'listening on')"
+  # Under valgrind cutover takes a while to start.
+  port="$(wait_for_log "$dir/stderr" "$pid" 'listening on' 1200)"
   local -x BENCH_BODY="{\"model\":\"gpt-4\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}"
   local -x BENCH_KEY_HEADER="Authorization: Bearer $CUTOVER_CLIENT_KEY" BENCH_ACCEPT="$accept"
   local url="http://127.0.0.1:$port/v1/chat/completions"

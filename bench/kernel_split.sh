@@ -28,7 +28,7 @@ WARMUP="${BENCH_WARMUP:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 STRACE="${BENCH_STRACE:-0}"
 
-for tool in wrk nginx nstat ss python3 curl taskset; do
+for tool in wrk nginx nstat ss python3 taskset; do
   command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (run scripts/install-deps.sh)" >&2; exit 1; }
 done
 [[ "$STRACE" == 1 ]] && { command -v strace >/dev/null || { echo "bench: BENCH_STRACE=1 needs strace (apt-get install strace)" >&2; exit 1; }; }
@@ -44,24 +44,19 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "bench: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for_http() { # wait_for_http PORT
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done
-  fail "nothing answers on 127.0.0.1:$1"
-}
 
 UP_PORT="$(free_port)"
 python3 "$BENCH/pinned.py" upstream --dir "$TMP/answers" --port "$UP_PORT" >/dev/null
 nginx_conf "$TMP/upstream" "  include $TMP/answers/locations.conf;"
 taskset -c 1 nginx -p "$TMP/upstream" -c "$TMP/upstream/nginx.conf" -e "$TMP/upstream/error.log" >/dev/null 2>&1 &
 PIDS+=("$!")
-wait_for_http "$UP_PORT"
+wait_for_tcp "$UP_PORT" "$!" "$TMP/upstream/error.log"
 
 NGINX_PORT="$(free_port)"
 nginx_conf "$TMP/proxy" "$(nginx_proxy_block "$NGINX_PORT" "$UP_PORT")"
 taskset -c 0 nginx -p "$TMP/proxy" -c "$TMP/proxy/nginx.conf" -e "$TMP/proxy/error.log" >/dev/null 2>&1 &
 PIDS+=("$!")
-wait_for_http "$NGINX_PORT"
+wait_for_tcp "$NGINX_PORT" "$!" "$TMP/proxy/error.log"
 NGINX_WORKER="$(pgrep -P "$(cat "$TMP/proxy/nginx.pid")" | head -1)"
 [[ -n "$NGINX_WORKER" ]] || fail "no nginx worker process"
 
@@ -70,9 +65,7 @@ chat_cutover_config "$TMP/cutover.yaml" "$UP_PORT" "$TMP/access.log"
 taskset -c 0 "$BINARY" serve -c "$TMP/cutover.yaml" >"$TMP/cutover.out" 2>"$TMP/cutover.err" &
 CUTOVER_PID=$!
 PIDS+=("$CUTOVER_PID")
-for _ in $(seq 100); do grep -q "listening on" "$TMP/cutover.err" && break; sleep 0.1; done
-CUTOVER_PORT="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$TMP/cutover.err" | head -1 | sed 's/.*://')"
-[[ -n "$CUTOVER_PORT" ]] || { cat "$TMP/cutover.err" >&2; fail "cutover did not start"; }
+CUTOVER_PORT="$(wait_for_log "$TMP/cutover.err" "$CUTOVER_PID" 'listening on')"
 
 cpu_ticks() { awk '{ print $14, $15, $10 }' "/proc/$1/stat"; }
 requests_of() { grep -oE '(^| )requests=[0-9]+' "$1" | head -1 | cut -d= -f2; }
@@ -97,7 +90,8 @@ for target in nginx cutover; do
     requests="$(requests_of "$TMP/wrk")"
     [[ -n "$requests" && "$requests" -gt 0 ]] || { cat "$TMP/wrk" >&2; fail "$target ($mode): wrk completed no request"; }
     grep -qE '(^| )non2xx=0( |$)' "$TMP/wrk" || { cat "$TMP/wrk" >&2; fail "$target ($mode): a request was not a 2xx"; }
-    connections="$(ss -tnH state established "( dport = :$UP_PORT )" | wc -l)"
+    # Both proxies stay up, each with its idle upstream connections: count this one's.
+    connections="$(ss -tnpH state established "( dport = :$UP_PORT )" | grep -c "pid=$pid," || true)"
     calls="-"
     if [[ "$STRACE" == 1 ]]; then
       strace -f -c -o "$TMP/strace" -p "$pid" 2>/dev/null &

@@ -152,35 +152,6 @@ forget() {
   PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
-wait_for_port_in_log() {
-  local file="$1" pid="$2" port=""
-  for _ in $(seq 100); do
-    port="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$file" 2>/dev/null | head -1 | cut -d: -f2 || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "pinned: process $pid did not start listening; its log:" >&2
-  cat "$file" >&2
-  return 1
-}
-
-wait_for_tcp() { # wait_for_tcp PORT PID LOG
-  local port="$1" pid="$2"
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "pinned: nothing listening on 127.0.0.1:$port; the log of process $pid:" >&2
-  cat "$3" >&2 2>/dev/null || true
-  return 1
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 kv() { # kv KEY FILE -> value of KEY=value on the first matching BENCH line
   grep -oE "(^| )$1=[^ ]+" "$2" | head -1 | cut -d= -f2
 }
@@ -346,7 +317,7 @@ EOF
   taskset -c "$PROXY_CPU" "$BIN" serve -c "$TMP/$name.yaml" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" &
   PID[$name]=$!
   PIDS+=("${PID[$name]}")
-  PORT[$name]="$(wait_for_port_in_log "$TMP/$name.stderr" "${PID[$name]}")"
+  PORT[$name]="$(wait_for_log "$TMP/$name.stderr" "${PID[$name]}" 'listening on')"
   log "$name: pid ${PID[$name]} on 127.0.0.1:${PORT[$name]}, CPU $PROXY_CPU ($(grep -oE 'with [0-9]+ workers?' "$TMP/$name.stderr" | head -1)), access log to a file, metrics on, admin on 127.0.0.1:${ADMIN_PORT[$name]}"
 }
 
