@@ -26,13 +26,16 @@
 #   c  cached, one body for all: every one a hit                hit cost, vs a
 #   d  quota,  every request its own seed                       quota bookkeeping, vs e
 #   e  padded, every request its own seed                       the control for d
+#   f  no gateway: a second nginx (one worker) on the gateway's CPU answers the hit run's body
+#      with the same fixed answer itself                          the floor: what answering a
+#                                                                  request costs any server here
 # (a sends the same distinct-seed bodies as b, d and e, so they differ only in the route.)
 #
 # Before any load, curl checks each route once: plain and quota answer 200 without an
 # x-cutover-cache header and the quota route's provider endpoint then reports its quota through
 # the admin API (GET /admin/v1/quotas); a fresh seed on the cached route answers `miss`, and the
 # hit run's body answers `miss` then `hit` while nginx's request count moves by exactly one.
-# Then rounds, each running a, d, e, b, c in that order (d and e back to back in every round): wrk for WARMUP seconds, then DURATION seconds measured. A round is
+# Then rounds, each running a, d, e, b, c (and f, when timed) in that order (d and e back to back in every round): wrk for WARMUP seconds, then DURATION seconds measured. A round is
 # quiet when, in each of its runs, the gateway had ≥ QUIET_GATEWAY % of its CPU, all other work
 # (normal and niced, as /proc/stat counts it) ≤ QUIET_OTHERS % of that CPU and niced work ≤
 # QUIET_OTHERS % of the load's CPU; on this shared machine other sessions' builds often are not.
@@ -40,7 +43,8 @@
 # when there are at least two (one when ROUNDS is 1), from all rounds otherwise, and the report
 # says which.
 # CPU per request is the gateway's utime+stime (/proc/PID/stat, all its threads) over the
-# measured run divided by the requests wrk completed. Per run it also records req/s, p99, the
+# measured run divided by the requests wrk completed (the f run's: the second nginx's worker's);
+# the report also splits it into user and system time. Per run it also records req/s, p99, the
 # requests nginx saw (stub_status) and the cache's hits and misses (GET /admin/v1/cache). The
 # table shows the medians over those rounds and the spread (min–max); each ratio is given as the
 # ratio of the medians and as the spread of the ratios within a round.
@@ -57,6 +61,10 @@
 # reports nothing, once every 50 ms: d / e is then the bookkeeping of an endpoint with room.
 # The quota target is smaller than the run-to-run noise of this 2-core machine; the report says
 # how far the d and e runs alone spread.
+# a / f is the most any cache hit could be cheaper than a proxied request on this machine: a hit
+# still receives a request and sends an answer, and f does only that, with nginx's code (no
+# authentication, no lookup, no accounting). Most of f is the kernel's (system time): a loopback
+# receive and send, and waking the client.
 #
 # Environment knobs: CUTOVER_BIN (default build/cutover), BENCH_DURATION (s, default 10),
 # BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_THREADS (wrk threads, 1), BENCH_ROUNDS (quiet
@@ -71,7 +79,8 @@
 # RUN-ROUND.callgrind, for `callgrind_annotate --inclusive=yes`), BENCH_PERF (without
 # BENCH_COUNT, a folder: `perf record -e cpu-clock -g` of the gateway during each measured run, as
 # RUN-ROUND.perf, for `perf report -i`; the profiler takes some of the load's CPU). A round takes about
-# 5 × (WARMUP + DURATION) s, 60 s with the defaults: 3 min on a quiet machine, 6 min at most.
+# 6 × (WARMUP + DURATION) s timed (five runs counted), 72 s with the defaults: 4 min on a quiet
+# machine, 8 min at most.
 # It exits 1 if a check fails or any measured request was not a 2xx. The summary is printed and
 # written to bench/out/cache.md.
 set -euo pipefail
@@ -179,6 +188,14 @@ proc_ticks() {
   stat="$(cat "/proc/$1/stat")"
   read -ra fields <<<"${stat##*) }"  # fields[0] is field 3 (state); utime, stime are 14, 15
   echo $((fields[11] + fields[12]))
+}
+
+# proc_user_system PID: "utime stime" (clock ticks) of the process, all its threads together.
+proc_user_system() {
+  local stat fields
+  stat="$(cat "/proc/$1/stat")"
+  read -ra fields <<<"${stat##*) }"
+  echo "${fields[11]} ${fields[12]}"
 }
 
 # cpu_line CPU: "busy nice total" clock ticks of that CPU from /proc/stat: busy is all but idle,
@@ -347,6 +364,35 @@ PADDED_HEADERS="$(six_headers "$PADDED_PORT" z)"
   fail "the control upstream sent $PADDED_HEADERS of its 6 other headers (and must send no rate-limit header)"
 log "nginx $(nginx -v 2>&1 | cut -d/ -f2): pid $NGINX_PID, 1 worker, affinity $(taskset -cp "$NGINX_PID" | awk '{print $NF}'); a $ANSWER_BYTES-byte answer on 127.0.0.1:$PLAIN_PORT, the same with 6 rate-limit headers on :$QUOTA_PORT and with 6 other headers as long on :$PADDED_PORT, stub_status on :$STATUS_PORT"
 
+# --- the floor (timed runs only): a second nginx, one worker, on CPU GATEWAY_CPU ------------------
+# It answers the same fixed body itself: what receiving a request and sending this answer costs
+# a lean server here, the least a cache hit could cost.
+FLOOR_PORT=""
+FLOOR_WORKER=""
+if [[ "$COUNT" != 1 ]]; then
+  FLOOR_PORT="$(free_port)"
+  mkdir -p "$TMP/floor"
+  sed -e "s|$TMP/nginx/|$TMP/floor/|g" -e '/^  server {/,$d' "$TMP/nginx/nginx.conf" >"$TMP/floor/nginx.conf"
+  cat >>"$TMP/floor/nginx.conf" <<EOF
+  server {
+    listen 127.0.0.1:$FLOOR_PORT;
+    location = /v1/chat/completions { return 200 '$ANSWER'; }
+  }
+}
+EOF
+  taskset -c "$GATEWAY_CPU" nginx -p "$TMP/floor" -c "$TMP/floor/nginx.conf" -e "$TMP/floor/error.log" \
+    >"$TMP/floor/stdout" 2>&1 &
+  FLOOR_PID=$!
+  PIDS+=("$FLOOR_PID")
+  wait_for_tcp "$FLOOR_PORT"
+  FLOOR_WORKER="$(pgrep -P "$FLOOR_PID" | head -1)"
+  [[ -n "$FLOOR_WORKER" ]] || fail "the floor nginx has no worker process"
+  FLOOR_BYTES="$(curl -sS --max-time 5 -o /dev/null -w '%{size_download}' -d '{}' \
+    "http://127.0.0.1:$FLOOR_PORT/v1/chat/completions")"
+  [[ "$FLOOR_BYTES" == "$ANSWER_BYTES" ]] || fail "the floor nginx answered $FLOOR_BYTES bytes, not $ANSWER_BYTES"
+  log "floor: nginx worker pid $FLOOR_WORKER on 127.0.0.1:$FLOOR_PORT, affinity $(taskset -cp "$FLOOR_WORKER" | awk '{print $NF}'), the same $ANSWER_BYTES-byte answer"
+fi
+
 # --- the gateway: one worker, on CPU GATEWAY_CPU --------------------------------------------------
 access_log_value="$ACCESS_LOG"
 [[ "$access_log_value" == off ]] && access_log_value='"off"'
@@ -430,12 +476,14 @@ log "check: c: nginx saw no request for the hit"
 
 # --- load: ROUNDS rounds of a, d, e, b, c ---------------------------------------------------------
 RUN_IDS=(a d e b c)
+[[ "$COUNT" == 1 ]] || RUN_IDS+=(f)
 declare -A R_LABEL=([a]="a: proxied, no cache" [b]="b: cache, every request a miss"
   [c]="c: cache, every request a hit" [d]="d: proxied, upstream sends rate-limit headers"
-  [e]="e: proxied, upstream sends six other headers as long")
-declare -A R_MODEL=([a]=plain [b]=cached [c]=cached [d]=quota [e]=padded)
-declare -A R_SEED=([a]=distinct [b]=distinct [c]=same [d]=distinct [e]=distinct)
-declare -A RPS CPU_US P99 NGINX_N HITS MISSES EVICT UTIL OTHER NICE0 LOADBUSY NICE1 BAD IR
+  [e]="e: proxied, upstream sends six other headers as long"
+  [f]="f: no gateway, nginx answers itself on CPU $GATEWAY_CPU (the floor)")
+declare -A R_MODEL=([a]=plain [b]=cached [c]=cached [d]=quota [e]=padded [f]=cached)
+declare -A R_SEED=([a]=distinct [b]=distinct [c]=same [d]=distinct [e]=distinct [f]=same)
+declare -A RPS CPU_US USER_US SYSTEM_US P99 NGINX_N HITS MISSES EVICT UTIL OTHER NICE0 LOADBUSY NICE1 BAD IR
 
 # worker_instructions: the worker thread's instructions in callgrind's latest dump (one file per
 # thread, named out.DUMP-THREAD; the worker's event loop is the thread that executed the most).
@@ -466,6 +514,9 @@ pct() { awk -v x="$1" -v t="$2" 'BEGIN { x = t ? 100 * x / t : 0; printf "%.0f",
 # run_case RUN ROUND
 run_case() {
   local id="$1" r="$2" out="$TMP/wrk-$1-$2.txt" url="http://127.0.0.1:$GATEWAY_PORT/v1/chat/completions"
+  # The process whose CPU is measured: the gateway, or for f the floor's nginx worker.
+  local measured="$GATEWAY_PID"
+  [[ "$id" == f ]] && { measured="$FLOOR_WORKER"; url="http://127.0.0.1:$FLOOR_PORT/v1/chat/completions"; }
   local -x BENCH_BODY_PREFIX BENCH_BODY_SUFFIX="$BODY_SUFFIX" BENCH_SEED="${R_SEED[$id]}" BENCH_SEED_BASE
   local -x BENCH_WRK_THREADS="$WRK_THREADS"
   BENCH_BODY_PREFIX="$(body_prefix "${R_MODEL[$id]}")"
@@ -474,10 +525,11 @@ run_case() {
   taskset -c "$LOAD_CPU" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s \
     -s "$BENCH/cache.lua" "$url" >"$TMP/warmup-$1-$2.txt"
   if [[ "$BENCH_SEED" == distinct ]]; then next_seed_base; BENCH_SEED_BASE="$SEED_BASE"; fi
-  local n0 n1 s0 s1 g0 g1 c0 c1 l0 l1 requests b0 nc0 t0 b1 nc1 t1 h0 m0 e0 h1 m1 e1 entries
+  local n0 n1 s0 s1 g0 g1 us0 us1 u0 u1 sy0 sy1 c0 c1 l0 l1 requests b0 nc0 t0 b1 nc1 t1 h0 m0 e0 h1 m1 e1 entries
   n0="$(nginx_requests)"
   s0="$(cache_stats)"
-  g0="$(proc_ticks "$GATEWAY_PID")"
+  g0="$(proc_ticks "$measured")"
+  us0="$(proc_user_system "$measured")"
   c0="$(cpu_line "$GATEWAY_CPU")"
   l0="$(cpu_line "$LOAD_CPU")"
   [[ "$COUNT" == 1 ]] && { callgrind_control -z "$GATEWAY_PID" >/dev/null || fail "callgrind_control -z failed"; }
@@ -492,7 +544,8 @@ run_case() {
     -s "$BENCH/cache.lua" "$url" >"$out"
   [[ -n "$profiler" ]] && { wait "$profiler" || fail "perf record failed"; }
   [[ "$COUNT" == 1 ]] && { callgrind_control -d "$GATEWAY_PID" >/dev/null || fail "callgrind_control -d failed"; }
-  g1="$(proc_ticks "$GATEWAY_PID")"
+  g1="$(proc_ticks "$measured")"
+  us1="$(proc_user_system "$measured")"
   c1="$(cpu_line "$GATEWAY_CPU")"
   l1="$(cpu_line "$LOAD_CPU")"
   s1="$(cache_stats)"
@@ -502,6 +555,12 @@ run_case() {
   RPS[$id,$r]="$(kv rps "$out")"
   P99[$id,$r]="$(kv p99_us "$out")"
   CPU_US[$id,$r]="$(awk -v t="$((g1 - g0))" -v hz="$CLK_TCK" -v n="$requests" \
+    'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
+  read -r u0 sy0 <<<"$us0"
+  read -r u1 sy1 <<<"$us1"
+  USER_US[$id,$r]="$(awk -v t="$((u1 - u0))" -v hz="$CLK_TCK" -v n="$requests" \
+    'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
+  SYSTEM_US[$id,$r]="$(awk -v t="$((sy1 - sy0))" -v hz="$CLK_TCK" -v n="$requests" \
     'BEGIN { printf "%.1f", n ? t / hz * 1e6 / n : 0 }')"
   NGINX_N[$id,$r]=$((n1 - n0 - 1))  # less the stub_status query itself
   [[ "$COUNT" == 1 ]] && IR[$id,$r]="$(($(worker_instructions) / requests))" && keep_worker_file "$id" "$r"
@@ -521,7 +580,7 @@ run_case() {
   NICE1[$id,$r]="$(pct "$((nc1 - nc0))" "$((t1 - t0))")"
   BAD[$id,$r]="$(($(kv non2xx "$out") + $(kv connect_errors "$out") + $(kv read_errors "$out") + \
     $(kv write_errors "$out") + $(kv timeouts "$out")))"
-  log "round $r, ${R_LABEL[$id]}: $([[ "$COUNT" == 1 ]] && echo "${IR[$id,$r]} worker instructions/req (under callgrind), ")${RPS[$id,$r]} req/s, ${CPU_US[$id,$r]} µs CPU/req, p99 ${P99[$id,$r]} µs; nginx saw ${NGINX_N[$id,$r]} of $requests; cache hits ${HITS[$id,$r]}, misses ${MISSES[$id,$r]}, evictions ${EVICT[$id,$r]} ($entries entries); gateway ${UTIL[$id,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$id,$r]} %, niced ${NICE0[$id,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$id,$r]} % (niced ${NICE1[$id,$r]} %), non-2xx+errors ${BAD[$id,$r]}"
+  log "round $r, ${R_LABEL[$id]}: $([[ "$COUNT" == 1 ]] && echo "${IR[$id,$r]} worker instructions/req (under callgrind), ")${RPS[$id,$r]} req/s, ${CPU_US[$id,$r]} µs CPU/req (user ${USER_US[$id,$r]}, system ${SYSTEM_US[$id,$r]}), p99 ${P99[$id,$r]} µs; nginx saw ${NGINX_N[$id,$r]} of $requests; cache hits ${HITS[$id,$r]}, misses ${MISSES[$id,$r]}, evictions ${EVICT[$id,$r]} ($entries entries); gateway ${UTIL[$id,$r]} % of CPU $GATEWAY_CPU (others ${OTHER[$id,$r]} %, niced ${NICE0[$id,$r]} %), CPU $LOAD_CPU ${LOADBUSY[$id,$r]} % (niced ${NICE1[$id,$r]} %), non-2xx+errors ${BAD[$id,$r]}"
   # A miss run must miss, a hit run hit, and every request but the hits reach nginx.
   case "$id" in
     a | d) ((HITS[$id,$r] == 0 && MISSES[$id,$r] == 0 && NGINX_N[$id,$r] >= requests)) ||
@@ -530,6 +589,8 @@ run_case() {
       fail "run b: ${HITS[$id,$r]} hits, ${MISSES[$id,$r]} misses, nginx saw ${NGINX_N[$id,$r]}, for $requests requests" ;;
     c) ((MISSES[$id,$r] == 0 && HITS[$id,$r] >= requests && NGINX_N[$id,$r] == 0)) ||
       fail "run c: ${HITS[$id,$r]} hits, ${MISSES[$id,$r]} misses, nginx saw ${NGINX_N[$id,$r]}, for $requests requests" ;;
+    f) ((HITS[$id,$r] == 0 && MISSES[$id,$r] == 0 && NGINX_N[$id,$r] == 0 && requests > 0)) ||
+      fail "run f: the gateway or the upstream saw requests meant for the floor's nginx" ;;
   esac
 }
 
@@ -600,14 +661,16 @@ verdict() {
   echo "$v"
 }
 
-declare -A M_RPS M_CPU M_P99 M_UTIL M_OTHER M_NICE0 M_LOADBUSY M_NICE1 M_BAD M_NGINX SPREAD_CPU ROUND_CPU
+declare -A M_RPS M_CPU M_USER M_SYSTEM M_P99 M_UTIL M_OTHER M_NICE0 M_LOADBUSY M_NICE1 M_BAD M_NGINX SPREAD_CPU ROUND_CPU
 ANY_BAD=0
 for id in "${RUN_IDS[@]}"; do
-  rps=() cpu=() p99=() util=() other=() nice0=() loadbusy=() nice1=() nginx=()
+  rps=() cpu=() user=() system=() p99=() util=() other=() nice0=() loadbusy=() nice1=() nginx=()
   bad=0
   for r in "${USED_ROUNDS[@]}"; do
     rps+=("${RPS[$id,$r]}")
     cpu+=("${CPU_US[$id,$r]}")
+    user+=("${USER_US[$id,$r]}")
+    system+=("${SYSTEM_US[$id,$r]}")
     p99+=("${P99[$id,$r]}")
     util+=("${UTIL[$id,$r]}")
     other+=("${OTHER[$id,$r]}")
@@ -623,6 +686,8 @@ for id in "${RUN_IDS[@]}"; do
   done
   M_RPS[$id]="$(awk -v x="$(median "${rps[@]}")" 'BEGIN { printf "%.0f", x }')"
   M_CPU[$id]="$(awk -v x="$(median "${cpu[@]}")" 'BEGIN { printf "%.1f", x }')"
+  M_USER[$id]="$(awk -v x="$(median "${user[@]}")" 'BEGIN { printf "%.1f", x }')"
+  M_SYSTEM[$id]="$(awk -v x="$(median "${system[@]}")" 'BEGIN { printf "%.1f", x }')"
   M_P99[$id]="$(median "${p99[@]}")"
   M_UTIL[$id]="$(median "${util[@]}")"
   M_OTHER[$id]="$(median "${other[@]}")"
@@ -647,10 +712,12 @@ mapfile -t HIT_RATIOS < <(round_ratios a c)
 mapfile -t MISS_RATIOS < <(round_ratios b a)
 mapfile -t QUOTA_RATIOS < <(round_ratios d e)
 mapfile -t HEADERS_RATIOS < <(round_ratios d a)
+mapfile -t FLOOR_RATIOS < <(round_ratios a f)
 HIT_X="$(ratio "${M_CPU[a]}" "${M_CPU[c]}")"
 MISS_X="$(ratio "${M_CPU[b]}" "${M_CPU[a]}")"
 QUOTA_X="$(ratio "${M_CPU[d]}" "${M_CPU[e]}")"
 HEADERS_X="$(ratio "${M_CPU[d]}" "${M_CPU[a]}")"
+FLOOR_X="$(ratio "${M_CPU[a]}" "${M_CPU[f]}")"
 OK_HIT="$(awk -v x="$HIT_X" 'BEGIN { print (x >= 5) ? 1 : 0 }')"
 OK_MISS="$(awk -v x="$MISS_X" 'BEGIN { print (x <= 1.05 + 1e-9) ? 1 : 0 }')"
 OK_QUOTA="$(awk -v x="$QUOTA_X" 'BEGIN { print (x <= 1.01 + 1e-9) ? 1 : 0 }')"
@@ -677,11 +744,11 @@ CONTENDED=0
   echo "Load average $LOAD_BEFORE before, $LOAD_AFTER after; a compiler or linker ran alongside in $BUSY_SECONDS of ${FINISHED_IN} s; warnings/errors logged: gateway $GATEWAY_PROBLEMS, nginx $NGINX_PROBLEMS."
   echo "CPU shares are medians over the measured runs, from /proc/stat: \"CPU $GATEWAY_CPU others\" is what anything but the gateway used of CPU $GATEWAY_CPU at normal priority (including interrupts and loopback softirq work), \"CPU $LOAD_CPU\" all normal-priority use of CPU $LOAD_CPU (wrk, nginx, anything else); \"niced\" is time taken by niced background processes. The gateway is the bottleneck only where its share of CPU $GATEWAY_CPU nears 100 %."
   echo
-  echo "| run | req/s | CPU µs/req | spread of CPU/req | CPU µs/req per round (* not quiet) | p99 ms | requests nginx saw (median) | gateway % of CPU $GATEWAY_CPU | CPU $GATEWAY_CPU others % (niced) | CPU $LOAD_CPU % (niced) | non-2xx + errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| run | req/s | CPU µs/req | user / system µs/req | spread of CPU/req | CPU µs/req per round (* not quiet) | p99 ms | requests nginx saw (median) | gateway % of CPU $GATEWAY_CPU | CPU $GATEWAY_CPU others % (niced) | CPU $LOAD_CPU % (niced) | non-2xx + errors |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for id in "${RUN_IDS[@]}"; do
-    printf '| %s | %s | %s | %s %% | %s | %s | %s | %s | %s | %s | %s |\n' "${R_LABEL[$id]}" "${M_RPS[$id]}" \
-      "${M_CPU[$id]}" "${SPREAD_CPU[$id]}" "${ROUND_CPU[$id]}" "$(ms "${M_P99[$id]}")" "${M_NGINX[$id]}" \
+    printf '| %s | %s | %s | %s / %s | %s %% | %s | %s | %s | %s | %s | %s | %s |\n' "${R_LABEL[$id]}" "${M_RPS[$id]}" \
+      "${M_CPU[$id]}" "${M_USER[$id]}" "${M_SYSTEM[$id]}" "${SPREAD_CPU[$id]}" "${ROUND_CPU[$id]}" "$(ms "${M_P99[$id]}")" "${M_NGINX[$id]}" \
       "${M_UTIL[$id]}" "${M_OTHER[$id]} (${M_NICE0[$id]})" "${M_LOADBUSY[$id]} (${M_NICE1[$id]})" "${M_BAD[$id]}"
   done
   echo
@@ -691,6 +758,7 @@ CONTENDED=0
   echo "| a miss costs ≤ 5 % more CPU than no cache: b / a ≤ 1.05 | ${M_CPU[b]} / ${M_CPU[a]} µs = $MISS_X × ($(pct_of "$MISS_X")) | $(minmax "${MISS_RATIOS[@]}") ×; $(settled 1.05 le "${MISS_RATIOS[@]}") | $(verdict "$OK_MISS" "$(settled 1.05 le "${MISS_RATIOS[@]}")") |"
   echo "| quota bookkeeping ≤ 1 % CPU per request: d / e ≤ 1.01 | ${M_CPU[d]} / ${M_CPU[e]} µs = $QUOTA_X × ($(pct_of "$QUOTA_X")) | $(minmax "${QUOTA_RATIOS[@]}") ×; $(settled 1.01 le "${QUOTA_RATIOS[@]}") | $(verdict "$OK_QUOTA" "$(settled 1.01 le "${QUOTA_RATIOS[@]}")") |"
   echo "| (no target) the six headers' whole cost, receiving and parsing them included: d / a | ${M_CPU[d]} / ${M_CPU[a]} µs = $HEADERS_X × ($(pct_of "$HEADERS_X")) | $(minmax "${HEADERS_RATIOS[@]}") × | |"
+  echo "| (no target) the most any hit could be cheaper than a proxied request here, were it as cheap as nginx answering a fixed body itself: a / f | ${M_CPU[a]} / ${M_CPU[f]} µs = $FLOOR_X × | $(minmax "${FLOOR_RATIOS[@]}") × | $(awk -v x="$FLOOR_X" 'BEGIN { print (x < 5) ? "below the hit target: no hit can reach it on this machine" : "leaves room for the hit target" }') |"
   echo
   echo "Noise: the d runs alone (the same requests on the same route) spread by ${SPREAD_CPU[d]} % of their median CPU/req over the ${#USED_ROUNDS[@]} rounds used, and the e runs by ${SPREAD_CPU[e]} %. A difference smaller than that, such as the 1 % the quota target allows, is not established by this run however the verdict reads (a verdict says \"not established\" where the rounds' own ratios fall on both sides of the target): d and e run back to back in every round so that slow drifts of the machine hit both alike, and the per-round ratios show how much a single pair can be trusted. Both runs' answers carry six extra fields of the same size (about 230 bytes); only d's are the rate-limit headers the gateway reads. \`BENCH_COUNT=1\` counts instructions instead, without this noise."
   if ((CONTENDED)); then
