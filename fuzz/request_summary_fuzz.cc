@@ -3,7 +3,8 @@
 // shape, for each kind of request), and a body it accepts is spliced by RequestBody into one
 // that parses to the client's tree with only `model` and `stream_options` changed. The response
 // cache's key written from the body's text is the one written from its tree (or none for a body
-// that is not a JSON object).
+// that is not a JSON object), and the summary and key read by one parse (summarize_with_key) are
+// the ones the two readers give apart.
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstdint>
@@ -42,6 +43,35 @@ void check_kind(std::string_view body, const json::value& parsed, bool parse_fai
   require(summarized_shape.model == shape.model);
   require(summarized_shape.stream == shape.stream);
   require(summarized_shape.client_requested_usage == shape.client_requested_usage);
+}
+
+// One parse for both, as the gateway reads a cached route's request, against the two readers.
+void check_summary_with_key(std::string_view body, providers::ApiKind kind) {
+  providers::RequestShape alone_shape, both_shape;
+  const auto alone = providers::summarize_request(body, kind, alone_shape);
+  const auto both = cutover::cache::summarize_with_key(body, kind, both_shape, "/k", "tenant");
+  require(both.summary.parse_error == alone.parse_error);
+  require(both.summary.not_object == alone.not_object);
+  require(both.summary.problem == alone.problem);
+  require(both.summary.has_stream_options == alone.has_stream_options);
+  require(both_shape.model == alone_shape.model);
+  require(both_shape.stream == alone_shape.stream);
+  require(both_shape.client_requested_usage == alone_shape.client_requested_usage);
+  const bool refused = alone.parse_error || alone.not_object || alone.problem;
+  require(both.key.has_value() == !refused);
+  if (refused) return;
+  const auto key = cutover::cache::request_key(body, "/k", alone_shape.stream, "tenant");
+  require(key && both.key->text == key->text && both.key->deterministic == key->deterministic);
+}
+
+// The guess is a plain string of the body's own bytes (a view into it), or nothing.
+void check_model_hint(std::string_view body) {
+  const auto hint = providers::model_hint(body);
+  if (!hint) return;
+  require(hint->data() >= body.data() && hint->data() + hint->size() <= body.data() + body.size());
+  require(hint->size() <= 256 && hint->find_first_of("\"\\") == std::string_view::npos);
+  require(hint->data() > body.data() && hint->data()[-1] == '"' &&
+          hint->data()[hint->size()] == '"');
 }
 
 // Equal trees, but for doubles a few units in the last place apart: Boost.JSON 1.81 can parse
@@ -122,7 +152,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (auto kind : {providers::ApiKind::chat_completions, providers::ApiKind::completions,
                     providers::ApiKind::embeddings}) {
     check_kind(body, parsed, parse_error.failed(), kind);
+    check_summary_with_key(body, kind);
   }
+  check_model_hint(body);
   check_cache_key(body, parsed, parse_error.failed());
   // The gateway splices only bodies with a model (validate_request refuses the others).
   if (!parse_error && parsed.is_object() && parsed.get_object().contains("model")) {

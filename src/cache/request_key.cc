@@ -11,6 +11,7 @@
 #include <boost/json/basic_parser_impl.hpp>
 
 #include "cache/response_cache.h"
+#include "providers/request_summary_handler.h"
 #include "util/json_string.h"
 #include "util/sha256.h"
 
@@ -498,6 +499,96 @@ class EventWriter {
   bool deterministic_ = false;
 };
 
+// One parse read by both: the request's summary (what summarize_request reads) and its key.
+class SummaryAndKeyHandler {
+ public:
+  static constexpr std::size_t max_object_size = EventWriter::max_object_size;
+  static constexpr std::size_t max_array_size = EventWriter::max_array_size;
+  static constexpr std::size_t max_key_size = EventWriter::max_key_size;
+  static constexpr std::size_t max_string_size = EventWriter::max_string_size;
+
+  SummaryAndKeyHandler(std::string_view body, EventScratch& scratch, providers::RequestShape& shape)
+      : key_(body, scratch), summary_(shape) {}
+
+  EventWriter& key() { return key_; }
+  providers::summary_detail::SummaryHandler& summary() { return summary_; }
+
+  bool on_document_begin(json::error_code& ec) {
+    return key_.on_document_begin(ec) && summary_.on_document_begin(ec);
+  }
+  bool on_document_end(json::error_code& ec) {
+    return key_.on_document_end(ec) && summary_.on_document_end(ec);
+  }
+  bool on_object_begin(json::error_code& ec) {
+    return key_.on_object_begin(ec) && summary_.on_object_begin(ec);
+  }
+  bool on_object_end(std::size_t n, json::error_code& ec) {
+    return key_.on_object_end(n, ec) && summary_.on_object_end(n, ec);
+  }
+  bool on_array_begin(json::error_code& ec) {
+    return key_.on_array_begin(ec) && summary_.on_array_begin(ec);
+  }
+  bool on_array_end(std::size_t n, json::error_code& ec) {
+    return key_.on_array_end(n, ec) && summary_.on_array_end(n, ec);
+  }
+  bool on_key_part(json::string_view part, std::size_t n, json::error_code& ec) {
+    return key_.on_key_part(part, n, ec) && summary_.on_key_part(part, n, ec);
+  }
+  bool on_key(json::string_view last, std::size_t n, json::error_code& ec) {
+    return key_.on_key(last, n, ec) && summary_.on_key(last, n, ec);
+  }
+  bool on_string_part(json::string_view part, std::size_t n, json::error_code& ec) {
+    return key_.on_string_part(part, n, ec) && summary_.on_string_part(part, n, ec);
+  }
+  bool on_string(json::string_view last, std::size_t n, json::error_code& ec) {
+    return key_.on_string(last, n, ec) && summary_.on_string(last, n, ec);
+  }
+  bool on_number_part(json::string_view part, json::error_code& ec) {
+    return key_.on_number_part(part, ec) && summary_.on_number_part(part, ec);
+  }
+  bool on_int64(std::int64_t value, json::string_view text, json::error_code& ec) {
+    return key_.on_int64(value, text, ec) && summary_.on_int64(value, text, ec);
+  }
+  bool on_uint64(std::uint64_t value, json::string_view text, json::error_code& ec) {
+    return key_.on_uint64(value, text, ec) && summary_.on_uint64(value, text, ec);
+  }
+  bool on_double(double value, json::string_view text, json::error_code& ec) {
+    return key_.on_double(value, text, ec) && summary_.on_double(value, text, ec);
+  }
+  bool on_bool(bool value, json::error_code& ec) {
+    return key_.on_bool(value, ec) && summary_.on_bool(value, ec);
+  }
+  bool on_null(json::error_code& ec) { return key_.on_null(ec) && summary_.on_null(ec); }
+  bool on_comment_part(json::string_view part, json::error_code& ec) {
+    return key_.on_comment_part(part, ec) && summary_.on_comment_part(part, ec);
+  }
+  bool on_comment(json::string_view text, json::error_code& ec) {
+    return key_.on_comment(text, ec) && summary_.on_comment(text, ec);
+  }
+
+ private:
+  EventWriter key_;
+  providers::summary_detail::SummaryHandler summary_;
+};
+
+// The writer's room on this thread, cleared for a body of `size` bytes.
+EventScratch& event_scratch(std::size_t size) {
+  thread_local EventScratch scratch;
+  scratch.clear();
+  scratch.text.reserve(size + 16);
+  return scratch;
+}
+
+RequestKey key_of_scratch(const EventScratch& scratch, std::string_view kind, bool stream,
+                          std::string_view tenant, bool deterministic) {
+  RequestKey key;
+  key.text.reserve(kind.size() + tenant.size() + scratch.text.size() + 16);
+  write_prefix(key.text, kind, stream, tenant);
+  key.text.append(scratch.text.data(), scratch.text.size());
+  key.deterministic = deterministic;
+  return key;
+}
+
 }  // namespace
 
 bool declares_deterministic(const json::object& body) {
@@ -521,48 +612,53 @@ RequestKey request_key(const json::object& body, std::string_view kind, bool str
 
 std::optional<RequestKey> request_key(std::string_view body, std::string_view kind, bool stream,
                                       std::string_view tenant) {
-  thread_local EventScratch scratch;
-  scratch.clear();
-  scratch.text.reserve(body.size() + 16);
+  auto& scratch = event_scratch(body.size());
   json::basic_parser<EventWriter> parser(json::parse_options(), body, scratch);
   json::error_code error;
   const auto used = parser.write_some(false, body.data(), body.size(), error);
   if (error || used < body.size() || !parser.handler().root_is_object()) return std::nullopt;
-  RequestKey key;
-  key.text.reserve(kind.size() + tenant.size() + scratch.text.size() + 16);
-  write_prefix(key.text, kind, stream, tenant);
-  key.text.append(scratch.text.data(), scratch.text.size());
-  key.deterministic = parser.handler().deterministic();
-  return key;
+  return key_of_scratch(scratch, kind, stream, tenant, parser.handler().deterministic());
+}
+
+SummaryAndKey summarize_with_key(std::string_view body, providers::ApiKind api,
+                                 providers::RequestShape& shape, std::string_view kind,
+                                 std::string_view tenant) {
+  auto& scratch = event_scratch(body.size());
+  json::basic_parser<SummaryAndKeyHandler> parser(json::parse_options(), body, scratch, shape);
+  json::error_code error;
+  const auto used = parser.write_some(false, body.data(), body.size(), error);
+  auto& handler = parser.handler();
+  SummaryAndKey both{handler.summary().result(error, used, body.size(), api), std::nullopt};
+  if (both.summary.parse_error || both.summary.not_object || both.summary.problem) return both;
+  both.key = key_of_scratch(scratch, kind, shape.stream, tenant, handler.key().deterministic());
+  return both;
 }
 
 std::string shared_key(std::string_view key) { return util::sha256_hex(key); }
 
-std::string request_text(std::string_view body, std::string_view kind, bool stream,
-                         std::string_view tenant) {
+std::string request_text(std::string_view body, std::string_view kind, std::string_view tenant) {
   std::string text;
-  text.reserve(request_text_size({body, kind, stream, tenant}));
-  write_prefix(text, kind, stream, tenant);
+  text.reserve(request_text_size({body, kind, tenant}));
+  text.append(kind).push_back('\n');
+  text.append(tenant).push_back('\n');
   text.append(body);
   return text;
 }
 
 std::size_t request_text_size(const RequestText& pieces) {
-  return pieces.kind.size() + stream_line(pieces.stream).size() + pieces.tenant.size() + 3 +
-         pieces.body.size();
+  return pieces.kind.size() + pieces.tenant.size() + 2 + pieces.body.size();
 }
 
 bool is_request_text(std::string_view text, const RequestText& pieces) {
   if (text.size() != request_text_size(pieces)) return false;
-  // The sizes agree, so each piece is compared where write_prefix put it.
+  // The sizes agree, so each piece is compared where request_text put it.
   auto next = [&text](std::string_view piece, bool line) {
     const bool same =
         text.substr(0, piece.size()) == piece && (!line || text[piece.size()] == '\n');
     text.remove_prefix(piece.size() + (line ? 1 : 0));
     return same;
   };
-  return next(pieces.kind, true) && next(stream_line(pieces.stream), true) &&
-         next(pieces.tenant, true) && next(pieces.body, false);
+  return next(pieces.kind, true) && next(pieces.tenant, true) && next(pieces.body, false);
 }
 
 }  // namespace cutover::cache

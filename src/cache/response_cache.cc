@@ -48,7 +48,7 @@ std::shared_ptr<const CachedAnswer> ResponseCache::find(std::string_view text) {
 // The body's hash alone (hashing the endpoint and tenant too cost a hit 200 instructions): the
 // same body from several tenants or endpoints shares a hash, and the equality tells them apart.
 std::size_t ResponseCache::text_hash(const RequestText& text) {
-  return std::hash<std::string_view>{}(text.body) ^ (text.stream ? 0x9e3779b97f4a7c15ULL : 0);
+  return std::hash<std::string_view>{}(text.body);
 }
 
 bool ResponseCache::TextEqual::operator()(const StoredText& stored,
@@ -63,12 +63,12 @@ ResponseCache::KnownText ResponseCache::known_text(const RequestText& text, std:
   const auto found = shard.texts.find(probe);
   if (found == shard.texts.end()) return {};
   key.assign(found->second.key);
-  return {true, found->second.deterministic};
+  return {true, found->second.reading};
 }
 
 void ResponseCache::remember_text(const RequestText& text, std::string_view key,
-                                  bool deterministic) {
-  const std::size_t bytes = request_text_size(text) + key.size();
+                                  TextReading reading) {
+  const std::size_t bytes = request_text_size(text) + key.size() + reading.shape.model.size();
   // One that could never fit is refused before it makes the shard forget the others.
   if (bytes > shard_max_bytes_ / 8) return;
   const TextProbe probe{text, text_hash(text)};
@@ -79,9 +79,9 @@ void ResponseCache::remember_text(const RequestText& text, std::string_view key,
     shard.texts.clear();
     shard.text_bytes = 0;
   }
-  shard.texts.emplace(StoredText{request_text(text.body, text.kind, text.stream, text.tenant),
-                                 probe.hash, text.body.size()},
-                      TextAlias{std::string(key), deterministic});
+  shard.texts.emplace(
+      StoredText{request_text(text.body, text.kind, text.tenant), probe.hash, text.body.size()},
+      TextAlias{std::string(key), std::move(reading)});
   shard.text_bytes += bytes;
 }
 

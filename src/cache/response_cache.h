@@ -13,11 +13,10 @@
 // every replica serves what one kept; hits, misses and savings are still counted per process.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/json.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
-
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,6 +31,7 @@
 #include "cache/cache_settings.h"
 #include "cache/cached_answer.h"
 #include "cache/shared_cache.h"
+#include "providers/request_summary.h"
 
 namespace cutover::cache {
 
@@ -60,20 +60,31 @@ RequestKey request_key(const boost::json::object& body, std::string_view kind, b
 std::optional<RequestKey> request_key(std::string_view body, std::string_view kind, bool stream,
                                       std::string_view tenant);
 
+// An OpenAI client's body read once for both what the gateway reads before routing it and its
+// key: summarize_request's summary of it (filling `shape`) and, when that names no problem,
+// request_key(body, kind, shape.stream, tenant). A route with a cache would otherwise parse a
+// request it has not seen twice.
+struct SummaryAndKey {
+  providers::RequestSummary summary;
+  std::optional<RequestKey> key;
+};
+SummaryAndKey summarize_with_key(std::string_view body, providers::ApiKind api,
+                                 providers::RequestShape& shape, std::string_view kind,
+                                 std::string_view tenant);
+
 // The name of a key's entry in the shared store: its SHA-256, in hex.
 std::string shared_key(std::string_view key);
 
-// A request's exact text as the cache remembers it: the key's first three lines and the body's
-// bytes as they came (see ResponseCache::known_text).
-std::string request_text(std::string_view body, std::string_view kind, bool stream,
-                         std::string_view tenant);
+// A request's exact text as the cache remembers it: the endpoint kind and the tenant, one per
+// line, then the body's bytes as they came (see ResponseCache::known_text). Not its stream flag:
+// an OpenAI client's body says whether it streams, so its key is a function of these pieces.
+std::string request_text(std::string_view body, std::string_view kind, std::string_view tenant);
 
 // The same text in the pieces it is made of: the cache looks a text up by its pieces, so a
 // request whose text it does not know costs no copy of its body.
 struct RequestText {
   std::string_view body;
   std::string_view kind;
-  bool stream = false;
   std::string_view tenant;
 };
 // The size of request_text of these pieces, and whether `text` is it, without joining them.
@@ -114,21 +125,29 @@ class ResponseCache {
   void store(std::string key, CachedAnswer answer);
   void count_bypass() { bypasses_.fetch_add(1, std::memory_order_relaxed); }
 
-  // Requests' exact texts (request_text) and the keys they had, in this process. Writing a key
-  // costs a parse of the body; a client that asks the same question again almost always sends
-  // the same bytes, and then its key is found here instead (the gateway remembers a text when
-  // its key hits, so the second hit of the same bytes is the first without the parse). Each shard
+  // Requests' exact texts (request_text) and the keys they had, in this process, with what the
+  // gateway read of them besides. Writing a key costs a parse of the body; a client that asks the
+  // same question again almost always sends the same bytes, and then its key and its summary are
+  // found here instead (the gateway remembers a text when its key hits, so the second hit of the
+  // same bytes is the first without a parse). Each shard
   // remembers at most as many texts as it holds entries, in at most an eighth of its bytes, and
   // forgets all of them at once when full: a forgotten text only costs its key's parse again. A key
   // is the same pure function of the text whenever it is written, so a remembered one is never
   // stale; the entry it names may be gone (a miss, as it would be).
+  // What was read of a text besides its key: whether its body declares itself deterministic (as
+  // RequestKey says), and summarize_request's reading of a body it found no problem in.
+  struct TextReading {
+    bool deterministic = false;
+    providers::RequestShape shape;
+    bool has_stream_options = false;
+  };
   struct KnownText {
     bool found = false;
-    bool deterministic = false;  // of the text's body, as RequestKey says
+    TextReading reading;
   };
   // Copies the key remembered for `text` into `key` when there is one.
   KnownText known_text(const RequestText& text, std::string& key);
-  void remember_text(const RequestText& text, std::string_view key, bool deterministic);
+  void remember_text(const RequestText& text, std::string_view key, TextReading reading);
   // Drops every entry; returns how many there were.
   std::size_t purge();
 
@@ -174,7 +193,7 @@ class ResponseCache {
   };
   struct TextAlias {
     std::string key;
-    bool deterministic = false;
+    TextReading reading;
   };
   // A remembered text (request_text of its pieces) and text_hash of its pieces; a probe is the
   // pieces of a request's text and the same hash.

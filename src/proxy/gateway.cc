@@ -850,8 +850,13 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   json::value parsed;
   boost::system::error_code parse_error;
   bool not_object = false;
+  EarlyCacheKey early;
   if (openai_client) {
-    summary = providers::summarize_request(request.message.body(), kind, shape);
+    if (!snapshot->health->caches().empty()) {
+      early = early_cache_key(request, *snapshot, record.route, client_name, kind, shape);
+    }
+    summary = early.summary ? std::move(early.summary)
+                            : providers::summarize_request(request.message.body(), kind, shape);
     parse_error = summary->parse_error;
     not_object = summary->not_object;
   } else {
@@ -936,19 +941,24 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   served_usage = &context.usage;
   // The route's response cache: a hit is answered here, before any provider or migration arm
   // (it is neither side's answer, so it is no sample for the gates either).
-  auto cache = snapshot->health->cache_for(context.shape.model);
+  // The early key was written for this route's cache when the hint named this request's model.
+  const bool hinted = early.cache != nullptr && early.model == context.shape.model;
+  auto cache = hinted ? std::move(early.cache) : snapshot->health->cache_for(context.shape.model);
   std::string cache_key;
   std::string cache_body;
   if (cache) {
-    const auto choice = cache_choice(request, *cache, *snapshot, context.shape.model);
+    const auto choice =
+        hinted ? early.choice : cache_choice(request, *cache, *snapshot, context.shape.model);
     // Whether an OpenAI client's exact text is new to the cache, to be remembered with its key
     // once it hits: a miss does not pay for texts that may never come again.
-    bool unknown_text = false;
+    bool unknown_text = hinted && early.unknown_text;
     // Both arms views: `"" : client_name` would make a std::string that dies with the line.
     const std::string_view tenant =
         cache->settings().shared_across_keys ? std::string_view() : std::string_view(client_name);
     std::optional<cache::RequestKey> key;
-    if (choice != CacheChoice::bypass) {
+    if (hinted) {
+      key = std::move(early.key);
+    } else if (choice != CacheChoice::bypass) {
       key = request_key_of(*cache, context, openai_client, tenant, unknown_text);
     }
     if (!key || (choice != CacheChoice::use && !key->deterministic)) {
@@ -966,7 +976,9 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
       }
       if (hit) {
         if (unknown_text) {
-          cache->remember_text(cache_text_of(context, tenant), cache_key, key->deterministic);
+          cache->remember_text(
+              cache_text_of(context, tenant), cache_key,
+              {key->deterministic, context.shape, context.body_has_stream_options});
         }
         record.provider = "cache";
         record.prompt_tokens = hit->prompt_tokens;
@@ -1949,7 +1961,7 @@ std::optional<cache::RequestKey> Gateway::request_key_of(cache::ResponseCache& c
   // remembers the text.
   cache::RequestKey key;
   if (const auto known = cache.known_text(cache_text_of(context, tenant), key.text); known.found) {
-    key.deterministic = known.deterministic;
+    key.deterministic = known.reading.deterministic;
     return key;
   }
   unknown_text = true;
@@ -1957,12 +1969,46 @@ std::optional<cache::RequestKey> Gateway::request_key_of(cache::ResponseCache& c
 }
 
 cache::RequestText Gateway::cache_text_of(const RequestContext& context, std::string_view tenant) {
-  return {context.request.message.body(), context.record.route, context.shape.stream, tenant};
+  return {context.request.message.body(), context.record.route, tenant};
+}
+
+Gateway::EarlyCacheKey Gateway::early_cache_key(const http::IncomingRequest& request,
+                                                const Snapshot& snapshot, std::string_view route,
+                                                const std::string& client_name,
+                                                providers::ApiKind kind,
+                                                providers::RequestShape& shape) {
+  EarlyCacheKey early;
+  const std::string_view body = request.message.body();
+  const auto hint = providers::model_hint(body);
+  if (!hint) return early;
+  auto cache = snapshot.health->cache_for(*hint);
+  if (!cache) return early;
+  early.choice = cache_choice(request, *cache, snapshot, *hint);
+  if (early.choice == CacheChoice::bypass) return early;
+  const std::string_view tenant =
+      cache->settings().shared_across_keys ? std::string_view() : std::string_view(client_name);
+  cache::RequestKey key;
+  if (auto known = cache->known_text({body, route, tenant}, key.text); known.found) {
+    // Remembered after a hit, so the summary found no problem in it.
+    key.deterministic = known.reading.deterministic;
+    early.key = std::move(key);
+    shape = std::move(known.reading.shape);
+    early.summary.emplace();
+    early.summary->has_stream_options = known.reading.has_stream_options;
+  } else {
+    auto both = cache::summarize_with_key(body, kind, shape, route, tenant);
+    early.summary = std::move(both.summary);
+    early.key = std::move(both.key);
+    early.unknown_text = true;
+  }
+  early.model = *hint;
+  early.cache = std::move(cache);
+  return early;
 }
 
 Gateway::CacheChoice Gateway::cache_choice(const http::IncomingRequest& request,
                                            const cache::ResponseCache& cache,
-                                           const Snapshot& snapshot, const std::string& model) {
+                                           const Snapshot& snapshot, std::string_view model) {
   const auto control = http::field_value(request.message, bhttp::field::cache_control);
   if (control.find("no-cache") != std::string_view::npos ||
       control.find("no-store") != std::string_view::npos) {

@@ -178,7 +178,24 @@ class Gateway {
   enum class CacheChoice { bypass, use, if_deterministic };
   static CacheChoice cache_choice(const http::IncomingRequest& request,
                                   const cache::ResponseCache& cache, const Snapshot& snapshot,
-                                  const std::string& model);
+                                  std::string_view model);
+  // Before an OpenAI client's request is summarized: when its body names (providers::model_hint)
+  // a route with a cache that its headers do not bypass, the key and the summary, from the texts
+  // that cache remembers (no parse) or from one parse for both, so that a request the cache has
+  // not seen is parsed once and one it knows not at all. A guess: the gateway uses the key only
+  // when the summary's model is the hinted one (the summary is the body's own either way).
+  struct EarlyCacheKey {
+    std::string_view model;  // the hint, in the body
+    std::shared_ptr<cache::ResponseCache> cache;
+    CacheChoice choice = CacheChoice::if_deterministic;
+    std::optional<cache::RequestKey> key;
+    bool unknown_text = false;  // as request_key_of sets it
+    std::optional<providers::RequestSummary> summary;
+  };
+  static EarlyCacheKey early_cache_key(const http::IncomingRequest& request,
+                                       const Snapshot& snapshot, std::string_view route,
+                                       const std::string& client_name, providers::ApiKind kind,
+                                       providers::RequestShape& shape);
   // The request's cache key, or none when its body is not an object; `unknown_text` is set when
   // the key of an OpenAI client's exact text (cache_text_of) was written, not remembered (to
   // remember once the key is used).

@@ -36,11 +36,13 @@ class HealthRegistry {
   const ProviderHealth& provider(const std::string& name) const { return providers_.at(name); }
   // The response cache of a routed model, or null when its route has none. A reload keeps a
   // cache whose settings did not change, entries included.
-  std::shared_ptr<cache::ResponseCache> cache_for(const std::string& model) const {
+  std::shared_ptr<cache::ResponseCache> cache_for(std::string_view model) const {
     auto found = caches_.find(model);
     return found == caches_.end() ? nullptr : found->second;
   }
-  const std::map<std::string, std::shared_ptr<cache::ResponseCache>>& caches() const { return caches_; }
+  const std::map<std::string, std::shared_ptr<cache::ResponseCache>, std::less<>>& caches() const {
+    return caches_;
+  }
   const std::map<std::string, ProviderHealth>& providers() const { return providers_; }
 
  private:
@@ -50,7 +52,7 @@ class HealthRegistry {
     std::vector<std::string> urls;
   };
   std::map<std::string, ProviderHealth> providers_;
-  std::map<std::string, std::shared_ptr<cache::ResponseCache>> caches_;
+  std::map<std::string, std::shared_ptr<cache::ResponseCache>, std::less<>> caches_;
   std::map<std::string, Fingerprints> fingerprints_;
 };
 

@@ -30,6 +30,7 @@ class CacheTest : public GatewayTest {
     };
     insert_after("      key_env: CLIENT_KEY\n", "    - name: other\n      key_env: OTHER_KEY\n");
     insert_after("    provider: primary\n", "    cache: {ttl: 1m, max_entries: 100}\n");
+    customize(yaml);
     auto environment = [](const std::string& name) -> std::optional<std::string> {
       if (name == "CLIENT_KEY") return kClientKey;
       if (name == "OTHER_KEY") return kOtherKey;
@@ -42,6 +43,9 @@ class CacheTest : public GatewayTest {
     server_ = std::make_unique<runtime::GatewayServer>(loaded.config);
     server_->start();
   }
+
+  // A test's own changes to the configuration.
+  virtual void customize(std::string&) {}
 
   Reply ask(const std::string& body, const std::string& key = kClientKey,
             std::vector<std::pair<std::string, std::string>> headers = {}) {
@@ -105,6 +109,43 @@ TEST_F(CacheTest, RememberedTextsHitAsTheirKeysDo) {
   EXPECT_EQ(upstream_->requests_received(), 4u);
 }
 
+// gpt-4's answers are per client key, embed's shared by all keys.
+class CacheHintTest : public CacheTest {
+ protected:
+  void customize(std::string& yaml) override {
+    const std::string one_route =
+        "  - models: [gpt-4, embed]\n    provider: primary\n    cache: {ttl: 1m, max_entries: "
+        "100}\n";
+    ASSERT_NE(yaml.find(one_route), std::string::npos) << yaml;
+    yaml.replace(yaml.find(one_route), one_route.size(),
+                 "  - models: [gpt-4]\n    provider: primary\n    cache: {ttl: 1m}\n"
+                 "  - models: [embed]\n    provider: primary\n"
+                 "    cache: {ttl: 1m, shared_across_keys: true}\n");
+  }
+};
+
+// A request the cache has not seen is read once for its summary and its key, for the cache its
+// body's first "model" key names: a guess, here wrong (the metadata's model comes first), which
+// must not key the request as the other route's cache would (shared across client keys).
+TEST_F(CacheHintTest, AModelNamedEarlierInTheBodyDoesNotChooseTheCache) {
+  const std::string body =
+      R"({"metadata":{"model":"embed"},"model":"gpt-4","temperature":0,"messages":[{"role":"user","content":"two and two"}]})";
+  auto first = ask(body);
+  ASSERT_EQ(first.status, 200u) << first.body;
+  EXPECT_EQ(first.header("x-cutover-cache"), "miss");
+  EXPECT_EQ(ask(body, kOtherKey).header("x-cutover-cache"), "miss")
+      << "gpt-4's answers are never shared across client keys";
+  EXPECT_EQ(ask(body).header("x-cutover-cache"), "hit");
+  EXPECT_EQ(ask(body, kOtherKey).header("x-cutover-cache"), "hit");
+  EXPECT_EQ(upstream_->requests_received(), 2u);
+  // The guess right: embed's answers are shared across keys.
+  const std::string shared =
+      R"({"model":"embed","temperature":0,"messages":[{"role":"user","content":"two and two"}]})";
+  ASSERT_EQ(ask(shared).header("x-cutover-cache"), "miss");
+  EXPECT_EQ(ask(shared, kOtherKey).header("x-cutover-cache"), "hit");
+  EXPECT_EQ(upstream_->requests_received(), 3u);
+}
+
 TEST_F(CacheTest, AStreamedAnswerIsReplayedAsItsEvents) {
   const std::string body =
       R"({"model":"gpt-4","seed":42,"stream":true,"messages":[{"role":"user","content":"count to three"}]})";
@@ -124,6 +165,32 @@ TEST_F(CacheTest, AStreamedAnswerIsReplayedAsItsEvents) {
   EXPECT_EQ(data_events(second.body), data_events(first.body));
   EXPECT_EQ(data_events(second.body).back(), "[DONE]");
   EXPECT_EQ(upstream_->requests_received(), 1u);
+}
+
+// A remembered text carries the summary it was read with: when its answer is gone, the request
+// goes to the provider as the first one did (its own stream_options kept and amended, not added
+// again beside it).
+TEST_F(CacheTest, ARememberedTextWhoseAnswerWasEvictedGoesAsTheFirstDid) {
+  const std::string streamed =
+      R"({"model":"gpt-4","seed":7,"stream":true,"stream_options":{"include_usage":false,"include_obfuscation":false},"messages":[{"role":"user","content":"count"}]})";
+  ASSERT_EQ(ask(streamed).header("x-cutover-cache"), "miss");
+  ASSERT_EQ(ask(streamed).header("x-cutover-cache"), "hit");
+  for (int i = 0; i < 100; ++i) {  // a cache of 100: the streamed answer is evicted
+    ASSERT_EQ(ask(R"({"model":"gpt-4","seed":)" + std::to_string(i) +
+                  R"(,"messages":[{"role":"user","content":"x"}]})")
+                  .header("x-cutover-cache"),
+              "miss");
+  }
+  const auto again = ask(streamed);
+  ASSERT_EQ(again.status, 200u) << again.body;
+  EXPECT_EQ(again.header("x-cutover-cache"), "miss");
+  EXPECT_EQ(again.body.find("\"usage\""), std::string::npos) << "the client asked for no usage";
+  const auto sent = upstream_->recorded_requests();
+  ASSERT_EQ(sent.size(), 102u);
+  EXPECT_EQ(sent.back().body, sent.front().body);
+  const auto options = json::parse(sent.back().body).at("stream_options");
+  EXPECT_EQ(options.at("include_usage"), true) << "the gateway's accounting asks for usage";
+  EXPECT_EQ(options.at("include_obfuscation"), false) << "the client's own option kept";
 }
 
 TEST_F(CacheTest, ErrorsAreNeverCached) {

@@ -93,10 +93,11 @@ TEST(CacheKeyTest, TheDigestIsOfBoostJsonsOwnBytesWithSortedKeys) {
 // that come twice (the last one counts, as in a json::object, the left-out fields and the
 // determinism declaration included), nesting, escapes, strings and keys long enough to reach the
 // handler in parts, numbers of every kind.
-TEST(CacheKeyTest, TheTextsKeyIsTheTreesKey) {
+// Bodies whose keys the text's writer must get right: duplicates, escapes, numbers, nesting.
+std::vector<std::string> tricky_bodies() {
   const std::string long_escaped =
       "\"" + std::string(3000, 'a') + std::string(6000, '\\') + "n\u00e9\"";
-  const std::string bodies[] = {
+  return {
       R"({"model":"m","temperature":0,"messages":[{"role":"user","content":"hi"}]})",
       R"({"model":"m","model":"n","temperature":0,"messages":[]})",
       R"({"temperature":0,"temperature":1,"model":"m"})",
@@ -125,6 +126,10 @@ TEST(CacheKeyTest, TheTextsKeyIsTheTreesKey) {
       R"({"a":1,"\u0061":2,"\u0062":"x","b":"y"})",
       R"({"mo\u0064el":"caf\u00e9 \ud83d\ude00","str\u0065am":false,"messages":[{"r\u006fle":"user","content":"\"x\""}]})",
   };
+}
+
+TEST(CacheKeyTest, TheTextsKeyIsTheTreesKey) {
+  const auto bodies = tricky_bodies();
   std::string many_members = "{";
   for (int i = 40; i > 0; --i)
     many_members += "\"k" + std::to_string(i % 37) + "\":" + std::to_string(i) + ",";
@@ -143,6 +148,63 @@ TEST(CacheKeyTest, TheTextsKeyIsTheTreesKey) {
   EXPECT_TRUE(request_key(bodies[6], "/k", false, "t")->deterministic);
   EXPECT_FALSE(request_key(bodies[7], "/k", false, "t")->deterministic);
   EXPECT_EQ(key_of(R"({"a":1,"a":2})"), key_of(R"({"a":2})"));
+}
+
+// summarize_with_key reads, in one parse, what summarize_request and request_key read in two.
+TEST(CacheKeyTest, OneParseGivesTheSummaryAndTheKeyOfTwo) {
+  auto bodies = tricky_bodies();
+  for (
+      const char* more :
+      {R"({"model":"m","stream":true,"stream_options":{"include_usage":true},"seed":1,"messages":[{"role":"user","content":"hi"}]})",
+       R"({"messages":[{"role":"user","content":"hi"}],"model":"m","stream":false,"temperature":0})",
+       R"({"model":"m","messages":[]})", R"({"model":"m","messages":[{"content":"no role"}]})",
+       R"({"model":"","messages":[{"role":"user"}]})",
+       R"({"model":"m","stream":"yes","messages":[{"role":"user"}]})",
+       R"({"model":"m","prompt":"p","input":"i","messages":[{"role":"user"}]})", "[]", "1", "", "{",
+       "{} {}", "{\"a\":\"\xff\"}", " {} "}) {
+    bodies.emplace_back(more);
+  }
+  // Each tricky body again as a chat request that passes the summary's checks, so that its key
+  // is compared too: the fields the checks need are added last, where they count.
+  const auto tricky = tricky_bodies();
+  for (auto body : tricky) {
+    const auto close = body.find_last_of('}');
+    if (close == std::string::npos) continue;
+    const bool empty = body.find_first_not_of(" \t\n", body.find('{') + 1) == close;
+    body.insert(
+        close,
+        std::string(empty ? "" : ",") +
+            R"("model":"m","stream":false,"messages":[{"role":"user"}],"prompt":"p","input":"i")");
+    bodies.push_back(std::move(body));
+  }
+  std::size_t keys_compared = 0;
+  using providers::ApiKind;
+  for (const auto& body : bodies) {
+    for (auto api : {ApiKind::chat_completions, ApiKind::completions, ApiKind::embeddings}) {
+      SCOPED_TRACE(body.substr(0, 120) + " / kind " + std::to_string(static_cast<int>(api)));
+      providers::RequestShape alone_shape, both_shape;
+      const auto alone = providers::summarize_request(body, api, alone_shape);
+      const auto both = summarize_with_key(body, api, both_shape, "/k", "tenant");
+      EXPECT_EQ(both.summary.parse_error, alone.parse_error);
+      EXPECT_EQ(both.summary.not_object, alone.not_object);
+      EXPECT_EQ(both.summary.problem, alone.problem);
+      EXPECT_EQ(both.summary.has_stream_options, alone.has_stream_options);
+      EXPECT_EQ(both_shape.model, alone_shape.model);
+      EXPECT_EQ(both_shape.stream, alone_shape.stream);
+      EXPECT_EQ(both_shape.client_requested_usage, alone_shape.client_requested_usage);
+      if (alone.parse_error || alone.not_object || alone.problem) {
+        EXPECT_FALSE(both.key) << "a request refused before routing needs no key";
+        continue;
+      }
+      const auto key = request_key(body, "/k", alone_shape.stream, "tenant");
+      ASSERT_TRUE(key);
+      ASSERT_TRUE(both.key);
+      EXPECT_EQ(both.key->text, key->text);
+      EXPECT_EQ(both.key->deterministic, key->deterministic);
+      ++keys_compared;
+    }
+  }
+  EXPECT_GE(keys_compared, 3 * tricky.size()) << "every tricky body's key, for every kind";
 }
 
 TEST(CacheKeyTest, OnlyAJsonObjectHasAKeyFromItsText) {
@@ -180,7 +242,7 @@ CachedAnswer answer(std::string body, std::int64_t tokens = 10, double cost = 0.
 
 // A request's text in pieces: its body, the chat endpoint, plain, tenant "app".
 RequestText text_of(std::string_view body, std::string_view tenant = "app") {
-  return {body, "/chat/completions", false, tenant};
+  return {body, "/chat/completions", tenant};
 }
 
 TEST(ResponseCacheTest, RemembersTextsWithTheirKeysWithinItsBounds) {
@@ -190,27 +252,34 @@ TEST(ResponseCacheTest, RemembersTextsWithTheirKeysWithinItsBounds) {
   ResponseCache cache(settings);
   std::string key;
   EXPECT_FALSE(cache.known_text(text_of("text-a"), key).found);
-  cache.remember_text(text_of("text-a"), "key-a", true);
-  cache.remember_text(text_of("text-b"), "key-b", false);
+  cache.remember_text(text_of("text-a"), "key-a", {true});
+  cache.remember_text(text_of("text-b"), "key-b", {false, {"model-b", true, true}, true});
   auto known = cache.known_text(text_of("text-a"), key);
   ASSERT_TRUE(known.found);
-  EXPECT_TRUE(known.deterministic);
+  EXPECT_TRUE(known.reading.deterministic);
   EXPECT_EQ(key, "key-a");
+  EXPECT_EQ(known.reading.shape.model, "");
+  EXPECT_FALSE(known.reading.has_stream_options);
   known = cache.known_text(text_of("text-b"), key);
   ASSERT_TRUE(known.found);
-  EXPECT_FALSE(known.deterministic);
+  EXPECT_FALSE(known.reading.deterministic);
   EXPECT_EQ(key, "key-b");
+  // With the summary it was remembered with, which the gateway uses instead of a parse.
+  EXPECT_EQ(known.reading.shape.model, "model-b");
+  EXPECT_TRUE(known.reading.shape.stream);
+  EXPECT_TRUE(known.reading.shape.client_requested_usage);
+  EXPECT_TRUE(known.reading.has_stream_options);
   // Full (two texts for two entries): the next one starts afresh.
-  cache.remember_text(text_of("text-c"), "key-c", true);
+  cache.remember_text(text_of("text-c"), "key-c", {true});
   EXPECT_FALSE(cache.known_text(text_of("text-a"), key).found);
   EXPECT_TRUE(cache.known_text(text_of("text-c"), key).found);
   // An eighth of the bytes at most: a larger text is not remembered.
   const std::string large(1024, 't');
-  cache.remember_text(text_of(large), "key-d", true);
+  cache.remember_text(text_of(large), "key-d", {true});
   EXPECT_FALSE(cache.known_text(text_of(large), key).found);
   EXPECT_TRUE(cache.known_text(text_of("text-c"), key).found)
       << "refused without forgetting the others";
-  cache.remember_text(text_of("text-e"), "key-e", true);
+  cache.remember_text(text_of("text-e"), "key-e", {true});
   ASSERT_TRUE(cache.known_text(text_of("text-e"), key).found);
   cache.purge();
   EXPECT_FALSE(cache.known_text(text_of("text-e"), key).found);
@@ -221,21 +290,20 @@ TEST(ResponseCacheTest, RemembersTextsWithTheirKeysWithinItsBounds) {
 TEST(ResponseCacheTest, ATextIsKnownByAllOfItsPieces) {
   ResponseCache cache(CacheSettings{});
   std::string key;
-  cache.remember_text(text_of("{}"), "key", true);
+  cache.remember_text(text_of("{}"), "key", {true});
   ASSERT_TRUE(cache.known_text(text_of("{}"), key).found);
   EXPECT_FALSE(cache.known_text(text_of("{}", "other"), key).found);
   EXPECT_FALSE(cache.known_text(text_of("{} "), key).found);
-  EXPECT_FALSE(cache.known_text({"{}", "/chat/completions", true, "app"}, key).found);
-  EXPECT_FALSE(cache.known_text({"{}", "/completions", false, "app"}, key).found);
+  EXPECT_FALSE(cache.known_text({"{}", "/completions", "app"}, key).found);
   // "a\nb" as the tenant and "c" as the body, or "a" and "b\nc": the same joined bytes.
-  cache.remember_text({"c", "/k", false, "a\nb"}, "key-1", true);
-  EXPECT_TRUE(cache.known_text({"c", "/k", false, "a\nb"}, key).found);
-  EXPECT_FALSE(cache.known_text({"b\nc", "/k", false, "a"}, key).found);
+  cache.remember_text({"c", "/k", "a\nb"}, "key-1", {true});
+  EXPECT_TRUE(cache.known_text({"c", "/k", "a\nb"}, key).found);
+  EXPECT_FALSE(cache.known_text({"b\nc", "/k", "a"}, key).found);
 }
 
-TEST(CacheKeyTest, ARequestsTextIsItsKeysPrefixAndItsBytes) {
-  EXPECT_EQ(request_text(R"({"b":1, "a":2})", "/chat/completions", true, "app"),
-            "/chat/completions\nstream\napp\n{\"b\":1, \"a\":2}");
+TEST(CacheKeyTest, ARequestsTextIsItsEndpointItsTenantAndItsBytes) {
+  EXPECT_EQ(request_text(R"({"b":1, "a":2})", "/chat/completions", "app"),
+            "/chat/completions\napp\n{\"b\":1, \"a\":2}");
 }
 
 TEST(ResponseCacheTest, HitsUntilTheTtlThenMisses) {

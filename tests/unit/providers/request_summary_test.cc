@@ -186,6 +186,25 @@ TEST(RequestSummaryTest, ReportsWhetherStreamOptionsArePresent) {
   EXPECT_TRUE(summarize_request(body, ApiKind::chat_completions, shape).has_stream_options);
 }
 
+TEST(ModelHintTest, TheFirstPlainStringAfterAModelKey) {
+  EXPECT_EQ(model_hint(R"({"model":"gpt-4o","messages":[]})"), "gpt-4o");
+  // Python's json.dumps writes spaces after the colons; the SDK puts `messages` first.
+  EXPECT_EQ(model_hint(R"({"messages": [{"role": "user"}], "model": "m-1"})"), "m-1");
+  EXPECT_EQ(model_hint("{ \"model\"\n\t:\r \"m\" }"), "m");
+  // A guess: a `model` key inside another value comes first, and counts.
+  EXPECT_EQ(model_hint(R"({"metadata":{"model":"inner"},"model":"outer"})"), "inner");
+  // Not a string there: the next `"model"` is looked at.
+  EXPECT_EQ(model_hint(R"({"tools":[{"model":1}],"model":"m"})"), "m");
+  // Inside a string the quotes are escaped, so text that reads "model" is never taken for a key.
+  EXPECT_EQ(model_hint(R"({"messages":[{"content":"\"model\":\"no\""}],"model":"yes"})"), "yes");
+  EXPECT_EQ(model_hint(R"({"model":"a\u0062"})"), std::nullopt) << "escaped: no guess";
+  EXPECT_EQ(model_hint(R"({"model":")" + std::string(300, 'm') + "\"}"), std::nullopt);
+  EXPECT_EQ(model_hint(R"({"model":"unterminated)"), std::nullopt);
+  EXPECT_EQ(model_hint(R"({"messages":[]})"), std::nullopt);
+  EXPECT_EQ(model_hint(R"({"model")"), std::nullopt);
+  EXPECT_EQ(model_hint(""), std::nullopt);
+}
+
 TEST(RequestDomTest, BuildsTheTreeOnFirstUseOnly) {
   const std::string body = R"({"model":"m","messages":[{"role":"u"}],"n":2})";
   RequestDom dom(body, json::storage_ptr());
