@@ -88,6 +88,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
@@ -148,35 +150,6 @@ trap 'exit 143' TERM
 
 log() { printf '[cache %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 fail() { echo "bench: $*" >&2; exit 1; }
-
-# Waits (10 s at most) for "TEXT 127.0.0.1:PORT" in a log file; prints PORT.
-wait_for_port_in_log() {
-  local file="$1" pid="$2" text="$3" port=""
-  # valgrind's start is slow.
-  for _ in $(seq "$([[ "$COUNT" == 1 ]] && echo 3000 || echo 100)"); do
-    port="$(grep -oE "$text 127\.0\.0\.1:[0-9]+" "$file" 2>/dev/null | head -1 | sed 's/.*://' || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench: process $pid did not log '$text'; its log:" >&2
-  cat "$file" >&2
-  return 1
-}
-
-wait_for_tcp() {
-  local port="$1"
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench: nothing listening on 127.0.0.1:$port" >&2
-  return 1
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 kv() { # kv KEY FILE -> value of KEY=value on the first BENCH line
   grep -oE "(^| )$1=[^ ]+" "$2" | head -1 | cut -d= -f2
@@ -291,9 +264,6 @@ PLAIN_PORT="$(free_port)"
 QUOTA_PORT="$(free_port)"
 PADDED_PORT="$(free_port)"
 STATUS_PORT="$(free_port)"
-mkdir -p "$TMP/nginx"
-NGINX_USER=""
-[[ "$(id -u)" == 0 ]] && NGINX_USER="user root root;"  # workers would otherwise drop to nobody
 # rate_limit_headers LETTER: nginx's add_header lines for the six rate-limit fields, named
 # LETTER-ratelimit-…: "x" gives the names the gateway reads, "z" the control's (same sizes).
 rate_limit_headers() {
@@ -302,23 +272,11 @@ rate_limit_headers() {
     "$1" "reset-requests 1s" "$1" "limit-tokens 100000000000" \
     "$1" "remaining-tokens 99999999950" "$1" "reset-tokens 6m0s"
 }
-cat >"$TMP/nginx/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-$NGINX_USER
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx/client_body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
-  keepalive_requests 100000000;
+# The http settings both nginx processes share: long keep-alive, JSON answers.
+KEEP_ALIVE_JSON='  keepalive_requests 100000000;
   keepalive_timeout 300s;
-  default_type application/json;
+  default_type application/json;'
+nginx_conf "$TMP/nginx" "$KEEP_ALIVE_JSON
   server {
     listen 127.0.0.1:$PLAIN_PORT;
     location = /v1/chat/completions { return 200 '$ANSWER'; }
@@ -340,14 +298,14 @@ $(rate_limit_headers z)
   server {
     listen 127.0.0.1:$STATUS_PORT;
     location = /status { stub_status; }
-  }
-}
-EOF
+  }"
 taskset -c "$LOAD_CPU" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
   >"$TMP/nginx/stdout" 2>&1 &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
-for port in "$PLAIN_PORT" "$QUOTA_PORT" "$PADDED_PORT" "$STATUS_PORT"; do wait_for_tcp "$port"; done
+for port in "$PLAIN_PORT" "$QUOTA_PORT" "$PADDED_PORT" "$STATUS_PORT"; do
+  wait_for_tcp "$port" "$NGINX_PID" "$TMP/nginx/error.log" || fail "nginx did not start"
+done
 ANSWER_BYTES="$(curl -sS --max-time 5 -o "$TMP/direct.json" -w '%{size_download}' -d '{}' \
   "http://127.0.0.1:$PLAIN_PORT/v1/chat/completions")"
 python3 -c 'import json, sys; a = json.load(open(sys.argv[1])); assert a["usage"]["total_tokens"] > 0' \
@@ -371,20 +329,16 @@ FLOOR_PORT=""
 FLOOR_WORKER=""
 if [[ "$COUNT" != 1 ]]; then
   FLOOR_PORT="$(free_port)"
-  mkdir -p "$TMP/floor"
-  sed -e "s|$TMP/nginx/|$TMP/floor/|g" -e '/^  server {/,$d' "$TMP/nginx/nginx.conf" >"$TMP/floor/nginx.conf"
-  cat >>"$TMP/floor/nginx.conf" <<EOF
+  nginx_conf "$TMP/floor" "$KEEP_ALIVE_JSON
   server {
     listen 127.0.0.1:$FLOOR_PORT;
     location = /v1/chat/completions { return 200 '$ANSWER'; }
-  }
-}
-EOF
+  }"
   taskset -c "$GATEWAY_CPU" nginx -p "$TMP/floor" -c "$TMP/floor/nginx.conf" -e "$TMP/floor/error.log" \
     >"$TMP/floor/stdout" 2>&1 &
   FLOOR_PID=$!
   PIDS+=("$FLOOR_PID")
-  wait_for_tcp "$FLOOR_PORT"
+  wait_for_tcp "$FLOOR_PORT" "$FLOOR_PID" "$TMP/floor/error.log" || fail "the floor nginx did not start"
   FLOOR_WORKER="$(pgrep -P "$FLOOR_PID" | head -1)"
   [[ -n "$FLOOR_WORKER" ]] || fail "the floor nginx has no worker process"
   FLOOR_BYTES="$(curl -sS --max-time 5 -o /dev/null -w '%{size_download}' -d '{}' \
@@ -443,8 +397,10 @@ fi
 taskset -c "$GATEWAY_CPU" "${LAUNCH[@]}" "$BIN" serve -c "$TMP/gateway.yaml" >"$TMP/gateway.stdout" 2>"$TMP/gateway.stderr" &
 GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
-GATEWAY_PORT="$(wait_for_port_in_log "$TMP/gateway.stderr" "$GATEWAY_PID" 'listening on')"
-ADMIN_PORT="$(wait_for_port_in_log "$TMP/gateway.stderr" "$GATEWAY_PID" 'admin API on')"
+# valgrind's start is slow: five minutes at most under it, ten seconds otherwise.
+START_TENTHS="$([[ "$COUNT" == 1 ]] && echo 3000 || echo 100)"
+GATEWAY_PORT="$(wait_for_log "$TMP/gateway.stderr" "$GATEWAY_PID" 'listening on' "$START_TENTHS")"
+ADMIN_PORT="$(wait_for_log "$TMP/gateway.stderr" "$GATEWAY_PID" 'admin API on' "$START_TENTHS")"
 log "gateway: pid $GATEWAY_PID on 127.0.0.1:$GATEWAY_PORT ($(grep -oE 'with [0-9]+ workers?' "$TMP/gateway.stderr" | head -1)), admin on :$ADMIN_PORT, affinity $(taskset -cp "$GATEWAY_PID" | awk '{print $NF}'), access log $ACCESS_LOG"
 
 # --- checks before any load -----------------------------------------------------------------------
