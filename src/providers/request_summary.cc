@@ -19,9 +19,27 @@ RequestSummary summarize_request(std::string_view body, ApiKind kind, RequestSha
   return parser.handler().result(error, used, body.size(), kind);
 }
 
+namespace {
+
+// The string whose text begins at `begin` (just past its opening quote), if it has no escapes
+// and is at most `longest` bytes long.
+std::optional<std::string_view> plain_string_at(std::string_view body, std::size_t begin,
+                                                std::size_t longest) {
+  const auto end = body.find('"', begin);
+  if (end == std::string_view::npos || end - begin > longest) return std::nullopt;
+  const auto value = body.substr(begin, end - begin);
+  if (value.find('\\') != std::string_view::npos) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
 std::optional<std::string_view> model_hint(std::string_view body) {
-  constexpr std::string_view kModelKey = "\"model\"";
   constexpr std::size_t kLongestHint = 256;
+  // Most clients write the model first and without spaces: read where it stands.
+  constexpr std::string_view kModelFirst = "{\"model\":\"";
+  if (body.starts_with(kModelFirst)) return plain_string_at(body, kModelFirst.size(), kLongestHint);
+  constexpr std::string_view kModelKey = "\"model\"";
   const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
   for (auto found = body.find(kModelKey); found != std::string_view::npos;
        found = body.find(kModelKey, found + 1)) {
@@ -31,12 +49,7 @@ std::optional<std::string_view> model_hint(std::string_view body) {
     ++at;
     while (at < body.size() && is_space(body[at])) ++at;
     if (at == body.size() || body[at] != '"') continue;
-    const auto begin = at + 1;
-    const auto end = body.find('"', begin);
-    if (end == std::string_view::npos || end - begin > kLongestHint) return std::nullopt;
-    const auto value = body.substr(begin, end - begin);
-    if (value.find('\\') != std::string_view::npos) return std::nullopt;
-    return value;
+    return plain_string_at(body, at + 1, kLongestHint);
   }
   return std::nullopt;
 }

@@ -32,11 +32,11 @@ struct RequestSummary {
 // Reads `body` and fills `shape` as validate_request would.
 RequestSummary summarize_request(std::string_view body, ApiKind kind, RequestShape& shape);
 
-// A guess at the model a body names, from its text alone: the first string value (without
-// escapes, 256 bytes at most) that follows a `"model"` key, wherever that stands (inside another
-// value too). Only for choosing how to read a body (the gateway reads a cached route's request
-// for its summary and its cache key at once), never for routing: summarize_request says which
-// model a request names.
+// A guess at the model a body names, from its text alone: the value of the first `"model"` key
+// whose value is a string, wherever that key stands (inside another value too); none when that
+// string has escapes or is longer than 256 bytes. Only for choosing how to read a body (the
+// gateway reads a cached route's request for its summary and its cache key at once), never for
+// routing: summarize_request says which model a request names.
 std::optional<std::string_view> model_hint(std::string_view body);
 
 // A request's tree, built on first use from the body's text, or one built already (a

@@ -942,7 +942,7 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
   // The route's response cache: a hit is answered here, before any provider or migration arm
   // (it is neither side's answer, so it is no sample for the gates either).
   // The early key was written for this route's cache when the hint named this request's model.
-  const bool hinted = early.cache != nullptr && early.model == context.shape.model;
+  const bool hinted = early.cache != nullptr;
   auto cache = hinted ? std::move(early.cache) : snapshot->health->cache_for(context.shape.model);
   std::string cache_key;
   std::string cache_body;
@@ -2001,8 +2001,15 @@ Gateway::EarlyCacheKey Gateway::early_cache_key(const http::IncomingRequest& req
     early.key = std::move(both.key);
     early.unknown_text = true;
   }
-  early.model = *hint;
-  early.cache = std::move(cache);
+  // A wrong guess keeps the summary (the body's own) but not the key: another route's cache may
+  // key its requests otherwise (another tenant). Compared here, while the hint is a valid view:
+  // reserving room in the body later (RequestBody) may move its bytes.
+  if (shape.model == *hint) {
+    early.cache = std::move(cache);
+  } else {
+    early.key.reset();
+    early.unknown_text = false;
+  }
   return early;
 }
 

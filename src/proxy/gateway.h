@@ -185,7 +185,7 @@ class Gateway {
   // not seen is parsed once and one it knows not at all. A guess: the gateway uses the key only
   // when the summary's model is the hinted one (the summary is the body's own either way).
   struct EarlyCacheKey {
-    std::string_view model;  // the hint, in the body
+    // The route's cache, when the guess was right; null otherwise (then key is empty too).
     std::shared_ptr<cache::ResponseCache> cache;
     CacheChoice choice = CacheChoice::if_deterministic;
     std::optional<cache::RequestKey> key;
