@@ -63,11 +63,11 @@ struct Responder::Watch {
 };
 
 Responder::Responder(std::shared_ptr<ClientConnection> client, const ServerLimits& limits,
-                     bool keep_alive, std::string request_id)
+                     bool keep_alive, std::string_view request_id)
     : client_(std::move(client)),
       limits_(limits),
       keep_alive_(keep_alive),
-      request_id_(std::move(request_id)) {}
+      request_id_(request_id) {}
 
 Responder::~Responder() { stop_watching(); }
 
@@ -234,7 +234,8 @@ bool Responder::start_stream(const HeaderFieldList& fields) {
   if (client_gone_ || started_) return false;
   started_ = true;
   status_ = 200;
-  pending_header_.clear();
+  // One allocation for the whole header, not one per doubling.
+  pending_header_.reserve(256);
   append_response_header(200, fields, std::nullopt, pending_header_);
   return true;
 }
@@ -355,7 +356,8 @@ Awaitable<void> Listener::refuse(TcpSocket accepted, std::size_t limit) {
   auto client = std::make_shared<ClientConnection>(std::move(accepted));
   auto& socket = client->socket;
   const auto limits = limits_;
-  Responder responder(client, *limits, false, util::new_request_id());
+  const std::string request_id = util::new_request_id();
+  Responder responder(client, *limits, false, request_id);
   bhttp::response<bhttp::string_body> response{bhttp::status::service_unavailable, 11};
   response.set(bhttp::field::content_type, "application/json");
   response.set(bhttp::field::retry_after, "1");
@@ -498,7 +500,8 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
         message = "request header exceeds " + std::to_string(limits->max_header_bytes) + " bytes";
         code = "header_too_large";
       }
-      Responder responder(client, *limits, false, util::new_request_id());
+      const std::string request_id = util::new_request_id();
+      Responder responder(client, *limits, false, request_id);
       // The start line is parsed before any limit on the fields or body can fail (its target
       // is empty when it was not).
       if (error_format_for_ != nullptr) {

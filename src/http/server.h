@@ -87,8 +87,9 @@ using ErrorFormat = std::string (*)(unsigned status, std::string_view message,
 
 class Responder {
  public:
-  Responder(std::shared_ptr<ClientConnection> client, const ServerLimits& limits,
-            bool keep_alive, std::string request_id);
+  // `request_id` is the request's, kept alive by the caller while the responder lives.
+  Responder(std::shared_ptr<ClientConnection> client, const ServerLimits& limits, bool keep_alive,
+            std::string_view request_id);
   ~Responder();
 
   Awaitable<bool> send(bhttp::response<bhttp::string_body> response);
@@ -133,7 +134,7 @@ class Responder {
   bool client_gone() const { return client_gone_; }
   unsigned status() const { return status_; }
   bool keep_alive() const { return keep_alive_ && !client_gone_; }
-  const std::string& request_id() const { return request_id_; }
+  std::string_view request_id() const { return request_id_; }
 
  private:
   struct Watch;
@@ -169,7 +170,7 @@ class Responder {
   std::shared_ptr<ClientConnection> client_;
   const ServerLimits& limits_;
   bool keep_alive_;
-  std::string request_id_;
+  std::string_view request_id_;
   bool started_ = false;
   bool finished_ = false;
   bool client_gone_ = false;

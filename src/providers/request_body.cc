@@ -31,20 +31,26 @@ std::optional<std::string_view> raw_value(ondemand::value& value) {
   return trim_right(raw);
 }
 
-// `stream_options` as the provider should get it, or nothing when the client's is kept.
-std::optional<std::string> owned_stream_options(const json::value* options, bool ask_stream_usage,
-                                                bool client_requested_usage) {
+// `stream_options` as the provider should get it, or nothing when the client's is kept: a view of
+// `storage` or, for a client that sent none (what most streamed requests are), of a constant.
+std::optional<std::string_view> owned_stream_options(const json::value* options,
+                                                     bool ask_stream_usage,
+                                                     bool client_requested_usage,
+                                                     std::string& storage) {
   const bool is_object = options != nullptr && options->is_object();
   if (ask_stream_usage) {
-    json::object rewritten = is_object ? options->get_object() : json::object();
+    if (!is_object) return std::string_view(R"({"include_usage":true})");
+    json::object rewritten = options->get_object();
     rewritten["include_usage"] = true;
-    return util::serialize_finite(rewritten);
+    storage = util::serialize_finite(rewritten);
+    return storage;
   }
   // A usage request only the gateway wanted is not passed on (an earlier attempt's, say).
   if (!client_requested_usage && is_object && options->get_object().contains("include_usage")) {
     json::object rewritten = options->get_object();
     rewritten.erase("include_usage");
-    return util::serialize_finite(rewritten);
+    storage = util::serialize_finite(rewritten);
+    return storage;
   }
   return std::nullopt;
 }
@@ -101,11 +107,9 @@ std::string RequestBody::rewrite(const json::object& parsed, std::string_view pr
 
 std::string RequestBody::rewrite(const json::value* stream_options, std::string_view provider_model,
                                  bool ask_stream_usage, bool client_requested_usage) const {
-  // Written as Boost.JSON writes it, without the json::string that serialize() would need.
-  std::string model;
-  util::append_json_string(model, provider_model);
-  const auto options =
-      owned_stream_options(stream_options, ask_stream_usage, client_requested_usage);
+  std::string options_storage;
+  const auto options = owned_stream_options(stream_options, ask_stream_usage,
+                                            client_requested_usage, options_storage);
   locate_once();
   if (!located_) {
     // Not expected (a body simdjson cannot walk although Boost.JSON accepted it): the DOM is
@@ -117,13 +121,19 @@ std::string RequestBody::rewrite(const json::value* stream_options, std::string_
     return util::serialize_finite(copy);
   }
   std::string out;
-  out.reserve(text_.size() + model.size() + (options ? options->size() + 20 : 0));
+  // The model's quotes, and room for an escape or two; the options' key and comma.
+  out.reserve(text_.size() + provider_model.size() + 8 + (options ? options->size() + 20 : 0));
   std::size_t copied = 0;
   bool options_written = false;
   for (const auto& span : spans_) {
     if (!span.is_model && !options) continue;
     out.append(text_.substr(copied, span.offset - copied));
-    out.append(span.is_model ? model : *options);
+    // Written as Boost.JSON writes it, straight into the body.
+    if (span.is_model) {
+      util::append_json_string(out, provider_model);
+    } else {
+      out.append(*options);
+    }
     options_written = options_written || !span.is_model;
     copied = span.offset + span.size;
   }

@@ -1,12 +1,10 @@
 #include "proxy/access_log.h"
 
-#include "util/json_string.h"
-
 #include <fcntl.h>
-#include <unistd.h>
-
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -14,6 +12,8 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+
+#include "util/json_string.h"
 
 namespace cutover::proxy {
 
@@ -117,10 +117,13 @@ AccessLog::AccessLog(const std::string& destination) {
   if (destination == "off") return;
   if (destination == "-") {
     fd_ = STDOUT_FILENO;
-    return;
+  } else {
+    fd_ = ::open(destination.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    owns_fd_ = fd_ >= 0;
   }
-  fd_ = ::open(destination.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  owns_fd_ = fd_ >= 0;
+  struct stat status {};
+  whole_writes_ = fd_ >= 0 && ::fstat(fd_, &status) == 0 && S_ISREG(status.st_mode) &&
+                  (::fcntl(fd_, F_GETFL) & O_APPEND) != 0;
 }
 
 AccessLog::~AccessLog() {
@@ -217,12 +220,12 @@ void AccessLog::record(const AccessRecord& r) {
 }
 
 void AccessLog::flush() {
-  // Workers share the descriptor: writes of at most PIPE_BUF bytes that end on a line boundary
-  // keep lines whole even when the log is a pipe.
+  // Workers write to one file or pipe: to a pipe, writes of at most PIPE_BUF bytes that end on a
+  // line boundary keep lines whole.
   std::string_view pending(pending_.get(), pending_size_);
   while (fd_ >= 0 && !pending.empty()) {
     std::size_t piece = pending.size();
-    if (piece > PIPE_BUF) {
+    if (piece > PIPE_BUF && !whole_writes_) {
       const auto newline = pending.rfind('\n', PIPE_BUF - 1);
       piece = newline == std::string_view::npos ? pending.size() : newline + 1;
     }

@@ -1,5 +1,5 @@
-// One JSON line per request, buffered per worker and written with one write(2) per flush so
-// workers never contend on a lock.
+// One JSON line per request, buffered per worker and written with one write(2) per flush (to a
+// pipe, one per PIPE_BUF bytes of whole lines) so workers never contend on a lock.
 #pragma once
 
 #include <chrono>
@@ -63,6 +63,9 @@ class AccessLog {
 
   int fd_ = -1;
   bool owns_fd_ = false;
+  // A regular file opened for append takes a whole flush in one write without interleaving it
+  // with another worker's; a pipe keeps lines whole only in writes of PIPE_BUF bytes or less.
+  bool whole_writes_ = false;
   // Pending lines, written through a cursor rather than appended to a string: the ~35 appends
   // of a line each checked a string's capacity (about a third of the log's instructions), and a
   // string cannot grow without zero-filling what it grows by.

@@ -451,8 +451,8 @@ void Gateway::apply(std::shared_ptr<const config::Config> config, const TlsConte
 }
 
 void Gateway::abort_all() {
-  for (auto& [exchange, ignored] : in_flight_) exchange->abort();
-  for (auto& [exchange, ignored] : shadows_in_flight_) exchange->abort();
+  for (auto& flight : in_flight_) flight.exchange->abort();
+  for (auto& flight : shadows_in_flight_) flight.exchange->abort();
   if (!snapshot_) return;
   for (auto& [name, provider] : snapshot_->providers) {
     for (auto& endpoint : provider.endpoints) endpoint.pool->close_idle();
@@ -461,13 +461,13 @@ void Gateway::abort_all() {
 
 void Gateway::watch_slow_requests(std::chrono::milliseconds after) {
   const auto now = Clock::now();
-  for (auto& [exchange, flight] : in_flight_) {
+  for (auto& flight : in_flight_) {
     if (now - flight.since < after || flight.responder->watching() ||
         flight.responder->client_gone()) {
       continue;
     }
     // Between two of the request's own operations: no write of it is in flight now.
-    flight.responder->watch_for_disconnect([exchange = exchange] { exchange->abort(); });
+    flight.responder->watch_for_disconnect([exchange = flight.exchange] { exchange->abort(); });
   }
 }
 
@@ -1466,19 +1466,17 @@ Awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
   const auto sent_at = util::coarse_steady_now();
   upstream::Exchange exchange(*endpoint.pool,
                               std::min(context.deadline, sent_at + provider.timeouts.total));
-  in_flight_.emplace(&exchange, InFlight{&responder, sent_at});
+  InFlight flight(exchange, &responder, sent_at);
+  in_flight_.push_back(flight);
   ++endpoint.outstanding;
   struct Cleanup {
     http::Responder& responder;
-    std::unordered_map<upstream::Exchange*, InFlight>& in_flight;
-    upstream::Exchange* exchange;
     unsigned& outstanding;
     ~Cleanup() {
       responder.stop_watching();
-      in_flight.erase(exchange);
       --outstanding;
     }
-  } cleanup{responder, in_flight_, &exchange, endpoint.outstanding};
+  } cleanup{responder, endpoint.outstanding};
 
   context.replays = 0;
   endpoint.quota->on_request_sent();
@@ -1723,10 +1721,10 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
                                context.kind == ApiKind::chat_completions;
   const std::string model_json =
       chunks_in_place ? json::serialize(json::string_view(context.shape.model)) : std::string();
-  std::vector<providers::SseEvent> events;
-  events.reserve(16);  // a read usually completes a handful of events
-  std::string raw;
-  std::string out;
+  StreamBuffersLease buffers(spare_stream_buffers_);
+  std::string& raw = buffers->raw;
+  std::string& out = buffers->out;
+  std::vector<providers::SseEvent>& events = buffers->events;
   bool done = false;
   std::optional<std::string> stream_problem;
   std::optional<upstream::UpstreamError> stream_error;
@@ -1894,6 +1892,30 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   }
   co_await responder.end_stream(out);
   co_return outcome;
+}
+
+Gateway::StreamBuffersLease::StreamBuffersLease(std::vector<StreamBuffers>& spares)
+    : spares_(spares) {
+  if (spares_.empty()) {
+    buffers_.events.reserve(16);  // a read usually completes a handful of events
+    return;
+  }
+  buffers_ = std::move(spares_.back());
+  spares_.pop_back();
+}
+
+Gateway::StreamBuffersLease::~StreamBuffersLease() {
+  // Bounds on what a worker keeps: the buffers of as many streams as a busy worker has under
+  // way at once, each no larger than a few reads.
+  constexpr std::size_t kSpareSets = 64;
+  constexpr std::size_t kSpareBufferBytes = 64 * 1024;
+  if (spares_.size() >= kSpareSets || buffers_.raw.capacity() > kSpareBufferBytes ||
+      buffers_.out.capacity() > kSpareBufferBytes || !buffers_.events.empty()) {
+    return;
+  }
+  buffers_.raw.clear();
+  buffers_.out.clear();
+  spares_.push_back(std::move(buffers_));
 }
 
 void Gateway::give_back_event_data(std::vector<providers::SseEvent>& events) {
@@ -2220,17 +2242,13 @@ Awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
   upstream_request.body() = std::move(launch->body);
 
   upstream::Exchange exchange(*endpoint->pool, started + settings.shadow.timeout);
-  shadows_in_flight_.emplace(&exchange, true);
+  InFlight flight(exchange, nullptr, started);
+  shadows_in_flight_.push_back(flight);
   ++endpoint->outstanding;
   struct Cleanup {
-    std::unordered_map<upstream::Exchange*, bool>& shadows;
-    upstream::Exchange* exchange;
     unsigned& outstanding;
-    ~Cleanup() {
-      shadows.erase(exchange);
-      --outstanding;
-    }
-  } cleanup{shadows_in_flight_, &exchange, endpoint->outstanding};
+    ~Cleanup() { --outstanding; }
+  } cleanup{endpoint->outstanding};
   auto& breaker = *endpoint->breaker;
   auto settle = [&](bool healthy) {
     const auto now = Clock::now();

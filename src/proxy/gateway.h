@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/asio.hpp>
+#include <boost/intrusive/list.hpp>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,13 +19,13 @@
 #include "http/server.h"
 #include "migration/runtime.h"
 #include "observability/metrics.h"
+#include "providers/sse.h"
 #include "proxy/access_log.h"
 #include "proxy/provider_health.h"
 #include "proxy/response_memory.h"
 #include "upstream/connection_pool.h"
 
 namespace cutover::providers {
-struct SseEvent;
 class CanonicalStream;
 class PlainAnswer;
 class ShapeMemo;
@@ -125,6 +126,25 @@ class Gateway {
                                            bool ask_usage, const std::string& api_key);
   // Clears `events`, keeping their data strings in spare_event_data_ for the next events.
   void give_back_event_data(std::vector<providers::SseEvent>& events);
+  // A stream's buffers: what a read brought, what goes to the client, the read's events. Kept
+  // by the worker between streams (StreamBuffersLease), so a stream does not allocate them.
+  struct StreamBuffers {
+    std::string raw;
+    std::string out;
+    std::vector<providers::SseEvent> events;
+  };
+  class StreamBuffersLease {
+   public:
+    explicit StreamBuffersLease(std::vector<StreamBuffers>& spares);
+    ~StreamBuffersLease();
+    StreamBuffersLease(const StreamBuffersLease&) = delete;
+    StreamBuffersLease& operator=(const StreamBuffersLease&) = delete;
+    StreamBuffers* operator->() { return &buffers_; }
+
+   private:
+    std::vector<StreamBuffers>& spares_;
+    StreamBuffers buffers_;
+  };
   // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
   // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
   // False, with nothing done, for an event the DOM path must read. The event's data gets room
@@ -233,16 +253,26 @@ class Gateway {
   bool draining_ = false;
   std::size_t max_response_bytes_ = 64 * 1024 * 1024;
   static ResponseMemory& response_memory() { return process_response_memory(); }
-  struct InFlight {
-    http::Responder* responder;
+  // An exchange under way, linked into in_flight_ or shadows_in_flight_ by the attempt that owns
+  // it and unlinked when that attempt's frame ends: no allocation and no hashing a request.
+  struct InFlight : boost::intrusive::list_base_hook<
+                        boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+    InFlight(upstream::Exchange& exchange, http::Responder* responder,
+             std::chrono::steady_clock::time_point since)
+        : exchange(&exchange), responder(responder), since(since) {}
+    upstream::Exchange* exchange;
+    http::Responder* responder;  // null for a shadow exchange, which no client waits for
     std::chrono::steady_clock::time_point since;
   };
-  std::unordered_map<upstream::Exchange*, InFlight> in_flight_;
+  using InFlightList =
+      boost::intrusive::list<InFlight, boost::intrusive::constant_time_size<false>>;
+  InFlightList in_flight_;
   // Shadow exchanges are not tied to a client: only shutdown cancels them.
-  std::unordered_map<upstream::Exchange*, bool> shadows_in_flight_;
+  InFlightList shadows_in_flight_;
   // Streamed events' data strings, read and given back, for the next events to fill
   // (SseParser::take_data_strings_from): an allocation an event spared.
   std::vector<std::string> spare_event_data_;
+  std::vector<StreamBuffers> spare_stream_buffers_;
 };
 
 }  // namespace cutover::proxy

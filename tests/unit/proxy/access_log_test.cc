@@ -1,16 +1,19 @@
 #include "proxy/access_log.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <cmath>
 #include <regex>
-#include <utility>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cutover::proxy {
@@ -168,6 +171,85 @@ TEST_F(AccessLogTest, LinesLongerThanTheBufferAndLinesAcrossFlushesAreWrittenWho
   EXPECT_EQ(lines[1500].at("error").as_string(), escaped_error);
   EXPECT_EQ(lines[1501].at("attempts").as_array().size(), 2000u);
   EXPECT_FALSE(lines[1502].contains("attempts"));
+}
+
+// Records that fill `bytes` or a little more of the buffer, each line numbered.
+void record_lines(AccessLog& log, std::size_t bytes) {
+  const std::string model(200, 'm');
+  AccessRecord record;
+  record.method = "POST";
+  record.route = "/v1/chat/completions";
+  record.client_model = model;
+  record.status = 200;
+  std::size_t written = 0;
+  for (int i = 0; written < bytes; ++i) {
+    const std::string id = "req_" + std::to_string(i);
+    record.request_id = id;
+    log.record(record);
+    written += 300;  // a line is longer than that
+  }
+}
+
+// write(2) calls this process has made so far, as the kernel counts them.
+long write_calls() {
+  std::ifstream io("/proc/self/io");
+  std::string name;
+  long value = 0;
+  while (io >> name >> value) {
+    if (name == "syscw:") return value;
+  }
+  return -1;
+}
+
+TEST_F(AccessLogTest, AFlushToAFileIsOneWrite) {
+  AccessLog log(path_);
+  record_lines(log, 4 * PIPE_BUF);
+  const long before = write_calls();
+  ASSERT_GE(before, 0) << "no syscw in /proc/self/io";
+  log.flush();
+  EXPECT_EQ(write_calls() - before, 1);
+  const auto lines = lines_of(path_);
+  ASSERT_GT(lines.size(), 4u * PIPE_BUF / 400);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    ASSERT_EQ(lines[i].at("request_id").as_string(), "req_" + std::to_string(i)) << i;
+  }
+}
+
+TEST(AccessLogPipeTest, AFlushToAPipeIsWritesOfWholeLinesOfAtMostPipeBuf) {
+  // A pipe in packet mode as standard output: each read returns what one write wrote. (Opened
+  // again by a path, the pipe would lose the mode, which belongs to the open file.)
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_DIRECT | O_NONBLOCK), 0);
+  std::fflush(stdout);
+  const int saved_stdout = ::dup(STDOUT_FILENO);
+  ASSERT_GE(saved_stdout, 0);
+  ASSERT_GE(::dup2(fds[1], STDOUT_FILENO), 0);
+  {
+    AccessLog log("-");
+    record_lines(log, 4 * PIPE_BUF);
+    log.flush();
+  }
+  ::dup2(saved_stdout, STDOUT_FILENO);
+  ::close(saved_stdout);
+  std::string all;
+  int writes = 0;
+  char packet[PIPE_BUF + 1];
+  for (ssize_t n; (n = ::read(fds[0], packet, sizeof packet)) > 0;) {
+    ++writes;
+    const std::string_view piece(packet, static_cast<std::size_t>(n));
+    EXPECT_LE(piece.size(), static_cast<std::size_t>(PIPE_BUF));
+    EXPECT_EQ(piece.back(), '\n') << "a write ended inside a line";
+    all.append(piece);
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_GE(writes, 4);
+  std::istringstream lines(all);
+  int count = 0;
+  for (std::string line; std::getline(lines, line); ++count) {
+    ASSERT_EQ(json::parse(line).at("request_id").as_string(), "req_" + std::to_string(count));
+  }
+  EXPECT_GT(count, 4 * PIPE_BUF / 400);
 }
 
 TEST(AttemptsTest, MillisecondsAreRoundedToThreePlaces) {
