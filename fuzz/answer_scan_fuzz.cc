@@ -71,7 +71,7 @@ void check_body(std::string text) {
   }
   json::value normalized = parsed;
   Usage usage;
-  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, kClientModel};
   const bool normalizes =
       !normalize_response(normalized, ApiKind::chat_completions, identity, usage);
 
@@ -110,7 +110,7 @@ void check_chunk(std::string text) {
   json::value normalized = parsed;
   Usage usage;
   ChunkOutcome outcome;
-  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, kClientModel};
   check(!normalize_stream_chunk(normalized, ApiKind::chat_completions, identity, false, usage,
                                 outcome));
   check(!outcome.is_error && !outcome.drop);

@@ -112,7 +112,7 @@ void check_stream(const json::array& events, const ResponseIdentity& identity) {
     for (auto i = before; i < chunks.size(); ++i) {
       const auto& chunk = chunks[i];
       require(chunk.at("object") == "chat.completion.chunk");
-      require(chunk.at("id").as_string() == identity.id &&
+      require(chunk.at("id").as_string() == identity.id() &&
               chunk.at("model").as_string() == identity.client_model);
       const auto& choices = chunk.at("choices").as_array();
       if (choices.empty()) {

@@ -846,7 +846,7 @@ std::optional<std::string> to_chat_completion(const json::value& message,
 
   json::object choice{{"index", 0}, {"message", std::move(reply)}, {"logprobs", nullptr}};
   choice["finish_reason"] = chat_finish_reason(m.if_contains("stop_reason"), has_tool_calls);
-  completion = json::object{{"id", identity.id},
+  completion = json::object{{"id", identity.id()},
                             {"object", "chat.completion"},
                             {"created", identity.created},
                             {"model", identity.client_model},
@@ -884,7 +884,7 @@ std::string_view finish_reason(std::string_view stop_reason) {
 json::object StreamDecoder::chunk(json::object delta, json::value finish_reason) const {
   json::object choice{{"index", 0}, {"delta", std::move(delta)}, {"logprobs", nullptr}};
   choice["finish_reason"] = std::move(finish_reason);
-  return json::object{{"id", identity_.id},
+  return json::object{{"id", identity_.id()},
                       {"object", "chat.completion.chunk"},
                       {"created", identity_.created},
                       {"model", identity_.client_model},
@@ -896,7 +896,7 @@ Usage StreamDecoder::current_usage() const {
 }
 
 json::object StreamDecoder::usage_chunk() const {
-  return json::object{{"id", identity_.id},           {"object", "chat.completion.chunk"},
+  return json::object{{"id", identity_.id()},         {"object", "chat.completion.chunk"},
                       {"created", identity_.created}, {"model", identity_.client_model},
                       {"choices", json::array()},     {"usage", usage_object(current_usage())}};
 }

@@ -129,7 +129,7 @@ Usage normalize_usage(json::value& value, ApiKind kind) {
 void fill_identity(json::object& body, std::string_view object_type,
                    const ResponseIdentity& identity) {
   auto* id = body.if_contains("id");
-  if (id == nullptr || !id->is_string() || id->get_string().empty()) body["id"] = identity.id;
+  if (id == nullptr || !id->is_string() || id->get_string().empty()) body["id"] = identity.id();
   body["object"] = object_type;
   auto* created = body.if_contains("created");
   if (created == nullptr || !as_count(created)) {

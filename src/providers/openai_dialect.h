@@ -41,11 +41,22 @@ std::optional<std::string> validate_request(const boost::json::object& body, Api
 
 // Rewriting a request for a provider: see providers/request_body.h.
 
-// Fields a provider may omit, filled the same way for every chunk of one response.
+// Fields a provider may omit, filled the same way for every chunk of one response. Views of
+// strings that outlive the response (the request's id, the model the client named): a stream's
+// readers copy the identity, which cost two allocations a request when it held strings.
 struct ResponseIdentity {
-  std::string id;
+  // The response's id is `id_prefix` followed by `id_suffix` (the gateway's "chatcmpl-" and the
+  // request's id); id() writes it out, which only answers built from a tree need.
+  std::string_view id_prefix;
   std::int64_t created = 0;
-  std::string client_model;
+  std::string_view client_model;
+  std::string_view id_suffix;
+
+  std::string id() const {
+    std::string whole;
+    whole.reserve(id_prefix.size() + id_suffix.size());
+    return whole.append(id_prefix).append(id_suffix);
+  }
 };
 
 // Normalizes a complete (non-streamed) response in place. Returns an error message when the body

@@ -1493,7 +1493,8 @@ Awaitable<Gateway::AttemptOutcome> Gateway::attempt(RequestContext& context,
   }
 
   providers::ResponseIdentity identity;
-  identity.id = (kind == ApiKind::chat_completions ? "chatcmpl-" : "cmpl-") + request.request_id;
+  identity.id_prefix = kind == ApiKind::chat_completions ? "chatcmpl-" : "cmpl-";
+  identity.id_suffix = request.request_id;
   identity.created = std::chrono::duration_cast<std::chrono::seconds>(
                          util::coarse_system_now().time_since_epoch())
                          .count();
@@ -2291,7 +2292,8 @@ Awaitable<void> Gateway::run_shadow(std::shared_ptr<Snapshot> snapshot,
     co_return;
   }
   providers::ResponseIdentity identity;
-  identity.id = "shadow-" + launch->request_id;
+  identity.id_prefix = "shadow-";
+  identity.id_suffix = launch->request_id;
   identity.client_model = launch->client_model;
   migration::AnswerBuilder builder;
   auto fail = [&](std::string code) {

@@ -39,7 +39,7 @@ DomPath dom_path(std::string_view body) {
   boost::system::error_code ec;
   result.normalized = json::parse(body, ec);
   if (ec) return result;
-  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, kClientModel};
   result.ok =
       !normalize_response(result.normalized, ApiKind::chat_completions, identity, result.usage);
   return result;
@@ -556,7 +556,7 @@ ChunkDomPath chunk_dom_path(std::string_view event) {
   boost::system::error_code ec;
   result.normalized = json::parse(event, ec);
   if (ec) return result;
-  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, std::string(kClientModel)};
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, kClientModel};
   ChunkOutcome outcome;
   result.ok = !normalize_stream_chunk(result.normalized, ApiKind::chat_completions, identity,
                                       false, result.usage, outcome) &&
