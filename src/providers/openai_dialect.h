@@ -55,7 +55,8 @@ struct ResponseIdentity {
   std::string id() const {
     std::string whole;
     whole.reserve(id_prefix.size() + id_suffix.size());
-    return whole.append(id_prefix).append(id_suffix);
+    whole.append(id_prefix).append(id_suffix);
+    return whole;
   }
 };
 

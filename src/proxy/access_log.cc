@@ -113,7 +113,8 @@ void append_attempt(std::string& attempts, std::string_view provider, long endpo
   attempts.push_back('}');
 }
 
-AccessLog::AccessLog(const std::string& destination) {
+AccessLog::AccessLog(const std::string& destination, WriteCall write_call)
+    : write_call_(write_call) {
   if (destination == "off") return;
   if (destination == "-") {
     fd_ = STDOUT_FILENO;
@@ -229,7 +230,7 @@ void AccessLog::flush() {
       const auto newline = pending.rfind('\n', PIPE_BUF - 1);
       piece = newline == std::string_view::npos ? pending.size() : newline + 1;
     }
-    const auto n = ::write(fd_, pending.data(), piece);
+    const auto n = write_call_(fd_, pending.data(), piece);
     if (n <= 0) break;
     pending.remove_prefix(static_cast<std::size_t>(n));
   }

@@ -2,6 +2,8 @@
 // pipe, one per PIPE_BUF bytes of whole lines) so workers never contend on a lock.
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -43,8 +45,12 @@ inline void close_attempts(std::string& attempts) {
 
 class AccessLog {
  public:
+  // How a flush reaches the file: write(2), or in a test a function that counts its calls (the
+  // process's own count of write calls includes whatever else the process and its runtime wrote).
+  using WriteCall = ssize_t (*)(int fd, const void* bytes, std::size_t size);
+
   // `destination`: "-" for standard output, "off", or a file path (opened for append).
-  explicit AccessLog(const std::string& destination);
+  explicit AccessLog(const std::string& destination, WriteCall write_call = ::write);
   ~AccessLog();
   AccessLog(const AccessLog&) = delete;
   AccessLog& operator=(const AccessLog&) = delete;
@@ -61,6 +67,7 @@ class AccessLog {
   // the buffer. Returns where the next line is written.
   char* room_for(std::size_t most);
 
+  WriteCall write_call_;
   int fd_ = -1;
   bool owns_fd_ = false;
   // A regular file opened for append takes a whole flush in one write without interleaving it

@@ -1911,11 +1911,12 @@ Gateway::StreamBuffersLease::~StreamBuffersLease() {
   constexpr std::size_t kSpareSets = 64;
   constexpr std::size_t kSpareBufferBytes = 64 * 1024;
   if (spares_.size() >= kSpareSets || buffers_.raw.capacity() > kSpareBufferBytes ||
-      buffers_.out.capacity() > kSpareBufferBytes || !buffers_.events.empty()) {
+      buffers_.out.capacity() > kSpareBufferBytes) {
     return;
   }
   buffers_.raw.clear();
   buffers_.out.clear();
+  buffers_.events.clear();
   spares_.push_back(std::move(buffers_));
 }
 
