@@ -20,6 +20,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
 DURATION="${BENCH_DURATION:-8}"
 PACED_DURATION="${BENCH_PACED_DURATION:-6}"
@@ -44,18 +46,6 @@ cleanup() {
 trap cleanup EXIT
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-wait_for_port_in_log() {
-  local file="$1" pid="$2" port=""
-  for _ in $(seq 100); do
-    port="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$file" 2>/dev/null | head -1 | cut -d: -f2 || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench: process $pid did not start listening:" >&2
-  cat "$file" >&2
-  return 1
-}
 kv() { grep -oE "(^| )$1=[^ ]+" "$2" | head -1 | cut -d= -f2; }
 steal_ticks() { local f; read -ra f </proc/stat; echo "${f[8]:-0}"; }
 cpu_ticks() { # user+system ticks of a process, threads included
@@ -80,7 +70,7 @@ mkdir -p "$OUT_DIR"
 "$BIN" simulate provider --port 0 --profile fast >"$TMP/sim.stdout" 2>"$TMP/sim.stderr" &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
-SIM_PORT="$(wait_for_port_in_log "$TMP/sim.stderr" "$SIM_PID")"
+SIM_PORT="$(wait_for_log "$TMP/sim.stderr" "$SIM_PID" 'listening on')"
 
 # run_side NAME ROUND: starts the gateway for NAME (off|on), measures, stops it.
 run_side() {
@@ -110,7 +100,7 @@ YAML
   local pid=$! scraper=""
   PIDS+=("$pid")
   local port
-  port="$(wait_for_port_in_log "$TMP/$name-$round.stderr" "$pid")"
+  port="$(wait_for_log "$TMP/$name-$round.stderr" "$pid" 'listening on')"
   local url="http://127.0.0.1:$port/v1/chat/completions"
   wrk -t2 -c"$CONNECTIONS" -d2s -s "$BENCH/chat.lua" "$url" >/dev/null
   if [[ -n "$admin_port" ]]; then

@@ -1,23 +1,22 @@
-# Helpers the chat-path benchmarks share (sourced by pinned.sh, count_instructions.sh and
-# kernel_split.sh): free ports and waiting for servers, the nginx configurations they run and
-# the cutover configuration of the counted chat path. Everything they start listens on
-# 127.0.0.1.
+# Helpers the benchmarks share (sourced by every bench/*.sh that starts servers): free ports and
+# waiting for servers, the nginx configurations they run and the cutover configuration of the
+# counted chat path. Everything they start listens on 127.0.0.1.
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# wait_for_tcp PORT PID LOG: until something accepts on 127.0.0.1:PORT; fails (showing LOG) if
+# wait_for_tcp PORT [PID LOG]: until something accepts on 127.0.0.1:PORT; fails (showing LOG) if
 # it does not within 10 s or process PID exits first.
 wait_for_tcp() {
-  local port="$1" pid="$2"
+  local port="$1" pid="${2:-}"
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    kill -0 "$pid" 2>/dev/null || break
+    [[ -z "$pid" ]] || kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
-  echo "bench: nothing listening on 127.0.0.1:$port; the log of process $pid:" >&2
-  cat "$3" >&2 2>/dev/null || true
+  echo "bench: nothing listening on 127.0.0.1:$port${pid:+; the log of process $pid:}" >&2
+  [[ -z "${3:-}" ]] || cat "$3" >&2 2>/dev/null || true
   return 1
 }
 

@@ -44,6 +44,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
 DURATION="${BENCH_DURATION:-8}"
 WARMUP="${BENCH_WARMUP:-2}"
@@ -84,20 +86,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log() { printf '[dialects %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# Waits (10 s at most) for "listening on 127.0.0.1:PORT" in a log file; prints PORT.
-wait_for_port_in_log() {
-  local file="$1" pid="$2" port=""
-  for _ in $(seq 100); do
-    port="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$file" 2>/dev/null | head -1 | cut -d: -f2 || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench: process $pid did not start listening; its log:" >&2
-  cat "$file" >&2
-  return 1
-}
 
 kv() { # kv KEY FILE -> value of KEY=value on the first matching BENCH/TTFB line
   grep -oE "(^| )$1=[^ ]+" "$2" | head -1 | cut -d= -f2
@@ -175,7 +163,7 @@ for dialect in openai anthropic; do
     --latency-ms 0 --jitter-ms 0 >"$TMP/sim-$dialect.stdout" 2>"$TMP/sim-$dialect.stderr" &
   SIM_PID[$dialect]=$!
   PIDS+=("${SIM_PID[$dialect]}")
-  SIM_PORT[$dialect]="$(wait_for_port_in_log "$TMP/sim-$dialect.stderr" "${SIM_PID[$dialect]}")"
+  SIM_PORT[$dialect]="$(wait_for_log "$TMP/sim-$dialect.stderr" "${SIM_PID[$dialect]}" 'listening on')"
   log "simulator ($dialect): pid ${SIM_PID[$dialect]} on 127.0.0.1:${SIM_PORT[$dialect]}"
 done
 DIRECT_OPENAI_BODY="$(body chat sim-gpt-4.1 true)"
@@ -215,7 +203,7 @@ EOF
 taskset -c "$GATEWAY_CPU" "$BIN" serve -c "$TMP/gateway.yaml" >"$TMP/gateway.stdout" 2>"$TMP/gateway.stderr" &
 GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
-GATEWAY_PORT="$(wait_for_port_in_log "$TMP/gateway.stderr" "$GATEWAY_PID")"
+GATEWAY_PORT="$(wait_for_log "$TMP/gateway.stderr" "$GATEWAY_PID" 'listening on')"
 log "gateway: pid $GATEWAY_PID on 127.0.0.1:$GATEWAY_PORT ($(grep -oE 'with [0-9]+ workers' "$TMP/gateway.stderr" | head -1)), affinity $(taskset -cp "$GATEWAY_PID" | awk '{print $NF}')"
 
 # Every path, plain and streamed, must answer 200 in its client's format before any load.

@@ -32,6 +32,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
 TRANSITIONS="${FLEET_TRANSITIONS:-200}"
 FAILOVERS="${FLEET_FAILOVERS:-5}"
@@ -78,24 +80,6 @@ forget() {
   local keep=() p
   for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
   PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# port_from_log FILE PID PATTERN: waits (10 s at most) for "PATTERN ... 127.0.0.1:PORT"; prints PORT.
-port_from_log() {
-  local file="$1" pid="$2" pattern="$3" port=""
-  for _ in $(seq 200); do
-    port="$(grep -oE "$pattern.*127\.0\.0\.1:[0-9]+" "$file" 2>/dev/null | head -1 | grep -oE '[0-9]+$' || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "bench: process $pid logged no '$pattern'; its log:" >&2
-  cat "$file" >&2
-  return 1
 }
 
 # The whole run is bounded: past FLEET_LIMIT seconds the script ends itself (and cleanup runs).
@@ -160,7 +144,7 @@ start_provider() {
   "$BIN" simulate provider --port 0 --profile fast 2>"$TMP/$name.log" &
   pid=$!
   PIDS+=("$pid")
-  PROVIDER_PORT="$(port_from_log "$TMP/$name.log" "$pid" "listening on")"
+  PROVIDER_PORT="$(wait_for_log "$TMP/$name.log" "$pid" "listening on")"
 }
 start_provider primary
 PRIMARY_PORT=$PROVIDER_PORT
@@ -232,8 +216,8 @@ start_replica() {
   disown "$pid"
   PID[$name]=$pid
   PIDS+=("$pid")
-  LISTEN_PORT[$name]="$(port_from_log "${LOG[$name]}" "$pid" "listening on")"
-  ADMIN_PORT[$name]="$(port_from_log "${LOG[$name]}" "$pid" "admin API on")"
+  LISTEN_PORT[$name]="$(wait_for_log "${LOG[$name]}" "$pid" "listening on")"
+  ADMIN_PORT[$name]="$(wait_for_log "${LOG[$name]}" "$pid" "admin API on")"
 }
 
 # probe COMMAND ARGS...: bench/fleet_probe.py on the replicas as they are now (ports, pids, logs).

@@ -83,6 +83,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
 DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-2}"
@@ -163,34 +165,6 @@ forget() {
   kill -TERM $$
 ) &
 PIDS+=("$!")
-
-# Waits (10 s at most) for "TEXT 127.0.0.1:PORT" in a log file; prints PORT.
-wait_for_port_in_log() {
-  local file="$1" pid="$2" text="$3" port=""
-  for _ in $(seq "$STARTUP_TRIES"); do
-    port="$(grep -oE "$text 127\.0\.0\.1:[0-9]+" "$file" 2>/dev/null | head -1 | sed 's/.*://' || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench: process $pid did not log '$text'; its log:" >&2
-  cat "$file" >&2
-  return 1
-}
-
-wait_for_tcp() {
-  local port="$1"
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench: nothing listening on 127.0.0.1:$port" >&2
-  return 1
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 kv() { # kv KEY FILE -> value of KEY=value on the first BENCH line
   grep -oE "(^| )$1=[^ ]+" "$2" | head -1 | cut -d= -f2
@@ -442,8 +416,8 @@ start_gateway() {
   taskset -c "$GATEWAY_CPU" "${LAUNCH_PREFIX[@]}" "$BIN" serve -c "$TMP/$name.yaml" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" &
   GATEWAY_PID=$!
   PIDS+=("$GATEWAY_PID")
-  GATEWAY_PORT="$(wait_for_port_in_log "$TMP/$name.stderr" "$GATEWAY_PID" 'listening on')"
-  ADMIN_PORT="$(wait_for_port_in_log "$TMP/$name.stderr" "$GATEWAY_PID" 'admin API on')"
+  GATEWAY_PORT="$(wait_for_log "$TMP/$name.stderr" "$GATEWAY_PID" 'listening on' "$STARTUP_TRIES")"
+  ADMIN_PORT="$(wait_for_log "$TMP/$name.stderr" "$GATEWAY_PID" 'admin API on' "$STARTUP_TRIES")"
   [[ "$mode" == B ]] && want=redis
   for _ in $(seq "$STARTUP_TRIES"); do
     st="$(migration_status 2>/dev/null || true)"

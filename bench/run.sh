@@ -22,6 +22,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
 DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-2}"
@@ -85,34 +87,6 @@ stop() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   forget "$pid"
-}
-
-# Waits (10 s at most) for "listening on 127.0.0.1:PORT" in a log file; prints PORT.
-wait_for_port_in_log() {
-  local file="$1" pid="$2" port=""
-  for _ in $(seq 100); do
-    port="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$file" 2>/dev/null | head -1 | cut -d: -f2 || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench: process $pid did not start listening; its log:" >&2
-  cat "$file" >&2
-  return 1
-}
-
-wait_for_tcp() {
-  local port="$1"
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "bench: nothing listening on 127.0.0.1:$port" >&2
-  return 1
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # One chat completion through PORT must answer 200 before it is load-tested.
@@ -224,7 +198,7 @@ EOF
   "$BIN" serve -c "$TMP/$name.yaml" >"$TMP/$name.stdout" 2>"$TMP/$name.stderr" &
   CUTOVER_PID=$!
   PIDS+=("$CUTOVER_PID")
-  CUTOVER_PORT="$(wait_for_port_in_log "$TMP/$name.stderr" "$CUTOVER_PID")"
+  CUTOVER_PORT="$(wait_for_log "$TMP/$name.stderr" "$CUTOVER_PID" 'listening on')"
   check_chat "$name" "$CUTOVER_PORT"
   log "$name: pid $CUTOVER_PID on 127.0.0.1:$CUTOVER_PORT ($(grep -oE 'with [0-9]+ workers' "$TMP/$name.stderr" | head -1)), access_log $access_log"
 }
@@ -314,7 +288,7 @@ log "all processes (wrk, simulator, nginx/cutover) share $(nproc) cores, nothing
   >"$TMP/sim.stdout" 2>"$TMP/sim.stderr" &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
-SIM_PORT="$(wait_for_port_in_log "$TMP/sim.stderr" "$SIM_PID")"
+SIM_PORT="$(wait_for_log "$TMP/sim.stderr" "$SIM_PID" 'listening on')"
 check_chat direct "$SIM_PORT"
 log "simulator: pid $SIM_PID on 127.0.0.1:$SIM_PORT (profile fast, $SIM_THREADS thread(s))"
 

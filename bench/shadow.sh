@@ -37,6 +37,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
+# shellcheck source=bench/common.sh
+source "$BENCH/common.sh"
 BIN="${CUTOVER_BIN:-$ROOT/build/cutover}"
 ROUNDS="${BENCH_ROUNDS:-8}"
 LATENCY_MS="${BENCH_LATENCY_MS:-20}"
@@ -70,23 +72,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log() { printf '[shadow %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-port_from_log() { # port_from_log FILE PID -> PORT from "listening on 127.0.0.1:PORT" (10 s at most)
-  local port
-  for _ in $(seq 100); do
-    port="$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$1" 2>/dev/null | head -1 | cut -d: -f2 || true)"
-    [[ -n "$port" ]] && { echo "$port"; return 0; }
-    kill -0 "$2" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench: no listening line in $1:" >&2
-  cat "$1" >&2
-  return 1
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # steal_ticks: clock ticks the hypervisor has taken from this VM's CPUs since boot.
 steal_ticks() {
@@ -140,8 +125,8 @@ for side in primary candidate; do
   PIDS+=($!)
   declare "SIM_PID_$side=$!"
 done
-PRIMARY_PORT="$(port_from_log "$TMP/primary.log" "$SIM_PID_primary")"
-CANDIDATE_PORT="$(port_from_log "$TMP/candidate.log" "$SIM_PID_candidate")"
+PRIMARY_PORT="$(wait_for_log "$TMP/primary.log" "$SIM_PID_primary" 'listening on')"
+CANDIDATE_PORT="$(wait_for_log "$TMP/candidate.log" "$SIM_PID_candidate" 'listening on')"
 log "simulators: primary :$PRIMARY_PORT, candidate :$CANDIDATE_PORT (profile fast, ${LATENCY_MS} ms to first byte)"
 
 # start_gateway NAME MIGRATION_YAML -> sets PID_NAME, PORT_NAME
@@ -174,7 +159,7 @@ EOF
   local pid=$!
   PIDS+=("$pid")
   local port
-  port="$(port_from_log "$TMP/gateway-$name.log" "$pid")"
+  port="$(wait_for_log "$TMP/gateway-$name.log" "$pid" 'listening on')"
   declare -g "PID_$name=$pid" "ADMIN_$name=$admin_port" "PORT_$name=$port"
 }
 

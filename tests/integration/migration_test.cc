@@ -362,13 +362,14 @@ TEST_F(MigrationTest, StickyAssignmentKeepsEachUserOnOneSide) {
   start(simulate::default_reply, simulate::default_reply);
   ASSERT_EQ(act("set-weight", status().at("generation").as_int64(), R"(,"weight":0.5)").status, 200u);
   TestClient client(server_->port());
+  const std::string authorization = std::string("Bearer ") + kClientKey;
   unsigned candidate_users = 0;
   for (int user = 0; user < 40; ++user) {
     std::set<std::string> sides;
     for (int i = 0; i < 3; ++i) {
       client.send(http::verb::post, "/v1/chat/completions",
                   R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})",
-                  {{"authorization", std::string("Bearer ") + kClientKey},
+                  {{"authorization", authorization},
                    {"x-user-id", "sticky-" + std::to_string(user)}});
       sides.insert(client.read().header("x-cutover-provider"));
     }
