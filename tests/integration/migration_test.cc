@@ -472,14 +472,14 @@ TEST_F(MigrationTest, HungShadowUpstreamNeverSlowsThePrimary) {
   options.shadow = "    shadow: {sample_rate: 100%, max_in_flight: 2, timeout: 3s, min_duration: 1h}\n";
   start(simulate::default_reply, with_delay(std::chrono::milliseconds(2500)), options);
   TestClient client(server_->port());
-  const auto started = std::chrono::steady_clock::now();
   for (int i = 0; i < 10; ++i) {
     auto reply = client.post("/v1/chat/completions",
                              R"({"model":"gpt-4","messages":[{"role":"user","content":"hi"}]})");
     ASSERT_EQ(reply.status, 200u);
   }
-  // Ten answers arrived while the first shadows were still waiting on the candidate.
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(2500));
+  // Ten answers arrived while the first two shadows were still waiting on the candidate: had a
+  // primary answer waited for its shadow, each shadow would have ended before the next request
+  // and all ten would have started.
   const auto shadow = status().at("shadow").as_object();
   EXPECT_EQ(shadow.at("started").to_number<int>(), 2);
   EXPECT_EQ(shadow.at("dropped_in_flight").to_number<int>(), 8);
