@@ -215,6 +215,23 @@ void expect_numbered_lines(const std::string& path) {
   }
 }
 
+// Records record_lines' lines in an access log on standard output, which is `fd` meanwhile, and
+// flushes them, counting the flush's writes.
+void flush_lines_to_standard_output(int fd) {
+  std::fflush(stdout);
+  const int saved_stdout = ::dup(STDOUT_FILENO);
+  ASSERT_GE(saved_stdout, 0);
+  ASSERT_GE(::dup2(fd, STDOUT_FILENO), 0);
+  {
+    AccessLog log("-", counted_write);
+    record_lines(log, 4 * PIPE_BUF);
+    count_writes_from_now();
+    log.flush();
+  }
+  ::dup2(saved_stdout, STDOUT_FILENO);
+  ::close(saved_stdout);
+}
+
 TEST_F(AccessLogTest, AFlushToAFileIsOneWrite) {
   AccessLog log(path_, counted_write);
   record_lines(log, 4 * PIPE_BUF);
@@ -229,19 +246,9 @@ TEST_F(AccessLogTest, AFileNotOpenedForAppendIsWrittenInWholeLinesOfAtMostPipeBu
   // inside a long write, as in a pipe, so the flush goes in pieces that end lines.
   const int file = ::open(path_.c_str(), O_WRONLY | O_TRUNC);
   ASSERT_GE(file, 0);
-  std::fflush(stdout);
-  const int saved_stdout = ::dup(STDOUT_FILENO);
-  ASSERT_GE(saved_stdout, 0);
-  ASSERT_GE(::dup2(file, STDOUT_FILENO), 0);
-  {
-    AccessLog log("-", counted_write);
-    record_lines(log, 4 * PIPE_BUF);
-    count_writes_from_now();
-    log.flush();
-  }
-  ::dup2(saved_stdout, STDOUT_FILENO);
-  ::close(saved_stdout);
+  flush_lines_to_standard_output(file);
   ::close(file);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_GT(log_write_calls, 4);
   EXPECT_TRUE(every_write_whole_lines_within_pipe_buf);
   expect_numbered_lines(path_);
@@ -252,17 +259,8 @@ TEST(AccessLogPipeTest, AFlushToAPipeIsWritesOfWholeLinesOfAtMostPipeBuf) {
   // again by a path, the pipe would lose the mode, which belongs to the open file.)
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_DIRECT | O_NONBLOCK), 0);
-  std::fflush(stdout);
-  const int saved_stdout = ::dup(STDOUT_FILENO);
-  ASSERT_GE(saved_stdout, 0);
-  ASSERT_GE(::dup2(fds[1], STDOUT_FILENO), 0);
-  {
-    AccessLog log("-");
-    record_lines(log, 4 * PIPE_BUF);
-    log.flush();
-  }
-  ::dup2(saved_stdout, STDOUT_FILENO);
-  ::close(saved_stdout);
+  flush_lines_to_standard_output(fds[1]);
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   std::string all;
   int writes = 0;
   char packet[PIPE_BUF + 1];
