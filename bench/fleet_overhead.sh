@@ -317,7 +317,7 @@ taskset -c "$LOAD_CPU" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP
   >"$TMP/nginx/stdout" 2>&1 &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
-for port in "$PRIMARY_PORT" "$CANDIDATE_PORT" "$STATUS_PORT"; do wait_for_tcp "$port"; done
+for port in "$PRIMARY_PORT" "$CANDIDATE_PORT" "$STATUS_PORT"; do wait_for_tcp "$port" "$NGINX_PID" "$TMP/nginx/error.log"; done
 ANSWER_BYTES="$(curl -sS --max-time 5 -o "$TMP/direct.json" -w '%{size_download}' -d '{}' \
   "http://127.0.0.1:$CANDIDATE_PORT/v1/chat/completions")"
 python3 -c 'import json, sys; a = json.load(open(sys.argv[1])); assert a["usage"]["total_tokens"] > 0' \

@@ -333,7 +333,7 @@ nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" \
   >"$TMP/nginx/stdout" 2>&1 &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
-wait_for_tcp "$NGINX_PORT"
+wait_for_tcp "$NGINX_PORT" "$NGINX_PID" "$TMP/nginx/error.log"
 check_chat nginx "$NGINX_PORT"
 log "nginx: pid $NGINX_PID on 127.0.0.1:$NGINX_PORT ($(nginx -v 2>&1 | cut -d/ -f2), worker_processes auto)"
 run_wrk nginx "$NGINX_PORT" "$NGINX_PID"
