@@ -19,7 +19,9 @@
 #include <string>
 
 #include "providers/answer_scan.h"
+#include "providers/chunk_forwarding.h"
 #include "providers/openai_dialect.h"
+#include "providers/sse.h"
 
 namespace {
 
@@ -136,9 +138,83 @@ void scan_only(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
 }
 
+// A stream as bench/pinned.py's upstream sends it: the role chunk, nine content chunks, the
+// finish chunk, the usage chunk and the end marker, 3,787 bytes in one read.
+std::string pinned_stream() {
+  const std::string head =
+      R"(data: {"id":"chatcmpl-CbenchPinned14reference0002","object":"chat.completion.chunk",)"
+      R"("created":1767225600,"model":"gpt-4.1-2025-04-14","service_tier":"default",)"
+      R"("system_fingerprint":"fp_b3f1157249","choices":)";
+  const auto choice = [](std::string_view delta, std::string_view finish) {
+    return std::string(R"([{"index":0,"delta":)") + std::string(delta) +
+           R"(,"logprobs":null,"finish_reason":)" + std::string(finish) + "}]";
+  };
+  std::string stream = head +
+                       choice(R"({"role":"assistant","content":"","refusal":null})", "null") +
+                       R"(,"usage":null})" + "\n\n";
+  for (const std::string_view word :
+       {"Hello", "!", " How", " can", " I", " help", " you", " today", "?"}) {
+    stream += head + choice(R"({"content":")" + std::string(word) + R"("})", "null") +
+              R"(,"usage":null})" + "\n\n";
+  }
+  stream += head + choice("{}", R"("stop")") + R"(,"usage":null})" + "\n\n";
+  stream += head + R"([],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,)"
+                   R"("prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},)"
+                   R"("completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,)"
+                   R"("accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}})"
+                   "\n\n";
+  stream += "data: [DONE]\n\n";
+  return stream;
+}
+
+// A stream's chunks as Gateway::deliver_stream forwards an OpenAI provider's to an OpenAI
+// client once the provider's chunk shapes are kept: the one-line events at the front of the read
+// matched against the kept shapes and written out with the client's model
+// (providers::forward_kept_chunks), the usage chunk kept (the client asked for it), the end
+// marker left to the parser.
+void stream_in_place(benchmark::State& state) {
+  const std::string stream = pinned_stream();
+  ShapeMemo memo(AnswerShape::chunk);
+  const std::string model_json = json::serialize(json::string_view(kClientModel));
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, kClientModel};
+  std::string out;
+  Usage usage;
+  {
+    SseParser parser;
+    CanonicalStream reader(cutover::config::Dialect::openai, ApiKind::chat_completions, identity,
+                           false);
+    std::vector<SseEvent> events;
+    parser.feed(stream, events);
+    for (auto& event : events) {
+      forward_event_in_place(event, reader, memo, false, model_json, usage, out);
+    }
+  }
+  out.reserve(2 * stream.size());
+  std::size_t taken_in_all = 0;
+  const auto before = allocations.load();
+  for (auto _ : state) {
+    out.clear();
+    const SseParser parser;
+    CanonicalStream reader(cutover::config::Dialect::openai, ApiKind::chat_completions, identity,
+                           false);
+    taken_in_all +=
+        forward_kept_chunks(stream, parser, reader, memo, false, model_json, usage, out);
+    benchmark::DoNotOptimize(out);
+  }
+  constexpr std::string_view kEndMarker = "data: [DONE]\n\n";
+  if (taken_in_all != (stream.size() - kEndMarker.size()) * state.iterations()) {
+    state.SkipWithError("a chunk was not forwarded in place");
+  }
+  state.counters["events"] = 12;
+  state.counters["allocs"] = benchmark::Counter(static_cast<double>(allocations.load() - before),
+                                                benchmark::Counter::kAvgIterations);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * stream.size()));
+}
+
 BENCHMARK(dom)->Arg(577)->Arg(20 * 1024);
 BENCHMARK(scan_splice)->Arg(577)->Arg(20 * 1024);
 BENCHMARK(scan_only)->Arg(577)->Arg(20 * 1024);
+BENCHMARK(stream_in_place);
 
 }  // namespace
 

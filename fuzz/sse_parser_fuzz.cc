@@ -1,7 +1,7 @@
 // Fuzz target: the SSE parser must never crash or grow without bound on arbitrary bytes, and
 // feeding the same bytes in two pieces must give the same events as in one; so must reading
-// them as the gateway does, the whole one-line data events at the front of each piece taken as
-// views (SseParser::whole_data_event) and the rest fed.
+// them as the gateway does, the whole one-line data events without a CR at the front of each
+// piece taken as views (SseParser::whole_data_event) and the rest fed.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -29,6 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (auto piece : {input.substr(0, middle), input.substr(middle)}) {
     std::size_t event_size = 0;
     while (const auto event_data = viewing.whole_data_event(piece, event_size)) {
+      // The caller's part: data with a CR is not taken (a kept chunk shape never matches it).
+      if (event_data->find('\r') != std::string_view::npos) break;
       if (event_size == 0 || event_size > piece.size()) std::abort();
       viewed_events.push_back(SseEvent{"", std::string(*event_data)});
       piece.remove_prefix(event_size);

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -65,15 +66,18 @@ constexpr std::array<bool, 256> kPlainAscii = [] {
 
 // Past the plain ASCII bytes from `at` on, eight at a time while eight remain (long content is
 // mostly such bytes): a word has none of the others when no byte is below 0x20, none is a quote
-// or a backslash, and none has its high bit set.
+// or a backslash, and none has its high bit set. In a word that has one, the lowest flagged byte
+// is one (a borrow only disturbs bytes above a true match), so the run ends there: a short
+// string's closing quote is found in one step rather than a byte and a word test at a time.
 std::size_t plain_ascii_run_end(std::string_view text, std::size_t at) {
+  static_assert(std::endian::native == std::endian::little, "the first byte is the lowest");
   while (text.size() - at >= 8) {
     std::uint64_t word;
     std::memcpy(&word, text.data() + at, 8);
     const std::uint64_t special = (word & util::kByteHighs) |
                                   util::word_has_byte_below(word, 0x20) |
                                   util::word_has_byte(word, '"') | util::word_has_byte(word, '\\');
-    if (special != 0) break;
+    if (special != 0) return at + static_cast<std::size_t>(std::countr_zero(special)) / 8;
     at += 8;
   }
   return at;
@@ -801,9 +805,11 @@ void PlainAnswer::append_spliced(std::string& out, std::string_view model_json) 
 }
 
 bool ShapeMemo::reuse(std::string_view text, PlainAnswer& answer) {
+  // The template that followed the last match the last time first, else the last match again.
+  const std::size_t guess = templates_[last_match_].successor;
+  const std::size_t first = guess < kept_ ? guess : last_match_;
   for (std::size_t tried = 0; tried < kept_; ++tried) {
-    // The template that matched last first: a stream's content chunks follow one another.
-    const std::size_t index = tried == 0 ? last_match_ : (tried <= last_match_ ? tried - 1 : tried);
+    const std::size_t index = tried == 0 ? first : (tried <= first ? tried - 1 : tried);
     Template& kept = templates_[index];
     Usage usage;
     const std::size_t model = match(kept, text, usage);
@@ -812,6 +818,7 @@ bool ShapeMemo::reuse(std::string_view text, PlainAnswer& answer) {
     answer.verdict_.usage = usage;
     answer.model_ = text.substr(model, kept.model_size);
     kept.last_used = ++uses_;
+    templates_[last_match_].successor = index;
     last_match_ = index;
     ++reuses_;
     return true;
@@ -939,6 +946,7 @@ void ShapeMemo::keep(std::string_view text, const PlainAnswer& answer,
   const auto model_begin = static_cast<std::size_t>(answer.model_.data() - text.data());
   const auto model_end = model_begin + answer.model_.size();
   if (answer.model_.empty()) return;
+  if (shape_ == AnswerShape::chunk && text.find_first_of("\r\n") != std::string_view::npos) return;
   boost::container::small_vector<Slot, kMaxSlots> found;
   std::size_t at = 0;
   unsigned counts_seen = 0;  // a bit per usage count kind
@@ -971,8 +979,10 @@ void ShapeMemo::keep(std::string_view text, const PlainAnswer& answer,
   kept.model_begin = model_begin;
   kept.model_size = answer.model_.size();
   kept.varying = 0;
+  kept.successor = kTemplates;
   kept.verdict = answer.verdict_;
   kept.last_used = ++uses_;
+  templates_[last_match_].successor = index;
   last_match_ = index;
 }
 

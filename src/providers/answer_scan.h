@@ -138,6 +138,9 @@ class PlainAnswer {
 // without being parsed again. A stream's role, content and finish chunks, and most plain
 // answers, repeat their provider's templates.
 //
+// A stream's chunk shapes are kept only from events whose data holds no line break (CR or LF):
+// data that matches one holds none either, which SseParser::whole_data_event() relies on.
+//
 // One memo serves one shape of one provider on one worker (not thread-safe). What it keeps
 // decides only which answers skip the scan: no byte of a kept answer reaches another client.
 class ShapeMemo {
@@ -186,6 +189,9 @@ class ShapeMemo {
     // where it stands, the others are compared with the fixed bytes around them at once. A
     // stream's content varies from chunk to chunk, its id and created from stream to stream.
     std::uint32_t varying = 0;
+    // The template matched right after this one last time, tried first after it: a stream's
+    // role chunk is followed by content chunks, those by more, the last by the finish chunk.
+    std::size_t successor = kTemplates;
   };
   static_assert(kMaxSlots <= 32, "a bit per slot in Template::varying");
 

@@ -66,10 +66,9 @@ std::optional<std::string_view> SseParser::whole_data_event(std::string_view byt
   const auto* newline = static_cast<const char*>(std::memchr(bytes.data(), '\n', bytes.size()));
   if (newline == nullptr) return std::nullopt;
   const auto line_size = static_cast<std::size_t>(newline - bytes.data());
-  // The blank line that ends the event must be here too; a CR anywhere in the line would end it
-  // early; a line past the limit is feed()'s to refuse.
-  if (line_size + 1 == bytes.size() || newline[1] != '\n' || line_size > max_line_bytes_ ||
-      std::memchr(bytes.data(), '\r', line_size) != nullptr) {
+  // The blank line that ends the event must be here too; a line past the limit is feed()'s to
+  // refuse.
+  if (line_size + 1 == bytes.size() || newline[1] != '\n' || line_size > max_line_bytes_) {
     return std::nullopt;
   }
   auto data = bytes.substr(kField.size(), line_size - kField.size());

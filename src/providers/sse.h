@@ -36,9 +36,11 @@ class SseParser {
 
   // The data of the event at the front of `bytes` when it is a whole event of one data line and
   // nothing else ("data: <text>\n\n", LF line ends) and the parser is between events, so that
-  // feed() would make of those bytes exactly that event; its bytes' count in `size`. nullopt
-  // otherwise (nothing is consumed either way). A caller that handles the event itself feeds
-  // the bytes after it: the view spares the event's copy into a string of its own.
+  // feed() would make of those bytes exactly that event, provided the data holds no CR (which
+  // would end the line early): the caller's to check. A kept chunk shape's match does (see
+  // ShapeMemo), so the gateway does not scan the line for one twice. Its bytes' count in
+  // `size`; nullopt otherwise (nothing is consumed either way). A caller that handles the event
+  // itself feeds the bytes after it: the view spares the event's copy into a string of its own.
   std::optional<std::string_view> whole_data_event(std::string_view bytes, std::size_t& size) const;
 
   // Where an event's data string comes from when `spare` has one: a consumer that gives the

@@ -13,6 +13,7 @@
 #include "http/fields.h"
 #include "migration/shadow.h"
 #include "providers/answer_scan.h"
+#include "providers/chunk_forwarding.h"
 #include "providers/dialect.h"
 #include "providers/openai_dialect.h"
 #include "providers/request_body.h"
@@ -1717,7 +1718,8 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   providers::SseParser parser;
   parser.take_data_strings_from(spare_event_data_);
   // An OpenAI client of an OpenAI provider, whose chunks no shadow compares: most chunks need
-  // only their model renamed, which forward_in_place() does without parsing them into a DOM.
+  // only their model renamed, which providers/chunk_forwarding does without parsing them into a
+  // DOM.
   const bool chunks_in_place = !anthropic_provider && !encoder && !context.capture &&
                                context.kind == ApiKind::chat_completions;
   const std::string model_json =
@@ -1814,21 +1816,17 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
       // Whole one-line events at the front of the read that match a chunk shape the provider
       // sent before are forwarded from the read's bytes, without a copy of their own; the
       // parser takes over at the first that does not.
-      std::size_t event_size = 0;
-      while (const auto data = parser.whole_data_event(unread, event_size)) {
-        if (!forward_kept_chunk(*data, reader, provider_runtime.chunk_shapes, ask_usage, model_json,
-                                context.usage, out)) {
-          break;
-        }
-        unread.remove_prefix(event_size);
-      }
+      unread.remove_prefix(providers::forward_kept_chunks(unread, parser, reader,
+                                                          provider_runtime.chunk_shapes, ask_usage,
+                                                          model_json, context.usage, out));
     }
     if (!parser.feed(unread, events)) stream_problem = "an event line exceeds the size limit";
     if (done) parser.finish(events);
     for (auto& event : events) {
       if (stream_problem) break;
-      if (chunks_in_place && forward_in_place(event, reader, provider_runtime.chunk_shapes,
-                                              ask_usage, model_json, context.usage, out)) {
+      if (chunks_in_place &&
+          providers::forward_event_in_place(event, reader, provider_runtime.chunk_shapes, ask_usage,
+                                            model_json, context.usage, out)) {
         continue;
       }
       read_event_tree(event);
@@ -1931,45 +1929,6 @@ void Gateway::give_back_event_data(std::vector<providers::SseEvent>& events) {
     }
   }
   events.clear();
-}
-
-bool Gateway::forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
-                               providers::ShapeMemo& memo, bool strip_usage,
-                               std::string_view model_json, providers::Usage& usage,
-                               std::string& out) {
-  if (!event.event.empty() || event.data == "[DONE]") return false;
-  const providers::PlainAnswer chunk(event.data, memo);
-  return forward_chunk(chunk, reader, strip_usage, model_json, usage, out);
-}
-
-bool Gateway::forward_kept_chunk(std::string_view data, providers::CanonicalStream& reader,
-                                 providers::ShapeMemo& memo, bool strip_usage,
-                                 std::string_view model_json, providers::Usage& usage,
-                                 std::string& out) {
-  if (data == "[DONE]") return false;
-  const providers::PlainAnswer chunk(data, memo, providers::PlainAnswer::KeptShapesOnly{});
-  return forward_chunk(chunk, reader, strip_usage, model_json, usage, out);
-}
-
-bool Gateway::forward_chunk(const providers::PlainAnswer& chunk, providers::CanonicalStream& reader,
-                            bool strip_usage, std::string_view model_json, providers::Usage& usage,
-                            std::string& out) {
-  if (!chunk.needs_only_model()) return false;
-  const bool reports_usage = chunk.usage().present;
-  // A usage chunk the client did not ask for is dropped whole; usage riding on a chunk with
-  // choices must be cut out of it, which the DOM path does.
-  if (reports_usage && strip_usage && chunk.choice_count() > 0) return false;
-  if (reports_usage) usage = chunk.usage();
-  const auto reasons = chunk.finish_reasons();
-  if (std::any_of(reasons.begin(), reasons.end(), [](const auto& reason) { return reason.has_value(); })) {
-    reader.note_finish();
-  }
-  if (reports_usage && strip_usage) return true;
-  // Sized appends: a C string's append measures it first (about 70 instructions an event).
-  out.append("data: ", 6);
-  chunk.append_spliced(out, model_json);
-  out.append("\n\n", 2);
-  return true;
 }
 
 std::optional<cache::RequestKey> Gateway::request_key_of(cache::ResponseCache& cache,

@@ -144,26 +144,6 @@ class Gateway {
     std::vector<StreamBuffers>& spares_;
     StreamBuffers buffers_;
   };
-  // One OpenAI stream event that needs only its model renamed, appended to `out` as it came but
-  // for that (or dropped: a usage chunk the client did not ask for); its usage and finish noted.
-  // False, with nothing done, for an event the DOM path must read. The event's data gets room
-  // for the scan's padding (its bytes stay as they are). `memo` holds the provider's chunk
-  // shapes on this worker.
-  static bool forward_in_place(providers::SseEvent& event, providers::CanonicalStream& reader,
-                               providers::ShapeMemo& memo, bool strip_usage,
-                               std::string_view model_json, providers::Usage& usage,
-                               std::string& out);
-  // The same for an event's data read as a view of the provider's bytes
-  // (SseParser::whole_data_event), from the provider's kept chunk shapes alone: false, with
-  // nothing done, when the data matches none of them.
-  static bool forward_kept_chunk(std::string_view data, providers::CanonicalStream& reader,
-                                 providers::ShapeMemo& memo, bool strip_usage,
-                                 std::string_view model_json, providers::Usage& usage,
-                                 std::string& out);
-  // What both do with a chunk that was read.
-  static bool forward_chunk(const providers::PlainAnswer& chunk, providers::CanonicalStream& reader,
-                            bool strip_usage, std::string_view model_json, providers::Usage& usage,
-                            std::string& out);
   struct Refusal;
   // `now`: the request's latest reading of the steady clock.
   EndpointRuntime* pick_endpoint(ProviderRuntime& provider, RequestContext& context,

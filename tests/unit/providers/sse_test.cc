@@ -146,9 +146,10 @@ TEST(SseParserTest, EventsFillTheSpareStringsGivenBack) {
   EXPECT_TRUE(spare.empty());
 }
 
-// The gateway reads a read's leading one-line data events as views (whole_data_event) and feeds
-// the parser the rest: for every stream and every way it is cut into reads, the events must be
-// the ones feeding it all would make.
+// The gateway reads a read's leading one-line data events as views (whole_data_event), when
+// their data holds no CR (a kept chunk shape's match), and feeds the parser the rest: for every
+// stream and every way it is cut into reads, the events must be the ones feeding it all would
+// make.
 std::vector<SseEvent> read_with_views(std::string_view stream, std::size_t piece,
                                       std::size_t max_line_bytes, std::size_t& views) {
   SseParser parser(max_line_bytes);
@@ -157,6 +158,7 @@ std::vector<SseEvent> read_with_views(std::string_view stream, std::size_t piece
     auto unread = stream.substr(at, piece);
     std::size_t size = 0;
     while (const auto data = parser.whole_data_event(unread, size)) {
+      if (data->find('\r') != std::string_view::npos) break;
       EXPECT_LE(size, unread.size());
       events.push_back(SseEvent{"", std::string(*data)});
       unread.remove_prefix(size);
@@ -210,10 +212,12 @@ TEST(SseParserTest, AWholeDataEventIsOnlyTakenBetweenEvents) {
   ASSERT_TRUE(data.has_value());
   EXPECT_EQ(*data, "{\"a\":1}");
   EXPECT_EQ(size, 15u);  // "data: " and the data, two line feeds
-  // Not without its blank line, not with a CR in the line, not a named event.
+  // Not without its blank line, not with CRLF line ends, not a named event.
   EXPECT_FALSE(parser.whole_data_event("data: x\n", size));
   EXPECT_FALSE(parser.whole_data_event("data: x\ndata: y\n\n", size));
   EXPECT_FALSE(parser.whole_data_event("data: x\r\n\r\n", size));
+  // A CR inside the line is the caller's to find (the parser would end the line there).
+  EXPECT_EQ(parser.whole_data_event("data: x\ry\n\n", size), "x\ry");
   EXPECT_FALSE(parser.whole_data_event("event: e\ndata: x\n\n", size));
   // Not while a line, a field or a CR's LF of an earlier read is pending.
   ASSERT_TRUE(parser.feed("data: {\"par", events));
