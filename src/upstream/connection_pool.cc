@@ -333,35 +333,23 @@ Awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   co_return std::nullopt;
 }
 
-// A body of known length is written straight into `out`, grown by what is left (growing a
-// string zero-fills it: a 16 KiB fill for a 500-byte answer showed up in profiles). A chunked
-// stream's pieces are of unknown size: grown by a whole piece, `out` would be zero-filled 4 KiB
-// for every event a provider sends on its own. They land in the exchange's scratch buffer,
-// which is never filled, and only the bytes that came are appended.
-Exchange::Landing Exchange::land(std::string& out) {
+// The parser appends the body's bytes to `out` as they come, a piece at a time: a body of known
+// length in pieces of what is left (room made for it at once), a chunked stream's in pieces of
+// 4 KiB, so that events a provider sends on their own are forwarded as they come.
+std::size_t Exchange::land(std::string& out) {
   const auto remaining = parser_->content_length_remaining();
-  Landing landing{out.size(), parser_->chunked() ? kStreamPiece : kReadPiece, nullptr,
-                  remaining.has_value()};
+  std::size_t piece = parser_->chunked() ? kStreamPiece : kReadPiece;
   if (remaining) {
-    landing.piece = std::clamp<std::size_t>(static_cast<std::size_t>(*remaining), 1, kReadPiece);
-    out.resize(landing.old_size + landing.piece);
-    landing.at = out.data() + landing.old_size;
-  } else {
-    if (!scratch_) scratch_ = std::make_unique_for_overwrite<char[]>(kReadPiece);
-    landing.at = scratch_.get();
+    piece = std::clamp<std::size_t>(static_cast<std::size_t>(*remaining), 1, kReadPiece);
+    out.reserve(out.size() + piece);
   }
-  parser_->set_body_buffer(landing.at, landing.piece);
-  return landing;
+  parser_->set_body_sink(&out, piece);
+  return out.size();
 }
 
-std::size_t Exchange::keep_landed(const Landing& landing, std::string& out) {
-  const std::size_t came = landing.piece - parser_->body_room();
-  if (landing.in_out) {
-    out.resize(landing.old_size + came);
-  } else {
-    out.append(landing.at, came);
-  }
-  return came;
+std::size_t Exchange::keep_landed(std::size_t old_size, std::string& out) {
+  parser_->set_body_sink(nullptr, 0);
+  return out.size() - old_size;
 }
 
 std::optional<UpstreamError> Exchange::end_piece(boost::system::error_code ec, bool& done) {

@@ -191,24 +191,16 @@ class Exchange {
   UpstreamError classify(const boost::system::error_code& ec, bool before_response,
                          FailureKind timeout_kind) const;
   void arm(std::chrono::milliseconds phase_timeout);
-  // Where the next piece of the body lands: in `out` (grown by it) or in the scratch buffer.
-  struct Landing {
-    std::size_t old_size;
-    std::size_t piece;
-    char* at;
-    bool in_out;
-  };
-  Landing land(std::string& out);
-  // Keeps the bytes that came in `out`; returns how many.
-  std::size_t keep_landed(const Landing& landing, std::string& out);
+  // Lets the next piece of the body be appended to `out`; returns out's size before it.
+  std::size_t land(std::string& out);
+  // How many bytes came since land() returned `old_size`; the parser lets go of `out`.
+  std::size_t keep_landed(std::size_t old_size, std::string& out);
   std::optional<UpstreamError> end_piece(boost::system::error_code ec, bool& done);
 
   ConnectionPool& pool_;
   Clock::time_point deadline_;
   std::unique_ptr<Connection> connection_;
   std::optional<ResponseParser> parser_;
-  // Where a body of unknown length lands before it is appended (see read_some).
-  std::unique_ptr<char[]> scratch_;
   bool aborted_ = false;
   bool complete_ = false;
   unsigned replays_ = 0;

@@ -1,10 +1,8 @@
 #include "upstream/response_head.h"
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
-
-#include <algorithm>
-#include <cstring>
 
 namespace cutover::upstream {
 
@@ -68,15 +66,14 @@ std::size_t ResponseParser::on_chunk_body_impl(std::uint64_t, string_view body, 
 
 void ResponseParser::on_finish_impl(error_code& ec) { ec = {}; }
 
-// buffer_body's reader: as much as fits; need_buffer when some did not.
+// buffer_body's reader: as much as the piece has room for; need_buffer when some did not fit.
 std::size_t ResponseParser::take(string_view body, error_code& ec) {
-  if (body_data_ == nullptr) {
+  if (body_out_ == nullptr) {
     ec = http::error::need_buffer;
     return 0;
   }
   const std::size_t taken = std::min(body.size(), body_room_);
-  if (taken > 0) std::memcpy(body_data_, body.data(), taken);
-  body_data_ += taken;
+  body_out_->append(body.data(), taken);
   body_room_ -= taken;
   if (taken == body.size()) {
     ec = {};

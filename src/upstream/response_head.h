@@ -66,20 +66,22 @@ class ResponseHead {
   boost::container::small_vector<Spans, 16> spans_;
 };
 
-// Parses one response into a ResponseHead and its body into the caller's buffer, the way Beast's
-// buffer_body does: set_body_buffer() names where the next bytes go; when it is full (or not
-// set), the parser stops with http::error::need_buffer.
+// Parses one response into a ResponseHead and its body onto the caller's string, in pieces the
+// way Beast's buffer_body reads: set_body_sink() names the string and how many bytes the next
+// piece may have; when that many came (or no sink is set), the parser stops with
+// http::error::need_buffer. Appending grows the string without filling it first (a resized
+// string is zero-filled: 4 KiB a streamed answer showed in the profiles).
 class ResponseParser final : public boost::beast::http::basic_parser<false> {
  public:
   // `head` is cleared now and filled as the header arrives; it must outlive the parser.
   explicit ResponseParser(ResponseHead& head);
 
   const ResponseHead& head() const { return head_; }
-  void set_body_buffer(char* data, std::size_t size) {
-    body_data_ = data;
-    body_room_ = size;
+  void set_body_sink(std::string* out, std::size_t room) {
+    body_out_ = out;
+    body_room_ = room;
   }
-  // Room left in the buffer set last: what was not filled.
+  // Room left in the piece set last: what did not come.
   std::size_t body_room() const { return body_room_; }
 
  private:
@@ -100,7 +102,7 @@ class ResponseParser final : public boost::beast::http::basic_parser<false> {
   std::size_t take(string_view body, error_code& ec);
 
   ResponseHead& head_;
-  char* body_data_ = nullptr;
+  std::string* body_out_ = nullptr;
   std::size_t body_room_ = 0;
 };
 

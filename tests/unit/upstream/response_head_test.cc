@@ -27,20 +27,21 @@ void put_cleanly(ResponseParser& parser, std::string_view bytes) {
   EXPECT_FALSE(ec) << ec.message();
 }
 
-// Reads the whole body of a parser whose header is done, `piece` bytes of room at a time.
+// Reads the whole body of a parser whose header is done, in pieces of at most `piece` bytes.
 std::string read_body(ResponseParser& parser, std::string_view rest, std::size_t piece) {
   std::string body;
-  std::string room(piece, '\0');
   while (!parser.is_done()) {
-    parser.set_body_buffer(room.data(), room.size());
+    const std::size_t before = body.size();
+    parser.set_body_sink(&body, piece);
     auto [used, ec] = put(parser, rest);
     if (ec && ec != bhttp::error::need_buffer) {
       ADD_FAILURE() << "parse error: " << ec.message();
       break;
     }
-    body.append(room.data(), room.size() - parser.body_room());
+    EXPECT_LE(body.size() - before, piece);
+    EXPECT_EQ(body.size() - before, piece - parser.body_room());
     rest.remove_prefix(used);
-    if (used == 0 && room.size() == parser.body_room() && !parser.is_done()) {
+    if (used == 0 && body.size() == before && !parser.is_done()) {
       ADD_FAILURE() << "no progress with " << rest.size() << " bytes left";
       break;
     }
