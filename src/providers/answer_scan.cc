@@ -867,20 +867,21 @@ std::size_t ShapeMemo::match_as_predicted(const Template& kept, std::string_view
     kept_at = kept_end;
     return true;
   };
-  for (std::size_t index = 0; index < kept.slots.size(); ++index) {
+  // The varying slots in order, by their bits; the slots passed between two of them held.
+  std::size_t next = 0;  // the first slot after the last one read
+  for (std::uint32_t bits = kept.varying; bits != 0; bits &= bits - 1) {
+    const auto index = static_cast<std::size_t>(std::countr_zero(bits));
     const Slot& slot = kept.slots[index];
-    if ((kept.varying & (1u << index)) == 0) {
-      run_holds_slots = true;
-      continue;
-    }
+    run_holds_slots = index > next;
     if (!run_follows(slot.begin)) return npos;
-    run_holds_slots = false;
     const std::size_t begin = at;
     at = slot_end(slot.kind, text, at);
     if (at == npos) return npos;
     if (slot.kind > SlotKind::integer) set_count(usage, slot.kind, text.substr(begin, at - begin));
     kept_at = slot.end;
+    next = index + 1;
   }
+  run_holds_slots = kept.slots.size() > next;
   // Up to the tail, which match() found at the text's end: it must begin right here.
   if (!run_follows(tail_begin)) return npos;
   if (text.size() - at != kept.text.size() - tail_begin) {
