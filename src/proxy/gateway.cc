@@ -1722,8 +1722,13 @@ Awaitable<Gateway::AttemptOutcome> Gateway::deliver_stream(
   // DOM.
   const bool chunks_in_place = !anthropic_provider && !encoder && !context.capture &&
                                context.kind == ApiKind::chat_completions;
-  const std::string model_json =
-      chunks_in_place ? json::serialize(json::string_view(context.shape.model)) : std::string();
+  // Written as Boost.JSON's serializer writes it, without its machinery for a name that needs no
+  // escaping.
+  const std::string model_json = [&] {
+    std::string json;
+    if (chunks_in_place) util::append_json_string(json, context.shape.model);
+    return json;
+  }();
   StreamBuffersLease buffers(spare_stream_buffers_);
   std::string& raw = buffers->raw;
   std::string& out = buffers->out;
