@@ -1,17 +1,21 @@
 // Fuzz target: scanning any body never crashes and never takes what Boost.JSON refuses; where the
 // scan reads a completion its usage and finish reasons are the DOM path's, and where it says only
 // the model changes, the spliced body parses to exactly what normalize_response() makes. The same
-// for a stream event read as a chunk, against normalize_stream_chunk(), and for a chunk read
-// after another through a ShapeMemo, against the same chunk scanned alone.
+// for a stream event read as a chunk, against normalize_stream_chunk(), for a chunk read after
+// another through a ShapeMemo, against the same chunk scanned alone, and for a stream's chunks
+// taken from a read's bytes (providers/chunk_forwarding), against the same events parsed.
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "providers/answer_scan.h"
+#include "providers/chunk_forwarding.h"
 #include "providers/openai_dialect.h"
+#include "providers/sse.h"
 
 namespace {
 
@@ -219,6 +223,78 @@ void check_memo(std::string_view input) {
   }
 }
 
+// What a stream's chunks become on their way to an OpenAI client (providers/chunk_forwarding):
+// the bytes written, markers for the events left to the DOM path, the usage and finish noted.
+struct Forwarded {
+  std::string out;
+  Usage usage;
+  bool saw_finish = false;
+};
+
+void forward_parsed(std::vector<SseEvent>& events, CanonicalStream& reader, ShapeMemo& memo,
+                    std::string_view model_json, Forwarded& result) {
+  for (auto& event : events) {
+    if (!forward_event_in_place(event, reader, memo, true, model_json, result.usage, result.out)) {
+      result.out += "<tree>" + event.data;
+    }
+  }
+  events.clear();
+}
+
+// `stream` read in pieces of `piece` bytes, each read's leading events taken from its bytes when
+// `at_front` (as the gateway reads) or every event through the parser; `memo` keeps the shapes.
+Forwarded forward_stream(std::string_view stream, std::size_t piece, bool at_front,
+                         ShapeMemo& memo) {
+  const std::string model_json = json::serialize(json::string_view(kClientModel));
+  const ResponseIdentity identity{"chatcmpl-gw", 1700000000, kClientModel};
+  CanonicalStream reader(cutover::config::Dialect::openai, ApiKind::chat_completions, identity,
+                         true);
+  SseParser parser(4096);
+  std::vector<SseEvent> events;
+  Forwarded result;
+  for (std::size_t at = 0; at < stream.size(); at += piece) {
+    auto read = stream.substr(at, piece);
+    if (at_front) {
+      const std::size_t taken = forward_kept_chunks(read, parser, reader, memo, true, model_json,
+                                                    result.usage, result.out);
+      check(taken <= read.size());
+      read.remove_prefix(taken);
+    }
+    if (!parser.feed(read, events)) return result;
+    forward_parsed(events, reader, memo, model_json, result);
+  }
+  parser.finish(events);
+  forward_parsed(events, reader, memo, model_json, result);
+  result.saw_finish = reader.saw_finish();
+  return result;
+}
+
+// The input as a stream's event and as bytes between kept chunks: the gateway's way of reading
+// gives the client what the parser's way gives, the second time with the chunks' shapes kept.
+void check_stream(std::string_view input) {
+  const std::string chunk =
+      R"(data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m",)"
+      R"("choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}],"usage":null})"
+      "\n\n";
+  const std::string usage =
+      R"(data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[],)"
+      R"("usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}})"
+      "\n\n";
+  const std::string stream = chunk + chunk + "data: " + std::string(input) + "\n\n" + chunk +
+                             std::string(input) + usage + chunk + "data: [DONE]\n\n";
+  for (const std::size_t piece : {std::size_t{7}, std::size_t{200}, stream.size()}) {
+    ShapeMemo gateway_memo(AnswerShape::chunk);
+    ShapeMemo reference_memo(AnswerShape::chunk);
+    for (int round = 0; round < 2; ++round) {
+      const auto gateway = forward_stream(stream, piece, true, gateway_memo);
+      const auto reference = forward_stream(stream, piece, false, reference_memo);
+      check(gateway.out == reference.out);
+      check(same_usage(gateway.usage, reference.usage));
+      check(gateway.saw_finish == reference.saw_finish);
+    }
+  }
+}
+
 // A completion that passes with only its model changed, with a hole where the input goes: most
 // random bodies are not completions at all, and the differential check needs ones that are.
 constexpr std::string_view kHoles[][2] = {
@@ -261,5 +337,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_in_holes(input, kHoles, check_body);
   check_in_holes(input, kChunkHoles, check_chunk);
   check_memo(input);
+  check_stream(input);
   return 0;
 }
