@@ -6,6 +6,9 @@ namespace cutover::providers {
 
 namespace {
 constexpr std::string_view kDataField = "data: ";
+constexpr std::string_view kEndMarker = "[DONE]";
+// The end marker as the DOM path writes it, whatever its event's name or spacing.
+constexpr std::string_view kEndMarkerEvent = "data: [DONE]\n\n";
 }  // namespace
 
 ChunkFate chunk_fate(const PlainAnswer& chunk, CanonicalStream& reader, bool strip_usage,
@@ -27,7 +30,12 @@ ChunkFate chunk_fate(const PlainAnswer& chunk, CanonicalStream& reader, bool str
 bool forward_event_in_place(SseEvent& event, CanonicalStream& reader, ShapeMemo& memo,
                             bool strip_usage, std::string_view model_json, Usage& usage,
                             std::string& out) {
-  if (!event.event.empty() || event.data == "[DONE]") return false;
+  if (event.data == kEndMarker) {
+    reader.note_end_marker();
+    out.append(kEndMarkerEvent);
+    return true;
+  }
+  if (!event.event.empty()) return false;
   const PlainAnswer chunk(event.data, memo);
   const auto fate = chunk_fate(chunk, reader, strip_usage, usage);
   if (fate == ChunkFate::forward) {
@@ -46,7 +54,14 @@ std::size_t forward_kept_chunks(std::string_view bytes, const SseParser& parser,
   std::size_t written = 0;  // of those, the ones in `out` or dropped: up to a model or an event
   std::size_t event_size = 0;
   while (const auto data = parser.whole_data_event(bytes.substr(taken), event_size)) {
-    if (*data == "[DONE]") break;
+    if (*data == kEndMarker) {
+      reader.note_end_marker();
+      out.append(bytes.data() + written, taken - written);
+      out.append(kEndMarkerEvent);
+      taken += event_size;
+      written = taken;
+      continue;
+    }
     // Matched, the data holds no CR (whole_data_event() leaves that to its caller).
     const PlainAnswer chunk(*data, memo, PlainAnswer::KeptShapesOnly{});
     const auto fate = chunk_fate(chunk, reader, strip_usage, usage);

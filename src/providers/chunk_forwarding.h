@@ -28,10 +28,10 @@ ChunkFate chunk_fate(const PlainAnswer& chunk, CanonicalStream& reader, bool str
                      Usage& usage);
 
 // One event the parser made, appended to `out` as it came but for its model (`model_json`: the
-// client's, serialized as JSON), or dropped; false, with nothing done, for an event the DOM path
-// must read. The event's data gets room for the scan's padding (its bytes stay as they are).
-// `memo` holds the provider's chunk shapes on this worker; a chunk that needs only its model
-// renamed may be kept in it.
+// client's, serialized as JSON), or dropped, or the stream's end marker noted and written as the
+// DOM path writes it; false, with nothing done, for an event the DOM path must read. The event's
+// data gets room for the scan's padding (its bytes stay as they are). `memo` holds the provider's
+// chunk shapes on this worker; a chunk that needs only its model renamed may be kept in it.
 bool forward_event_in_place(SseEvent& event, CanonicalStream& reader, ShapeMemo& memo,
                             bool strip_usage, std::string_view model_json, Usage& usage,
                             std::string& out);

@@ -53,8 +53,10 @@ class CanonicalStream {
   // SDKs need; some relays never send [DONE]).
   bool saw_end_marker() const { return saw_end_marker_; }
   bool saw_finish() const { return saw_finish_; }
-  // A chunk read elsewhere (without a DOM) carried a finish reason.
+  // A chunk read elsewhere (without a DOM) carried a finish reason; an OpenAI stream's end
+  // marker was read elsewhere.
   void note_finish() { saw_finish_ = true; }
+  void note_end_marker() { saw_end_marker_ = true; }
 
  private:
   EventResult read_native(const boost::json::object& data, Usage& usage);
