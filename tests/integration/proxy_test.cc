@@ -242,8 +242,8 @@ TEST_F(GatewayTest, StreamedRelayQuirksAreNormalized) {
 }
 
 // A provider's streams after its first are forwarded from the bytes each read brought, chunk by
-// chunk matched against the shapes earlier chunks left (Gateway::forward_kept_chunk): every chunk
-// reaches the client as the provider sent it but for the model's name, the usage is recorded,
+// chunk matched against the shapes earlier chunks left (providers::forward_kept_chunks): every
+// chunk reaches the client as the provider sent it but for the model's name, the usage is recorded,
 // whether the events came in one body or in pieces, with LF or CRLF line ends.
 TEST_F(GatewayTest, RepeatedStreamsArriveAsTheProviderSentThem) {
   const auto chunk = [](std::string_view delta, std::string_view finish, std::string_view tail) {
