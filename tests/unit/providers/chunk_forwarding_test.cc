@@ -74,17 +74,26 @@ void forward_parsed(std::vector<SseEvent>& events, CanonicalStream& reader, Shap
   events.clear();
 }
 
-// Every event through the parser, then forward_event_in_place(): the path the DOM falls back
-// from, and the reference.
-Forwarded through_the_parser(std::string_view stream, std::size_t piece, bool strip_usage,
-                             ShapeMemo& memo) {
+// The stream cut into reads of `piece` bytes. `at_front`: as the gateway reads a stream, each
+// read's leading events that match a kept shape taken from its bytes, the rest fed to the parser;
+// otherwise every event through the parser, then forward_event_in_place(): the reference.
+Forwarded forward_stream(std::string_view stream, std::size_t piece, bool strip_usage,
+                         ShapeMemo& memo, bool at_front) {
   const std::string model_json = boost::json::serialize(boost::json::string_view(kClientModel));
   auto reader = openai_reader(strip_usage);
   SseParser parser;
   std::vector<SseEvent> events;
   Forwarded result;
   for (std::size_t at = 0; at < stream.size(); at += piece) {
-    EXPECT_TRUE(parser.feed(stream.substr(at, piece), events));
+    auto read = stream.substr(at, piece);
+    if (at_front) {
+      const std::size_t taken = forward_kept_chunks(read, parser, reader, memo, strip_usage,
+                                                    model_json, result.usage, result.out);
+      EXPECT_LE(taken, read.size());
+      result.taken_at_front += taken;
+      read.remove_prefix(taken);
+    }
+    EXPECT_TRUE(parser.feed(read, events));
     forward_parsed(events, reader, memo, strip_usage, model_json, result);
   }
   parser.finish(events);
@@ -94,30 +103,14 @@ Forwarded through_the_parser(std::string_view stream, std::size_t piece, bool st
   return result;
 }
 
-// As the gateway reads a stream: each read's leading events that match a kept shape taken from
-// its bytes, the rest fed to the parser.
+Forwarded through_the_parser(std::string_view stream, std::size_t piece, bool strip_usage,
+                             ShapeMemo& memo) {
+  return forward_stream(stream, piece, strip_usage, memo, false);
+}
+
 Forwarded as_the_gateway(std::string_view stream, std::size_t piece, bool strip_usage,
                          ShapeMemo& memo) {
-  const std::string model_json = boost::json::serialize(boost::json::string_view(kClientModel));
-  auto reader = openai_reader(strip_usage);
-  SseParser parser;
-  std::vector<SseEvent> events;
-  Forwarded result;
-  for (std::size_t at = 0; at < stream.size(); at += piece) {
-    auto read = stream.substr(at, piece);
-    const std::size_t taken = forward_kept_chunks(read, parser, reader, memo, strip_usage,
-                                                  model_json, result.usage, result.out);
-    EXPECT_LE(taken, read.size());
-    result.taken_at_front += taken;
-    read.remove_prefix(taken);
-    EXPECT_TRUE(parser.feed(read, events));
-    forward_parsed(events, reader, memo, strip_usage, model_json, result);
-  }
-  parser.finish(events);
-  forward_parsed(events, reader, memo, strip_usage, model_json, result);
-  result.saw_finish = reader.saw_finish();
-  result.saw_end_marker = reader.saw_end_marker();
-  return result;
+  return forward_stream(stream, piece, strip_usage, memo, true);
 }
 
 void expect_same(const Forwarded& gateway, const Forwarded& reference, const std::string& what) {
