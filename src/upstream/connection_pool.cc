@@ -375,12 +375,12 @@ std::optional<UpstreamError> Exchange::read_buffered(std::string& out, bool& don
     read_more = true;
     return std::nullopt;
   }
-  const auto landing = land(out);
+  const auto old_size = land(out);
   boost::system::error_code ec;
   const auto used = parser_->put(connection_->buffer().data(), ec);
   connection_->buffer().consume(used);
   if (ec == http::error::need_buffer || ec == http::error::need_more) ec = {};
-  const auto came = keep_landed(landing, out);
+  const auto came = keep_landed(old_size, out);
   if (!ec && came == 0 && !parser_->is_done()) {
     read_more = true;
     return std::nullopt;
@@ -397,13 +397,13 @@ Awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& out, bo
 
 Awaitable<std::optional<UpstreamError>> Exchange::read_from_socket(std::string& out, bool& done) {
   done = false;
-  const auto landing = land(out);
+  const auto old_size = land(out);
   arm(pool_.target().timeouts.idle);
   auto [read_error, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
     return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
   });
   const auto ec = connection_->deadline().settle(read_error);
-  keep_landed(landing, out);
+  keep_landed(old_size, out);
   co_return end_piece(ec, done);
 }
 
