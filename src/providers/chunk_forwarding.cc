@@ -1,6 +1,7 @@
 #include "providers/chunk_forwarding.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace cutover::providers {
 
@@ -9,8 +10,13 @@ constexpr std::string_view kDataField = "data: ";
 constexpr std::string_view kEndMarker = "[DONE]";
 // The end marker as the DOM path writes it, whatever its event's name or spacing.
 constexpr std::string_view kEndMarkerEvent = "data: [DONE]\n\n";
-}  // namespace
 
+// What becomes of a chunk that was read: sent with only its model renamed, dropped (a usage
+// chunk the client did not ask for), or left to the DOM path.
+enum class ChunkFate : std::uint8_t { forward, drop, read_tree };
+
+// The fate of `chunk`, its usage (into `usage`) and finish (into `reader`) noted unless it is
+// left to the DOM path. `strip_usage`: the client did not ask for the usage chunk.
 ChunkFate chunk_fate(const PlainAnswer& chunk, CanonicalStream& reader, bool strip_usage,
                      Usage& usage) {
   if (!chunk.needs_only_model()) return ChunkFate::read_tree;
@@ -26,6 +32,8 @@ ChunkFate chunk_fate(const PlainAnswer& chunk, CanonicalStream& reader, bool str
   }
   return reports_usage && strip_usage ? ChunkFate::drop : ChunkFate::forward;
 }
+
+}  // namespace
 
 bool forward_event_in_place(SseEvent& event, CanonicalStream& reader, ShapeMemo& memo,
                             bool strip_usage, std::string_view model_json, Usage& usage,

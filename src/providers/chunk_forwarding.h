@@ -2,13 +2,14 @@
 //
 // Most chunks of a stream need only their `model` renamed to the client's (PlainAnswer tells
 // which, from a ShapeMemo's kept shapes or a scan); their usage and finish reasons are noted as
-// the DOM path notes them. These functions decide each chunk's fate and write the client's bytes;
-// a chunk they leave (an error, usage riding on choices the client did not ask for, anything
-// PlainAnswer cannot vouch for) is the DOM path's, CanonicalStream::read().
+// the DOM path notes them. These functions decide each chunk's fate (sent with only its model
+// renamed, dropped when it is a usage chunk the client did not ask for, or left to the DOM path)
+// and write the client's bytes; a chunk they leave (an error, usage riding on choices the client
+// did not ask for, anything PlainAnswer cannot vouch for) is the DOM path's,
+// CanonicalStream::read().
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -17,15 +18,6 @@
 #include "providers/sse.h"
 
 namespace cutover::providers {
-
-// What becomes of a chunk that was read: sent with only its model renamed, dropped (a usage
-// chunk the client did not ask for), or left to the DOM path.
-enum class ChunkFate : std::uint8_t { forward, drop, read_tree };
-
-// The fate of `chunk`, its usage (into `usage`) and finish (into `reader`) noted unless it is
-// left to the DOM path. `strip_usage`: the client did not ask for the usage chunk.
-ChunkFate chunk_fate(const PlainAnswer& chunk, CanonicalStream& reader, bool strip_usage,
-                     Usage& usage);
 
 // One event the parser made, appended to `out` as it came but for its model (`model_json`: the
 // client's, serialized as JSON), or dropped, or the stream's end marker noted and written as the
