@@ -131,6 +131,15 @@ void check_rewrite(std::string body, const json::object& parsed, bool ask_usage)
   // simdjson could not walk is serialized from its tree instead, which cannot keep them all.
   if (!original.located()) return;
   require(same_json(object, expected));
+  // Where the summary found the model values (and the body has no stream_options), the gateway
+  // splices there without walking the body: the same bytes.
+  providers::RequestShape shape;
+  const auto summary =
+      providers::summarize_request(body, providers::ApiKind::chat_completions, shape);
+  if (summary.has_stream_options || summary.model_values.empty()) return;
+  const providers::RequestBody by_summary(
+      body, {summary.model_values.data(), summary.model_values.size()});
+  require(by_summary.rewrite(options, "provider/model \"x\"", ask_usage, false) == rewritten);
 }
 
 void check_cache_key(std::string_view body, const json::value& parsed, bool parse_failed) {

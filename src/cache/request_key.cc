@@ -508,7 +508,7 @@ class SummaryAndKeyHandler {
   static constexpr std::size_t max_string_size = EventWriter::max_string_size;
 
   SummaryAndKeyHandler(std::string_view body, EventScratch& scratch, providers::RequestShape& shape)
-      : key_(body, scratch), summary_(shape) {}
+      : key_(body, scratch), summary_(shape, body) {}
 
   EventWriter& key() { return key_; }
   providers::summary_detail::SummaryHandler& summary() { return summary_; }

@@ -62,6 +62,17 @@ RequestBody::RequestBody(std::string& text) {
   text_ = text;
 }
 
+RequestBody::RequestBody(std::string_view text,
+                         std::span<const std::pair<std::size_t, std::size_t>> model_values)
+    : text_(text) {
+  location_tried_ = true;
+  const auto closing = trim_right(text_);
+  if (model_values.empty() || closing.empty() || closing.back() != '}') return;
+  closing_brace_ = closing.size() - 1;
+  for (const auto& [offset, size] : model_values) spans_.push_back(Span{offset, size, true});
+  located_ = true;
+}
+
 void RequestBody::locate_once() const {
   if (location_tried_) return;
   location_tried_ = true;

@@ -13,7 +13,7 @@ namespace cutover::providers {
 namespace json = boost::json;
 
 RequestSummary summarize_request(std::string_view body, ApiKind kind, RequestShape& shape) {
-  json::basic_parser<summary_detail::SummaryHandler> parser(json::parse_options(), shape);
+  json::basic_parser<summary_detail::SummaryHandler> parser(json::parse_options(), shape, body);
   json::error_code error;
   const auto used = parser.write_some(false, body.data(), body.size(), error);
   return parser.handler().result(error, used, body.size(), kind);

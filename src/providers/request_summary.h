@@ -9,7 +9,9 @@
 // The tree is built later only for what needs one (RequestDom).
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <boost/json.hpp>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +29,10 @@ struct RequestSummary {
   std::optional<std::string> problem;
   // Whether the body has a top-level `stream_options` key (the rewrite needs its value then).
   bool has_stream_options = false;
+  // Where each top-level `model` value stands in the body (offset and size, quotes included),
+  // when every one is a string the parser read in place, without escapes: what RequestBody
+  // would otherwise walk the body again for. Empty when any was not.
+  boost::container::small_vector<std::pair<std::size_t, std::size_t>, 2> model_values;
 };
 
 // Reads `body` and fills `shape` as validate_request would.

@@ -44,7 +44,8 @@ class SummaryHandler {
   static constexpr std::size_t max_key_size = json::string::max_size();
   static constexpr std::size_t max_string_size = json::string::max_size();
 
-  explicit SummaryHandler(RequestShape& shape) : shape_(shape) {}
+  // `body` is the text the parser reads, for where the `model` values stand in it.
+  SummaryHandler(RequestShape& shape, std::string_view body) : shape_(shape), body_(body) {}
 
   bool on_document_begin(json::error_code&) { return true; }
   bool on_document_end(json::error_code&) { return true; }
@@ -128,6 +129,7 @@ class SummaryHandler {
     if (depth_ == 1) {
       top_level_value(Type::string);
       if (key_ == Key::model) {
+        note_model_value(last);
         if (!model_in_parts_) shape_.model.clear();
         model_in_parts_ = false;
         shape_.model.append(last.data(), last.size());
@@ -212,10 +214,26 @@ class SummaryHandler {
       return summary;
     }
     summary.problem = verdict(kind, summary.has_stream_options);
+    if (model_values_in_place_) summary.model_values = model_values_;
     return summary;
   }
 
  private:
+  // A top-level `model` string ended with `last`: it stands in the body when the parser gave it
+  // whole from the body's own bytes (an escaped one comes, in part at least, from its buffer).
+  void note_model_value(json::string_view last) {
+    const char* begin = body_.data();
+    const char* end = begin + body_.size();
+    const bool in_place = !model_in_parts_ && last.data() > begin &&
+                          last.data() + last.size() < end && last.data()[-1] == '"' &&
+                          last.data()[last.size()] == '"';
+    if (!in_place) {
+      model_values_in_place_ = false;
+      return;
+    }
+    model_values_.emplace_back(static_cast<std::size_t>(last.data() - begin) - 1, last.size() + 2);
+  }
+
   bool scalar(Type type) {
     if (depth_ == 1) {
       top_level_value(type);
@@ -230,7 +248,10 @@ class SummaryHandler {
     switch (key_) {
       case Key::model:
         model_ = type;
-        if (type != Type::string) shape_.model.clear();
+        if (type != Type::string) {
+          shape_.model.clear();
+          model_values_in_place_ = false;
+        }
         break;
       case Key::stream:
         stream_ = type;
@@ -283,6 +304,9 @@ class SummaryHandler {
   }
 
   RequestShape& shape_;
+  std::string_view body_;
+  boost::container::small_vector<std::pair<std::size_t, std::size_t>, 2> model_values_;
+  bool model_values_in_place_ = true;
   std::size_t depth_ = 0;
   bool root_is_object_ = false;
   Key key_ = Key::other;

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
+#include "providers/request_summary.h"
 #include "providers/simdjson_parser.h"
 
 namespace cutover::providers {
@@ -130,6 +134,53 @@ TEST(RequestBodyTest, ANonStringModelIsReplacedWhole) {
   EXPECT_EQ(rewrite(R"({"model":5,"messages":[]})", "b", false).text, R"({"model":"b","messages":[]})");
   EXPECT_EQ(rewrite(R"({"model":{"a":[1, "}"]} ,"messages":[]})", "b", false).text,
             R"({"model":"b" ,"messages":[]})");
+}
+
+// Where the request's summary found its `model` values, the body is not walked again; every
+// rewrite must be the one a walk gives.
+TEST(RequestBodyTest, ABodyLocatedByItsSummaryIsRewrittenAsAWalkedOne) {
+  const std::vector<std::string> located_by_summary = {
+      R"({"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]})",
+      " {\n \"model\" :\t\"gpt-4o\" , \"messages\":[{\"role\":\"user\"}] } \n",
+      R"({"messages":[{"role":"user","model":"inner"}],"metadata":{"model":"x"},"model":"m"})",
+      R"({"model":"a","messages":[{"role":"user"}],"model":"c","seed":0e400})",
+      R"({"mod\u0065l":"a","messages":[{"role":"user","content":"caf\u00e9 🙂"}]})",
+      R"({"model":"modèle-🙂","messages":[{"role":"user"}],"stream":true})",
+  };
+  for (const auto& text : located_by_summary) {
+    RequestShape shape;
+    const auto summary = summarize_request(text, ApiKind::chat_completions, shape);
+    ASSERT_FALSE(summary.problem) << text;
+    ASSERT_FALSE(summary.model_values.empty()) << text;
+    for (const auto& [offset, size] : summary.model_values) {
+      EXPECT_EQ(text[offset], '"') << text;
+      EXPECT_EQ(text[offset + size - 1], '"') << text;
+    }
+    const RequestBody by_summary(text, {summary.model_values.data(), summary.model_values.size()});
+    std::string walked_text = text;
+    const RequestBody walked(walked_text);
+    for (const bool ask_usage : {false, true}) {
+      EXPECT_EQ(by_summary.rewrite(nullptr, "provider/m \"q\"", ask_usage, false),
+                walked.rewrite(nullptr, "provider/m \"q\"", ask_usage, false))
+          << text;
+    }
+    EXPECT_TRUE(by_summary.located());
+  }
+}
+
+TEST(RequestBodyTest, ASummaryLeavesTheBodyToAWalkWhenAModelIsNotAPlainStringInPlace) {
+  const std::vector<std::string> walked = {
+      R"({"model":"gpt\u002d4o","messages":[{"role":"user"}]})",
+      R"({"model":"\u0067pt-4o","messages":[{"role":"user"}]})",
+      R"({"model":"a\"b","messages":[{"role":"user"}]})",
+      R"({"model":5,"model":"gpt-4o","messages":[{"role":"user"}]})",
+      R"({"model":"gpt-4o","messages":[{"role":"user"}],"model":"x\ty"})",
+  };
+  for (const auto& text : walked) {
+    RequestShape shape;
+    const auto summary = summarize_request(text, ApiKind::chat_completions, shape);
+    EXPECT_TRUE(summary.model_values.empty()) << text;
+  }
 }
 
 TEST(RequestBodyTest, NineMebibyteRequestIsSpliced) {
