@@ -137,8 +137,7 @@ void check_rewrite(std::string body, const json::object& parsed, bool ask_usage)
   const auto summary =
       providers::summarize_request(body, providers::ApiKind::chat_completions, shape);
   if (summary.has_stream_options || summary.model_values.empty()) return;
-  const providers::RequestBody by_summary(
-      body, {summary.model_values.data(), summary.model_values.size()});
+  const providers::RequestBody by_summary(body, &summary);
   require(by_summary.rewrite(options, "provider/model \"x\"", ask_usage, false) == rewritten);
 }
 

@@ -57,20 +57,21 @@ std::optional<std::string_view> owned_stream_options(const json::value* options,
 
 }  // namespace
 
-RequestBody::RequestBody(std::string& text) {
+RequestBody::RequestBody(std::string& text, const RequestSummary* summary) {
+  if (summary != nullptr && !summary->has_stream_options && !summary->model_values.empty()) {
+    text_ = text;
+    location_tried_ = true;
+    const auto closing = trim_right(text_);
+    if (closing.empty() || closing.back() != '}') return;
+    closing_brace_ = closing.size() - 1;
+    for (const auto& [offset, size] : summary->model_values) {
+      spans_.push_back(Span{offset, size, true});
+    }
+    located_ = true;
+    return;
+  }
   text.reserve(text.size() + simdjson::SIMDJSON_PADDING);
   text_ = text;
-}
-
-RequestBody::RequestBody(std::string_view text,
-                         std::span<const std::pair<std::size_t, std::size_t>> model_values)
-    : text_(text) {
-  location_tried_ = true;
-  const auto closing = trim_right(text_);
-  if (model_values.empty() || closing.empty() || closing.back() != '}') return;
-  closing_brace_ = closing.size() - 1;
-  for (const auto& [offset, size] : model_values) spans_.push_back(Span{offset, size, true});
-  located_ = true;
 }
 
 void RequestBody::locate_once() const {

@@ -10,22 +10,21 @@
 #include <boost/container/small_vector.hpp>
 #include <boost/json.hpp>
 #include <cstddef>
-#include <span>
 #include <string>
 #include <string_view>
+
+#include "providers/request_summary.h"
 
 namespace cutover::providers {
 
 class RequestBody {
  public:
-  // `text` is a body Boost.JSON has already accepted as an object. Capacity for simdjson's
-  // padding is reserved in place; `text` must outlive this object and stay unchanged.
-  explicit RequestBody(std::string& text);
-  // A body whose summary found where it stands (RequestSummary::model_values, not empty) and
-  // that has no `stream_options`: `model_values` are then all the owned fields, and the body is
-  // not walked again. `text` must outlive this object and stay unchanged.
-  RequestBody(std::string_view text,
-              std::span<const std::pair<std::size_t, std::size_t>> model_values);
+  // `text` is a body Boost.JSON has already accepted as an object, `summary` (when there is
+  // one) what summarize_request() said of it. Where the summary found every `model` value in
+  // place and the body has no `stream_options`, those values are all the owned fields and the
+  // body is not walked again; otherwise capacity for simdjson's padding is reserved in place.
+  // `text` must outlive this object and stay unchanged.
+  explicit RequestBody(std::string& text, const RequestSummary* summary = nullptr);
 
   // The body for a provider: its model name, and `stream_options.include_usage` set when
   // `ask_stream_usage`, or removed when neither the gateway nor the client asked for it.

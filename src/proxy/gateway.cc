@@ -895,15 +895,10 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
     }
     if (!decode_problem) canonical_text = util::serialize_finite(canonical);
   }
-  // Where the summary found the body's model, it need not be walked again; otherwise it is
-  // located after parsing, as reserving simdjson's padding may move the body's bytes.
-  const bool located_by_summary =
-      summary && !summary->has_stream_options && !summary->model_values.empty();
-  const auto client_original =
-      located_by_summary
-          ? providers::RequestBody(request.message.body(),
-                                   {summary->model_values.data(), summary->model_values.size()})
-          : providers::RequestBody(request.message.body());
+  // Made after parsing: reserving simdjson's padding, where the summary did not locate the
+  // model, may move the body's bytes.
+  const providers::RequestBody client_original(request.message.body(),
+                                               summary ? &*summary : nullptr);
   std::optional<providers::RequestDom> client_dom;
   if (openai_client) {
     client_dom.emplace(std::string_view(request.message.body()), json::storage_ptr(&parse_memory));

@@ -156,7 +156,8 @@ TEST(RequestBodyTest, ABodyLocatedByItsSummaryIsRewrittenAsAWalkedOne) {
       EXPECT_EQ(text[offset], '"') << text;
       EXPECT_EQ(text[offset + size - 1], '"') << text;
     }
-    const RequestBody by_summary(text, {summary.model_values.data(), summary.model_values.size()});
+    std::string summarized_text = text;
+    const RequestBody by_summary(summarized_text, &summary);
     std::string walked_text = text;
     const RequestBody walked(walked_text);
     for (const bool ask_usage : {false, true}) {
