@@ -10,11 +10,17 @@
 #   - TCP segments sent a request on the whole machine (`nstat` TcpOutSegs: loopback only, so
 #     client, proxy and upstream together), and the upstream connections the proxy holds,
 #   - with BENCH_STRACE=1, the proxy's system calls a request (`strace -c -f`, in a separate
-#     window: strace slows the proxy, so its time is not taken then).
+#     window: strace slows the proxy, so its time is not taken then),
+#   - with BENCH_PERF=1, counted by `perf stat` over the same window as the times (software
+#     tracepoints, which a VM without hardware counters still has): the proxy's system calls,
+#     `epoll_wait` calls and context switches a request, and its requests a wake-up (requests
+#     ÷ context switches: a busy proxy handles several ready connections a wake-up, an idle
+#     one is woken for each).
 #
 #   bash bench/kernel_split.sh [CUTOVER_BINARY]      (default: build/cutover)
 #
-# Knobs: BENCH_DURATION (s, 4), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_STRACE (0).
+# Knobs: BENCH_DURATION (s, 4), BENCH_WARMUP (s, 2), BENCH_CONNECTIONS (32), BENCH_MODES
+# ("plain sse"), BENCH_TARGETS ("nginx cutover"), BENCH_STRACE (0), BENCH_PERF (0).
 # Everything listens on 127.0.0.1, on free ports, and is stopped at the end.
 set -euo pipefail
 
@@ -27,10 +33,14 @@ DURATION="${BENCH_DURATION:-4}"
 WARMUP="${BENCH_WARMUP:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
 STRACE="${BENCH_STRACE:-0}"
+PERF="${BENCH_PERF:-0}"
+MODES="${BENCH_MODES:-plain sse}"
+TARGETS="${BENCH_TARGETS:-nginx cutover}"
 
 for tool in wrk nginx nstat ss python3 taskset; do
   command -v "$tool" >/dev/null || { echo "bench: '$tool' not found (run scripts/install-deps.sh)" >&2; exit 1; }
 done
+[[ "$PERF" == 1 ]] && { command -v perf >/dev/null || { echo "bench: BENCH_PERF=1 needs perf (apt-get install linux-perf)" >&2; exit 1; }; }
 [[ "$STRACE" == 1 ]] && { command -v strace >/dev/null || { echo "bench: BENCH_STRACE=1 needs strace (apt-get install strace)" >&2; exit 1; }; }
 [[ -x "$BINARY" ]] || { echo "bench: $BINARY is not an executable" >&2; exit 1; }
 
@@ -70,12 +80,15 @@ CUTOVER_PORT="$(wait_for_log "$TMP/cutover.err" "$CUTOVER_PID" 'listening on')"
 cpu_ticks() { awk '{ print $14, $15, $10 }' "/proc/$1/stat"; }
 requests_of() { grep -oE '(^| )requests=[0-9]+' "$1" | head -1 | cut -d= -f2; }
 
-echo "| target | mode | requests | user µs/req | system µs/req | minor page faults/req | TCP segments sent/req | upstream connections | system calls/req (strace) |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
+echo "| target | mode | requests | user µs/req | system µs/req | minor page faults/req | TCP segments sent/req | upstream connections | system calls/req (perf) | epoll_wait/req (perf) | context switches/req (perf) | requests a wake-up (perf) | system calls/req (strace) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 tick="$(getconf CLK_TCK)"
-for target in nginx cutover; do
+# perf_counts PID FILE: counts the events below for PID until it is sent SIGINT.
+PERF_EVENTS="raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,context-switches"
+perf_count() { awk -F, -v event="$2" '$3 == event { print $1 }' "$1"; }
+for target in $TARGETS; do
   if [[ "$target" == nginx ]]; then pid="$NGINX_WORKER" port="$NGINX_PORT"; else pid="$CUTOVER_PID" port="$CUTOVER_PORT"; fi
-  for mode in plain sse; do
+  for mode in $MODES; do
     stream=false accept=""
     [[ "$mode" == sse ]] && { stream=true; accept=text/event-stream; }
     export BENCH_BODY="{\"model\":\"gpt-4\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}"
@@ -83,9 +96,23 @@ for target in nginx cutover; do
     url="http://127.0.0.1:$port/v1/chat/completions"
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$BENCH/pinned.lua" "$url" >/dev/null
     nstat -n >/dev/null
+    if [[ "$PERF" == 1 ]]; then
+      # perf runs on the load core, so the proxy's core keeps only the proxy's work.
+      taskset -c 1 perf stat -x, -e "$PERF_EVENTS" -p "$pid" -o "$TMP/perf" &
+      perf_pid=$!
+      sleep 0.2
+    fi
     read -r user_before system_before faults_before < <(cpu_ticks "$pid")
     taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "$BENCH/pinned.lua" "$url" >"$TMP/wrk"
     read -r user_after system_after faults_after < <(cpu_ticks "$pid")
+    syscalls=- epoll_waits=- switches=-
+    if [[ "$PERF" == 1 ]]; then
+      kill -INT "$perf_pid" 2>/dev/null || true
+      wait "$perf_pid" 2>/dev/null || true
+      syscalls="$(perf_count "$TMP/perf" raw_syscalls:sys_enter)"
+      epoll_waits="$(perf_count "$TMP/perf" syscalls:sys_enter_epoll_wait)"
+      switches="$(perf_count "$TMP/perf" context-switches)"
+    fi
     segments="$(nstat TcpOutSegs | awk '/^TcpOutSegs/ { print $2 }')"
     requests="$(requests_of "$TMP/wrk")"
     [[ -n "$requests" && "$requests" -gt 0 ]] || { cat "$TMP/wrk" >&2; fail "$target ($mode): wrk completed no request"; }
@@ -104,6 +131,12 @@ for target in nginx cutover; do
     fi
     awk -v r="$requests" -v u=$((user_after - user_before)) -v s=$((system_after - system_before)) -v f=$((faults_after - faults_before)) \
       -v t="$tick" -v seg="${segments:-0}" -v target="$target" -v mode="$mode" -v conn="$connections" -v calls="$calls" \
-      'BEGIN { printf "| %s | %s | %d | %.2f | %.2f | %.3f | %.2f | %d | %s |\n", target, mode, r, u / t * 1e6 / r, s / t * 1e6 / r, f / r, seg / r, conn, calls }'
+      -v sc="$syscalls" -v ew="$epoll_waits" -v cs="$switches" '
+      function per_request(n) { return n == "-" ? "-" : sprintf("%.2f", n / r) }
+      BEGIN {
+        wake = (cs == "-" || cs == 0) ? "-" : sprintf("%.1f", r / cs)
+        printf "| %s | %s | %d | %.2f | %.2f | %.3f | %.2f | %d | %s | %s | %s | %s | %s |\n", target, mode, r,
+          u / t * 1e6 / r, s / t * 1e6 / r, f / r, seg / r, conn, per_request(sc), per_request(ew), per_request(cs), wake, calls
+      }'
   done
 done

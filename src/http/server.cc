@@ -7,6 +7,7 @@
 #include <boost/beast/core/buffers_suffix.hpp>
 
 #include "http/fields.h"
+#include "http/lent_read_buffer.h"
 #include "http/serialize.h"
 #include "providers/openai_dialect.h"
 #include "util/request_id.h"
@@ -17,7 +18,6 @@ namespace cutover::http {
 namespace {
 constexpr auto kTuple = asio::as_tuple(use_awaitable);
 constexpr std::size_t kInitialReadBytes = 1536;
-constexpr std::size_t kRetainedBufferBytes = 16 * 1024;
 // A refused connection's request is read and dropped for this long after the 503, so that
 // closing with it unread does not reset the connection before the client reads the answer.
 constexpr auto kRefusalLinger = std::chrono::seconds(1);
@@ -409,7 +409,7 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
     }
   } unregister{sessions_, entry, connections_.get()};
 
-  beast::flat_buffer buffer;
+  LentReadBuffer lent;
   SteadyTimer request_timer(context_);
   std::uint64_t read_generation = 0;
   bool request_timed_out = false;
@@ -419,13 +419,28 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
     entry->busy = false;
     // Wait for the first byte of the next request under the keep-alive timeout; an idle client
     // that goes away is closed quietly.
-    if (buffer.size() == 0) {
+    // The connection holds no read buffer while it waits (http/lent_read_buffer.h): a
+    // non-blocking socket is waited on until it has bytes, and only then read into a buffer taken
+    // from the thread's spares. A readiness without bytes (a spurious wake-up) waits again.
+    if (!lent.has_bytes()) {
       client->deadline.expires_after(limits->keep_alive_timeout);
-      auto [ec, n] = co_await socket.async_read_some(buffer.prepare(kInitialReadBytes), kTuple);
+      boost::system::error_code ec;
+      std::size_t n = 0;
+      if (client->writes_without_waiting) {
+        do {
+          auto [wait_error] = co_await socket.async_wait(TcpSocket::wait_read, kTuple);
+          ec = wait_error;
+          if (!ec) n = socket.read_some(lent.get().prepare(kInitialReadBytes), ec);
+        } while (ec == asio::error::would_block || ec == asio::error::try_again);
+      } else {
+        std::tie(ec, n) =
+            co_await socket.async_read_some(lent.get().prepare(kInitialReadBytes), kTuple);
+      }
       client->deadline.settle(ec);
       if (ec) break;
-      buffer.commit(n);
+      lent.get().commit(n);
     }
+    auto& buffer = lent.get();
     entry->busy = true;
 
     // Given back at the end of each request, however it ends.
@@ -511,6 +526,9 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
       break;
     }
 
+    // The request is parsed whole: its buffer goes back to the thread's spares while the request
+    // is served, unless a pipelined request's bytes wait in it.
+    lent.give_back_if_empty();
     IncomingRequest request{message,
                             util::accept_or_new_request_id(field_value(message, "x-request-id")),
                             std::chrono::steady_clock::now()};
@@ -530,7 +548,6 @@ Awaitable<void> Listener::session(TcpSocket accepted) {
       break;
     }
     if (!responder.keep_alive() || draining_) break;
-    if (buffer.capacity() > kRetainedBufferBytes && buffer.size() == 0) buffer.shrink_to_fit();
   }
   boost::system::error_code ignored;
   socket.shutdown(TcpSocket::shutdown_send, ignored);

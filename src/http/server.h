@@ -67,7 +67,8 @@ struct ClientConnection {
   TcpSocket socket;
   util::SocketDeadline deadline;
   // The socket is non-blocking: a response is written at once and awaited only when the socket
-  // did not take all of it (util/write_now.h).
+  // did not take all of it (util/write_now.h), and the next request is read once the socket
+  // reports bytes, into a buffer lent then (http/lent_read_buffer.h).
   bool writes_without_waiting = false;
 };
 

@@ -377,6 +377,19 @@ struct FakeProvider::Impl {
         reset_connection(stream);
         co_return false;
       }
+      if (reply.header_pause.count() > 0) {
+        std::ostringstream whole;
+        whole << response;
+        const std::string text = whole.str();
+        const auto half = text.find(' ') + 2;  // "HTTP/1.1 2": the status line cut in two
+        co_await asio::async_write(stream, asio::buffer(text.data(), half), kTuple);
+        asio::steady_timer pause(context, reply.header_pause);
+        co_await pause.async_wait(kTuple);
+        auto [ec, n] = co_await asio::async_write(
+            stream, asio::buffer(text.data() + half, text.size() - half), kTuple);
+        if (!ec) ++owner.completed_;
+        co_return !ec && response.keep_alive() && !reply.close_after;
+      }
       auto [ec, n] = co_await http::async_write(stream, response, kTuple);
       if (!ec) ++owner.completed_;
       co_return !ec && response.keep_alive() && !reply.close_after;

@@ -111,6 +111,9 @@ struct FakeReply {
   bool omit_final_blank_line = false;
   // A plain JSON answer even when the request asked for a stream.
   bool plain_answer_to_stream = false;
+  // A plain answer's header is written in two pieces this long apart (a provider whose header
+  // takes more than one read to arrive); zero writes the answer at once.
+  std::chrono::milliseconds header_pause{0};
 };
 
 using Script = std::function<FakeReply(const FakeRequest&)>;

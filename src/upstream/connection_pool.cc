@@ -217,6 +217,7 @@ Awaitable<std::variant<ConnectionPool::Acquired, UpstreamError>> ConnectionPool:
 void ConnectionPool::release(std::unique_ptr<Connection> connection, bool reusable) {
   if (!connection) return;
   if (reusable && connection->tcp().socket().is_open()) {
+    connection->read_buffer().give_back_if_empty();
     connection->tcp().expires_never();
     connection->idle_since = util::coarse_steady_now();
     idle_.push_back(std::move(connection));
@@ -315,12 +316,29 @@ Awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   }
   parser_.emplace(connection_->head());
   parser_->body_limit(boost::none);
-  // Beast reads at most the buffer's free capacity at a time (512 bytes at least): room for a
-  // whole answer takes it in one read, where a 4 KiB stream took eight. Kept by the connection.
-  connection_->buffer().reserve(kReadPiece);
   arm(timeouts.first_byte);
+  if (waits_for_bytes()) {
+    auto [wait_result] =
+        co_await connection_->tcp().socket().async_wait(TcpSocket::wait_read, kTuple);
+    if (const auto wait_error = connection_->deadline().settle(wait_result)) {
+      retry_on_fresh_connection = wait_error != beast::error::timeout;
+      co_return classify(wait_error, true, FailureKind::first_byte_timeout);
+    }
+  }
+  // Beast reads at most the buffer's free capacity at a time (512 bytes at least): room for a
+  // whole answer takes it in one read, where a 4 KiB stream took eight. A spare buffer has it.
+  auto& buffer = connection_->buffer();
+  buffer.reserve(kReadPiece);
+  boost::system::error_code parse_error;
+  if (!connection_->tls() && parse_header_in_place(buffer, parse_error)) {
+    connection_->deadline().settle({});
+    if (parse_error) co_return classify(parse_error, true, FailureKind::first_byte_timeout);
+    first_byte_at_ = Clock::now();
+    if (parser_->is_done()) complete_ = true;
+    co_return std::nullopt;
+  }
   auto [read_result, read] = co_await with_stream(*connection_, [&](auto& stream) {
-    return http::async_read_header(stream, connection_->buffer(), *parser_, kTuple);
+    return http::async_read_header(stream, buffer, *parser_, kTuple);
   });
   const auto read_error = connection_->deadline().settle(read_result);
   if (read_error) {
@@ -331,6 +349,39 @@ Awaitable<std::optional<UpstreamError>> Exchange::send_and_read_header(
   first_byte_at_ = Clock::now();
   if (parser_->is_done()) complete_ = true;
   co_return std::nullopt;
+}
+
+// A plain connection holds no read buffer while it waits (http/lent_read_buffer.h): the buffer
+// is given back when every byte in it was parsed, and taken again once the socket has bytes to
+// read, so that the read lands in a buffer the thread used last. A TLS stream may hold bytes
+// it decrypted already, so its reads are not preceded by a wait on the socket.
+// (The wait is awaited by the callers themselves: a coroutine of its own would cost a frame.)
+bool Exchange::waits_for_bytes() {
+  auto& lent = connection_->read_buffer();
+  lent.give_back_if_empty();
+  return !connection_->tls() && !lent.held();
+}
+
+// After the socket reported bytes: reads what it has (non-blocking) and parses the header from
+// the buffer. True when that settled the header: it is whole, or its bytes are not HTTP
+// (`parse_error`). Otherwise Beast's asynchronous read goes on from what was read, and reports
+// a failure of the socket (end of stream, reset) the way it always does. Spares that read a
+// trip through the scheduler (Beast completes an operation that needed no wait through a post)
+// and a coroutine frame for its initiation.
+bool Exchange::parse_header_in_place(beast::flat_buffer& buffer,
+                                     boost::system::error_code& parse_error) {
+  boost::system::error_code read_error;
+  const auto read = connection_->tcp().socket().read_some(
+      buffer.prepare(beast::read_size(buffer, kReadPiece)), read_error);
+  if (read_error) return false;
+  buffer.commit(read);
+  const auto used = parser_->put(buffer.data(), parse_error);
+  buffer.consume(used);
+  if (parse_error == http::error::need_more) {
+    parse_error = {};
+    return false;
+  }
+  return parse_error || parser_->is_header_done();
 }
 
 // The parser appends the body's bytes to `out` as they come, a piece at a time: a body of known
@@ -397,8 +448,15 @@ Awaitable<std::optional<UpstreamError>> Exchange::read_some(std::string& out, bo
 
 Awaitable<std::optional<UpstreamError>> Exchange::read_from_socket(std::string& out, bool& done) {
   done = false;
-  const auto old_size = land(out);
   arm(pool_.target().timeouts.idle);
+  if (waits_for_bytes()) {
+    auto [wait_result] =
+        co_await connection_->tcp().socket().async_wait(TcpSocket::wait_read, kTuple);
+    if (const auto wait_error = connection_->deadline().settle(wait_result)) {
+      co_return classify(wait_error, false, FailureKind::idle_timeout);
+    }
+  }
+  const auto old_size = land(out);
   auto [read_error, ignored] = co_await with_stream(*connection_, [&](auto& stream) {
     return http::async_read_some(stream, connection_->buffer(), *parser_, kTuple);
   });

@@ -19,6 +19,7 @@
 #include <variant>
 
 #include "config/config.h"
+#include "http/lent_read_buffer.h"
 #include "upstream/request.h"
 #include "upstream/response_head.h"
 #include "util/socket_deadline.h"
@@ -67,8 +68,11 @@ class Connection {
   TcpStream& tcp();
   bool tls() const { return std::holds_alternative<TlsStream>(stream_); }
   std::variant<PlainStream, TlsStream>& stream() { return stream_; }
-  // Bytes read past the end of the last response stay here for the next one.
-  beast::flat_buffer& buffer() { return buffer_; }
+  // Bytes read past the end of the last response stay here for the next one. The buffer is
+  // lent by the thread while bytes wait in it (http/lent_read_buffer.h): an idle connection, or
+  // one waiting for its answer's first byte, holds none.
+  beast::flat_buffer& buffer() { return buffer_.get(); }
+  cutover::http::LentReadBuffer& read_buffer() { return buffer_; }
 
   // True when the peer has not closed an idle connection (a cheap non-blocking peek).
   bool looks_alive();
@@ -90,7 +94,7 @@ class Connection {
                                                           asio::ssl::context* tls);
 
   std::variant<PlainStream, TlsStream> stream_;
-  beast::flat_buffer buffer_;
+  cutover::http::LentReadBuffer buffer_;
   util::SocketDeadline deadline_;
   ResponseHead head_;
 };
@@ -186,6 +190,10 @@ class Exchange {
   std::chrono::steady_clock::time_point first_byte_at() const { return first_byte_at_; }
 
  private:
+  // Gives the connection's read buffer back when it holds no byte; true when the next read
+  // should first wait for the socket to have bytes (a plain connection without a buffer).
+  bool waits_for_bytes();
+  bool parse_header_in_place(beast::flat_buffer& buffer, boost::system::error_code& parse_error);
   Awaitable<std::optional<UpstreamError>> send_and_read_header(const Request& request,
                                                                bool& retry_on_fresh_connection);
   UpstreamError classify(const boost::system::error_code& ec, bool before_response,

@@ -190,6 +190,27 @@ TEST_F(GatewayTest, NumbersReachTheProviderAsTheClientWroteThem) {
             R"("messages":[{"role":"user","content":"hi"}]})");
 }
 
+// The answer's header is parsed where the first read left it when it came whole; one that takes
+// more reads is read on by Beast from what the first read brought. Both requests go over the
+// same client and provider connections (the second takes the read buffers the first gave back).
+TEST_F(GatewayTest, AnswerWhoseHeaderArrivesInPiecesIsReadWhole) {
+  start(reply_with([](FakeReply& reply) {
+    reply.content = "in pieces";
+    reply.header_pause = std::chrono::milliseconds(30);
+  }));
+  auto downstream = client();
+  for (int round = 0; round < 2; ++round) {
+    auto reply = downstream.post("/v1/chat/completions", chat_body());
+    ASSERT_EQ(reply.status, 200u) << reply.body;
+    EXPECT_EQ(json::parse(reply.body).at("choices").at(0).at("message").at("content"), "in pieces")
+        << reply.body;
+  }
+  EXPECT_EQ(upstream_->requests_received(), 2u);
+  EXPECT_EQ(upstream_->connections_accepted(), 1u);
+  const auto recorded = upstream_->recorded_requests();
+  EXPECT_EQ(recorded.at(0).connection_id, recorded.at(1).connection_id);
+}
+
 TEST_F(GatewayTest, AnswerOverTheLimitIsRefusedOnceNotRetried) {
   GatewayOptions options{"    retry: {max_attempts: 3}\n"};
   options.top_extra = "limits: {max_response_bytes: 65536}\n";
