@@ -838,9 +838,12 @@ Awaitable<void> Gateway::proxy(http::IncomingRequest& request, http::Responder& 
     finish();
   };
 
-  // Most request bodies fit in the frame's buffer: parsing them allocates nothing.
-  unsigned char parse_buffer[4096];
-  json::monotonic_resource parse_memory(parse_buffer, sizeof parse_buffer);
+  // A tree of the request, when one is built (a Messages or Responses client, or an OpenAI
+  // client's body that something needs as a tree), takes one 4 KiB block first: most bodies fit
+  // in it. The block is not in this frame, which lives as long as the request: an OpenAI
+  // client's request builds no tree, and 4 KiB of frame for each request in flight is memory
+  // (and pages) for nothing.
+  json::monotonic_resource parse_memory(4096);
   // An OpenAI client's request is read without a tree, which is built only if something needs
   // it (a body field as sticky key, a shadow, a client's stream_options, another dialect; the
   // cache's key is written from the text); Messages and Responses requests are decoded from one.
