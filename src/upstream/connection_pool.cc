@@ -422,7 +422,7 @@ std::optional<UpstreamError> Exchange::read_buffered(std::string& out, bool& don
     done = true;
     return std::nullopt;
   }
-  if (connection_->buffer().size() == 0) {
+  if (!connection_->read_buffer().has_bytes()) {  // without taking a buffer to look
     read_more = true;
     return std::nullopt;
   }
