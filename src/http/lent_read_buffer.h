@@ -2,9 +2,9 @@
 //
 // A connection that keeps its own buffer between requests keeps it cold: under a few hundred
 // concurrent connections each request reads into, and parses from, lines that the other
-// connections' requests pushed out of the core's cache since (bench/RESULTS.md: a proxied
-// request's CPU time rose by half from 32 to 256 connections while its instructions stayed the
-// same). nginx allocates a connection's buffer when its bytes arrive and frees it when it is
+// connections' requests pushed out of the core's cache since (bench/RESULTS.md, twentieth
+// session: on a shared VM a proxied request's CPU time at times rose by almost half from 32 to
+// 256 connections with the same instructions). nginx allocates a connection's buffer when its bytes arrive and frees it when it is
 // empty; here a buffer is taken from the thread's spares when a read is about to fill it (after
 // the socket reported bytes to read, where the caller can wait for that) and given back once
 // every byte in it was consumed, so the few buffers in use at any time are the ones the thread
